@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (c) 2026 The iovam authors.
+ */
+/**
+ * @file
+ * iovam: an IOVA (I/O virtual address) manager.
+ *
+ * A domain hands out ranges of a device's DMA address space in units of pages
+ * ("pfn" = iova / granule). It is thread-safe: every call on one domain may run
+ * concurrently with every other, except that one cache_id is used by one thread
+ * at a time (as an lcore id is).
+ *
+ * Conventions (DPDK style): functions return 0 or a non-negative count on
+ * success and a negative errno on failure; a failed call changes nothing.
+ * Constructors return NULL and set errno. All pfn ranges are inclusive.
+ */
+#ifndef IOVAM_H
+#define IOVAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** cache_id of a thread that has no per-lcore cache (an unregistered thread). */
+#define IOVAM_CACHE_NONE UINT32_MAX
+
+/** Largest request (in pages) served by the per-lcore caches; larger go to the tree. */
+#define IOVAM_CACHE_MAX_PAGES 32
+
+struct iovam_domain;
+
+struct iovam_domain_conf {
+	uint64_t granule;   /**< bytes per pfn: a power of two >= 4096, else -EINVAL */
+	uint64_t start_pfn; /**< lowest allocatable pfn, >= 1 */
+	uint64_t end_pfn;   /**< highest allocatable pfn (inclusive), >= start_pfn, < 2^63 */
+	uint32_t n_caches;  /**< per-lcore caches; 0 = none */
+};
+
+struct iovam_stats {
+	uint64_t live_ranges;     /**< ALLOCATED ranges, including those held in caches */
+	uint64_t live_pages;      /**< pages in ALLOCATED ranges */
+	uint64_t reserved_ranges; /**< RESERVED ranges */
+	uint64_t deferred_ranges; /**< DEFERRED markers not yet erased */
+	uint64_t cached_ranges;   /**< ranges held in magazines and depots */
+	uint64_t tree_bytes;      /**< bytes held by tree nodes, node pool included */
+	uint64_t node_alloc_failures; /**< node requests the pool could not serve */
+};
+
+/** Per-cache counters; cache_id IOVAM_CACHE_NONE reads the shared path's. */
+struct iovam_cache_stats {
+	uint64_t alloc_hits;   /**< alloc_fast served from this cache's magazines or the depot */
+	uint64_t alloc_misses; /**< alloc_fast that went to the tree */
+	uint64_t free_hits;    /**< free_fast kept in this cache or pushed to the depot */
+	uint64_t free_misses;  /**< free_fast that went to the tree */
+	uint64_t cached_ranges; /**< ranges held in this cache's magazines now */
+};
+
+/**
+ * Create a domain.
+ * @return the domain, or NULL with errno set: EINVAL bad conf (NULL, granule not
+ *   a power of two >= 4096, start_pfn == 0, end_pfn < start_pfn, end_pfn >= 2^63,
+ *   n_caches == UINT32_MAX); ENOMEM out of memory. All cache memory is allocated
+ *   here: creation fails cleanly or the domain is complete.
+ */
+struct iovam_domain *iovam_domain_create(const struct iovam_domain_conf *conf);
+
+/** Destroy a domain and everything in it. NULL is a no-op. */
+void iovam_domain_destroy(struct iovam_domain *d);
+
+/**
+ * Allocate npages pages: the highest range [p, p+npages-1] with start_pfn <= p
+ * and p+npages-1 <= min(limit_pfn, end_pfn) that overlaps no ALLOCATED,
+ * RESERVED or DEFERRED range. With size_aligned, p is a multiple of
+ * roundup_pow_of_two(npages).
+ * @return 0 and *pfn_lo set; -EINVAL NULL d or pfn_lo, npages == 0 or
+ *   limit_pfn < start_pfn; -ENOMEM nothing fits; -EAGAIN the node pool could not
+ *   supply a node (transient: retry after iovam_maintain()).
+ */
+int iovam_alloc(struct iovam_domain *d, uint64_t npages, uint64_t limit_pfn,
+		bool size_aligned, uint64_t *pfn_lo);
+
+/**
+ * Free the ALLOCATED range containing pfn.
+ * @return 0; -EINVAL NULL d; -ENOENT pfn is free space or DEFERRED; -EPERM pfn is
+ *   RESERVED. A range that cannot be erased at once becomes DEFERRED (still 0).
+ */
+int iovam_free(struct iovam_domain *d, uint64_t pfn);
+
+/**
+ * Lazy free: overwrite the ALLOCATED range containing pfn with a DEFERRED
+ * marker in place (needs no node, cannot fail for lack of memory). The range
+ * stays occupied until the next iovam_maintain().
+ * @return 0; -EINVAL NULL d; -ENOENT pfn is free space or DEFERRED; -EPERM RESERVED.
+ */
+int iovam_free_deferred(struct iovam_domain *d, uint64_t pfn);
+
+/**
+ * Reserve [pfn_lo, pfn_hi] (may lie below start_pfn): merged with the RESERVED
+ * ranges it overlaps (not those merely adjacent) into one RESERVED range.
+ * @return 0; -EINVAL NULL d or not pfn_lo <= pfn_hi <= end_pfn; -EBUSY overlaps an
+ *   ALLOCATED or DEFERRED range; -EAGAIN no node (transient).
+ */
+int iovam_reserve(struct iovam_domain *d, uint64_t pfn_lo, uint64_t pfn_hi);
+
+/**
+ * Find the ALLOCATED or RESERVED range containing pfn.
+ * @return 0 and the bounds; -EINVAL NULL d, pfn_lo or pfn_hi; -ENOENT not found
+ *   (DEFERRED counts as absent).
+ */
+int iovam_find(struct iovam_domain *d, uint64_t pfn, uint64_t *pfn_lo, uint64_t *pfn_hi);
+
+/**
+ * Fast-path allocation through the per-lcore cache cache_id (< n_caches) or
+ * the shared path (IOVAM_CACHE_NONE). Requests of up to IOVAM_CACHE_MAX_PAGES
+ * are rounded up to a power of two and size-aligned; larger ones go to the tree,
+ * size-aligned. Free the range with iovam_free_fast() and the same npages.
+ * @return 0 and *pfn_lo; -EINVAL NULL d or pfn_lo, npages == 0, limit_pfn <
+ *   start_pfn, bad cache_id; -ENOMEM nothing fits (after flushing all caches);
+ *   -EAGAIN no node (transient).
+ */
+int iovam_alloc_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
+		     uint64_t limit_pfn, uint64_t *pfn_lo);
+
+/**
+ * Free a range from iovam_alloc_fast(), with the npages given to it.
+ * @return 0; -EINVAL NULL d, bad cache_id, npages == 0, or [pfn_lo, +npages) is
+ *   not one ALLOCATED range of the rounded size starting at pfn_lo (nothing changes);
+ *   -ENOENT/-EPERM as iovam_free() for the tree path.
+ */
+int iovam_free_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t pfn_lo,
+		    uint64_t npages);
+
+/**
+ * Return the ranges held by cache cache_id, or by every cache and the depots
+ * (IOVAM_CACHE_NONE), to the tree. Must not race with the owner of cache_id.
+ * @return the number of ranges returned; -EINVAL NULL d or bad cache_id.
+ */
+int iovam_cache_flush(struct iovam_domain *d, uint32_t cache_id);
+
+/**
+ * Housekeeping, outside any fast path (the service core calls it): erase the
+ * DEFERRED markers, refill the node pool, trim the depots.
+ * @return the number of markers erased (>= 0); -EINVAL NULL d; -ENOMEM the pool
+ *   could not be refilled (markers that need no node are still erased).
+ */
+int iovam_maintain(struct iovam_domain *d);
+
+/** @return 0 and *st filled; -EINVAL NULL d or st. */
+int iovam_stats_get(struct iovam_domain *d, struct iovam_stats *st);
+
+/**
+ * Counters of one cache (or the shared path with IOVAM_CACHE_NONE).
+ * @return 0; -EINVAL NULL d or st, bad cache_id.
+ */
+int iovam_cache_stats_get(struct iovam_domain *d, uint32_t cache_id,
+			  struct iovam_cache_stats *st);
+
+/**
+ * Read back a domain's configuration.
+ * @return 0; -EINVAL NULL d or conf.
+ */
+int iovam_domain_conf_get(struct iovam_domain *d, struct iovam_domain_conf *conf);
+
+/**
+ * Check every invariant of the domain (order, no overlap, gap annotations,
+ * counts, cache contents). O(n); for tests and debugging.
+ * @return 0; -EINVAL NULL d; -EFAULT an invariant is broken.
+ */
+int iovam_verify(struct iovam_domain *d);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* IOVAM_H */
