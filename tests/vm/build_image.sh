@@ -4,7 +4,7 @@
 # NICs need). Nothing is installed on the host except the apt packages listed below: the guest
 # kernel is only unpacked, because this host's kernel has no VFIO and we must not touch it.
 #
-# Output (git-ignored): tests/vm/cache/image/{vmlinuz,initrd.img,key}
+# Output (git-ignored): tests/vm/cache/image/{vmlinuz,initrd.img,files.txt,key}
 # The image is rebuilt only when its key changes: a hash of this script, init.sh and the
 # versions of every package whose files go into the image.
 #
@@ -162,6 +162,8 @@ build_initramfs() {
         f="/usr/lib/$MULTIARCH/$(basename "$f")"
         if [[ -e "$f" ]]; then copy_path "$root" "$f"; fi
     done
+    # What the image holds, so run.sh ships only the missing libraries in the 9p share.
+    (cd "$root" && find . ! -type d | sed 's|^\.||' | LC_ALL=C sort) >"$(dirname "$out")/files.txt"
     # The root entry must be in the archive with mode 755: EAL refuses to load plugins from
     # under a world-writable directory, and rootfs defaults to 777.
     chmod 755 "$root"

@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# VFIO test with real (emulated) NICs: boots one qemu guest per NIC model, with an emulated
+# Intel VT-d that enforces DMA mappings, binds two NICs to vfio-pci and runs DPDK on them.
+# This host's kernel has no VFIO, hence the guest (TCG: /dev/kvm cannot boot a stock kernel here).
+#
+# In each guest (see guest.sh):
+#   testpmd         unmodified Debian dpdk-testpmd, io forwarding between the two ports
+#   probe_positive  negative_probe --mode=positive: patterned frames port 0 -> 1, every byte checked
+#   probe_negative  negative_probe --mode=negative: one frame gets an unmapped buf_iova; the DMAR
+#                   fault and/or the lost frame must be seen (proves this test can fail). It runs
+#                   last, and its faults are not counted in dmar_faults.
+#
+# Last line: "VM: e1000e=PASS virtio=PASS negative_control=DETECTED dmar_faults=0"
+# (FAIL / MISSED where it is so); exit 0 only for that all-good line.
+#
+# Environment: GUEST_TIMEOUT (s, per guest, default 150), MODELS (default "e1000e virtio"),
+#              KEEP_RUNS (run folders kept in tests/vm/cache/runs, default 3).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CACHE="$HERE/cache"
+GUEST_TIMEOUT="${GUEST_TIMEOUT:-150}"
+MODELS="${MODELS:-e1000e virtio}"
+KEEP_RUNS="${KEEP_RUNS:-3}"
+# Fixed PCI addresses on the q35 root bus, so the guest knows which devices to give to vfio-pci.
+NIC_BDFS="0000:00:03.0,0000:00:04.0"
+# Packets each port must have received and sent in testpmd's run for it to count as moving.
+MIN_TESTPMD_PKTS=1000
+# Kernel log line of a VT-d DMA fault: "DMAR: [DMA Read NO_PASID] Request device [00:03.0] fault addr"
+DMAR_RE='DMAR: \[DMA (Read|Write)'
+
+log() { echo "vm: $*" >&2; }
+
+# Builds a probe on the host against Debian's DPDK; it runs in the guest from the share.
+build_probe() {
+    local src="$1" out="$2"
+    # shellcheck disable=SC2046  # pkg-config output is a list of flags
+    gcc -O2 -g -Wall -Wextra -o "$out" "$src" $(pkg-config --cflags --libs libdpdk)
+}
+
+# Copies into $share/lib the libraries a share program needs that the image does not have.
+ship_missing_libs() {
+    local share="$1" image="$2" prog lib gpath
+    shift 2
+    mkdir -p "$share/lib"
+    for prog in "$@"; do
+        while read -r lib; do
+            gpath="$lib"
+            case "$lib" in /lib/* | /lib64/*) gpath="/usr$lib" ;; esac
+            grep -qxF "$gpath" "$image/files.txt" || cp -L "$lib" "$share/lib/"
+        done < <(ldd "$prog" | awk '$2 == "=>" && $3 ~ /^\// {print $3}')
+    done
+}
+
+# qemu -device arguments for the two NICs of a model, on one qemu hub (they see each other's
+# frames; there is no host network at all).
+nic_args() {
+    local model="$1" i dev
+    for i in 0 1; do
+        case "$model" in
+            e1000e) dev="e1000e" ;;
+            # Modern-only virtio with VIRTIO_F_ACCESS_PLATFORM: its DMA goes through the IOMMU.
+            virtio) dev="virtio-net-pci,disable-legacy=on,iommu_platform=on" ;;
+            *) log "unknown NIC model $model"; return 1 ;;
+        esac
+        echo "-netdev hubport,id=n$i,hubid=0"
+        echo "-device $dev,netdev=n$i,bus=pcie.0,addr=$((3 + i)),romfile=,mac=52:54:00:00:00:0$((i + 1))"
+    done
+}
+
+# Boots one guest with the share $2 and waits for it (bounded by GUEST_TIMEOUT).
+# Returns qemu's status (124/137 when the guest had to be killed).
+boot_guest() {
+    local model="$1" share="$2" image="$3" console="$4" rc=0
+    # shellcheck disable=SC2046  # nic_args prints one argument pair per line
+    timeout --kill-after=10 "$GUEST_TIMEOUT" qemu-system-x86_64 \
+        -nodefaults -no-user-config -display none -no-reboot \
+        -machine q35,kernel-irqchip=split -accel tcg,thread=multi -cpu max -smp 2 -m 1536 \
+        -device intel-iommu,intremap=on,caching-mode=on \
+        -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
+        -append "console=ttyS0 loglevel=4 panic=-1 intel_iommu=on hugepagesz=2M hugepages=256 vm_nics=$NIC_BDFS" \
+        -serial stdio \
+        $(nic_args "$model") \
+        -fsdev "local,id=fs0,path=$share,security_model=none" \
+        -device virtio-9p-pci,fsdev=fs0,mount_tag=share,addr=5 \
+        </dev/null >"$console" 2>&1 || rc=$?
+    return "$rc"
+}
+
+# Number of DMAR fault lines in a kernel log file (0 if the file is missing).
+dmar_count() {
+    if [[ -f "$1" ]]; then grep -cE "$DMAR_RE" "$1" || true; else echo 0; fi
+}
+
+# testpmd moved packets: it exited 0, used the model's PMD through VFIO for both NICs, and each
+# port received and sent at least MIN_TESTPMD_PKTS. Prints why not, otherwise nothing.
+check_testpmd() {
+    local out="$1" pmd="$2" log="$1/testpmd.log" port rx tx
+    [[ "$(cat "$out/testpmd.rc" 2>/dev/null)" == 0 ]] || { echo "testpmd exit $(cat "$out/testpmd.rc" 2>/dev/null || echo none)"; return; }
+    grep -q 'EAL: Using IOMMU type 1' "$log" || { echo "testpmd: VFIO type1 not used"; return; }
+    [[ "$(grep -c "Probe PCI driver: $pmd " "$log")" == 2 ]] || { echo "testpmd: $pmd did not probe both NICs"; return; }
+    for port in 0 1; do
+        # "Forward statistics for port N" block: next lines hold RX-packets and TX-packets.
+        rx="$(awk -v p="port $port " '$0 ~ "Forward statistics for " p {f=1} f && /RX-packets:/ {print $2; exit}' "$log")"
+        tx="$(awk -v p="port $port " '$0 ~ "Forward statistics for " p {f=1} f && /TX-packets:/ {print $2; exit}' "$log")"
+        if ((${rx:-0} < MIN_TESTPMD_PKTS || ${tx:-0} < MIN_TESTPMD_PKTS)); then
+            echo "testpmd: port $port rx=${rx:-none} tx=${tx:-none} < $MIN_TESTPMD_PKTS"
+            return
+        fi
+        echo "testpmd port $port rx=$rx tx=$tx" >>"$out/summary"
+    done
+}
+
+# The probe's verdict line: "PROBE: mode=... result=X" -> X (or "none").
+probe_result() {
+    local line
+    line="$(grep '^PROBE:' "$1" 2>/dev/null | tail -1)"
+    echo "$line" >>"$(dirname "$1")/summary"
+    sed -n 's/.* result=\([A-Z]*\).*/\1/p' <<<"$line" | grep . || echo none
+}
+
+# Runs one model's guest and sets RESULT_<model>, NEG_<model>, FAULTS_<model>.
+run_model() {
+    local model="$1" image="$2" runs="$3" share console rc=0 why="" pmd faults_pos faults_all
+    share="$runs/$model"
+    console="$runs/$model.console"
+    mkdir -p "$share/bin" "$share/out"
+    chmod 755 "$share" # EAL refuses plugins (-d) from world-writable places; keep it strict
+    cp "$HERE/guest.sh" "$share/guest.sh"
+    cp "$runs/bin/"* "$share/bin/"
+    ship_missing_libs "$share" "$image" "$share"/bin/*
+    cat >"$share/job.env" <<EOF
+STEPS="testpmd probe_positive probe_negative"
+NICS=$NIC_BDFS
+EOF
+    log "$model: booting guest (timeout ${GUEST_TIMEOUT}s)"
+    boot_guest "$model" "$share" "$image" "$console" || rc=$?
+    local out="$share/out"
+    case "$model" in e1000e) pmd=net_e1000_em ;; virtio) pmd=net_virtio ;; esac
+    if ((rc != 0)); then
+        why="qemu exit $rc (124/137: guest timed out)"
+    elif ! grep -q 'IOVAM-INIT: poweroff' "$console"; then
+        why="guest did not finish: $(grep -m1 'IOVAM-INIT: FAILED' "$console" || echo 'no poweroff')"
+    fi
+    [[ -n "$why" ]] || why="$(check_testpmd "$out" "$pmd")"
+    if [[ -z "$why" && "$(probe_result "$out/probe_positive.log")" != PASS ]]; then
+        why="probe_positive: $(tail -n 1 "$out/summary")"
+    fi
+    # Faults up to the end of the positive steps are real failures; the negative step's are wanted.
+    faults_pos="$(dmar_count "$out/probe_positive.dmesg")"
+    faults_all="$(dmar_count "$out/dmesg.txt")"
+    [[ -n "$why" || "$faults_pos" == 0 ]] || why="$faults_pos DMAR faults in the positive steps"
+    printf -v "FAULTS_$model" '%s' "$faults_pos"
+    if [[ -z "$why" ]]; then
+        printf -v "RESULT_$model" PASS
+    else
+        printf -v "RESULT_$model" FAIL
+        log "$model: FAIL: $why"
+        log "$model: console tail ($console):"
+        tail -n 30 "$console" >&2 || true
+    fi
+    # The negative control counts only if its probe really ran (an EAL failure is no detection).
+    local neg
+    neg="$(probe_result "$out/probe_negative.log")"
+    if [[ "$neg" == DETECTED || ( "$neg" == MISSED && $((faults_all - faults_pos)) -gt 0 ) ]]; then
+        printf -v "NEG_$model" DETECTED
+    else
+        printf -v "NEG_$model" MISSED
+    fi
+    log "$model: $(tr '\n' ';' <"$out/summary" 2>/dev/null) negative faults=$((faults_all - faults_pos))"
+}
+
+# Keeps the newest KEEP_RUNS run folders for post-mortems, removes older ones.
+prune_runs() {
+    local runs_root="$1"
+    ls -1dt "$runs_root"/run.* 2>/dev/null | tail -n +"$((KEEP_RUNS + 1))" | xargs -r rm -rf
+}
+
+main() {
+    local t0=$SECONDS image runs model line all_ok=1 neg=DETECTED faults=0
+    image="$("$HERE/build_image.sh" | tail -n 1)"
+    mkdir -p "$CACHE/runs"
+    runs="$(mktemp -d "$CACHE/runs/run.XXXXXX")"
+    log "run folder $runs (image built/checked in $((SECONDS - t0))s)"
+    mkdir -p "$runs/bin"
+    build_probe "$HERE/negative_probe.c" "$runs/bin/negative_probe"
+    line="VM:"
+    for model in $MODELS; do
+        run_model "$model" "$image" "$runs"
+        local r n f
+        r="RESULT_$model"; n="NEG_$model"; f="FAULTS_$model"
+        line+=" $model=${!r}"
+        [[ "${!r}" == PASS ]] || all_ok=0
+        [[ "${!n}" == DETECTED ]] || neg=MISSED
+        faults=$((faults + ${!f}))
+    done
+    [[ "$neg" == DETECTED && "$faults" == 0 ]] || all_ok=0
+    prune_runs "$CACHE/runs"
+    log "wall time $((SECONDS - t0))s"
+    echo "$line negative_control=$neg dmar_faults=$faults"
+    ((all_ok)) || return 1
+}
+
+main "$@"
