@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (c) 2026 The iovam authors.
+ */
+/**
+ * @file
+ * BM_Fast_* and BM_Lazy_*: iovam paths that have no counterpart in the
+ * baselines (the per-lcore magazine cache, deferred erase). The report
+ * compares them with the tree pairs of all three allocators at the same
+ * number of live ranges.
+ */
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <benchmark/benchmark.h>
+
+#include "bench_config.h"
+#include "fixture_cache.h"
+#include "iovam.h"
+#include "iovam_allocator.h"
+#include "layout.h"
+
+namespace iovam::perf {
+namespace {
+
+/* The fast-path figure the magazine issue tracks: cache 0, 1 page. */
+constexpr uint32_t kCacheId = 0;
+/* Burst length: about half a kernel magazine (127), so bursts cross the
+ * loaded/prev swap and reach the depot now and then. */
+constexpr uint64_t kBurstPairs = 64;
+/* Lazy frees between two iovam_maintain() calls, as a service core would batch. */
+constexpr uint64_t kMaintainEvery = 64;
+
+Layout<IovamAllocator> &fast_layout(const std::string &name, benchmark::State &state)
+{
+	const auto live = static_cast<uint64_t>(state.range(0));
+	return FixtureCache::get<Layout<IovamAllocator>>(fixture_key(name, state, 1), [&] {
+		/* One cache: the C API refuses cache ids >= n_caches. */
+		return std::shared_ptr<Layout<IovamAllocator>>(
+			make_fragmented<IovamAllocator>(live, 50, 1));
+	});
+}
+
+void set_rate(benchmark::State &state, uint64_t pairs_per_iteration)
+{
+	state.counters["pairs_per_s"] = benchmark::Counter(
+		static_cast<double>(state.iterations() * pairs_per_iteration),
+		benchmark::Counter::kIsRate);
+	state.counters["ns_per_pair"] = benchmark::Counter(
+		static_cast<double>(state.iterations() * pairs_per_iteration),
+		benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
+void bm_fast_pair(benchmark::State &state, const std::string &name, uint32_t cache_id)
+{
+	auto &layout = fast_layout(name, state);
+	iovam_domain *d = layout.allocator->domain();
+	for (auto _ : state) {
+		uint64_t pfn_lo = 0;
+		check(iovam_alloc_fast(d, cache_id, 1, layout.limit_pfn, &pfn_lo) == 0,
+		      "iovam_alloc_fast failed");
+		benchmark::DoNotOptimize(pfn_lo);
+		check(iovam_free_fast(d, cache_id, pfn_lo, 1) == 0, "iovam_free_fast failed");
+	}
+	set_rate(state, 1);
+	state.counters["live_ranges"] = static_cast<double>(layout.live_pfns.size());
+}
+
+void bm_fast_pair_1page(benchmark::State &state, const std::string &name)
+{
+	bm_fast_pair(state, name, kCacheId);
+}
+
+/* An unregistered thread: no magazine, the shared path. */
+void bm_fast_pair_shared(benchmark::State &state, const std::string &name)
+{
+	bm_fast_pair(state, name, IOVAM_CACHE_NONE);
+}
+
+void bm_fast_burst(benchmark::State &state, const std::string &name)
+{
+	auto &layout = fast_layout(name, state);
+	iovam_domain *d = layout.allocator->domain();
+	uint64_t pfns[kBurstPairs];
+	for (auto _ : state) {
+		for (auto &pfn_lo : pfns)
+			check(iovam_alloc_fast(d, kCacheId, 1, layout.limit_pfn, &pfn_lo) == 0,
+			      "iovam_alloc_fast failed");
+		benchmark::DoNotOptimize(pfns);
+		for (const auto pfn_lo : pfns)
+			check(iovam_free_fast(d, kCacheId, pfn_lo, 1) == 0, "iovam_free_fast failed");
+	}
+	set_rate(state, kBurstPairs);
+	state.counters["live_ranges"] = static_cast<double>(layout.live_pfns.size());
+}
+
+/* alloc + lazy free, with the markers erased by iovam_maintain() every
+ * kMaintainEvery pairs, the maintain call timed as part of the work. */
+void bm_lazy_free(benchmark::State &state, const std::string &name)
+{
+	auto &layout = fast_layout(name, state);
+	iovam_domain *d = layout.allocator->domain();
+	uint64_t since_maintain = 0;
+	for (auto _ : state) {
+		uint64_t pfn_lo = 0;
+		check(iovam_alloc(d, 1, layout.limit_pfn, false, &pfn_lo) == 0, "iovam_alloc failed");
+		check(iovam_free_deferred(d, pfn_lo) == 0, "iovam_free_deferred failed");
+		if (++since_maintain == kMaintainEvery) {
+			check(iovam_maintain(d) >= 0, "iovam_maintain failed");
+			since_maintain = 0;
+		}
+	}
+	/* Leave no markers behind for the next call on this layout. */
+	check(iovam_maintain(d) >= 0, "iovam_maintain failed");
+	set_rate(state, 1);
+	state.counters["live_ranges"] = static_cast<double>(layout.live_pfns.size());
+}
+
+using BenchFn = void (*)(benchmark::State &, const std::string &);
+
+void add(const std::string &name, BenchFn fn, const BenchConfig &config)
+{
+	benchmark::RegisterBenchmark(name.c_str(),
+				     [fn, name](benchmark::State &state) { fn(state, name); })
+		->ArgsProduct({config.fast_live_ranges})
+		->ArgNames({"live"})
+		->MinTime(config.min_time_s)
+		->Unit(benchmark::kNanosecond);
+}
+
+} // namespace
+
+void register_iovam_benchmarks(const BenchConfig &config)
+{
+	add("BM_Fast_Pair1Page<iovam>", bm_fast_pair_1page, config);
+	add("BM_Fast_PairShared<iovam>", bm_fast_pair_shared, config);
+	add("BM_Fast_Burst64<iovam>", bm_fast_burst, config);
+	add("BM_Lazy_FreeDeferred<iovam>", bm_lazy_free, config);
+}
+
+} // namespace iovam::perf

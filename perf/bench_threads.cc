@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (c) 2026 The iovam authors.
+ */
+/**
+ * @file
+ * iovam_perf_threads: pairs/s from 1 to all cores, one thread per core,
+ * pinned and NUMA-bound with hwloc (topology.h). Each thread owns cache
+ * cache_id = its index in a domain created with n_caches = thread count.
+ * Workloads:
+ *   fast_pair          iovam_alloc_fast + iovam_free_fast, 1 page (magazines)
+ *   tree_pair          iovam_alloc + iovam_free, 1 page (the domain lock)
+ *   classic_walk_mutex baseline (a) behind one std::mutex, as the kernel's
+ *                      spinlock guards its rbtree
+ * Prints one JSON object (topology + runs) on stdout.
+ *
+ * Usage: iovam_perf_threads [--smoke] [--spread] [--seconds S] [--live N]
+ */
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "baselines/cached_walk_allocator.h"
+#include "iovam.h"
+#include "iovam_allocator.h"
+#include "layout.h"
+#include "topology.h"
+
+namespace iovam::perf {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+	bool smoke = false;
+	Placement placement = Placement::kCompact;
+	double seconds = 0.5;
+	uint64_t live = 1 << 16;
+	int repetitions = 3;
+};
+
+/* A counter alone on its cache line: threads must not slow each other
+ * down through the measurement itself. */
+struct alignas(64) ThreadResult {
+	uint64_t pairs = 0;
+	std::string bind_error;
+};
+
+struct Run {
+	std::string workload;
+	unsigned threads = 0;
+	double pairs_per_s = 0;
+	std::vector<double> per_thread_pairs_per_s;
+	std::vector<ThreadPlacement> placement;
+	std::string bind_errors;
+};
+
+/* One measurement: threads bind, wait for the start flag, then loop `body`
+ * until the stop flag; the window is timed by the main thread. */
+template <class Body>
+Run measure(const Topology &topo, const Options &opt, unsigned n_threads, const char *workload,
+	    Body body)
+{
+	Run run;
+	run.workload = workload;
+	run.threads = n_threads;
+	run.placement = topo.place(n_threads, opt.placement);
+	std::vector<ThreadResult> results(n_threads);
+	std::atomic<unsigned> ready{0};
+	std::atomic<bool> start{false};
+	std::atomic<bool> stop{false};
+	std::vector<std::thread> threads;
+	for (unsigned t = 0; t < n_threads; ++t) {
+		threads.emplace_back([&, t] {
+			results[t].bind_error = topo.bind_current_thread(run.placement[t]);
+			ready.fetch_add(1);
+			while (!start.load(std::memory_order_acquire))
+				std::this_thread::yield();
+			uint64_t pairs = 0;
+			/* Check the flag every 64 pairs: a relaxed load per pair
+			 * would cost more than the fast path's own work. */
+			while (!stop.load(std::memory_order_relaxed)) {
+				for (int i = 0; i < 64; ++i)
+					body(t);
+				pairs += 64;
+			}
+			results[t].pairs = pairs;
+		});
+	}
+	while (ready.load() != n_threads)
+		std::this_thread::yield();
+	const auto t0 = Clock::now();
+	start.store(true, std::memory_order_release);
+	std::this_thread::sleep_for(std::chrono::duration<double>(opt.seconds));
+	stop.store(true);
+	for (auto &th : threads)
+		th.join();
+	const double elapsed_s = std::chrono::duration<double>(Clock::now() - t0).count();
+	for (auto &r : results) {
+		run.pairs_per_s += static_cast<double>(r.pairs) / elapsed_s;
+		run.per_thread_pairs_per_s.push_back(static_cast<double>(r.pairs) / elapsed_s);
+		run.bind_errors += r.bind_error;
+	}
+	return run;
+}
+
+/* The median of a few repetitions: other users of the machine make single
+ * runs noisy, and the median ignores one disturbed run. */
+template <class Once> Run median_of(int repetitions, Once once)
+{
+	std::vector<Run> runs;
+	for (int i = 0; i < repetitions; ++i)
+		runs.push_back(once());
+	std::sort(runs.begin(), runs.end(),
+		  [](const Run &a, const Run &b) { return a.pairs_per_s < b.pairs_per_s; });
+	return runs[runs.size() / 2];
+}
+
+Run fast_pair(const Topology &topo, const Options &opt, unsigned n_threads)
+{
+	auto layout = make_fragmented<IovamAllocator>(opt.live, 50, n_threads);
+	iovam_domain *d = layout->allocator->domain();
+	const uint64_t limit_pfn = layout->limit_pfn;
+	return median_of(opt.repetitions, [&] {
+		return measure(topo, opt, n_threads, "fast_pair", [&](unsigned t) {
+			uint64_t pfn_lo = 0;
+			check(iovam_alloc_fast(d, t, 1, limit_pfn, &pfn_lo) == 0, "alloc_fast failed");
+			check(iovam_free_fast(d, t, pfn_lo, 1) == 0, "free_fast failed");
+		});
+	});
+}
+
+Run tree_pair(const Topology &topo, const Options &opt, unsigned n_threads)
+{
+	auto layout = make_fragmented<IovamAllocator>(opt.live, 50, n_threads);
+	auto &a = *layout->allocator;
+	const uint64_t limit_pfn = layout->limit_pfn;
+	return median_of(opt.repetitions, [&] {
+		return measure(topo, opt, n_threads, "tree_pair", [&](unsigned) {
+			const auto pfn_lo = a.alloc(1, limit_pfn, false);
+			check(pfn_lo && a.free(*pfn_lo), "tree pair failed");
+		});
+	});
+}
+
+Run classic_walk_mutex(const Topology &topo, const Options &opt, unsigned n_threads)
+{
+	auto layout = make_fragmented<CachedWalkAllocator>(opt.live, 50);
+	auto &a = *layout->allocator;
+	std::mutex lock;
+	const uint64_t limit_pfn = layout->limit_pfn;
+	return median_of(opt.repetitions, [&] {
+		return measure(topo, opt, n_threads, "classic_walk_mutex", [&](unsigned) {
+			std::lock_guard guard(lock);
+			const auto pfn_lo = a.alloc(1, limit_pfn, false);
+			check(pfn_lo && a.free(*pfn_lo), "classic pair failed");
+		});
+	});
+}
+
+std::string json_string(const std::string &s)
+{
+	std::string out = "\"";
+	for (char c : s)
+		out += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
+	return out + "\"";
+}
+
+void print_run(const Run &run, double one_thread_pairs_per_s, bool first)
+{
+	std::printf("%s\n    {\"workload\": \"%s\", \"threads\": %u, \"pairs_per_s\": %.0f, "
+		    "\"scaling\": %.3f, \"per_thread_pairs_per_s\": [",
+		    first ? "" : ",", run.workload.c_str(), run.threads, run.pairs_per_s,
+		    run.pairs_per_s / one_thread_pairs_per_s);
+	for (size_t i = 0; i < run.per_thread_pairs_per_s.size(); ++i)
+		std::printf("%s%.0f", i ? ", " : "", run.per_thread_pairs_per_s[i]);
+	std::printf("], \"placement\": [");
+	for (size_t i = 0; i < run.placement.size(); ++i)
+		std::printf("%s{\"core\": %u, \"cpu\": %u, \"numa_node\": %d}", i ? ", " : "",
+			    run.placement[i].core_logical, run.placement[i].pu_os,
+			    run.placement[i].numa_os);
+	std::printf("], \"bind_errors\": %s}", json_string(run.bind_errors).c_str());
+}
+
+Options parse(int argc, char **argv)
+{
+	Options opt;
+	for (int i = 1; i < argc; ++i) {
+		if (std::strcmp(argv[i], "--smoke") == 0) {
+			opt.smoke = true;
+			opt.seconds = 0.1;
+			opt.live = 1 << 12;
+			opt.repetitions = 1;
+		} else if (std::strcmp(argv[i], "--spread") == 0) {
+			opt.placement = Placement::kSpread;
+		} else if (std::strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
+			opt.seconds = std::atof(argv[++i]);
+		} else if (std::strcmp(argv[i], "--live") == 0 && i + 1 < argc) {
+			opt.live = std::strtoull(argv[++i], nullptr, 0);
+		} else {
+			std::fprintf(stderr,
+				     "usage: %s [--smoke] [--spread] [--seconds S] [--live N]\n",
+				     argv[0]);
+			std::exit(2);
+		}
+	}
+	return opt;
+}
+
+} // namespace
+} // namespace iovam::perf
+
+int main(int argc, char **argv)
+{
+	using namespace iovam::perf;
+	const Options opt = parse(argc, argv);
+	const Topology topo;
+	std::printf("{\n  \"topology\": %s,\n  \"placement\": \"%s\",\n  \"seconds_per_run\": %g,\n"
+		    "  \"live_ranges\": %llu,\n  \"repetitions\": %d,\n  \"runs\": [",
+		    topo.to_json().c_str(),
+		    opt.placement == Placement::kCompact ? "compact" : "spread", opt.seconds,
+		    static_cast<unsigned long long>(opt.live), opt.repetitions);
+	bool first = true;
+	using Workload = Run (*)(const Topology &, const Options &, unsigned);
+	for (Workload workload : {fast_pair, tree_pair, classic_walk_mutex}) {
+		double one_thread = 0;
+		for (unsigned n = 1; n <= topo.cores(); ++n) {
+			const Run run = workload(topo, opt, n);
+			if (n == 1)
+				one_thread = run.pairs_per_s;
+			print_run(run, one_thread, first);
+			first = false;
+			std::fflush(stdout);
+		}
+	}
+	std::printf("\n  ]\n}\n");
+	return 0;
+}
