@@ -53,8 +53,8 @@ struct iovam_stats {
 struct iovam_cache_stats {
 	uint64_t alloc_hits;   /**< alloc_fast served from this cache's magazines or the depot */
 	uint64_t alloc_misses; /**< alloc_fast that went to the tree */
-	uint64_t free_hits;    /**< free_fast kept in this cache or pushed to the depot */
-	uint64_t free_misses;  /**< free_fast that went to the tree */
+	uint64_t free_hits;    /**< free_fast kept in this cache */
+	uint64_t free_misses;  /**< free_fast to the tree, or a full magazine returned to it */
 	uint64_t cached_ranges; /**< ranges held in this cache's magazines now */
 };
 
@@ -126,9 +126,12 @@ int iovam_alloc_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
 
 /**
  * Free a range from iovam_alloc_fast(), with the npages given to it.
- * @return 0; -EINVAL NULL d, bad cache_id, npages == 0, or [pfn_lo, +npages) is
- *   not one ALLOCATED range of the rounded size starting at pfn_lo (nothing changes);
- *   -ENOENT/-EPERM as iovam_free() for the tree path.
+ * @return 0; -EINVAL NULL d, bad cache_id, npages == 0, pfn_lo not aligned to
+ *   the rounded size or outside the domain, or (with IOVAM_CHECK_FAST_FREE, and
+ *   always for ranges the caches do not take: > IOVAM_CACHE_MAX_PAGES or
+ *   IOVAM_CACHE_NONE) [pfn_lo, +npages) is not one ALLOCATED range of the
+ *   rounded size; -ENOENT pfn_lo is free or DEFERRED; -EPERM RESERVED.
+ *   Nothing changes on error.
  */
 int iovam_free_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t pfn_lo,
 		    uint64_t npages);
@@ -143,8 +146,9 @@ int iovam_cache_flush(struct iovam_domain *d, uint32_t cache_id);
 /**
  * Housekeeping, outside any fast path (the service core calls it): erase the
  * DEFERRED markers, refill the node pool, trim the depots.
- * @return the number of markers erased (>= 0); -EINVAL NULL d; -ENOMEM the pool
- *   could not be refilled (markers that need no node are still erased).
+ * @return the number of markers erased (>= 0); -EINVAL NULL d. A pool refill
+ *   that finds no memory is not an error here: it shows as -EAGAIN from the
+ *   next operation that needs a node.
  */
 int iovam_maintain(struct iovam_domain *d);
 
@@ -164,12 +168,28 @@ int iovam_cache_stats_get(struct iovam_domain *d, uint32_t cache_id,
  */
 int iovam_domain_conf_get(struct iovam_domain *d, struct iovam_domain_conf *conf);
 
+/** iovam_domain_set_checks() flag: validate every iovam_free_fast() range. */
+#define IOVAM_CHECK_FAST_FREE 1u
+
+/**
+ * Turn on costly argument checks. By default iovam_free_fast() trusts that its
+ * range came from iovam_alloc_fast() (as rte_mempool_put() trusts its objects)
+ * and checks only alignment and bounds in O(1); with IOVAM_CHECK_FAST_FREE it
+ * also looks the range up in the tree (-EINVAL/-ENOENT/-EPERM as documented),
+ * at the cost of a lock and a tree descent per call.
+ * @return 0; -EINVAL NULL d or unknown flags.
+ */
+int iovam_domain_set_checks(struct iovam_domain *d, uint32_t flags);
+
 /**
  * Check every invariant of the domain (order, no overlap, gap annotations,
  * counts, cache contents). O(n); for tests and debugging.
  * @return 0; -EINVAL NULL d; -EFAULT an invariant is broken.
  */
 int iovam_verify(struct iovam_domain *d);
+
+/** The invariant the last failed iovam_verify() found broken ("" if none). */
+const char *iovam_verify_error(struct iovam_domain *d);
 
 #ifdef __cplusplus
 }

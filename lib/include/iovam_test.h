@@ -20,7 +20,7 @@ extern "C" {
  * Make the domain's node pool refuse node requests, as GFP_ATOMIC can:
  * one_in == 0 never, 1 always, N about one request in N (pseudo-random,
  * reproducible from seed). Applies to every node request made while the
- * domain lock is held, and to pool refills. NULL d is a no-op.
+ * domain lock is held. NULL d is a no-op.
  */
 void iovam_test_fail_node_alloc(struct iovam_domain *d, uint32_t one_in, uint64_t seed);
 

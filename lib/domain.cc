@@ -1,0 +1,353 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Copyright (c) 2026 The iovam authors.
+#include "domain.h"
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <climits>
+#include <new>
+
+#include "fast_path.h"
+#include "range_cache.h"
+
+namespace iovam::detail {
+
+namespace {
+
+constexpr uint64_t kMaxPfnExclusive = 1ULL << 63;
+// Markers erased per lock hold in a drain: bounds the hold time seen by the
+// datapath (each erase is one O(log n) descent, well under a microsecond).
+constexpr uint32_t kDrainBatch = 64;
+
+uint64_t dma32_last_pfn_for(uint64_t granule) {
+  uint64_t pages = (1ULL << 32) / granule;
+  return pages == 0 ? 0 : pages - 1;
+}
+
+bool conf_valid(const iovam_domain_conf& c) {
+  return c.granule >= 4096 && std::has_single_bit(c.granule) && c.start_pfn >= 1 &&
+         c.end_pfn >= c.start_pfn && c.end_pfn < kMaxPfnExclusive && c.n_caches != UINT32_MAX;
+}
+
+}  // namespace
+
+Domain::Domain(const iovam_domain_conf& conf) noexcept
+    : conf_(conf), dma32_last_pfn_(dma32_last_pfn_for(conf.granule)), tree_(pool_) {}
+
+Domain::~Domain() = default;
+
+Domain* Domain::create(const iovam_domain_conf& conf, int* err) noexcept {
+  if (!conf_valid(conf)) {
+    *err = -EINVAL;
+    return nullptr;
+  }
+  auto* d = new (std::nothrow) Domain(conf);
+  if (d == nullptr) {
+    *err = -ENOMEM;
+    return nullptr;
+  }
+  d->refill_pool();
+  if (d->tree_.init(conf.end_pfn) != 0) {
+    delete d;
+    *err = -ENOMEM;
+    return nullptr;
+  }
+  d->cache_ = RangeCache::create(*d, conf.n_caches);
+  if (!d->cache_) {
+    delete d;
+    *err = -ENOMEM;
+    return nullptr;
+  }
+  *err = 0;
+  return d;
+}
+
+// ---------------------------------------------------------------------------
+// Node pool upkeep, outside the lock
+
+void Domain::refill_pool() noexcept {
+  uint32_t have = pool_.free_nodes();
+  if (have >= NodePool::kLowWater) return;
+  NodePool::Chain chain = pool_.alloc_chain(NodePool::kRefillTo - have);
+  SpinGuard g(tree_lock_);
+  pool_.splice(chain);
+}
+
+void Domain::trim_pool() noexcept {
+  if (pool_.free_nodes() <= NodePool::kHighWater) return;
+  NodePool::Chain excess;
+  {
+    SpinGuard g(tree_lock_);
+    excess = pool_.detach_excess(NodePool::kRefillTo);
+  }
+  pool_.release(excess);
+}
+
+void Domain::fail_node_alloc(uint32_t one_in, uint64_t seed) noexcept {
+  SpinGuard g(tree_lock_);
+  pool_.fail_injection(one_in, seed);
+}
+
+// ---------------------------------------------------------------------------
+// The 32-bit estimate
+
+bool Domain::fails_32bit_estimate(uint64_t npages, uint64_t align, uint64_t hi_pfn) const noexcept {
+  if (hi_pfn > dma32_last_pfn_) return false;
+  // A smaller window and a stricter alignment can only fit less.
+  return npages >= fail32_npages_ || (align > 1 && npages >= fail32_aligned_npages_);
+}
+
+void Domain::remember_32bit_failure(uint64_t npages, uint64_t align, uint64_t hi_pfn) noexcept {
+  // Only a search that covered the whole 32-bit space says it is full.
+  if (hi_pfn < dma32_last_pfn_ || dma32_last_pfn_ < conf_.start_pfn) return;
+  uint64_t& est = align > 1 ? fail32_aligned_npages_ : fail32_npages_;
+  est = std::min(est, npages);
+}
+
+void Domain::note_space_freed(uint64_t pfn_lo) noexcept {
+  if (pfn_lo <= dma32_last_pfn_) {
+    fail32_npages_ = UINT64_MAX;
+    fail32_aligned_npages_ = UINT64_MAX;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Tree operations
+
+int Domain::alloc(uint64_t npages, uint64_t limit_pfn, bool size_aligned, uint64_t* pfn_lo) noexcept {
+  if (pfn_lo == nullptr || npages == 0 || limit_pfn < conf_.start_pfn) return -EINVAL;
+  if (npages > kMaxPfnExclusive) return -ENOMEM;
+  uint64_t align = size_aligned ? std::bit_ceil(npages) : 1;
+  uint64_t hi_pfn = std::min(limit_pfn, conf_.end_pfn);
+  if (pool_.needs_refill()) refill_pool();
+  SpinGuard g(tree_lock_);
+  return alloc_locked(npages, align, hi_pfn, pfn_lo);
+}
+
+// Cost: one O(log n) descent for the hole, one for the carve; no allocation
+// (nodes come from the pool), no syscall.
+int Domain::alloc_locked(uint64_t npages, uint64_t align, uint64_t hi_pfn, uint64_t* pfn_lo) noexcept {
+  IOVAM_ASSERT_HELD(tree_lock_);
+  if (fails_32bit_estimate(npages, align, hi_pfn)) return -ENOMEM;
+  std::optional<uint64_t> pfn = tree_.find_gap(npages, align, conf_.start_pfn, hi_pfn);
+  if (!pfn) {
+    remember_32bit_failure(npages, align, hi_pfn);
+    return -ENOMEM;
+  }
+  // A node shortage is transient: report it and leave the estimate alone
+  // (seed 001: the kernel's maple v3 turned it into a permanent failure).
+  int rc = tree_.carve(*pfn, *pfn + npages - 1, Tag::kAllocated);
+  if (rc != 0) return rc;
+  ++live_ranges_;
+  live_pages_ += npages;
+  *pfn_lo = *pfn;
+  return 0;
+}
+
+int Domain::free(uint64_t pfn) noexcept {
+  SpinGuard g(tree_lock_);
+  return free_locked(pfn);
+}
+
+// Erasing needs no node in this tree (it merges segments and frees nodes), so
+// a free always completes at once and never has to leave a DEFERRED marker;
+// free_deferred() is the lazy path that does.
+int Domain::free_locked(uint64_t pfn) noexcept {
+  IOVAM_ASSERT_HELD(tree_lock_);
+  if (pfn > conf_.end_pfn) return -ENOENT;
+  Segment seg = tree_.lookup(pfn);
+  if (seg.tag == Tag::kReserved) return -EPERM;
+  if (seg.tag != Tag::kAllocated) return -ENOENT;
+  tree_.erase(pfn);
+  --live_ranges_;
+  live_pages_ -= seg.pfn_hi - seg.pfn_lo + 1;
+  note_space_freed(seg.pfn_lo);
+  return 0;
+}
+
+// The in-place store of seed 000: re-tag the entry, touch no node. The range
+// stays occupied for the allocator until maintain() erases the marker.
+int Domain::free_deferred(uint64_t pfn) noexcept {
+  SpinGuard g(tree_lock_);
+  if (pfn > conf_.end_pfn) return -ENOENT;
+  Segment seg = tree_.lookup(pfn);
+  if (seg.tag == Tag::kReserved) return -EPERM;
+  if (seg.tag != Tag::kAllocated) return -ENOENT;
+  tree_.retag_occupied(pfn, Tag::kDeferred);
+  --live_ranges_;
+  live_pages_ -= seg.pfn_hi - seg.pfn_lo + 1;
+  ++deferred_ranges_;
+  deferred_lo_ = std::min(deferred_lo_, seg.pfn_lo);
+  deferred_hi_ = std::max(deferred_hi_, seg.pfn_hi);
+  return 0;
+}
+
+int Domain::reserve(uint64_t pfn_lo, uint64_t pfn_hi) noexcept {
+  if (pfn_lo > pfn_hi || pfn_hi > conf_.end_pfn) return -EINVAL;
+  if (pool_.needs_refill()) refill_pool();
+  SpinGuard g(tree_lock_);
+  uint64_t merged_reserved = 0;
+  for (uint64_t at = pfn_lo;;) {
+    Segment seg = tree_.lookup(at);
+    if (seg.tag == Tag::kAllocated || seg.tag == Tag::kDeferred) return -EBUSY;
+    if (seg.tag == Tag::kReserved) ++merged_reserved;
+    if (seg.pfn_hi >= pfn_hi) break;
+    at = seg.pfn_hi + 1;
+  }
+  Segment merged;
+  int rc = tree_.reserve(pfn_lo, pfn_hi, &merged);
+  if (rc != 0) return rc;
+  reserved_ranges_ = reserved_ranges_ - merged_reserved + 1;
+  return 0;
+}
+
+int Domain::find(uint64_t pfn, uint64_t* pfn_lo, uint64_t* pfn_hi) noexcept {
+  if (pfn_lo == nullptr || pfn_hi == nullptr) return -EINVAL;
+  if (pfn > conf_.end_pfn) return -ENOENT;
+  SpinGuard g(tree_lock_);
+  Segment seg = tree_.lookup(pfn);
+  if (seg.tag != Tag::kAllocated && seg.tag != Tag::kReserved) return -ENOENT;
+  *pfn_lo = seg.pfn_lo;
+  *pfn_hi = seg.pfn_hi;
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Housekeeping
+
+int Domain::drain_deferred() noexcept {
+  uint64_t erased = 0;
+  for (;;) {
+    SpinGuard g(tree_lock_);
+    for (uint32_t i = 0; i < kDrainBatch; ++i) {
+      if (deferred_ranges_ == 0) {
+        deferred_lo_ = UINT64_MAX;
+        deferred_hi_ = 0;
+        return static_cast<int>(std::min<uint64_t>(erased, INT_MAX));
+      }
+      std::optional<Segment> seg = tree_.next_tagged(deferred_lo_, Tag::kDeferred);
+      assert(seg && seg->pfn_hi <= deferred_hi_);
+      tree_.erase(seg->pfn_lo);
+      --deferred_ranges_;
+      deferred_lo_ = seg->pfn_hi + 1;
+      note_space_freed(seg->pfn_lo);
+      ++erased;
+    }
+  }
+}
+
+int Domain::maintain() noexcept {
+  refill_pool();
+  int erased = drain_deferred();
+  cache_->trim_depots();
+  trim_pool();
+  refill_pool();
+  return erased;
+}
+
+void Domain::stats(iovam_stats* st) noexcept {
+  SpinGuard g(tree_lock_);
+  st->live_ranges = live_ranges_;
+  st->live_pages = live_pages_;
+  st->reserved_ranges = reserved_ranges_;
+  st->deferred_ranges = deferred_ranges_;
+  st->cached_ranges = cache_->cached_ranges();
+  st->tree_bytes = pool_.bytes();
+  st->node_alloc_failures = pool_.failures();
+}
+
+int Domain::verify() noexcept {
+  // Lock order: every lcore cache (quiesced), then the tree.
+  cache_->quiesce_all();
+  int rc = verify_quiesced();
+  cache_->resume_all();
+  return rc;
+}
+
+int Domain::verify_quiesced() noexcept {
+  SpinGuard g(tree_lock_);
+  GapTree::Census c;
+  const char* why = nullptr;
+  auto fail = [this](const char* w) {
+    verify_error_ = w;
+    return -EFAULT;
+  };
+  if (!tree_.verify(&c, &why)) return fail(why);
+  const auto alloc = static_cast<int>(Tag::kAllocated);
+  if (c.segments[alloc] != live_ranges_) return fail("live_ranges differs from the tree");
+  if (c.pages[alloc] != live_pages_) return fail("live_pages differs from the tree");
+  if (c.segments[static_cast<int>(Tag::kReserved)] != reserved_ranges_)
+    return fail("reserved_ranges differs from the tree");
+  if (c.segments[static_cast<int>(Tag::kDeferred)] != deferred_ranges_)
+    return fail("deferred_ranges differs from the tree");
+  if (c.nodes + pool_.free_nodes() != pool_.total_nodes()) return fail("node accounting");
+  if (deferred_ranges_ > 0) {
+    std::optional<Segment> first = tree_.next_tagged(0, Tag::kDeferred);
+    if (!first || first->pfn_lo < deferred_lo_) return fail("DEFERRED marker below deferred_lo");
+  }
+  // The estimate may only claim what is true: no fit of its size below 4 GiB.
+  if (fail32_npages_ != UINT64_MAX &&
+      tree_.find_gap(fail32_npages_, 1, conf_.start_pfn, dma32_last_pfn_))
+    return fail("32-bit estimate claims full but a hole fits");
+  if (fail32_aligned_npages_ != UINT64_MAX &&
+      tree_.find_gap(fail32_aligned_npages_, std::bit_ceil(fail32_aligned_npages_),
+                     conf_.start_pfn, dma32_last_pfn_))
+    return fail("32-bit aligned estimate claims full but a hole fits");
+  if (const char* w = cache_->verify_locked(tree_)) return fail(w);
+  verify_error_ = nullptr;
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Fast path: the cold halves
+
+int Domain::alloc_fast_slow(uint32_t cache_id, uint64_t npages, uint64_t limit_pfn,
+                            uint64_t* pfn_lo) noexcept {
+  if (npages > kMaxPfnExclusive) return -ENOMEM;
+  const uint64_t n = npages <= IOVAM_CACHE_MAX_PAGES ? std::bit_ceil(npages) : npages;
+  int rc = alloc(n, limit_pfn, true, pfn_lo);
+  if (rc == -ENOMEM && cache_->cached_ranges() > 0) {
+    // Space may be sitting in caches: return all of it and try once more.
+    cache_->flush(IOVAM_CACHE_NONE);
+    rc = alloc(n, limit_pfn, true, pfn_lo);
+  }
+  if (cache_id == IOVAM_CACHE_NONE || npages > IOVAM_CACHE_MAX_PAGES)
+    cache_->count_shared(true, false);
+  return rc;
+}
+
+int Domain::free_fast_slow(uint32_t cache_id, uint64_t pfn_lo, uint64_t npages) noexcept {
+  const uint64_t n = npages <= IOVAM_CACHE_MAX_PAGES ? std::bit_ceil(npages) : npages;
+  const bool to_cache = npages <= IOVAM_CACHE_MAX_PAGES && cache_id != IOVAM_CACHE_NONE;
+  {
+    SpinGuard g(tree_lock_);
+    if (pfn_lo > conf_.end_pfn) return -EINVAL;
+    Segment seg = tree_.lookup(pfn_lo);
+    if (seg.tag == Tag::kReserved) return -EPERM;
+    if (seg.tag != Tag::kAllocated) return -ENOENT;
+    if (seg.pfn_lo != pfn_lo || seg.pfn_hi - seg.pfn_lo + 1 != n) return -EINVAL;
+    if (!to_cache) {
+      cache_->count_shared(false, false);
+      return free_locked(pfn_lo);
+    }
+  }
+  // Checked mode: the range is ALLOCATED with the right extent. (A range
+  // already cached is ALLOCATED too; verify() catches a double free of one.)
+  cache_->push(cache_id, size_class(n), pfn_lo);
+  return 0;
+}
+
+int Domain::cache_flush(uint32_t cache_id) noexcept {
+  if (cache_id != IOVAM_CACHE_NONE && cache_id >= conf_.n_caches) return -EINVAL;
+  uint64_t n = cache_->flush(cache_id);
+  return static_cast<int>(std::min<uint64_t>(n, INT_MAX));
+}
+
+int Domain::cache_stats(uint32_t cache_id, iovam_cache_stats* st) noexcept {
+  if (st == nullptr || (cache_id != IOVAM_CACHE_NONE && cache_id >= conf_.n_caches)) return -EINVAL;
+  cache_->read_stats(cache_id, st);
+  return 0;
+}
+
+}  // namespace iovam::detail

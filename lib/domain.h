@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Copyright (c) 2026 The iovam authors.
+#ifndef IOVAM_DOMAIN_H
+#define IOVAM_DOMAIN_H
+
+#include <cstdint>
+#include <atomic>
+#include <memory>
+
+#include "gap_tree.h"
+#include "iovam.h"
+#include "node_pool.h"
+#include "spin_lock.h"
+
+namespace iovam::detail {
+
+class RangeCache;
+
+// An IOVA domain: the gap tree behind one lock, the counters and the 32-bit
+// free-space knowledge it guards, the DEFERRED markers waiting for a drain,
+// and (in front) the per-lcore range caches.
+//
+// Error policy: no exceptions; every public function returns 0 / a count or a
+// negative errno and changes nothing when it fails.
+class Domain {
+ public:
+  // NULL with *err = -EINVAL or -ENOMEM on failure; all-or-nothing.
+  static Domain* create(const iovam_domain_conf& conf, int* err) noexcept;
+  ~Domain();
+  Domain(const Domain&) = delete;
+  Domain& operator=(const Domain&) = delete;
+
+  int alloc(uint64_t npages, uint64_t limit_pfn, bool size_aligned, uint64_t* pfn_lo) noexcept;
+  int free(uint64_t pfn) noexcept;
+  int free_deferred(uint64_t pfn) noexcept;
+  int reserve(uint64_t pfn_lo, uint64_t pfn_hi) noexcept;
+  int find(uint64_t pfn, uint64_t* pfn_lo, uint64_t* pfn_hi) noexcept;
+  int maintain() noexcept;
+  void stats(iovam_stats* st) noexcept;
+  int verify() noexcept;
+  const char* verify_error() const noexcept { return verify_error_; }
+  void fail_node_alloc(uint32_t one_in, uint64_t seed) noexcept;
+
+  // Fast path through the per-lcore caches: inline in fast_path.h.
+  inline int alloc_fast(uint32_t cache_id, uint64_t npages, uint64_t limit_pfn, uint64_t* pfn_lo) noexcept;
+  inline int free_fast(uint32_t cache_id, uint64_t pfn_lo, uint64_t npages) noexcept;
+  int cache_flush(uint32_t cache_id) noexcept;
+  int cache_stats(uint32_t cache_id, iovam_cache_stats* st) noexcept;
+  // Full validation of free_fast() ranges (a tree lookup under the lock).
+  void set_check_fast_free(bool on) noexcept { check_fast_free_.store(on, std::memory_order_relaxed); }
+
+  const iovam_domain_conf& conf() const noexcept { return conf_; }
+  uint64_t start_pfn() const noexcept { return conf_.start_pfn; }
+  uint64_t end_pfn() const noexcept { return conf_.end_pfn; }
+  uint64_t dma32_last_pfn() const noexcept { return dma32_last_pfn_; }
+
+  // --- for the caches: tree operations under tree_lock_ ------------------
+  SpinLock& tree_lock() noexcept { return tree_lock_; }
+  // Allocate a size-aligned range of npages (a power of two) at or below
+  // hi_pfn. Requires tree_lock_.
+  int alloc_locked(uint64_t npages, uint64_t align, uint64_t hi_pfn, uint64_t* pfn_lo) noexcept;
+  // Free the ALLOCATED range starting at pfn_lo. Requires tree_lock_.
+  int free_locked(uint64_t pfn) noexcept;
+
+ private:
+  explicit Domain(const iovam_domain_conf& conf) noexcept;
+  void refill_pool() noexcept;
+  void trim_pool() noexcept;
+  int drain_deferred() noexcept;
+  int verify_quiesced() noexcept;
+  void note_space_freed(uint64_t pfn_lo) noexcept;
+  bool fails_32bit_estimate(uint64_t npages, uint64_t align, uint64_t hi_pfn) const noexcept;
+  void remember_32bit_failure(uint64_t npages, uint64_t align, uint64_t hi_pfn) noexcept;
+  [[gnu::noinline, gnu::cold]] int alloc_fast_slow(uint32_t cache_id, uint64_t npages,
+                                                    uint64_t limit_pfn, uint64_t* pfn_lo) noexcept;
+  [[gnu::noinline, gnu::cold]] int free_fast_slow(uint32_t cache_id, uint64_t pfn_lo,
+                                                   uint64_t npages) noexcept;
+
+  const iovam_domain_conf conf_;
+  // Last pfn whose IOVA fits 32 bits; requests limited at or below it are
+  // "32-bit requests" (kernel: dma_32bit_pfn - 1).
+  const uint64_t dma32_last_pfn_;
+
+  SpinLock tree_lock_;
+  // --- everything below is guarded by tree_lock_ -------------------------
+  NodePool pool_;    // before tree_: the tree returns its nodes on destruction
+  GapTree tree_;
+  uint64_t live_ranges_ = 0;
+  uint64_t live_pages_ = 0;
+  uint64_t reserved_ranges_ = 0;
+  uint64_t deferred_ranges_ = 0;
+  // Bounds of the DEFERRED markers, so a drain scans only that span.
+  uint64_t deferred_lo_ = UINT64_MAX;
+  uint64_t deferred_hi_ = 0;
+  // The 32-bit free-space estimate (seed 003, kernel max32_alloc_size): the
+  // smallest request that found no room in the whole 32-bit space, unaligned
+  // and size-aligned. A larger-or-equal 32-bit request fails at once. Reset
+  // when ANY space below the boundary is freed or drained (the 2022 fix), and
+  // never set by a transient node failure (seed 001).
+  uint64_t fail32_npages_ = UINT64_MAX;
+  uint64_t fail32_aligned_npages_ = UINT64_MAX;
+  const char* verify_error_ = nullptr;
+
+  std::unique_ptr<RangeCache> cache_;
+  std::atomic<bool> check_fast_free_{false};
+};
+
+}  // namespace iovam::detail
+
+#endif  // IOVAM_DOMAIN_H

@@ -1,0 +1,789 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Copyright (c) 2026 The iovam authors.
+#include "gap_tree.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+
+namespace iovam::detail {
+
+struct GapTree::Leaf {
+  uint32_t count;
+  uint32_t unused;
+  uint64_t tags;
+  uint64_t pivot[kLeafSlots - 1];
+};
+
+struct GapTree::Inner {
+  uint32_t count;
+  uint32_t unused;
+  uint64_t pivot[kInnerSlots - 1];
+  uint64_t max_gap[kInnerSlots];
+  void* child[kInnerSlots];
+  uint64_t spare[2];
+};
+
+static_assert(sizeof(GapTree::Leaf) == NodePool::kNodeBytes, "leaf is one pool node");
+static_assert(sizeof(GapTree::Inner) == NodePool::kNodeBytes, "inner node is one pool node");
+static_assert(offsetof(GapTree::Leaf, count) == 0 && offsetof(GapTree::Inner, count) == 0,
+              "count first in both kinds: node_count() reads it without knowing the kind");
+static_assert(2 * GapTree::kLeafSlots <= 64, "two tag bits per segment fit one u64");
+static_assert(NodePool::kNodeBytes % NodePool::kNodeAlign == 0, "nodes tile cache lines");
+
+namespace {
+constexpr uint32_t kRunMax = GapTree::kLeafSlots + 2;  // a leaf plus two new segments
+}
+
+// A run of segments with explicit upper bounds: a leaf unpacked for a split or
+// a merge, or the up-to-three segments that replace one.
+struct GapTree::Run {
+  uint64_t hi[kRunMax];
+  Tag tag[kRunMax];
+  uint32_t n = 0;
+  void push(uint64_t h, Tag t) {
+    hi[n] = h;
+    tag[n] = t;
+    ++n;
+  }
+};
+
+// Nodes reserved from the pool before a mutation starts, so that a mutation
+// either has every node it needs or does not begin.
+struct GapTree::Stash {
+  void* node[2 * kMaxHeight + 4];
+  uint32_t n = 0;
+};
+
+namespace {
+
+using Leaf = GapTree::Leaf;
+
+inline Tag tag_at(const Leaf* l, uint32_t i) { return static_cast<Tag>((l->tags >> (2 * i)) & 3); }
+
+inline void set_tag(Leaf* l, uint32_t i, Tag t) {
+  l->tags = (l->tags & ~(3ULL << (2 * i))) | (static_cast<uint64_t>(t) << (2 * i));
+}
+
+inline uint64_t remove_tag(uint64_t tags, uint32_t i) {
+  uint64_t low = tags & ((1ULL << (2 * i)) - 1);
+  uint64_t high = (tags >> (2 * i + 2)) << (2 * i);
+  return low | high;
+}
+
+inline uint64_t seg_lo(const Leaf* l, uint32_t i, uint64_t min) { return i == 0 ? min : l->pivot[i - 1] + 1; }
+
+inline uint64_t seg_hi(const Leaf* l, uint32_t i, uint64_t max) {
+  return i + 1 == l->count ? max : l->pivot[i];
+}
+
+// Index of the entry whose range holds pfn: the first pivot >= pfn, or the last.
+inline uint32_t pivot_index(const uint64_t* pivot, uint32_t count, uint64_t pfn) {
+  return static_cast<uint32_t>(std::lower_bound(pivot, pivot + count - 1, pfn) - pivot);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Small node helpers
+
+uint64_t GapTree::leaf_max_gap(const Leaf* l, uint64_t min, uint64_t max) noexcept {
+  uint64_t best = 0;
+  for (uint32_t i = 0; i < l->count; ++i) {
+    if (tag_at(l, i) != Tag::kFree) continue;
+    uint64_t len = seg_hi(l, i, max) - seg_lo(l, i, min) + 1;
+    best = std::max(best, len);
+  }
+  return best;
+}
+
+uint64_t GapTree::inner_max_gap(const Inner* in) noexcept {
+  uint64_t best = 0;
+  for (uint32_t i = 0; i < in->count; ++i) best = std::max(best, in->max_gap[i]);
+  return best;
+}
+
+uint64_t GapTree::node_max_gap(const void* node, uint32_t level, uint64_t min,
+                               uint64_t max) const noexcept {
+  if (level + 1 == height_) return leaf_max_gap(static_cast<const Leaf*>(node), min, max);
+  return inner_max_gap(static_cast<const Inner*>(node));
+}
+
+uint32_t GapTree::node_count(const void* node) noexcept {
+  // count is the first field of both kinds.
+  return *static_cast<const uint32_t*>(node);
+}
+
+Segment GapTree::leaf_segment(const void* leaf, uint32_t i, uint64_t min,
+                                       uint64_t max) noexcept {
+  auto* l = static_cast<const Leaf*>(leaf);
+  return Segment{seg_lo(l, i, min), seg_hi(l, i, max), tag_at(l, i)};
+}
+
+const void* GapTree::inner_child(const void* inner, uint32_t i, uint64_t min, uint64_t max,
+                                 uint64_t* cmin, uint64_t* cmax) noexcept {
+  auto* in = static_cast<const Inner*>(inner);
+  *cmin = i == 0 ? min : in->pivot[i - 1] + 1;
+  *cmax = i + 1 == in->count ? max : in->pivot[i];
+  return in->child[i];
+}
+
+void GapTree::free_node(void* node) noexcept {
+  pool_.put(node);
+  --nodes_;
+}
+
+void* GapTree::take_node(Stash& st) noexcept {
+  assert(st.n > 0 && "node need was under-estimated");
+  ++nodes_;
+  void* node = st.node[--st.n];
+  std::memset(node, 0, NodePool::kNodeBytes);
+  return node;
+}
+
+int GapTree::take_stash(Stash& st, uint32_t n) noexcept {
+  while (st.n < n) {
+    void* node = pool_.take();
+    if (node == nullptr) {
+      return_stash(st);
+      return -EAGAIN;
+    }
+    st.node[st.n++] = node;
+  }
+  return 0;
+}
+
+void GapTree::return_stash(Stash& st) noexcept {
+  while (st.n > 0) pool_.put(st.node[--st.n]);
+}
+
+// ---------------------------------------------------------------------------
+// Life cycle
+
+GapTree::~GapTree() {
+  if (root_ == nullptr) return;
+  // Free bottom-up without recursion limits: the tree is at most kMaxHeight deep.
+  struct Frame {
+    void* node;
+    uint32_t level;
+    uint32_t next;
+  } stack[kMaxHeight];
+  uint32_t sp = 0;
+  stack[sp++] = {root_, 0, 0};
+  while (sp > 0) {
+    Frame& f = stack[sp - 1];
+    if (f.level + 1 < height_ && f.next < node_count(f.node)) {
+      void* child = static_cast<Inner*>(f.node)->child[f.next++];
+      stack[sp++] = {child, f.level + 1, 0};
+      continue;
+    }
+    free_node(f.node);
+    --sp;
+  }
+  root_ = nullptr;
+}
+
+int GapTree::init(uint64_t max_pfn) noexcept {
+  assert(root_ == nullptr);
+  Stash st;
+  if (take_stash(st, 1) != 0) return -ENOMEM;
+  auto* l = static_cast<Leaf*>(take_node(st));
+  l->count = 1;
+  l->tags = static_cast<uint64_t>(Tag::kFree);
+  root_ = l;
+  height_ = 1;
+  max_pfn_ = max_pfn;
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Descent and gap maintenance
+
+void GapTree::descend(uint64_t pfn, Path& p) const noexcept {
+  void* node = root_;
+  uint64_t min = 0, max = max_pfn_;
+  p.n = height_;
+  for (uint32_t l = 0; l + 1 < height_; ++l) {
+    auto* in = static_cast<Inner*>(node);
+    uint32_t i = pivot_index(in->pivot, in->count, pfn);
+    p.s[l] = Step{node, i, min, max};
+    if (i > 0) min = in->pivot[i - 1] + 1;
+    if (i + 1 < in->count) max = in->pivot[i];
+    node = in->child[i];
+  }
+  auto* leaf = static_cast<Leaf*>(node);
+  p.s[height_ - 1] = Step{node, pivot_index(leaf->pivot, leaf->count, pfn), min, max};
+}
+
+// The node at from_level changed; recompute its largest gap and carry it up.
+void GapTree::fix_gaps(Path& p, uint32_t from_level, bool stop_early) noexcept {
+  const Step& s = p.s[from_level];
+  uint64_t gap = node_max_gap(s.node, from_level, s.min, s.max);
+  for (uint32_t l = from_level; l-- > 0;) {
+    auto* in = static_cast<Inner*>(p.s[l].node);
+    if (stop_early && in->max_gap[p.s[l].idx] == gap) return;  // nothing above changes
+    in->max_gap[p.s[l].idx] = gap;
+    gap = inner_max_gap(in);
+  }
+}
+
+// After structural changes above a leaf: recompute the whole path to pfn.
+void GapTree::fix_gaps_at(uint64_t pfn) noexcept {
+  Path p;
+  descend(pfn, p);
+  fix_gaps(p, height_ - 1, false);
+}
+
+// Nodes a leaf needs to grow by `extra` segments: one per split on the way up,
+// plus a new root if the root splits.
+uint32_t GapTree::nodes_for_growth(const Path& p, uint32_t extra) const noexcept {
+  if (node_count(p.s[p.n - 1].node) + extra <= kLeafSlots) return 0;
+  uint32_t need = 1;
+  for (uint32_t l = p.n - 1; l-- > 0;) {
+    if (node_count(p.s[l].node) < kInnerSlots) return need;
+    ++need;
+  }
+  return need + 1;
+}
+
+// ---------------------------------------------------------------------------
+// Queries
+
+Segment GapTree::lookup(uint64_t pfn) const noexcept {
+  assert(pfn <= max_pfn_);
+  Path p;
+  descend(pfn, p);
+  const Step& s = p.s[p.n - 1];
+  return leaf_segment(s.node, s.idx, s.min, s.max);
+}
+
+std::optional<uint64_t> GapTree::find_gap(uint64_t npages, uint64_t align, uint64_t lo_pfn,
+                                          uint64_t hi_pfn) const noexcept {
+  assert(npages > 0 && align > 0 && (align & (align - 1)) == 0);
+  hi_pfn = std::min(hi_pfn, max_pfn_);
+  if (hi_pfn < lo_pfn || hi_pfn - lo_pfn < npages - 1) return std::nullopt;
+  return search(root_, 0, 0, max_pfn_, npages, align, lo_pfn, hi_pfn);
+}
+
+// Top-down, right to left: the first fit found is the highest. A child is
+// entered only if its largest hole could hold npages; only the children on the
+// hi_pfn boundary (one per level) can be entered and found wanting for lack of
+// room below the limit, so without alignment the walk is O(height x fanout).
+std::optional<uint64_t> GapTree::search(const void* node, uint32_t level, uint64_t min,
+                                        uint64_t max, uint64_t npages, uint64_t align,
+                                        uint64_t lo_pfn, uint64_t hi_pfn) const noexcept {
+  const uint64_t lowest_end = lo_pfn + npages - 1;  // a fit must end at or above this
+  if (level + 1 == height_) {
+    auto* l = static_cast<const Leaf*>(node);
+    for (uint32_t i = pivot_index(l->pivot, l->count, hi_pfn) + 1; i-- > 0;) {
+      uint64_t hi = seg_hi(l, i, max);
+      if (hi < lowest_end) break;
+      if (tag_at(l, i) != Tag::kFree) continue;
+      uint64_t a = std::max(seg_lo(l, i, min), lo_pfn);
+      uint64_t b = std::min(hi, hi_pfn);
+      if (b < a || b - a < npages - 1) continue;
+      uint64_t p = (b - npages + 1) & ~(align - 1);
+      if (p >= a) return p;
+    }
+    return std::nullopt;
+  }
+  auto* in = static_cast<const Inner*>(node);
+  for (uint32_t i = pivot_index(in->pivot, in->count, hi_pfn) + 1; i-- > 0;) {
+    uint64_t cmin, cmax;
+    const void* child = inner_child(in, i, min, max, &cmin, &cmax);
+    if (cmax < lowest_end) break;
+    if (in->max_gap[i] < npages) continue;
+    auto r = search(child, level + 1, cmin, cmax, npages, align, lo_pfn, hi_pfn);
+    if (r) return r;
+  }
+  return std::nullopt;
+}
+
+std::optional<Segment> GapTree::next_tagged(uint64_t pfn, Tag tag) const noexcept {
+  for (uint64_t at = pfn;;) {
+    Path p;
+    descend(at, p);
+    const Step& s = p.s[p.n - 1];
+    auto* l = static_cast<const Leaf*>(s.node);
+    for (uint32_t i = s.idx; i < l->count; ++i)
+      if (tag_at(l, i) == tag) return leaf_segment(l, i, s.min, s.max);
+    if (s.max == max_pfn_) return std::nullopt;
+    at = s.max + 1;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Growth: carving segments and splitting nodes
+
+int GapTree::carve(uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept {
+  assert(tag != Tag::kFree && pfn_lo <= pfn_hi && pfn_hi <= max_pfn_);
+  Path p;
+  descend(pfn_lo, p);
+  Step& s = p.leaf();
+  auto* l = static_cast<Leaf*>(s.node);
+  uint64_t a = seg_lo(l, s.idx, s.min), b = seg_hi(l, s.idx, s.max);
+  assert(tag_at(l, s.idx) == Tag::kFree && a <= pfn_lo && pfn_hi <= b);
+
+  Run run;
+  if (a < pfn_lo) run.push(pfn_lo - 1, Tag::kFree);
+  run.push(pfn_hi, tag);
+  if (pfn_hi < b) run.push(b, Tag::kFree);
+
+  Stash st;
+  if (take_stash(st, nodes_for_growth(p, run.n - 1)) != 0) return -EAGAIN;
+  replace_segment(p, run, st);
+  assert(st.n == 0);
+  return_stash(st);
+  return 0;
+}
+
+void GapTree::retag_occupied(uint64_t pfn, Tag tag) noexcept {
+  assert(tag != Tag::kFree);
+  Path p;
+  descend(pfn, p);
+  auto* l = static_cast<Leaf*>(p.leaf().node);
+  assert(tag_at(l, p.leaf().idx) != Tag::kFree);
+  set_tag(l, p.leaf().idx, tag);
+}
+
+// Replace segment p.leaf().idx by the segments of `run` (same total extent).
+void GapTree::replace_segment(Path& p, const Run& run, Stash& st) noexcept {
+  Step& s = p.leaf();
+  auto* l = static_cast<Leaf*>(s.node);
+  const uint32_t i = s.idx, extra = run.n - 1;
+  if (l->count + extra <= kLeafSlots) {
+    // In place: the new inner bounds go in as pivots before pivot[i].
+    uint32_t tail = l->count - 1 - i;  // pivots after segment i-1's
+    std::memmove(&l->pivot[i + extra], &l->pivot[i], tail * sizeof(uint64_t));
+    for (uint32_t j = 0; j < extra; ++j) l->pivot[i + j] = run.hi[j];
+    uint64_t low = l->tags & ((1ULL << (2 * i)) - 1);
+    uint64_t high = (l->tags >> (2 * i + 2)) << (2 * (i + run.n));
+    uint64_t mid = 0;
+    for (uint32_t j = 0; j < run.n; ++j) mid |= static_cast<uint64_t>(run.tag[j]) << (2 * (i + j));
+    l->tags = low | mid | high;
+    l->count += extra;
+    fix_gaps(p, p.n - 1);
+    return;
+  }
+  Run all;
+  for (uint32_t j = 0; j < l->count; ++j) {
+    if (j == i) {
+      for (uint32_t k = 0; k < run.n; ++k) all.push(run.hi[k], run.tag[k]);
+    } else {
+      all.push(seg_hi(l, j, s.max), tag_at(l, j));
+    }
+  }
+  split_leaf(p, all, st);
+}
+
+namespace {
+
+// Where to split a node that overflowed to `total` entries after an insert at
+// [pos, pos + k). Inserts at an edge keep coming there (a top-down allocator
+// carves the top of the lowest hole again and again), so leave the far node
+// full and the edge node nearly empty; otherwise split in half.
+uint32_t split_point(uint32_t total, uint32_t pos, uint32_t k, uint32_t cap) {
+  uint32_t left;
+  if (pos <= 1)
+    left = pos + k;
+  else if (pos + k + 1 >= total)
+    left = pos;
+  else
+    left = total / 2;
+  uint32_t lo = total > cap ? total - cap : 1;
+  return std::clamp(left, std::max(lo, 1U), std::min(cap, total - 1));
+}
+
+void pack_leaf(GapTree::Leaf* l, const uint64_t* hi, const Tag* tag, uint32_t n) {
+  l->count = n;
+  l->tags = 0;
+  for (uint32_t j = 0; j < n; ++j) {
+    l->tags |= static_cast<uint64_t>(tag[j]) << (2 * j);
+    if (j + 1 < n) l->pivot[j] = hi[j];
+  }
+}
+
+}  // namespace
+
+void GapTree::split_leaf(Path& p, const Run& all, Stash& st) noexcept {
+  Step& s = p.leaf();
+  auto* left = static_cast<Leaf*>(s.node);
+  uint32_t k = all.n - left->count + 1;
+  uint32_t cut = split_point(all.n, s.idx, k, kLeafSlots);
+  auto* right = static_cast<Leaf*>(take_node(st));
+  pack_leaf(left, all.hi, all.tag, cut);
+  pack_leaf(right, all.hi + cut, all.tag + cut, all.n - cut);
+  uint64_t sep = all.hi[cut - 1];
+  uint64_t gl = leaf_max_gap(left, s.min, sep);
+  uint64_t gr = leaf_max_gap(right, sep + 1, s.max);
+  insert_child(p, static_cast<int>(p.n) - 2, sep, right, gr, gl, st);
+}
+
+// The child at p.s[level].idx split into itself (gap gl) and `right` (gap gr)
+// at `sep`; insert `right` after it, splitting upward as needed. level -1
+// means the root split.
+void GapTree::insert_child(Path& p, int level, uint64_t sep, void* right, uint64_t gr,
+                           uint64_t gl, Stash& st) noexcept {
+  if (level < 0) {
+    auto* root = static_cast<Inner*>(take_node(st));
+    root->count = 2;
+    root->child[0] = root_;
+    root->child[1] = right;
+    root->pivot[0] = sep;
+    root->max_gap[0] = gl;
+    root->max_gap[1] = gr;
+    root_ = root;
+    ++height_;
+    return;
+  }
+  auto* in = static_cast<Inner*>(p.s[level].node);
+  const uint32_t j = p.s[level].idx, n = in->count;
+  if (n < kInnerSlots) {
+    std::memmove(&in->child[j + 2], &in->child[j + 1], (n - j - 1) * sizeof(void*));
+    std::memmove(&in->max_gap[j + 2], &in->max_gap[j + 1], (n - j - 1) * sizeof(uint64_t));
+    std::memmove(&in->pivot[j + 1], &in->pivot[j], (n - 1 - j) * sizeof(uint64_t));
+    in->pivot[j] = sep;
+    in->child[j + 1] = right;
+    in->max_gap[j] = gl;
+    in->max_gap[j + 1] = gr;
+    in->count = n + 1;
+    fix_gaps(p, static_cast<uint32_t>(level));
+    return;
+  }
+  // Full: lay out n + 1 children and n pivots, then cut in two.
+  void* ch[kInnerSlots + 1];
+  uint64_t gp[kInnerSlots + 1];
+  uint64_t pv[kInnerSlots];
+  for (uint32_t c = 0, o = 0; c < n; ++c) {
+    ch[o] = in->child[c];
+    gp[o] = c == j ? gl : in->max_gap[c];
+    ++o;
+    if (c == j) {
+      ch[o] = right;
+      gp[o] = gr;
+      ++o;
+    }
+  }
+  for (uint32_t c = 0, o = 0; c < n; ++c) {
+    if (c == j) pv[o++] = sep;
+    if (c + 1 < n) pv[o++] = in->pivot[c];
+  }
+  const uint32_t total = n + 1;
+  uint32_t cut = split_point(total, j + 1, 1, kInnerSlots);
+  auto* in2 = static_cast<Inner*>(take_node(st));
+  in->count = cut;
+  in2->count = total - cut;
+  for (uint32_t c = 0; c < total; ++c) {
+    Inner* dst = c < cut ? in : in2;
+    uint32_t o = c < cut ? c : c - cut;
+    dst->child[o] = ch[c];
+    dst->max_gap[o] = gp[c];
+    if (c + 1 < total && c + 1 != cut) dst->pivot[o] = pv[c];
+  }
+  uint64_t sep_up = pv[cut - 1];
+  insert_child(p, level - 1, sep_up, in2, inner_max_gap(in2), inner_max_gap(in), st);
+}
+
+// Make sure a segment starts at pfn, splitting the one that holds it.
+void GapTree::split_at(uint64_t pfn, Stash& st) noexcept {
+  Path p;
+  descend(pfn, p);
+  Step& s = p.leaf();
+  auto* l = static_cast<Leaf*>(s.node);
+  if (seg_lo(l, s.idx, s.min) == pfn) return;
+  Run run;
+  Tag t = tag_at(l, s.idx);
+  run.push(pfn - 1, t);
+  run.push(seg_hi(l, s.idx, s.max), t);
+  replace_segment(p, run, st);
+}
+
+int GapTree::reserve(uint64_t pfn_lo, uint64_t pfn_hi, Segment* merged) noexcept {
+  Segment first = lookup(pfn_lo), last = lookup(pfn_hi);
+  uint64_t lo = first.tag == Tag::kReserved ? first.pfn_lo : pfn_lo;
+  uint64_t hi = last.tag == Tag::kReserved ? last.pfn_hi : pfn_hi;
+  *merged = Segment{lo, hi, Tag::kReserved};
+  if (first.pfn_lo == last.pfn_lo) {
+    if (first.tag == Tag::kReserved) return 0;  // already inside one
+    return carve(lo, hi, Tag::kReserved);
+  }
+  // Cold path: split the FREE ends off, then fold everything in between into
+  // the first segment. The worst case of two splits is stashed up front.
+  bool split_lo = first.pfn_lo < lo, split_hi = hi < last.pfn_hi;
+  Stash st;
+  if ((split_lo || split_hi) && take_stash(st, 2 * (height_ + 2)) != 0) return -EAGAIN;
+  if (split_lo) split_at(lo, st);
+  if (split_hi) split_at(hi + 1, st);
+  return_stash(st);
+  {
+    Path p;
+    descend(lo, p);
+    set_tag(static_cast<Leaf*>(p.leaf().node), p.leaf().idx, Tag::kReserved);
+  }
+  while (lookup(lo).pfn_hi < hi) absorb_next(lo);
+  fix_gaps_at(lo);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Shrinking: erase, absorbing a neighbour, rebalancing
+
+Segment GapTree::erase(uint64_t pfn) noexcept {
+  Path p;
+  descend(pfn, p);
+  Step& s = p.leaf();
+  auto* l = static_cast<Leaf*>(s.node);
+  Segment seg = leaf_segment(l, s.idx, s.min, s.max);
+  assert(seg.tag != Tag::kFree);
+  set_tag(l, s.idx, Tag::kFree);
+  bool next_free = seg.pfn_hi < max_pfn_ && lookup(seg.pfn_hi + 1).tag == Tag::kFree;
+  bool prev_free = seg.pfn_lo > 0 && lookup(seg.pfn_lo - 1).tag == Tag::kFree;
+  if (!next_free && !prev_free) {
+    fix_gaps(p, p.n - 1);
+    return seg;
+  }
+  if (next_free) absorb_next(seg.pfn_lo);
+  if (prev_free) absorb_next(seg.pfn_lo - 1);
+  return seg;
+}
+
+// The segment holding pfn grows over the next one, which disappears. Within a
+// leaf that drops a pivot; across leaves it moves the one stored boundary (at
+// the leaves' lowest common ancestor) and takes the first segment off the next
+// leaf, removing that leaf (and any ancestor left empty) if it was its last.
+void GapTree::absorb_next(uint64_t pfn) noexcept {
+  Path p;
+  descend(pfn, p);
+  Step& s = p.leaf();
+  auto* l = static_cast<Leaf*>(s.node);
+  const uint32_t i = s.idx;
+  if (i + 1 < l->count) {
+    std::memmove(&l->pivot[i], &l->pivot[i + 1], (l->count - 2 - i) * sizeof(uint64_t));
+    l->tags = remove_tag(l->tags, i + 1);
+    --l->count;
+    fix_gaps(p, p.n - 1);
+    if (l->count < kLeafMin) rebalance_at(pfn);
+    return;
+  }
+  const uint64_t boundary = s.max;
+  assert(boundary < max_pfn_);
+  Path q;
+  descend(boundary + 1, q);
+  auto* r = static_cast<Leaf*>(q.leaf().node);
+  assert(q.leaf().idx == 0);
+  const uint64_t new_hi = r->count > 1 ? r->pivot[0] : q.leaf().max;
+  uint32_t lca = 0;
+  while (lca + 2 < p.n && p.s[lca + 1].node == q.s[lca + 1].node) ++lca;
+  assert(q.s[lca].idx == p.s[lca].idx + 1);
+  static_cast<Inner*>(p.s[lca].node)->pivot[p.s[lca].idx] = new_hi;
+  if (r->count > 1) std::memmove(&r->pivot[0], &r->pivot[1], (r->count - 2) * sizeof(uint64_t));
+  r->tags >>= 2;
+  --r->count;
+  if (r->count == 0) remove_empty_branch(q, lca);
+  fix_gaps_at(pfn);
+  if (new_hi < max_pfn_) {
+    fix_gaps_at(new_hi + 1);
+    rebalance_at(new_hi + 1);
+  }
+}
+
+// q's leaf is empty (its range was given away); unlink it and every ancestor
+// it leaves empty, up to (not including) the common ancestor `lca`.
+void GapTree::remove_empty_branch(Path& q, uint32_t lca) noexcept {
+  for (uint32_t l = q.n - 1; l > lca; --l) {
+    free_node(q.s[l].node);
+    auto* parent = static_cast<Inner*>(q.s[l - 1].node);
+    const uint32_t j = q.s[l - 1].idx, n = parent->count;
+    // Child j's range is empty: drop the child and the pivot between it and
+    // its left neighbour (or, for the first child, the one after it).
+    uint32_t pv = j > 0 ? j - 1 : 0;
+    std::memmove(&parent->child[j], &parent->child[j + 1], (n - 1 - j) * sizeof(void*));
+    std::memmove(&parent->max_gap[j], &parent->max_gap[j + 1], (n - 1 - j) * sizeof(uint64_t));
+    if (n >= 2) std::memmove(&parent->pivot[pv], &parent->pivot[pv + 1], (n - 2 - pv) * sizeof(uint64_t));
+    parent->count = n - 1;
+    if (parent->count > 0) return;
+  }
+  assert(false && "the common ancestor keeps both branches");
+}
+
+// Restore fill after nodes on the path to pfn lost entries; collapse the root.
+void GapTree::rebalance_at(uint64_t pfn) noexcept {
+  Path p;
+  descend(pfn, p);
+  bool changed = false;
+  for (uint32_t l = p.n - 1; l >= 1; --l) {
+    uint32_t min = l + 1 == p.n ? kLeafMin : kInnerMin;
+    if (node_count(p.s[l].node) < min) changed |= rebalance_step(p, l);
+  }
+  while (height_ > 1 && node_count(root_) == 1) {
+    void* old = root_;
+    root_ = static_cast<Inner*>(old)->child[0];
+    --height_;
+    free_node(old);
+    changed = true;
+  }
+  if (changed) fix_gaps_at(pfn);
+}
+
+namespace {
+
+// An inner node's entries laid out flat with the separator between two nodes.
+struct InnerRun {
+  void* child[2 * GapTree::kInnerSlots];
+  uint64_t gap[2 * GapTree::kInnerSlots];
+  uint64_t pivot[2 * GapTree::kInnerSlots];
+  uint32_t n = 0;
+};
+
+}  // namespace
+
+// Merge the node at p.s[level] with a sibling, or even them out when together
+// they do not fit one node. Returns true if anything moved.
+bool GapTree::rebalance_step(Path& p, uint32_t level) noexcept {
+  auto* parent = static_cast<Inner*>(p.s[level - 1].node);
+  if (parent->count < 2) return false;  // no sibling: the parent level deals with it
+  const uint32_t j = p.s[level - 1].idx;
+  const uint32_t ja = j > 0 ? j - 1 : j;  // left of the pair
+  const uint64_t pmin = p.s[level - 1].min, pmax = p.s[level - 1].max;
+  const uint64_t amin = ja == 0 ? pmin : parent->pivot[ja - 1] + 1;
+  const uint64_t amax = parent->pivot[ja];
+  const uint64_t bmax = ja + 2 == parent->count ? pmax : parent->pivot[ja + 1];
+  void* a = parent->child[ja];
+  void* b = parent->child[ja + 1];
+  const bool leaf = level + 1 == p.n;
+  const uint32_t cap = leaf ? kLeafSlots : kInnerSlots;
+  const uint32_t total = node_count(a) + node_count(b);
+
+  if (leaf) {
+    auto *la = static_cast<Leaf*>(a), *lb = static_cast<Leaf*>(b);
+    uint64_t hi[2 * kLeafSlots];
+    Tag tag[2 * kLeafSlots];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < la->count; ++i, ++n) hi[n] = seg_hi(la, i, amax), tag[n] = tag_at(la, i);
+    for (uint32_t i = 0; i < lb->count; ++i, ++n) hi[n] = seg_hi(lb, i, bmax), tag[n] = tag_at(lb, i);
+    if (total <= cap) {
+      pack_leaf(la, hi, tag, n);
+    } else {
+      uint32_t cut = total / 2;
+      pack_leaf(la, hi, tag, cut);
+      pack_leaf(lb, hi + cut, tag + cut, n - cut);
+      parent->pivot[ja] = hi[cut - 1];
+      parent->max_gap[ja] = leaf_max_gap(la, amin, hi[cut - 1]);
+      parent->max_gap[ja + 1] = leaf_max_gap(lb, hi[cut - 1] + 1, bmax);
+      return true;
+    }
+    parent->max_gap[ja] = leaf_max_gap(la, amin, bmax);
+  } else {
+    auto *ia = static_cast<Inner*>(a), *ib = static_cast<Inner*>(b);
+    InnerRun run;
+    for (uint32_t i = 0; i < ia->count; ++i, ++run.n) {
+      run.child[run.n] = ia->child[i];
+      run.gap[run.n] = ia->max_gap[i];
+      run.pivot[run.n] = i + 1 < ia->count ? ia->pivot[i] : amax;
+    }
+    for (uint32_t i = 0; i < ib->count; ++i, ++run.n) {
+      run.child[run.n] = ib->child[i];
+      run.gap[run.n] = ib->max_gap[i];
+      run.pivot[run.n] = i + 1 < ib->count ? ib->pivot[i] : bmax;
+    }
+    auto fill = [&run](Inner* dst, uint32_t from, uint32_t to) {
+      dst->count = to - from;
+      for (uint32_t i = from; i < to; ++i) {
+        dst->child[i - from] = run.child[i];
+        dst->max_gap[i - from] = run.gap[i];
+        if (i + 1 < to) dst->pivot[i - from] = run.pivot[i];
+      }
+    };
+    if (total <= cap) {
+      fill(ia, 0, total);
+    } else {
+      uint32_t cut = total / 2;
+      fill(ia, 0, cut);
+      fill(ib, cut, total);
+      parent->pivot[ja] = run.pivot[cut - 1];
+      parent->max_gap[ja] = inner_max_gap(ia);
+      parent->max_gap[ja + 1] = inner_max_gap(ib);
+      return true;
+    }
+    parent->max_gap[ja] = inner_max_gap(ia);
+  }
+  // Merged into a: drop b and the pivot between them.
+  const uint32_t n = parent->count;
+  std::memmove(&parent->child[ja + 1], &parent->child[ja + 2], (n - 2 - ja) * sizeof(void*));
+  std::memmove(&parent->max_gap[ja + 1], &parent->max_gap[ja + 2], (n - 2 - ja) * sizeof(uint64_t));
+  std::memmove(&parent->pivot[ja], &parent->pivot[ja + 1], (n - 2 - ja) * sizeof(uint64_t));
+  parent->count = n - 1;
+  free_node(b);
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// Verification
+
+bool GapTree::verify_node(const void* node, uint32_t level, uint64_t min, uint64_t max,
+                          uint64_t* max_gap, Tag* first, Tag* last, Census* c,
+                          const char** why) const noexcept {
+  c->nodes++;
+  const uint32_t n = node_count(node);
+  if (min > max) return *why = "node range empty", false;
+  if (level + 1 == height_) {
+    auto* l = static_cast<const Leaf*>(node);
+    if (n < 1 || n > kLeafSlots) return *why = "leaf count out of range", false;
+    if ((l->tags >> (2 * n)) != 0) return *why = "stray tag bits", false;
+    uint64_t prev_hi = 0;
+    for (uint32_t i = 0; i < n; ++i) {
+      uint64_t lo = seg_lo(l, i, min), hi = seg_hi(l, i, max);
+      if (i > 0 && lo != prev_hi + 1) return *why = "segments not contiguous", false;
+      if (hi < lo || hi > max || lo < min) return *why = "pivots out of order", false;
+      Tag t = tag_at(l, i);
+      if (i > 0 && t == Tag::kFree && tag_at(l, i - 1) == Tag::kFree)
+        return *why = "adjacent FREE segments in a leaf", false;
+      c->segments[static_cast<int>(t)]++;
+      c->pages[static_cast<int>(t)] += hi - lo + 1;
+      prev_hi = hi;
+    }
+    *max_gap = leaf_max_gap(l, min, max);
+    *first = tag_at(l, 0);
+    *last = tag_at(l, n - 1);
+    return true;
+  }
+  auto* in = static_cast<const Inner*>(node);
+  if (n < 1 || n > kInnerSlots) return *why = "inner count out of range", false;
+  uint64_t best = 0;
+  Tag prev_last = Tag::kAllocated;
+  for (uint32_t i = 0; i < n; ++i) {
+    uint64_t cmin, cmax;
+    const void* child = inner_child(in, i, min, max, &cmin, &cmax);
+    if (cmin > cmax || cmax > max) return *why = "inner pivots out of order", false;
+    uint64_t g;
+    Tag f, la;
+    if (!verify_node(child, level + 1, cmin, cmax, &g, &f, &la, c, why)) return false;
+    if (g != in->max_gap[i]) return *why = "max_gap annotation wrong", false;
+    if (i > 0 && prev_last == Tag::kFree && f == Tag::kFree)
+      return *why = "adjacent FREE segments across nodes", false;
+    if (i == 0) *first = f;
+    prev_last = la;
+    best = std::max(best, g);
+  }
+  *last = prev_last;
+  *max_gap = best;
+  return true;
+}
+
+bool GapTree::verify(Census* census, const char** why) const noexcept {
+  Census local;
+  Census* c = census != nullptr ? census : &local;
+  *c = Census{};
+  const char* dummy;
+  if (why == nullptr) why = &dummy;
+  if (root_ == nullptr || height_ == 0 || height_ > kMaxHeight) return *why = "no root", false;
+  uint64_t g;
+  Tag f, l;
+  if (!verify_node(root_, 0, 0, max_pfn_, &g, &f, &l, c, why)) return false;
+  if (c->nodes != nodes_) return *why = "node count mismatch", false;
+  return true;
+}
+
+}  // namespace iovam::detail

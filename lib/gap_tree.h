@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Copyright (c) 2026 The iovam authors.
+#ifndef IOVAM_GAP_TREE_H
+#define IOVAM_GAP_TREE_H
+
+#include <cstdint>
+#include <optional>
+
+#include "node_pool.h"
+
+namespace iovam::detail {
+
+// What a range of pfns is. FREE is the only kind the allocator may hand out;
+// DEFERRED is a freed range whose erase has not been done yet (seed 000): it is
+// occupied for the allocator and absent for find().
+enum class Tag : uint8_t { kFree = 0, kAllocated = 1, kReserved = 2, kDeferred = 3 };
+
+struct Segment {
+  uint64_t pfn_lo;
+  uint64_t pfn_hi;  // inclusive
+  Tag tag;
+};
+
+// GapTree: an augmented B+tree that partitions the pfn space [0, max_pfn] into
+// segments, each FREE or occupied. Like the maple tree it stores ranges by
+// their upper bounds ("pivots") and keeps free space as explicit segments, so
+// a range costs one 8-byte pivot plus 2 bits of tag, and a hole between two
+// ranges one more. Every internal node keeps, per child, the largest FREE
+// segment in that child's subtree, so the highest hole of a given size below a
+// limit is found top-down in O(log n), at any fragmentation.
+//
+// Invariants (checked by verify()):
+//  - all leaves at one depth; a node's range is implied by its parent's pivots
+//    (child i covers [pivot[i-1] + 1, pivot[i]], the last child up to the
+//    parent's max), so every boundary is stored exactly once;
+//  - pivots strictly increase; every non-root node has at least one entry;
+//  - no two FREE segments are adjacent, in a leaf or across leaves: free space
+//    is maximal, so max_gap is exact (seed 002: a gap split over two nodes is
+//    what makes a marker-in-the-gap scheme hard; we never split one);
+//  - max_gap[i] == the largest FREE segment under child i.
+//
+// Node layout (both kinds are 256 bytes: four cache lines, one pool):
+//
+//   Leaf                                   Inner
+//   +0   u32 count  segments, 1..31        +0   u32 count (children, 1..10)
+//   +8   u64 tags   2 bits x 31 segments   +8   u64 pivot[9]   child upper bounds
+//   +16  u64 pivot[30]                     +80  u64 max_gap[10] largest FREE
+//        pivot[i] = pfn_hi of segment i;   +160 void* child[10]
+//        the last one ends at the leaf's   +240 (16 bytes spare)
+//        max, given by the parent
+//
+// A leaf holds 31 segments in 256 bytes: 8.3 bytes each when full. With leaves
+// about 3/4 full, a live range (one segment, half a hole on average in a
+// fragmented space) costs about 16-19 bytes including inner nodes; the
+// kernel's rbtree costs about 64 and its maple conversion measured 44-57.
+//
+// The tree is not thread-safe: the domain lock protects it. Nodes come from
+// the NodePool; operations that may split nodes first reserve what they need
+// and fail with -EAGAIN (changing nothing) when the pool cannot supply it.
+// Erasing never needs a node: it only merges segments and frees nodes.
+class GapTree {
+ public:
+  static constexpr uint32_t kLeafSlots = 31;
+  static constexpr uint32_t kInnerSlots = 10;
+  // Rebalance a node that falls below half full after an erase.
+  static constexpr uint32_t kLeafMin = kLeafSlots / 2;
+  static constexpr uint32_t kInnerMin = kInnerSlots / 2;
+  // Height bound: even with every inner node at 2 children after edge splits,
+  // 40 levels cover 2^40 leaves; the pfn space has at most 2^63 segments but
+  // memory bounds the tree long before that.
+  static constexpr uint32_t kMaxHeight = 40;
+
+  // Node layouts and scratch types, defined in gap_tree.cc.
+  struct Leaf;
+  struct Inner;
+  struct Run;
+  struct Stash;
+
+  explicit GapTree(NodePool& pool) noexcept : pool_(pool) {}
+  ~GapTree();
+  GapTree(const GapTree&) = delete;
+  GapTree& operator=(const GapTree&) = delete;
+
+  // One FREE segment [0, max_pfn]. -ENOMEM if the pool has no node.
+  int init(uint64_t max_pfn) noexcept;
+
+  uint64_t max_pfn() const noexcept { return max_pfn_; }
+  uint32_t height() const noexcept { return height_; }
+  uint64_t nodes() const noexcept { return nodes_; }
+
+  // The segment containing pfn (pfn <= max_pfn). O(log n).
+  Segment lookup(uint64_t pfn) const noexcept;
+
+  // The highest p with lo_pfn <= p, p + npages - 1 <= hi_pfn, p % align == 0
+  // (align a power of two) and [p, p + npages - 1] inside one FREE segment.
+  // O(log n) descents, pruned by max_gap; with align > 1 a subtree whose
+  // largest hole is long enough but misaligned is visited and left, so the
+  // worst case adds the number of such near-fit holes above the answer.
+  std::optional<uint64_t> find_gap(uint64_t npages, uint64_t align, uint64_t lo_pfn,
+                                   uint64_t hi_pfn) const noexcept;
+
+  // Turn [pfn_lo, pfn_hi], which lies inside one FREE segment, into one
+  // segment tagged `tag` (not kFree). 0, or -EAGAIN with nothing changed when
+  // the pool cannot supply the nodes a split needs.
+  int carve(uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept;
+
+  // Re-tag, in place, the occupied segment containing pfn as another occupied
+  // kind (ALLOCATED -> DEFERRED). No structural change: needs no node, cannot
+  // fail, and leaves every gap annotation as it was.
+  void retag_occupied(uint64_t pfn, Tag tag) noexcept;
+
+  // Make the segment containing pfn FREE and merge it with FREE neighbours.
+  // Needs no node. Returns the segment as it was.
+  Segment erase(uint64_t pfn) noexcept;
+
+  // Store one RESERVED segment over [pfn_lo, pfn_hi] extended to cover the
+  // RESERVED segments it overlaps. Precondition: nothing in [pfn_lo, pfn_hi]
+  // is ALLOCATED or DEFERRED. 0 and *merged, or -EAGAIN with nothing changed.
+  int reserve(uint64_t pfn_lo, uint64_t pfn_hi, Segment* merged) noexcept;
+
+  // The first segment tagged `tag` that ends at or after pfn, if any.
+  std::optional<Segment> next_tagged(uint64_t pfn, Tag tag) const noexcept;
+
+  // Calls fn(const Segment&) for every segment, in order. O(n).
+  template <class Fn>
+  void for_each(Fn&& fn) const {
+    walk(root_, 0, 0, max_pfn_, fn);
+  }
+
+  // Counts of what verify() saw, for the domain's own cross-checks.
+  struct Census {
+    uint64_t segments[4] = {0, 0, 0, 0};  // by Tag
+    uint64_t pages[4] = {0, 0, 0, 0};
+    uint64_t nodes = 0;
+  };
+  // Every invariant above; false (and *why set) on the first broken one.
+  bool verify(Census* census, const char** why) const noexcept;
+
+ private:
+  struct Step {
+    void* node;
+    uint32_t idx;  // child (inner) or segment (leaf) index on the way to pfn
+    uint64_t min, max;
+  };
+  struct Path {
+    Step s[kMaxHeight];
+    uint32_t n;  // == height_; s[0] is the root, s[n - 1] the leaf
+    Step& leaf() { return s[n - 1]; }
+  };
+  void descend(uint64_t pfn, Path& p) const noexcept;
+  // stop_early: only the subtree of p.s[from_level] changed, so the walk may
+  // stop where an annotation is already right.
+  void fix_gaps(Path& p, uint32_t from_level, bool stop_early = true) noexcept;
+  void fix_gaps_at(uint64_t pfn) noexcept;
+  uint32_t nodes_for_growth(const Path& p, uint32_t extra) const noexcept;
+  int take_stash(Stash& st, uint32_t n) noexcept;
+  void return_stash(Stash& st) noexcept;
+  void replace_segment(Path& p, const Run& run, Stash& st) noexcept;
+  void split_leaf(Path& p, const Run& all, Stash& st) noexcept;
+  void insert_child(Path& p, int level, uint64_t sep, void* right, uint64_t right_gap,
+                    uint64_t left_gap, Stash& st) noexcept;
+  void split_at(uint64_t pfn, Stash& st) noexcept;
+  void absorb_next(uint64_t pfn) noexcept;
+  void remove_empty_branch(Path& q, uint32_t lca) noexcept;
+  void rebalance_at(uint64_t pfn) noexcept;
+  bool rebalance_step(Path& p, uint32_t level) noexcept;
+  void free_node(void* node) noexcept;
+  void* take_node(Stash& st) noexcept;
+
+  std::optional<uint64_t> search(const void* node, uint32_t level, uint64_t min, uint64_t max,
+                                 uint64_t npages, uint64_t align, uint64_t lo_pfn,
+                                 uint64_t hi_pfn) const noexcept;
+  bool verify_node(const void* node, uint32_t level, uint64_t min, uint64_t max,
+                   uint64_t* max_gap, Tag* first, Tag* last, Census* c,
+                   const char** why) const noexcept;
+  static uint64_t leaf_max_gap(const Leaf* l, uint64_t min, uint64_t max) noexcept;
+  static uint64_t inner_max_gap(const Inner* in) noexcept;
+  uint64_t node_max_gap(const void* node, uint32_t level, uint64_t min, uint64_t max) const noexcept;
+
+  template <class Fn>
+  void walk(const void* node, uint32_t level, uint64_t min, uint64_t max, Fn& fn) const;
+  // Out-of-line helpers for walk() so the template needs no node definitions.
+  static uint32_t node_count(const void* node) noexcept;
+  static Segment leaf_segment(const void* leaf, uint32_t i, uint64_t min, uint64_t max) noexcept;
+  static const void* inner_child(const void* inner, uint32_t i, uint64_t min, uint64_t max,
+                                 uint64_t* cmin, uint64_t* cmax) noexcept;
+
+  NodePool& pool_;
+  void* root_ = nullptr;
+  uint32_t height_ = 0;  // levels; 1 = the root is a leaf
+  uint64_t max_pfn_ = 0;
+  uint64_t nodes_ = 0;   // nodes in the tree (not in the pool)
+};
+
+template <class Fn>
+void GapTree::walk(const void* node, uint32_t level, uint64_t min, uint64_t max, Fn& fn) const {
+  uint32_t count = node_count(node);
+  if (level + 1 == height_) {
+    for (uint32_t i = 0; i < count; ++i) fn(leaf_segment(node, i, min, max));
+    return;
+  }
+  for (uint32_t i = 0; i < count; ++i) {
+    uint64_t cmin, cmax;
+    const void* child = inner_child(node, i, min, max, &cmin, &cmax);
+    walk(child, level + 1, cmin, cmax, fn);
+  }
+}
+
+}  // namespace iovam::detail
+
+#endif  // IOVAM_GAP_TREE_H

@@ -1,0 +1,344 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Copyright (c) 2026 The iovam authors.
+#include "range_cache.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <new>
+
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "domain.h"
+
+namespace iovam::detail {
+
+bool g_range_cache_need_fence = false;
+
+namespace {
+
+long membarrier(int cmd) { return syscall(__NR_membarrier, cmd, 0U, 0); }
+
+void register_membarrier_once() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) != 0) g_range_cache_need_fence = true;
+  });
+}
+
+// Make every other running thread of this process execute a full barrier:
+// pairs with the owner's plain store-then-load in RangeCache::enter().
+void heavy_barrier() {
+  if (g_range_cache_need_fence || membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0)
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
+}  // namespace
+
+std::unique_ptr<RangeCache> RangeCache::create(Domain& d, uint32_t n_caches) noexcept {
+  register_membarrier_once();
+  std::unique_ptr<RangeCache> rc(new (std::nothrow) RangeCache(d, n_caches));
+  if (!rc) return nullptr;
+  const size_t n_mags = static_cast<size_t>(n_caches) * kClasses * 2 + kClasses * kDepotMax;
+  rc->magazine_block_ = std::calloc(n_mags, sizeof(Magazine));
+  if (rc->magazine_block_ == nullptr) return nullptr;
+  if (n_caches > 0) {
+    rc->lcores_ = new (std::nothrow) Lcore[n_caches];
+    if (rc->lcores_ == nullptr) return nullptr;
+  }
+  auto* mag = static_cast<Magazine*>(rc->magazine_block_);
+  for (uint32_t c = 0; c < n_caches; ++c) {
+    for (uint32_t k = 0; k < kClasses; ++k) {
+      rc->lcores_[c].loaded[k] = mag++;
+      rc->lcores_[c].prev[k] = mag++;
+    }
+  }
+  for (auto& depot : rc->depots_) {
+    for (uint32_t i = 0; i < kDepotMax; ++i) depot.empty[i] = mag++;
+    depot.empty_count = kDepotMax;
+  }
+  return rc;
+}
+
+RangeCache::~RangeCache() {
+  // Ranges still cached are ALLOCATED in the tree, which the domain frees whole.
+  delete[] lcores_;
+  std::free(magazine_block_);
+}
+
+// ---------------------------------------------------------------------------
+// Slow paths of the owner: the rest of the magazine ladder
+
+bool RangeCache::pop_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t hi_pfn,
+                                          uint64_t* pfn) noexcept {
+  const uint64_t last_ok = hi_pfn - ((1ULL << cls) - 1);
+  if (mag_pop(l.loaded[cls], last_ok, pfn)) return true;
+  if (l.prev[cls]->size > 0) {
+    std::swap(l.loaded[cls], l.prev[cls]);
+    if (mag_pop(l.loaded[cls], last_ok, pfn)) return true;
+  }
+  if (l.loaded[cls]->size != 0) return false;  // holds only ranges above the limit
+  Depot& d = depots_[cls];
+  Magazine* full = nullptr;
+  {
+    SpinGuard g(d.lock);
+    if (d.full_count == 0) return false;
+    full = d.full[--d.full_count];
+    d.empty[d.empty_count++] = l.loaded[cls];
+  }
+  l.loaded[cls] = full;
+  bump(depot_cached_, 0 - full->size);
+  bump(l.cached, full->size);
+  return mag_pop(full, last_ok, pfn);
+}
+
+bool RangeCache::pop_slow(Lcore& l, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn) noexcept {
+  bool hit;
+  if (enter(l)) {
+    hit = pop_locked_or_handshaken(l, cls, hi_pfn, pfn);
+    leave(l);
+  } else {
+    SpinGuard g(l.slow_lock);
+    hit = pop_locked_or_handshaken(l, cls, hi_pfn, pfn);
+  }
+  if (hit) {
+    bump(l.alloc_hits);
+    bump(l.cached, UINT64_MAX);
+  } else {
+    bump(l.alloc_misses);
+  }
+  return hit;
+}
+
+void RangeCache::push_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t pfn) noexcept {
+  Magazine*& loaded = l.loaded[cls];
+  if (loaded->size == kMagSize) {
+    if (l.prev[cls]->size < kMagSize) {
+      std::swap(loaded, l.prev[cls]);
+    } else {
+      Depot& d = depots_[cls];
+      Magazine* empty = nullptr;
+      {
+        SpinGuard g(d.lock);
+        if (d.empty_count > 0) {
+          empty = d.empty[--d.empty_count];
+          d.full[d.full_count++] = loaded;
+        }
+      }
+      if (empty != nullptr) {
+        bump(depot_cached_, loaded->size);
+        bump(l.cached, 0 - loaded->size);
+        loaded = empty;
+      } else {
+        // The depot is full too: this magazine goes back to the tree.
+        bump(l.cached, 0 - loaded->size);
+        free_to_tree(loaded, cls);
+        bump(l.free_misses);
+      }
+    }
+  }
+  loaded->pfn[loaded->size++] = pfn;
+  bump(l.cached);
+}
+
+void RangeCache::push_slow(Lcore& l, uint32_t cls, uint64_t pfn) noexcept {
+  if (enter(l)) {
+    push_locked_or_handshaken(l, cls, pfn);
+    leave(l);
+  } else {
+    SpinGuard g(l.slow_lock);
+    push_locked_or_handshaken(l, cls, pfn);
+  }
+  bump(l.free_hits);
+}
+
+// Takes the tree lock: callers hold no depot lock (lock order: lcore slow
+// lock, then depot lock or tree lock, never both of the latter).
+void RangeCache::free_to_tree(Magazine* m, uint32_t cls) noexcept {
+  SpinGuard g(domain_.tree_lock());
+  for (uint64_t i = 0; i < m->size; ++i) {
+    [[maybe_unused]] int rc = domain_.free_locked(m->pfn[i]);
+    assert(rc == 0 && "a cached range is ALLOCATED in the tree");
+  }
+  (void)cls;
+  m->size = 0;
+}
+
+// ---------------------------------------------------------------------------
+// Flushing, from any thread
+
+void RangeCache::request(Lcore& l) noexcept { l.flush_req.store(1, std::memory_order_relaxed); }
+
+void RangeCache::wait_idle(Lcore& l) noexcept {
+  while (l.in_use.load(std::memory_order_acquire) != 0) __builtin_ia32_pause();
+}
+
+uint64_t RangeCache::flush_one_quiesced(Lcore& l) noexcept {
+  uint64_t n = 0;
+  for (uint32_t k = 0; k < kClasses; ++k) {
+    n += l.loaded[k]->size + l.prev[k]->size;
+    free_to_tree(l.loaded[k], k);
+    free_to_tree(l.prev[k], k);
+  }
+  l.cached.store(0, std::memory_order_relaxed);
+  return n;
+}
+
+void RangeCache::quiesce_all() noexcept {
+  for (uint32_t c = 0; c < n_caches_; ++c) {
+    lcores_[c].slow_lock.lock();  // index order: flushers never deadlock
+    request(lcores_[c]);
+  }
+  heavy_barrier();
+  for (uint32_t c = 0; c < n_caches_; ++c) wait_idle(lcores_[c]);
+}
+
+void RangeCache::resume_all() noexcept {
+  for (uint32_t c = n_caches_; c-- > 0;) {
+    lcores_[c].flush_req.store(0, std::memory_order_release);
+    lcores_[c].slow_lock.unlock();
+  }
+}
+
+uint64_t RangeCache::flush(uint32_t c) noexcept {
+  uint64_t n = 0;
+  if (c != IOVAM_CACHE_NONE) {
+    Lcore& l = lcores_[c];
+    SpinGuard g(l.slow_lock);
+    request(l);
+    heavy_barrier();
+    wait_idle(l);
+    n = flush_one_quiesced(l);
+    l.flush_req.store(0, std::memory_order_release);
+    return n;
+  }
+  quiesce_all();
+  for (uint32_t i = 0; i < n_caches_; ++i) n += flush_one_quiesced(lcores_[i]);
+  resume_all();
+  for (uint32_t k = 0; k < kClasses; ++k) {
+    Depot& d = depots_[k];
+    for (;;) {
+      Magazine* m;
+      {
+        SpinGuard g(d.lock);
+        if (d.full_count == 0) break;
+        m = d.full[--d.full_count];
+      }
+      n += m->size;
+      bump(depot_cached_, 0 - m->size);
+      free_to_tree(m, k);
+      SpinGuard g(d.lock);
+      d.empty[d.empty_count++] = m;
+    }
+  }
+  return n;
+}
+
+void RangeCache::trim_depots() noexcept {
+  for (uint32_t k = 0; k < kClasses; ++k) {
+    Depot& d = depots_[k];
+    for (;;) {
+      Magazine* m;
+      {
+        SpinGuard g(d.lock);
+        if (d.full_count <= kDepotKeep) break;
+        m = d.full[--d.full_count];
+      }
+      bump(depot_cached_, 0 - m->size);
+      free_to_tree(m, k);
+      SpinGuard g(d.lock);
+      d.empty[d.empty_count++] = m;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Statistics and verification
+
+uint64_t RangeCache::cached_ranges() const noexcept {
+  uint64_t n = depot_cached_.load(std::memory_order_relaxed);
+  for (uint32_t c = 0; c < n_caches_; ++c) n += lcores_[c].cached.load(std::memory_order_relaxed);
+  return n;
+}
+
+void RangeCache::count_shared(bool alloc, bool hit) noexcept {
+  auto& ctr = hit ? shared_hits_[alloc ? 0 : 1] : shared_misses_[alloc ? 0 : 1];
+  ctr.fetch_add(1, std::memory_order_relaxed);  // the shared path is not the per-lcore fast path
+}
+
+void RangeCache::read_stats(uint32_t c, iovam_cache_stats* st) const noexcept {
+  if (c == IOVAM_CACHE_NONE) {
+    st->alloc_hits = shared_hits_[0].load(std::memory_order_relaxed);
+    st->alloc_misses = shared_misses_[0].load(std::memory_order_relaxed);
+    st->free_hits = shared_hits_[1].load(std::memory_order_relaxed);
+    st->free_misses = shared_misses_[1].load(std::memory_order_relaxed);
+    st->cached_ranges = depot_cached_.load(std::memory_order_relaxed);
+    return;
+  }
+  const Lcore& l = lcores_[c];
+  st->alloc_hits = l.alloc_hits.load(std::memory_order_relaxed);
+  st->alloc_misses = l.alloc_misses.load(std::memory_order_relaxed);
+  st->free_hits = l.free_hits.load(std::memory_order_relaxed);
+  st->free_misses = l.free_misses.load(std::memory_order_relaxed);
+  st->cached_ranges = l.cached.load(std::memory_order_relaxed);
+}
+
+const char* RangeCache::verify_locked(const GapTree& tree) const noexcept {
+  uint64_t total = cached_ranges();
+  if (total == 0) return nullptr;
+  auto* seen = static_cast<uint64_t*>(std::malloc(total * sizeof(uint64_t)));
+  if (seen == nullptr) return "verify: out of memory";
+  uint64_t n = 0;
+  const char* err = nullptr;
+  auto check = [&](const Magazine* m, uint32_t cls) {
+    for (uint64_t i = 0; i < m->size && err == nullptr; ++i) {
+      uint64_t pfn = m->pfn[i];
+      if (pfn > tree.max_pfn()) {
+        err = "cached range outside the domain";
+        break;
+      }
+      Segment s = tree.lookup(pfn);
+      if (s.tag != Tag::kAllocated || s.pfn_lo != pfn || s.pfn_hi - s.pfn_lo + 1 != (1ULL << cls))
+        err = "cached range is not an ALLOCATED range of its class";
+      else if (n == total)
+        err = "more ranges in caches than counted";
+      else
+        seen[n++] = pfn;
+    }
+  };
+  uint64_t per_lcore = 0;
+  for (uint32_t c = 0; c < n_caches_ && err == nullptr; ++c) {
+    per_lcore = 0;
+    for (uint32_t k = 0; k < kClasses; ++k) {
+      check(lcores_[c].loaded[k], k);
+      check(lcores_[c].prev[k], k);
+      per_lcore += lcores_[c].loaded[k]->size + lcores_[c].prev[k]->size;
+    }
+    if (err == nullptr && per_lcore != lcores_[c].cached.load(std::memory_order_relaxed))
+      err = "lcore cached count differs from its magazines";
+  }
+  uint64_t in_depots = 0;
+  for (uint32_t k = 0; k < kClasses && err == nullptr; ++k) {
+    const Depot& d = depots_[k];
+    if (d.full_count + d.empty_count != kDepotMax) err = "depot lost a magazine";
+    for (uint32_t i = 0; i < d.full_count; ++i) {
+      check(d.full[i], k);
+      in_depots += d.full[i]->size;
+    }
+  }
+  if (err == nullptr && in_depots != depot_cached_.load(std::memory_order_relaxed))
+    err = "depot cached count differs from its magazines";
+  if (err == nullptr && n != total) err = "cached_ranges differs from the magazines";
+  if (err == nullptr) {
+    std::sort(seen, seen + n);
+    if (std::adjacent_find(seen, seen + n) != seen + n) err = "a range is cached twice";
+  }
+  std::free(seen);
+  return err;
+}
+
+}  // namespace iovam::detail
