@@ -1,0 +1,297 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
+"""Turn one perf/run output folder into results.json, summary.md and plots.
+
+Ratios: baseline / iovam for times and bytes, iovam / baseline for rates,
+so a ratio above 1 always means iovam is better.
+Run with /usr/bin/python3 (Debian's, which has matplotlib).
+"""
+import argparse
+import datetime
+import glob
+import json
+import math
+import os
+import re
+
+NAME_RE = re.compile(r"^BM_(?P<component>[A-Za-z0-9]+)_(?P<scenario>\w+)<(?P<impl>\w+)>(?P<args>(/.*)?)$")
+IMPLS = ["iovam", "classic_walk", "first_fit"]
+BASELINES = ["classic_walk", "first_fit"]
+
+
+def load_json(path, default=None):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+def parse_benchmarks(gb):
+    """{(component, scenario, args-tuple): {impl: ns per iteration}}"""
+    table = {}
+    for b in (gb or {}).get("benchmarks", []):
+        if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
+            continue
+        m = NAME_RE.match(b["name"])
+        if not m:
+            continue
+        args = tuple((k, int(v)) for k, v in
+                     (a.split(":") for a in m.group("args").split("/") if a)
+                     if k != "min_time" and k != "repeats")
+        key = (m.group("component"), m.group("scenario"), args)
+        ns = b["real_time"] * {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}[b.get("time_unit", "ns")]
+        if "ns_per_pair" in b:
+            ns = b["ns_per_pair"] * 1e9 if b["ns_per_pair"] < 1e-3 else b["ns_per_pair"]
+        table.setdefault(key, {})[m.group("impl")] = ns
+    return table
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "—"
+    if isinstance(v, str):
+        return v
+    if abs(v) >= 1e6:
+        return f"{v / 1e6:.2f} M{unit}"
+    if abs(v) >= 1e4:
+        return f"{v / 1e3:.1f} k{unit}"
+    if abs(v) >= 100:
+        return f"{v:.0f}{unit}"
+    return f"{v:.1f}{unit}"
+
+
+def ratio(iovam, base, higher_is_better=False):
+    if iovam is None or base is None or iovam == 0 or base == 0:
+        return None
+    return iovam / base if higher_is_better else base / iovam
+
+
+def args_label(args):
+    return " ".join(f"{k}={v}" for k, v in args)
+
+
+def tree_rows(table):
+    rows = []
+    for (component, scenario, args), by_impl in sorted(table.items(), key=lambda kv: (kv[0][0] != "Tree", kv[0])):
+        if component != "Tree":
+            continue
+        unit = "ns/pair" if scenario.startswith("Pair") else "ns/op"
+        rows.append(row(f"Tree {scenario} {args_label(args)} ({unit})",
+                        by_impl.get("iovam"), by_impl.get("classic_walk"), by_impl.get("first_fit")))
+    return rows
+
+
+def row(figure, iovam, classic, first, higher_is_better=False, unit=""):
+    return {
+        "figure": figure,
+        "iovam": iovam,
+        "classic_walk": classic,
+        "first_fit": first,
+        "ratio_classic_walk": ratio(iovam, classic, higher_is_better),
+        "ratio_first_fit": ratio(iovam, first, higher_is_better),
+        "unit": unit,
+    }
+
+
+def iovam_only_rows(table):
+    """Fast path and lazy free against the tree pairs of the baselines."""
+    rows = []
+    for (component, scenario, args), by_impl in sorted(table.items()):
+        if component == "Tree":
+            continue
+        live = dict(args).get("live")
+        tree = table.get(("Tree", "Pair1Page", (("live", live), ("occ_pct", 50))), {})
+        rows.append(row(f"{component} {scenario} live={live} (ns/pair; baselines: tree pair)",
+                        by_impl.get("iovam"), tree.get("classic_walk"), tree.get("first_fit")))
+    return rows
+
+
+def thread_rows(threads):
+    rows = []
+    if not threads:
+        return rows
+    runs = threads.get("runs", [])
+    by = {(r["workload"], r["threads"]): r for r in runs}
+    counts = sorted({r["threads"] for r in runs})
+    for n in counts:
+        fast = by.get(("fast_pair", n), {}).get("pairs_per_s")
+        tree = by.get(("tree_pair", n), {}).get("pairs_per_s")
+        classic = by.get(("classic_walk_mutex", n), {}).get("pairs_per_s")
+        rows.append(row(f"fast_pair {n} thread(s) (pairs/s; baseline: classic walk + mutex)",
+                        fast, classic, None, higher_is_better=True))
+        rows.append(row(f"tree_pair {n} thread(s) (pairs/s; baseline: classic walk + mutex)",
+                        tree, classic, None, higher_is_better=True))
+    for workload in ("fast_pair", "tree_pair", "classic_walk_mutex"):
+        top = by.get((workload, counts[-1])) if counts else None
+        if top:
+            rows.append(row(f"scaling {workload} {counts[-1]} vs 1 thread(s) (x)",
+                            top["scaling"] if workload != "classic_walk_mutex" else None,
+                            top["scaling"] if workload == "classic_walk_mutex" else None, None,
+                            higher_is_better=True))
+    return rows
+
+
+def latency_rows(latency):
+    rows = []
+    frag = {l["impl"]: l for l in latency if l.get("layout") == "fragmented"}
+    packed = {l["impl"]: l for l in latency if l.get("layout") == "packed"}
+    if frag:
+        live = next(iter(frag.values()))["live_ranges"]
+        for which in ("latency_1page", "latency_mixed"):
+            for op in ("alloc_ns", "free_ns"):
+                for q in ("p50", "p99", "max"):
+                    vals = {i: frag[i].get(which, {}).get(op, {}).get(q) if i in frag else None for i in IMPLS}
+                    label = "1 page" if which == "latency_1page" else "sizes 1..4"
+                    rows.append(row(f"call latency {op[:-3]} {q}, {label}, {live:.0f} live (ns)",
+                                    vals["iovam"], vals["classic_walk"], vals["first_fit"]))
+    for name, layouts in (("fragmented", frag), ("packed", packed)):
+        if not layouts:
+            continue
+        live = next(iter(layouts.values()))["live_ranges"]
+        rows.append(row(f"RSS bytes per live range, {name}, {live:.0f} live",
+                        *(layouts.get(i, {}).get("rss_bytes_per_range") for i in IMPLS)))
+        if "iovam" in layouts and "tree_bytes_per_range" in layouts["iovam"]:
+            rows.append(row(f"tree_bytes per live range, {name}, {live:.0f} live",
+                            layouts["iovam"]["tree_bytes_per_range"], None, None))
+    return rows
+
+
+def callgrind_rows(cg):
+    if not cg or not cg.get("pairs"):
+        return []
+    per_pair = cg["instructions"] / cg["pairs"]
+    rows = [row(f"instructions per alloc_fast+free_fast pair (callgrind, target <= 60)",
+                per_pair, None, None)]
+    native = cg.get("native") or {}
+    if "ns_per_pair" in native:
+        rows.append(row("fast pair, fixed loop outside Google Benchmark (ns/pair)",
+                        native["ns_per_pair"], None, None))
+    return rows
+
+
+def markdown(rows, meta, topology):
+    lines = [
+        f"# iovam perf summary ({meta['mode']} run)",
+        "",
+        f"- date: {meta['date']}, git: {meta['git_rev']}",
+    ]
+    if topology:
+        nodes = topology.get("numa_nodes", [])
+        lines.append(f"- topology: {topology.get('packages')} package(s), {len(nodes)} NUMA node(s), "
+                     f"{topology.get('cores')} core(s), {topology.get('pus')} PU(s); threads pinned one per core, "
+                     "memory bound to the core's NUMA node (hwloc)")
+    lines += [
+        "- ratio = baseline / iovam for times and bytes, iovam / baseline for rates: **> 1 means iovam is better**",
+        "- classic_walk: top-down walk from a cached node over std::map (Linux iova.c before the maple tree); "
+        "first_fit: linear first fit over std::map (QEMU iova_tree_alloc_map)",
+        "- call latency is measured around single iovam_alloc/iovam_free calls with steady_clock: "
+        "it bounds the domain lock hold time from above (it adds the call, the lock handover and the clock reads)",
+        "- other engineers share this CPU: absolute figures are noisy; same-run ratios are the comparable figures",
+        "",
+        "| figure | iovam | classic_walk | first_fit | ratio vs classic_walk | ratio vs first_fit |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append("| {} | {} | {} | {} | {} | {} |".format(
+            r["figure"], fmt(r["iovam"]), fmt(r["classic_walk"]), fmt(r["first_fit"]),
+            fmt(r["ratio_classic_walk"]), fmt(r["ratio_first_fit"])))
+    return "\n".join(lines) + "\n"
+
+
+def plot(table, threads, out):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return ["matplotlib missing: run with /usr/bin/python3"]
+    written = []
+    series = {}
+    for (component, scenario, args), by_impl in table.items():
+        if component != "Tree":
+            continue
+        d = dict(args)
+        occ = d.get("occ_pct")
+        series.setdefault((scenario, occ), {})
+        for impl, ns in by_impl.items():
+            series[(scenario, occ)].setdefault(impl, []).append((d["live"], ns))
+    for (scenario, occ), by_impl in sorted(series.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for impl in IMPLS:
+            pts = sorted(by_impl.get(impl, []))
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=impl)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("live ranges")
+        ax.set_ylabel("ns per pair" if scenario.startswith("Pair") else "ns per op")
+        ax.set_title(f"Tree {scenario}" + (f", occupancy {occ} %" if occ else ""))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        name = f"tree_{scenario}" + (f"_occ{occ}" if occ else "") + ".png"
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, name), dpi=100)
+        plt.close(fig)
+        written.append(name)
+    if threads and threads.get("runs"):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        by_workload = {}
+        for r in threads["runs"]:
+            by_workload.setdefault(r["workload"], []).append((r["threads"], r["pairs_per_s"]))
+        for workload, pts in by_workload.items():
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=workload)
+        ax.set_xlabel("threads (one per core, pinned)")
+        ax.set_ylabel("pairs/s (all threads)")
+        ax.set_xticks(sorted({r["threads"] for r in threads["runs"]}))
+        ax.set_title("Thread scaling, 1-page pairs")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "threads.png"), dpi=100)
+        plt.close(fig)
+        written.append("threads.png")
+    return written
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--mode", default="full")
+    ap.add_argument("--git-rev", default="unknown")
+    opt = ap.parse_args()
+
+    gb = load_json(os.path.join(opt.out, "bench.json"), {})
+    threads = load_json(os.path.join(opt.out, "threads.json"))
+    latency = [l for l in (load_json(p) for p in sorted(glob.glob(os.path.join(opt.out, "latency_*.json")))) if l]
+    cg = load_json(os.path.join(opt.out, "callgrind.json"))
+    table = parse_benchmarks(gb)
+    meta = {
+        "mode": opt.mode,
+        "git_rev": opt.git_rev,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    rows = tree_rows(table) + iovam_only_rows(table) + thread_rows(threads) + latency_rows(latency) + callgrind_rows(cg)
+    plots = plot(table, threads, opt.out)
+    topology = (threads or {}).get("topology")
+    results = {
+        "meta": meta,
+        "topology": topology,
+        "figures": rows,
+        "plots": plots,
+        "google_benchmark": gb,
+        "threads": threads,
+        "latency_memory": latency,
+        "callgrind": cg,
+    }
+    with open(os.path.join(opt.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v)
+    with open(os.path.join(opt.out, "summary.md"), "w") as f:
+        f.write(markdown(rows, meta, topology))
+        if plots:
+            f.write("\nPlots: " + ", ".join(f"[{p}]({p})" for p in plots) + "\n")
+
+
+if __name__ == "__main__":
+    main()
