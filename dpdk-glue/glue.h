@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (c) 2026 The iovam authors.
+ */
+// Glue: the state of one iovam_dpdk_init() .. iovam_dpdk_fini() lifetime.
+// Each part lives in its own file; this header only ties them together.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "iova_map.h"
+#include "iovam.h"
+#include "iovam_dpdk.h"
+#include "vfio_mapper.h"
+
+namespace iovam::glue {
+
+// Cold-path counters (memory events, pools, service): relaxed atomics.
+// The dynamic-map fast path keeps its own per-lcore counters (dyn_map.h).
+struct Counters {
+	std::atomic<uint64_t> mem_events{0};
+	std::atomic<uint64_t> mem_event_failures{0};
+	std::atomic<uint64_t> mapped_bytes{0};
+	std::atomic<uint64_t> mappings{0};
+	std::atomic<uint64_t> dma_maps{0};
+	std::atomic<uint64_t> dma_unmaps{0};
+	std::atomic<uint64_t> dma_skipped{0};
+	std::atomic<uint64_t> dma_failures{0};
+	std::atomic<uint64_t> dma_queued{0};
+	std::atomic<uint64_t> service_runs{0};
+};
+
+struct PoolInfo {
+	std::string name;
+	uint64_t iova_lo = UINT64_MAX;
+	uint64_t iova_hi = 0; // inclusive
+	uint64_t runs = 0;    // IOVA-contiguous pieces populated
+	uint64_t objs = 0;
+};
+
+struct DynState;     // dyn_map.cc
+struct ServiceState; // service.cc
+
+struct Glue {
+	iovam_dpdk_conf conf{};
+	iovam_domain *dom = nullptr;
+	unsigned shift = 12;       // log2(granule)
+	uint64_t granule = 4096;
+	uint64_t limit_pfn = 0;    // highest pfn (inclusive)
+	bool static_memory = false; // no memory events: --legacy-mem / --no-huge
+	bool event_registered = false;
+	bool ethdev_cb_registered = false;
+
+	VfioMapper vfio;
+	IovaMap map;
+	Counters ctr;
+	DynState *dyn = nullptr;
+	ServiceState *svc = nullptr;
+
+	std::mutex pools_lock;
+	std::map<const void *, PoolInfo> pools;
+};
+
+// Published after init completed, cleared before fini starts tearing down.
+// Fast paths load it with acquire; the cold API holds g_api_lock.
+extern std::atomic<Glue *> g_glue;
+extern std::mutex g_api_lock;
+
+inline Glue *glue() { return g_glue.load(std::memory_order_acquire); }
+
+// Initialise from the environment if nobody did (plugin, or an app that
+// selected the "iovam" ops without calling iovam_dpdk_init()).
+Glue *ensure_init();
+
+// mem_event_hook.cc
+int mem_hook_start(Glue &g);
+void mem_hook_stop(Glue &g);
+int mem_replay(Glue &g);
+void unmap_hook_call(uint64_t iova, uint64_t len);
+
+// dyn_map.cc
+int dyn_start(Glue &g);
+void dyn_stop(Glue &g);
+int dyn_drain(Glue &g);
+uint64_t dyn_outstanding(Glue &g);
+void dyn_stats(Glue &g, iovam_dpdk_stats &st);
+
+// service.cc
+int service_start(Glue &g);
+void service_stop(Glue &g);
+int service_run(Glue &g);
+int service_id(Glue &g, uint32_t *id);
+
+// mempool_ops.cc
+size_t pool_count(Glue &g);
+
+}  // namespace iovam::glue

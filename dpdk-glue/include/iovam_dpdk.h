@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (c) 2026 The iovam authors.
+ */
+/**
+ * @file
+ * iovam_dpdk: DPDK glue for the iovam IOVA manager.
+ *
+ * After rte_eal_init() an application calls iovam_dpdk_init(). From then on
+ * every page of DPDK memory (what exists now and what the heaps grow into
+ * later) has an IOVA chosen by iovam inside the configured DMA window, and is
+ * DMA-mapped at that IOVA through DPDK's VFIO API. Mbuf pools created with the
+ * mempool ops "iovam" (IOVAM_DPDK_MEMPOOL_OPS, or EAL option
+ * --mbuf-pool-ops-name iovam) carry those IOVAs in buf_iova. Application
+ * buffers outside DPDK memory are mapped on the fast path with
+ * iovam_dpdk_map() and unmapped lazily with iovam_dpdk_unmap(); a DPDK
+ * service ("iovam") completes the unmaps and returns the IOVAs.
+ *
+ * Without VFIO (vdev-only applications, kernels without an IOMMU driver) the
+ * library runs in no-IOMMU mode: IOVAs are still allocated and translated,
+ * the VFIO calls are skipped and counted.
+ *
+ * Loaded as an EAL plugin (-d libiovam_dpdk.so), the library configures itself
+ * from environment variables on first use (see iovam_dpdk_conf_from_env()).
+ *
+ * Conventions (DPDK style): functions return 0 or a non-negative count on
+ * success and a negative errno on failure; constructors return NULL and set
+ * rte_errno. Only the primary process is supported.
+ */
+#ifndef IOVAM_DPDK_H
+#define IOVAM_DPDK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "iovam.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct rte_mempool;
+
+/** Name of the mempool ops driver (EAL option --mbuf-pool-ops-name iovam). */
+#define IOVAM_DPDK_MEMPOOL_OPS "iovam"
+
+/** Name of the DPDK service component. */
+#define IOVAM_DPDK_SERVICE_NAME "iovam"
+
+/** Never call VFIO, even where it is available: allocate and translate only. */
+#define IOVAM_DPDK_F_NO_IOMMU (1u << 0)
+/**
+ * Do not run the service by itself. Without this flag the service is mapped
+ * to the first service lcore if there is one, else it runs from an EAL alarm
+ * every 10 ms. With it, the application runs it: on a service lcore it maps
+ * itself, with rte_service_run_iter_on_app_lcore(), or iovam_dpdk_service_run().
+ */
+#define IOVAM_DPDK_F_NO_SERVICE (1u << 1)
+
+/** Configuration of iovam_dpdk_init(). Zero fields take the defaults. */
+struct iovam_dpdk_conf {
+	/** Device DMA address width in bits, 20..64: every IOVA is below
+	 *  2^dma_bits. 0 = 32 (the narrowest common device). */
+	uint32_t dma_bits;
+	/** IOVAM_DPDK_F_* */
+	uint32_t flags;
+	/** Bytes per IOVA page: a power of two, >= 4096 and <= the smallest
+	 *  memseg page size (4096 with --no-huge). 0 = 4096. */
+	uint64_t granule;
+	/** Lowest IOVA handed out, a multiple of granule. 0 = one granule
+	 *  (IOVA 0 is never handed out: it hides NULL-pointer DMA bugs). */
+	uint64_t iova_base;
+	/** One past the highest IOVA handed out, a multiple of granule, at most
+	 *  2^dma_bits. 0 = 2^dma_bits. */
+	uint64_t iova_end;
+	/** Entries of each lcore's lazy-unmap queue: a power of two, 16..65536.
+	 *  0 = 1024. A full queue makes iovam_dpdk_unmap() unmap synchronously. */
+	uint32_t unmap_queue_size;
+	uint32_t reserved; /**< must be 0 */
+};
+
+/**
+ * Fill conf from the environment (the plugin's configuration):
+ *  - IOVAM_DMA_BITS: dma_bits (decimal)
+ *  - IOVAM_GRANULE: granule in bytes (decimal or 0x hex)
+ *  - IOVAM_IOVA_BASE, IOVAM_IOVA_END: the window (decimal or 0x hex)
+ *  - IOVAM_NO_IOMMU=1: IOVAM_DPDK_F_NO_IOMMU
+ *  - IOVAM_NO_SERVICE=1: IOVAM_DPDK_F_NO_SERVICE
+ *  - IOVAM_UNMAP_QUEUE: unmap_queue_size
+ *  - IOVAM_DISABLE=1 (read by the plugin only): do nothing when loaded
+ * Unset variables leave 0 (the default).
+ * @return 0; -EINVAL NULL conf or a variable that does not parse.
+ */
+int iovam_dpdk_conf_from_env(struct iovam_dpdk_conf *conf);
+
+/**
+ * Initialise the glue: create the IOVA domain, register the memory-event
+ * callback, give every page of existing DPDK memory an IOVA and map it,
+ * register the service. Call after rte_eal_init(), before creating iovam pools.
+ * NULL conf takes every default.
+ * @return 0;
+ *   -EINVAL bad conf (see struct iovam_dpdk_conf), or granule larger than a
+ *     memseg page;
+ *   -EALREADY already initialised;
+ *   -ENOTSUP not a primary process;
+ *   -ENOMEM out of memory, or the window cannot hold existing memory;
+ *   -EIO a DMA mapping of existing memory failed.
+ *   On failure nothing is left registered, allocated or mapped.
+ */
+int iovam_dpdk_init(const struct iovam_dpdk_conf *conf);
+
+/**
+ * Undo iovam_dpdk_init(): stop the service, unregister the callback, unmap
+ * every mapping, return every IOVA and destroy the domain.
+ * @return 0; -ENODEV not initialised; -EBUSY an iovam mempool or a dynamic
+ *   mapping is still live (nothing changed).
+ */
+int iovam_dpdk_fini(void);
+
+/** @return 1 if initialised (iovam_dpdk_init() or the plugin), else 0. */
+int iovam_dpdk_is_initialised(void);
+
+/**
+ * Translate a DPDK memory address (heap, memzone, mempool) to iovam's IOVA.
+ * Cost: one shared lock and an O(log n) map lookup; not for per-packet use
+ * (mbufs carry buf_iova).
+ * @return 0 and *iova; -EINVAL NULL va or iova; -ENODEV not initialised;
+ *   -ENOENT va is not DPDK memory known to iovam.
+ */
+int iovam_dpdk_virt2iova(const void *va, uint64_t *iova);
+
+/**
+ * Dynamic mapping ("map_single"): give [va, va+len) an IOVA and DMA-map it.
+ * Any thread may call it; an lcore uses its own IOVA cache (lock-free), other
+ * threads the shared path. The page(s) of va must stay allocated until the
+ * unmap has completed (the service reports that through the stats).
+ * Cost: no heap allocation; in no-IOMMU mode no system call; with VFIO one
+ * VFIO_IOMMU_MAP_DMA ioctl.
+ * @return 0 and *iova (with va's offset inside its granule page);
+ *   -EINVAL NULL va or iova, len 0, va+len overflows;
+ *   -ENODEV not initialised;
+ *   -ENOMEM no IOVA space left in the window;
+ *   -EAGAIN transient (the domain's node pool is empty: retry after the
+ *     service ran);
+ *   -EIO the VFIO mapping failed (nothing is kept).
+ */
+int iovam_dpdk_map(void *va, size_t len, uint64_t *iova);
+
+/**
+ * Lazy unmap of a mapping from iovam_dpdk_map(), with the same va and len and
+ * the IOVA it returned. The device must be done with it. The VFIO unmap
+ * happens later, batched, on the service; the IOVA returns to the domain only
+ * after that unmap completed, so it cannot be handed out while the IOMMU
+ * still maps it. When the calling lcore's queue is full the unmap is done
+ * synchronously instead. (DPDK's VFIO unmap needs the VA as well as the IOVA.)
+ * Cost: a store into the lcore's single-producer queue (no lock, no syscall);
+ * threads without an lcore take a short lock.
+ * @return 0; -EINVAL NULL va, len 0, or an IOVA range outside the window;
+ *   -ENODEV not initialised. An (iova, len) that is not a live dynamic mapping
+ *   is detected (best effort) by the service, counted in bad_unmaps and
+ *   ignored; unmapping the same mapping twice is undefined.
+ */
+int iovam_dpdk_unmap(void *va, uint64_t iova, size_t len);
+
+/**
+ * Run one iteration of the service on the calling thread: complete queued
+ * unmaps, return their IOVAs, retry mappings waiting for a VFIO device, run
+ * iovam_maintain(). Serialised with the service lcore by a try-lock.
+ * @return the number of ranges returned to the domain (>= 0); -ENODEV not
+ *   initialised; -EBUSY another thread is running it.
+ */
+int iovam_dpdk_service_run(void);
+
+/**
+ * @return 0 and *id (the rte_service id, for rte_service_map_lcore_set() or
+ *   rte_service_run_iter_on_app_lcore()); -EINVAL NULL id; -ENODEV not
+ *   initialised.
+ */
+int iovam_dpdk_service_id(uint32_t *id);
+
+/**
+ * Map now the memory that waits for a VFIO device (memory that existed before
+ * the first device was attached). Call after hot-plugging the first device;
+ * the service and the ethdev NEW event also do it.
+ * @return the number of mappings made (>= 0); -ENODEV not initialised; -EIO a
+ *   mapping failed (the rest stay queued).
+ */
+int iovam_dpdk_dma_replay(void);
+
+/**
+ * Create a pktmbuf pool whose objects get iovam IOVAs (mempool ops "iovam").
+ * Arguments as rte_pktmbuf_pool_create().
+ * @return the pool, or NULL with rte_errno: ENODEV not initialised; EINVAL,
+ *   ENOSPC, EEXIST, ENOMEM as rte_pktmbuf_pool_create_by_ops(); EFAULT memory
+ *   without an iovam IOVA (a DMA mapping failed).
+ */
+struct rte_mempool *iovam_dpdk_pktmbuf_pool_create(const char *name, unsigned int n,
+		unsigned int cache_size, uint16_t priv_size, uint16_t data_room_size,
+		int socket_id);
+
+/** Counters (the telemetry command /iovam/stats prints the same). */
+struct iovam_dpdk_stats {
+	uint64_t live_ranges;     /**< domain: ALLOCATED ranges */
+	uint64_t deferred_ranges; /**< domain: DEFERRED markers */
+	uint64_t cache_hits;      /**< alloc_fast hits, summed over caches */
+	uint64_t cache_misses;    /**< alloc_fast misses, summed over caches */
+	uint64_t mem_events;      /**< memory events handled (ALLOC and FREE) */
+	uint64_t mem_event_failures; /**< ALLOC events that could not be mapped */
+	uint64_t mapped_bytes;    /**< bytes with a live DMA mapping (or skipped one) */
+	uint64_t mappings;        /**< live DMA mappings (VFIO entries) */
+	uint64_t dma_maps;        /**< DMA map operations done (or skipped) */
+	uint64_t dma_unmaps;      /**< DMA unmap operations done (or skipped) */
+	uint64_t dma_skipped;     /**< of those, skipped in no-IOMMU mode */
+	uint64_t dma_failures;    /**< map or unmap calls that failed */
+	uint64_t dma_queued;      /**< mappings waiting for a VFIO device */
+	uint64_t pools;           /**< live mempools with ops "iovam" */
+	uint64_t dyn_maps;        /**< iovam_dpdk_map() successes */
+	uint64_t dyn_unmaps;      /**< dynamic mappings whose IOVA was returned */
+	uint64_t dyn_pending;     /**< dynamic unmaps queued, not completed */
+	uint64_t dyn_sync_unmaps; /**< unmaps done synchronously (queue full) */
+	uint64_t bad_unmaps;      /**< unmaps of something never mapped */
+	uint64_t service_runs;    /**< service iterations */
+	uint32_t no_iommu;        /**< 1 in no-IOMMU mode */
+	uint32_t static_memory;   /**< 1 without memory events (--legacy-mem, --no-huge) */
+};
+
+/** @return 0 and *st; -EINVAL NULL st; -ENODEV not initialised. */
+int iovam_dpdk_stats_get(struct iovam_dpdk_stats *st);
+
+/**
+ * The IOVA domain, for iovam_stats_get(), iovam_verify() and tests. Valid
+ * until iovam_dpdk_fini(); do not free ranges you did not allocate.
+ * @return the domain, or NULL with rte_errno ENODEV (not initialised).
+ */
+struct iovam_domain *iovam_dpdk_domain(void);
+
+/* ---- Test hooks: make the glue fail on purpose. Not for production. ---- */
+
+/**
+ * Make DMA map calls fail: one_in 0 never, 1 always, N every Nth call.
+ * Applies in no-IOMMU mode too (the skipped call "fails").
+ */
+void iovam_dpdk_test_fail_dma_map(uint32_t one_in);
+
+/**
+ * Called after each DMA unmap completed (or was skipped) and before the
+ * IOVA range goes back to the domain. NULL removes it.
+ */
+typedef void (*iovam_dpdk_unmap_hook_t)(uint64_t iova, uint64_t len, void *arg);
+void iovam_dpdk_test_set_unmap_hook(iovam_dpdk_unmap_hook_t hook, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* IOVAM_DPDK_H */

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (c) 2026 The iovam authors.
+ */
+#include "iova_map.h"
+
+#include <cstdint>
+
+namespace iovam::glue {
+
+const Chunk *IovaMap::find(uintptr_t va, uintptr_t *chunk_va) const
+{
+	auto it = chunks_.upper_bound(va);
+	if (it == chunks_.begin())
+		return nullptr;
+	--it;
+	if (va - it->first >= it->second.len)
+		return nullptr;
+	*chunk_va = it->first;
+	return &it->second;
+}
+
+bool IovaMap::translate_run(uintptr_t va, size_t max_len, uint64_t *iova, size_t *run_len) const
+{
+	auto it = chunks_.upper_bound(va);
+	if (it == chunks_.begin())
+		return false;
+	--it;
+	uint64_t off = va - it->first;
+	if (off >= it->second.len)
+		return false;
+	*iova = it->second.iova + off;
+	uint64_t len = it->second.len - off;
+	// Extend while the next chunk continues both the VA and the IOVA.
+	for (auto next = std::next(it); len < max_len && next != chunks_.end(); it = next++) {
+		if (next->first != it->first + it->second.len ||
+		    next->second.iova != it->second.iova + it->second.len)
+			break;
+		len += next->second.len;
+	}
+	*run_len = len < max_len ? len : max_len;
+	return true;
+}
+
+void IovaMap::add_chunk(uintptr_t va, const Chunk &c)
+{
+	chunks_[va] = c;
+	ranges_[c.range_pfn].live_chunks++;
+}
+
+uint64_t IovaMap::remove_chunk(uintptr_t va, bool unmap_failed)
+{
+	auto it = chunks_.find(va);
+	uint64_t pfn = it->second.range_pfn;
+	chunks_.erase(it);
+	RangeUse &r = ranges_[pfn];
+	r.leaked |= unmap_failed;
+	if (--r.live_chunks != 0 || r.leaked)
+		return UINT64_MAX;
+	ranges_.erase(pfn);
+	return pfn;
+}
+
+}  // namespace iovam::glue

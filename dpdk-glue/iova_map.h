@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (c) 2026 The iovam authors.
+ */
+// IovaMap: VA -> IOVA translations of DPDK memory, one entry per DMA mapping
+// ("chunk"), plus the IOVA ranges the chunks were carved from.
+//
+//   chunk  [va, va+len) -> [iova, iova+len), one VFIO mapping, state
+//          kMapped or kQueued (waits for the first VFIO device)
+//   range  [pfn_lo, pfn_lo+npages) from iovam_alloc(); live_chunks counts the
+//          chunks still inside it. The range goes back to the domain when
+//          the count drops to 0, i.e. after the last chunk's unmap completed.
+//
+// One region (an ALLOC event, or a VA-contiguous run found by the init walk)
+// gets one IOVA range, so VA-contiguous memory is IOVA-contiguous within it:
+// a mempool chunk inside one region is one IOVA run.
+//
+// Locking: one reader-writer lock. Writers are the memory-event callback (DPDK
+// holds its memory hotplug write lock then), the init walk (DPDK's read lock
+// held) and fini; readers are virt2iova, mempool populate and the service.
+// Lock order is always DPDK's memory lock, then this one: nothing called with
+// this lock held may take a DPDK memory lock (no rte_malloc, no memseg walks).
+// std::map nodes come from libc malloc, never rte_malloc (the heap lock is
+// held while events are delivered).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <shared_mutex>
+
+namespace iovam::glue {
+
+struct Chunk {
+	uint64_t len;
+	uint64_t iova;
+	uint64_t range_pfn; // key of the owning range
+	bool mapped;        // false: queued, waits for a VFIO device
+};
+
+struct RangeUse {
+	uint64_t npages;
+	uint64_t live_chunks;
+	bool leaked; // an unmap failed: the IOVA must never be handed out again
+};
+
+class IovaMap {
+public:
+	std::shared_mutex &lock() { return lock_; }
+
+	// All below: caller holds lock() (shared for the const ones).
+	const Chunk *find(uintptr_t va, uintptr_t *chunk_va) const;
+	// Longest IOVA-contiguous run starting at va, at most max_len bytes.
+	// false: va has no translation.
+	bool translate_run(uintptr_t va, size_t max_len, uint64_t *iova, size_t *run_len) const;
+	bool contains_range(uint64_t pfn) const { return ranges_.count(pfn) != 0; }
+
+	void add_range(uint64_t pfn, uint64_t npages) { ranges_[pfn] = {npages, 0, false}; }
+	void add_chunk(uintptr_t va, const Chunk &c);
+	// Remove the chunk at va; returns its range if that became empty and
+	// should go back to the domain (not leaked), else UINT64_MAX.
+	uint64_t remove_chunk(uintptr_t va, bool unmap_failed);
+	void erase_range(uint64_t pfn) { ranges_.erase(pfn); }
+
+	std::map<uintptr_t, Chunk> &chunks() { return chunks_; }
+	const std::map<uint64_t, RangeUse> &ranges() const { return ranges_; }
+
+private:
+	std::shared_mutex lock_;
+	std::map<uintptr_t, Chunk> chunks_;
+	std::map<uint64_t, RangeUse> ranges_;
+};
+
+}  // namespace iovam::glue

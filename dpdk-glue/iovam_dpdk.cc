@@ -1,0 +1,248 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (c) 2026 The iovam authors.
+ */
+// iovam_dpdk_init() / iovam_dpdk_fini() and the small C entry points.
+//
+// Init builds the parts in this order and fini (or a failed init) takes them
+// down in exactly the reverse order:
+//   1 domain          iovam_domain_create()
+//   2 VFIO mode       VfioMapper::init()      (nothing to undo)
+//   3 unmap queues    dyn_start()
+//   4 memory hook     mem_hook_start(): callback, init walk, ethdev NEW hook
+//   5 service         service_start()
+//   6 publish         g_glue
+#include <bit>
+#include <cerrno>
+#include <cinttypes>
+#include <mutex>
+#include <new>
+#include <shared_mutex>
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+
+#include "glue.h"
+#include "log.h"
+
+namespace iovam::glue {
+
+std::atomic<Glue *> g_glue{nullptr};
+std::mutex g_api_lock;
+
+namespace {
+
+constexpr uint32_t kKnownFlags = IOVAM_DPDK_F_NO_IOMMU | IOVAM_DPDK_F_NO_SERVICE;
+
+// Fill defaults and check every field; dc gets the domain's configuration.
+int resolve_conf(const iovam_dpdk_conf *in, iovam_dpdk_conf &c, iovam_domain_conf &dc)
+{
+	c = in != nullptr ? *in : iovam_dpdk_conf{};
+	if (c.reserved != 0 || (c.flags & ~kKnownFlags) != 0)
+		return -EINVAL;
+	if (c.dma_bits == 0)
+		c.dma_bits = 32;
+	if (c.granule == 0)
+		c.granule = 4096;
+	if (c.unmap_queue_size == 0)
+		c.unmap_queue_size = 1024;
+	if (c.dma_bits < 20 || c.dma_bits > 64 || c.granule < 4096 ||
+	    !std::has_single_bit(c.granule) || c.unmap_queue_size < 16 ||
+	    c.unmap_queue_size > 65536 || !std::has_single_bit(c.unmap_queue_size))
+		return -EINVAL;
+	unsigned shift = std::countr_zero(c.granule);
+	// Highest IOVA the device can reach, inclusive (2^64 does not fit).
+	uint64_t top = c.dma_bits == 64 ? UINT64_MAX : (uint64_t{1} << c.dma_bits) - 1;
+	if (c.iova_base == 0)
+		c.iova_base = c.granule;
+	uint64_t last = c.iova_end == 0 ? top : c.iova_end - 1;
+	if (c.iova_base % c.granule != 0 || (c.iova_end != 0 && c.iova_end % c.granule != 0) ||
+	    last > top || c.iova_base > last)
+		return -EINVAL;
+	dc = iovam_domain_conf{};
+	dc.granule = c.granule;
+	dc.start_pfn = c.iova_base >> shift;
+	dc.end_pfn = last >> shift;
+	dc.n_caches = RTE_MAX_LCORE;
+	return 0;
+}
+
+}  // namespace
+
+}  // namespace iovam::glue
+
+using namespace iovam::glue;
+
+extern "C" int iovam_dpdk_init(const struct iovam_dpdk_conf *conf)
+{
+	std::lock_guard api(g_api_lock);
+	if (glue() != nullptr)
+		return -EALREADY;
+	if (rte_lcore_count() == 0)
+		return -EPERM; // rte_eal_init() has not run
+	if (rte_eal_process_type() != RTE_PROC_PRIMARY)
+		return -ENOTSUP;
+	iovam_dpdk_conf c;
+	iovam_domain_conf dc;
+	int rc = resolve_conf(conf, c, dc);
+	if (rc != 0)
+		return rc;
+
+	auto *g = new (std::nothrow) Glue;
+	if (g == nullptr)
+		return -ENOMEM;
+	g->conf = c;
+	g->granule = c.granule;
+	g->shift = std::countr_zero(c.granule);
+	g->limit_pfn = dc.end_pfn;
+	g->dom = iovam_domain_create(&dc); // 1
+	if (g->dom == nullptr) {
+		rc = errno == EINVAL ? -EINVAL : -ENOMEM;
+		goto fail_domain;
+	}
+	g->vfio.init(c.flags & IOVAM_DPDK_F_NO_IOMMU); // 2
+	rc = dyn_start(*g);                            // 3
+	if (rc != 0)
+		goto fail_dyn;
+	rc = mem_hook_start(*g); // 4
+	if (rc != 0)
+		goto fail_hook;
+	rc = service_start(*g); // 5
+	if (rc != 0)
+		goto fail_service;
+	g_glue.store(g, std::memory_order_release); // 6
+	IOVAM_LOG(INFO, "IOVA window [0x%" PRIx64 ", 0x%" PRIx64 "], granule 0x%" PRIx64,
+		  dc.start_pfn << g->shift, ((dc.end_pfn + 1) << g->shift) - 1, c.granule);
+	return 0;
+
+fail_service:
+	mem_hook_stop(*g);
+fail_hook:
+	dyn_stop(*g);
+fail_dyn:
+	iovam_domain_destroy(g->dom);
+fail_domain:
+	delete g;
+	return rc;
+}
+
+extern "C" int iovam_dpdk_fini(void)
+{
+	std::lock_guard api(g_api_lock);
+	Glue *g = glue();
+	if (g == nullptr)
+		return -ENODEV;
+	if (pool_count(*g) != 0)
+		return -EBUSY;
+	(void)dyn_drain(*g);
+	if (dyn_outstanding(*g) != 0)
+		return -EBUSY;
+	g_glue.store(nullptr, std::memory_order_release); // 6
+	service_stop(*g);                                 // 5
+	mem_hook_stop(*g);                                // 4
+	dyn_stop(*g);                                     // 3
+	iovam_domain_destroy(g->dom);                     // 1
+	delete g;
+	IOVAM_LOG(INFO, "finalised");
+	return 0;
+}
+
+extern "C" int iovam_dpdk_is_initialised(void)
+{
+	return glue() != nullptr;
+}
+
+extern "C" int iovam_dpdk_virt2iova(const void *va, uint64_t *iova)
+{
+	if (va == nullptr || iova == nullptr)
+		return -EINVAL;
+	Glue *g = glue();
+	if (g == nullptr)
+		return -ENODEV;
+	auto a = reinterpret_cast<uintptr_t>(va);
+	uintptr_t base;
+	std::shared_lock lk(g->map.lock());
+	const Chunk *c = g->map.find(a, &base);
+	if (c == nullptr)
+		return -ENOENT;
+	*iova = c->iova + (a - base);
+	return 0;
+}
+
+extern "C" int iovam_dpdk_service_run(void)
+{
+	Glue *g = glue();
+	if (g == nullptr)
+		return -ENODEV;
+	return service_run(*g);
+}
+
+extern "C" int iovam_dpdk_service_id(uint32_t *id)
+{
+	if (id == nullptr)
+		return -EINVAL;
+	Glue *g = glue();
+	if (g == nullptr)
+		return -ENODEV;
+	return service_id(*g, id);
+}
+
+extern "C" int iovam_dpdk_dma_replay(void)
+{
+	Glue *g = glue();
+	if (g == nullptr)
+		return -ENODEV;
+	g->vfio.note_device();
+	return mem_replay(*g);
+}
+
+extern "C" int iovam_dpdk_stats_get(struct iovam_dpdk_stats *st)
+{
+	if (st == nullptr)
+		return -EINVAL;
+	std::lock_guard api(g_api_lock);
+	Glue *g = glue();
+	if (g == nullptr)
+		return -ENODEV;
+	*st = iovam_dpdk_stats{};
+	iovam_stats ds{};
+	(void)iovam_stats_get(g->dom, &ds);
+	st->live_ranges = ds.live_ranges;
+	st->deferred_ranges = ds.deferred_ranges;
+	for (uint32_t i = 0; i <= RTE_MAX_LCORE; i++) {
+		iovam_cache_stats cs{};
+		if (iovam_cache_stats_get(g->dom, i == RTE_MAX_LCORE ? IOVAM_CACHE_NONE : i, &cs) == 0) {
+			st->cache_hits += cs.alloc_hits;
+			st->cache_misses += cs.alloc_misses;
+		}
+	}
+	const Counters &c = g->ctr;
+	st->mem_events = c.mem_events.load(std::memory_order_relaxed);
+	st->mem_event_failures = c.mem_event_failures.load(std::memory_order_relaxed);
+	st->mapped_bytes = c.mapped_bytes.load(std::memory_order_relaxed);
+	st->mappings = c.mappings.load(std::memory_order_relaxed);
+	st->dma_maps = c.dma_maps.load(std::memory_order_relaxed);
+	st->dma_unmaps = c.dma_unmaps.load(std::memory_order_relaxed);
+	st->dma_skipped = c.dma_skipped.load(std::memory_order_relaxed);
+	st->dma_failures = c.dma_failures.load(std::memory_order_relaxed);
+	st->dma_queued = c.dma_queued.load(std::memory_order_relaxed);
+	st->service_runs = c.service_runs.load(std::memory_order_relaxed);
+	st->pools = pool_count(*g);
+	dyn_stats(*g, *st);
+	st->no_iommu = g->vfio.no_iommu();
+	st->static_memory = g->static_memory;
+	return 0;
+}
+
+extern "C" struct iovam_domain *iovam_dpdk_domain(void)
+{
+	Glue *g = glue();
+	if (g == nullptr)
+		rte_errno = ENODEV;
+	return g != nullptr ? g->dom : nullptr;
+}
+
+extern "C" void iovam_dpdk_test_fail_dma_map(uint32_t one_in)
+{
+	vfio_test_fail_one_in(one_in);
+}

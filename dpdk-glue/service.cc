@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (c) 2026 The iovam authors.
+ */
+// Service: the housekeeping the fast paths leave undone.
+//
+// One iteration: complete the queued dynamic unmaps (batched VFIO unmaps,
+// then the IOVAs go back), map memory that waited for a VFIO device, and
+// iovam_maintain() (erase DEFERRED markers, refill the node pool, trim the
+// depots) at most every kMaintainUs.
+//
+// Where it runs, in order of preference:
+//  - a service lcore (EAL -s): mapped to the first one. EAL has already
+//    started service lcores in rte_eal_init() (rte_service_start_with_defaults),
+//    so mapping it is enough. On 2 cores: -l 0-1 -s 0x2.
+//  - an application lcore: IOVAM_DPDK_F_NO_SERVICE, and the app calls
+//    rte_service_run_iter_on_app_lcore(id, 1) (that function indexes per-lcore
+//    state by rte_lcore_id(), so it must be called from an lcore).
+//  - otherwise an EAL alarm every kAlarmUs, which runs on EAL's interrupt
+//    thread (not an lcore, so it calls the iteration directly). That is what
+//    unmodified testpmd gets.
+// The rte_service is registered without RTE_SERVICE_CAP_MT_SAFE; the
+// iteration also takes a try-lock, so iovam_dpdk_service_run() from any
+// thread and the service never overlap.
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <new>
+
+#include <rte_alarm.h>
+#include <rte_cycles.h>
+#include <rte_lcore.h>
+#include <rte_memory.h>
+#include <rte_pause.h>
+#include <rte_service.h>
+#include <rte_service_component.h>
+
+#include "glue.h"
+#include "log.h"
+
+namespace iovam::glue {
+
+namespace {
+
+constexpr uint64_t kMaintainUs = 1000;
+constexpr uint64_t kAlarmUs = 10000;
+
+}  // namespace
+
+struct ServiceState {
+	uint32_t id = 0;
+	bool registered = false;
+	uint32_t mapped_lcore = RTE_MAX_LCORE; // RTE_MAX_LCORE: none
+	std::atomic<bool> alarm_on{false};
+	std::mutex run_lock;
+	uint64_t next_maintain_tsc = 0;
+};
+
+namespace {
+
+int32_t service_cb(void *arg)
+{
+	int rc = service_run(*static_cast<Glue *>(arg));
+	// A service returning -EAGAIN did no work (DPDK counts it as idle).
+	return rc > 0 ? 0 : -EAGAIN;
+}
+
+void alarm_cb(void *arg)
+{
+	Glue &g = *static_cast<Glue *>(arg);
+	if (!g.svc->alarm_on.load(std::memory_order_acquire))
+		return;
+	(void)service_run(g);
+	if (g.svc->alarm_on.load(std::memory_order_acquire))
+		(void)rte_eal_alarm_set(kAlarmUs, alarm_cb, arg);
+}
+
+}  // namespace
+
+int service_run(Glue &g)
+{
+	ServiceState &s = *g.svc;
+	std::unique_lock lk(s.run_lock, std::try_to_lock);
+	if (!lk.owns_lock())
+		return -EBUSY;
+	g.ctr.service_runs.fetch_add(1, std::memory_order_relaxed);
+	int returned = dyn_drain(g);
+	(void)mem_replay(g);
+	uint64_t now = rte_get_tsc_cycles();
+	if (now >= s.next_maintain_tsc) {
+		(void)iovam_maintain(g.dom);
+		s.next_maintain_tsc = now + rte_get_tsc_hz() / 1000000 * kMaintainUs;
+	}
+	return returned;
+}
+
+int service_start(Glue &g)
+{
+	auto *s = new (std::nothrow) ServiceState;
+	if (s == nullptr)
+		return -ENOMEM;
+	g.svc = s;
+
+	rte_service_spec spec;
+	memset(&spec, 0, sizeof(spec));
+	snprintf(spec.name, sizeof(spec.name), "%s", IOVAM_DPDK_SERVICE_NAME);
+	spec.callback = service_cb;
+	spec.callback_userdata = &g;
+	spec.socket_id = SOCKET_ID_ANY;
+	int rc = rte_service_component_register(&spec, &s->id);
+	if (rc != 0) {
+		IOVAM_LOG(ERR, "service register: %d", rc);
+		g.svc = nullptr;
+		delete s;
+		return rc;
+	}
+	s->registered = true;
+	// Both run states must be "running" even for run_iter_on_app_lcore.
+	rte_service_component_runstate_set(s->id, 1);
+	rte_service_runstate_set(s->id, 1);
+
+	if (g.conf.flags & IOVAM_DPDK_F_NO_SERVICE)
+		return 0;
+	uint32_t lcores[RTE_MAX_LCORE];
+	int n = rte_service_lcore_list(lcores, RTE_MAX_LCORE);
+	if (n > 0 && rte_service_map_lcore_set(s->id, lcores[0], 1) == 0) {
+		s->mapped_lcore = lcores[0];
+		IOVAM_LOG(INFO, "service %u on service lcore %u", s->id, lcores[0]);
+		return 0;
+	}
+	s->alarm_on.store(true, std::memory_order_release);
+	if (rte_eal_alarm_set(kAlarmUs, alarm_cb, &g) != 0) {
+		s->alarm_on.store(false, std::memory_order_release);
+		IOVAM_LOG(WARNING, "no service lcore and no alarm: call iovam_dpdk_service_run()");
+	} else {
+		IOVAM_LOG(INFO, "service %u runs from an EAL alarm every %u ms", s->id,
+			  static_cast<unsigned>(kAlarmUs / 1000));
+	}
+	return 0;
+}
+
+void service_stop(Glue &g)
+{
+	ServiceState *s = g.svc;
+	if (s == nullptr)
+		return;
+	if (s->alarm_on.exchange(false)) {
+		// Waits for a callback in progress (we are not on the alarm thread).
+		rte_eal_alarm_cancel(alarm_cb, &g);
+	}
+	if (s->registered) {
+		rte_service_runstate_set(s->id, 0);
+		rte_service_component_runstate_set(s->id, 0);
+		if (s->mapped_lcore != RTE_MAX_LCORE)
+			rte_service_map_lcore_set(s->id, s->mapped_lcore, 0);
+		// A service lcore may be inside the callback right now.
+		while (rte_service_may_be_active(s->id) == 1)
+			rte_pause();
+		rte_service_component_unregister(s->id);
+	}
+	g.svc = nullptr;
+	delete s;
+}
+
+int service_id(Glue &g, uint32_t *id)
+{
+	*id = g.svc->id;
+	return 0;
+}
+
+}  // namespace iovam::glue

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (c) 2026 The iovam authors.
+ */
+#include "vfio_mapper.h"
+
+#include <cinttypes>
+
+#include <rte_errno.h>
+#include <rte_vfio.h>
+
+#include "log.h"
+
+namespace iovam::glue {
+
+void VfioMapper::init(bool force_no_iommu)
+{
+	// rte_vfio_is_enabled() is true only when the vfio module is loaded and
+	// EAL set VFIO up (rte_eal_vfio_setup during rte_eal_init).
+	no_iommu_ = force_no_iommu || rte_vfio_is_enabled("vfio") == 0;
+	device_seen_.store(false, std::memory_order_relaxed);
+	IOVAM_LOG(INFO, "DMA mapping: %s", no_iommu_ ? "no-IOMMU (calls skipped)" :
+		  "VFIO default container");
+}
+
+namespace {
+
+std::atomic<uint32_t> g_fail_one_in{0};
+std::atomic<uint64_t> g_fail_calls{0};
+
+// One relaxed load when disabled: cheap enough for the dynamic-map fast path.
+bool injected_failure()
+{
+	uint32_t n = g_fail_one_in.load(std::memory_order_relaxed);
+	if (n == 0)
+		return false;
+	return g_fail_calls.fetch_add(1, std::memory_order_relaxed) % n == n - 1;
+}
+
+}  // namespace
+
+void vfio_test_fail_one_in(uint32_t n)
+{
+	g_fail_calls.store(0, std::memory_order_relaxed);
+	g_fail_one_in.store(n, std::memory_order_relaxed);
+}
+
+VfioMapper::Result VfioMapper::map(uint64_t va, uint64_t iova, uint64_t len)
+{
+	if (injected_failure())
+		return Result::kFailed;
+	if (no_iommu_)
+		return Result::kMapped;
+	if (rte_vfio_container_dma_map(RTE_VFIO_DEFAULT_CONTAINER_FD, va, iova, len) == 0) {
+		device_seen_.store(true, std::memory_order_relaxed);
+		return Result::kMapped;
+	}
+	// Without a group the container has no IOMMU type and DPDK refuses the
+	// map; that is not an error until a device has been seen.
+	if (!device_seen_.load(std::memory_order_relaxed))
+		return Result::kQueued;
+	IOVAM_LOG(ERR, "VFIO map va 0x%" PRIx64 " iova 0x%" PRIx64 " len 0x%" PRIx64
+		  " failed: %s", va, iova, len, rte_strerror(rte_errno));
+	return Result::kFailed;
+}
+
+bool VfioMapper::unmap(uint64_t va, uint64_t iova, uint64_t len)
+{
+	if (no_iommu_)
+		return true;
+	if (rte_vfio_container_dma_unmap(RTE_VFIO_DEFAULT_CONTAINER_FD, va, iova, len) == 0)
+		return true;
+	IOVAM_LOG(ERR, "VFIO unmap va 0x%" PRIx64 " iova 0x%" PRIx64 " len 0x%" PRIx64
+		  " failed: %s", va, iova, len, rte_strerror(rte_errno));
+	return false;
+}
+
+}  // namespace iovam::glue

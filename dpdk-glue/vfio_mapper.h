@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (c) 2026 The iovam authors.
+ */
+// VfioMapper: the one place that issues DMA map/unmap calls.
+//
+// DPDK 22.11 constraints it encodes:
+//  - We map into the default VFIO container with rte_vfio_container_dma_map().
+//    DPDK keeps such "user" mappings in a list (EAL_VFIO_MAX_USER_MEM_MAPS =
+//    256 entries) so that it can replay them when a group is added; adjacent
+//    mappings with the same length and contiguous VA/IOVA merge into one
+//    entry, which is why per-page mappings of a contiguous IOVA range cost
+//    one list entry, not one per page.
+//  - VFIO type1 cannot unmap part of one mapping (DPDK sets partial_unmap =
+//    false for it): every unmap must cover whole mappings.
+//  - The kernel caps a type1 container at dma_entry_limit (65535) mappings.
+//  - Before the first VFIO group joins the container there is no IOMMU type
+//    and every map fails: such mappings are queued by the caller (kQueued) and
+//    replayed once a device exists.
+//  - Without VFIO (no vfio module, vdev-only apps) there is nothing to call:
+//    no-IOMMU mode skips the calls and the callers count them.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace iovam::glue {
+
+class VfioMapper {
+public:
+	enum class Result { kMapped, kQueued, kFailed };
+
+	// Decide the mode once, at init. force_no_iommu comes from the conf.
+	void init(bool force_no_iommu);
+	bool no_iommu() const { return no_iommu_; }
+
+	// Map [va, va+len) at iova. kQueued: VFIO exists but no device has been
+	// attached yet (nothing mapped; retry with map() later).
+	// Cost: no-IOMMU mode a relaxed load; VFIO one ioctl and DPDK's spinlock.
+	Result map(uint64_t va, uint64_t iova, uint64_t len);
+
+	// Unmap a mapping made by map() (or several adjacent ones: [iova, +len)
+	// must cover whole mappings). false: the kernel refused, the IOVA must
+	// not be reused.
+	bool unmap(uint64_t va, uint64_t iova, uint64_t len);
+
+	// A device exists (first successful map, an ethdev NEW event, or replay).
+	void note_device() { device_seen_.store(true, std::memory_order_relaxed); }
+
+private:
+	bool no_iommu_ = true;
+	std::atomic<bool> device_seen_{false};
+};
+
+// Test hook (iovam_dpdk_test_fail_dma_map): process-wide, so a test can set it
+// before iovam_dpdk_init() and make the init walk fail.
+void vfio_test_fail_one_in(uint32_t n);
+
+}  // namespace iovam::glue

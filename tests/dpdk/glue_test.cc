@@ -1,0 +1,614 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (c) 2026 The iovam authors.
+ */
+// dpdk-glue tests against a real EAL: hugepages, vdevs, no mocks.
+//
+// EAL can be initialised once per process, so each memory mode is its own
+// process: meson runs this program once per mode (--mode=NAME, see kModes),
+// each with its own --file-prefix. Tests that cannot apply to a mode (a FREE
+// event under --legacy-mem) assert the mode's documented behaviour instead;
+// nothing is skipped. Without free hugepages the program fails with a message
+// saying how to set them up (the CI script does it).
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <rte_service.h>
+
+#include "iovam.h"
+#include "iovam_dpdk.h"
+
+namespace {
+
+struct Mode {
+	const char *name;
+	std::vector<std::string> eal; // besides -l, --file-prefix, vdevs
+	bool events;                  // memory events expected
+	bool service_lcore;           // -s: the service runs by itself
+};
+
+const Mode kModes[] = {
+	{"default", {}, true, false},
+	{"in-memory", {"--in-memory"}, true, false},
+	{"single-file-segments", {"--single-file-segments"}, true, false},
+	{"legacy-mem", {"--legacy-mem", "-m", "256"}, false, false},
+	{"no-huge", {"--no-huge", "-m", "256"}, false, false},
+	{"iova-va", {"--iova-mode=va"}, true, false},
+	{"service", {"-s", "0x2"}, true, true},
+};
+
+const Mode *g_mode;
+constexpr uint64_t kWindowEnd = uint64_t{1} << 32; // default: 32-bit DMA
+constexpr uint64_t kPage4k = 4096;
+
+iovam_dpdk_stats stats()
+{
+	iovam_dpdk_stats st{};
+	EXPECT_EQ(iovam_dpdk_stats_get(&st), 0);
+	return st;
+}
+
+uint64_t live_ranges()
+{
+	iovam_stats st{};
+	EXPECT_EQ(iovam_stats_get(iovam_dpdk_domain(), &st), 0);
+	return st.live_ranges;
+}
+
+// Run the service until the dynamic unmaps drained (or it runs by itself).
+void drain()
+{
+	for (int i = 0; i < 100000 && stats().dyn_pending != 0; i++) {
+		if (g_mode->service_lcore)
+			std::this_thread::yield();
+		else
+			(void)iovam_dpdk_service_run();
+	}
+	ASSERT_EQ(stats().dyn_pending, 0u);
+}
+
+void expect_translated(const void *p, size_t len)
+{
+	auto a = reinterpret_cast<uintptr_t>(p);
+	for (uintptr_t va = a; va < a + len; va += kPage4k) {
+		uint64_t iova = 0;
+		ASSERT_EQ(iovam_dpdk_virt2iova(reinterpret_cast<void *>(va), &iova), 0) << std::hex << va;
+		ASSERT_GE(iova, kPage4k);
+		ASSERT_LT(iova, kWindowEnd);
+		ASSERT_EQ(iova % kPage4k, va % kPage4k);
+	}
+}
+
+struct SegWalk {
+	std::set<uint64_t> iovas;
+	size_t segs = 0;
+	bool bad = false;
+};
+
+int seg_cb(const rte_memseg_list *, const rte_memseg *ms, void *arg)
+{
+	auto &w = *static_cast<SegWalk *>(arg);
+	w.segs++;
+	uint64_t iova;
+	if (iovam_dpdk_virt2iova(ms->addr, &iova) != 0 || iova >= kWindowEnd ||
+	    !w.iovas.insert(iova).second)
+		w.bad = true;
+	return 0;
+}
+
+TEST(Glue, InitWalkTranslatesEveryExistingPage)
+{
+	SegWalk w;
+	ASSERT_EQ(rte_memseg_walk(seg_cb, &w), 0);
+	EXPECT_GT(w.segs, 0u);
+	EXPECT_FALSE(w.bad) << "a memseg without a unique IOVA inside the window";
+	iovam_dpdk_stats st = stats();
+	EXPECT_EQ(st.no_iommu, 1u);
+	EXPECT_EQ(st.static_memory, g_mode->events ? 0u : 1u);
+	EXPECT_GT(st.mappings, 0u);
+	EXPECT_EQ(st.dma_skipped, st.dma_maps + st.dma_unmaps);
+	EXPECT_EQ(iovam_verify(iovam_dpdk_domain()), 0);
+}
+
+TEST(Glue, LargeMallocMapsAndFreeUnmaps)
+{
+	iovam_dpdk_stats before = stats();
+	uint64_t ranges_before = live_ranges();
+	const size_t len = 38u << 20;
+	void *p = rte_malloc("iovam_test", len, 0);
+	ASSERT_NE(p, nullptr);
+	expect_translated(p, len);
+	// One region, one IOVA range: the buffer is IOVA-contiguous when it
+	// came from one ALLOC event (always here: 38 MiB cannot fit in the
+	// pages that existed).
+	uint64_t first, last;
+	ASSERT_EQ(iovam_dpdk_virt2iova(p, &first), 0);
+	ASSERT_EQ(iovam_dpdk_virt2iova(static_cast<char *>(p) + len - 1, &last), 0);
+	iovam_dpdk_stats mid = stats();
+	if (g_mode->events) {
+		EXPECT_GT(mid.mem_events, before.mem_events);
+		EXPECT_GE(mid.mappings, before.mappings + len / (2u << 20));
+		EXPECT_EQ(last - first, len - 1);
+	} else {
+		EXPECT_EQ(mid.mem_events, 0u);
+		EXPECT_EQ(mid.mappings, before.mappings);
+	}
+	rte_free(p);
+	iovam_dpdk_stats after = stats();
+	EXPECT_EQ(after.mappings, before.mappings);
+	EXPECT_EQ(after.mapped_bytes, before.mapped_bytes);
+	EXPECT_EQ(live_ranges(), ranges_before);
+	EXPECT_EQ(after.mem_event_failures, 0u);
+	EXPECT_EQ(iovam_verify(iovam_dpdk_domain()), 0);
+}
+
+// A FREE that does not match its ALLOC: X takes most of a new region, Y the
+// rest of its last page; freeing X frees all pages but that one.
+TEST(Glue, PartialFreeUnmapsExactly)
+{
+	iovam_dpdk_stats before = stats();
+	uint64_t ranges_before = live_ranges();
+	void *x = rte_malloc("iovam_x", (38u << 20) - 4096, 4096);
+	ASSERT_NE(x, nullptr);
+	void *y = rte_malloc("iovam_y", 64 << 10, 0);
+	ASSERT_NE(y, nullptr);
+	uint64_t y_iova;
+	ASSERT_EQ(iovam_dpdk_virt2iova(y, &y_iova), 0);
+	iovam_dpdk_stats mid = stats();
+	rte_free(x);
+	iovam_dpdk_stats after_x = stats();
+	uint64_t y_iova2;
+	ASSERT_EQ(iovam_dpdk_virt2iova(y, &y_iova2), 0);
+	EXPECT_EQ(y_iova, y_iova2);
+	if (g_mode->events) {
+		EXPECT_LT(after_x.mappings, mid.mappings); // pages went back
+		EXPECT_GT(after_x.mappings, before.mappings - 1);
+	}
+	rte_free(y);
+	iovam_dpdk_stats after = stats();
+	EXPECT_EQ(after.mappings, before.mappings);
+	EXPECT_EQ(after.mapped_bytes, before.mapped_bytes);
+	EXPECT_EQ(after.dma_failures, before.dma_failures);
+	EXPECT_EQ(live_ranges(), ranges_before);
+}
+
+void check_pool(rte_mempool *mp, unsigned n)
+{
+	std::vector<rte_mbuf *> m(n);
+	ASSERT_EQ(rte_pktmbuf_alloc_bulk(mp, m.data(), n), 0);
+	std::set<uint64_t> seen;
+	for (rte_mbuf *b : m) {
+		uint64_t iova;
+		ASSERT_EQ(iovam_dpdk_virt2iova(b->buf_addr, &iova), 0);
+		ASSERT_EQ(b->buf_iova, iova);
+		ASSERT_LT(b->buf_iova + b->buf_len, kWindowEnd);
+		ASSERT_TRUE(seen.insert(b->buf_iova).second);
+		// The whole buffer is one IOVA run.
+		uint64_t end_iova;
+		ASSERT_EQ(iovam_dpdk_virt2iova(static_cast<char *>(b->buf_addr) + b->buf_len - 1,
+					       &end_iova), 0);
+		ASSERT_EQ(end_iova, iova + b->buf_len - 1);
+	}
+	rte_pktmbuf_free_bulk(m.data(), n);
+}
+
+TEST(Glue, MbufPoolsCarryWindowIovas)
+{
+	iovam_dpdk_stats before = stats();
+	uint64_t ranges_before = live_ranges();
+	rte_mempool *a = rte_pktmbuf_pool_create_by_ops("iovam_ops_pool", 8191, 256, 0,
+						RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY,
+						IOVAM_DPDK_MEMPOOL_OPS);
+	ASSERT_NE(a, nullptr) << rte_strerror(rte_errno);
+	rte_mempool *b = iovam_dpdk_pktmbuf_pool_create("iovam_api_pool", 4095, 0, 0,
+						       RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+	ASSERT_NE(b, nullptr) << rte_strerror(rte_errno);
+	EXPECT_EQ(stats().pools, 2u);
+	check_pool(a, 8191);
+	check_pool(b, 4095);
+	rte_mempool_free(b);
+	rte_mempool_free(a);
+	iovam_dpdk_stats after = stats();
+	EXPECT_EQ(after.pools, 0u);
+	if (g_mode->events) {
+		EXPECT_EQ(after.mappings, before.mappings);
+		EXPECT_EQ(live_ranges(), ranges_before);
+	}
+}
+
+// net_ring ports loop TX back to RX: send our mbufs out of port 0, receive
+// them, forward them to port 1, receive again.
+TEST(Glue, PacketsForwardBetweenRingPorts)
+{
+	ASSERT_GE(rte_eth_dev_count_avail(), 2u);
+	rte_mempool *mp = iovam_dpdk_pktmbuf_pool_create("iovam_fwd_pool", 1023, 32, 0,
+							RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+	ASSERT_NE(mp, nullptr);
+	for (uint16_t port = 0; port < 2; port++) {
+		rte_eth_conf conf{};
+		ASSERT_EQ(rte_eth_dev_configure(port, 1, 1, &conf), 0);
+		ASSERT_EQ(rte_eth_rx_queue_setup(port, 0, 128, SOCKET_ID_ANY, nullptr, mp), 0);
+		ASSERT_EQ(rte_eth_tx_queue_setup(port, 0, 128, SOCKET_ID_ANY, nullptr), 0);
+		ASSERT_EQ(rte_eth_dev_start(port), 0);
+	}
+	constexpr unsigned kN = 32;
+	rte_mbuf *tx[kN], *rx[kN];
+	ASSERT_EQ(rte_pktmbuf_alloc_bulk(mp, tx, kN), 0);
+	for (unsigned i = 0; i < kN; i++) {
+		char *d = rte_pktmbuf_append(tx[i], 64);
+		ASSERT_NE(d, nullptr);
+		memset(d, static_cast<int>(i), 64);
+	}
+	ASSERT_EQ(rte_eth_tx_burst(0, 0, tx, kN), kN);
+	ASSERT_EQ(rte_eth_rx_burst(0, 0, rx, kN), kN);
+	ASSERT_EQ(rte_eth_tx_burst(1, 0, rx, kN), kN);
+	ASSERT_EQ(rte_eth_rx_burst(1, 0, rx, kN), kN);
+	for (unsigned i = 0; i < kN; i++) {
+		uint64_t iova;
+		ASSERT_EQ(iovam_dpdk_virt2iova(rx[i]->buf_addr, &iova), 0);
+		EXPECT_EQ(rx[i]->buf_iova, iova);
+		EXPECT_LT(rte_pktmbuf_iova(rx[i]), kWindowEnd);
+		EXPECT_EQ(rte_pktmbuf_mtod(rx[i], uint8_t *)[0], i);
+	}
+	rte_pktmbuf_free_bulk(rx, kN);
+	for (uint16_t port = 0; port < 2; port++) {
+		ASSERT_EQ(rte_eth_dev_stop(port), 0);
+		ASSERT_EQ(rte_eth_dev_close(port), 0);
+	}
+	rte_mempool_free(mp);
+}
+
+// ---- Dynamic mapping from several lcores, with the no-reuse check. ----
+
+// One bit per 4 KiB IOVA page of the 32-bit window: set while mapped (from
+// map until the unmap hook reports the unmap completed).
+std::vector<std::atomic<uint64_t>> g_busy(kWindowEnd / kPage4k / 64);
+std::atomic<uint64_t> g_reuse_errors{0};
+
+void mark(uint64_t iova, uint64_t len, bool set)
+{
+	for (uint64_t pfn = iova / kPage4k; pfn < (iova + len + kPage4k - 1) / kPage4k; pfn++) {
+		uint64_t bit = uint64_t{1} << (pfn % 64);
+		uint64_t old = set ? g_busy[pfn / 64].fetch_or(bit) : g_busy[pfn / 64].fetch_and(~bit);
+		if (((old & bit) != 0) != !set)
+			g_reuse_errors++;
+	}
+}
+
+void unmap_hook(uint64_t iova, uint64_t len, void *)
+{
+	mark(iova, len, false);
+}
+
+struct DynArgs {
+	std::vector<char> *buf;
+	int iters;
+	std::atomic<uint64_t> *errors;
+};
+
+int dyn_worker(void *arg)
+{
+	auto &a = *static_cast<DynArgs *>(arg);
+	uint64_t held_iova[8] = {};
+	size_t held_len[8] = {};
+	char *held_va[8] = {};
+	unsigned seed = rte_lcore_id() + 1;
+	for (int i = 0; i < a.iters; i++) {
+		unsigned slot = static_cast<unsigned>(i) % 8;
+		if (held_len[slot] != 0) {
+			if (iovam_dpdk_unmap(held_va[slot], held_iova[slot], held_len[slot]) != 0)
+				(*a.errors)++;
+			held_len[slot] = 0;
+		}
+		seed = seed * 1103515245 + 12345;
+		size_t off = (seed >> 8) % (a.buf->size() - 70000);
+		size_t len = 1 + (seed >> 4) % 65536;
+		uint64_t iova;
+		int rc = iovam_dpdk_map(a.buf->data() + off, len, &iova);
+		if (rc == -ENOMEM || rc == -EAGAIN)
+			continue;
+		if (rc != 0) {
+			(*a.errors)++;
+			continue;
+		}
+		mark(iova - iova % kPage4k, (iova % kPage4k) + len, true);
+		held_va[slot] = a.buf->data() + off;
+		held_iova[slot] = iova;
+		held_len[slot] = len;
+		if (rte_lcore_id() == rte_get_main_lcore() && !g_mode->service_lcore && i % 64 == 0)
+			(void)iovam_dpdk_service_run();
+	}
+	for (unsigned s = 0; s < 8; s++)
+		if (held_len[s] != 0 && iovam_dpdk_unmap(held_va[s], held_iova[s], held_len[s]) != 0)
+			(*a.errors)++;
+	return 0;
+}
+
+TEST(Glue, DynamicMapFromSeveralLcoresNeverReusesBeforeUnmap)
+{
+	uint64_t ranges_before = live_ranges();
+	iovam_dpdk_test_set_unmap_hook(unmap_hook, nullptr);
+	std::vector<char> buf(8u << 20);
+	std::atomic<uint64_t> errors{0};
+	DynArgs args{&buf, 20000, &errors};
+	unsigned lcore;
+	RTE_LCORE_FOREACH_WORKER(lcore) {
+		if (rte_eal_lcore_role(lcore) == ROLE_RTE) {
+			ASSERT_EQ(rte_eal_remote_launch(dyn_worker, &args, lcore), 0);
+		}
+	}
+	// A thread without an lcore id takes the shared path.
+	std::thread other([&] { dyn_worker(&args); });
+	dyn_worker(&args);
+	other.join();
+	rte_eal_mp_wait_lcore();
+	drain();
+	iovam_dpdk_test_set_unmap_hook(nullptr, nullptr);
+	EXPECT_EQ(errors.load(), 0u);
+	EXPECT_EQ(g_reuse_errors.load(), 0u) << "an IOVA was handed out again before its unmap";
+	iovam_dpdk_stats st = stats();
+	EXPECT_EQ(st.dyn_maps, st.dyn_unmaps);
+	EXPECT_EQ(st.bad_unmaps, 0u);
+	EXPECT_GT(st.dyn_maps, 40000u);
+	if (g_mode->service_lcore) {
+		EXPECT_GT(st.service_runs, 0u);
+	}
+	(void)iovam_cache_flush(iovam_dpdk_domain(), IOVAM_CACHE_NONE);
+	EXPECT_EQ(live_ranges(), ranges_before);
+	EXPECT_EQ(iovam_verify(iovam_dpdk_domain()), 0);
+}
+
+TEST(Glue, ServiceRunsOnAppLcoreThroughRteService)
+{
+	uint32_t id;
+	ASSERT_EQ(iovam_dpdk_service_id(&id), 0);
+	if (g_mode->service_lcore) {
+		EXPECT_EQ(rte_service_lcore_count(), 1);
+		EXPECT_EQ(rte_service_map_lcore_get(id, 1), 1);
+	} else {
+		std::vector<char> buf(1 << 20);
+		uint64_t iova;
+		ASSERT_EQ(iovam_dpdk_map(buf.data(), 100, &iova), 0);
+		ASSERT_EQ(iovam_dpdk_unmap(buf.data(), iova, 100), 0);
+		EXPECT_EQ(stats().dyn_pending, 1u);
+		ASSERT_EQ(rte_service_run_iter_on_app_lcore(id, 1), 0);
+		EXPECT_EQ(stats().dyn_pending, 0u);
+	}
+}
+
+TEST(Glue, UnmapQueueOverflowUnmapsSynchronously)
+{
+	std::vector<char> buf(64 << 10);
+	uint64_t before = stats().dyn_sync_unmaps;
+	for (int i = 0; i < 3000; i++) {
+		uint64_t iova;
+		ASSERT_EQ(iovam_dpdk_map(buf.data(), 4096, &iova), 0);
+		ASSERT_EQ(iovam_dpdk_unmap(buf.data(), iova, 4096), 0);
+	}
+	if (!g_mode->service_lcore) {
+		EXPECT_GE(stats().dyn_sync_unmaps - before, 3000u - 1024u);
+	}
+	drain();
+}
+
+// ---- Fault paths. ----
+
+TEST(Glue, FailedMappingFailsTheEventCleanly)
+{
+	iovam_dpdk_stats before = stats();
+	uint64_t ranges_before = live_ranges();
+	iovam_dpdk_test_fail_dma_map(1);
+	void *p = rte_malloc("iovam_fail", 24u << 20, 0);
+	std::vector<char> buf(8192);
+	uint64_t iova;
+	EXPECT_EQ(iovam_dpdk_map(buf.data(), 100, &iova), -EIO);
+	iovam_dpdk_test_fail_dma_map(0);
+	ASSERT_NE(p, nullptr); // DPDK's allocation itself succeeds
+	iovam_dpdk_stats mid = stats();
+	EXPECT_EQ(mid.mappings, before.mappings);
+	EXPECT_EQ(live_ranges(), ranges_before);
+	if (g_mode->events) {
+		EXPECT_EQ(mid.mem_event_failures, before.mem_event_failures + 1);
+		EXPECT_EQ(iovam_dpdk_virt2iova(static_cast<char *>(p) + (12u << 20), &iova), -ENOENT);
+	}
+	rte_free(p);
+	EXPECT_EQ(stats().mappings, before.mappings);
+	EXPECT_EQ(live_ranges(), ranges_before);
+	// A pool on memory without IOVAs cannot be created.
+	iovam_dpdk_test_fail_dma_map(1);
+	rte_mempool *mp = iovam_dpdk_pktmbuf_pool_create("iovam_fail_pool", 16383, 0, 0,
+							RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+	iovam_dpdk_test_fail_dma_map(0);
+	if (g_mode->events) {
+		EXPECT_EQ(mp, nullptr);
+		EXPECT_EQ(rte_errno, EFAULT);
+	}
+	rte_mempool_free(mp);
+	EXPECT_EQ(stats().pools, 0u);
+	EXPECT_EQ(live_ranges(), ranges_before);
+}
+
+TEST(Glue, BadInputGetsDocumentedErrors)
+{
+	uint64_t iova;
+	char c;
+	EXPECT_EQ(iovam_dpdk_init(nullptr), -EALREADY);
+	EXPECT_EQ(iovam_dpdk_virt2iova(nullptr, &iova), -EINVAL);
+	EXPECT_EQ(iovam_dpdk_virt2iova(&c, nullptr), -EINVAL);
+	EXPECT_EQ(iovam_dpdk_virt2iova(&c, &iova), -ENOENT); // stack memory
+	EXPECT_EQ(iovam_dpdk_map(nullptr, 1, &iova), -EINVAL);
+	EXPECT_EQ(iovam_dpdk_map(&c, 0, &iova), -EINVAL);
+	EXPECT_EQ(iovam_dpdk_map(&c, 1, nullptr), -EINVAL);
+	EXPECT_EQ(iovam_dpdk_map(&c, SIZE_MAX, &iova), -EINVAL);
+	EXPECT_EQ(iovam_dpdk_map(&c, uint64_t{1} << 33, &iova), -ENOMEM);
+	EXPECT_EQ(iovam_dpdk_unmap(nullptr, 4096, 1), -EINVAL);
+	EXPECT_EQ(iovam_dpdk_unmap(&c, 4096, 0), -EINVAL);
+	EXPECT_EQ(iovam_dpdk_unmap(&c, 0, 1), -EINVAL);          // below the window
+	EXPECT_EQ(iovam_dpdk_unmap(&c, kWindowEnd, 1), -EINVAL); // above it
+	// Never mapped: accepted, then found out by the service.
+	uint64_t bad_before = stats().bad_unmaps;
+	EXPECT_EQ(iovam_dpdk_unmap(&c, 0x10000000, 1), 0);
+	drain();
+	EXPECT_EQ(stats().bad_unmaps, bad_before + 1);
+	EXPECT_EQ(iovam_dpdk_service_id(nullptr), -EINVAL);
+	EXPECT_EQ(iovam_dpdk_stats_get(nullptr), -EINVAL);
+	EXPECT_EQ(iovam_dpdk_conf_from_env(nullptr), -EINVAL);
+	setenv("IOVAM_DMA_BITS", "x32", 1);
+	iovam_dpdk_conf conf{};
+	EXPECT_EQ(iovam_dpdk_conf_from_env(&conf), -EINVAL);
+	setenv("IOVAM_DMA_BITS", "0x28", 1);
+	EXPECT_EQ(iovam_dpdk_conf_from_env(&conf), 0);
+	EXPECT_EQ(conf.dma_bits, 40u);
+	unsetenv("IOVAM_DMA_BITS");
+	rte_errno = 0;
+	EXPECT_EQ(iovam_dpdk_pktmbuf_pool_create(nullptr, 0, 0, 0, 0, 0), nullptr);
+	EXPECT_NE(rte_errno, 0);
+}
+
+// Last: fini with a pool alive refuses, then tears down; every IOVA is
+// back, every mapping undone; bad confs are refused; re-init works; a
+// failing mapping makes init fail cleanly.
+TEST(GlueZ, FiniLeavesNothingAndInitValidates)
+{
+	rte_mempool *mp = iovam_dpdk_pktmbuf_pool_create("iovam_busy", 511, 0, 0,
+							RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+	ASSERT_NE(mp, nullptr);
+	EXPECT_EQ(iovam_dpdk_fini(), -EBUSY);
+	rte_mempool_free(mp);
+	std::vector<char> buf(4096);
+	uint64_t iova;
+	ASSERT_EQ(iovam_dpdk_map(buf.data(), 10, &iova), 0);
+	EXPECT_EQ(iovam_dpdk_fini(), -EBUSY); // a live dynamic mapping
+	ASSERT_EQ(iovam_dpdk_unmap(buf.data(), iova, 10), 0);
+
+	iovam_dpdk_stats st = stats();
+	static std::atomic<uint64_t> unmapped{0};
+	iovam_dpdk_test_set_unmap_hook([](uint64_t, uint64_t len, void *) { unmapped += len; },
+				       nullptr);
+	ASSERT_EQ(iovam_dpdk_fini(), 0);
+	iovam_dpdk_test_set_unmap_hook(nullptr, nullptr);
+	EXPECT_EQ(unmapped.load(), st.mapped_bytes);
+	EXPECT_EQ(iovam_dpdk_fini(), -ENODEV);
+	EXPECT_EQ(iovam_dpdk_stats_get(&st), -ENODEV);
+	EXPECT_EQ(iovam_dpdk_map(buf.data(), 1, &iova), -ENODEV);
+	EXPECT_EQ(iovam_dpdk_unmap(buf.data(), 4096, 1), -ENODEV);
+	EXPECT_EQ(iovam_dpdk_virt2iova(buf.data(), &iova), -ENODEV);
+	EXPECT_EQ(iovam_dpdk_service_run(), -ENODEV);
+	EXPECT_EQ(iovam_dpdk_dma_replay(), -ENODEV);
+	EXPECT_EQ(iovam_dpdk_domain(), nullptr);
+	EXPECT_EQ(iovam_dpdk_pktmbuf_pool_create("x", 63, 0, 0, 2048, SOCKET_ID_ANY), nullptr);
+	EXPECT_EQ(rte_errno, ENODEV);
+
+	// {dma_bits, flags, granule, iova_base, iova_end, unmap_queue_size, reserved}
+	const iovam_dpdk_conf bad[] = {
+		{19, 0, 0, 0, 0, 0, 0}, {65, 0, 0, 0, 0, 0, 0}, {0, 0x80, 0, 0, 0, 0, 0},
+		{0, 0, 6000, 0, 0, 0, 0}, {0, 0, 2048, 0, 0, 0, 0},
+		{0, 0, 0, 100, 0, 0, 0}, {0, 0, 0, 0, 4097, 0, 0},
+		{32, 0, 0, 0, (uint64_t{1} << 32) + 4096, 0, 0},
+		{0, 0, 0, 8192, 8192, 0, 0},
+		{0, 0, 0, 0, 0, 100, 0}, {0, 0, 0, 0, 0, 8, 0},
+		{0, 0, 0, 0, 0, 0, 1},
+	};
+	for (const auto &b : bad)
+		EXPECT_EQ(iovam_dpdk_init(&b), -EINVAL);
+	EXPECT_EQ(iovam_dpdk_is_initialised(), 0);
+
+	iovam_dpdk_test_fail_dma_map(1);
+	EXPECT_EQ(iovam_dpdk_init(nullptr), -EIO);
+	iovam_dpdk_test_fail_dma_map(0);
+	EXPECT_EQ(iovam_dpdk_is_initialised(), 0);
+
+	// Granule 2 MiB is too big for --no-huge's 4 KiB pages.
+	iovam_dpdk_conf big{0, 0, 2u << 20, 0, 0, 0, 0};
+	int rc = iovam_dpdk_init(&big);
+	if (std::string(g_mode->name) == "no-huge") {
+		EXPECT_EQ(rc, -EINVAL);
+	} else {
+		EXPECT_EQ(rc, 0);
+		EXPECT_EQ(iovam_dpdk_fini(), 0);
+	}
+	iovam_dpdk_conf narrow{40, 0, 0, 0, 0, 0, 0};
+	ASSERT_EQ(iovam_dpdk_init(&narrow), 0);
+	EXPECT_EQ(iovam_dpdk_fini(), 0);
+}
+
+bool hugepages_ok()
+{
+	std::ifstream f("/proc/meminfo");
+	std::string key;
+	long val;
+	while (f >> key >> val) {
+		if (key == "HugePages_Free:")
+			return val >= 128;
+		f.ignore(256, '\n');
+	}
+	return false;
+}
+
+}  // namespace
+
+int main(int argc, char **argv)
+{
+	testing::InitGoogleTest(&argc, argv);
+	std::string mode = "default";
+	for (int i = 1; i < argc; i++)
+		if (strncmp(argv[i], "--mode=", 7) == 0)
+			mode = argv[i] + 7;
+	for (const Mode &m : kModes)
+		if (mode == m.name)
+			g_mode = &m;
+	if (g_mode == nullptr) {
+		fprintf(stderr, "unknown --mode=%s\n", mode.c_str());
+		return 2;
+	}
+	if (std::string(g_mode->name) != "no-huge" && !hugepages_ok()) {
+		fprintf(stderr, "FAIL: fewer than 128 free 2 MiB hugepages. As root:\n"
+			"  echo 512 > /proc/sys/vm/nr_hugepages\n"
+			"  mount -t hugetlbfs nodev /dev/hugepages\n");
+		return 1;
+	}
+	std::string prefix = "--file-prefix=iovam_t_" + mode + "_" + std::to_string(getpid());
+	std::vector<std::string> args = {"glue_test", "-l", "0-1", prefix, "--vdev=net_ring0",
+					 "--vdev=net_ring1", "--log-level=lib.iovam:info"};
+	args.insert(args.end(), g_mode->eal.begin(), g_mode->eal.end());
+	std::vector<char *> cargs;
+	for (auto &s : args)
+		cargs.push_back(s.data());
+	if (rte_eal_init(static_cast<int>(cargs.size()), cargs.data()) < 0) {
+		fprintf(stderr, "FAIL: rte_eal_init: %s\n", rte_strerror(rte_errno));
+		return 1;
+	}
+	// Default conf: a 32-bit window, no-IOMMU here (no VFIO). Without a
+	// service lcore the tests run the service themselves (no alarm), so that
+	// they decide when unmaps complete.
+	iovam_dpdk_conf conf{};
+	if (!g_mode->service_lcore)
+		conf.flags = IOVAM_DPDK_F_NO_SERVICE;
+	int rc = iovam_dpdk_init(&conf);
+	if (rc != 0) {
+		fprintf(stderr, "FAIL: iovam_dpdk_init: %d\n", rc);
+		return 1;
+	}
+	int ret = RUN_ALL_TESTS();
+	if (iovam_dpdk_is_initialised())
+		(void)iovam_dpdk_fini();
+	rte_eal_cleanup();
+	return ret;
+}
