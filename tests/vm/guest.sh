@@ -1,14 +1,15 @@
 #!/bin/sh
 # Runs inside the test guest (busybox sh), started by the initramfs /init from the 9p share.
 # The host writes /share/job.env (STEPS, NICS, ...) and reads the results from /share/out:
-#   <step>.log  the step's output        <step>.rc  its exit status
+#   <step>.log  the step's output   <step>.rc  its exit status   <step>.dmesg  kernel log after it
 # Every step has its own timeout so one hung DPDK process cannot eat the guest's whole budget.
 set -u
 . /share/job.env
 OUT=/share/out
-# Programs and libraries the host put in the share (probes; later the iovam glue).
+# Programs and libraries the host put in the share (the probes, the iovam glue).
 export LD_LIBRARY_PATH=/share/lib
 export PATH=/share/bin:$PATH
+STEP_TIMEOUT="${STEP_TIMEOUT:-90}"
 
 # EAL arguments shared by all steps: both NICs, two lcores, a private hugepage file prefix.
 eal_args() {
@@ -18,23 +19,44 @@ eal_args() {
 }
 
 # Unmodified Debian testpmd, io forwarding between the two ports with a first burst sent on each:
-# the two NICs share a qemu hub, so the burst circulates and every packet is DMA'd through
-# the IOMMU on RX and TX. testpmd stops and prints its statistics when stdin gets a newline.
-step_testpmd() {
+# the two NICs share a qemu hub, so the bursts circulate and every packet is DMA'd through the
+# IOMMU on RX and TX. testpmd stops and prints its statistics when stdin gets a newline.
+# $1: file prefix, $2: extra EAL arguments.
+run_testpmd() {
     (sleep "${TESTPMD_SECONDS:-8}"; echo) |
-        timeout -s KILL "${STEP_TIMEOUT:-90}" dpdk-testpmd $(eal_args tp) ${TESTPMD_EAL_EXTRA:-} -- \
-            --forward-mode=io --tx-first --nb-cores=1 --rxd=512 --txd=512 \
-            --total-num-mbufs=8192 ${TESTPMD_EXTRA:-}
+        timeout -s KILL "$STEP_TIMEOUT" dpdk-testpmd $(eal_args "$1") $2 -- \
+            --forward-mode=io --tx-first --nb-cores=1 --rxd=512 --txd=512 --total-num-mbufs=8192
+}
+
+step_testpmd() { run_testpmd tp ""; }
+
+# The same unmodified testpmd with the iovam glue loaded as an EAL plugin: its mbuf pool gets
+# iovam's mempool ops, so every packet buffer has an IOVA from iovam's 32-bit window.
+step_testpmd_iovam() {
+    (
+        export IOVAM_DMA_BITS="${IOVAM_DMA_BITS:-32}"
+        run_testpmd ti "-d libiovam_dpdk.so --mbuf-pool-ops-name iovam --log-level=lib.iovam:info"
+    )
 }
 
 step_probe_positive() {
-    timeout -s KILL "${STEP_TIMEOUT:-90}" negative_probe $(eal_args pp) -- --mode=positive \
+    timeout -s KILL "$STEP_TIMEOUT" negative_probe $(eal_args pp) -- --mode=positive \
         --count="${PROBE_COUNT:-2000}"
 }
 
+# Must run last: its DMAR fault is wanted, and must not be blamed on a later step.
 step_probe_negative() {
-    timeout -s KILL "${STEP_TIMEOUT:-90}" negative_probe $(eal_args pn) -- --mode=negative \
+    timeout -s KILL "$STEP_TIMEOUT" negative_probe $(eal_args pn) -- --mode=negative \
         --count="${PROBE_COUNT:-2000}"
+}
+
+# The iovam probe (probe.c): iovam mbuf pool in a 32-bit DMA window + dynamic mappings.
+step_iovam_probe() {
+    (
+        export IOVAM_DMA_BITS="${IOVAM_DMA_BITS:-32}"
+        timeout -s KILL "$STEP_TIMEOUT" probe $(eal_args ip) --log-level=lib.iovam:info -- \
+            --count="${IOVAM_PROBE_COUNT:-3000}" --dyn="${IOVAM_PROBE_DYN:-512}"
+    )
 }
 
 for step in $STEPS; do
@@ -44,6 +66,5 @@ for step in $STEPS; do
     echo "$rc" >"$OUT/$step.rc"
     tail -n 4 "$OUT/$step.log"
     echo "GUEST: step $step rc=$rc"
-    # Kernel log after each step, so a fault can be blamed on the step that caused it.
     dmesg >"$OUT/$step.dmesg"
 done

@@ -6,18 +6,28 @@
 # In each guest (see guest.sh):
 #   testpmd         unmodified Debian dpdk-testpmd, io forwarding between the two ports
 #   probe_positive  negative_probe --mode=positive: patterned frames port 0 -> 1, every byte checked
+#   iovam_probe     probe.c with the iovam glue: iovam mbuf pool in a 32-bit DMA window and
+#                   application buffers mapped with iovam_dpdk_map(), every byte checked
+#   testpmd_iovam   unmodified testpmd with -d libiovam_dpdk.so --mbuf-pool-ops-name iovam
 #   probe_negative  negative_probe --mode=negative: one frame gets an unmapped buf_iova; the DMAR
 #                   fault and/or the lost frame must be seen (proves this test can fail). It runs
 #                   last, and its faults are not counted in dmar_faults.
+# The two iovam steps run when the glue can be built (dpdk-glue/meson.build exists); until then
+# run.sh says so on stderr, and VM_REQUIRE_IOVAM=1 turns their absence into FAIL.
 #
 # Last line: "VM: e1000e=PASS virtio=PASS negative_control=DETECTED dmar_faults=0"
 # (FAIL / MISSED where it is so); exit 0 only for that all-good line.
 #
 # Environment: GUEST_TIMEOUT (s, per guest, default 150), MODELS (default "e1000e virtio"),
-#              KEEP_RUNS (run folders kept in tests/vm/cache/runs, default 3).
+#              KEEP_RUNS (run folders kept in tests/vm/cache/runs, default 3),
+#              PROBE_COUNT, IOVAM_PROBE_COUNT, IOVAM_PROBE_DYN, IOVAM_DMA_BITS, TESTPMD_SECONDS,
+#              STEP_TIMEOUT (passed to guest.sh, see there),
+#              VM_REQUIRE_IOVAM=1 (fail when the glue is missing), IOVAM_BUILD_DIR (use this
+#              meson build tree instead of the private one in tests/vm/cache/iovam-build).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
 CACHE="$HERE/cache"
 GUEST_TIMEOUT="${GUEST_TIMEOUT:-150}"
 MODELS="${MODELS:-e1000e virtio}"
@@ -38,6 +48,40 @@ build_probe() {
     gcc -O2 -g -Wall -Wextra -o "$out" "$src" $(pkg-config --cflags --libs libdpdk)
 }
 
+# Builds libiovam_dpdk.so in a private meson tree (always current with the sources; incremental
+# after the first time) unless IOVAM_BUILD_DIR names one. Prints the build dir.
+# Returns 2 when there is no glue to build yet, 1 when the build failed.
+build_glue() {
+    local dir="${IOVAM_BUILD_DIR:-$CACHE/iovam-build}"
+    if [[ -z "${IOVAM_BUILD_DIR:-}" ]]; then
+        [[ -f "$REPO/dpdk-glue/meson.build" ]] || return 2
+        if [[ ! -f "$dir/build.ninja" ]]; then
+            meson setup "$dir" "$REPO" -Dtests=disabled -Dperf=disabled >"$CACHE/iovam-build.log" 2>&1 ||
+                { rm -rf "$dir"; return 1; }
+        fi
+        # Only the glue and what it links: the rest of the tree is not this test's business.
+        meson compile -C "$dir" iovam_dpdk >>"$CACHE/iovam-build.log" 2>&1 ||
+            ninja -C "$dir" >>"$CACHE/iovam-build.log" 2>&1 || return 1
+    fi
+    [[ -n "$(find "$dir" -name libiovam_dpdk.so -print -quit)" ]] || return 1
+    echo "$dir"
+}
+
+# Puts the glue and the iovam probe into $1/bin and $1/lib (lib: under the bare name
+# libiovam_dpdk.so, the name testpmd's -d looks up on LD_LIBRARY_PATH).
+stage_glue() {
+    local staging="$1" dir="$2" so libdirs
+    so="$(find "$dir" -name libiovam_dpdk.so -print -quit)"
+    libdirs="$(find "$dir" -name 'lib*.so*' -printf '%h\n' | sort -u | paste -sd:)"
+    # shellcheck disable=SC2046  # pkg-config output is a list of flags
+    gcc -O2 -g -Wall -Wextra -o "$staging/bin/probe" "$HERE/probe.c" \
+        -I"$REPO/dpdk-glue/include" -I"$REPO/lib/include" -L"$(dirname "$so")" -liovam_dpdk \
+        $(pkg-config --cflags --libs libdpdk)
+    mkdir -p "$staging/lib"
+    cp -L "$so" "$staging/lib/libiovam_dpdk.so"
+    echo "$libdirs" >"$staging/libdirs"
+}
+
 # Copies into $share/lib the libraries a share program needs that the image does not have.
 ship_missing_libs() {
     local share="$1" image="$2" prog lib gpath
@@ -47,8 +91,8 @@ ship_missing_libs() {
         while read -r lib; do
             gpath="$lib"
             case "$lib" in /lib/* | /lib64/*) gpath="/usr$lib" ;; esac
-            grep -qxF "$gpath" "$image/files.txt" || cp -L "$lib" "$share/lib/"
-        done < <(ldd "$prog" | awk '$2 == "=>" && $3 ~ /^\// {print $3}')
+            grep -qxF "$gpath" "$image/files.txt" || cp -nL "$lib" "$share/lib/"
+        done < <(LD_LIBRARY_PATH="${SHIP_LIBDIRS:-}" ldd "$prog" | awk '$2 == "=>" && $3 ~ /^\// {print $3}')
     done
 }
 
@@ -94,20 +138,29 @@ dmar_count() {
 
 # testpmd moved packets: it exited 0, used the model's PMD through VFIO for both NICs, and each
 # port received and sent at least MIN_TESTPMD_PKTS. Prints why not, otherwise nothing.
+# $1: out folder, $2: step (testpmd or testpmd_iovam), $3: the model's PMD name.
 check_testpmd() {
-    local out="$1" pmd="$2" log="$1/testpmd.log" port rx tx
-    [[ "$(cat "$out/testpmd.rc" 2>/dev/null)" == 0 ]] || { echo "testpmd exit $(cat "$out/testpmd.rc" 2>/dev/null || echo none)"; return; }
-    grep -q 'EAL: Using IOMMU type 1' "$log" || { echo "testpmd: VFIO type1 not used"; return; }
-    [[ "$(grep -c "Probe PCI driver: $pmd " "$log")" == 2 ]] || { echo "testpmd: $pmd did not probe both NICs"; return; }
+    local out="$1" step="$2" pmd="$3" log="$1/$2.log" port rx tx
+    [[ "$(cat "$out/$step.rc" 2>/dev/null)" == 0 ]] || { echo "$step exit $(cat "$out/$step.rc" 2>/dev/null || echo none)"; return; }
+    grep -q 'EAL: Using IOMMU type 1' "$log" || { echo "$step: VFIO type1 not used"; return; }
+    [[ "$(grep -c "Probe PCI driver: $pmd " "$log")" == 2 ]] || { echo "$step: $pmd did not probe both NICs"; return; }
+    if [[ "$step" == testpmd_iovam ]]; then
+        # The plugin must have initialised itself with real VFIO mapping and given testpmd's pool
+        # its ops; without these lines testpmd may have run on plain DPDK memory.
+        grep -q 'preferred mempool ops selected: iovam' "$log" || { echo "$step: iovam mempool ops not selected"; return; }
+        grep -q 'IOVAM: IOVA window' "$log" || { echo "$step: glue did not initialise"; return; }
+        grep 'IOVAM: DMA mapping:' "$log" | grep -vq 'no-IOMMU' || { echo "$step: glue not mapping through VFIO"; return; }
+        ! grep -q 'IOVAM: .*failed' "$log" || { echo "$step: $(grep -m1 'IOVAM: .*failed' "$log")"; return; }
+    fi
     for port in 0 1; do
         # "Forward statistics for port N" block: next lines hold RX-packets and TX-packets.
         rx="$(awk -v p="port $port " '$0 ~ "Forward statistics for " p {f=1} f && /RX-packets:/ {print $2; exit}' "$log")"
         tx="$(awk -v p="port $port " '$0 ~ "Forward statistics for " p {f=1} f && /TX-packets:/ {print $2; exit}' "$log")"
         if ((${rx:-0} < MIN_TESTPMD_PKTS || ${tx:-0} < MIN_TESTPMD_PKTS)); then
-            echo "testpmd: port $port rx=${rx:-none} tx=${tx:-none} < $MIN_TESTPMD_PKTS"
+            echo "$step: port $port rx=${rx:-none} tx=${tx:-none} < $MIN_TESTPMD_PKTS"
             return
         fi
-        echo "testpmd port $port rx=$rx tx=$tx" >>"$out/summary"
+        echo "$step port $port rx=$rx tx=$tx" >>"$out/summary"
     done
 }
 
@@ -115,25 +168,39 @@ check_testpmd() {
 probe_result() {
     local line
     line="$(grep '^PROBE:' "$1" 2>/dev/null | tail -1)"
-    echo "$line" >>"$(dirname "$1")/summary"
+    echo "${line:-$(basename "$1" .log): no PROBE line}" >>"$(dirname "$1")/summary"
     sed -n 's/.* result=\([A-Z]*\).*/\1/p' <<<"$line" | grep . || echo none
 }
 
+# Why a positive step failed, or nothing if it passed.
+check_step() {
+    local out="$1" step="$2" pmd="$3"
+    case "$step" in
+        testpmd | testpmd_iovam) check_testpmd "$out" "$step" "$pmd" ;;
+        *) [[ "$(probe_result "$out/$step.log")" == PASS ]] || echo "$step: $(tail -n 1 "$out/summary")" ;;
+    esac
+}
+
 # Runs one model's guest and sets RESULT_<model>, NEG_<model>, FAULTS_<model>.
+# $4: the positive steps; the negative control always runs after them.
 run_model() {
-    local model="$1" image="$2" runs="$3" share console rc=0 why="" pmd faults_pos faults_all
+    local model="$1" image="$2" runs="$3" steps="$4" share console rc=0 why="" pmd step
+    local faults_pos faults_all last
     share="$runs/$model"
     console="$runs/$model.console"
-    mkdir -p "$share/bin" "$share/out"
+    mkdir -p "$share/out"
     chmod 755 "$share" # EAL refuses plugins (-d) from world-writable places; keep it strict
     cp "$HERE/guest.sh" "$share/guest.sh"
-    cp "$runs/bin/"* "$share/bin/"
-    ship_missing_libs "$share" "$image" "$share"/bin/*
-    cat >"$share/job.env" <<EOF
-STEPS="testpmd probe_positive probe_negative"
-NICS=$NIC_BDFS
-EOF
-    log "$model: booting guest (timeout ${GUEST_TIMEOUT}s)"
+    cp -r "$runs/staging/bin" "$runs/staging/lib" "$share/"
+    SHIP_LIBDIRS="$(cat "$runs/staging/libdirs" 2>/dev/null || true)" \
+        ship_missing_libs "$share" "$image" "$share"/bin/* "$share"/lib/*
+    printf 'STEPS="%s probe_negative"\nNICS=%s\n' "$steps" "$NIC_BDFS" >"$share/job.env"
+    # Tuning knobs of guest.sh, passed through when set (for experiments; CI uses the defaults).
+    local v
+    for v in PROBE_COUNT IOVAM_PROBE_COUNT IOVAM_PROBE_DYN IOVAM_DMA_BITS TESTPMD_SECONDS STEP_TIMEOUT; do
+        if [[ -n "${!v:-}" ]]; then printf '%s=%q\n' "$v" "${!v}" >>"$share/job.env"; fi
+    done
+    log "$model: booting guest, steps: $steps probe_negative (timeout ${GUEST_TIMEOUT}s)"
     boot_guest "$model" "$share" "$image" "$console" || rc=$?
     local out="$share/out"
     case "$model" in e1000e) pmd=net_e1000_em ;; virtio) pmd=net_virtio ;; esac
@@ -142,12 +209,12 @@ EOF
     elif ! grep -q 'IOVAM-INIT: poweroff' "$console"; then
         why="guest did not finish: $(grep -m1 'IOVAM-INIT: FAILED' "$console" || echo 'no poweroff')"
     fi
-    [[ -n "$why" ]] || why="$(check_testpmd "$out" "$pmd")"
-    if [[ -z "$why" && "$(probe_result "$out/probe_positive.log")" != PASS ]]; then
-        why="probe_positive: $(tail -n 1 "$out/summary")"
-    fi
+    for step in $steps; do
+        [[ -n "$why" ]] || why="$(check_step "$out" "$step" "$pmd")"
+        last="$step"
+    done
     # Faults up to the end of the positive steps are real failures; the negative step's are wanted.
-    faults_pos="$(dmar_count "$out/probe_positive.dmesg")"
+    faults_pos="$(dmar_count "$out/$last.dmesg")"
     faults_all="$(dmar_count "$out/dmesg.txt")"
     [[ -n "$why" || "$faults_pos" == 0 ]] || why="$faults_pos DMAR faults in the positive steps"
     printf -v "FAULTS_$model" '%s' "$faults_pos"
@@ -167,7 +234,7 @@ EOF
     else
         printf -v "NEG_$model" MISSED
     fi
-    log "$model: $(tr '\n' ';' <"$out/summary" 2>/dev/null) negative faults=$((faults_all - faults_pos))"
+    log "$model: $(tr '\n' ';' <"$out/summary" 2>/dev/null) negative-step DMAR faults=$((faults_all - faults_pos))"
 }
 
 # Keeps the newest KEEP_RUNS run folders for post-mortems, removes older ones.
@@ -177,18 +244,37 @@ prune_runs() {
 }
 
 main() {
-    local t0=$SECONDS image runs model line all_ok=1 neg=DETECTED faults=0
+    local t0=$SECONDS image runs model line all_ok=1 neg=DETECTED faults=0 steps glue_dir rc=0
+    local glue_fail=""
     image="$("$HERE/build_image.sh" | tail -n 1)"
     mkdir -p "$CACHE/runs"
     runs="$(mktemp -d "$CACHE/runs/run.XXXXXX")"
     log "run folder $runs (image built/checked in $((SECONDS - t0))s)"
-    mkdir -p "$runs/bin"
-    build_probe "$HERE/negative_probe.c" "$runs/bin/negative_probe"
+    mkdir -p "$runs/staging/bin" "$runs/staging/lib"
+    build_probe "$HERE/negative_probe.c" "$runs/staging/bin/negative_probe"
+    steps="testpmd probe_positive"
+    glue_dir="$(build_glue)" || rc=$?
+    case "$rc" in
+        0)
+            stage_glue "$runs/staging" "$glue_dir"
+            steps+=" iovam_probe testpmd_iovam"
+            log "iovam glue from $glue_dir: iovam_probe and testpmd_iovam run" ;;
+        2)
+            log "iovam glue NOT tested: dpdk-glue/meson.build does not exist yet"
+            [[ "${VM_REQUIRE_IOVAM:-0}" != 1 ]] || glue_fail="glue missing and VM_REQUIRE_IOVAM=1" ;;
+        *)
+            glue_fail="iovam glue build failed (see $CACHE/iovam-build.log)"
+            tail -n 20 "$CACHE/iovam-build.log" >&2 || true ;;
+    esac
     line="VM:"
     for model in $MODELS; do
-        run_model "$model" "$image" "$runs"
+        run_model "$model" "$image" "$runs" "$steps"
         local r n f
         r="RESULT_$model"; n="NEG_$model"; f="FAULTS_$model"
+        if [[ -n "$glue_fail" ]]; then
+            log "$model: FAIL: $glue_fail"
+            printf -v "$r" FAIL
+        fi
         line+=" $model=${!r}"
         [[ "${!r}" == PASS ]] || all_ok=0
         [[ "${!n}" == DETECTED ]] || neg=MISSED

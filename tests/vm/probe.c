@@ -1,0 +1,258 @@
+/* The iovam DMA probe for the VM test: real NICs, VFIO, an emulated VT-d that enforces mappings.
+ *
+ * 1. iovam_dpdk_init() with a narrow DMA window (IOVAM_DMA_BITS, default 32 bits here), so the
+ *    IOVAs iovam hands out differ from EAL's (which are virtual addresses >= 4 GiB, or physical).
+ * 2. An iovam mbuf pool (mempool ops "iovam") feeds both RX rings and the TX frames: every
+ *    mbuf's buf_iova must lie in the window, differ from EAL's IOVA and match
+ *    iovam_dpdk_virt2iova(). Patterned frames go port 0 -> port 1, every byte checked.
+ * 3. Application buffers from plain mmap (not DPDK memory), mapped with iovam_dpdk_map(),
+ *    attached to mbufs as external buffers and sent; their free callback calls
+ *    iovam_dpdk_unmap(). Every byte is checked on receipt, and the service must complete every
+ *    lazy unmap.
+ * 4. Teardown: ports closed, pool freed, iovam_dpdk_fini() must succeed (nothing leaked).
+ * A wrong IOVA anywhere shows up as a DMAR fault in the guest kernel log (run.sh checks) and as
+ * missing or damaged frames here.
+ *
+ * Usage: probe <EAL args> -- [--count=N] [--dyn=N]
+ * Prints one line "PROBE: mode=iovam ... result=PASS|FAIL"; exit 0 only for PASS. */
+#include <sys/mman.h>
+
+#include <rte_eal.h>
+#include <rte_mempool.h>
+#include <rte_memory.h>
+
+#include "iovam_dpdk.h"
+#include "probe_common.h"
+
+#define PROG "probe"
+#define NB_MBUFS 4095
+#define DYN_STRIDE 8192u /* each application buffer gets two pages of its own... */
+#define DYN_LEN 4096u    /* ...and is 4 KiB long at an offset, so most cross a page boundary */
+
+struct dyn_buf {
+    uint8_t *va;
+    uint64_t iova;
+    struct rte_mbuf_ext_shared_info shinfo;
+    int unmap_rc;
+    int freed;
+};
+
+static uint64_t g_window_end; /* one past the highest IOVA iovam may hand out */
+static uint64_t g_iova_bad;   /* mbufs whose buf_iova is outside the window or not iovam's */
+static uint64_t g_iova_is_eal; /* mbufs whose buf_iova equals EAL's own IOVA for that address */
+static uint64_t g_dyn_freed, g_dyn_unmap_errors;
+
+/* A mbuf's buf_iova must be iovam's: in the window and what iovam_dpdk_virt2iova() says. */
+static int check_iova(const struct rte_mbuf *m)
+{
+    uint64_t iova = 0;
+
+    if (rte_mem_virt2iova(m->buf_addr) == m->buf_iova)
+        g_iova_is_eal++;
+    if (m->buf_iova + m->buf_len > g_window_end ||
+        iovam_dpdk_virt2iova(m->buf_addr, &iova) != 0 || iova != m->buf_iova) {
+        if (g_iova_bad++ < 5)
+            printf(PROG ": bad mbuf iova: va %p iova 0x%" PRIx64 " iovam 0x%" PRIx64 "\n",
+                   m->buf_addr, m->buf_iova, iova);
+        return -1;
+    }
+    return 0;
+}
+
+static void check_pool_obj(struct rte_mempool *mp, void *arg, void *obj, unsigned int idx)
+{
+    (void)mp, (void)arg, (void)idx;
+    check_iova(obj);
+}
+
+/* Runs when the PMD frees a transmitted external buffer: hand its mapping back (lazily). */
+static void dyn_free_cb(void *addr, void *opaque)
+{
+    struct dyn_buf *b = opaque;
+
+    (void)addr;
+    b->unmap_rc = iovam_dpdk_unmap(b->va, b->iova, DYN_LEN);
+    if (b->unmap_rc != 0)
+        g_dyn_unmap_errors++;
+    b->freed = 1;
+    g_dyn_freed++;
+}
+
+static struct rte_mbuf *pool_frame(struct rte_mempool *pool, uint32_t seq, const struct probe_rx *rx)
+{
+    struct rte_mbuf *m = rte_pktmbuf_alloc(pool);
+
+    if (m == NULL)
+        probe_die(PROG, "mbuf pool empty", -ENOMEM);
+    frame_fill((uint8_t *)rte_pktmbuf_append(m, frame_len(seq)), seq, &rx->src, &rx->dst);
+    check_iova(m);
+    return m;
+}
+
+/* Maps an application buffer with iovam and wraps it in a mbuf (external buffer). */
+static struct rte_mbuf *dyn_frame(struct rte_mempool *pool, struct dyn_buf *b, uint32_t seq,
+                                  const struct probe_rx *rx, uint64_t granule)
+{
+    struct rte_mbuf *m = rte_pktmbuf_alloc(pool);
+    int rc, tries;
+
+    if (m == NULL)
+        probe_die(PROG, "mbuf pool empty", -ENOMEM);
+    for (tries = 0; (rc = iovam_dpdk_map(b->va, DYN_LEN, &b->iova)) == -EAGAIN && tries < 100; tries++)
+        iovam_dpdk_service_run(); /* transient: the node pool refills on the service */
+    if (rc != 0)
+        probe_die(PROG, "iovam_dpdk_map", rc);
+    if (b->iova + DYN_LEN > g_window_end || b->iova == (uintptr_t)b->va ||
+        (b->iova & (granule - 1)) != ((uintptr_t)b->va & (granule - 1))) {
+        if (g_iova_bad++ < 5)
+            printf(PROG ": bad dyn iova: va %p iova 0x%" PRIx64 "\n", (void *)b->va, b->iova);
+    }
+    b->shinfo.free_cb = dyn_free_cb;
+    b->shinfo.fcb_opaque = b;
+    rte_mbuf_ext_refcnt_set(&b->shinfo, 1);
+    rte_pktmbuf_attach_extbuf(m, b->va, b->iova, DYN_LEN, &b->shinfo);
+    frame_fill((uint8_t *)rte_pktmbuf_append(m, frame_len(seq)), seq, &rx->src, &rx->dst);
+    return m;
+}
+
+/* Sends frames [first, last), each built by pool_frame or (dyn != NULL) dyn_frame. */
+static void send_range(struct rte_mempool *pool, struct dyn_buf *dyn, uint32_t first, uint32_t last,
+                       struct probe_rx *rx, uint64_t granule)
+{
+    uint32_t seq = first;
+    int rc;
+
+    while (seq < last) {
+        struct rte_mbuf *burst[PROBE_BURST];
+        uint16_t n = 0;
+
+        for (; n < PROBE_BURST && seq + n < last; n++)
+            burst[n] = dyn ? dyn_frame(pool, &dyn[seq + n - first], seq + n, rx, granule)
+                           : pool_frame(pool, seq + n, rx);
+        if ((rc = probe_send(burst, n, rx)) != 0)
+            probe_die(PROG, "TX ring stuck", rc);
+        seq += n;
+    }
+}
+
+/* Runs the service until every lazy unmap completed (or 2 s passed). */
+static void settle_unmaps(struct iovam_dpdk_stats *st)
+{
+    int i;
+
+    for (i = 0; i < 200; i++) {
+        iovam_dpdk_service_run(); /* -EBUSY: a service lcore/alarm is running it: fine */
+        if (iovam_dpdk_stats_get(st) == 0 && st->dyn_pending == 0)
+            return;
+        rte_delay_ms(10);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct iovam_dpdk_conf conf;
+    struct iovam_dpdk_stats st;
+    struct rte_mempool *pool;
+    struct probe_rx rx;
+    struct dyn_buf *dyn;
+    uint8_t *area;
+    uint32_t count = 3000, ndyn = 512, i, missing, missing_dyn;
+    uint64_t granule;
+    int rc, a, fini_rc, ok;
+
+    rc = rte_eal_init(argc, argv);
+    if (rc < 0)
+        probe_die(PROG, "rte_eal_init", -rte_errno);
+    for (a = rc + 1; a < argc; a++) {
+        if (strncmp(argv[a], "--count=", 8) == 0)
+            count = (uint32_t)strtoul(argv[a] + 8, NULL, 0);
+        else if (strncmp(argv[a], "--dyn=", 6) == 0)
+            ndyn = (uint32_t)strtoul(argv[a] + 6, NULL, 0);
+        else
+            probe_die(PROG, "unknown argument", -EINVAL);
+    }
+    if (rte_eth_dev_count_avail() < 2)
+        probe_die(PROG, "need two ports", -ENODEV);
+
+    memset(&conf, 0, sizeof(conf));
+    if ((rc = iovam_dpdk_conf_from_env(&conf)) != 0)
+        probe_die(PROG, "iovam_dpdk_conf_from_env", rc);
+    if (conf.dma_bits == 0)
+        conf.dma_bits = 32;
+    rc = iovam_dpdk_init(&conf);
+    if (rc != 0 && rc != -EALREADY) /* -EALREADY: also loaded as a plugin */
+        probe_die(PROG, "iovam_dpdk_init", rc);
+    g_window_end = conf.iova_end ? conf.iova_end
+                 : conf.dma_bits >= 64 ? UINT64_MAX : 1ULL << conf.dma_bits;
+    granule = conf.granule ? conf.granule : 4096;
+
+    pool = iovam_dpdk_pktmbuf_pool_create("iovam_probe", NB_MBUFS, 256, 0,
+                                          RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
+    if (pool == NULL)
+        probe_die(PROG, "iovam_dpdk_pktmbuf_pool_create", -rte_errno);
+    rte_mempool_obj_iter(pool, check_pool_obj, NULL);
+    printf(PROG ": iova_mode=%s dma_bits=%u pool ops=%s, %" PRIu64 " of %u mbufs with a bad IOVA\n",
+           rte_eal_iova_mode() == RTE_IOVA_VA ? "va" : "pa", conf.dma_bits,
+           rte_mempool_get_ops(pool->ops_index)->name, g_iova_bad, NB_MBUFS);
+
+    memset(&rx, 0, sizeof(rx));
+    rx.port = 1;
+    rx.max_seq = count + ndyn;
+    rx.seen = calloc(rx.max_seq, 1);
+    rx.check_mbuf = check_iova; /* RX buffers come from the iovam pool too */
+    dyn = calloc(ndyn ? ndyn : 1, sizeof(*dyn));
+    area = mmap(NULL, (size_t)(ndyn ? ndyn : 1) * DYN_STRIDE, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (rx.seen == NULL || dyn == NULL || area == MAP_FAILED)
+        probe_die(PROG, "out of memory", -ENOMEM);
+    for (i = 0; i < ndyn; i++) /* offsets 0..3584: most buffers span two pages */
+        dyn[i].va = area + (size_t)i * DYN_STRIDE + (i % 8) * 512;
+
+    if ((rc = probe_port_init(0, pool)) != 0 || (rc = probe_port_init(1, pool)) != 0)
+        probe_die(PROG, "port init", rc);
+    if ((rc = probe_wait_link(0)) != 0 || (rc = probe_wait_link(1)) != 0)
+        probe_die(PROG, "link did not come up", rc);
+    rte_eth_macaddr_get(0, &rx.src);
+    rte_eth_macaddr_get(1, &rx.dst);
+
+    send_range(pool, NULL, 0, count, &rx, granule);
+    missing = probe_drain(&rx, 0, count);
+    if (ndyn)
+        printf(PROG ": dyn buffer va %p -> iova 0x%" PRIx64 "\n", (void *)dyn[0].va, dyn[0].iova);
+    send_range(pool, dyn, count, count + ndyn, &rx, granule);
+    missing_dyn = probe_drain(&rx, count, count + ndyn);
+    if (ndyn)
+        printf(PROG ": dyn buffer va %p -> iova 0x%" PRIx64 "\n", (void *)dyn[0].va, dyn[0].iova);
+
+    /* Closing the ports frees what the TX rings still hold: every free callback must run. */
+    rte_eth_dev_stop(0);
+    rte_eth_dev_stop(1);
+    rte_eth_dev_close(0);
+    rte_eth_dev_close(1);
+    memset(&st, 0, sizeof(st));
+    settle_unmaps(&st);
+    printf(PROG ": stats mappings=%" PRIu64 " mapped_bytes=%" PRIu64 " dma_maps=%" PRIu64
+           " dma_unmaps=%" PRIu64 " dma_failures=%" PRIu64 " dyn_maps=%" PRIu64
+           " dyn_unmaps=%" PRIu64 " dyn_pending=%" PRIu64 " bad_unmaps=%" PRIu64
+           " mem_event_failures=%" PRIu64 " no_iommu=%u pools=%" PRIu64 "\n",
+           st.mappings, st.mapped_bytes, st.dma_maps, st.dma_unmaps, st.dma_failures,
+           st.dyn_maps, st.dyn_unmaps, st.dyn_pending, st.bad_unmaps, st.mem_event_failures,
+           st.no_iommu, st.pools);
+    rte_mempool_free(pool);
+    fini_rc = iovam_dpdk_fini();
+
+    ok = rx.st.ok == count + ndyn && rx.st.damaged == 0 && missing == 0 && missing_dyn == 0 &&
+         g_iova_bad == 0 && g_iova_is_eal == 0 && rx.bad_mbufs == 0 &&
+         g_dyn_freed == ndyn && g_dyn_unmap_errors == 0 && st.dyn_pending == 0 &&
+         st.dyn_unmaps >= ndyn && st.bad_unmaps == 0 && st.dma_failures == 0 &&
+         st.mem_event_failures == 0 && st.no_iommu == 0 && fini_rc == 0;
+    printf("PROBE: mode=iovam sent=%u ok=%" PRIu64 " damaged=%" PRIu64 " missing=%u"
+           " dyn_missing=%u foreign=%" PRIu64 " iova_bad=%" PRIu64 " iova_is_eal=%" PRIu64
+           " dyn_freed=%" PRIu64 "/%u unmap_errors=%" PRIu64 " fini=%d result=%s\n",
+           count + ndyn, rx.st.ok, rx.st.damaged, missing, missing_dyn, rx.st.foreign,
+           g_iova_bad, g_iova_is_eal, g_dyn_freed, ndyn, g_dyn_unmap_errors,
+           fini_rc, ok ? "PASS" : "FAIL");
+    fflush(stdout);
+    rte_eal_cleanup();
+    return !ok;
+}
