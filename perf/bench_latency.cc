@@ -29,6 +29,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -130,31 +131,53 @@ void time_calls(A &a, uint64_t limit_pfn, const SizeSequence &sizes, uint64_t ca
 	std::printf("\n  }%s\n", last ? "" : ",");
 }
 
+/*
+ * The layout of make_fragmented (or N packed pages), built here so that the
+ * resident-set delta covers the allocator only: the benchmark's own pfn
+ * vector is allocated and touched before the first snapshot.
+ */
+template <RangeAllocator A>
+std::unique_ptr<Layout<A>> build_measured(const Options &opt, uint64_t *rss_delta_bytes)
+{
+	const bool packed = opt.layout == "packed";
+	const DomainShape shape = fragmented_shape(opt.live, packed ? 100 : 50);
+	const uint64_t total = packed ? opt.live : shape.end_pfn - kSlackPages;
+	std::vector<uint64_t> pfns(total, 0);
+	auto layout = std::make_unique<Layout<A>>();
+	layout->limit_pfn = shape.end_pfn;
+	layout->live_pfns.assign(opt.live, 0);
+
+	const uint64_t rss_before = resident_bytes();
+	layout->allocator = std::make_unique<A>(shape);
+	fill_into(*layout->allocator, shape, 1, std::span<uint64_t>(pfns), shape.end_pfn);
+	const uint64_t n_free = total - opt.live;
+	if (n_free > 0) {
+		SeededRandom rng(kPerfSeed);
+		rng.shuffle(pfns);
+		for (uint64_t i = 0; i < n_free; ++i)
+			check(layout->allocator->free(pfns[i]), "layout: free failed");
+	}
+	const uint64_t rss_after = resident_bytes();
+	*rss_delta_bytes = rss_after - std::min(rss_after, rss_before);
+	std::copy(pfns.begin() + static_cast<ptrdiff_t>(n_free), pfns.end(),
+		  layout->live_pfns.begin());
+	return layout;
+}
+
 template <RangeAllocator A> int run(const Options &opt)
 {
-	const uint64_t rss_before = resident_bytes();
 	const auto t0 = Clock::now();
-	std::unique_ptr<Layout<A>> layout;
-	if (opt.layout == "packed") {
-		/* N adjacent single pages: no holes, nothing freed. */
-		const DomainShape shape = fragmented_shape(opt.live, 100);
-		layout = std::make_unique<Layout<A>>();
-		layout->allocator = std::make_unique<A>(shape);
-		layout->limit_pfn = shape.end_pfn;
-		layout->live_pfns = fill(*layout->allocator, shape, 1, opt.live, shape.end_pfn);
-	} else {
-		layout = make_fragmented<A>(opt.live, 50);
-	}
+	uint64_t rss_delta_bytes = 0;
+	auto layout = build_measured<A>(opt, &rss_delta_bytes);
 	const double setup_s = std::chrono::duration<double>(Clock::now() - t0).count();
-	const uint64_t rss_after = resident_bytes();
 	const double live = static_cast<double>(layout->live_pfns.size());
 
 	std::printf("{\n  \"impl\": \"%s\", \"layout\": \"%s\", \"live_ranges\": %.0f, "
 		    "\"setup_s\": %.3f,\n",
 		    A::kName, opt.layout.c_str(), live, setup_s);
 	std::printf("  \"rss_delta_bytes\": %llu, \"rss_bytes_per_range\": %.1f,\n",
-		    static_cast<unsigned long long>(rss_after - std::min(rss_after, rss_before)),
-		    static_cast<double>(rss_after - std::min(rss_after, rss_before)) / live);
+		    static_cast<unsigned long long>(rss_delta_bytes),
+		    static_cast<double>(rss_delta_bytes) / live);
 	if constexpr (std::is_same_v<A, IovamAllocator>) {
 		iovam_stats st{};
 		check(iovam_stats_get(layout->allocator->domain(), &st) == 0, "stats_get failed");
@@ -163,6 +186,10 @@ template <RangeAllocator A> int run(const Options &opt)
 			    static_cast<double>(st.tree_bytes) / live);
 	}
 	std::printf("  \"timer_overhead_ns\": %.1f,\n", timer_overhead_ns());
+	if (opt.calls == 0) {
+		std::printf("  \"latency_1page\": null\n}\n");
+		return 0;
+	}
 	time_calls(*layout->allocator, layout->limit_pfn, SizeSequence::constant(1), opt.calls,
 		   "latency_1page", false);
 	time_calls(*layout->allocator, layout->limit_pfn, SizeSequence::uniform(1, 4), opt.calls,

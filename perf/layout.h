@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "baselines/range_allocator.h"
@@ -57,24 +58,30 @@ concept PlacesDirectly = requires(A a, uint64_t pfn) {
 	{ a.place(pfn, pfn) } -> std::same_as<bool>;
 };
 
-/** Fill with count ranges of npages at or below limit_pfn; their pfn_lo in order. */
+/** Fill out.size() ranges of npages at or below limit_pfn; their pfn_lo in order. */
+template <RangeAllocator A>
+void fill_into(A &a, const DomainShape &shape, uint64_t npages, std::span<uint64_t> out,
+	       uint64_t limit_pfn)
+{
+	for (uint64_t i = 0; i < out.size(); ++i) {
+		if constexpr (PlacesDirectly<A>) {
+			const uint64_t pfn_lo = shape.start_pfn + i * npages;
+			check(a.place(pfn_lo, npages), "layout: place failed");
+			out[i] = pfn_lo;
+		} else {
+			const auto pfn_lo = a.alloc(npages, limit_pfn, false);
+			check(pfn_lo.has_value(), "layout: fill alloc failed");
+			out[i] = *pfn_lo;
+		}
+	}
+}
+
 template <RangeAllocator A>
 std::vector<uint64_t> fill(A &a, const DomainShape &shape, uint64_t npages, uint64_t count,
 			   uint64_t limit_pfn)
 {
-	std::vector<uint64_t> pfns;
-	pfns.reserve(count);
-	for (uint64_t i = 0; i < count; ++i) {
-		if constexpr (PlacesDirectly<A>) {
-			const uint64_t pfn_lo = shape.start_pfn + i * npages;
-			check(a.place(pfn_lo, npages), "layout: place failed");
-			pfns.push_back(pfn_lo);
-		} else {
-			const auto pfn_lo = a.alloc(npages, limit_pfn, false);
-			check(pfn_lo.has_value(), "layout: fill alloc failed");
-			pfns.push_back(*pfn_lo);
-		}
-	}
+	std::vector<uint64_t> pfns(count);
+	fill_into(a, shape, npages, std::span<uint64_t>(pfns), limit_pfn);
 	return pfns;
 }
 
