@@ -320,6 +320,9 @@ int Domain::alloc_fast_slow(uint32_t cache_id, uint64_t npages, uint64_t limit_p
 int Domain::free_fast_slow(uint32_t cache_id, uint64_t pfn_lo, uint64_t npages) noexcept {
   const uint64_t n = npages <= IOVAM_CACHE_MAX_PAGES ? std::bit_ceil(npages) : npages;
   const bool to_cache = npages <= IOVAM_CACHE_MAX_PAGES && cache_id != IOVAM_CACHE_NONE;
+  if ((pfn_lo & (std::bit_ceil(npages) - 1)) != 0 || pfn_lo < conf_.start_pfn ||
+      pfn_lo > conf_.end_pfn - (n - 1))
+    return -EINVAL;
   {
     SpinGuard g(tree_lock_);
     if (pfn_lo > conf_.end_pfn) return -EINVAL;
