@@ -141,7 +141,8 @@ std::unique_ptr<Layout<A>> build_measured(const Options &opt, uint64_t *rss_delt
 {
 	const bool packed = opt.layout == "packed";
 	const DomainShape shape = fragmented_shape(opt.live, packed ? 100 : 50);
-	const uint64_t total = packed ? opt.live : shape.end_pfn - kSlackPages;
+	const uint64_t total =
+		packed ? opt.live : shape.end_pfn - shape.start_pfn + 1 - kSlackPages;
 	std::vector<uint64_t> pfns(total, 0);
 	auto layout = std::make_unique<Layout<A>>();
 	layout->limit_pfn = shape.end_pfn;
