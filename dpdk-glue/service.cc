@@ -152,11 +152,14 @@ void service_stop(Glue &g)
 	if (s->registered) {
 		rte_service_runstate_set(s->id, 0);
 		rte_service_component_runstate_set(s->id, 0);
-		if (s->mapped_lcore != RTE_MAX_LCORE)
-			rte_service_map_lcore_set(s->id, s->mapped_lcore, 0);
-		// A service lcore may be inside the callback right now.
+		// A service lcore may be inside the callback right now. Wait
+		// before unmapping the lcore: the lcore clears its "active" flag
+		// only for services still mapped to it, so unmapping first would
+		// leave the flag set and this loop spinning forever.
 		while (rte_service_may_be_active(s->id) == 1)
 			rte_pause();
+		if (s->mapped_lcore != RTE_MAX_LCORE)
+			rte_service_map_lcore_set(s->id, s->mapped_lcore, 0);
 		rte_service_component_unregister(s->id);
 	}
 	g.svc = nullptr;

@@ -72,6 +72,13 @@ uint64_t live_ranges()
 	return st.live_ranges;
 }
 
+// --legacy-mem maps hugepages in physical order, so the heap's VA-contiguous
+// pieces are small; static modes allocate less.
+size_t big(size_t mib)
+{
+	return (g_mode->events ? mib : 8) << 20;
+}
+
 // Run the service until the dynamic unmaps drained (or it runs by itself).
 void drain()
 {
@@ -131,7 +138,7 @@ TEST(Glue, LargeMallocMapsAndFreeUnmaps)
 {
 	iovam_dpdk_stats before = stats();
 	uint64_t ranges_before = live_ranges();
-	const size_t len = 38u << 20;
+	const size_t len = big(38);
 	void *p = rte_malloc("iovam_test", len, 0);
 	ASSERT_NE(p, nullptr);
 	expect_translated(p, len);
@@ -165,7 +172,7 @@ TEST(Glue, PartialFreeUnmapsExactly)
 {
 	iovam_dpdk_stats before = stats();
 	uint64_t ranges_before = live_ranges();
-	void *x = rte_malloc("iovam_x", (38u << 20) - 4096, 4096);
+	void *x = rte_malloc("iovam_x", big(38) - 4096, 4096);
 	ASSERT_NE(x, nullptr);
 	void *y = rte_malloc("iovam_y", 64 << 10, 0);
 	ASSERT_NE(y, nullptr);
@@ -366,7 +373,7 @@ TEST(Glue, DynamicMapFromSeveralLcoresNeverReusesBeforeUnmap)
 	iovam_dpdk_stats st = stats();
 	EXPECT_EQ(st.dyn_maps, st.dyn_unmaps);
 	EXPECT_EQ(st.bad_unmaps, 0u);
-	EXPECT_GT(st.dyn_maps, 40000u);
+	EXPECT_GE(st.dyn_maps, 40000u);
 	if (g_mode->service_lcore) {
 		EXPECT_GT(st.service_runs, 0u);
 	}
@@ -415,7 +422,7 @@ TEST(Glue, FailedMappingFailsTheEventCleanly)
 	iovam_dpdk_stats before = stats();
 	uint64_t ranges_before = live_ranges();
 	iovam_dpdk_test_fail_dma_map(1);
-	void *p = rte_malloc("iovam_fail", 24u << 20, 0);
+	void *p = rte_malloc("iovam_fail", big(24), 0);
 	std::vector<char> buf(8192);
 	uint64_t iova;
 	EXPECT_EQ(iovam_dpdk_map(buf.data(), 100, &iova), -EIO);
@@ -426,7 +433,7 @@ TEST(Glue, FailedMappingFailsTheEventCleanly)
 	EXPECT_EQ(live_ranges(), ranges_before);
 	if (g_mode->events) {
 		EXPECT_EQ(mid.mem_event_failures, before.mem_event_failures + 1);
-		EXPECT_EQ(iovam_dpdk_virt2iova(static_cast<char *>(p) + (12u << 20), &iova), -ENOENT);
+		EXPECT_EQ(iovam_dpdk_virt2iova(static_cast<char *>(p) + big(12), &iova), -ENOENT);
 	}
 	rte_free(p);
 	EXPECT_EQ(stats().mappings, before.mappings);
