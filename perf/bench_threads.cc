@@ -27,6 +27,8 @@
 #include <thread>
 #include <vector>
 
+#include <time.h>
+
 #include "baselines/cached_walk_allocator.h"
 #include "iovam.h"
 #include "iovam_allocator.h"
@@ -50,13 +52,27 @@ struct Options {
  * down through the measurement itself. */
 struct alignas(64) ThreadResult {
 	uint64_t pairs = 0;
+	double cpu_s = 0; /* this thread's CPU time in the window */
 	std::string bind_error;
 };
+
+/* CPU time of the calling thread: on a machine shared with other users a
+ * thread may get only part of its core, so pairs per CPU-second is the
+ * figure that shows contention (spinning and cache-line transfers cost CPU)
+ * apart from time-sharing. */
+double thread_cpu_s()
+{
+	timespec ts{};
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
 
 struct Run {
 	std::string workload;
 	unsigned threads = 0;
 	double pairs_per_s = 0;
+	double pairs_per_cpu_s = 0; /* all pairs / all threads' CPU seconds */
+	double cpu_share = 0;       /* CPU seconds got / (threads x window) */
 	std::vector<double> per_thread_pairs_per_s;
 	std::vector<ThreadPlacement> placement;
 	std::string bind_errors;
@@ -84,6 +100,7 @@ Run measure(const Topology &topo, const Options &opt, unsigned n_threads, const 
 			while (!start.load(std::memory_order_acquire))
 				std::this_thread::yield();
 			uint64_t pairs = 0;
+			const double cpu0_s = thread_cpu_s();
 			/* Check the flag every 64 pairs: a relaxed load per pair
 			 * would cost more than the fast path's own work. */
 			while (!stop.load(std::memory_order_relaxed)) {
@@ -91,6 +108,7 @@ Run measure(const Topology &topo, const Options &opt, unsigned n_threads, const 
 					body(t);
 				pairs += 64;
 			}
+			results[t].cpu_s = thread_cpu_s() - cpu0_s;
 			results[t].pairs = pairs;
 		});
 	}
@@ -103,11 +121,17 @@ Run measure(const Topology &topo, const Options &opt, unsigned n_threads, const 
 	for (auto &th : threads)
 		th.join();
 	const double elapsed_s = std::chrono::duration<double>(Clock::now() - t0).count();
+	double cpu_s = 0;
+	double pairs = 0;
 	for (auto &r : results) {
+		cpu_s += r.cpu_s;
+		pairs += static_cast<double>(r.pairs);
 		run.pairs_per_s += static_cast<double>(r.pairs) / elapsed_s;
 		run.per_thread_pairs_per_s.push_back(static_cast<double>(r.pairs) / elapsed_s);
 		run.bind_errors += r.bind_error;
 	}
+	run.pairs_per_cpu_s = cpu_s > 0 ? pairs / cpu_s : 0;
+	run.cpu_share = cpu_s / (elapsed_s * n_threads);
 	return run;
 }
 
@@ -173,12 +197,14 @@ std::string json_string(const std::string &s)
 	return out + "\"";
 }
 
-void print_run(const Run &run, double one_thread_pairs_per_s, bool first)
+void print_run(const Run &run, const Run &one_thread, bool first)
 {
 	std::printf("%s\n    {\"workload\": \"%s\", \"threads\": %u, \"pairs_per_s\": %.0f, "
-		    "\"scaling\": %.3f, \"per_thread_pairs_per_s\": [",
+		    "\"scaling\": %.3f, \"pairs_per_cpu_s\": %.0f, \"cpu_share\": %.3f, "
+		    "\"cpu_scaling\": %.3f, \"per_thread_pairs_per_s\": [",
 		    first ? "" : ",", run.workload.c_str(), run.threads, run.pairs_per_s,
-		    run.pairs_per_s / one_thread_pairs_per_s);
+		    run.pairs_per_s / one_thread.pairs_per_s, run.pairs_per_cpu_s, run.cpu_share,
+		    run.pairs_per_cpu_s * run.threads / one_thread.pairs_per_cpu_s);
 	for (size_t i = 0; i < run.per_thread_pairs_per_s.size(); ++i)
 		std::printf("%s%.0f", i ? ", " : "", run.per_thread_pairs_per_s[i]);
 	std::printf("], \"placement\": [");
@@ -230,11 +256,11 @@ int main(int argc, char **argv)
 	bool first = true;
 	using Workload = Run (*)(const Topology &, const Options &, unsigned);
 	for (Workload workload : {fast_pair, tree_pair, classic_walk_mutex}) {
-		double one_thread = 0;
+		Run one_thread;
 		for (unsigned n = 1; n <= topo.cores(); ++n) {
 			const Run run = workload(topo, opt, n);
 			if (n == 1)
-				one_thread = run.pairs_per_s;
+				one_thread = run;
 			print_run(run, one_thread, first);
 			first = false;
 			std::fflush(stdout);
