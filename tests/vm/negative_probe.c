@@ -123,6 +123,7 @@ int main(int argc, char **argv)
     }
     missing = probe_drain(&rx, 0, count);
 
+    probe_report_missing(&rx, 0, count);
     ok = rx.st.ok == count && rx.st.damaged == 0 && missing == 0;
     printf("PROBE: mode=%s sent=%u ok=%" PRIu64 " damaged=%" PRIu64 " missing=%u"
            " foreign=%" PRIu64 " bad_seq_seen=%d result=%s\n",

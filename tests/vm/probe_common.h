@@ -149,4 +149,24 @@ static inline uint32_t probe_drain(struct probe_rx *rx, uint32_t first, uint32_t
     }
 }
 
+/* Prints up to 16 sequence numbers of [first, last) that did not arrive intact, and the
+ * ports' counters: tells a lost frame (imissed, rx_nombuf) from a DMA problem. */
+static inline void probe_report_missing(const struct probe_rx *rx, uint32_t first, uint32_t last)
+{
+    struct rte_eth_stats es;
+    uint32_t i, shown = 0;
+    uint16_t port;
+
+    for (i = first; i < last && shown < 16; i++)
+        if (!rx->seen[i])
+            printf("%s%u", shown++ ? " " : "missing seq: ", i);
+    if (shown)
+        printf("\n");
+    for (port = 0; port < 2; port++)
+        if (rte_eth_stats_get(port, &es) == 0)
+            printf("port %u: ipackets=%" PRIu64 " opackets=%" PRIu64 " imissed=%" PRIu64
+                   " ierrors=%" PRIu64 " oerrors=%" PRIu64 " rx_nombuf=%" PRIu64 "\n", port,
+                   es.ipackets, es.opackets, es.imissed, es.ierrors, es.oerrors, es.rx_nombuf);
+}
+
 #endif

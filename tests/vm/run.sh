@@ -22,6 +22,7 @@
 #              KEEP_RUNS (run folders kept in tests/vm/cache/runs, default 3),
 #              PROBE_COUNT, IOVAM_PROBE_COUNT, IOVAM_PROBE_DYN, IOVAM_DMA_BITS, TESTPMD_SECONDS,
 #              STEP_TIMEOUT (passed to guest.sh, see there),
+#              VM_STEPS (experiments: the positive steps to run instead of all),
 #              VM_REQUIRE_IOVAM=1 (fail when the glue is missing), IOVAM_BUILD_DIR (use this
 #              meson build tree instead of the private one in tests/vm/cache/iovam-build).
 set -euo pipefail
@@ -195,6 +196,9 @@ run_model() {
     SHIP_LIBDIRS="$(cat "$runs/staging/libdirs" 2>/dev/null || true)" \
         ship_missing_libs "$share" "$image" "$share"/bin/* "$share"/lib/*
     printf 'STEPS="%s probe_negative"\nNICS=%s\n' "$steps" "$NIC_BDFS" >"$share/job.env"
+    # qemu 7.2's e1000e silently drops TX buffers that cross a page boundary onto guest-physical
+    # pages that are not adjacent (see probe.c): page-crossing application buffers on virtio only.
+    [[ "$model" != virtio ]] || echo "IOVAM_PROBE_CROSS_PAGE=1" >>"$share/job.env"
     # Tuning knobs of guest.sh, passed through when set (for experiments; CI uses the defaults).
     local v
     for v in PROBE_COUNT IOVAM_PROBE_COUNT IOVAM_PROBE_DYN IOVAM_DMA_BITS TESTPMD_SECONDS STEP_TIMEOUT; do
@@ -266,6 +270,11 @@ main() {
             glue_fail="iovam glue build failed (see $CACHE/iovam-build.log)"
             tail -n 20 "$CACHE/iovam-build.log" >&2 || true ;;
     esac
+    # Experiments only: run other positive steps (a subset makes the verdict partial, see log).
+    if [[ -n "${VM_STEPS:-}" ]]; then
+        steps="$VM_STEPS"
+        log "VM_STEPS overrides the steps: this run does not test everything"
+    fi
     line="VM:"
     for model in $MODELS; do
         run_model "$model" "$image" "$runs" "$steps"
