@@ -130,14 +130,15 @@ int Domain::alloc(uint64_t npages, uint64_t limit_pfn, bool size_aligned, uint64
 int Domain::alloc_locked(uint64_t npages, uint64_t align, uint64_t hi_pfn, uint64_t* pfn_lo) noexcept {
   IOVAM_ASSERT_HELD(tree_lock_);
   if (fails_32bit_estimate(npages, align, hi_pfn)) return -ENOMEM;
-  std::optional<uint64_t> pfn = tree_.find_gap(npages, align, conf_.start_pfn, hi_pfn);
+  GapTree::Path path;
+  std::optional<uint64_t> pfn = tree_.find_gap(npages, align, conf_.start_pfn, hi_pfn, &path);
   if (!pfn) {
     remember_32bit_failure(npages, align, hi_pfn);
     return -ENOMEM;
   }
   // A node shortage is transient: report it and leave the estimate alone
   // (seed 001: the kernel's maple v3 turned it into a permanent failure).
-  int rc = tree_.carve(*pfn, *pfn + npages - 1, Tag::kAllocated);
+  int rc = tree_.carve(path, *pfn, *pfn + npages - 1, Tag::kAllocated);
   if (rc != 0) return rc;
   ++live_ranges_;
   live_pages_ += npages;
@@ -156,10 +157,9 @@ int Domain::free(uint64_t pfn) noexcept {
 int Domain::free_locked(uint64_t pfn) noexcept {
   IOVAM_ASSERT_HELD(tree_lock_);
   if (pfn > conf_.end_pfn) return -ENOENT;
-  Segment seg = tree_.lookup(pfn);
+  Segment seg = tree_.erase_if(pfn, Tag::kAllocated);
   if (seg.tag == Tag::kReserved) return -EPERM;
   if (seg.tag != Tag::kAllocated) return -ENOENT;
-  tree_.erase(pfn);
   --live_ranges_;
   live_pages_ -= seg.pfn_hi - seg.pfn_lo + 1;
   note_space_freed(seg.pfn_lo);

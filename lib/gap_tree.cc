@@ -89,12 +89,17 @@ inline uint32_t pivot_index(const uint64_t* pivot, uint32_t count, uint64_t pfn)
 // ---------------------------------------------------------------------------
 // Small node helpers
 
-uint64_t GapTree::leaf_max_gap(const Leaf* l, uint64_t min, uint64_t max) noexcept {
+uint64_t GapTree::leaf_max_gap(const Leaf* l, uint64_t min, uint64_t max, uint64_t enough) noexcept {
   uint64_t best = 0;
+  // FREE is tag 00: walk only the segments whose two tag bits are both clear.
+  uint64_t used = l->tags | (l->tags >> 1);
   for (uint32_t i = 0; i < l->count; ++i) {
-    if (tag_at(l, i) != Tag::kFree) continue;
+    if ((used >> (2 * i)) & 1) continue;
     uint64_t len = seg_hi(l, i, max) - seg_lo(l, i, min) + 1;
-    best = std::max(best, len);
+    if (len > best) {
+      best = len;
+      if (best >= enough) break;  // nothing larger can be there
+    }
   }
   return best;
 }
@@ -236,6 +241,31 @@ void GapTree::fix_gaps_at(uint64_t pfn) noexcept {
   fix_gaps(p, height_ - 1, false);
 }
 
+void GapTree::gap_grew(Path& p, uint64_t len) noexcept {
+  for (uint32_t l = p.n - 1; l-- > 0;) {
+    auto* in = static_cast<Inner*>(p.s[l].node);
+    uint64_t& g = in->max_gap[p.s[l].idx];
+    if (g >= len) return;
+    g = len;
+  }
+}
+
+void GapTree::gap_shrank(Path& p, uint64_t old_len) noexcept {
+  if (p.n < 2) return;
+  auto* parent = static_cast<Inner*>(p.s[p.n - 2].node);
+  if (parent->max_gap[p.s[p.n - 2].idx] > old_len) return;  // it was not the largest
+  // The leaf's largest hole is now at most old_len: stop scanning at one that
+  // big (in a fragmented space the next 1-page hole ends the scan).
+  const Step& s = p.s[p.n - 1];
+  uint64_t gap = leaf_max_gap(static_cast<Leaf*>(s.node), s.min, s.max, old_len);
+  for (uint32_t l = p.n - 1; l-- > 0;) {
+    auto* in = static_cast<Inner*>(p.s[l].node);
+    if (in->max_gap[p.s[l].idx] == gap) return;
+    in->max_gap[p.s[l].idx] = gap;
+    gap = inner_max_gap(in);
+  }
+}
+
 // Nodes a leaf needs to grow by `extra` segments: one per split on the way up,
 // plus a new root if the root splits.
 uint32_t GapTree::nodes_for_growth(const Path& p, uint32_t extra) const noexcept {
@@ -261,10 +291,16 @@ Segment GapTree::lookup(uint64_t pfn) const noexcept {
 
 std::optional<uint64_t> GapTree::find_gap(uint64_t npages, uint64_t align, uint64_t lo_pfn,
                                           uint64_t hi_pfn) const noexcept {
+  return find_gap(npages, align, lo_pfn, hi_pfn, nullptr);
+}
+
+std::optional<uint64_t> GapTree::find_gap(uint64_t npages, uint64_t align, uint64_t lo_pfn,
+                                          uint64_t hi_pfn, Path* path) const noexcept {
   assert(npages > 0 && align > 0 && (align & (align - 1)) == 0);
   hi_pfn = std::min(hi_pfn, max_pfn_);
   if (hi_pfn < lo_pfn || hi_pfn - lo_pfn < npages - 1) return std::nullopt;
-  return search(root_, 0, 0, max_pfn_, npages, align, lo_pfn, hi_pfn);
+  if (path != nullptr) path->n = height_;
+  return search(root_, 0, 0, max_pfn_, npages, align, lo_pfn, hi_pfn, path);
 }
 
 // Top-down, right to left: the first fit found is the highest. A child is
@@ -273,11 +309,12 @@ std::optional<uint64_t> GapTree::find_gap(uint64_t npages, uint64_t align, uint6
 // room below the limit, so without alignment the walk is O(height x fanout).
 std::optional<uint64_t> GapTree::search(const void* node, uint32_t level, uint64_t min,
                                         uint64_t max, uint64_t npages, uint64_t align,
-                                        uint64_t lo_pfn, uint64_t hi_pfn) const noexcept {
+                                        uint64_t lo_pfn, uint64_t hi_pfn, Path* path) const noexcept {
   const uint64_t lowest_end = lo_pfn + npages - 1;  // a fit must end at or above this
   if (level + 1 == height_) {
     auto* l = static_cast<const Leaf*>(node);
-    for (uint32_t i = pivot_index(l->pivot, l->count, hi_pfn) + 1; i-- > 0;) {
+    uint32_t top = hi_pfn >= max ? l->count - 1 : pivot_index(l->pivot, l->count, hi_pfn);
+    for (uint32_t i = top + 1; i-- > 0;) {
       uint64_t hi = seg_hi(l, i, max);
       if (hi < lowest_end) break;
       if (tag_at(l, i) != Tag::kFree) continue;
@@ -285,18 +322,25 @@ std::optional<uint64_t> GapTree::search(const void* node, uint32_t level, uint64
       uint64_t b = std::min(hi, hi_pfn);
       if (b < a || b - a < npages - 1) continue;
       uint64_t p = (b - npages + 1) & ~(align - 1);
-      if (p >= a) return p;
+      if (p >= a) {
+        if (path != nullptr) path->s[level] = Step{const_cast<void*>(node), i, min, max};
+        return p;
+      }
     }
     return std::nullopt;
   }
   auto* in = static_cast<const Inner*>(node);
-  for (uint32_t i = pivot_index(in->pivot, in->count, hi_pfn) + 1; i-- > 0;) {
+  uint32_t top = hi_pfn >= max ? in->count - 1 : pivot_index(in->pivot, in->count, hi_pfn);
+  for (uint32_t i = top + 1; i-- > 0;) {
     uint64_t cmin, cmax;
     const void* child = inner_child(in, i, min, max, &cmin, &cmax);
     if (cmax < lowest_end) break;
     if (in->max_gap[i] < npages) continue;
-    auto r = search(child, level + 1, cmin, cmax, npages, align, lo_pfn, hi_pfn);
-    if (r) return r;
+    auto r = search(child, level + 1, cmin, cmax, npages, align, lo_pfn, hi_pfn, path);
+    if (r) {
+      if (path != nullptr) path->s[level] = Step{const_cast<void*>(node), i, min, max};
+      return r;
+    }
   }
   return std::nullopt;
 }
@@ -318,9 +362,13 @@ std::optional<Segment> GapTree::next_tagged(uint64_t pfn, Tag tag) const noexcep
 // Growth: carving segments and splitting nodes
 
 int GapTree::carve(uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept {
-  assert(tag != Tag::kFree && pfn_lo <= pfn_hi && pfn_hi <= max_pfn_);
   Path p;
   descend(pfn_lo, p);
+  return carve(p, pfn_lo, pfn_hi, tag);
+}
+
+int GapTree::carve(Path& p, uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept {
+  assert(tag != Tag::kFree && pfn_lo <= pfn_hi && pfn_hi <= max_pfn_);
   Step& s = p.leaf();
   auto* l = static_cast<Leaf*>(s.node);
   uint64_t a = seg_lo(l, s.idx, s.min), b = seg_hi(l, s.idx, s.max);
@@ -354,6 +402,8 @@ void GapTree::replace_segment(Path& p, const Run& run, Stash& st) noexcept {
   auto* l = static_cast<Leaf*>(s.node);
   const uint32_t i = s.idx, extra = run.n - 1;
   if (l->count + extra <= kLeafSlots) {
+    const uint64_t old_len = seg_hi(l, i, s.max) - seg_lo(l, i, s.min) + 1;
+    const bool was_free = tag_at(l, i) == Tag::kFree;
     // In place: the new inner bounds go in as pivots before pivot[i].
     uint32_t tail = l->count - 1 - i;  // pivots after segment i-1's
     std::memmove(&l->pivot[i + extra], &l->pivot[i], tail * sizeof(uint64_t));
@@ -364,7 +414,9 @@ void GapTree::replace_segment(Path& p, const Run& run, Stash& st) noexcept {
     for (uint32_t j = 0; j < run.n; ++j) mid |= static_cast<uint64_t>(run.tag[j]) << (2 * (i + j));
     l->tags = low | mid | high;
     l->count += extra;
-    fix_gaps(p, p.n - 1);
+    // A FREE segment was cut (carve) or split (split_at): the leaf's largest
+    // hole can only shrink, and only if it was that one.
+    if (was_free) gap_shrank(p, old_len);
     return;
   }
   Run all;
@@ -531,17 +583,52 @@ int GapTree::reserve(uint64_t pfn_lo, uint64_t pfn_hi, Segment* merged) noexcept
 // Shrinking: erase, absorbing a neighbour, rebalancing
 
 Segment GapTree::erase(uint64_t pfn) noexcept {
+  Segment seg = erase_if(pfn, lookup(pfn).tag);
+  assert(seg.tag != Tag::kFree);
+  return seg;
+}
+
+// Common case in one descent: the neighbours that merge are in the same leaf.
+Segment GapTree::erase_if(uint64_t pfn, Tag expect) noexcept {
   Path p;
   descend(pfn, p);
   Step& s = p.leaf();
   auto* l = static_cast<Leaf*>(s.node);
-  Segment seg = leaf_segment(l, s.idx, s.min, s.max);
-  assert(seg.tag != Tag::kFree);
+  const uint32_t i = s.idx;
+  Segment seg = leaf_segment(l, i, s.min, s.max);
+  if (seg.tag != expect || expect == Tag::kFree) return seg;
+  const bool next_in = i + 1 < l->count, prev_in = i > 0;
+  const bool next_free = next_in && tag_at(l, i + 1) == Tag::kFree;
+  const bool prev_free = prev_in && tag_at(l, i - 1) == Tag::kFree;
+  // A neighbour in another leaf may be FREE too: that merge moves a boundary.
+  if ((!next_in && seg.pfn_hi < max_pfn_) || (!prev_in && seg.pfn_lo > 0)) return erase_slow(p, seg);
+  set_tag(l, i, Tag::kFree);
+  uint64_t lo = seg.pfn_lo, hi = seg.pfn_hi;
+  if (next_free) {  // drop segment i's pivot and segment i+1's tag
+    hi = seg_hi(l, i + 1, s.max);
+    std::memmove(&l->pivot[i], &l->pivot[i + 1], (l->count - 2 - i) * sizeof(uint64_t));
+    l->tags = remove_tag(l->tags, i + 1);
+    --l->count;
+  }
+  if (prev_free) {  // drop segment i-1's pivot and segment i's tag
+    lo = seg_lo(l, i - 1, s.min);
+    std::memmove(&l->pivot[i - 1], &l->pivot[i], (l->count - 1 - i) * sizeof(uint64_t));
+    l->tags = remove_tag(l->tags, i);
+    --l->count;
+  }
+  gap_grew(p, hi - lo + 1);
+  if (l->count < kLeafMin && (next_free || prev_free)) rebalance_at(lo);
+  return seg;
+}
+
+Segment GapTree::erase_slow(Path& p, Segment seg) noexcept {
+  Step& s = p.leaf();
+  auto* l = static_cast<Leaf*>(s.node);
   set_tag(l, s.idx, Tag::kFree);
   bool next_free = seg.pfn_hi < max_pfn_ && lookup(seg.pfn_hi + 1).tag == Tag::kFree;
   bool prev_free = seg.pfn_lo > 0 && lookup(seg.pfn_lo - 1).tag == Tag::kFree;
   if (!next_free && !prev_free) {
-    fix_gaps(p, p.n - 1);
+    gap_grew(p, seg.pfn_hi - seg.pfn_lo + 1);
     return seg;
   }
   if (next_free) absorb_next(seg.pfn_lo);
@@ -757,8 +844,8 @@ bool GapTree::verify_node(const void* node, uint32_t level, uint64_t min, uint64
     uint64_t cmin, cmax;
     const void* child = inner_child(in, i, min, max, &cmin, &cmax);
     if (cmin > cmax || cmax > max) return *why = "inner pivots out of order", false;
-    uint64_t g;
-    Tag f, la;
+    uint64_t g = 0;
+    Tag f = Tag::kFree, la = Tag::kFree;
     if (!verify_node(child, level + 1, cmin, cmax, &g, &f, &la, c, why)) return false;
     if (g != in->max_gap[i]) return *why = "max_gap annotation wrong", false;
     if (i > 0 && prev_last == Tag::kFree && f == Tag::kFree)
@@ -779,8 +866,8 @@ bool GapTree::verify(Census* census, const char** why) const noexcept {
   const char* dummy;
   if (why == nullptr) why = &dummy;
   if (root_ == nullptr || height_ == 0 || height_ > kMaxHeight) return *why = "no root", false;
-  uint64_t g;
-  Tag f, l;
+  uint64_t g = 0;
+  Tag f = Tag::kFree, l = Tag::kFree;
   if (!verify_node(root_, 0, 0, max_pfn_, &g, &f, &l, c, why)) return false;
   if (c->nodes != nodes_) return *why = "node count mismatch", false;
   return true;

@@ -99,6 +99,27 @@ class GapTree {
   std::optional<uint64_t> find_gap(uint64_t npages, uint64_t align, uint64_t lo_pfn,
                                    uint64_t hi_pfn) const noexcept;
 
+  // A descent's record: where a pfn lives, root to leaf. find_gap() can hand
+  // its path to carve(), saving a second descent on the allocation path.
+  struct Step {
+    void* node;
+    uint32_t idx;  // child (inner) or segment (leaf) index on the way to pfn
+    uint64_t min, max;
+  };
+  struct Path {
+    Step s[kMaxHeight];
+    uint32_t n;  // == height; s[0] is the root, s[n - 1] the leaf
+    Step& leaf() { return s[n - 1]; }
+  };
+  std::optional<uint64_t> find_gap(uint64_t npages, uint64_t align, uint64_t lo_pfn,
+                                   uint64_t hi_pfn, Path* path) const noexcept;
+  // carve() on the path find_gap() returned for pfn_lo (nothing changed since).
+  int carve(Path& path, uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept;
+
+  // If the segment containing pfn is tagged `expect`, erase it (as erase());
+  // either way return the segment as it was. One descent in the common case.
+  Segment erase_if(uint64_t pfn, Tag expect) noexcept;
+
   // Turn [pfn_lo, pfn_hi], which lies inside one FREE segment, into one
   // segment tagged `tag` (not kFree). 0, or -EAGAIN with nothing changed when
   // the pool cannot supply the nodes a split needs.
@@ -137,21 +158,16 @@ class GapTree {
   bool verify(Census* census, const char** why) const noexcept;
 
  private:
-  struct Step {
-    void* node;
-    uint32_t idx;  // child (inner) or segment (leaf) index on the way to pfn
-    uint64_t min, max;
-  };
-  struct Path {
-    Step s[kMaxHeight];
-    uint32_t n;  // == height_; s[0] is the root, s[n - 1] the leaf
-    Step& leaf() { return s[n - 1]; }
-  };
   void descend(uint64_t pfn, Path& p) const noexcept;
   // stop_early: only the subtree of p.s[from_level] changed, so the walk may
   // stop where an annotation is already right.
   void fix_gaps(Path& p, uint32_t from_level, bool stop_early = true) noexcept;
   void fix_gaps_at(uint64_t pfn) noexcept;
+  // Cheaper than fix_gaps when the change is known: a FREE segment of the
+  // leaf on p grew to len pages, or one of old_len pages shrank or vanished.
+  void gap_grew(Path& p, uint64_t len) noexcept;
+  void gap_shrank(Path& p, uint64_t old_len) noexcept;
+  Segment erase_slow(Path& p, Segment seg) noexcept;
   uint32_t nodes_for_growth(const Path& p, uint32_t extra) const noexcept;
   int take_stash(Stash& st, uint32_t n) noexcept;
   void return_stash(Stash& st) noexcept;
@@ -169,11 +185,13 @@ class GapTree {
 
   std::optional<uint64_t> search(const void* node, uint32_t level, uint64_t min, uint64_t max,
                                  uint64_t npages, uint64_t align, uint64_t lo_pfn,
-                                 uint64_t hi_pfn) const noexcept;
+                                 uint64_t hi_pfn, Path* path) const noexcept;
   bool verify_node(const void* node, uint32_t level, uint64_t min, uint64_t max,
                    uint64_t* max_gap, Tag* first, Tag* last, Census* c,
                    const char** why) const noexcept;
-  static uint64_t leaf_max_gap(const Leaf* l, uint64_t min, uint64_t max) noexcept;
+  // Largest FREE segment; may stop early once one of `enough` pages is seen.
+  static uint64_t leaf_max_gap(const Leaf* l, uint64_t min, uint64_t max,
+                               uint64_t enough = UINT64_MAX) noexcept;
   static uint64_t inner_max_gap(const Inner* in) noexcept;
   uint64_t node_max_gap(const void* node, uint32_t level, uint64_t min, uint64_t max) const noexcept;
 
