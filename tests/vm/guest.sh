@@ -21,21 +21,29 @@ eal_args() {
 # Unmodified Debian testpmd, io forwarding between the two ports with a first burst sent on each:
 # the two NICs share a qemu hub, so the bursts circulate and every packet is DMA'd through the
 # IOMMU on RX and TX. testpmd stops and prints its statistics when stdin gets a newline.
-# $1: file prefix, $2: extra EAL arguments.
+# $1: file prefix, $2: extra EAL arguments, $3: telemetry commands to send half-way through
+# (replies in $OUT/<step>.telemetry, one JSON line each).
 run_testpmd() {
-    (sleep "${TESTPMD_SECONDS:-8}"; echo) |
-        timeout -s KILL "$STEP_TIMEOUT" dpdk-testpmd $(eal_args "$1") $2 -- \
+    local secs="${TESTPMD_SECONDS:-8}"
+    (
+        sleep $((secs / 2))
+        if [ -n "${3:-}" ]; then telemetry_query "$1" $3 >"$OUT/$step.telemetry" 2>&1; fi
+        sleep $((secs - secs / 2))
+        echo
+    ) | timeout -s KILL "$STEP_TIMEOUT" dpdk-testpmd $(eal_args "$1") $2 -- \
             --forward-mode=io --tx-first --nb-cores=1 --rxd=512 --txd=512 --total-num-mbufs=8192
 }
 
 step_testpmd() { run_testpmd tp ""; }
 
 # The same unmodified testpmd with the iovam glue loaded as an EAL plugin: its mbuf pool gets
-# iovam's mempool ops, so every packet buffer has an IOVA from iovam's 32-bit window.
+# iovam's mempool ops, so every packet buffer has an IOVA from iovam's 32-bit window. The glue's
+# telemetry shows which IOVAs the pool got and whether any mapping failed.
 step_testpmd_iovam() {
     (
         export IOVAM_DMA_BITS="${IOVAM_DMA_BITS:-32}"
-        run_testpmd ti "-d libiovam_dpdk.so --mbuf-pool-ops-name iovam --log-level=lib.iovam:info"
+        run_testpmd ti "-d libiovam_dpdk.so --mbuf-pool-ops-name iovam --log-level=lib.iovam:info" \
+            "/iovam/stats /iovam/pools"
     )
 }
 

@@ -152,6 +152,7 @@ check_testpmd() {
         grep -q 'IOVAM: IOVA window' "$log" || { echo "$step: glue did not initialise"; return; }
         grep 'IOVAM: DMA mapping:' "$log" | grep -vq 'no-IOMMU' || { echo "$step: glue not mapping through VFIO"; return; }
         ! grep -q 'IOVAM: .*failed' "$log" || { echo "$step: $(grep -m1 'IOVAM: .*failed' "$log")"; return; }
+        check_iovam_telemetry "$out/$step.telemetry" || return
     fi
     for port in 0 1; do
         # "Forward statistics for port N" block: next lines hold RX-packets and TX-packets.
@@ -163,6 +164,28 @@ check_testpmd() {
         fi
         echo "$step port $port rx=$rx tx=$tx" >>"$out/summary"
     done
+}
+
+# The glue's telemetry read from inside the running testpmd: the glue mapped through VFIO without
+# failures, and testpmd's mbuf pool got IOVAs inside the DMA window (below 2^IOVAM_DMA_BITS).
+# Prints why not and returns 1.
+check_iovam_telemetry() {
+    local f="$1" key pool lo hi limit=$((1 << ${IOVAM_DMA_BITS:-32}))
+    [[ -s "$f" ]] || { echo "testpmd_iovam: no telemetry reply"; return 1; }
+    for key in '"no_iommu":0' '"dma_failures":0' '"mem_event_failures":0'; do
+        tr -d ' ' <"$f" | grep -qF "$key" || { echo "testpmd_iovam telemetry: want $key: $(head -c 600 "$f")"; return 1; }
+    done
+    tr -d ' ' <"$f" | grep -qE '"pools":[1-9]' || { echo "testpmd_iovam telemetry: no iovam pool"; return 1; }
+    tr -d ' ' <"$f" | grep -qE '"mappings":[1-9]' || { echo "testpmd_iovam telemetry: no mappings"; return 1; }
+    # /iovam/pools: {"name":[iova_lo,iova_hi,runs,objects],...}; testpmd's pool is mb_pool_0.
+    pool="$(tr -d ' ' <"$f" | grep -oE '"mb_pool_0":\[[0-9]+,[0-9]+,[0-9]+,[0-9]+\]' | head -n 1)"
+    [[ -n "$pool" ]] || { echo "testpmd_iovam telemetry: mb_pool_0 not an iovam pool"; return 1; }
+    IFS=, read -r lo hi _ <<<"$(sed 's/.*\[//; s/\]//' <<<"$pool")"
+    if ((hi >= limit || lo >= hi)); then
+        echo "testpmd_iovam: mb_pool_0 IOVAs [$lo, $hi] not inside the $((${IOVAM_DMA_BITS:-32}))-bit window"
+        return 1
+    fi
+    echo "testpmd_iovam mb_pool_0 iova [$(printf '0x%x' "$lo"), $(printf '0x%x' "$hi")]" >>"$(dirname "$f")/summary"
 }
 
 # The probe's verdict line: "PROBE: mode=... result=X" -> X (or "none").
@@ -256,6 +279,7 @@ main() {
     log "run folder $runs (image built/checked in $((SECONDS - t0))s)"
     mkdir -p "$runs/staging/bin" "$runs/staging/lib"
     build_probe "$HERE/negative_probe.c" "$runs/staging/bin/negative_probe"
+    gcc -O2 -Wall -Wextra -o "$runs/staging/bin/telemetry_query" "$HERE/telemetry_query.c"
     steps="testpmd probe_positive"
     glue_dir="$(build_glue)" || rc=$?
     case "$rc" in
