@@ -117,13 +117,13 @@ inline uint32_t my_cache()
 
 // Is e a live dynamic mapping? Best effort: its IOVA range must be exactly
 // one ALLOCATED range of the rounded size and not memory-event memory.
+// Caller holds g.map.lock() shared. Cost: one tree lookup (domain lock).
 bool valid_entry(Glue &g, const UnmapEntry &e)
 {
 	uint64_t lo, hi;
 	if (iovam_find(g.dom, e.pfn, &lo, &hi) != 0 || lo != e.pfn ||
 	    hi != e.pfn + rounded_pages(e.npages) - 1)
 		return false;
-	std::shared_lock lk(g.map.lock());
 	return !g.map.contains_range(e.pfn);
 }
 
@@ -147,11 +147,14 @@ int release(Glue &g, const UnmapEntry *e, size_t n)
 int complete(Glue &g, UnmapEntry *e, size_t n)
 {
 	size_t good = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (valid_entry(g, e[i]))
-			e[good++] = e[i];
-		else
-			g.dyn->bad_unmaps.fetch_add(1, std::memory_order_relaxed);
+	{
+		std::shared_lock lk(g.map.lock());
+		for (size_t i = 0; i < n; i++) {
+			if (valid_entry(g, e[i]))
+				e[good++] = e[i];
+			else
+				g.dyn->bad_unmaps.fetch_add(1, std::memory_order_relaxed);
+		}
 	}
 	std::sort(e, e + good, [](const UnmapEntry &a, const UnmapEntry &b) { return a.pfn < b.pfn; });
 	int returned = 0;
