@@ -109,3 +109,9 @@ if [ -n "$rx" ]; then
 	awk -v rx="$rx" -v s="$secs" 'BEGIN {printf "throughput: %.2f Mpps (RX-total over %d s)\n", rx / s / 1e6, s}'
 fi
 echo "$json"
+# Fail (after printing) when the plugin did not answer or no pool used it.
+case "$json" in
+*'"initialised": 1'*) [[ "$json" != *'"pools": 0'* ]] ;;
+'{"native": 1}') true ;;
+*) false ;;
+esac

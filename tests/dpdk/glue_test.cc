@@ -520,6 +520,7 @@ TEST(GlueZ, FiniLeavesNothingAndInitValidates)
 	ASSERT_EQ(iovam_dpdk_map(buf.data(), 10, &iova), 0);
 	EXPECT_EQ(iovam_dpdk_fini(), -EBUSY); // a live dynamic mapping
 	ASSERT_EQ(iovam_dpdk_unmap(buf.data(), iova, 10), 0);
+	drain();
 
 	iovam_dpdk_stats st = stats();
 	static std::atomic<uint64_t> unmapped{0};
