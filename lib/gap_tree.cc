@@ -79,9 +79,15 @@ inline uint64_t seg_hi(const Leaf* l, uint32_t i, uint64_t max) {
   return i + 1 == l->count ? max : l->pivot[i];
 }
 
-// Index of the entry whose range holds pfn: the first pivot >= pfn, or the last.
+// Index of the entry whose range holds pfn: the first pivot >= pfn, or the
+// last. A binary search: a linear scan is cheaper only when pfns sit at one
+// end of the node, and a top-down allocator works at the high end.
 inline uint32_t pivot_index(const uint64_t* pivot, uint32_t count, uint64_t pfn) {
   return static_cast<uint32_t>(std::lower_bound(pivot, pivot + count - 1, pfn) - pivot);
+}
+
+inline uint32_t inner_index(const uint64_t* pivot, uint32_t count, uint64_t pfn) {
+  return pivot_index(pivot, count, pfn);
 }
 
 }  // namespace
@@ -212,7 +218,7 @@ void GapTree::descend(uint64_t pfn, Path& p) const noexcept {
   p.n = height_;
   for (uint32_t l = 0; l + 1 < height_; ++l) {
     auto* in = static_cast<Inner*>(node);
-    uint32_t i = pivot_index(in->pivot, in->count, pfn);
+    uint32_t i = inner_index(in->pivot, in->count, pfn);
     p.s[l] = Step{node, i, min, max};
     if (i > 0) min = in->pivot[i - 1] + 1;
     if (i + 1 < in->count) max = in->pivot[i];
@@ -307,42 +313,75 @@ std::optional<uint64_t> GapTree::find_gap(uint64_t npages, uint64_t align, uint6
 // entered only if its largest hole could hold npages; only the children on the
 // hi_pfn boundary (one per level) can be entered and found wanting for lack of
 // room below the limit, so without alignment the walk is O(height x fanout).
-std::optional<uint64_t> GapTree::search(const void* node, uint32_t level, uint64_t min,
-                                        uint64_t max, uint64_t npages, uint64_t align,
-                                        uint64_t lo_pfn, uint64_t hi_pfn, Path* path) const noexcept {
+// Iterative: the path doubles as the backtracking stack.
+std::optional<uint64_t> GapTree::search(const void* root, uint32_t, uint64_t, uint64_t,
+                                        uint64_t npages, uint64_t align, uint64_t lo_pfn,
+                                        uint64_t hi_pfn, Path* path) const noexcept {
+  Path local;
+  Path& p = path != nullptr ? *path : local;
+  p.n = height_;
   const uint64_t lowest_end = lo_pfn + npages - 1;  // a fit must end at or above this
-  if (level + 1 == height_) {
-    auto* l = static_cast<const Leaf*>(node);
-    uint32_t top = hi_pfn >= max ? l->count - 1 : pivot_index(l->pivot, l->count, hi_pfn);
-    for (uint32_t i = top + 1; i-- > 0;) {
-      uint64_t hi = seg_hi(l, i, max);
-      if (hi < lowest_end) break;
-      if (tag_at(l, i) != Tag::kFree) continue;
-      uint64_t a = std::max(seg_lo(l, i, min), lo_pfn);
-      uint64_t b = std::min(hi, hi_pfn);
-      if (b < a || b - a < npages - 1) continue;
-      uint64_t p = (b - npages + 1) & ~(align - 1);
-      if (p >= a) {
-        if (path != nullptr) path->s[level] = Step{const_cast<void*>(node), i, min, max};
-        return p;
+  const uint32_t leaf_level = height_ - 1;
+  const void* node = root;
+  uint64_t min = 0, max = max_pfn_;
+  uint32_t level = 0;
+  uint32_t next;  // the highest index still to try in `node`
+  auto top_index = [&](const void* n, uint64_t nmax, bool leaf) -> uint32_t {
+    uint32_t count = node_count(n);
+    if (hi_pfn >= nmax) return count - 1;
+    return leaf ? pivot_index(static_cast<const Leaf*>(n)->pivot, count, hi_pfn)
+                : inner_index(static_cast<const Inner*>(n)->pivot, count, hi_pfn);
+  };
+  next = top_index(node, max, level == leaf_level);
+  for (;;) {
+    bool found_child = false;
+    if (level == leaf_level) {
+      auto* l = static_cast<const Leaf*>(node);
+      for (uint32_t i = next + 1; i-- > 0;) {
+        uint64_t hi = seg_hi(l, i, max);
+        if (hi < lowest_end) break;
+        if (tag_at(l, i) != Tag::kFree) continue;
+        uint64_t a = std::max(seg_lo(l, i, min), lo_pfn);
+        uint64_t b = std::min(hi, hi_pfn);
+        if (b < a || b - a < npages - 1) continue;
+        uint64_t pfn = (b - npages + 1) & ~(align - 1);
+        if (pfn >= a) {
+          p.s[level] = Step{const_cast<void*>(node), i, min, max};
+          return pfn;
+        }
+      }
+    } else {
+      auto* in = static_cast<const Inner*>(node);
+      for (uint32_t i = next + 1; i-- > 0;) {
+        uint64_t cmin, cmax;
+        const void* child = inner_child(in, i, min, max, &cmin, &cmax);
+        if (cmax < lowest_end) break;
+        if (in->max_gap[i] < npages) continue;
+        p.s[level] = Step{const_cast<void*>(node), i, min, max};
+        node = child;
+        min = cmin;
+        max = cmax;
+        ++level;
+        next = top_index(node, max, level == leaf_level);
+        found_child = true;
+        break;
       }
     }
-    return std::nullopt;
-  }
-  auto* in = static_cast<const Inner*>(node);
-  uint32_t top = hi_pfn >= max ? in->count - 1 : pivot_index(in->pivot, in->count, hi_pfn);
-  for (uint32_t i = top + 1; i-- > 0;) {
-    uint64_t cmin, cmax;
-    const void* child = inner_child(in, i, min, max, &cmin, &cmax);
-    if (cmax < lowest_end) break;
-    if (in->max_gap[i] < npages) continue;
-    auto r = search(child, level + 1, cmin, cmax, npages, align, lo_pfn, hi_pfn, path);
-    if (r) {
-      if (path != nullptr) path->s[level] = Step{const_cast<void*>(node), i, min, max};
-      return r;
+    if (found_child) continue;
+    // Nothing here: back up to the parent's next lower child.
+    for (;;) {
+      if (level == 0) return std::nullopt;
+      --level;
+      const Step& s = p.s[level];
+      if (s.idx > 0) {
+        node = s.node;
+        min = s.min;
+        max = s.max;
+        next = s.idx - 1;
+        break;
+      }
     }
   }
-  return std::nullopt;
 }
 
 std::optional<Segment> GapTree::next_tagged(uint64_t pfn, Tag tag) const noexcept {
