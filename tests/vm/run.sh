@@ -236,22 +236,29 @@ run_model() {
     elif ! grep -q 'IOVAM-INIT: poweroff' "$console"; then
         why="guest did not finish: $(grep -m1 'IOVAM-INIT: FAILED' "$console" || echo 'no poweroff')"
     fi
+    local guest_failed="$why" r
+    # Every step is judged even after one failed, so one run shows all that is wrong.
     for step in $steps; do
-        [[ -n "$why" ]] || why="$(check_step "$out" "$step" "$pmd")"
+        if [[ -z "$guest_failed" ]]; then
+            r="$(check_step "$out" "$step" "$pmd")"
+            [[ -z "$r" ]] || why+="${why:+; }$r"
+        fi
         last="$step"
     done
     # Faults up to the end of the positive steps are real failures; the negative step's are wanted.
     faults_pos="$(dmar_count "$out/$last.dmesg")"
     faults_all="$(dmar_count "$out/dmesg.txt")"
-    [[ -n "$why" || "$faults_pos" == 0 ]] || why="$faults_pos DMAR faults in the positive steps"
+    [[ "$faults_pos" == 0 ]] || why+="${why:+; }$faults_pos DMAR faults in the positive steps"
     printf -v "FAULTS_$model" '%s' "$faults_pos"
     if [[ -z "$why" ]]; then
         printf -v "RESULT_$model" PASS
     else
         printf -v "RESULT_$model" FAIL
         log "$model: FAIL: $why"
-        log "$model: console tail ($console):"
-        tail -n 30 "$console" >&2 || true
+        if [[ -n "$guest_failed" ]]; then
+            log "$model: console tail ($console):"
+            tail -n 30 "$console" >&2 || true
+        fi
     fi
     # The negative control counts only if its probe really ran (an EAL failure is no detection).
     local neg
