@@ -34,6 +34,7 @@
 #include <mutex>
 #include <vector>
 
+#include <rte_eal.h>
 #include <rte_eal_memconfig.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
@@ -62,6 +63,53 @@ void count_map(Glue &g, const Chunk &c)
 	g.ctr.mapped_bytes.fetch_add(c.len, std::memory_order_relaxed);
 	if (g.vfio.no_iommu())
 		g.ctr.dma_skipped.fetch_add(1, std::memory_order_relaxed);
+}
+
+// With VFIO, DPDK itself maps every memseg at DPDK's IOVA (the VA in VA mode,
+// the physical address in PA mode) into the same default container, and a
+// type1 container cannot map one IOVA twice. DPDK's IOVAs that fall inside
+// our window are therefore reserved in the domain so that we never hand them
+// out. There is no "unreserve": in VA mode we reserve each memseg list's
+// whole VA span once (it never moves); in PA mode each page as it appears
+// (bounded by physical memory). Skipped in no-IOMMU mode: no shared space.
+// Caller holds the map lock.
+void reserve_dpdk_iova_locked(Glue &g, uint64_t iova, uint64_t len)
+{
+	if (g.vfio.no_iommu() || iova == RTE_BAD_IOVA || len == 0)
+		return;
+	uint64_t lo = iova >> g.shift;
+	uint64_t hi = (iova + len - 1) >> g.shift;
+	if (lo > g.limit_pfn)
+		return;
+	if (hi > g.limit_pfn)
+		hi = g.limit_pfn;
+	int rc = iovam_reserve(g.dom, lo, hi);
+	if (rc == -EAGAIN) {
+		(void)iovam_maintain(g.dom);
+		rc = iovam_reserve(g.dom, lo, hi);
+	}
+	if (rc != 0)
+		IOVAM_LOG(ERR, "cannot reserve DPDK's IOVA 0x%" PRIx64 "+0x%" PRIx64
+			  " in the window (%d): DMA to it may collide", iova, len, rc);
+}
+
+// PA mode: reserve the physical address of every page of [va, va+len).
+void reserve_region_pa_locked(Glue &g, const rte_memseg_list *msl, uintptr_t va, size_t len)
+{
+	if (g.vfio.no_iommu() || rte_eal_iova_mode() != RTE_IOVA_PA || msl == nullptr)
+		return;
+	for (uintptr_t a = va; a < va + len; a += msl->page_sz) {
+		const rte_memseg *ms = rte_mem_virt2memseg(reinterpret_cast<void *>(a), msl);
+		if (ms != nullptr)
+			reserve_dpdk_iova_locked(g, ms->iova, ms->len);
+	}
+}
+
+int reserve_msl_cb(const rte_memseg_list *msl, void *arg)
+{
+	auto &g = *static_cast<Glue *>(arg);
+	reserve_dpdk_iova_locked(g, reinterpret_cast<uintptr_t>(msl->base_va), msl->len);
+	return 0;
 }
 
 // Unmap one chunk, drop it, return its range if it was the last one.
@@ -172,6 +220,7 @@ void mem_event_cb(enum rte_mem_event type, const void *addr, size_t len, void *a
 	int rc = -EINVAL;
 	if (page >= g.granule && len % page == 0) {
 		std::unique_lock lk(g.map.lock());
+		reserve_region_pa_locked(g, msl, va, len);
 		rc = map_region_locked(g, va, len, page);
 	}
 	if (rc != 0) {
@@ -261,10 +310,13 @@ int mem_hook_start(Glue &g)
 	rte_mcfg_mem_read_lock();
 	{
 		std::unique_lock lk(g.map.lock());
+		if (!g.vfio.no_iommu() && rte_eal_iova_mode() == RTE_IOVA_VA)
+			(void)rte_memseg_list_walk_thread_unsafe(reserve_msl_cb, &g);
 		if (rte_memseg_walk_thread_unsafe(collect_cb, &ctx) != 0)
 			rc = -EINVAL;
 		for (size_t i = 0; rc == 0 && i < ctx.runs.size(); i++) {
 			const Run &r = ctx.runs[i];
+			reserve_region_pa_locked(g, r.msl, r.va, r.len);
 			rc = map_region_locked(g, r.va, r.len, g.static_memory ? r.len : r.page);
 		}
 	}

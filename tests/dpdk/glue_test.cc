@@ -146,6 +146,17 @@ TEST(Glue, InitWalkTranslatesEveryExistingPage)
 	EXPECT_EQ(st.no_iommu, 1u);
 	EXPECT_EQ(st.static_memory, g_mode->events ? 0u : 1u);
 	EXPECT_GT(st.mappings, 0u);
+	if (!g_mode->events) {
+		// Static memory: one mapping per VA-contiguous run, whatever its
+		// size. --no-huge is one anonymous run; --legacy-mem lays pages out
+		// in physical order, so runs break where physical contiguity does.
+		EXPECT_GE(st.mapped_bytes, 128u << 20);
+		if (std::string(g_mode->name) == "no-huge") {
+			EXPECT_EQ(st.mappings, 1u);
+		} else {
+			EXPECT_LT(st.mappings, st.mapped_bytes / (2u << 20));
+		}
+	}
 	EXPECT_EQ(st.dma_skipped, st.dma_maps + st.dma_unmaps);
 	EXPECT_EQ(iovam_verify(iovam_dpdk_domain()), 0);
 }
@@ -168,6 +179,9 @@ TEST(Glue, LargeMallocMapsAndFreeUnmaps)
 	if (g_mode->events) {
 		EXPECT_GT(mid.mem_events, before.mem_events);
 		EXPECT_GE(mid.mappings, before.mappings + len / (2u << 20));
+		// One mapping per 2 MiB memseg page: 512 per GiB.
+		EXPECT_EQ((mid.mapped_bytes - before.mapped_bytes) / (2u << 20),
+			  mid.mappings - before.mappings);
 		EXPECT_EQ(last - first, len - 1);
 	} else {
 		EXPECT_EQ(mid.mem_events, 0u);
