@@ -33,8 +33,12 @@ void register_membarrier_once() {
 // Make every other running thread of this process execute a full barrier:
 // pairs with the owner's plain store-then-load in RangeCache::enter().
 void heavy_barrier() {
+#if IOVAM_HANDSHAKE_SC
+  // Both sides use seq_cst accesses: no barrier needed.
+#else
   if (g_range_cache_need_fence || membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0)
     std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
 }
 
 }  // namespace
@@ -91,7 +95,7 @@ bool RangeCache::pop_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t hi_pf
     d.empty[d.empty_count++] = l.loaded[cls];
   }
   l.loaded[cls] = full;
-  bump(depot_cached_, 0 - full->size);
+  add_depot(0 - full->size);
   bump(l.cached, full->size);
   return mag_pop(full, last_ok, pfn);
 }
@@ -122,6 +126,7 @@ void RangeCache::push_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t pfn)
     } else {
       Depot& d = depots_[cls];
       Magazine* empty = nullptr;
+      const uint64_t moved = loaded->size;  // read before another lcore may own it
       {
         SpinGuard g(d.lock);
         if (d.empty_count > 0) {
@@ -130,8 +135,8 @@ void RangeCache::push_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t pfn)
         }
       }
       if (empty != nullptr) {
-        bump(depot_cached_, loaded->size);
-        bump(l.cached, 0 - loaded->size);
+        add_depot(moved);
+        bump(l.cached, 0 - moved);
         loaded = empty;
       } else {
         // The depot is full too: this magazine goes back to the tree.
@@ -171,10 +176,13 @@ void RangeCache::free_to_tree(Magazine* m, uint32_t cls) noexcept {
 // ---------------------------------------------------------------------------
 // Flushing, from any thread
 
-void RangeCache::request(Lcore& l) noexcept { l.flush_req.store(1, std::memory_order_relaxed); }
+void RangeCache::request(Lcore& l) noexcept {
+  l.flush_req.store(1, IOVAM_HANDSHAKE_SC ? std::memory_order_seq_cst : std::memory_order_relaxed);
+}
 
 void RangeCache::wait_idle(Lcore& l) noexcept {
-  while (l.in_use.load(std::memory_order_acquire) != 0) __builtin_ia32_pause();
+  constexpr auto order = IOVAM_HANDSHAKE_SC ? std::memory_order_seq_cst : std::memory_order_acquire;
+  while (l.in_use.load(order) != 0) __builtin_ia32_pause();
 }
 
 uint64_t RangeCache::flush_one_quiesced(Lcore& l) noexcept {
@@ -229,7 +237,7 @@ uint64_t RangeCache::flush(uint32_t c) noexcept {
         m = d.full[--d.full_count];
       }
       n += m->size;
-      bump(depot_cached_, 0 - m->size);
+      add_depot(0 - m->size);
       free_to_tree(m, k);
       SpinGuard g(d.lock);
       d.empty[d.empty_count++] = m;
@@ -248,7 +256,7 @@ void RangeCache::trim_depots() noexcept {
         if (d.full_count <= kDepotKeep) break;
         m = d.full[--d.full_count];
       }
-      bump(depot_cached_, 0 - m->size);
+      add_depot(0 - m->size);
       free_to_tree(m, k);
       SpinGuard g(d.lock);
       d.empty[d.empty_count++] = m;

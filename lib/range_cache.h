@@ -123,9 +123,13 @@ class RangeCache {
   static void wait_idle(Lcore& l) noexcept;
   inline bool enter(Lcore& l) noexcept;
   inline void leave(Lcore& l) noexcept;
+  // A counter with one writer (the lcore's owner, or a flusher while the owner
+  // is quiesced): load + store, no RMW.
   static void bump(std::atomic<uint64_t>& ctr, uint64_t by = 1) noexcept {
     ctr.store(ctr.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
   }
+  // The depots' count has many writers, all off the per-lcore fast path.
+  void add_depot(uint64_t by) noexcept { depot_cached_.fetch_add(by, std::memory_order_relaxed); }
 
   Domain& domain_;
   const uint32_t n_caches_;
@@ -139,7 +143,23 @@ class RangeCache {
 // Set when membarrier(2) is unavailable: the owner then fences on entry.
 extern bool g_range_cache_need_fence;
 
+#if defined(__SANITIZE_THREAD__)
+// ThreadSanitizer does not model fences: there, both sides of the handshake
+// use sequentially consistent accesses (a symmetric Dekker), which it does.
+#define IOVAM_HANDSHAKE_SC 1
+#else
+#define IOVAM_HANDSHAKE_SC 0
+#endif
+
 inline bool RangeCache::enter(Lcore& l) noexcept {
+#if IOVAM_HANDSHAKE_SC
+  l.in_use.store(1, std::memory_order_seq_cst);
+  if (l.flush_req.load(std::memory_order_seq_cst) != 0) {
+    l.in_use.store(0, std::memory_order_release);
+    return false;
+  }
+  return true;
+#else
   l.in_use.store(1, std::memory_order_relaxed);
   if (__builtin_expect(g_range_cache_need_fence, 0)) {
     std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -153,6 +173,7 @@ inline bool RangeCache::enter(Lcore& l) noexcept {
     return false;
   }
   return true;
+#endif
 }
 
 inline void RangeCache::leave(Lcore& l) noexcept { l.in_use.store(0, std::memory_order_release); }

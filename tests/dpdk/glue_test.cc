@@ -587,6 +587,35 @@ TEST(GlueZ, FiniLeavesNothingAndInitValidates)
 	EXPECT_EQ(iovam_dpdk_fini(), 0);
 }
 
+// Memory that exists before the first VFIO device: translated at once,
+// mapped when the device comes (queue and replay). Simulated in no-IOMMU mode.
+TEST(GlueZ, MemoryBeforeFirstDeviceIsQueuedThenReplayed)
+{
+	iovam_dpdk_test_simulate_no_device(1);
+	iovam_dpdk_conf conf{};
+	conf.flags = IOVAM_DPDK_F_NO_SERVICE; // the service would replay too
+	ASSERT_EQ(iovam_dpdk_init(&conf), 0);
+	iovam_dpdk_stats st = stats();
+	EXPECT_EQ(st.mappings, 0u);
+	EXPECT_GT(st.dma_queued, 0u);
+	void *p = rte_malloc("iovam_queued", big(8), 0);
+	ASSERT_NE(p, nullptr);
+	expect_translated(p, big(8));
+	std::vector<char> buf(4096);
+	uint64_t iova;
+	EXPECT_EQ(iovam_dpdk_map(buf.data(), 100, &iova), -EIO); // no device yet
+	uint64_t queued = stats().dma_queued;
+	EXPECT_EQ(iovam_dpdk_dma_replay(), static_cast<int>(queued));
+	st = stats();
+	EXPECT_EQ(st.dma_queued, 0u);
+	EXPECT_EQ(st.mappings, queued);
+	ASSERT_EQ(iovam_dpdk_map(buf.data(), 100, &iova), 0);
+	ASSERT_EQ(iovam_dpdk_unmap(buf.data(), iova, 100), 0);
+	rte_free(p);
+	iovam_dpdk_test_simulate_no_device(0);
+	EXPECT_EQ(iovam_dpdk_fini(), 0);
+}
+
 bool hugepages_ok()
 {
 	std::ifstream f("/proc/meminfo");

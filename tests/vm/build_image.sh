@@ -20,8 +20,9 @@ PMD_DIR=/usr/lib/$MULTIARCH/dpdk/pmds-23.0
 # dependencies are missing would make EAL init fail.
 PMDS=(bus_pci bus_vdev mempool_ring mempool_stack net_e1000 net_virtio)
 # Host packages: qemu to boot, busybox-static + cpio for the initramfs, kmod for depmod/modprobe,
-# dpdk/libdpdk-dev for the guest binaries and for building the probes, pkg-config + gcc for those.
-HOST_PKGS=(qemu-system-x86 busybox-static cpio kmod dpdk libdpdk-dev pkg-config gcc)
+# dpdk/libdpdk-dev for the guest binaries and for building the probes, pkg-config + gcc for those,
+# meson + ninja-build + g++ for run.sh's private build of the iovam glue.
+HOST_PKGS=(qemu-system-x86 busybox-static cpio kmod dpdk libdpdk-dev pkg-config gcc g++ meson ninja-build)
 
 log() { echo "build_image: $*" >&2; }
 
@@ -176,6 +177,9 @@ main() {
     local force=0
     [[ "${1:-}" == --force ]] && force=1
     mkdir -p "$CACHE"
+    # One builder at a time: two runs sharing the cache must not interleave their rebuilds.
+    exec 9>"$CACHE/.build.lock"
+    flock 9
     ensure_host_pkgs
     local kpkg key kver
     kpkg="$(kernel_pkg)"
