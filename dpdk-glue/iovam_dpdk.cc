@@ -246,3 +246,8 @@ extern "C" void iovam_dpdk_test_fail_dma_map(uint32_t one_in)
 {
 	vfio_test_fail_one_in(one_in);
 }
+
+extern "C" void iovam_dpdk_test_simulate_no_device(int on)
+{
+	vfio_test_simulate_no_device(on != 0);
+}

@@ -38,6 +38,15 @@ bool injected_failure()
 
 }  // namespace
 
+namespace {
+std::atomic<bool> g_sim_no_device{false};
+}  // namespace
+
+void vfio_test_simulate_no_device(bool on)
+{
+	g_sim_no_device.store(on, std::memory_order_relaxed);
+}
+
 void vfio_test_fail_one_in(uint32_t n)
 {
 	g_fail_calls.store(0, std::memory_order_relaxed);
@@ -48,8 +57,13 @@ VfioMapper::Result VfioMapper::map(uint64_t va, uint64_t iova, uint64_t len)
 {
 	if (injected_failure())
 		return Result::kFailed;
-	if (no_iommu_)
+	if (no_iommu_) {
+		// Test hook: behave like VFIO before its first device.
+		if (g_sim_no_device.load(std::memory_order_relaxed) &&
+		    !device_seen_.load(std::memory_order_relaxed))
+			return Result::kQueued;
 		return Result::kMapped;
+	}
 	if (rte_vfio_container_dma_map(RTE_VFIO_DEFAULT_CONTAINER_FD, va, iova, len) == 0) {
 		device_seen_.store(true, std::memory_order_relaxed);
 		return Result::kMapped;

@@ -141,7 +141,8 @@ int iovam_dpdk_virt2iova(const void *va, uint64_t *iova);
  *   -ENOMEM no IOVA space left in the window;
  *   -EAGAIN transient (the domain's node pool is empty: retry after the
  *     service ran);
- *   -EIO the VFIO mapping failed (nothing is kept).
+ *   -EIO the VFIO mapping failed, or no VFIO device is attached yet (nothing
+ *     is kept).
  */
 int iovam_dpdk_map(void *va, size_t len, uint64_t *iova);
 
@@ -240,6 +241,14 @@ struct iovam_domain *iovam_dpdk_domain(void);
  * Applies in no-IOMMU mode too (the skipped call "fails").
  */
 void iovam_dpdk_test_fail_dma_map(uint32_t one_in);
+
+/**
+ * In no-IOMMU mode, make DMA map calls behave like VFIO before its first
+ * device is attached: memory is translated but its mappings are queued
+ * (dma_queued) until iovam_dpdk_dma_replay(); dynamic maps fail with -EIO.
+ * Set it before iovam_dpdk_init(). 0 turns it off.
+ */
+void iovam_dpdk_test_simulate_no_device(int on);
 
 /**
  * Called after each DMA unmap completed (or was skipped) and before the
