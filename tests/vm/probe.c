@@ -228,8 +228,6 @@ int main(int argc, char **argv)
 
     send_range(pool, NULL, 0, count, &rx, granule);
     missing = probe_drain(&rx, 0, count);
-    if (ndyn)
-        printf(PROG ": dyn buffer va %p -> iova 0x%" PRIx64 "\n", (void *)dyn[0].va, dyn[0].iova);
     send_range(pool, dyn, count, count + ndyn, &rx, granule);
     missing_dyn = probe_drain(&rx, count, count + ndyn);
     if (ndyn)
