@@ -384,7 +384,7 @@ TEST(Glue, DynamicMapFromSeveralLcoresNeverReusesBeforeUnmap)
 	iovam_dpdk_test_set_unmap_hook(unmap_hook, nullptr);
 	std::vector<char> buf(8u << 20);
 	std::atomic<uint64_t> errors{0};
-	DynArgs args{&buf, 20000, &errors};
+	DynArgs args{&buf, 100000, &errors};
 	unsigned lcore;
 	RTE_LCORE_FOREACH_WORKER(lcore) {
 		if (rte_eal_lcore_role(lcore) == ROLE_RTE) {
@@ -403,7 +403,7 @@ TEST(Glue, DynamicMapFromSeveralLcoresNeverReusesBeforeUnmap)
 	iovam_dpdk_stats st = stats();
 	EXPECT_EQ(st.dyn_maps, st.dyn_unmaps);
 	EXPECT_EQ(st.bad_unmaps, 0u);
-	EXPECT_GE(st.dyn_maps, 40000u);
+	EXPECT_GE(st.dyn_maps, 180000u); // 2 x 100000 minus transient -EAGAIN skips
 	if (g_mode->service_lcore) {
 		EXPECT_GT(st.service_runs, 0u);
 	}
