@@ -24,6 +24,7 @@
 
 #include <gtest/gtest.h>
 
+#include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
@@ -98,11 +99,22 @@ uint64_t settled_live_ranges(uint64_t want)
 // Run the service until the dynamic unmaps drained (or it runs by itself).
 void drain()
 {
-	for (int i = 0; i < 100000 && stats().dyn_pending != 0; i++) {
+	// Wall-clock bound: a service lcore on a loaded 2-core machine can be
+	// starved for a while by other processes.
+	uint64_t deadline = rte_get_timer_cycles() + 10 * rte_get_timer_hz();
+	while (stats().dyn_pending != 0 && rte_get_timer_cycles() < deadline) {
 		if (g_mode->service_lcore)
 			std::this_thread::yield();
 		else
 			(void)iovam_dpdk_service_run();
+	}
+	if (stats().dyn_pending != 0 && getenv("IOVAM_TEST_GDB") != nullptr) {
+		uint64_t r0 = stats().service_runs;
+		usleep(200000);
+		fprintf(stderr, "DBG service_runs %lu -> %lu\n", r0, stats().service_runs);
+		std::string cmd = "gdb -p " + std::to_string(getpid()) +
+				  " -batch -ex 'thread apply all bt' 2>/dev/null | grep -E '^#|^Thread' | head -80";
+		(void)system(cmd.c_str());
 	}
 	ASSERT_EQ(stats().dyn_pending, 0u);
 }
