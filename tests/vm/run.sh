@@ -141,19 +141,10 @@ dmar_count() {
 # port received and sent at least MIN_TESTPMD_PKTS. Prints why not, otherwise nothing.
 # $1: out folder, $2: step (testpmd or testpmd_iovam), $3: the model's PMD name.
 check_testpmd() {
-    local out="$1" step="$2" pmd="$3" log="$1/$2.log" port rx tx
+    local out="$1" step="$2" pmd="$3" log="$1/$2.log" port rx tx when
     [[ "$(cat "$out/$step.rc" 2>/dev/null)" == 0 ]] || { echo "$step exit $(cat "$out/$step.rc" 2>/dev/null || echo none)"; return; }
     grep -q 'EAL: Using IOMMU type 1' "$log" || { echo "$step: VFIO type1 not used"; return; }
     [[ "$(grep -c "Probe PCI driver: $pmd " "$log")" == 2 ]] || { echo "$step: $pmd did not probe both NICs"; return; }
-    if [[ "$step" == testpmd_iovam ]]; then
-        # The plugin must have initialised itself with real VFIO mapping and given testpmd's pool
-        # its ops; without these lines testpmd may have run on plain DPDK memory.
-        grep -q 'preferred mempool ops selected: iovam' "$log" || { echo "$step: iovam mempool ops not selected"; return; }
-        grep -q 'IOVAM: IOVA window' "$log" || { echo "$step: glue did not initialise"; return; }
-        grep 'IOVAM: DMA mapping:' "$log" | grep -vq 'no-IOMMU' || { echo "$step: glue not mapping through VFIO"; return; }
-        ! grep -q 'IOVAM: .*failed' "$log" || { echo "$step: $(grep -m1 'IOVAM: .*failed' "$log")"; return; }
-        check_iovam_telemetry "$out/$step.telemetry" || return
-    fi
     for port in 0 1; do
         # "Forward statistics for port N" block: next lines hold RX-packets and TX-packets.
         rx="$(awk -v p="port $port " '$0 ~ "Forward statistics for " p {f=1} f && /RX-packets:/ {print $2; exit}' "$log")"
@@ -164,6 +155,17 @@ check_testpmd() {
         fi
         echo "$step port $port rx=$rx tx=$tx" >>"$out/summary"
     done
+    [[ "$step" == testpmd_iovam ]] || return 0
+    # The plugin must have initialised itself with real VFIO mapping and given testpmd's pool
+    # its ops; without these lines testpmd may have run on plain DPDK memory.
+    grep -q 'preferred mempool ops selected: iovam' "$log" || { echo "$step: iovam mempool ops not selected"; return; }
+    grep -q 'IOVAM: IOVA window' "$log" || { echo "$step: glue did not initialise"; return; }
+    grep 'IOVAM: DMA mapping:' "$log" | grep -vq 'no-IOMMU' || { echo "$step: glue not mapping through VFIO"; return; }
+    check_iovam_telemetry "$out/$step.telemetry" || return
+    # Any glue error counts; say whether it came while forwarding or at testpmd's teardown
+    # (after "Shutting down port": devices detached, a different bug than wrong DMA).
+    when="$(awk '/Shutting down port/ {t=1} /IOVAM: .*failed/ {print (t ? "at teardown" : "while running"); exit}' "$log")"
+    [[ -z "$when" ]] || echo "$step: glue error $when: $(grep -m1 'IOVAM: .*failed' "$log")"
 }
 
 # The glue's telemetry read from inside the running testpmd: the glue mapped through VFIO without
@@ -327,4 +329,5 @@ main() {
     ((all_ok)) || return 1
 }
 
-main "$@"
+# Sourcing the file (to re-judge a kept run folder by hand) defines the functions only.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main "$@"; fi
