@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <benchmark/benchmark.h>
 
@@ -25,9 +26,9 @@ namespace {
 
 /* The fast-path figure the magazine issue tracks: cache 0, 1 page. */
 constexpr uint32_t kCacheId = 0;
-/* Burst length: about half a kernel magazine (127), so bursts cross the
- * loaded/prev swap and reach the depot now and then. */
-constexpr uint64_t kBurstPairs = 64;
+/* Burst lengths (second argument): within one magazine, about a kernel
+ * magazine (127 entries), and several magazines (depot and tree refills). */
+const std::vector<int64_t> kBurstPairs = {16, 128, 1024};
 /* Lazy frees between two iovam_maintain() calls, as a service core would batch. */
 constexpr uint64_t kMaintainEvery = 64;
 
@@ -77,20 +78,21 @@ void bm_fast_pair_shared(benchmark::State &state, const std::string &name)
 	bm_fast_pair(state, name, IOVAM_CACHE_NONE);
 }
 
+/* burst allocations, then their frees: what a DPDK burst of mbufs does. */
 void bm_fast_burst(benchmark::State &state, const std::string &name)
 {
 	auto &layout = fast_layout(name, state);
 	iovam_domain *d = layout.allocator->domain();
-	uint64_t pfns[kBurstPairs];
+	std::vector<uint64_t> pfns(static_cast<size_t>(state.range(1)));
 	for (auto _ : state) {
 		for (auto &pfn_lo : pfns)
 			check(iovam_alloc_fast(d, kCacheId, 1, layout.limit_pfn, &pfn_lo) == 0,
 			      "iovam_alloc_fast failed");
-		benchmark::DoNotOptimize(pfns);
+		benchmark::DoNotOptimize(pfns.data());
 		for (const auto pfn_lo : pfns)
 			check(iovam_free_fast(d, kCacheId, pfn_lo, 1) == 0, "iovam_free_fast failed");
 	}
-	set_rate(state, kBurstPairs);
+	set_rate(state, pfns.size());
 	state.counters["live_ranges"] = static_cast<double>(layout.live_pfns.size());
 }
 
@@ -118,14 +120,16 @@ void bm_lazy_free(benchmark::State &state, const std::string &name)
 
 using BenchFn = void (*)(benchmark::State &, const std::string &);
 
-void add(const std::string &name, BenchFn fn, const BenchConfig &config)
+void add(const std::string &name, BenchFn fn, const BenchConfig &config,
+	 const std::vector<int64_t> &bursts = {})
 {
-	benchmark::RegisterBenchmark(name.c_str(),
-				     [fn, name](benchmark::State &state) { fn(state, name); })
-		->ArgsProduct({config.fast_live_ranges})
-		->ArgNames({"live"})
-		->MinTime(config.min_time_s)
-		->Unit(benchmark::kNanosecond);
+	auto *bench = benchmark::RegisterBenchmark(
+		name.c_str(), [fn, name](benchmark::State &state) { fn(state, name); });
+	if (bursts.empty())
+		bench->ArgsProduct({config.fast_live_ranges})->ArgNames({"live"});
+	else
+		bench->ArgsProduct({config.fast_live_ranges, bursts})->ArgNames({"live", "burst"});
+	bench->MinTime(config.min_time_s)->Unit(benchmark::kNanosecond);
 }
 
 } // namespace
@@ -134,7 +138,7 @@ void register_iovam_benchmarks(const BenchConfig &config)
 {
 	add("BM_Fast_Pair1Page<iovam>", bm_fast_pair_1page, config);
 	add("BM_Fast_PairShared<iovam>", bm_fast_pair_shared, config);
-	add("BM_Fast_Burst64<iovam>", bm_fast_burst, config);
+	add("BM_Fast_Burst<iovam>", bm_fast_burst, config, kBurstPairs);
 	add("BM_Lazy_FreeDeferred<iovam>", bm_lazy_free, config);
 }
 

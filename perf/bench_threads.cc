@@ -9,6 +9,10 @@
  * Workloads:
  *   fast_pair          iovam_alloc_fast + iovam_free_fast, 1 page (magazines)
  *   tree_pair          iovam_alloc + iovam_free, 1 page (the domain lock)
+ *   fast_pipeline      thread t allocates bursts of 32 through cache t and
+ *                      hands them to thread t+1 (ring), which frees them
+ *                      through its own cache: ranges migrate between caches
+ *                      through the depot, as mbufs do between RX and TX lcores
  *   classic_walk_mutex baseline (a) behind one std::mutex, as the kernel's
  *                      spinlock guards its rbtree
  * Prints one JSON object (topology + runs) on stdout.
@@ -22,6 +26,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -33,6 +38,7 @@
 #include "iovam.h"
 #include "iovam_allocator.h"
 #include "layout.h"
+#include "spsc_ring.h"
 #include "topology.h"
 
 namespace iovam::perf {
@@ -79,7 +85,8 @@ struct Run {
 };
 
 /* One measurement: threads bind, wait for the start flag, then loop `body`
- * until the stop flag; the window is timed by the main thread. */
+ * (which returns the pairs it completed) until the stop flag; the window is
+ * timed by the main thread. */
 template <class Body>
 Run measure(const Topology &topo, const Options &opt, unsigned n_threads, const char *workload,
 	    Body body)
@@ -105,8 +112,7 @@ Run measure(const Topology &topo, const Options &opt, unsigned n_threads, const 
 			 * would cost more than the fast path's own work. */
 			while (!stop.load(std::memory_order_relaxed)) {
 				for (int i = 0; i < 64; ++i)
-					body(t);
-				pairs += 64;
+					pairs += body(t);
 			}
 			results[t].cpu_s = thread_cpu_s() - cpu0_s;
 			results[t].pairs = pairs;
@@ -157,6 +163,41 @@ Run fast_pair(const Topology &topo, const Options &opt, unsigned n_threads)
 			uint64_t pfn_lo = 0;
 			check(iovam_alloc_fast(d, t, 1, limit_pfn, &pfn_lo) == 0, "alloc_fast failed");
 			check(iovam_free_fast(d, t, pfn_lo, 1) == 0, "free_fast failed");
+			return uint64_t{1};
+		});
+	});
+}
+
+/* Ranges handed on per step, and the most a thread frees per step (twice the
+ * burst, so a consumer catches up after a pause). */
+constexpr size_t kPipelineBurst = 32;
+
+Run fast_pipeline(const Topology &topo, const Options &opt, unsigned n_threads)
+{
+	auto layout = make_fragmented<IovamAllocator>(opt.live, 50, n_threads);
+	iovam_domain *d = layout->allocator->domain();
+	const uint64_t limit_pfn = layout->limit_pfn;
+	return median_of(opt.repetitions, [&] {
+		/* Fresh rings per repetition; what is left in them when a run
+		 * stops stays allocated until the domain is destroyed. */
+		auto rings = std::make_unique<SpscRing[]>(n_threads);
+		return measure(topo, opt, n_threads, "fast_pipeline", [&](unsigned t) {
+			uint64_t burst[kPipelineBurst];
+			uint64_t pairs = 0;
+			for (auto &pfn_lo : burst)
+				check(iovam_alloc_fast(d, t, 1, limit_pfn, &pfn_lo) == 0,
+				      "alloc_fast failed");
+			if (!rings[t].push(burst, kPipelineBurst)) {
+				/* Consumer behind: free here rather than wait. */
+				for (const auto pfn_lo : burst)
+					check(iovam_free_fast(d, t, pfn_lo, 1) == 0, "free_fast failed");
+				pairs += kPipelineBurst;
+			}
+			uint64_t received[2 * kPipelineBurst];
+			const size_t n = rings[(t + n_threads - 1) % n_threads].pop(received, 2 * kPipelineBurst);
+			for (size_t i = 0; i < n; ++i)
+				check(iovam_free_fast(d, t, received[i], 1) == 0, "free_fast failed");
+			return pairs + n;
 		});
 	});
 }
@@ -170,6 +211,7 @@ Run tree_pair(const Topology &topo, const Options &opt, unsigned n_threads)
 		return measure(topo, opt, n_threads, "tree_pair", [&](unsigned) {
 			const auto pfn_lo = a.alloc(1, limit_pfn, false);
 			check(pfn_lo && a.free(*pfn_lo), "tree pair failed");
+			return uint64_t{1};
 		});
 	});
 }
@@ -185,6 +227,7 @@ Run classic_walk_mutex(const Topology &topo, const Options &opt, unsigned n_thre
 			std::lock_guard guard(lock);
 			const auto pfn_lo = a.alloc(1, limit_pfn, false);
 			check(pfn_lo && a.free(*pfn_lo), "classic pair failed");
+			return uint64_t{1};
 		});
 	});
 }
@@ -255,7 +298,7 @@ int main(int argc, char **argv)
 		    static_cast<unsigned long long>(opt.live), opt.repetitions);
 	bool first = true;
 	using Workload = Run (*)(const Topology &, const Options &, unsigned);
-	for (Workload workload : {fast_pair, tree_pair, classic_walk_mutex}) {
+	for (Workload workload : {fast_pair, fast_pipeline, tree_pair, classic_walk_mutex}) {
 		Run one_thread;
 		for (unsigned n = 1; n <= topo.cores(); ++n) {
 			const Run run = workload(topo, opt, n);

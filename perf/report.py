@@ -114,7 +114,7 @@ def iovam_only_rows(table):
             continue
         live = dict(args).get("live")
         tree = table.get(("Tree", "Pair1Page", (("live", live), ("occ_pct", 50))), {})
-        rows.append(row(f"{component} {scenario} live={live} (ns/pair; baselines: tree pair)",
+        rows.append(row(f"{component} {scenario} {args_label(args)} (ns/pair; baselines: tree pair)",
                         by_impl.get("iovam"), tree.get("classic_walk"), tree.get("first_fit")))
     return rows
 
@@ -127,7 +127,9 @@ def thread_rows(threads):
     runs = threads.get("runs", [])
     by = {(r["workload"], r["threads"]): r for r in runs}
     counts = sorted({r["threads"] for r in runs})
-    for workload in ("fast_pair", "tree_pair"):
+    for workload in ("fast_pair", "fast_pipeline", "tree_pair"):
+        if not any(r["workload"] == workload for r in runs):
+            continue
         for n in counts:
             mine = by.get((workload, n), {})
             base = by.get(("classic_walk_mutex", n), {})
@@ -265,19 +267,25 @@ def plot(table, threads, out):
         plt.close(fig)
         written.append(name)
     if threads and threads.get("runs"):
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, (ax_wall, ax_cpu) = plt.subplots(1, 2, figsize=(11, 4))
         by_workload = {}
         for r in threads["runs"]:
-            by_workload.setdefault(r["workload"], []).append((r["threads"], r["pairs_per_s"]))
+            by_workload.setdefault(r["workload"], []).append(
+                (r["threads"], r["pairs_per_s"], r.get("pairs_per_cpu_s", 0) * r["threads"]))
         for workload, pts in by_workload.items():
             pts.sort()
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=workload)
-        ax.set_xlabel("threads (one per core, pinned)")
-        ax.set_ylabel("pairs/s (all threads)")
-        ax.set_xticks(sorted({r["threads"] for r in threads["runs"]}))
-        ax.set_title("Thread scaling, 1-page pairs")
-        ax.grid(True, alpha=0.3)
-        ax.legend()
+            ax_wall.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=workload)
+            ax_cpu.plot([p[0] for p in pts], [p[2] for p in pts], marker="o", label=workload)
+        ticks = sorted({r["threads"] for r in threads["runs"]})
+        ax_wall.set_title("pairs/s, wall clock")
+        ax_cpu.set_title("CPU-normalised: pairs per thread-CPU-s x threads")
+        for ax in (ax_wall, ax_cpu):
+            ax.set_xlabel("threads (one per core, pinned, NUMA-bound)")
+            ax.set_ylabel("pairs/s (all threads)")
+            ax.set_yscale("log")
+            ax.set_xticks(ticks)
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize="small")
         fig.tight_layout()
         fig.savefig(os.path.join(out, "threads.png"), dpi=100)
         plt.close(fig)
