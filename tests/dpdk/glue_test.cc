@@ -22,6 +22,9 @@
 
 #include <unistd.h>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include <gtest/gtest.h>
 
 #include <rte_cycles.h>
@@ -457,6 +460,49 @@ TEST(Glue, UnmapQueueOverflowUnmapsSynchronously)
 	drain();
 }
 
+// The telemetry commands, through EAL's telemetry socket, as
+// dpdk-telemetry.py reads them.
+std::string telemetry(const char *cmd)
+{
+	std::string path = std::string(rte_eal_get_runtime_dir()) + "/dpdk_telemetry.v2";
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	if (fd < 0)
+		return "socket failed";
+	sockaddr_un sun{};
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path.c_str());
+	std::string out;
+	char buf[16384];
+	if (connect(fd, reinterpret_cast<sockaddr *>(&sun), sizeof(sun)) == 0 &&
+	    read(fd, buf, sizeof(buf)) > 0 && // the greeting
+	    write(fd, cmd, strlen(cmd)) == static_cast<ssize_t>(strlen(cmd))) {
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		if (n > 0)
+			out.assign(buf, static_cast<size_t>(n));
+	} else {
+		out = "cannot talk to " + path;
+	}
+	close(fd);
+	return out;
+}
+
+TEST(Glue, TelemetryReportsStatsAndPools)
+{
+	rte_mempool *mp = iovam_dpdk_pktmbuf_pool_create("iovam_tel_pool", 511, 0, 0,
+							RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+	ASSERT_NE(mp, nullptr);
+	std::string st = telemetry("/iovam/stats");
+	for (const char *key : {"live_ranges", "deferred_ranges", "cache_hits", "cache_misses",
+				"mem_events", "mapped_bytes", "dma_maps", "dma_unmaps"})
+		EXPECT_NE(st.find(std::string("\"") + key + "\":"), std::string::npos) << key << ": " << st;
+	EXPECT_NE(st.find("\"pools\":1"), std::string::npos) << st;
+	EXPECT_NE(st.find("\"initialised\":1"), std::string::npos) << st;
+	std::string pools = telemetry("/iovam/pools");
+	EXPECT_NE(pools.find("\"iovam_tel_pool\":["), std::string::npos) << pools;
+	rte_mempool_free(mp);
+	EXPECT_EQ(telemetry("/iovam/pools"), "{\"/iovam/pools\":{}}");
+}
+
 // ---- Fault paths. ----
 
 TEST(Glue, FailedMappingFailsTheEventCleanly)
@@ -664,7 +710,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	std::string prefix = "--file-prefix=iovam_t_" + mode + "_" + std::to_string(getpid());
-	std::vector<std::string> args = {"glue_test", "-l", "0-1", prefix, "--vdev=net_ring0",
+	std::vector<std::string> args = {"glue_test", "-l", "0-1", "--no-pci", prefix, "--vdev=net_ring0",
 					 "--vdev=net_ring1", "--log-level=lib.iovam:info"};
 	args.insert(args.end(), g_mode->eal.begin(), g_mode->eal.end());
 	std::vector<char *> cargs;
