@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck shell=dash disable=SC2046,SC2086  # busybox ash; EAL/command lists split on purpose
 # Runs inside the test guest (busybox sh), started by the initramfs /init from the 9p share.
 # The host writes /share/job.env (STEPS, NICS, ...) and reads the results from /share/out:
 #   <step>.log  the step's output   <step>.rc  its exit status   <step>.dmesg  kernel log after it
@@ -65,6 +66,16 @@ step_iovam_probe() {
         timeout -s KILL "$STEP_TIMEOUT" probe $(eal_args ip) --log-level=lib.iovam:info -- \
             --count="${IOVAM_PROBE_COUNT:-3000}" --dyn="${IOVAM_PROBE_DYN:-512}" \
             --dyn-cross-page="${IOVAM_PROBE_CROSS_PAGE:-0}"
+    )
+}
+
+# The glue's negative control (probe.c --mode=stale): a buffer sent with the IOVA of a completed
+# iovam_dpdk_unmap() must fault. Runs after the positive steps, like probe_negative.
+step_iovam_stale() {
+    (
+        export IOVAM_DMA_BITS="${IOVAM_DMA_BITS:-32}"
+        timeout -s KILL "$STEP_TIMEOUT" probe $(eal_args is) --log-level=lib.iovam:info -- \
+            --mode=stale
     )
 }
 

@@ -18,8 +18,15 @@
  * in one piece). Real NICs have no such limit, and virtio-net has none either, so page-crossing
  * application buffers are used only with --dyn-cross-page=1 (run.sh: virtio).
  *
- * Usage: probe <EAL args> -- [--count=N] [--dyn=N] [--dyn-cross-page=0|1]
- * Prints one line "PROBE: mode=iovam ... result=PASS|FAIL"; exit 0 only for PASS. */
+ * --mode=stale is the glue's negative control (run after the positive steps, its DMAR fault is
+ * wanted): an application buffer is mapped, unmapped, the unmap completed by the service, and the
+ * buffer is then sent with its stale IOVA. The IOMMU must refuse it (frame lost or damaged, DMAR
+ * fault) while good frames before and after it still arrive: otherwise iovam_dpdk_unmap() does
+ * not really remove the mapping, which nothing else here would notice.
+ *
+ * Usage: probe <EAL args> -- [--mode=positive|stale] [--count=N] [--dyn=N] [--dyn-cross-page=0|1]
+ * Prints one line "PROBE: mode=iovam ... result=PASS|FAIL" (stale: DETECTED|MISSED|ERROR);
+ * exit 0 only for PASS / DETECTED. */
 #include <sys/mman.h>
 
 #include <rte_eal.h>
@@ -120,6 +127,73 @@ static struct rte_mbuf *dyn_frame(struct rte_mempool *pool, struct dyn_buf *b, u
     return m;
 }
 
+static void noop_free_cb(void *addr, void *opaque)
+{
+    (void)addr, (void)opaque; /* the stale buffer's mapping is already gone */
+}
+
+/* The use-after-unmap control (--mode=stale), see the top of this file. */
+static int run_stale(struct rte_mempool *pool, struct probe_rx *rx, uint8_t *va)
+{
+    static struct rte_mbuf_ext_shared_info shinfo;
+    enum { GOOD = 16, STALE_SEQ = GOOD, LAST = 2 * GOOD + 1 };
+    struct rte_mbuf *burst[GOOD], *m;
+    struct iovam_dpdk_stats st;
+    uint64_t iova = 0;
+    uint32_t i, good_missing = 0;
+    int rc, tries, settled = 0;
+    const char *result;
+
+    for (i = 0; i < GOOD; i++)
+        burst[i] = pool_frame(pool, i, rx);
+    if ((rc = probe_send(burst, GOOD, rx)) != 0)
+        probe_die(PROG, "TX ring stuck", rc);
+    for (tries = 0; (rc = iovam_dpdk_map(va, DYN_LEN, &iova)) == -EAGAIN && tries < 100; tries++)
+        iovam_dpdk_service_run();
+    if (rc != 0)
+        probe_die(PROG, "iovam_dpdk_map", rc);
+    if ((rc = iovam_dpdk_unmap(va, iova, DYN_LEN)) != 0)
+        probe_die(PROG, "iovam_dpdk_unmap", rc);
+    /* The unmap is lazy: wait until the service says it completed. */
+    for (tries = 0; tries < 200 && !settled; tries++) {
+        iovam_dpdk_service_run();
+        settled = iovam_dpdk_stats_get(&st) == 0 && st.dyn_pending == 0 && st.dyn_unmaps >= 1;
+        if (!settled)
+            rte_delay_ms(10);
+    }
+    if (!settled)
+        probe_die(PROG, "unmap never completed", -ETIMEDOUT);
+    m = rte_pktmbuf_alloc(pool);
+    if (m == NULL)
+        probe_die(PROG, "mbuf pool empty", -ENOMEM);
+    shinfo.free_cb = noop_free_cb;
+    shinfo.fcb_opaque = NULL;
+    rte_mbuf_ext_refcnt_set(&shinfo, 1);
+    rte_pktmbuf_attach_extbuf(m, va, iova, DYN_LEN, &shinfo);
+    frame_fill((uint8_t *)rte_pktmbuf_append(m, frame_len(STALE_SEQ)), STALE_SEQ, &rx->src, &rx->dst);
+    printf(PROG ": sending frame %d from va %p with stale iova 0x%" PRIx64 "\n", STALE_SEQ,
+           (void *)va, iova);
+    if ((rc = probe_send(&m, 1, rx)) != 0)
+        probe_die(PROG, "TX ring stuck", rc);
+    for (i = STALE_SEQ + 1; i < LAST; i++)
+        burst[i - STALE_SEQ - 1] = pool_frame(pool, i, rx);
+    if ((rc = probe_send(burst, GOOD, rx)) != 0)
+        probe_die(PROG, "TX ring stuck", rc);
+    probe_drain(rx, 0, LAST);
+    for (i = 0; i < LAST; i++)
+        good_missing += i != STALE_SEQ && !rx->seen[i];
+    probe_report_missing(rx, 0, LAST);
+    /* The control is valid only if the good frames around it arrived: a dead port proves nothing. */
+    result = good_missing ? "ERROR" : rx->seen[STALE_SEQ] ? "MISSED" : "DETECTED";
+    printf("PROBE: mode=stale stale_iova=0x%" PRIx64 " stale_seen=%d good_missing=%u result=%s\n",
+           iova, rx->seen[STALE_SEQ], good_missing, result);
+    fflush(stdout);
+    rte_eth_dev_stop(0);
+    rte_eth_dev_stop(1);
+    rte_eal_cleanup();
+    return strcmp(result, "DETECTED") != 0;
+}
+
 /* Sends frames [first, last), each built by pool_frame or (dyn != NULL) dyn_frame. */
 static void send_range(struct rte_mempool *pool, struct dyn_buf *dyn, uint32_t first, uint32_t last,
                        struct probe_rx *rx, uint64_t granule)
@@ -164,13 +238,17 @@ int main(int argc, char **argv)
     uint32_t count = 3000, ndyn = 512, i, missing, missing_dyn, cross_page = 0;
     uint64_t freed_before_close;
     uint64_t granule;
-    int rc, a, fini_rc, ok;
+    int rc, a, fini_rc, ok, stale = 0;
 
     rc = rte_eal_init(argc, argv);
     if (rc < 0)
         probe_die(PROG, "rte_eal_init", -rte_errno);
     for (a = rc + 1; a < argc; a++) {
-        if (strncmp(argv[a], "--count=", 8) == 0)
+        if (strcmp(argv[a], "--mode=stale") == 0)
+            stale = 1;
+        else if (strcmp(argv[a], "--mode=positive") == 0)
+            stale = 0;
+        else if (strncmp(argv[a], "--count=", 8) == 0)
             count = (uint32_t)strtoul(argv[a] + 8, NULL, 0);
         else if (strncmp(argv[a], "--dyn=", 6) == 0)
             ndyn = (uint32_t)strtoul(argv[a] + 6, NULL, 0);
@@ -205,7 +283,7 @@ int main(int argc, char **argv)
 
     memset(&rx, 0, sizeof(rx));
     rx.port = 1;
-    rx.max_seq = count + ndyn;
+    rx.max_seq = count + ndyn < 64 ? 64 : count + ndyn; /* stale mode uses 33 */
     rx.seen = calloc(rx.max_seq, 1);
     rx.check_mbuf = check_iova; /* RX buffers come from the iovam pool too */
     dyn = calloc(ndyn ? ndyn : 1, sizeof(*dyn));
@@ -225,6 +303,8 @@ int main(int argc, char **argv)
         probe_die(PROG, "link did not come up", rc);
     rte_eth_macaddr_get(0, &rx.src);
     rte_eth_macaddr_get(1, &rx.dst);
+    if (stale)
+        return run_stale(pool, &rx, area);
 
     send_range(pool, NULL, 0, count, &rx, granule);
     missing = probe_drain(&rx, 0, count);
