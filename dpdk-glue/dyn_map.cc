@@ -167,7 +167,7 @@ int complete(Glue &g, UnmapEntry *e, size_t n)
 			j++;
 		}
 		g.dyn->dma_unmaps.fetch_add(1, std::memory_order_relaxed);
-		if (g.vfio.unmap(e[i].va, e[i].pfn << g.shift, pages << g.shift)) {
+		if (g.vfio.unmap_dyn(e[i].va, e[i].pfn << g.shift, pages << g.shift)) {
 			returned += release(g, e + i, j - i);
 		} else {
 			// Leak the IOVAs: they may still be mapped.
@@ -293,7 +293,7 @@ extern "C" int iovam_dpdk_map(void *va, size_t len, uint64_t *iova)
 	if (unlikely(rc != 0))
 		return rc == -EINVAL ? -ENOMEM : rc; // window smaller than the request
 	auto &q = g->dyn->queues[shared ? iovam::glue::kSharedQueue : lc];
-	if (unlikely(g->vfio.map(a - off, pfn << g->shift, npages << g->shift) !=
+	if (unlikely(g->vfio.map_dyn(a - off, pfn << g->shift, npages << g->shift) !=
 		     iovam::glue::VfioMapper::Result::kMapped)) {
 		// Never mapped: the IOVA can go back at once.
 		(void)iovam_free_fast(g->dom, cache, pfn, npages);

@@ -21,6 +21,7 @@
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_lcore.h>
+#include <rte_vfio.h>
 
 #include "glue.h"
 #include "log.h"
@@ -32,7 +33,8 @@ std::mutex g_api_lock;
 
 namespace {
 
-constexpr uint32_t kKnownFlags = IOVAM_DPDK_F_NO_IOMMU | IOVAM_DPDK_F_NO_SERVICE;
+constexpr uint32_t kKnownFlags =
+	IOVAM_DPDK_F_NO_IOMMU | IOVAM_DPDK_F_NO_SERVICE | IOVAM_DPDK_F_DYN_VIA_DPDK;
 
 // Fill defaults and check every field; dc gets the domain's configuration.
 int resolve_conf(const iovam_dpdk_conf *in, iovam_dpdk_conf &c, iovam_domain_conf &dc)
@@ -87,6 +89,14 @@ extern "C" int iovam_dpdk_init(const struct iovam_dpdk_conf *conf)
 	int rc = resolve_conf(conf, c, dc);
 	if (rc != 0)
 		return rc;
+	// VFIO's own no-IOMMU mode: devices DMA to physical addresses, so any
+	// other IOVA is wrong. Only an explicit IOVAM_DPDK_F_NO_IOMMU (vdevs,
+	// tests) may run there.
+	if (!(c.flags & IOVAM_DPDK_F_NO_IOMMU) && rte_vfio_is_enabled("vfio") &&
+	    rte_vfio_noiommu_is_enabled() == 1) {
+		IOVAM_LOG(ERR, "VFIO is in no-IOMMU mode: iovam IOVAs would not reach memory");
+		return -ENOTSUP;
+	}
 
 	auto *g = new (std::nothrow) Glue;
 	if (g == nullptr)
@@ -100,7 +110,7 @@ extern "C" int iovam_dpdk_init(const struct iovam_dpdk_conf *conf)
 		rc = errno == EINVAL ? -EINVAL : -ENOMEM;
 		goto fail_domain;
 	}
-	g->vfio.init(c.flags & IOVAM_DPDK_F_NO_IOMMU); // 2
+	g->vfio.init(c.flags & IOVAM_DPDK_F_NO_IOMMU, c.flags & IOVAM_DPDK_F_DYN_VIA_DPDK); // 2
 	rc = dyn_start(*g);                            // 3
 	if (rc != 0)
 		goto fail_dyn;

@@ -86,7 +86,8 @@ extern "C" int iovam_dpdk_conf_from_env(struct iovam_dpdk_conf *conf)
 	    !env_u64("IOVAM_IOVA_END", &conf->iova_end) ||
 	    !env_u64("IOVAM_UNMAP_QUEUE", &qsize) || qsize > UINT32_MAX ||
 	    !env_flag("IOVAM_NO_IOMMU", IOVAM_DPDK_F_NO_IOMMU, &conf->flags) ||
-	    !env_flag("IOVAM_NO_SERVICE", IOVAM_DPDK_F_NO_SERVICE, &conf->flags))
+	    !env_flag("IOVAM_NO_SERVICE", IOVAM_DPDK_F_NO_SERVICE, &conf->flags) ||
+	    !env_flag("IOVAM_DYN_VIA_DPDK", IOVAM_DPDK_F_DYN_VIA_DPDK, &conf->flags))
 		return -EINVAL;
 	conf->dma_bits = static_cast<uint32_t>(bits);
 	conf->unmap_queue_size = static_cast<uint32_t>(qsize);

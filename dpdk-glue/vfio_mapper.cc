@@ -3,7 +3,16 @@
  */
 #include "vfio_mapper.h"
 
+#include <dirent.h>
+#include <linux/vfio.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
 #include <cinttypes>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 #include <rte_errno.h>
 #include <rte_vfio.h>
@@ -12,14 +21,47 @@
 
 namespace iovam::glue {
 
-void VfioMapper::init(bool force_no_iommu)
+namespace {
+
+// The lowest fd open on /dev/vfio/vfio that answers VFIO_GET_API_VERSION.
+int find_default_container_fd()
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (d == nullptr)
+		return -1;
+	int best = -1;
+	while (dirent *e = readdir(d)) {
+		char path[64], target[64];
+		int fd = atoi(e->d_name);
+		if (e->d_name[0] == '.' || fd == dirfd(d))
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(path, target, sizeof(target) - 1);
+		if (n <= 0)
+			continue;
+		target[n] = '\0';
+		if (strcmp(target, "/dev/vfio/vfio") == 0 && (best < 0 || fd < best) &&
+		    ioctl(fd, VFIO_GET_API_VERSION) == VFIO_API_VERSION)
+			best = fd;
+	}
+	closedir(d);
+	return best;
+}
+
+}  // namespace
+
+void VfioMapper::init(bool force_no_iommu, bool dyn_via_dpdk)
 {
 	// rte_vfio_is_enabled() is true only when the vfio module is loaded and
 	// EAL set VFIO up (rte_eal_vfio_setup during rte_eal_init).
 	no_iommu_ = force_no_iommu || rte_vfio_is_enabled("vfio") == 0;
 	device_seen_.store(false, std::memory_order_relaxed);
+	container_fd_ = no_iommu_ || dyn_via_dpdk ? -1 : find_default_container_fd();
 	IOVAM_LOG(INFO, "DMA mapping: %s", no_iommu_ ? "no-IOMMU (calls skipped)" :
 		  "VFIO default container");
+	if (!no_iommu_)
+		IOVAM_LOG(INFO, "dynamic mappings: %s (fd %d)",
+			  container_fd_ >= 0 ? "raw VFIO ioctls" : "DPDK user maps", container_fd_);
 }
 
 namespace {
@@ -85,6 +127,44 @@ bool VfioMapper::unmap(uint64_t va, uint64_t iova, uint64_t len)
 		return true;
 	IOVAM_LOG(ERR, "VFIO unmap va 0x%" PRIx64 " iova 0x%" PRIx64 " len 0x%" PRIx64
 		  " failed: %s", va, iova, len, rte_strerror(rte_errno));
+	return false;
+}
+
+VfioMapper::Result VfioMapper::map_dyn(uint64_t va, uint64_t iova, uint64_t len)
+{
+	if (no_iommu_ || container_fd_ < 0)
+		return map(va, iova, len);
+	if (injected_failure())
+		return Result::kFailed;
+	vfio_iommu_type1_dma_map m;
+	memset(&m, 0, sizeof(m));
+	m.argsz = sizeof(m);
+	m.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
+	m.vaddr = va;
+	m.iova = iova;
+	m.size = len;
+	if (ioctl(container_fd_, VFIO_IOMMU_MAP_DMA, &m) == 0) {
+		device_seen_.store(true, std::memory_order_relaxed);
+		return Result::kMapped;
+	}
+	// No group yet (no IOMMU type set) is not worth a log line per packet.
+	return device_seen_.load(std::memory_order_relaxed) ? Result::kFailed : Result::kQueued;
+}
+
+bool VfioMapper::unmap_dyn(uint64_t va, uint64_t iova, uint64_t len)
+{
+	if (no_iommu_ || container_fd_ < 0)
+		return unmap(va, iova, len);
+	vfio_iommu_type1_dma_unmap u;
+	memset(&u, 0, sizeof(u));
+	u.argsz = sizeof(u);
+	u.iova = iova;
+	u.size = len;
+	// The kernel reports how much it unmapped: all of it, or it failed.
+	if (ioctl(container_fd_, VFIO_IOMMU_UNMAP_DMA, &u) == 0 && u.size == len)
+		return true;
+	IOVAM_LOG(ERR, "VFIO_IOMMU_UNMAP_DMA iova 0x%" PRIx64 " len 0x%" PRIx64 " failed",
+		  iova, len);
 	return false;
 }
 

@@ -30,7 +30,7 @@ public:
 	enum class Result { kMapped, kQueued, kFailed };
 
 	// Decide the mode once, at init. force_no_iommu comes from the conf.
-	void init(bool force_no_iommu);
+	void init(bool force_no_iommu, bool dyn_via_dpdk);
 	bool no_iommu() const { return no_iommu_; }
 
 	// Map [va, va+len) at iova. kQueued: VFIO exists but no device has been
@@ -43,11 +43,22 @@ public:
 	// not be reused.
 	bool unmap(uint64_t va, uint64_t iova, uint64_t len);
 
+	// Dynamic mappings (iovam_dpdk_map): with VFIO, straight VFIO_IOMMU_MAP_DMA
+	// / UNMAP_DMA ioctls on the default container, bypassing DPDK's 256-entry
+	// user-map list, which random dynamic IOVAs would exhaust (they never
+	// merge). DPDK 22.11 has no getter for the default container's fd; EAL
+	// opens it first, during rte_eal_init(), so it is the lowest-numbered fd
+	// on /dev/vfio/vfio (checked with VFIO_GET_API_VERSION). Without it, the
+	// DPDK API is used. DPDK does not replay these after a group hot-unplug.
+	Result map_dyn(uint64_t va, uint64_t iova, uint64_t len);
+	bool unmap_dyn(uint64_t va, uint64_t iova, uint64_t len);
+
 	// A device exists (first successful map, an ethdev NEW event, or replay).
 	void note_device() { device_seen_.store(true, std::memory_order_relaxed); }
 
 private:
 	bool no_iommu_ = true;
+	int container_fd_ = -1; // default container for the raw ioctls, or -1
 	std::atomic<bool> device_seen_{false};
 };
 

@@ -56,6 +56,13 @@ struct rte_mempool;
  */
 #define IOVAM_DPDK_F_NO_SERVICE (1u << 1)
 
+/**
+ * Map dynamic mappings through DPDK's rte_vfio_container_dma_map() (its user
+ * map list holds 256 merged entries) instead of raw VFIO ioctls on the default
+ * container. A fallback should the container fd not be found correctly.
+ */
+#define IOVAM_DPDK_F_DYN_VIA_DPDK (1u << 2)
+
 /** Configuration of iovam_dpdk_init(). Zero fields take the defaults. */
 struct iovam_dpdk_conf {
 	/** Device DMA address width in bits, 20..64: every IOVA is below
@@ -85,6 +92,7 @@ struct iovam_dpdk_conf {
  *  - IOVAM_IOVA_BASE, IOVAM_IOVA_END: the window (decimal or 0x hex)
  *  - IOVAM_NO_IOMMU=1: IOVAM_DPDK_F_NO_IOMMU
  *  - IOVAM_NO_SERVICE=1: IOVAM_DPDK_F_NO_SERVICE
+ *  - IOVAM_DYN_VIA_DPDK=1: IOVAM_DPDK_F_DYN_VIA_DPDK
  *  - IOVAM_UNMAP_QUEUE: unmap_queue_size
  *  - IOVAM_DISABLE=1 (read by the plugin only): do nothing when loaded
  * Unset variables leave 0 (the default).
@@ -101,7 +109,10 @@ int iovam_dpdk_conf_from_env(struct iovam_dpdk_conf *conf);
  *   -EINVAL bad conf (see struct iovam_dpdk_conf), or granule larger than a
  *     memseg page;
  *   -EALREADY already initialised;
- *   -ENOTSUP not a primary process;
+ *   -ENOTSUP not a primary process, or VFIO runs in its own no-IOMMU mode
+ *     (devices then DMA to physical addresses: iovam's IOVAs would not reach
+ *     memory) and IOVAM_DPDK_F_NO_IOMMU was not given;
+ *   -EPERM rte_eal_init() has not run;
  *   -ENOMEM out of memory, or the window cannot hold existing memory;
  *   -EIO a DMA mapping of existing memory failed.
  *   On failure nothing is left registered, allocated or mapped.

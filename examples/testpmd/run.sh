@@ -11,7 +11,7 @@
 # a throughput comparison; its last line is then {"native": ...}.
 # Environment: IOVAM_BUILD_DIR (default <repo>/build), IOVAM_TESTPMD (default
 # /usr/bin/dpdk-testpmd), and the plugin's own IOVAM_DMA_BITS, IOVAM_GRANULE,
-# IOVAM_IOVA_BASE, IOVAM_IOVA_END, IOVAM_NO_IOMMU, IOVAM_NO_SERVICE,
+# IOVAM_IOVA_BASE, IOVAM_IOVA_END, IOVAM_NO_IOMMU, IOVAM_NO_SERVICE, IOVAM_DYN_VIA_DPDK,
 # IOVAM_UNMAP_QUEUE (see dpdk-glue/include/iovam_dpdk.h). Needs root.
 set -euo pipefail
 
