@@ -151,10 +151,21 @@ extern "C" int iovam_dpdk_fini(void)
 	service_stop(*g);                                 // 5
 	mem_hook_stop(*g);                                // 4
 	dyn_stop(*g);                                     // 3
-	iovam_domain_destroy(g->dom);                     // 1
+	// Self-check before the domain goes: every range must be back (cached
+	// ones count as back once the caches are flushed; nobody else may use
+	// the glue during fini, so flushing every cache is allowed).
+	(void)iovam_cache_flush(g->dom, IOVAM_CACHE_NONE);
+	iovam_stats ds{};
+	(void)iovam_stats_get(g->dom, &ds);
+	int rc = 0;
+	if (ds.live_ranges != 0) {
+		IOVAM_LOG(ERR, "fini: %" PRIu64 " IOVA range(s) still allocated", ds.live_ranges);
+		rc = -EFAULT;
+	}
+	iovam_domain_destroy(g->dom); // 1
 	delete g;
 	IOVAM_LOG(INFO, "finalised");
-	return 0;
+	return rc;
 }
 
 extern "C" int iovam_dpdk_is_initialised(void)

@@ -123,7 +123,9 @@ int iovam_dpdk_init(const struct iovam_dpdk_conf *conf);
  * Undo iovam_dpdk_init(): stop the service, unregister the callback, unmap
  * every mapping, return every IOVA and destroy the domain.
  * @return 0; -ENODEV not initialised; -EBUSY an iovam mempool or a dynamic
- *   mapping is still live (nothing changed).
+ *   mapping is still live (nothing changed); -EFAULT torn down, but IOVA
+ *   ranges were still allocated at the end (an unmap failed, so its IOVA was
+ *   kept on purpose, or a bug; logged).
  */
 int iovam_dpdk_fini(void);
 
