@@ -64,6 +64,8 @@ void VfioMapper::init(bool force_no_iommu, bool dyn_via_dpdk)
 			  container_fd_ >= 0 ? "raw VFIO ioctls" : "DPDK user maps", container_fd_);
 }
 
+std::atomic<bool> g_vfio_test_hooks{false};
+
 namespace {
 
 std::atomic<uint32_t> g_fail_one_in{0};
@@ -87,12 +89,14 @@ std::atomic<bool> g_sim_no_device{false};
 void vfio_test_simulate_no_device(bool on)
 {
 	g_sim_no_device.store(on, std::memory_order_relaxed);
+	g_vfio_test_hooks.store(on || g_fail_one_in.load() != 0, std::memory_order_relaxed);
 }
 
 void vfio_test_fail_one_in(uint32_t n)
 {
 	g_fail_calls.store(0, std::memory_order_relaxed);
 	g_fail_one_in.store(n, std::memory_order_relaxed);
+	g_vfio_test_hooks.store(n != 0 || g_sim_no_device.load(), std::memory_order_relaxed);
 }
 
 VfioMapper::Result VfioMapper::map(uint64_t va, uint64_t iova, uint64_t len)
@@ -130,7 +134,7 @@ bool VfioMapper::unmap(uint64_t va, uint64_t iova, uint64_t len)
 	return false;
 }
 
-VfioMapper::Result VfioMapper::map_dyn(uint64_t va, uint64_t iova, uint64_t len)
+VfioMapper::Result VfioMapper::map_dyn_slow(uint64_t va, uint64_t iova, uint64_t len)
 {
 	if (no_iommu_ || container_fd_ < 0)
 		return map(va, iova, len);

@@ -25,6 +25,9 @@
 
 namespace iovam::glue {
 
+// Any test hook armed (fail injection, simulated missing device).
+extern std::atomic<bool> g_vfio_test_hooks;
+
 class VfioMapper {
 public:
 	enum class Result { kMapped, kQueued, kFailed };
@@ -50,13 +53,21 @@ public:
 	// opens it first, during rte_eal_init(), so it is the lowest-numbered fd
 	// on /dev/vfio/vfio (checked with VFIO_GET_API_VERSION). Without it, the
 	// DPDK API is used. DPDK does not replay these after a group hot-unplug.
-	Result map_dyn(uint64_t va, uint64_t iova, uint64_t len);
+	// Inline: in no-IOMMU mode without test hooks this is two loads.
+	Result map_dyn(uint64_t va, uint64_t iova, uint64_t len)
+	{
+		if (no_iommu_ && !g_vfio_test_hooks.load(std::memory_order_relaxed))
+			return Result::kMapped;
+		return map_dyn_slow(va, iova, len);
+	}
 	bool unmap_dyn(uint64_t va, uint64_t iova, uint64_t len);
 
 	// A device exists (first successful map, an ethdev NEW event, or replay).
 	void note_device() { device_seen_.store(true, std::memory_order_relaxed); }
 
 private:
+	Result map_dyn_slow(uint64_t va, uint64_t iova, uint64_t len);
+
 	bool no_iommu_ = true;
 	int container_fd_ = -1; // default container for the raw ioctls, or -1
 	std::atomic<bool> device_seen_{false};
