@@ -165,6 +165,10 @@ RTE_INIT(iovam_mempool_ops_init)
 extern "C" struct rte_mempool *iovam_dpdk_pktmbuf_pool_create(const char *name, unsigned n,
 		unsigned cache_size, uint16_t priv_size, uint16_t data_room_size, int socket_id)
 {
+	if (name == nullptr) {
+		rte_errno = EINVAL;
+		return nullptr;
+	}
 	if (iovam::glue::glue() == nullptr) {
 		rte_errno = ENODEV;
 		return nullptr;

@@ -203,9 +203,10 @@ int iovam_dpdk_dma_replay(void);
 /**
  * Create a pktmbuf pool whose objects get iovam IOVAs (mempool ops "iovam").
  * Arguments as rte_pktmbuf_pool_create().
- * @return the pool, or NULL with rte_errno: ENODEV not initialised; EINVAL,
- *   ENOSPC, EEXIST, ENOMEM as rte_pktmbuf_pool_create_by_ops(); EFAULT memory
- *   without an iovam IOVA (a DMA mapping failed).
+ * @return the pool, or NULL with rte_errno: EINVAL NULL name; ENODEV not
+ *   initialised; EINVAL, ENOSPC, EEXIST, ENOMEM as
+ *   rte_pktmbuf_pool_create_by_ops(); EFAULT memory without an iovam IOVA (a
+ *   DMA mapping failed).
  */
 struct rte_mempool *iovam_dpdk_pktmbuf_pool_create(const char *name, unsigned int n,
 		unsigned int cache_size, uint16_t priv_size, uint16_t data_room_size,

@@ -573,8 +573,10 @@ TEST(Glue, BadInputGetsDocumentedErrors)
 	EXPECT_EQ(conf.dma_bits, 40u);
 	unsetenv("IOVAM_DMA_BITS");
 	rte_errno = 0;
-	EXPECT_EQ(iovam_dpdk_pktmbuf_pool_create(nullptr, 0, 0, 0, 0, 0), nullptr);
-	EXPECT_NE(rte_errno, 0);
+	EXPECT_EQ(iovam_dpdk_pktmbuf_pool_create(nullptr, 63, 0, 0, 2048, SOCKET_ID_ANY), nullptr);
+	EXPECT_EQ(rte_errno, EINVAL);
+	EXPECT_EQ(iovam_dpdk_pktmbuf_pool_create("iovam_zero", 0, 0, 0, 2048, SOCKET_ID_ANY), nullptr);
+	EXPECT_EQ(rte_errno, EINVAL);
 }
 
 // Last: fini with a pool alive refuses, then tears down; every IOVA is
