@@ -119,7 +119,7 @@ def iovam_only_rows(table):
     return rows
 
 
-def thread_rows(threads):
+def thread_rows(threads, label=""):
     """iovam workloads against the classic walk behind one mutex."""
     rows = []
     if not threads:
@@ -133,18 +133,18 @@ def thread_rows(threads):
         for n in counts:
             mine = by.get((workload, n), {})
             base = by.get(("classic_walk_mutex", n), {})
-            rows.append(row(f"{workload}, {n} thread(s), pairs/s wall (CPU share got: {fmt(mine.get('cpu_share'))})",
+            rows.append(row(f"{label}{workload}, {n} thread(s), pairs/s wall (CPU share got: {fmt(mine.get('cpu_share'))})",
                             mine.get("pairs_per_s"), base.get("pairs_per_s"), None, higher_is_better=True))
-            rows.append(row(f"{workload}, {n} thread(s), pairs per thread-CPU-second",
+            rows.append(row(f"{label}{workload}, {n} thread(s), pairs per thread-CPU-second",
                             mine.get("pairs_per_cpu_s"), base.get("pairs_per_cpu_s"), None,
                             higher_is_better=True))
         if len(counts) > 1:
             top = counts[-1]
             mine = by.get((workload, top), {})
             base = by.get(("classic_walk_mutex", top), {})
-            rows.append(row(f"{workload}, scaling {top} vs 1 thread(s), wall (x)",
+            rows.append(row(f"{label}{workload}, scaling {top} vs 1 thread(s), wall (x)",
                             mine.get("scaling"), base.get("scaling"), None, higher_is_better=True))
-            rows.append(row(f"{workload}, scaling {top} vs 1 thread(s), CPU-normalised (x)",
+            rows.append(row(f"{label}{workload}, scaling {top} vs 1 thread(s), CPU-normalised (x)",
                             mine.get("cpu_scaling"), base.get("cpu_scaling"), None, higher_is_better=True))
     return rows
 
@@ -185,7 +185,7 @@ def callgrind_rows(cg):
                 per_pair, None, None)]
     native = cg.get("native") or {}
     if "ns_per_pair" in native:
-        rows.append(row("fast pair, fixed loop outside Google Benchmark (ns/pair)",
+        rows.append(row("fast pair, fixed loop outside Google Benchmark, one run (ns/pair)",
                         native["ns_per_pair"], None, None))
     return rows
 
@@ -302,6 +302,7 @@ def main():
 
     gb = load_json(os.path.join(opt.out, "bench.json"), {})
     threads = load_json(os.path.join(opt.out, "threads.json"))
+    threads_spread = load_json(os.path.join(opt.out, "threads_spread.json"))
     latency = [l for l in (load_json(p) for p in sorted(glob.glob(os.path.join(opt.out, "latency_*.json")))) if l]
     cg = load_json(os.path.join(opt.out, "callgrind.json"))
     table = parse_benchmarks(gb)
@@ -314,7 +315,9 @@ def main():
         ("Tree path: same scenarios on all three allocators", tree_rows(table)),
         ("iovam fast path and lazy free (baselines: their tree pair at the same live ranges, occupancy 50 %)",
          iovam_only_rows(table)),
-        ("Threads: pinned one per core, each on its own cache", thread_rows(threads)),
+        ("Threads: pinned one per core, each on its own cache",
+         thread_rows(threads, "compact: " if threads_spread else "") +
+         thread_rows(threads_spread, "spread: ")),
         ("Call latency (an upper bound of the lock hold time) and memory", latency_rows(latency)),
         ("Instructions", callgrind_rows(cg)),
     ]
@@ -328,6 +331,7 @@ def main():
         "plots": plots,
         "google_benchmark": gb,
         "threads": threads,
+        "threads_spread": threads_spread,
         "latency_memory": latency,
         "callgrind": cg,
     }

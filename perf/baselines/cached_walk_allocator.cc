@@ -78,6 +78,9 @@ std::optional<uint64_t> CachedWalkAllocator::alloc(uint64_t npages, uint64_t lim
 				  align_mask, &pfn_lo);
 	}
 	if (above == ranges_.end()) {
+		/* The kernel records every failed size, 64-bit requests included,
+		 * which then refuses 32-bit requests that might fit; recording 32-bit
+		 * failures only keeps the baseline from failing more than it should. */
 		if (is_32bit)
 			max32_alloc_npages_ = npages;
 		return std::nullopt;
