@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
+# Writes the seed corpus of tests/fuzz/fuzz_api.cc into tests/fuzz/corpus/:
+# a few op sequences in the target's input format (see the comment at the top
+# of fuzz_api.cc), deterministic. Usage: tests/fuzz/gen_corpus.py
+import os
+import random
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "corpus")
+NUM_CONFS = 8  # kConfs in fuzz_api.cc
+
+# Opcodes (op byte % 16).
+ALLOC, FREE, FREE_DEFERRED, RESERVE, FIND, ALLOC_FAST, FREE_FAST, FREE_FAST_BAD = range(8)
+FLUSH, MAINTAIN, STATS, FAIL, SET_CHECKS, NULL_ARGS = range(8, 14)
+
+
+def u16(v):
+    return struct.pack("<H", v & 0xFFFF)
+
+
+def u32(v):
+    return struct.pack("<I", v & 0xFFFFFFFF)
+
+
+class Gen:
+    def __init__(self, conf, n_caches, seed):
+        self.b = bytearray([conf + NUM_CONFS * n_caches])
+        self.r = random.Random(seed)
+
+    def npages(self):
+        # mode 0..2: 1 + (m >> 3) % 8; mode 3..4: 1 + (m >> 3) % 32; 5: 1 + next % 64
+        k = self.r.random()
+        if k < 0.6:
+            return bytes([(self.r.randrange(8) << 3) | self.r.randrange(3)])
+        if k < 0.9:
+            return bytes([(self.r.randrange(32) << 3) | (3 + self.r.randrange(2))])
+        return bytes([5, self.r.randrange(256)])
+
+    def limit(self):
+        k = self.r.random()
+        if k < 0.6:
+            return bytes([0])  # UINT64_MAX
+        if k < 0.8:
+            return bytes([3])  # dma32_last
+        return bytes([5]) + u16(self.r.randrange(65536))  # start + x % window
+
+    def pfn_of_range(self):
+        return bytes([0]) + u16(self.r.randrange(65536)) + bytes([self.r.randrange(6)])
+
+    def pfn_in_window(self):
+        return bytes([3]) + u16(self.r.randrange(65536))
+
+    def cache(self):
+        return bytes([self.r.randrange(32) << 3])  # (m >> 3) % n_caches, or NONE with 0 caches
+
+    def alloc(self):
+        self.b += bytes([ALLOC, self.r.randrange(2) * 1]) + self.npages() + self.limit()
+
+    def free(self, deferred=False):
+        self.b += bytes([FREE_DEFERRED if deferred else FREE]) + self.pfn_of_range()
+
+    def free_deferred(self):
+        self.free(deferred=True)
+
+    def reserve(self):
+        self.b += bytes([RESERVE, 4]) + self.pfn_in_window() + bytes([self.r.randrange(4)])
+
+    def find(self):
+        self.b += bytes([FIND, 0]) + self.pfn_of_range()
+
+    def alloc_fast(self):
+        self.b += bytes([ALLOC_FAST, 0]) + self.cache() + self.npages() + self.limit()
+
+    def free_fast(self):
+        self.b += bytes([FREE_FAST]) + u16(self.r.randrange(65536)) + bytes([0]) + self.cache()
+
+    def free_fast_bad(self):
+        self.b += bytes([FREE_FAST_BAD, self.r.randrange(256)]) + bytes(self.r.randrange(256) for _ in range(4))
+
+    def flush(self):
+        self.b += bytes([FLUSH]) + self.cache()
+
+    def maintain(self):
+        self.b += bytes([MAINTAIN])
+
+    def stats(self):
+        self.b += bytes([STATS, self.r.randrange(8)])
+
+    def fail(self, mode):
+        self.b += bytes([FAIL, mode]) + u32(self.r.randrange(1 << 32))
+
+    def set_checks(self, on):
+        self.b += bytes([SET_CHECKS, 1 if on else 0])
+
+    def null_args(self):
+        self.b += bytes([NULL_ARGS, self.r.randrange(8)])
+
+    def mix(self, n, weights):
+        ops = list(weights)
+        for _ in range(n):
+            getattr(self, self.r.choices(ops, [weights[o] for o in ops])[0])()
+
+
+def write(name, g):
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, name), "wb") as f:
+        f.write(bytes(g.b))
+
+
+def main():
+    mixed = {"alloc": 30, "free": 12, "free_deferred": 5, "reserve": 3, "find": 6, "alloc_fast": 16,
+             "free_fast": 16, "free_fast_bad": 3, "flush": 2, "maintain": 2, "stats": 2, "null_args": 1}
+    for conf in range(NUM_CONFS):
+        g = Gen(conf, 1 + conf % 3, seed=conf)
+        g.mix(150, mixed)
+        write(f"mixed-conf{conf}", g)
+    # Fill the small window, free half, then fast-path churn with node failures.
+    g = Gen(0, 2, seed=100)
+    for _ in range(80):
+        g.alloc()
+    for _ in range(40):
+        g.free()
+    g.fail(2 + (3 << 2))  # one in 5
+    g.mix(200, {"alloc_fast": 5, "free_fast": 5, "alloc": 3, "free": 2, "maintain": 1, "flush": 1})
+    g.fail(1)  # always
+    g.mix(40, {"alloc": 3, "reserve": 2, "free": 2, "alloc_fast": 2})
+    g.fail(0)
+    g.maintain()
+    write("fill-churn-faults", g)
+    # The 32-bit boundary window: exhaust below 4 GiB, free, retry (the estimate).
+    g = Gen(1, 3, seed=101)
+    for _ in range(60):
+        g.b += bytes([ALLOC, 1, 5, 63, 3])  # 1..64 pages, aligned, limit dma32_last
+    g.mix(200, {"alloc": 4, "free": 3, "free_deferred": 2, "maintain": 1, "alloc_fast": 3, "free_fast": 3})
+    write("dma32-estimate", g)
+    # Checked fast frees and deferred frees on the tiny window.
+    g = Gen(5, 2, seed=102)
+    g.set_checks(True)
+    g.mix(200, {"alloc_fast": 4, "free_fast": 3, "free_fast_bad": 3, "free_deferred": 2, "maintain": 1,
+                "reserve": 1, "alloc": 2, "stats": 1})
+    write("tiny-checked", g)
+
+
+if __name__ == "__main__":
+    main()
