@@ -25,8 +25,16 @@ eal_args() {
 # $1: file prefix, $2: extra EAL arguments, $3: telemetry commands to send half-way through
 # (replies in $OUT/<step>.telemetry, one JSON line each).
 run_testpmd() {
-    local secs="${TESTPMD_SECONDS:-8}"
+    local secs="${TESTPMD_SECONDS:-8}" i=0
     (
+        # Forwarding starts after EAL init, pool creation and port start, which take seconds
+        # under TCG: count the forwarding time (and query telemetry) only from then on. testpmd's
+        # stdout is a file (block-buffered), so ask its telemetry whether port 1 has received.
+        while [ $i -lt 60 ] && ! telemetry_query "$1" /ethdev/stats,1 2>/dev/null |
+            grep -q '"ipackets":[1-9]'; do
+            sleep 1
+            i=$((i + 1))
+        done
         sleep $((secs / 2))
         if [ -n "${3:-}" ]; then telemetry_query "$1" $3 >"$OUT/$step.telemetry" 2>&1; fi
         sleep $((secs - secs / 2))

@@ -304,6 +304,7 @@ main() {
     steps="testpmd probe_positive"
     local neg_steps="probe_negative"
     glue_dir="$(build_glue)" || rc=$?
+    log "glue build step done at $((SECONDS - t0))s"
     case "$rc" in
         0)
             stage_glue "$runs/staging" "$glue_dir"
