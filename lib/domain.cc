@@ -59,6 +59,15 @@ Domain* Domain::create(const iovam_domain_conf& conf, int* err) noexcept {
     *err = -ENOMEM;
     return nullptr;
   }
+  d->fast_lcores_ = d->cache_->lcores();
+  d->fast_n_caches_ = conf.n_caches;
+  const uint64_t window = conf.end_pfn - conf.start_pfn;  // pages - 1
+  d->fast_free_bound_ = std::min<uint64_t>(IOVAM_CACHE_MAX_PAGES, std::bit_floor(window + 1));
+  d->fast_free_max_ = d->fast_free_bound_;
+  for (uint32_t k = 0; k < RangeCache::kClasses; ++k) {
+    uint64_t mask = (1ULL << k) - 1;
+    d->fast_span_[k] = window >= mask ? window - mask : 0;  // unused when the class cannot fit
+  }
   *err = 0;
   return d;
 }
@@ -304,25 +313,35 @@ int Domain::verify_quiesced() noexcept {
 
 int Domain::alloc_fast_slow(uint32_t cache_id, uint64_t npages, uint64_t limit_pfn,
                             uint64_t* pfn_lo) noexcept {
+  if (pfn_lo == nullptr || npages == 0 || limit_pfn < conf_.start_pfn ||
+      (cache_id >= conf_.n_caches && cache_id != IOVAM_CACHE_NONE))
+    return -EINVAL;
   if (npages > kMaxPfnExclusive) return -ENOMEM;
-  const uint64_t n = npages <= IOVAM_CACHE_MAX_PAGES ? std::bit_ceil(npages) : npages;
+  const bool cacheable = npages <= IOVAM_CACHE_MAX_PAGES;
+  const uint64_t n = cacheable ? std::bit_ceil(npages) : npages;
+  const uint64_t hi_pfn = std::min(limit_pfn, conf_.end_pfn);
+  if (cacheable && cache_id != IOVAM_CACHE_NONE && hi_pfn - conf_.start_pfn >= n - 1 &&
+      cache_->pop(cache_id, size_class(npages), hi_pfn, pfn_lo))
+    return 0;
   int rc = alloc(n, limit_pfn, true, pfn_lo);
   if (rc == -ENOMEM && cache_->cached_ranges() > 0) {
     // Space may be sitting in caches: return all of it and try once more.
     cache_->flush(IOVAM_CACHE_NONE);
     rc = alloc(n, limit_pfn, true, pfn_lo);
   }
-  if (cache_id == IOVAM_CACHE_NONE || npages > IOVAM_CACHE_MAX_PAGES)
-    cache_->count_shared(true, false);
+  if (cache_id == IOVAM_CACHE_NONE || !cacheable) cache_->count_shared(true, false);
   return rc;
 }
 
 int Domain::free_fast_slow(uint32_t cache_id, uint64_t pfn_lo, uint64_t npages) noexcept {
+  if (npages == 0 || (cache_id >= conf_.n_caches && cache_id != IOVAM_CACHE_NONE)) return -EINVAL;
   const uint64_t n = npages <= IOVAM_CACHE_MAX_PAGES ? std::bit_ceil(npages) : npages;
   const bool to_cache = npages <= IOVAM_CACHE_MAX_PAGES && cache_id != IOVAM_CACHE_NONE;
-  if ((pfn_lo & (std::bit_ceil(npages) - 1)) != 0 || pfn_lo < conf_.start_pfn ||
+  if (npages > kMaxPfnExclusive || (pfn_lo & (std::bit_ceil(npages) - 1)) != 0 ||
+      pfn_lo < conf_.start_pfn || n - 1 > conf_.end_pfn - conf_.start_pfn ||
       pfn_lo > conf_.end_pfn - (n - 1))
     return -EINVAL;
+  const bool checked = fast_free_max_ == 0;
   {
     SpinGuard g(tree_lock_);
     if (pfn_lo > conf_.end_pfn) return -EINVAL;
@@ -335,8 +354,10 @@ int Domain::free_fast_slow(uint32_t cache_id, uint64_t pfn_lo, uint64_t npages) 
       return free_locked(pfn_lo);
     }
   }
-  // Checked mode: the range is ALLOCATED with the right extent. (A range
-  // already cached is ALLOCATED too; verify() catches a double free of one.)
+  // The range is ALLOCATED with the right extent (checked mode), or passed
+  // the O(1) checks and found the loaded magazine full or a flush under way.
+  // (A range already cached is ALLOCATED too; verify() catches a double free.)
+  (void)checked;
   cache_->push(cache_id, size_class(n), pfn_lo);
   return 0;
 }

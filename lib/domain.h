@@ -10,11 +10,10 @@
 #include "gap_tree.h"
 #include "iovam.h"
 #include "node_pool.h"
+#include "range_cache.h"
 #include "spin_lock.h"
 
 namespace iovam::detail {
-
-class RangeCache;
 
 // An IOVA domain: the gap tree behind one lock, the counters and the 32-bit
 // free-space knowledge it guards, the DEFERRED markers waiting for a drain,
@@ -47,7 +46,8 @@ class Domain {
   int cache_flush(uint32_t cache_id) noexcept;
   int cache_stats(uint32_t cache_id, iovam_cache_stats* st) noexcept;
   // Full validation of free_fast() ranges (a tree lookup under the lock).
-  void set_check_fast_free(bool on) noexcept { check_fast_free_.store(on, std::memory_order_relaxed); }
+  // Set before the fast path is used concurrently (at set-up).
+  void set_check_fast_free(bool on) noexcept { fast_free_max_ = on ? 0 : fast_free_bound_; }
 
   const iovam_domain_conf& conf() const noexcept { return conf_; }
   uint64_t start_pfn() const noexcept { return conf_.start_pfn; }
@@ -77,6 +77,16 @@ class Domain {
                                                    uint64_t npages) noexcept;
 
   const iovam_domain_conf conf_;
+  // The fast path's read-only view, next to conf_ (one cache line): the
+  // lcores' slots, how many, free_fast's size bound (0 with checks on) and,
+  // per class, the highest pfn_lo - start_pfn a range of it can have.
+  RangeCache::Lcore* fast_lcores_ = nullptr;
+  uint32_t fast_n_caches_ = 0;
+  uint64_t fast_free_max_ = 0;
+  uint64_t fast_span_[RangeCache::kClasses] = {};
+  // Largest npages free_fast may cache: 32, less in a window under 32 pages
+  // (no range of a larger class can exist there).
+  uint64_t fast_free_bound_ = 0;
   // Last pfn whose IOVA fits 32 bits; requests limited at or below it are
   // "32-bit requests" (kernel: dma_32bit_pfn - 1).
   const uint64_t dma32_last_pfn_;
@@ -102,7 +112,6 @@ class Domain {
   const char* verify_error_ = nullptr;
 
   std::unique_ptr<RangeCache> cache_;
-  std::atomic<bool> check_fast_free_{false};
 };
 
 }  // namespace iovam::detail

@@ -17,7 +17,7 @@
 
 namespace iovam::detail {
 
-bool g_range_cache_need_fence = false;
+uint32_t g_flush_req_idle = 0;
 
 namespace {
 
@@ -26,7 +26,9 @@ long membarrier(int cmd) { return syscall(__NR_membarrier, cmd, 0U, 0); }
 void register_membarrier_once() {
   static std::once_flag once;
   std::call_once(once, [] {
-    if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) != 0) g_range_cache_need_fence = true;
+    // Without membarrier the owner's plain store-then-load is not ordered
+    // against a flusher: every lcore then takes the locked slow path.
+    if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) != 0) g_flush_req_idle = 1;
   });
 }
 
@@ -36,8 +38,8 @@ void heavy_barrier() {
 #if IOVAM_HANDSHAKE_SC
   // Both sides use seq_cst accesses: no barrier needed.
 #else
-  if (g_range_cache_need_fence || membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0)
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+  // Without membarrier (g_flush_req_idle), owners never use the handshake.
+  if (g_flush_req_idle == 0) membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED);
 #endif
 }
 
@@ -56,6 +58,7 @@ std::unique_ptr<RangeCache> RangeCache::create(Domain& d, uint32_t n_caches) noe
   }
   auto* mag = static_cast<Magazine*>(rc->magazine_block_);
   for (uint32_t c = 0; c < n_caches; ++c) {
+    rc->lcores_[c].flush_req.store(g_flush_req_idle, std::memory_order_relaxed);
     for (uint32_t k = 0; k < kClasses; ++k) {
       rc->lcores_[c].loaded[k] = mag++;
       rc->lcores_[c].prev[k] = mag++;
@@ -96,11 +99,12 @@ bool RangeCache::pop_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t hi_pf
   }
   l.loaded[cls] = full;
   add_depot(0 - full->size);
-  bump(l.cached, full->size);
+  bump(l.cached_adjust, full->size);
   return mag_pop(full, last_ok, pfn);
 }
 
-bool RangeCache::pop_slow(Lcore& l, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn) noexcept {
+bool RangeCache::pop(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn) noexcept {
+  Lcore& l = lcores_[c];
   bool hit;
   if (enter(l)) {
     hit = pop_locked_or_handshaken(l, cls, hi_pfn, pfn);
@@ -111,7 +115,6 @@ bool RangeCache::pop_slow(Lcore& l, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn
   }
   if (hit) {
     bump(l.alloc_hits);
-    bump(l.cached, UINT64_MAX);
   } else {
     bump(l.alloc_misses);
   }
@@ -136,21 +139,21 @@ void RangeCache::push_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t pfn)
       }
       if (empty != nullptr) {
         add_depot(moved);
-        bump(l.cached, 0 - moved);
+        bump(l.cached_adjust, 0 - moved);
         loaded = empty;
       } else {
         // The depot is full too: this magazine goes back to the tree.
-        bump(l.cached, 0 - loaded->size);
+        bump(l.cached_adjust, 0 - loaded->size);
         free_to_tree(loaded, cls);
         bump(l.free_misses);
       }
     }
   }
   loaded->pfn[loaded->size++] = pfn;
-  bump(l.cached);
 }
 
-void RangeCache::push_slow(Lcore& l, uint32_t cls, uint64_t pfn) noexcept {
+void RangeCache::push(uint32_t c, uint32_t cls, uint64_t pfn) noexcept {
+  Lcore& l = lcores_[c];
   if (enter(l)) {
     push_locked_or_handshaken(l, cls, pfn);
     leave(l);
@@ -192,7 +195,7 @@ uint64_t RangeCache::flush_one_quiesced(Lcore& l) noexcept {
     free_to_tree(l.loaded[k], k);
     free_to_tree(l.prev[k], k);
   }
-  l.cached.store(0, std::memory_order_relaxed);
+  bump(l.cached_adjust, 0 - n);
   return n;
 }
 
@@ -207,7 +210,7 @@ void RangeCache::quiesce_all() noexcept {
 
 void RangeCache::resume_all() noexcept {
   for (uint32_t c = n_caches_; c-- > 0;) {
-    lcores_[c].flush_req.store(0, std::memory_order_release);
+    lcores_[c].flush_req.store(g_flush_req_idle, std::memory_order_release);
     lcores_[c].slow_lock.unlock();
   }
 }
@@ -221,7 +224,7 @@ uint64_t RangeCache::flush(uint32_t c) noexcept {
     heavy_barrier();
     wait_idle(l);
     n = flush_one_quiesced(l);
-    l.flush_req.store(0, std::memory_order_release);
+    l.flush_req.store(g_flush_req_idle, std::memory_order_release);
     return n;
   }
   quiesce_all();
@@ -269,7 +272,7 @@ void RangeCache::trim_depots() noexcept {
 
 uint64_t RangeCache::cached_ranges() const noexcept {
   uint64_t n = depot_cached_.load(std::memory_order_relaxed);
-  for (uint32_t c = 0; c < n_caches_; ++c) n += lcores_[c].cached.load(std::memory_order_relaxed);
+  for (uint32_t c = 0; c < n_caches_; ++c) n += lcores_[c].cached();
   return n;
 }
 
@@ -292,7 +295,7 @@ void RangeCache::read_stats(uint32_t c, iovam_cache_stats* st) const noexcept {
   st->alloc_misses = l.alloc_misses.load(std::memory_order_relaxed);
   st->free_hits = l.free_hits.load(std::memory_order_relaxed);
   st->free_misses = l.free_misses.load(std::memory_order_relaxed);
-  st->cached_ranges = l.cached.load(std::memory_order_relaxed);
+  st->cached_ranges = l.cached();
 }
 
 const char* RangeCache::verify_locked(const GapTree& tree) const noexcept {
@@ -326,7 +329,7 @@ const char* RangeCache::verify_locked(const GapTree& tree) const noexcept {
       check(lcores_[c].prev[k], k);
       per_lcore += lcores_[c].loaded[k]->size + lcores_[c].prev[k]->size;
     }
-    if (err == nullptr && per_lcore != lcores_[c].cached.load(std::memory_order_relaxed))
+    if (err == nullptr && per_lcore != lcores_[c].cached())
       err = "lcore cached count differs from its magazines";
   }
   uint64_t in_depots = 0;

@@ -57,7 +57,8 @@ class RangeCache {
   };
   static_assert(sizeof(Magazine) == 1024, "a magazine is 1 KiB");
 
-  struct alignas(64) Lcore {
+  // 256 bytes: the slot of lcore c is one shift away.
+  struct alignas(256) Lcore {
     // Owner-written, flusher-read.
     std::atomic<uint32_t> in_use{0};
     // Flusher-written, owner-read.
@@ -67,8 +68,15 @@ class RangeCache {
     Magazine* loaded[kClasses];
     Magazine* prev[kClasses];
     // Counters: owner-written with load+store (no RMW), read by anyone.
+    // alloc_hits counts ranges popped from these magazines, free_hits ranges
+    // pushed; cached_adjust the slow paths' transfers (depot, tree), so that
+    // the fast path keeps one counter: cached = free_hits - alloc_hits + adjust.
     std::atomic<uint64_t> alloc_hits{0}, alloc_misses{0}, free_hits{0}, free_misses{0};
-    std::atomic<uint64_t> cached{0};
+    std::atomic<uint64_t> cached_adjust{0};
+    uint64_t cached() const noexcept {
+      return free_hits.load(std::memory_order_relaxed) - alloc_hits.load(std::memory_order_relaxed) +
+             cached_adjust.load(std::memory_order_relaxed);
+    }
   };
 
   struct alignas(64) Depot {
@@ -85,13 +93,20 @@ class RangeCache {
 
   uint32_t n_caches() const noexcept { return n_caches_; }
 
-  // Fast path. A range of 2^cls pages ending at or below hi_pfn, from cache c.
-  // True on a hit. Cost on a loaded hit: a store and a load for the handshake,
-  // a pop, a limit compare, a counter bump: about 15 instructions, no lock,
-  // no atomic RMW, no syscall.
-  inline bool pop(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn) noexcept;
-  // Fast path. Keep the range; false if it must go to the tree instead.
-  inline void push(uint32_t c, uint32_t cls, uint64_t pfn) noexcept;
+  Lcore* lcores() const noexcept { return lcores_; }
+
+  // Fast path: the top of lcore l's loaded magazine of class cls, if it ends
+  // at or below limit_pfn. Cost on a hit: two stores and a load for the
+  // handshake, the pop, a limit compare, one counter: about 20 instructions,
+  // no lock, no atomic RMW, no syscall. False: take pop() instead.
+  static inline bool pop_loaded(Lcore& l, uint32_t cls, uint64_t mask, uint64_t limit_pfn,
+                                uint64_t* pfn) noexcept;
+  // Fast path: push onto lcore l's loaded magazine if it has room.
+  static inline bool push_loaded(Lcore& l, uint32_t cls, uint64_t pfn) noexcept;
+  // The rest of the ladder (prev, depot), counting hits and misses. hi_pfn is
+  // the caller's limit clamped to the domain.
+  bool pop(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn) noexcept;
+  void push(uint32_t c, uint32_t cls, uint64_t pfn) noexcept;
 
   // Return cache c's ranges (every cache's and the depots' for
   // IOVAM_CACHE_NONE) to the tree. Returns how many.
@@ -112,8 +127,6 @@ class RangeCache {
 
  private:
   RangeCache(Domain& d, uint32_t n_caches) noexcept : domain_(d), n_caches_(n_caches) {}
-  bool pop_slow(Lcore& l, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn) noexcept;
-  void push_slow(Lcore& l, uint32_t cls, uint64_t pfn) noexcept;
   bool pop_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn) noexcept;
   void push_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t pfn) noexcept;
   static bool mag_pop(Magazine* m, uint64_t last_ok_pfn, uint64_t* pfn) noexcept;
@@ -121,8 +134,8 @@ class RangeCache {
   uint64_t flush_one_quiesced(Lcore& l) noexcept;
   void request(Lcore& l) noexcept;
   static void wait_idle(Lcore& l) noexcept;
-  inline bool enter(Lcore& l) noexcept;
-  inline void leave(Lcore& l) noexcept;
+  static inline bool enter(Lcore& l) noexcept;
+  static inline void leave(Lcore& l) noexcept;
   // A counter with one writer (the lcore's owner, or a flusher while the owner
   // is quiesced): load + store, no RMW.
   static void bump(std::atomic<uint64_t>& ctr, uint64_t by = 1) noexcept {
@@ -140,8 +153,9 @@ class RangeCache {
   std::atomic<uint64_t> shared_hits_[2]{}, shared_misses_[2]{};  // [0] alloc, [1] free
 };
 
-// Set when membarrier(2) is unavailable: the owner then fences on entry.
-extern bool g_range_cache_need_fence;
+// The flush_req value that means "no flush": 0, or 1 (always take the slow,
+// locked path) when membarrier(2) is unavailable.
+extern uint32_t g_flush_req_idle;
 
 #if defined(__SANITIZE_THREAD__)
 // ThreadSanitizer does not model fences: there, both sides of the handshake
@@ -155,25 +169,17 @@ inline bool RangeCache::enter(Lcore& l) noexcept {
 #if IOVAM_HANDSHAKE_SC
   l.in_use.store(1, std::memory_order_seq_cst);
   if (l.flush_req.load(std::memory_order_seq_cst) != 0) {
-    l.in_use.store(0, std::memory_order_release);
-    return false;
-  }
-  return true;
 #else
   l.in_use.store(1, std::memory_order_relaxed);
-  if (__builtin_expect(g_range_cache_need_fence, 0)) {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-  } else {
-    // Keeps the compiler from moving the flag read above the store; the CPU
-    // side of the ordering is the flusher's membarrier.
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-  }
+  // Keeps the compiler from moving the flag read above the store; the CPU
+  // side of the ordering is the flusher's membarrier.
+  std::atomic_signal_fence(std::memory_order_seq_cst);
   if (__builtin_expect(l.flush_req.load(std::memory_order_acquire) != 0, 0)) {
+#endif
     l.in_use.store(0, std::memory_order_release);
     return false;
   }
   return true;
-#endif
 }
 
 inline void RangeCache::leave(Lcore& l) noexcept { l.in_use.store(0, std::memory_order_release); }
@@ -197,35 +203,40 @@ inline bool RangeCache::mag_pop(Magazine* m, uint64_t last_ok_pfn, uint64_t* pfn
   return true;
 }
 
-inline bool RangeCache::pop(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn) noexcept {
-  Lcore& l = lcores_[c];
-  const uint64_t last_ok = hi_pfn - ((1ULL << cls) - 1);  // hi_pfn >= start >= 1 page below
-  if (__builtin_expect(enter(l), 1)) {
-    if (__builtin_expect(mag_pop(l.loaded[cls], last_ok, pfn), 1)) {
+inline bool RangeCache::pop_loaded(Lcore& l, uint32_t cls, uint64_t mask, uint64_t limit_pfn,
+                                   uint64_t* pfn) noexcept {
+  if (__builtin_expect(!enter(l), 0)) return false;
+  Magazine* m = l.loaded[cls];
+  const uint64_t n = m->size;
+  bool hit = false;
+  if (__builtin_expect(n != 0, 1)) {
+    const uint64_t top = m->pfn[n - 1];
+    // A cached range lies inside the domain, so only the limit can exclude it
+    // (a limit below start_pfn excludes every range: the slow path says EINVAL).
+    if (__builtin_expect(top + mask <= limit_pfn, 1)) {
+      m->size = n - 1;
+      *pfn = top;
       bump(l.alloc_hits);
-      bump(l.cached, UINT64_MAX);  // -1
-      leave(l);
-      return true;
+      hit = true;
     }
-    leave(l);
   }
-  return pop_slow(l, cls, hi_pfn, pfn);
+  leave(l);
+  return hit;
 }
 
-inline void RangeCache::push(uint32_t c, uint32_t cls, uint64_t pfn) noexcept {
-  Lcore& l = lcores_[c];
-  if (__builtin_expect(enter(l), 1)) {
-    Magazine* m = l.loaded[cls];
-    if (__builtin_expect(m->size < kMagSize, 1)) {
-      m->pfn[m->size++] = pfn;
-      bump(l.free_hits);
-      bump(l.cached);
-      leave(l);
-      return;
-    }
-    leave(l);
+inline bool RangeCache::push_loaded(Lcore& l, uint32_t cls, uint64_t pfn) noexcept {
+  if (__builtin_expect(!enter(l), 0)) return false;
+  Magazine* m = l.loaded[cls];
+  const uint64_t n = m->size;
+  bool hit = false;
+  if (__builtin_expect(n < kMagSize, 1)) {
+    m->pfn[n] = pfn;
+    m->size = n + 1;
+    bump(l.free_hits);
+    hit = true;
   }
-  push_slow(l, cls, pfn);
+  leave(l);
+  return hit;
 }
 
 }  // namespace iovam::detail

@@ -366,15 +366,15 @@ std::vector<ModelConf> configs() {
   const uint64_t g = 1ULL << 20;
   for (uint32_t fail : {0u, 1u, 3u, 17u, 200u}) {
     for (uint64_t seed : {1ULL, 2ULL, 3ULL}) {
-      v.push_back({g, 1, 8191, 4, fail, seed, 20000, 48});
+      v.push_back({g, 1, 8191, 4, fail, seed, 80000, 48});
     }
   }
   // Small windows: full and fragmented all the time.
-  for (uint64_t seed : {11ULL, 12ULL, 13ULL, 14ULL}) v.push_back({g, 1, 300, 2, seed % 2 ? 0u : 5u, seed, 20000, 8});
+  for (uint64_t seed : {11ULL, 12ULL, 13ULL, 14ULL}) v.push_back({g, 1, 300, 2, seed % 2 ? 0u : 5u, seed, 60000, 8});
   // A 4 KiB granule domain with a 48-bit window and many live ranges: deep trees.
-  for (uint64_t seed : {21ULL, 22ULL}) v.push_back({4096, 1, (1ULL << 36) - 1, 3, seed == 21 ? 0u : 50u, seed, 60000, 4});
+  for (uint64_t seed : {21ULL, 22ULL}) v.push_back({4096, 1, (1ULL << 36) - 1, 3, seed == 21 ? 0u : 50u, seed, 150000, 4});
   // Start above 1 and a window inside the 32-bit space.
-  v.push_back({4096, 4096, 8191, 1, 0, 31, 20000, 40});
+  v.push_back({4096, 4096, 8191, 1, 0, 31, 60000, 40});
   return v;
 }
 
