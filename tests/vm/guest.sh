@@ -87,12 +87,14 @@ step_iovam_stale() {
     )
 }
 
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+
 for step in $STEPS; do
-    echo "GUEST: step $step start"
+    echo "GUEST: step $step start at $(uptime_s)s"
     "step_$step" >"$OUT/$step.log" 2>&1
     rc=$?
     echo "$rc" >"$OUT/$step.rc"
     tail -n 4 "$OUT/$step.log"
-    echo "GUEST: step $step rc=$rc"
+    echo "GUEST: step $step rc=$rc at $(uptime_s)s"
     dmesg >"$OUT/$step.dmesg"
 done
