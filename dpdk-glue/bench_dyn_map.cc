@@ -15,6 +15,8 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -103,6 +105,9 @@ int main(int argc, char **argv)
 	printf("dyn_maps %" PRIu64 " cache_hits %" PRIu64 " cache_misses %" PRIu64 "\n",
 	       st.dyn_maps, st.cache_hits, st.cache_misses);
 	rc = iovam_dpdk_fini();
+	std::string runtime_dir = rte_eal_get_runtime_dir();
 	rte_eal_cleanup();
+	std::error_code ec;
+	std::filesystem::remove_all(runtime_dir, ec); // EAL leaves it behind
 	return rc == 0 ? 0 : 1;
 }

@@ -55,7 +55,8 @@ prefix="iovam_testpmd_$$"
 fifo=$(mktemp -u /tmp/iovam_testpmd.XXXXXX)
 out=$(mktemp /tmp/iovam_testpmd_out.XXXXXX)
 mkfifo "$fifo"
-cleanup() { rm -f "$fifo" "$out"; }
+# EAL leaves /var/run/dpdk/<prefix> behind; ours is per run.
+cleanup() { rm -f "$fifo" "$out"; rm -rf "/var/run/dpdk/$prefix"; }
 trap cleanup EXIT
 
 plugin=()

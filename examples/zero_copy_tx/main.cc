@@ -24,6 +24,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <string>
 
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -180,7 +182,10 @@ int main(int argc, char **argv)
 	rte_mempool_free(mp);
 	rc = iovam_dpdk_fini();
 	munmap(mem, size_t{kBuffers} * kBufSize);
+	std::string runtime_dir = rte_eal_get_runtime_dir();
 	rte_eal_cleanup();
+	std::error_code ec;
+	std::filesystem::remove_all(runtime_dir, ec); // EAL leaves it behind
 	bool ok = rc == 0 && g_errors == 0 && g_above_4g == 0 && st.dyn_pending == 0 &&
 		  st.dyn_maps == st.dyn_unmaps;
 	printf("zero_copy_tx: %s\n", ok ? "OK" : "FAILED");

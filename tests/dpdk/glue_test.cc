@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <string>
@@ -864,6 +865,11 @@ int main(int argc, char **argv)
 	int ret = RUN_ALL_TESTS();
 	if (iovam_dpdk_is_initialised())
 		(void)iovam_dpdk_fini();
+	// EAL leaves its runtime directory (/var/run/dpdk/<prefix>) behind;
+	// each run has its own prefix, so remove it.
+	std::string runtime_dir = rte_eal_get_runtime_dir();
 	rte_eal_cleanup();
+	std::error_code ec;
+	std::filesystem::remove_all(runtime_dir, ec);
 	return ret;
 }
