@@ -55,8 +55,13 @@ prefix="iovam_testpmd_$$"
 fifo=$(mktemp -u /tmp/iovam_testpmd.XXXXXX)
 out=$(mktemp /tmp/iovam_testpmd_out.XXXXXX)
 mkfifo "$fifo"
-# EAL leaves /var/run/dpdk/<prefix> behind; ours is per run.
-cleanup() { rm -f "$fifo" "$out"; rm -rf "/var/run/dpdk/$prefix"; }
+# EAL leaves /var/run/dpdk/<prefix> (and testpmd some hugepage files) behind;
+# ours are per run.
+cleanup() {
+	rm -f "$fifo" "$out"
+	rm -rf "/var/run/dpdk/$prefix"
+	rm -f /dev/hugepages/"$prefix"map_*
+}
 trap cleanup EXIT
 
 plugin=()
