@@ -776,6 +776,37 @@ TEST(GlueZ, FiniLeavesNothingAndInitValidates)
 	EXPECT_EQ(iovam_dpdk_fini(), 0);
 }
 
+// Plugin behaviour: nobody called iovam_dpdk_init(); the first pool with the
+// "iovam" ops initialises the glue from the environment.
+TEST(GlueZ, FirstIovamPoolSelfInitialisesFromEnvironment)
+{
+	ASSERT_EQ(iovam_dpdk_is_initialised(), 0);
+	setenv("IOVAM_DISABLE", "1", 1);
+	rte_mempool *mp = rte_pktmbuf_pool_create_by_ops("iovam_env_off", 511, 0, 0,
+							 RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY,
+							 IOVAM_DPDK_MEMPOOL_OPS);
+	EXPECT_EQ(mp, nullptr);
+	EXPECT_EQ(iovam_dpdk_is_initialised(), 0);
+	unsetenv("IOVAM_DISABLE");
+	setenv("IOVAM_DMA_BITS", "31", 1);
+	setenv("IOVAM_NO_SERVICE", "1", 1);
+	mp = rte_pktmbuf_pool_create_by_ops("iovam_env_on", 511, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+					    SOCKET_ID_ANY, IOVAM_DPDK_MEMPOOL_OPS);
+	unsetenv("IOVAM_DMA_BITS");
+	unsetenv("IOVAM_NO_SERVICE");
+	ASSERT_NE(mp, nullptr) << rte_strerror(rte_errno);
+	EXPECT_EQ(iovam_dpdk_is_initialised(), 1);
+	iovam_domain_conf dc{};
+	ASSERT_EQ(iovam_domain_conf_get(iovam_dpdk_domain(), &dc), 0);
+	EXPECT_EQ((dc.end_pfn + 1) * dc.granule, uint64_t{1} << 31);
+	rte_mbuf *m = rte_pktmbuf_alloc(mp);
+	ASSERT_NE(m, nullptr);
+	EXPECT_LT(m->buf_iova, uint64_t{1} << 31);
+	rte_pktmbuf_free(m);
+	rte_mempool_free(mp);
+	EXPECT_EQ(iovam_dpdk_fini(), 0);
+}
+
 // Memory that exists before the first VFIO device: translated at once,
 // mapped when the device comes (queue and replay). Simulated in no-IOMMU mode.
 TEST(GlueZ, MemoryBeforeFirstDeviceIsQueuedThenReplayed)
