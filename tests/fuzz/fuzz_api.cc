@@ -7,10 +7,12 @@
 // iovam_verify() runs after every operation, and any mismatch aborts.
 //
 // Input format (all reads past the end yield 0; decoding stops at the end):
-//   byte 0: conf = b % kNumConfs, n_caches = (b / kNumConfs) % 4
+//   byte 0: conf = b % kNumConfs, n_caches = (b / kNumConfs) % 4, and
+//           b >= 224: destroy the domain full instead of draining it first
 //   then repeated ops: one opcode byte (op = byte % kNumOps) and its args.
-// At most kMaxOps ops run; the domain is then drained, checked empty, and
-// destroyed (LeakSanitizer must be clean).
+// At most kMaxOps ops (and kMaxCalls calls, batches included) run; the domain
+// is then drained, checked empty, and destroyed, or destroyed as it is
+// (LeakSanitizer must be clean either way).
 //
 // Known lib bugs this target found are excluded by default so fuzzing can go
 // on; build with -DIOVAM_FUZZ_KNOWN_BUGS=<bitmask> (-1: all) to exercise them
@@ -44,6 +46,9 @@ using iovam::test::RefTag;
 namespace {
 
 constexpr uint64_t kMaxOps = 2000;
+// API calls that mutate, batches included: bounds the time of one input.
+constexpr uint64_t kMaxCalls = 3000;
+constexpr uint32_t kNumOps = 20;
 constexpr uint64_t k2p63 = 1ULL << 63;
 constexpr uint64_t kMiB = 1ULL << 20;
 
@@ -104,6 +109,7 @@ class Fuzz {
     uint8_t b = in_.u8();
     const Conf& c = kConfs[b % kNumConfs];
     conf_ = {c.granule, c.start_pfn, c.end_pfn, static_cast<uint32_t>((b / kNumConfs) % 4)};
+    destroy_full_ = b >= 224;  // 1 input in 8
     start_ = c.start_pfn;
     end_ = c.end_pfn;
     dma32_last_ = (1ULL << 32) / c.granule == 0 ? 0 : (1ULL << 32) / c.granule - 1;
@@ -118,15 +124,18 @@ class Fuzz {
     d_ = iovam_domain_create(&conf_);
     CHECK(d_ != nullptr, "create failed errno=%d", errno);
     check_all();
-    for (uint64_t i = 0; i < kMaxOps && !in_.done(); ++i) {
+    for (uint64_t i = 0; i < kMaxOps && calls_ < kMaxCalls && !in_.done(); ++i) {
       g_op_index = i;
+      ++calls_;
       step();
       check_all();
       if (i % 64 == 63) full_scan();
     }
     g_op_index = kMaxOps;
     full_scan();
-    drain_to_empty();
+    // Mostly drain to empty and check; else destroy the domain with whatever
+    // it holds (deep trees, cached ranges, markers): LeakSanitizer checks it.
+    if (!destroy_full_) drain_to_empty();
     iovam_domain_destroy(d_);
     d_ = nullptr;
   }
@@ -328,8 +337,9 @@ class Fuzz {
     static constexpr const char* kNames[] = {
         "alloc", "free",         "free_deferred", "reserve",     "find",      "alloc_fast",
         "free_fast", "free_fast_bad", "cache_flush", "maintain", "stats",     "fail_node_alloc",
-        "set_checks", "null_and_bad_args", "alloc", "free_fast"};
-    uint8_t op = in_.u8() % 16;
+        "set_checks", "null_and_bad_args", "alloc", "free_fast", "alloc_fast_batch", "free_fast_batch",
+        "alloc_batch", "free_batch"};
+    uint8_t op = in_.u8() % kNumOps;
     g_op = kNames[op];
     switch (op) {
       case 0:
@@ -348,6 +358,10 @@ class Fuzz {
       case 11: op_fail(); break;
       case 12: op_set_checks(); break;
       case 13: op_null(); break;
+      case 16: op_alloc_fast_batch(); break;
+      case 17: op_free_fast_batch(); break;
+      case 18: op_alloc_batch(); break;
+      case 19: op_free_batch(); break;
     }
   }
 
@@ -356,6 +370,10 @@ class Fuzz {
     bool aligned = f & 1;
     bool null_out = (f >> 1) % 16 == 15;
     uint64_t n = pick_npages(), limit = pick_limit();
+    do_alloc(n, limit, aligned, null_out);
+  }
+
+  void do_alloc(uint64_t n, uint64_t limit, bool aligned, bool null_out) {
     uint64_t pfn = 0xdeadbeef;
     int rc = iovam_alloc(d_, n, limit, aligned, null_out ? nullptr : &pfn);
     if (null_out || n == 0 || limit < start_) {
@@ -454,7 +472,12 @@ class Fuzz {
     uint8_t f = in_.u8();
     bool null_out = f % 16 == 15;
     uint32_t cache = pick_cache(true);
-    uint64_t n = pick_npages(), limit = pick_limit(), pfn = 0xdeadbeef;
+    uint64_t n = pick_npages(), limit = pick_limit();
+    do_alloc_fast(cache, n, limit, null_out);
+  }
+
+  void do_alloc_fast(uint32_t cache, uint64_t n, uint64_t limit, bool null_out) {
+    uint64_t pfn = 0xdeadbeef;
     // Where the tree would put it: the highest aligned fit now or, only when
     // nothing fits, after every cache is flushed.
     const bool sane = !null_out && n != 0 && n <= k2p63 && limit >= start_ && cache_ok(cache);
@@ -545,9 +568,13 @@ class Fuzz {
     }
     auto it = fast_owned_.begin();
     std::advance(it, in_.u16() % fast_owned_.size());
-    uint64_t pfn = it->first, n = it->second;
     uint8_t f = in_.u8();
     uint32_t cache = pick_cache(false);
+    do_free_fast(it, cache, f);
+  }
+
+  void do_free_fast(std::map<uint64_t, uint64_t>::iterator it, uint32_t cache, uint8_t f) {
+    uint64_t pfn = it->first, n = it->second;
     // Another npages of the same rounded size is the same range.
     if (n <= IOVAM_CACHE_MAX_PAGES && (f & 1)) {
       uint64_t alt = std::bit_ceil(n) - (f >> 1) % std::bit_ceil(n);
@@ -649,6 +676,77 @@ class Fuzz {
     else
       ref_->ranges().erase(pfn);
     reconcile();
+  }
+
+  // Many calls of one kind in one op, each checked as a single op is: fills
+  // magazines past their 127 ranges, the depots, and trees of several levels.
+  uint32_t batch_count() {
+    uint8_t m = in_.u8();
+    return m < 192 ? 1 + m % 64 : 64 + (m - 192) * 4;  // up to 316: two magazines and more
+  }
+
+  template <class Fn>
+  void batch(uint32_t count, Fn&& fn) {
+    for (uint32_t i = 0; i < count && calls_ < kMaxCalls; ++i) {
+      fn();
+      ++calls_;
+      // Every result is checked exactly as it comes; the O(n) verify() and
+      // stats after the first calls, then every 16th, or every 64th once
+      // there are many ranges (and after the batch).
+      const uint32_t every = ref_->ranges().size() < 512 ? 16 : 64;
+      if (i + 1 < count && (i < 4 || i % every == every - 1)) check_all();
+    }
+  }
+
+  void op_alloc_fast_batch() {
+    uint32_t count = batch_count(), cache = pick_cache(false);
+    uint64_t n = pick_npages(), limit = pick_limit();
+    batch(count, [&] { do_alloc_fast(cache, n, limit, false); });
+  }
+
+  void op_free_fast_batch() {
+    uint32_t count = batch_count(), cache = pick_cache(false);
+    uint8_t f = in_.u8();
+    batch(count, [&] {
+      if (fast_owned_.empty()) return;
+      // From the top, the bottom, or the middle of what we own.
+      auto it = f % 3 == 0 ? fast_owned_.begin()
+                : f % 3 == 1 ? std::prev(fast_owned_.end())
+                             : std::next(fast_owned_.begin(), fast_owned_.size() / 2);
+      do_free_fast(it, cache, 0);
+    });
+  }
+
+  void op_alloc_batch() {
+    uint32_t count = batch_count();
+    uint8_t f = in_.u8();
+    uint64_t n = pick_npages(), limit = pick_limit();
+    batch(count, [&] { do_alloc(n, limit, f & 1, false); });
+  }
+
+  void op_free_batch() {
+    uint32_t count = batch_count();
+    uint8_t f = in_.u8();
+    const bool deferred = f & 4;
+    batch(count, [&] {
+      // Every other ALLOCATED range we may free (not a cache's): fragments the tree.
+      auto& rs = ref_->ranges();
+      uint32_t skip = f % 4;
+      for (auto it = f & 8 ? rs.begin() : rs.lower_bound(start_ + (rs.size() > 0 ? (end_ - start_) / 2 : 0));
+           it != rs.end(); ++it) {
+        if (it->second.tag != RefTag::kAllocated || cached_.count(it->first)) continue;
+        if (skip-- > 0) continue;
+        uint64_t pfn = it->first;
+        int rc = deferred ? iovam_free_deferred(d_, pfn) : iovam_free(d_, pfn);
+        CHECK(rc == 0, "%s(%" PRIu64 ") of a live range rc=%d", deferred ? "free_deferred" : "free", pfn, rc);
+        fast_owned_.erase(pfn);
+        if (deferred)
+          it->second.tag = RefTag::kDeferred;
+        else
+          rs.erase(it);
+        return;
+      }
+    });
   }
 
   void op_flush() {
@@ -819,6 +917,8 @@ class Fuzz {
   std::set<uint64_t> cached_;                // fast-freed into a cache (ALLOCATED in ref_)
   std::vector<iovam_cache_stats> last_cs_;
   uint64_t last_failures_ = 0;
+  uint64_t calls_ = 0;
+  bool destroy_full_ = false;
   bool fail_on_ = false;
   bool checks_on_ = false;
 };

@@ -14,6 +14,12 @@ NUM_CONFS = 8  # kConfs in fuzz_api.cc
 # Opcodes (op byte % 16).
 ALLOC, FREE, FREE_DEFERRED, RESERVE, FIND, ALLOC_FAST, FREE_FAST, FREE_FAST_BAD = range(8)
 FLUSH, MAINTAIN, STATS, FAIL, SET_CHECKS, NULL_ARGS = range(8, 14)
+ALLOC_FAST_BATCH, FREE_FAST_BATCH, ALLOC_BATCH, FREE_BATCH = range(16, 20)
+
+
+def count(n):
+    """The batch_count() byte for about n calls (1..64 exact, then steps of 4 up to 316)."""
+    return n - 1 if n <= 64 else min(255, 192 + (n - 64 + 3) // 4)
 
 
 def u16(v):
@@ -97,6 +103,18 @@ class Gen:
     def null_args(self):
         self.b += bytes([NULL_ARGS, self.r.randrange(8)])
 
+    def alloc_fast_batch(self, n, npages=b"\x00", cache=b"\x00"):
+        self.b += bytes([ALLOC_FAST_BATCH, count(n)]) + cache + npages + bytes([0])
+
+    def free_fast_batch(self, n, how=0, cache=b"\x00"):
+        self.b += bytes([FREE_FAST_BATCH, count(n)]) + cache + bytes([how])
+
+    def alloc_batch(self, n, aligned=0, npages=b"\x00"):
+        self.b += bytes([ALLOC_BATCH, count(n), aligned]) + npages + bytes([0])
+
+    def free_batch(self, n, how=0):
+        self.b += bytes([FREE_BATCH, count(n), how])
+
     def mix(self, n, weights):
         ops = list(weights)
         for _ in range(n):
@@ -141,6 +159,36 @@ def main():
     g.mix(200, {"alloc_fast": 4, "free_fast": 3, "free_fast_bad": 3, "free_deferred": 2, "maintain": 1,
                 "reserve": 1, "alloc": 2, "stats": 1})
     write("tiny-checked", g)
+    # Magazines past 127 ranges, the depot, swaps with prev; then a deep tree
+    # fragmented and destroyed full (byte 0 >= 224).
+    g = Gen(3, 1, seed=103)
+    g.alloc_fast_batch(310)
+    g.free_fast_batch(300, how=0)
+    g.alloc_fast_batch(300)
+    g.flush()
+    g.alloc_fast_batch(200, npages=bytes([3 << 3]))  # 4 pages
+    g.free_fast_batch(200, how=2)
+    g.maintain()
+    write("magazines-depot", g)
+    g = Gen(3, 2, seed=104)
+    g.b[0] = 224 + 3 + 8 * 2
+    g.alloc_batch(316)
+    g.alloc_batch(316, aligned=1, npages=bytes([1 << 3]))
+    g.free_batch(300, how=1)
+    g.free_batch(200, how=4 | 8 | 2)
+    g.alloc_fast_batch(200)
+    g.free_fast_batch(150, how=2)
+    write("deep-tree-destroy-full", g)
+    # More than 9 full magazines of one class in the depot, then maintain()
+    # trims it back to 8 (1400 ranges: about the kMaxCalls budget).
+    g = Gen(3, 2, seed=105)
+    for n in (316, 316, 316, 316, 136):
+        g.alloc_fast_batch(n)
+    for n in (316, 316, 316, 316, 136):
+        g.free_fast_batch(n, how=1)
+    g.maintain()
+    g.stats()
+    write("depot-trim", g)
 
 
 if __name__ == "__main__":
