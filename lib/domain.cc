@@ -59,15 +59,18 @@ Domain* Domain::create(const iovam_domain_conf& conf, int* err) noexcept {
     *err = -ENOMEM;
     return nullptr;
   }
-  d->fast_lcores_ = d->cache_->lcores();
-  d->fast_n_caches_ = conf.n_caches;
+  iovam_fast_view& v = d->handle_.fast;
+  v.lcores = reinterpret_cast<char*>(d->cache_->lcores());
+  v.n_caches = conf.n_caches;
+  v.start_pfn = conf.start_pfn;
   const uint64_t window = conf.end_pfn - conf.start_pfn;  // pages - 1
   d->fast_free_bound_ = std::min<uint64_t>(IOVAM_CACHE_MAX_PAGES, std::bit_floor(window + 1));
-  d->fast_free_max_ = d->fast_free_bound_;
+  v.free_max = d->fast_free_bound_;
   for (uint32_t k = 0; k < RangeCache::kClasses; ++k) {
     uint64_t mask = (1ULL << k) - 1;
-    d->fast_span_[k] = window >= mask ? window - mask : 0;  // unused when the class cannot fit
+    v.span[k] = window >= mask ? window - mask : 0;  // unused when the class cannot fit
   }
+  d->handle_.impl = d;
   *err = 0;
   return d;
 }
@@ -341,7 +344,6 @@ int Domain::free_fast_slow(uint32_t cache_id, uint64_t pfn_lo, uint64_t npages) 
       pfn_lo < conf_.start_pfn || n - 1 > conf_.end_pfn - conf_.start_pfn ||
       pfn_lo > conf_.end_pfn - (n - 1))
     return -EINVAL;
-  const bool checked = fast_free_max_ == 0;
   {
     SpinGuard g(tree_lock_);
     if (pfn_lo > conf_.end_pfn) return -EINVAL;
@@ -357,7 +359,6 @@ int Domain::free_fast_slow(uint32_t cache_id, uint64_t pfn_lo, uint64_t npages) 
   // The range is ALLOCATED with the right extent (checked mode), or passed
   // the O(1) checks and found the loaded magazine full or a flush under way.
   // (A range already cached is ALLOCATED too; verify() catches a double free.)
-  (void)checked;
   cache_->push(cache_id, size_class(n), pfn_lo);
   return 0;
 }

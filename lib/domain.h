@@ -14,6 +14,17 @@
 #include "spin_lock.h"
 
 namespace iovam::detail {
+class Domain;
+}  // namespace iovam::detail
+
+// The C handle: the fast path's read-only view (iovam.h reads it inline),
+// then the domain it belongs to.
+struct iovam_domain {
+  iovam_fast_view fast;
+  iovam::detail::Domain* impl;
+};
+
+namespace iovam::detail {
 
 // An IOVA domain: the gap tree behind one lock, the counters and the 32-bit
 // free-space knowledge it guards, the DEFERRED markers waiting for a drain,
@@ -40,14 +51,28 @@ class Domain {
   const char* verify_error() const noexcept { return verify_error_; }
   void fail_node_alloc(uint32_t one_in, uint64_t seed) noexcept;
 
-  // Fast path through the per-lcore caches: inline in fast_path.h.
-  inline int alloc_fast(uint32_t cache_id, uint64_t npages, uint64_t limit_pfn, uint64_t* pfn_lo) noexcept;
-  inline int free_fast(uint32_t cache_id, uint64_t pfn_lo, uint64_t npages) noexcept;
+  iovam_domain* handle() noexcept { return &handle_; }
+  static Domain* of(iovam_domain* h) noexcept { return h->impl; }
+
+  // Fast path through the per-lcore caches: the inline functions of iovam.h
+  // on this domain's handle; the *_slow halves below do everything else.
+  int alloc_fast(uint32_t cache_id, uint64_t npages, uint64_t limit_pfn, uint64_t* pfn_lo) noexcept {
+    return iovam_alloc_fast(&handle_, cache_id, npages, limit_pfn, pfn_lo);
+  }
+  int free_fast(uint32_t cache_id, uint64_t pfn_lo, uint64_t npages) noexcept {
+    return iovam_free_fast(&handle_, cache_id, pfn_lo, npages);
+  }
+  [[gnu::noinline, gnu::cold]] int alloc_fast_slow(uint32_t cache_id, uint64_t npages,
+                                                    uint64_t limit_pfn, uint64_t* pfn_lo) noexcept;
+  [[gnu::noinline, gnu::cold]] int free_fast_slow(uint32_t cache_id, uint64_t pfn_lo,
+                                                   uint64_t npages) noexcept;
   int cache_flush(uint32_t cache_id) noexcept;
   int cache_stats(uint32_t cache_id, iovam_cache_stats* st) noexcept;
   // Full validation of free_fast() ranges (a tree lookup under the lock).
   // Set before the fast path is used concurrently (at set-up).
-  void set_check_fast_free(bool on) noexcept { fast_free_max_ = on ? 0 : fast_free_bound_; }
+  void set_check_fast_free(bool on) noexcept {
+    __atomic_store_n(&handle_.fast.free_max, on ? 0 : fast_free_bound_, __ATOMIC_RELAXED);
+  }
 
   const iovam_domain_conf& conf() const noexcept { return conf_; }
   uint64_t start_pfn() const noexcept { return conf_.start_pfn; }
@@ -71,19 +96,9 @@ class Domain {
   void note_space_freed(uint64_t pfn_lo) noexcept;
   bool fails_32bit_estimate(uint64_t npages, uint64_t align, uint64_t hi_pfn) const noexcept;
   void remember_32bit_failure(uint64_t npages, uint64_t align, uint64_t hi_pfn) noexcept;
-  [[gnu::noinline, gnu::cold]] int alloc_fast_slow(uint32_t cache_id, uint64_t npages,
-                                                    uint64_t limit_pfn, uint64_t* pfn_lo) noexcept;
-  [[gnu::noinline, gnu::cold]] int free_fast_slow(uint32_t cache_id, uint64_t pfn_lo,
-                                                   uint64_t npages) noexcept;
 
+  iovam_domain handle_{};
   const iovam_domain_conf conf_;
-  // The fast path's read-only view, next to conf_ (one cache line): the
-  // lcores' slots, how many, free_fast's size bound (0 with checks on) and,
-  // per class, the highest pfn_lo - start_pfn a range of it can have.
-  RangeCache::Lcore* fast_lcores_ = nullptr;
-  uint32_t fast_n_caches_ = 0;
-  uint64_t fast_free_max_ = 0;
-  uint64_t fast_span_[RangeCache::kClasses] = {};
   // Largest npages free_fast may cache: 32, less in a window under 32 pages
   // (no range of a larger class can exist there).
   uint64_t fast_free_bound_ = 0;

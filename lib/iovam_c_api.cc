@@ -4,6 +4,7 @@
 // The C API: argument checks that need no domain state, then the C++ domain.
 #include <cerrno>
 
+#include "domain.h"
 #include "fast_path.h"
 #include "iovam.h"
 #include "iovam_test.h"
@@ -13,7 +14,7 @@
 using iovam::detail::Domain;
 
 namespace {
-inline Domain* dom(iovam_domain* d) { return reinterpret_cast<Domain*>(d); }
+inline Domain* dom(iovam_domain* d) { return Domain::of(d); }
 }  // namespace
 
 IOVAM_EXPORT iovam_domain* iovam_domain_create(const iovam_domain_conf* conf) {
@@ -23,11 +24,16 @@ IOVAM_EXPORT iovam_domain* iovam_domain_create(const iovam_domain_conf* conf) {
   }
   int err = 0;
   Domain* d = Domain::create(*conf, &err);
-  if (d == nullptr) errno = -err;
-  return reinterpret_cast<iovam_domain*>(d);
+  if (d == nullptr) {
+    errno = -err;
+    return nullptr;
+  }
+  return d->handle();
 }
 
-IOVAM_EXPORT void iovam_domain_destroy(iovam_domain* d) { delete dom(d); }
+IOVAM_EXPORT void iovam_domain_destroy(iovam_domain* d) {
+  if (d != nullptr) delete dom(d);
+}
 
 IOVAM_EXPORT int iovam_alloc(iovam_domain* d, uint64_t npages, uint64_t limit_pfn, bool size_aligned,
                              uint64_t* pfn_lo) {
@@ -55,16 +61,36 @@ IOVAM_EXPORT int iovam_find(iovam_domain* d, uint64_t pfn, uint64_t* pfn_lo, uin
   return dom(d)->find(pfn, pfn_lo, pfn_hi);
 }
 
-IOVAM_EXPORT int iovam_alloc_fast(iovam_domain* d, uint32_t cache_id, uint64_t npages,
-                                  uint64_t limit_pfn, uint64_t* pfn_lo) {
-  if (__builtin_expect(d == nullptr, 0)) return -EINVAL;
-  return dom(d)->alloc_fast(cache_id, npages, limit_pfn, pfn_lo);
+// The inline fast path's out-of-line halves.
+IOVAM_EXPORT int iovam_alloc_fast_slow(iovam_domain* d, uint32_t cache_id, uint64_t npages,
+                                       uint64_t limit_pfn, uint64_t* pfn_lo) {
+  if (d == nullptr) return -EINVAL;
+  return dom(d)->alloc_fast_slow(cache_id, npages, limit_pfn, pfn_lo);
 }
 
-IOVAM_EXPORT int iovam_free_fast(iovam_domain* d, uint32_t cache_id, uint64_t pfn_lo,
-                                 uint64_t npages) {
-  if (__builtin_expect(d == nullptr, 0)) return -EINVAL;
-  return dom(d)->free_fast(cache_id, pfn_lo, npages);
+IOVAM_EXPORT int iovam_free_fast_slow(iovam_domain* d, uint32_t cache_id, uint64_t pfn_lo,
+                                      uint64_t npages) {
+  if (d == nullptr) return -EINVAL;
+  return dom(d)->free_fast_slow(cache_id, pfn_lo, npages);
+}
+
+// Exported copies of the inline functions, for callers that cannot inline
+// (other languages, dlsym). Named through asm labels: in this file the
+// identifiers are iovam.h's static inline functions.
+extern "C" int iovam_alloc_fast_export(iovam_domain* d, uint32_t cache_id, uint64_t npages,
+                                       uint64_t limit_pfn, uint64_t* pfn_lo)
+    __asm__("iovam_alloc_fast") __attribute__((visibility("default")));
+extern "C" int iovam_free_fast_export(iovam_domain* d, uint32_t cache_id, uint64_t pfn_lo,
+                                      uint64_t npages)
+    __asm__("iovam_free_fast") __attribute__((visibility("default")));
+
+int iovam_alloc_fast_export(iovam_domain* d, uint32_t cache_id, uint64_t npages, uint64_t limit_pfn,
+                            uint64_t* pfn_lo) {
+  return iovam_alloc_fast(d, cache_id, npages, limit_pfn, pfn_lo);
+}
+
+int iovam_free_fast_export(iovam_domain* d, uint32_t cache_id, uint64_t pfn_lo, uint64_t npages) {
+  return iovam_free_fast(d, cache_id, pfn_lo, npages);
 }
 
 IOVAM_EXPORT int iovam_cache_flush(iovam_domain* d, uint32_t cache_id) {

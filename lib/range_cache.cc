@@ -58,9 +58,9 @@ std::unique_ptr<RangeCache> RangeCache::create(Domain& d, uint32_t n_caches) noe
   }
   auto* mag = static_cast<Magazine*>(rc->magazine_block_);
   for (uint32_t c = 0; c < n_caches; ++c) {
-    rc->lcores_[c].flush_req.store(g_flush_req_idle, std::memory_order_relaxed);
+    __atomic_store_n(&rc->lcores_[c].pub.flush_req, g_flush_req_idle, __ATOMIC_RELAXED);
     for (uint32_t k = 0; k < kClasses; ++k) {
-      rc->lcores_[c].loaded[k] = mag++;
+      rc->lcores_[c].pub.loaded[k] = mag++;
       rc->lcores_[c].prev[k] = mag++;
     }
   }
@@ -83,21 +83,21 @@ RangeCache::~RangeCache() {
 bool RangeCache::pop_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t hi_pfn,
                                           uint64_t* pfn) noexcept {
   const uint64_t last_ok = hi_pfn - ((1ULL << cls) - 1);
-  if (mag_pop(l.loaded[cls], last_ok, pfn)) return true;
+  if (mag_pop(l.pub.loaded[cls], last_ok, pfn)) return true;
   if (l.prev[cls]->size > 0) {
-    std::swap(l.loaded[cls], l.prev[cls]);
-    if (mag_pop(l.loaded[cls], last_ok, pfn)) return true;
+    std::swap(l.pub.loaded[cls], l.prev[cls]);
+    if (mag_pop(l.pub.loaded[cls], last_ok, pfn)) return true;
   }
-  if (l.loaded[cls]->size != 0) return false;  // holds only ranges above the limit
+  if (l.pub.loaded[cls]->size != 0) return false;  // holds only ranges above the limit
   Depot& d = depots_[cls];
   Magazine* full = nullptr;
   {
     SpinGuard g(d.lock);
     if (d.full_count == 0) return false;
     full = d.full[--d.full_count];
-    d.empty[d.empty_count++] = l.loaded[cls];
+    d.empty[d.empty_count++] = l.pub.loaded[cls];
   }
-  l.loaded[cls] = full;
+  l.pub.loaded[cls] = full;
   add_depot(0 - full->size);
   bump(l.cached_adjust, full->size);
   return mag_pop(full, last_ok, pfn);
@@ -114,7 +114,7 @@ bool RangeCache::pop(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn) n
     hit = pop_locked_or_handshaken(l, cls, hi_pfn, pfn);
   }
   if (hit) {
-    bump(l.alloc_hits);
+    bump(l.pub.alloc_hits);
   } else {
     bump(l.alloc_misses);
   }
@@ -122,7 +122,7 @@ bool RangeCache::pop(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn) n
 }
 
 void RangeCache::push_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t pfn) noexcept {
-  Magazine*& loaded = l.loaded[cls];
+  Magazine*& loaded = l.pub.loaded[cls];
   if (loaded->size == kMagSize) {
     if (l.prev[cls]->size < kMagSize) {
       std::swap(loaded, l.prev[cls]);
@@ -161,7 +161,7 @@ void RangeCache::push(uint32_t c, uint32_t cls, uint64_t pfn) noexcept {
     SpinGuard g(l.slow_lock);
     push_locked_or_handshaken(l, cls, pfn);
   }
-  bump(l.free_hits);
+  bump(l.pub.free_hits);
 }
 
 // Takes the tree lock: callers hold no depot lock (lock order: lcore slow
@@ -180,19 +180,23 @@ void RangeCache::free_to_tree(Magazine* m, uint32_t cls) noexcept {
 // Flushing, from any thread
 
 void RangeCache::request(Lcore& l) noexcept {
-  l.flush_req.store(1, IOVAM_HANDSHAKE_SC ? std::memory_order_seq_cst : std::memory_order_relaxed);
+  __atomic_store_n(&l.pub.flush_req, 1, IOVAM_HANDSHAKE_SC ? __ATOMIC_SEQ_CST : __ATOMIC_RELAXED);
 }
 
 void RangeCache::wait_idle(Lcore& l) noexcept {
-  constexpr auto order = IOVAM_HANDSHAKE_SC ? std::memory_order_seq_cst : std::memory_order_acquire;
-  while (l.in_use.load(order) != 0) __builtin_ia32_pause();
+  while (__atomic_load_n(&l.pub.in_use, IOVAM_HANDSHAKE_SC ? __ATOMIC_SEQ_CST : __ATOMIC_ACQUIRE) != 0)
+    __builtin_ia32_pause();
+}
+
+void RangeCache::release(Lcore& l) noexcept {
+  __atomic_store_n(&l.pub.flush_req, g_flush_req_idle, __ATOMIC_RELEASE);
 }
 
 uint64_t RangeCache::flush_one_quiesced(Lcore& l) noexcept {
   uint64_t n = 0;
   for (uint32_t k = 0; k < kClasses; ++k) {
-    n += l.loaded[k]->size + l.prev[k]->size;
-    free_to_tree(l.loaded[k], k);
+    n += l.pub.loaded[k]->size + l.prev[k]->size;
+    free_to_tree(l.pub.loaded[k], k);
     free_to_tree(l.prev[k], k);
   }
   bump(l.cached_adjust, 0 - n);
@@ -210,7 +214,7 @@ void RangeCache::quiesce_all() noexcept {
 
 void RangeCache::resume_all() noexcept {
   for (uint32_t c = n_caches_; c-- > 0;) {
-    lcores_[c].flush_req.store(g_flush_req_idle, std::memory_order_release);
+    release(lcores_[c]);
     lcores_[c].slow_lock.unlock();
   }
 }
@@ -224,7 +228,7 @@ uint64_t RangeCache::flush(uint32_t c) noexcept {
     heavy_barrier();
     wait_idle(l);
     n = flush_one_quiesced(l);
-    l.flush_req.store(g_flush_req_idle, std::memory_order_release);
+    release(l);
     return n;
   }
   quiesce_all();
@@ -291,9 +295,9 @@ void RangeCache::read_stats(uint32_t c, iovam_cache_stats* st) const noexcept {
     return;
   }
   const Lcore& l = lcores_[c];
-  st->alloc_hits = l.alloc_hits.load(std::memory_order_relaxed);
+  st->alloc_hits = l.hits(true);
   st->alloc_misses = l.alloc_misses.load(std::memory_order_relaxed);
-  st->free_hits = l.free_hits.load(std::memory_order_relaxed);
+  st->free_hits = l.hits(false);
   st->free_misses = l.free_misses.load(std::memory_order_relaxed);
   st->cached_ranges = l.cached();
 }
@@ -325,9 +329,9 @@ const char* RangeCache::verify_locked(const GapTree& tree) const noexcept {
   for (uint32_t c = 0; c < n_caches_ && err == nullptr; ++c) {
     per_lcore = 0;
     for (uint32_t k = 0; k < kClasses; ++k) {
-      check(lcores_[c].loaded[k], k);
+      check(lcores_[c].pub.loaded[k], k);
       check(lcores_[c].prev[k], k);
-      per_lcore += lcores_[c].loaded[k]->size + lcores_[c].prev[k]->size;
+      per_lcore += lcores_[c].pub.loaded[k]->size + lcores_[c].prev[k]->size;
     }
     if (err == nullptr && per_lcore != lcores_[c].cached())
       err = "lcore cached count differs from its magazines";

@@ -51,33 +51,34 @@ class RangeCache {
   static constexpr uint32_t kDepotMax = 32;
   static constexpr uint32_t kDepotKeep = 8;
 
-  struct Magazine {
-    uint64_t size;
-    uint64_t pfn[kMagSize];
-  };
-  static_assert(sizeof(Magazine) == 1024, "a magazine is 1 KiB");
+  // The magazine and the head of each lcore's slot are C structures shared
+  // with the inline fast path in iovam.h (iovam_alloc_fast/iovam_free_fast).
+  using Magazine = iovam_magazine;
+  static_assert(sizeof(Magazine) == 1024 && kMagSize == IOVAM_MAG_SIZE, "a magazine is 1 KiB");
+  static_assert(kClasses == IOVAM_CACHE_CLASSES);
 
-  // 256 bytes: the slot of lcore c is one shift away.
-  struct alignas(256) Lcore {
-    // Owner-written, flusher-read.
-    std::atomic<uint32_t> in_use{0};
-    // Flusher-written, owner-read.
-    std::atomic<uint32_t> flush_req{0};
+  struct alignas(IOVAM_LCORE_STRIDE) Lcore {
+    // in_use (owner-written), flush_req (flusher-written), loaded[], and the
+    // owner's hit counters: accessed with __atomic builtins on both sides.
+    iovam_lcore_fast pub{};
+    Magazine* prev[kClasses];
+    // Counters: one writer each (the owner, or a flusher while the owner is
+    // quiesced), load + store. alloc_hits counts ranges popped from these
+    // magazines, free_hits ranges pushed; cached_adjust the slow paths'
+    // transfers (depot, tree), so that the fast path keeps one counter:
+    // cached = free_hits - alloc_hits + cached_adjust.
+    std::atomic<uint64_t> alloc_misses{0}, free_misses{0}, cached_adjust{0};
     // Taken by the owner only when a flush is pending; by flushers always.
     SpinLock slow_lock;
-    Magazine* loaded[kClasses];
-    Magazine* prev[kClasses];
-    // Counters: owner-written with load+store (no RMW), read by anyone.
-    // alloc_hits counts ranges popped from these magazines, free_hits ranges
-    // pushed; cached_adjust the slow paths' transfers (depot, tree), so that
-    // the fast path keeps one counter: cached = free_hits - alloc_hits + adjust.
-    std::atomic<uint64_t> alloc_hits{0}, alloc_misses{0}, free_hits{0}, free_misses{0};
-    std::atomic<uint64_t> cached_adjust{0};
+
+    uint64_t hits(bool alloc) const noexcept {
+      return __atomic_load_n(alloc ? &pub.alloc_hits : &pub.free_hits, __ATOMIC_RELAXED);
+    }
     uint64_t cached() const noexcept {
-      return free_hits.load(std::memory_order_relaxed) - alloc_hits.load(std::memory_order_relaxed) +
-             cached_adjust.load(std::memory_order_relaxed);
+      return hits(false) - hits(true) + cached_adjust.load(std::memory_order_relaxed);
     }
   };
+  static_assert(sizeof(Lcore) == IOVAM_LCORE_STRIDE, "the inline fast path strides by 256");
 
   struct alignas(64) Depot {
     SpinLock lock;
@@ -95,15 +96,7 @@ class RangeCache {
 
   Lcore* lcores() const noexcept { return lcores_; }
 
-  // Fast path: the top of lcore l's loaded magazine of class cls, if it ends
-  // at or below limit_pfn. Cost on a hit: two stores and a load for the
-  // handshake, the pop, a limit compare, one counter: about 20 instructions,
-  // no lock, no atomic RMW, no syscall. False: take pop() instead.
-  static inline bool pop_loaded(Lcore& l, uint32_t cls, uint64_t mask, uint64_t limit_pfn,
-                                uint64_t* pfn) noexcept;
-  // Fast path: push onto lcore l's loaded magazine if it has room.
-  static inline bool push_loaded(Lcore& l, uint32_t cls, uint64_t pfn) noexcept;
-  // The rest of the ladder (prev, depot), counting hits and misses. hi_pfn is
+  // The loaded-magazine hit is inline in iovam.h. The rest of the ladder (prev, depot), counting hits and misses. hi_pfn is
   // the caller's limit clamped to the domain.
   bool pop(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn) noexcept;
   void push(uint32_t c, uint32_t cls, uint64_t pfn) noexcept;
@@ -133,6 +126,7 @@ class RangeCache {
   void free_to_tree(Magazine* m, uint32_t cls) noexcept;
   uint64_t flush_one_quiesced(Lcore& l) noexcept;
   void request(Lcore& l) noexcept;
+  static void release(Lcore& l) noexcept;
   static void wait_idle(Lcore& l) noexcept;
   static inline bool enter(Lcore& l) noexcept;
   static inline void leave(Lcore& l) noexcept;
@@ -141,6 +135,7 @@ class RangeCache {
   static void bump(std::atomic<uint64_t>& ctr, uint64_t by = 1) noexcept {
     ctr.store(ctr.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
   }
+  static void bump(uint64_t& ctr) noexcept { iovam_count_(&ctr); }
   // The depots' count has many writers, all off the per-lcore fast path.
   void add_depot(uint64_t by) noexcept { depot_cached_.fetch_add(by, std::memory_order_relaxed); }
 
@@ -157,32 +152,14 @@ class RangeCache {
 // locked path) when membarrier(2) is unavailable.
 extern uint32_t g_flush_req_idle;
 
-#if defined(__SANITIZE_THREAD__)
-// ThreadSanitizer does not model fences: there, both sides of the handshake
-// use sequentially consistent accesses (a symmetric Dekker), which it does.
+#ifdef IOVAM_TSAN_
 #define IOVAM_HANDSHAKE_SC 1
 #else
 #define IOVAM_HANDSHAKE_SC 0
 #endif
 
-inline bool RangeCache::enter(Lcore& l) noexcept {
-#if IOVAM_HANDSHAKE_SC
-  l.in_use.store(1, std::memory_order_seq_cst);
-  if (l.flush_req.load(std::memory_order_seq_cst) != 0) {
-#else
-  l.in_use.store(1, std::memory_order_relaxed);
-  // Keeps the compiler from moving the flag read above the store; the CPU
-  // side of the ordering is the flusher's membarrier.
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  if (__builtin_expect(l.flush_req.load(std::memory_order_acquire) != 0, 0)) {
-#endif
-    l.in_use.store(0, std::memory_order_release);
-    return false;
-  }
-  return true;
-}
-
-inline void RangeCache::leave(Lcore& l) noexcept { l.in_use.store(0, std::memory_order_release); }
+inline bool RangeCache::enter(Lcore& l) noexcept { return iovam_lcore_enter_(&l.pub) != 0; }
+inline void RangeCache::leave(Lcore& l) noexcept { iovam_lcore_leave_(&l.pub); }
 
 inline bool RangeCache::mag_pop(Magazine* m, uint64_t last_ok_pfn, uint64_t* pfn) noexcept {
   uint64_t n = m->size;
@@ -201,42 +178,6 @@ inline bool RangeCache::mag_pop(Magazine* m, uint64_t last_ok_pfn, uint64_t* pfn
   m->size = n - 1;
   *pfn = top;
   return true;
-}
-
-inline bool RangeCache::pop_loaded(Lcore& l, uint32_t cls, uint64_t mask, uint64_t limit_pfn,
-                                   uint64_t* pfn) noexcept {
-  if (__builtin_expect(!enter(l), 0)) return false;
-  Magazine* m = l.loaded[cls];
-  const uint64_t n = m->size;
-  bool hit = false;
-  if (__builtin_expect(n != 0, 1)) {
-    const uint64_t top = m->pfn[n - 1];
-    // A cached range lies inside the domain, so only the limit can exclude it
-    // (a limit below start_pfn excludes every range: the slow path says EINVAL).
-    if (__builtin_expect(top + mask <= limit_pfn, 1)) {
-      m->size = n - 1;
-      *pfn = top;
-      bump(l.alloc_hits);
-      hit = true;
-    }
-  }
-  leave(l);
-  return hit;
-}
-
-inline bool RangeCache::push_loaded(Lcore& l, uint32_t cls, uint64_t pfn) noexcept {
-  if (__builtin_expect(!enter(l), 0)) return false;
-  Magazine* m = l.loaded[cls];
-  const uint64_t n = m->size;
-  bool hit = false;
-  if (__builtin_expect(n < kMagSize, 1)) {
-    m->pfn[n] = pfn;
-    m->size = n + 1;
-    bump(l.free_hits);
-    hit = true;
-  }
-  leave(l);
-  return hit;
 }
 
 }  // namespace iovam::detail
