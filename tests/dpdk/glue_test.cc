@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <sys/socket.h>
@@ -312,6 +313,37 @@ TEST(Glue, PartialFreeUnmapsExactly)
 	EXPECT_EQ(after.mapped_bytes, before.mapped_bytes);
 	EXPECT_EQ(after.dma_failures, before.dma_failures);
 	EXPECT_EQ(settled_live_ranges(ranges_before), ranges_before);
+}
+
+// External memory added to a malloc heap fires an ALLOC event for its pages
+// (4 KiB here): translated page by page, unmapped on removal. Under static
+// memory there are no events, so it stays untranslated (documented).
+TEST(Glue, ExternalHeapMemoryIsTranslated)
+{
+	const size_t len = 2u << 20, page = 4096;
+	void *mem = mmap(nullptr, len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	ASSERT_NE(mem, MAP_FAILED);
+	iovam_dpdk_stats before = stats();
+	ASSERT_EQ(rte_malloc_heap_create("iovam_ext"), 0);
+	ASSERT_EQ(rte_malloc_heap_memory_add("iovam_ext", mem, len, nullptr, len / page, page), 0);
+	int socket = rte_malloc_heap_get_socket("iovam_ext");
+	ASSERT_GE(socket, 0);
+	void *p = rte_malloc_socket("iovam_ext_obj", 64 << 10, 0, socket);
+	ASSERT_NE(p, nullptr);
+	uint64_t iova;
+	if (g_mode->events) {
+		expect_translated(mem, len);
+		EXPECT_EQ(stats().mappings - before.mappings, len / page);
+	} else {
+		EXPECT_EQ(iovam_dpdk_virt2iova(p, &iova), -ENOENT);
+	}
+	rte_free(p);
+	ASSERT_EQ(rte_malloc_heap_memory_remove("iovam_ext", mem, len), 0);
+	ASSERT_EQ(rte_malloc_heap_destroy("iovam_ext"), 0);
+	EXPECT_EQ(iovam_dpdk_virt2iova(mem, &iova), -ENOENT);
+	EXPECT_EQ(stats().mappings, before.mappings);
+	munmap(mem, len);
 }
 
 void check_pool(rte_mempool *mp, unsigned n)
