@@ -86,7 +86,8 @@ meson_tests meson build --num-processes 1
 # 3-4. Sanitizers on the core (DPDK's EAL does not run under ASan/TSan).
 step build-asan build build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined \
 	-Db_lundef=false -Ddpdk=disabled -Dperf=disabled
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+IOVAM_MODEL_OPS_SCALE=0.25 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	meson_tests asan build-asan --suite unit --suite stress --timeout-multiplier 4
 step build-tsan build build-tsan --buildtype=debugoptimized -Db_sanitize=thread \
 	-Ddpdk=disabled -Dperf=disabled

@@ -10,6 +10,7 @@
 #include <bit>
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <set>
 #include <vector>
@@ -355,8 +356,15 @@ class Model {
 
 class ModelTest : public ::testing::TestWithParam<ModelConf> {};
 
+// IOVAM_MODEL_OPS_SCALE scales every configuration's operation count (the
+// sanitizer builds run a quarter; a soak runs more).
+ModelConf scaled(ModelConf c) {
+  if (const char* s = std::getenv("IOVAM_MODEL_OPS_SCALE")) c.ops = static_cast<uint64_t>(c.ops * std::atof(s));
+  return c;
+}
+
 TEST_P(ModelTest, MatchesReference) {
-  Model m(GetParam());
+  Model m(scaled(GetParam()));
   m.run();
 }
 

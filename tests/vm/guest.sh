@@ -30,10 +30,12 @@ run_testpmd() {
         # Forwarding starts after EAL init, pool creation and port start, which take seconds
         # under TCG: count the forwarding time (and query telemetry) only from then on. testpmd's
         # stdout is a file (block-buffered), so ask its telemetry whether port 1 has received.
-        while [ $i -lt 60 ] && ! telemetry_query "$1" /ethdev/stats,1 2>/dev/null |
-            grep -q '"ipackets":[1-9]'; do
+        # A testpmd that died (or was killed by the step timeout) ends the wait.
+        while [ $i -lt 60 ]; do
             sleep 1
             i=$((i + 1))
+            pidof dpdk-testpmd >/dev/null || break
+            telemetry_query "$1" /ethdev/stats,1 2>/dev/null | grep -q '"ipackets":[1-9]' && break
         done
         sleep $((secs / 2))
         if [ -n "${3:-}" ]; then telemetry_query "$1" $3 >"$OUT/$step.telemetry" 2>&1; fi
