@@ -75,7 +75,7 @@ step_iovam_probe() {
         export IOVAM_DMA_BITS="${IOVAM_DMA_BITS:-32}"
         timeout -s KILL "$STEP_TIMEOUT" probe $(eal_args ip) --log-level=lib.iovam:info -- \
             --count="${IOVAM_PROBE_COUNT:-3000}" --dyn="${IOVAM_PROBE_DYN:-512}" \
-            --dyn-cross-page="${IOVAM_PROBE_CROSS_PAGE:-0}"
+            --dyn-cross-page="${IOVAM_PROBE_CROSS_PAGE:-0}" --teardown-strict="${VM_TEARDOWN_STRICT:-1}"
     )
 }
 

@@ -25,6 +25,8 @@
 #              PROBE_COUNT, IOVAM_PROBE_COUNT, IOVAM_PROBE_DYN, IOVAM_DMA_BITS, TESTPMD_SECONDS,
 #              STEP_TIMEOUT (passed to guest.sh, see there),
 #              VM_STEPS (experiments: the positive steps to run instead of all),
+#              VM_TEARDOWN_STRICT=0 (glue errors after the devices were detached at teardown, and
+#              a failing iovam_dpdk_fini() there, are reported as warnings instead of failing),
 #              VM_REQUIRE_IOVAM=0 (test without the glue if missing), IOVAM_BUILD_DIR (use this
 #              meson build tree instead of the private one in tests/vm/cache/iovam-build).
 set -euo pipefail
@@ -166,8 +168,13 @@ check_testpmd() {
     check_iovam_telemetry "$out/$step.telemetry" || return 0
     # Any glue error counts; say whether it came while forwarding or at testpmd's teardown
     # (after "Shutting down port": devices detached, a different bug than wrong DMA).
+    # VM_TEARDOWN_STRICT=0 only reports errors at teardown (while running they always fail).
     when="$(awk '/Shutting down port/ {t=1} /IOVAM: .*failed/ {print (t ? "at teardown" : "while running"); exit}' "$log")"
-    [[ -z "$when" ]] || echo "$step: glue error $when: $(grep -m1 'IOVAM: .*failed' "$log")"
+    if [[ "$when" == "at teardown" && "${VM_TEARDOWN_STRICT:-1}" == 0 ]]; then
+        echo "$step WARNING (VM_TEARDOWN_STRICT=0): glue error at teardown: $(grep -m1 'IOVAM: .*failed' "$log")" >>"$out/summary"
+    elif [[ -n "$when" ]]; then
+        echo "$step: glue error $when: $(grep -m1 'IOVAM: .*failed' "$log")"
+    fi
 }
 
 # The glue's telemetry read from inside the running testpmd: the glue mapped through VFIO without
@@ -240,7 +247,8 @@ run_model() {
     [[ "$model" != virtio ]] || echo "IOVAM_PROBE_CROSS_PAGE=1" >>"$share/job.env"
     # Tuning knobs of guest.sh, passed through when set (for experiments; CI uses the defaults).
     local v
-    for v in PROBE_COUNT IOVAM_PROBE_COUNT IOVAM_PROBE_DYN IOVAM_DMA_BITS TESTPMD_SECONDS STEP_TIMEOUT; do
+    for v in PROBE_COUNT IOVAM_PROBE_COUNT IOVAM_PROBE_DYN IOVAM_DMA_BITS TESTPMD_SECONDS STEP_TIMEOUT \
+        VM_TEARDOWN_STRICT; do
         if [[ -n "${!v:-}" ]]; then printf '%s=%q\n' "$v" "${!v}" >>"$share/job.env"; fi
     done
     log "$model: booting guest, steps: $steps, then $neg_steps (timeout ${GUEST_TIMEOUT}s)"
