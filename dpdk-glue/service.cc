@@ -59,21 +59,35 @@ struct ServiceState {
 
 namespace {
 
-int32_t service_cb(void *arg)
+// The glue as the service lcore and the alarm thread see it, and how many of
+// them are inside a callback. rte_service's run-state handshake and the alarm
+// list already order init and fini against the callbacks, but through DPDK's
+// own atomics, which ThreadSanitizer cannot see; these two make the order
+// explicit (sequentially consistent: stop stores nullptr, then waits for
+// in_flight == 0; a callback increments, then loads). Process-wide statics,
+// zero before any thread exists; there is one glue at a time.
+std::atomic<Glue *> g_callback_glue{nullptr};
+std::atomic<uint32_t> g_in_flight{0};
+
+int32_t service_cb(void *)
 {
-	int rc = service_run(*static_cast<Glue *>(arg));
+	g_in_flight.fetch_add(1);
+	Glue *g = g_callback_glue.load();
+	int rc = g != nullptr ? service_run(*g) : 0;
+	g_in_flight.fetch_sub(1);
 	// A service returning -EAGAIN did no work (DPDK counts it as idle).
 	return rc > 0 ? 0 : -EAGAIN;
 }
 
-void alarm_cb(void *arg)
+void alarm_cb(void *)
 {
-	Glue &g = *static_cast<Glue *>(arg);
-	if (!g.svc->alarm_on.load(std::memory_order_acquire))
-		return;
-	(void)service_run(g);
-	if (g.svc->alarm_on.load(std::memory_order_acquire))
-		(void)rte_eal_alarm_set(kAlarmUs, alarm_cb, arg);
+	g_in_flight.fetch_add(1);
+	Glue *g = g_callback_glue.load();
+	if (g != nullptr && g->svc->alarm_on.load()) {
+		(void)service_run(*g);
+		(void)rte_eal_alarm_set(kAlarmUs, alarm_cb, nullptr);
+	}
+	g_in_flight.fetch_sub(1);
 }
 
 }  // namespace
@@ -120,6 +134,7 @@ int service_start(Glue &g)
 	rte_service_component_runstate_set(s->id, 1);
 	rte_service_runstate_set(s->id, 1);
 
+	g_callback_glue.store(&g); // everything the callbacks read is built
 	if (g.conf.flags & IOVAM_DPDK_F_NO_SERVICE)
 		return 0;
 	uint32_t lcores[RTE_MAX_LCORE];
@@ -130,7 +145,7 @@ int service_start(Glue &g)
 		return 0;
 	}
 	s->alarm_on.store(true, std::memory_order_release);
-	if (rte_eal_alarm_set(kAlarmUs, alarm_cb, &g) != 0) {
+	if (rte_eal_alarm_set(kAlarmUs, alarm_cb, nullptr) != 0) {
 		s->alarm_on.store(false, std::memory_order_release);
 		IOVAM_LOG(WARNING, "no service lcore and no alarm: call iovam_dpdk_service_run()");
 	} else {
@@ -147,7 +162,7 @@ void service_stop(Glue &g)
 		return;
 	if (s->alarm_on.exchange(false)) {
 		// Waits for a callback in progress (we are not on the alarm thread).
-		rte_eal_alarm_cancel(alarm_cb, &g);
+		rte_eal_alarm_cancel(alarm_cb, reinterpret_cast<void *>(-1));
 	}
 	if (s->registered) {
 		rte_service_runstate_set(s->id, 0);
@@ -162,6 +177,9 @@ void service_stop(Glue &g)
 			rte_service_map_lcore_set(s->id, s->mapped_lcore, 0);
 		rte_service_component_unregister(s->id);
 	}
+	g_callback_glue.store(nullptr);
+	while (g_in_flight.load() != 0)
+		rte_pause();
 	g.svc = nullptr;
 	delete s;
 }

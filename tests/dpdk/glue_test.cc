@@ -460,7 +460,18 @@ struct DynArgs {
 	std::vector<char> *buf;
 	int iters;
 	std::atomic<uint64_t> *errors;
+	// Workers done (release). rte_eal_mp_wait_lcore() orders them too, but
+	// through DPDK's atomics, which ThreadSanitizer cannot see.
+	std::atomic<unsigned> finished{0};
 };
+
+// Wait for every lcore worker, visibly to ThreadSanitizer as well.
+void wait_workers(DynArgs &a, unsigned launched)
+{
+	rte_eal_mp_wait_lcore();
+	while (a.finished.load(std::memory_order_acquire) != launched)
+		std::this_thread::yield();
+}
 
 int dyn_worker(void *arg)
 {
@@ -497,6 +508,7 @@ int dyn_worker(void *arg)
 	for (unsigned s = 0; s < 8; s++)
 		if (held_len[s] != 0 && iovam_dpdk_unmap(held_va[s], held_iova[s], held_len[s]) != 0)
 			(*a.errors)++;
+	a.finished.fetch_add(1, std::memory_order_release);
 	return 0;
 }
 
@@ -507,17 +519,18 @@ TEST(Glue, DynamicMapFromSeveralLcoresNeverReusesBeforeUnmap)
 	std::vector<char> buf(8u << 20);
 	std::atomic<uint64_t> errors{0};
 	DynArgs args{&buf, 100000, &errors};
-	unsigned lcore;
+	unsigned lcore, launched = 0;
 	RTE_LCORE_FOREACH_WORKER(lcore) {
 		if (rte_eal_lcore_role(lcore) == ROLE_RTE) {
 			ASSERT_EQ(rte_eal_remote_launch(dyn_worker, &args, lcore), 0);
+			launched++;
 		}
 	}
 	// A thread without an lcore id takes the shared path.
 	std::thread other([&] { dyn_worker(&args); });
 	dyn_worker(&args);
 	other.join();
-	rte_eal_mp_wait_lcore();
+	wait_workers(args, launched + 2); // + the std::thread and this thread
 	drain();
 	iovam_dpdk_test_set_unmap_hook(nullptr, nullptr);
 	EXPECT_EQ(errors.load(), 0u);
@@ -545,10 +558,11 @@ TEST(Glue, EventsPoolsAndDynamicMapsTogether)
 	std::vector<char> buf(8u << 20);
 	std::atomic<uint64_t> errors{0};
 	DynArgs args{&buf, 50000, &errors};
-	unsigned lcore;
+	unsigned lcore, launched = 0;
 	RTE_LCORE_FOREACH_WORKER(lcore) {
 		if (rte_eal_lcore_role(lcore) == ROLE_RTE) {
 			ASSERT_EQ(rte_eal_remote_launch(dyn_worker, &args, lcore), 0);
+			launched++;
 		}
 	}
 	std::thread other([&] { dyn_worker(&args); });
@@ -571,7 +585,7 @@ TEST(Glue, EventsPoolsAndDynamicMapsTogether)
 			(void)iovam_dpdk_service_run();
 	}
 	other.join();
-	rte_eal_mp_wait_lcore();
+	wait_workers(args, launched + 1); // + the std::thread
 	drain();
 	iovam_dpdk_test_set_unmap_hook(nullptr, nullptr);
 	EXPECT_EQ(errors.load(), 0u);
