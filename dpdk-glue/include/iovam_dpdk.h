@@ -121,7 +121,9 @@ int iovam_dpdk_init(const struct iovam_dpdk_conf *conf);
 
 /**
  * Undo iovam_dpdk_init(): stop the service, unregister the callback, unmap
- * every mapping, return every IOVA and destroy the domain.
+ * every mapping, return every IOVA and destroy the domain. As with
+ * rte_eal_cleanup(), no other thread may be inside an iovam_dpdk_* call or
+ * use an iovam IOVA meanwhile.
  * @return 0; -ENODEV not initialised; -EBUSY an iovam mempool or a dynamic
  *   mapping is still live (nothing changed); -EFAULT torn down, but IOVA
  *   ranges were still allocated at the end (an unmap failed, so its IOVA was
