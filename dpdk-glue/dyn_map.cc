@@ -134,13 +134,16 @@ bool valid_entry(Glue &g, const UnmapEntry &e)
 int release(Glue &g, const UnmapEntry *e, size_t n)
 {
 	uint32_t cache = my_cache();
+	uint64_t pages = 0;
 	for (size_t i = 0; i < n; i++) {
 		unmap_hook_call(e[i].pfn << g.shift, e[i].npages << g.shift);
 		int rc = iovam_free_fast(g.dom, cache, e[i].pfn, e[i].npages);
 		if (rc != 0)
 			IOVAM_LOG(ERR, "free_fast pfn 0x%" PRIx64 ": %d", e[i].pfn, rc);
-		g.dyn->unmap_bytes.fetch_add(e[i].npages << g.shift, std::memory_order_relaxed);
+		pages += e[i].npages;
 	}
+	// One locked add per run, not per entry.
+	g.dyn->unmap_bytes.fetch_add(pages << g.shift, std::memory_order_relaxed);
 	g.dyn->done_unmaps.fetch_add(n, std::memory_order_relaxed);
 	return static_cast<int>(n);
 }
