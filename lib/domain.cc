@@ -37,17 +37,30 @@ Domain::Domain(const iovam_domain_conf& conf) noexcept
 
 Domain::~Domain() = default;
 
+namespace {
+std::atomic<uint32_t> g_create_fail_countdown{0};
+}  // namespace
+
+bool create_alloc_fails() noexcept {
+  uint32_t n = g_create_fail_countdown.load(std::memory_order_relaxed);
+  while (n != 0 && !g_create_fail_countdown.compare_exchange_weak(n, n - 1)) {
+  }
+  return n == 1;
+}
+
+void fail_create_alloc(uint32_t nth) noexcept { g_create_fail_countdown.store(nth); }
+
 Domain* Domain::create(const iovam_domain_conf& conf, int* err) noexcept {
   if (!conf_valid(conf)) {
     *err = -EINVAL;
     return nullptr;
   }
-  auto* d = new (std::nothrow) Domain(conf);
+  auto* d = create_alloc_fails() ? nullptr : new (std::nothrow) Domain(conf);
   if (d == nullptr) {
     *err = -ENOMEM;
     return nullptr;
   }
-  d->refill_pool();
+  if (!create_alloc_fails()) d->refill_pool();  // else: as if no node could be had
   if (d->tree_.init(conf.end_pfn) != 0) {
     delete d;
     *err = -ENOMEM;

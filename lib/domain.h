@@ -32,6 +32,8 @@ namespace iovam::detail {
 //
 // Error policy: no exceptions; every public function returns 0 / a count or a
 // negative errno and changes nothing when it fails.
+void fail_create_alloc(uint32_t nth) noexcept;
+
 class Domain {
  public:
   // NULL with *err = -EINVAL or -ENOMEM on failure; all-or-nothing.

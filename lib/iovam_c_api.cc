@@ -140,3 +140,5 @@ IOVAM_EXPORT const char* iovam_verify_error(iovam_domain* d) {
 IOVAM_EXPORT void iovam_test_fail_node_alloc(iovam_domain* d, uint32_t one_in, uint64_t seed) {
   if (d != nullptr) dom(d)->fail_node_alloc(one_in, seed);
 }
+
+IOVAM_EXPORT void iovam_test_fail_create_alloc(uint32_t nth) { iovam::detail::fail_create_alloc(nth); }

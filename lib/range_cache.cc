@@ -47,12 +47,15 @@ void heavy_barrier() {
 
 std::unique_ptr<RangeCache> RangeCache::create(Domain& d, uint32_t n_caches) noexcept {
   register_membarrier_once();
+  if (create_alloc_fails()) return nullptr;
   std::unique_ptr<RangeCache> rc(new (std::nothrow) RangeCache(d, n_caches));
   if (!rc) return nullptr;
   const size_t n_mags = static_cast<size_t>(n_caches) * kClasses * 2 + kClasses * kDepotMax;
+  if (create_alloc_fails()) return nullptr;
   rc->magazine_block_ = std::calloc(n_mags, sizeof(Magazine));
   if (rc->magazine_block_ == nullptr) return nullptr;
   if (n_caches > 0) {
+    if (create_alloc_fails()) return nullptr;
     rc->lcores_ = new (std::nothrow) Lcore[n_caches];
     if (rc->lcores_ == nullptr) return nullptr;
   }

@@ -148,6 +148,10 @@ class RangeCache {
   std::atomic<uint64_t> shared_hits_[2]{}, shared_misses_[2]{};  // [0] alloc, [1] free
 };
 
+// Test hook (iovam_test_fail_create_alloc): true when the allocation about to
+// be made while creating a domain is the one chosen to fail.
+bool create_alloc_fails() noexcept;
+
 // The flush_req value that means "no flush": 0, or 1 (always take the slow,
 // locked path) when membarrier(2) is unavailable.
 extern uint32_t g_flush_req_idle;

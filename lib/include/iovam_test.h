@@ -24,6 +24,14 @@ extern "C" {
  */
 void iovam_test_fail_node_alloc(struct iovam_domain *d, uint32_t one_in, uint64_t seed);
 
+/**
+ * Make the nth memory allocation made by the next iovam_domain_create() calls
+ * fail (domain, node pool, magazines, lcore slots), as if memory ran out:
+ * creation must then fail with NULL + ENOMEM and leak nothing. 0 turns it off;
+ * it turns itself off after failing one allocation. Process-wide.
+ */
+void iovam_test_fail_create_alloc(uint32_t nth);
+
 #ifdef __cplusplus
 }
 #endif

@@ -93,6 +93,32 @@ TEST(Create, Table) {
   iovam_domain_destroy(nullptr);  // a no-op
 }
 
+// All-or-nothing creation (seed 004): every allocation creation makes can
+// fail; each failure is NULL + ENOMEM and leaks nothing (LeakSanitizer in the
+// ASan build), and once creation succeeds the fast path needs no checks.
+TEST(Create, EveryAllocationFailureIsClean) {
+  iovam_domain_conf c{4096, 1, 1 << 20, 4};
+  uint32_t failures = 0;
+  for (uint32_t nth = 1;; ++nth) {
+    iovam_test_fail_create_alloc(nth);
+    errno = 0;
+    iovam_domain* d = iovam_domain_create(&c);
+    if (d != nullptr) {
+      iovam_test_fail_create_alloc(0);
+      uint64_t pfn;
+      EXPECT_EQ(iovam_alloc_fast(d, 3, 1, UINT64_MAX, &pfn), 0);
+      EXPECT_EQ(iovam_free_fast(d, 3, pfn, 1), 0);
+      EXPECT_EQ(iovam_verify(d), 0) << iovam_verify_error(d);
+      iovam_domain_destroy(d);
+      break;
+    }
+    EXPECT_EQ(errno, ENOMEM) << "allocation " << nth;
+    ++failures;
+    ASSERT_LT(nth, 20u);
+  }
+  EXPECT_GE(failures, 5u) << "domain, pool, cache object, magazines, lcore slots";
+}
+
 // --- alloc: top-down, exact highest fit, natural alignment -----------------
 
 struct AllocRow {
