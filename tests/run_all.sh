@@ -100,7 +100,8 @@ step install tests/install/check_install.sh build
 if [ "$quick" = 0 ]; then
 	[ -x tests/fuzz/run.sh ] && step fuzz tests/fuzz/run.sh 60
 	step perf-smoke perf/run --smoke --out "$root/build-logs/perf-smoke"
-	step vm tests/vm/run.sh
+	# The guest runs this build's libiovam_dpdk (no second glue build).
+	step vm env IOVAM_BUILD_DIR="$root/build" tests/vm/run.sh
 	[ -f "$logdir/vm.log" ] && tail -1 "$logdir/vm.log"
 fi
 
