@@ -21,10 +21,7 @@ uint64_t splitmix64(uint64_t& state) {
 }  // namespace
 
 NodePool::~NodePool() {
-  Chain all{head_, free_count_.load(std::memory_order_relaxed)};
-  head_ = nullptr;
-  free_count_.store(0, std::memory_order_relaxed);
-  release(all);
+  release(detach_excess(0));
 }
 
 bool NodePool::injected_failure() noexcept {
@@ -50,7 +47,12 @@ void NodePool::put(void* node) noexcept {
   free_count_.store(free_count_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
+// Nodes count as the domain's (total_nodes_) from the moment they enter the
+// pool under the lock to the moment they leave it: verify() compares the
+// total with the nodes in the tree and the pool under that same lock, so a
+// chain being built or freed outside the lock must not be counted.
 void NodePool::splice(Chain chain) noexcept {
+  total_nodes_.fetch_add(chain.count, std::memory_order_relaxed);
   while (chain.head != nullptr) {
     void* node = chain.head;
     chain.head = next_of(node);
@@ -68,6 +70,7 @@ NodePool::Chain NodePool::detach_excess(uint32_t keep) noexcept {
     out.head = node;
     ++out.count;
   }
+  total_nodes_.fetch_sub(out.count, std::memory_order_relaxed);
   return out;
 }
 
@@ -85,7 +88,6 @@ NodePool::Chain NodePool::alloc_chain(uint32_t n) noexcept {
     out.head = node;
     ++out.count;
   }
-  total_nodes_.fetch_add(out.count, std::memory_order_relaxed);
   return out;
 }
 
@@ -94,7 +96,6 @@ void NodePool::release(Chain chain) noexcept {
     void* node = chain.head;
     chain.head = next_of(node);
     ::operator delete(node, std::align_val_t{kNodeAlign});
-    total_nodes_.fetch_sub(1, std::memory_order_relaxed);
   }
 }
 
