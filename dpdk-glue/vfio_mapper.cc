@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cinttypes>
 #include <climits>
 #include <cstdio>
@@ -123,12 +124,33 @@ VfioMapper::Result VfioMapper::map(uint64_t va, uint64_t iova, uint64_t len)
 	return Result::kFailed;
 }
 
+// When the last group leaves a container (closing a virtio port detaches its
+// group; the app's fini closes the rest) the kernel releases the container's
+// IOMMU backend and with it every DMA mapping: an unmap then fails, yet there
+// is nothing left mapped and the IOVA is safe to reuse. A container without a
+// backend answers every IOMMU ioctl with EINVAL (vfio_fops_unl_ioctl), which
+// VFIO_IOMMU_GET_INFO, harmless otherwise, tells apart.
+bool VfioMapper::container_torn_down() const
+{
+	if (container_fd_ < 0)
+		return false;
+	vfio_iommu_type1_info info;
+	memset(&info, 0, sizeof(info));
+	info.argsz = sizeof(info);
+	return ioctl(container_fd_, VFIO_IOMMU_GET_INFO, &info) != 0 && errno == EINVAL;
+}
+
 bool VfioMapper::unmap(uint64_t va, uint64_t iova, uint64_t len)
 {
 	if (no_iommu_)
 		return true;
 	if (rte_vfio_container_dma_unmap(RTE_VFIO_DEFAULT_CONTAINER_FD, va, iova, len) == 0)
 		return true;
+	if (container_torn_down()) {
+		IOVAM_LOG(DEBUG, "unmap iova 0x%" PRIx64 ": container has no device left, "
+			  "its mappings are gone", iova);
+		return true;
+	}
 	IOVAM_LOG(ERR, "VFIO unmap va 0x%" PRIx64 " iova 0x%" PRIx64 " len 0x%" PRIx64
 		  " failed: %s", va, iova, len, rte_strerror(rte_errno));
 	return false;
@@ -167,8 +189,11 @@ bool VfioMapper::unmap_dyn(uint64_t va, uint64_t iova, uint64_t len)
 	// The kernel reports how much it unmapped: all of it, or it failed.
 	if (ioctl(container_fd_, VFIO_IOMMU_UNMAP_DMA, &u) == 0 && u.size == len)
 		return true;
-	IOVAM_LOG(ERR, "VFIO_IOMMU_UNMAP_DMA iova 0x%" PRIx64 " len 0x%" PRIx64 " failed",
-		  iova, len);
+	const int err = errno;
+	if (container_torn_down())
+		return true;
+	IOVAM_LOG(ERR, "VFIO_IOMMU_UNMAP_DMA iova 0x%" PRIx64 " len 0x%" PRIx64 " failed: %s",
+		  iova, len, strerror(err));
 	return false;
 }
 

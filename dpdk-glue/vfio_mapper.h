@@ -45,6 +45,8 @@ public:
 	// must cover whole mappings). false: the kernel refused, the IOVA must
 	// not be reused.
 	bool unmap(uint64_t va, uint64_t iova, uint64_t len);
+	// No group is left in the container: the kernel dropped every mapping.
+	bool container_torn_down() const;
 
 	// Dynamic mappings (iovam_dpdk_map): with VFIO, straight VFIO_IOMMU_MAP_DMA
 	// / UNMAP_DMA ioctls on the default container, bypassing DPDK's 256-entry
