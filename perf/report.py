@@ -179,10 +179,16 @@ def callgrind_rows(cg):
         return []
     per_pair = cg["instructions"] / cg["pairs"]
     loop = cg.get("harness_loop_instructions", 0) / cg["pairs"]
-    rows = [row("instructions per alloc_fast+free_fast pair, library only (callgrind, target <= 60)",
-                per_pair - loop, None, None),
-            row("instructions per pair including the harness loop and calls (callgrind)",
-                per_pair, None, None)]
+    if per_pair - loop < 1:
+        # iovam.h's fast path is inline: it is compiled into the loop, so the
+        # library's share cannot be told apart; the whole loop is the figure.
+        rows = [row("instructions per alloc_fast+free_fast pair, inline fast path, loop included "
+                    "(callgrind, target <= 60)", per_pair, None, None)]
+    else:
+        rows = [row("instructions per alloc_fast+free_fast pair, library only (callgrind, target <= 60)",
+                    per_pair - loop, None, None),
+                row("instructions per pair including the harness loop and calls (callgrind)",
+                    per_pair, None, None)]
     native = cg.get("native") or {}
     if "ns_per_pair" in native:
         rows.append(row("fast pair, fixed loop outside Google Benchmark, one run (ns/pair)",
