@@ -38,7 +38,7 @@ class Domain;
 // (PRIVATE_EXPEDITED: a full barrier on every running thread of the process),
 // then waits for in_use == 0. Either the owner sees the request and takes the
 // cache's slow lock, or the flusher sees the owner and waits for it. Without
-// membarrier the owner falls back to a full fence.
+// membarrier(2) (before Linux 4.14) every lcore takes the locked slow path.
 class RangeCache {
  public:
   // Size classes 1, 2, 4, ... 32 pages (the kernel's 6 classes); larger
@@ -96,8 +96,9 @@ class RangeCache {
 
   Lcore* lcores() const noexcept { return lcores_; }
 
-  // The loaded-magazine hit is inline in iovam.h. The rest of the ladder (prev, depot), counting hits and misses. hi_pfn is
-  // the caller's limit clamped to the domain.
+  // The loaded-magazine hit is inline in iovam.h; these are the rest of the
+  // ladder (prev, then the depot), counting hits and misses. hi_pfn is the
+  // caller's limit clamped to the domain.
   bool pop(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn) noexcept;
   void push(uint32_t c, uint32_t cls, uint64_t pfn) noexcept;
 
