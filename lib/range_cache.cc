@@ -99,28 +99,32 @@ bool RangeCache::pop_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t hi_pf
     if (d.full_count == 0) return false;
     full = d.full[--d.full_count];
     d.empty[d.empty_count++] = l.pub.loaded[cls];
+    add_depot(0 - full->size);  // with the move, under the lock: verify() reads both
   }
   l.pub.loaded[cls] = full;
-  add_depot(0 - full->size);
   bump(l.cached_adjust, full->size);
   return mag_pop(full, last_ok, pfn);
 }
 
+// The hit counters move with the magazines (cached = free_hits - alloc_hits +
+// cached_adjust), so they are bumped inside the handshake or the slow lock:
+// a quiesced verify() sees both or neither.
 bool RangeCache::pop(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn) noexcept {
   Lcore& l = lcores_[c];
+  auto ladder = [&] {
+    bool hit = pop_locked_or_handshaken(l, cls, hi_pfn, pfn);
+    if (hit) bump(l.pub.alloc_hits);
+    return hit;
+  };
   bool hit;
   if (enter(l)) {
-    hit = pop_locked_or_handshaken(l, cls, hi_pfn, pfn);
+    hit = ladder();
     leave(l);
   } else {
     SpinGuard g(l.slow_lock);
-    hit = pop_locked_or_handshaken(l, cls, hi_pfn, pfn);
+    hit = ladder();
   }
-  if (hit) {
-    bump(l.pub.alloc_hits);
-  } else {
-    bump(l.alloc_misses);
-  }
+  if (!hit) bump(l.alloc_misses);
   return hit;
 }
 
@@ -138,10 +142,10 @@ void RangeCache::push_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t pfn)
         if (d.empty_count > 0) {
           empty = d.empty[--d.empty_count];
           d.full[d.full_count++] = loaded;
+          add_depot(moved);
         }
       }
       if (empty != nullptr) {
-        add_depot(moved);
         bump(l.cached_adjust, 0 - moved);
         loaded = empty;
       } else {
@@ -159,12 +163,13 @@ void RangeCache::push(uint32_t c, uint32_t cls, uint64_t pfn) noexcept {
   Lcore& l = lcores_[c];
   if (enter(l)) {
     push_locked_or_handshaken(l, cls, pfn);
+    bump(l.pub.free_hits);
     leave(l);
   } else {
     SpinGuard g(l.slow_lock);
     push_locked_or_handshaken(l, cls, pfn);
+    bump(l.pub.free_hits);
   }
-  bump(l.pub.free_hits);
 }
 
 // Takes the tree lock: callers hold no depot lock (lock order: lcore slow
@@ -237,41 +242,37 @@ uint64_t RangeCache::flush(uint32_t c) noexcept {
   quiesce_all();
   for (uint32_t i = 0; i < n_caches_; ++i) n += flush_one_quiesced(lcores_[i]);
   resume_all();
-  for (uint32_t k = 0; k < kClasses; ++k) {
-    Depot& d = depots_[k];
-    for (;;) {
-      Magazine* m;
-      {
-        SpinGuard g(d.lock);
-        if (d.full_count == 0) break;
-        m = d.full[--d.full_count];
-      }
-      n += m->size;
-      add_depot(0 - m->size);
-      free_to_tree(m, k);
-      SpinGuard g(d.lock);
-      d.empty[d.empty_count++] = m;
+  for (uint32_t k = 0; k < kClasses; ++k)
+    while (drain_one(depots_[k], k, 0, &n)) {
     }
-  }
   return n;
 }
 
-void RangeCache::trim_depots() noexcept {
-  for (uint32_t k = 0; k < kClasses; ++k) {
-    Depot& d = depots_[k];
-    for (;;) {
-      Magazine* m;
-      {
-        SpinGuard g(d.lock);
-        if (d.full_count <= kDepotKeep) break;
-        m = d.full[--d.full_count];
-      }
-      add_depot(0 - m->size);
-      free_to_tree(m, k);
-      SpinGuard g(d.lock);
-      d.empty[d.empty_count++] = m;
-    }
+// Give one full magazine of depot d back to the tree if it holds more than
+// `keep`. The magazine is "in flight" between the two locked sections, so
+// verify() can account for it; the tree lock is never taken under d.lock.
+bool RangeCache::drain_one(Depot& d, uint32_t cls, uint32_t keep, uint64_t* n) noexcept {
+  Magazine* m;
+  {
+    SpinGuard g(d.lock);
+    if (d.full_count <= keep) return false;
+    m = d.full[--d.full_count];
+    ++d.in_flight;
+    add_depot(0 - m->size);
   }
+  *n += m->size;
+  free_to_tree(m, cls);
+  SpinGuard g(d.lock);
+  d.empty[d.empty_count++] = m;
+  --d.in_flight;
+  return true;
+}
+
+void RangeCache::trim_depots() noexcept {
+  uint64_t n = 0;
+  for (uint32_t k = 0; k < kClasses; ++k)
+    while (drain_one(depots_[k], k, kDepotKeep, &n)) {
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -306,6 +307,17 @@ void RangeCache::read_stats(uint32_t c, iovam_cache_stats* st) const noexcept {
 }
 
 const char* RangeCache::verify_locked(const GapTree& tree) const noexcept {
+  // Every depot at once (a trim may run on any of them meanwhile); lock
+  // order: tree, then depots by class. Nothing takes the tree lock while
+  // holding a depot lock.
+  auto& depots = const_cast<Depot(&)[kClasses]>(depots_);
+  for (Depot& d : depots) d.lock.lock();
+  const char* err = verify_depots_locked(tree);
+  for (uint32_t k = kClasses; k-- > 0;) depots[k].lock.unlock();
+  return err;
+}
+
+const char* RangeCache::verify_depots_locked(const GapTree& tree) const noexcept {
   uint64_t total = cached_ranges();
   if (total == 0) return nullptr;
   auto* seen = static_cast<uint64_t*>(std::malloc(total * sizeof(uint64_t)));
@@ -342,7 +354,7 @@ const char* RangeCache::verify_locked(const GapTree& tree) const noexcept {
   uint64_t in_depots = 0;
   for (uint32_t k = 0; k < kClasses && err == nullptr; ++k) {
     const Depot& d = depots_[k];
-    if (d.full_count + d.empty_count != kDepotMax) err = "depot lost a magazine";
+    if (d.full_count + d.empty_count + d.in_flight != kDepotMax) err = "depot lost a magazine";
     for (uint32_t i = 0; i < d.full_count; ++i) {
       check(d.full[i], k);
       in_depots += d.full[i]->size;

@@ -84,6 +84,7 @@ class RangeCache {
     SpinLock lock;
     uint32_t full_count = 0;
     uint32_t empty_count = 0;
+    uint32_t in_flight = 0;  // taken out by a trim or flush, on its way to the tree
     Magazine* full[kDepotMax];
     Magazine* empty[kDepotMax];
   };
@@ -118,6 +119,7 @@ class RangeCache {
   // With quiesce_all() and the tree lock held: every cached range is
   // ALLOCATED in the tree with its class size, and none is cached twice.
   const char* verify_locked(const GapTree& tree) const noexcept;
+  const char* verify_depots_locked(const GapTree& tree) const noexcept;
 
  private:
   RangeCache(Domain& d, uint32_t n_caches) noexcept : domain_(d), n_caches_(n_caches) {}
@@ -125,6 +127,7 @@ class RangeCache {
   void push_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t pfn) noexcept;
   static bool mag_pop(Magazine* m, uint64_t last_ok_pfn, uint64_t* pfn) noexcept;
   void free_to_tree(Magazine* m, uint32_t cls) noexcept;
+  bool drain_one(Depot& d, uint32_t cls, uint32_t keep, uint64_t* n) noexcept;
   uint64_t flush_one_quiesced(Lcore& l) noexcept;
   void request(Lcore& l) noexcept;
   static void release(Lcore& l) noexcept;
