@@ -8,7 +8,6 @@
 #include <climits>
 #include <new>
 
-#include "fast_path.h"
 #include "range_cache.h"
 
 namespace iovam::detail {
@@ -337,7 +336,7 @@ int Domain::alloc_fast_slow(uint32_t cache_id, uint64_t npages, uint64_t limit_p
   const uint64_t n = cacheable ? std::bit_ceil(npages) : npages;
   const uint64_t hi_pfn = std::min(limit_pfn, conf_.end_pfn);
   if (cacheable && cache_id != IOVAM_CACHE_NONE && hi_pfn - conf_.start_pfn >= n - 1 &&
-      cache_->pop(cache_id, size_class(npages), hi_pfn, pfn_lo))
+      cache_->pop(cache_id, iovam_size_class_(npages), hi_pfn, pfn_lo))
     return 0;
   int rc = alloc(n, limit_pfn, true, pfn_lo);
   if (rc == -ENOMEM && cache_->cached_ranges() > 0) {
@@ -372,7 +371,7 @@ int Domain::free_fast_slow(uint32_t cache_id, uint64_t pfn_lo, uint64_t npages) 
   // The range is ALLOCATED with the right extent (checked mode), or passed
   // the O(1) checks and found the loaded magazine full or a flush under way.
   // (A range already cached is ALLOCATED too; verify() catches a double free.)
-  cache_->push(cache_id, size_class(n), pfn_lo);
+  cache_->push(cache_id, iovam_size_class_(n), pfn_lo);
   return 0;
 }
 

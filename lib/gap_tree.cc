@@ -305,8 +305,7 @@ std::optional<uint64_t> GapTree::find_gap(uint64_t npages, uint64_t align, uint6
   assert(npages > 0 && align > 0 && (align & (align - 1)) == 0);
   hi_pfn = std::min(hi_pfn, max_pfn_);
   if (hi_pfn < lo_pfn || hi_pfn - lo_pfn < npages - 1) return std::nullopt;
-  if (path != nullptr) path->n = height_;
-  return search(root_, 0, 0, max_pfn_, npages, align, lo_pfn, hi_pfn, path);
+  return search(npages, align, lo_pfn, hi_pfn, path);
 }
 
 // Top-down, right to left: the first fit found is the highest. A child is
@@ -314,15 +313,14 @@ std::optional<uint64_t> GapTree::find_gap(uint64_t npages, uint64_t align, uint6
 // hi_pfn boundary (one per level) can be entered and found wanting for lack of
 // room below the limit, so without alignment the walk is O(height x fanout).
 // Iterative: the path doubles as the backtracking stack.
-std::optional<uint64_t> GapTree::search(const void* root, uint32_t, uint64_t, uint64_t,
-                                        uint64_t npages, uint64_t align, uint64_t lo_pfn,
+std::optional<uint64_t> GapTree::search(uint64_t npages, uint64_t align, uint64_t lo_pfn,
                                         uint64_t hi_pfn, Path* path) const noexcept {
   Path local;
   Path& p = path != nullptr ? *path : local;
   p.n = height_;
   const uint64_t lowest_end = lo_pfn + npages - 1;  // a fit must end at or above this
   const uint32_t leaf_level = height_ - 1;
-  const void* node = root;
+  const void* node = root_;
   uint64_t min = 0, max = max_pfn_;
   uint32_t level = 0;
   uint32_t next;  // the highest index still to try in `node`

@@ -183,8 +183,7 @@ class GapTree {
   void free_node(void* node) noexcept;
   void* take_node(Stash& st) noexcept;
 
-  std::optional<uint64_t> search(const void* node, uint32_t level, uint64_t min, uint64_t max,
-                                 uint64_t npages, uint64_t align, uint64_t lo_pfn,
+  std::optional<uint64_t> search(uint64_t npages, uint64_t align, uint64_t lo_pfn,
                                  uint64_t hi_pfn, Path* path) const noexcept;
   bool verify_node(const void* node, uint32_t level, uint64_t min, uint64_t max,
                    uint64_t* max_gap, Tag* first, Tag* last, Census* c,

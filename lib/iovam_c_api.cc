@@ -5,7 +5,6 @@
 #include <cerrno>
 
 #include "domain.h"
-#include "fast_path.h"
 #include "iovam.h"
 #include "iovam_test.h"
 
