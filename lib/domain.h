@@ -59,10 +59,10 @@ class Domain {
   // Fast path through the per-lcore caches: the inline functions of iovam.h
   // on this domain's handle; the *_slow halves below do everything else.
   int alloc_fast(uint32_t cache_id, uint64_t npages, uint64_t limit_pfn, uint64_t* pfn_lo) noexcept {
-    return iovam_alloc_fast(&handle_, cache_id, npages, limit_pfn, pfn_lo);
+    return iovam_alloc_fast_inline_(&handle_, cache_id, npages, limit_pfn, pfn_lo);
   }
   int free_fast(uint32_t cache_id, uint64_t pfn_lo, uint64_t npages) noexcept {
-    return iovam_free_fast(&handle_, cache_id, pfn_lo, npages);
+    return iovam_free_fast_inline_(&handle_, cache_id, pfn_lo, npages);
   }
   [[gnu::noinline, gnu::cold]] int alloc_fast_slow(uint32_t cache_id, uint64_t npages,
                                                     uint64_t limit_pfn, uint64_t* pfn_lo) noexcept;

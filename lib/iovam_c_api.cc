@@ -73,25 +73,6 @@ IOVAM_EXPORT int iovam_free_fast_slow(iovam_domain* d, uint32_t cache_id, uint64
   return dom(d)->free_fast_slow(cache_id, pfn_lo, npages);
 }
 
-// Exported copies of the inline functions, for callers that cannot inline
-// (other languages, dlsym). Named through asm labels: in this file the
-// identifiers are iovam.h's static inline functions.
-extern "C" int iovam_alloc_fast_export(iovam_domain* d, uint32_t cache_id, uint64_t npages,
-                                       uint64_t limit_pfn, uint64_t* pfn_lo)
-    __asm__("iovam_alloc_fast") __attribute__((visibility("default")));
-extern "C" int iovam_free_fast_export(iovam_domain* d, uint32_t cache_id, uint64_t pfn_lo,
-                                      uint64_t npages)
-    __asm__("iovam_free_fast") __attribute__((visibility("default")));
-
-int iovam_alloc_fast_export(iovam_domain* d, uint32_t cache_id, uint64_t npages, uint64_t limit_pfn,
-                            uint64_t* pfn_lo) {
-  return iovam_alloc_fast(d, cache_id, npages, limit_pfn, pfn_lo);
-}
-
-int iovam_free_fast_export(iovam_domain* d, uint32_t cache_id, uint64_t pfn_lo, uint64_t npages) {
-  return iovam_free_fast(d, cache_id, pfn_lo, npages);
-}
-
 IOVAM_EXPORT int iovam_cache_flush(iovam_domain* d, uint32_t cache_id) {
   if (d == nullptr) return -EINVAL;
   return dom(d)->cache_flush(cache_id);

@@ -118,13 +118,17 @@ int iovam_find(struct iovam_domain *d, uint64_t pfn, uint64_t *pfn_lo, uint64_t 
  * the shared path (IOVAM_CACHE_NONE). Requests of up to IOVAM_CACHE_MAX_PAGES
  * are rounded up to a power of two and size-aligned; larger ones go to the tree,
  * size-aligned. Free the range with iovam_free_fast() and the same npages.
- * Inline (below), as rte_mempool_get() is; the library also exports it.
+ * Inline (below), as rte_mempool_get() is; the library also exports it (define
+ * IOVAM_NO_INLINE_FAST_PATH before including this header to call that).
  * @return 0 and *pfn_lo; -EINVAL NULL d or pfn_lo, npages == 0, limit_pfn <
  *   start_pfn, bad cache_id; -ENOMEM nothing fits (after flushing all caches);
  *   -EAGAIN no node (transient).
  */
-static inline int iovam_alloc_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
-				   uint64_t limit_pfn, uint64_t *pfn_lo);
+#ifndef IOVAM_NO_INLINE_FAST_PATH
+static inline
+#endif
+int iovam_alloc_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
+		     uint64_t limit_pfn, uint64_t *pfn_lo);
 
 /**
  * Free a range from iovam_alloc_fast(), with the npages given to it.
@@ -136,8 +140,11 @@ static inline int iovam_alloc_fast(struct iovam_domain *d, uint32_t cache_id, ui
  *   rounded size; -ENOENT pfn_lo is free or DEFERRED; -EPERM RESERVED.
  *   Nothing changes on error.
  */
-static inline int iovam_free_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t pfn_lo,
-				  uint64_t npages);
+#ifndef IOVAM_NO_INLINE_FAST_PATH
+static inline
+#endif
+int iovam_free_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t pfn_lo,
+		    uint64_t npages);
 
 /** The out-of-line rest of iovam_alloc_fast()/iovam_free_fast(): same contract. */
 int iovam_alloc_fast_slow(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
@@ -289,8 +296,8 @@ static inline struct iovam_lcore_fast *iovam_lcore_(const struct iovam_fast_view
 	return (struct iovam_lcore_fast *)(v->lcores + (uint64_t)id * IOVAM_LCORE_STRIDE);
 }
 
-static inline int iovam_alloc_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
-				   uint64_t limit_pfn, uint64_t *pfn_lo)
+static inline int iovam_alloc_fast_inline_(struct iovam_domain *d, uint32_t cache_id,
+					   uint64_t npages, uint64_t limit_pfn, uint64_t *pfn_lo)
 {
 	const struct iovam_fast_view *v = (const struct iovam_fast_view *)d;
 	if (__builtin_expect(d != NULL && pfn_lo != NULL && npages - 1 < IOVAM_CACHE_MAX_PAGES, 1) &&
@@ -316,8 +323,8 @@ static inline int iovam_alloc_fast(struct iovam_domain *d, uint32_t cache_id, ui
 	return iovam_alloc_fast_slow(d, cache_id, npages, limit_pfn, pfn_lo);
 }
 
-static inline int iovam_free_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t pfn_lo,
-				  uint64_t npages)
+static inline int iovam_free_fast_inline_(struct iovam_domain *d, uint32_t cache_id,
+					  uint64_t pfn_lo, uint64_t npages)
 {
 	const struct iovam_fast_view *v = (const struct iovam_fast_view *)d;
 	if (__builtin_expect(d != NULL && npages - 1 < v->free_max && cache_id < v->n_caches, 1)) {
@@ -342,6 +349,20 @@ static inline int iovam_free_fast(struct iovam_domain *d, uint32_t cache_id, uin
 	}
 	return iovam_free_fast_slow(d, cache_id, pfn_lo, npages);
 }
+
+#ifndef IOVAM_NO_INLINE_FAST_PATH
+static inline int iovam_alloc_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
+				   uint64_t limit_pfn, uint64_t *pfn_lo)
+{
+	return iovam_alloc_fast_inline_(d, cache_id, npages, limit_pfn, pfn_lo);
+}
+
+static inline int iovam_free_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t pfn_lo,
+				  uint64_t npages)
+{
+	return iovam_free_fast_inline_(d, cache_id, pfn_lo, npages);
+}
+#endif
 
 #ifdef __cplusplus
 }
