@@ -8,7 +8,7 @@
 #  2. builds with warnings as errors and runs every meson test: unit, model,
 #     stress, the DPDK glue on real EAL (hugepages, vdevs), the examples
 #  3. an ASan+UBSan build runs the core's unit, model and stress tests
-#  4. a TSan build runs the stress test
+#  4. a TSan build runs the stress test; an -O0 build compiles
 #  5. meson install + a C and a C++ program built with pkg-config iovam
 #  6. the fuzzer for 60 s (tests/fuzz/run.sh), if present
 #  7. perf/run --smoke
@@ -93,6 +93,9 @@ step build-tsan build build-tsan --buildtype=debugoptimized -Db_sanitize=thread 
 	-Ddpdk=disabled -Dperf=disabled
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	meson_tests tsan build-tsan --suite stress --timeout-multiplier 4
+
+# An unoptimised build compiles too (inline functions are emitted at -O0).
+step build-debug build build-debug --buildtype=debug -Ddpdk=enabled -Dperf=disabled -Dtests=disabled
 
 # 5. Installed library and pkg-config.
 step install tests/install/check_install.sh build
