@@ -358,7 +358,6 @@ int Domain::free_fast_slow(uint32_t cache_id, uint64_t pfn_lo, uint64_t npages) 
     return -EINVAL;
   {
     SpinGuard g(tree_lock_);
-    if (pfn_lo > conf_.end_pfn) return -EINVAL;
     Segment seg = tree_.lookup(pfn_lo);
     if (seg.tag == Tag::kReserved) return -EPERM;
     if (seg.tag != Tag::kAllocated) return -ENOENT;

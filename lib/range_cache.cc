@@ -151,7 +151,7 @@ void RangeCache::push_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t pfn)
       } else {
         // The depot is full too: this magazine goes back to the tree.
         bump(l.cached_adjust, 0 - loaded->size);
-        free_to_tree(loaded, cls);
+        free_to_tree(loaded);
         bump(l.free_misses);
       }
     }
@@ -174,13 +174,12 @@ void RangeCache::push(uint32_t c, uint32_t cls, uint64_t pfn) noexcept {
 
 // Takes the tree lock: callers hold no depot lock (lock order: lcore slow
 // lock, then depot lock or tree lock, never both of the latter).
-void RangeCache::free_to_tree(Magazine* m, uint32_t cls) noexcept {
+void RangeCache::free_to_tree(Magazine* m) noexcept {
   SpinGuard g(domain_.tree_lock());
   for (uint64_t i = 0; i < m->size; ++i) {
     [[maybe_unused]] int rc = domain_.free_locked(m->pfn[i]);
     assert(rc == 0 && "a cached range is ALLOCATED in the tree");
   }
-  (void)cls;
   m->size = 0;
 }
 
@@ -204,8 +203,8 @@ uint64_t RangeCache::flush_one_quiesced(Lcore& l) noexcept {
   uint64_t n = 0;
   for (uint32_t k = 0; k < kClasses; ++k) {
     n += l.pub.loaded[k]->size + l.prev[k]->size;
-    free_to_tree(l.pub.loaded[k], k);
-    free_to_tree(l.prev[k], k);
+    free_to_tree(l.pub.loaded[k]);
+    free_to_tree(l.prev[k]);
   }
   bump(l.cached_adjust, 0 - n);
   return n;
@@ -243,7 +242,7 @@ uint64_t RangeCache::flush(uint32_t c) noexcept {
   for (uint32_t i = 0; i < n_caches_; ++i) n += flush_one_quiesced(lcores_[i]);
   resume_all();
   for (uint32_t k = 0; k < kClasses; ++k)
-    while (drain_one(depots_[k], k, 0, &n)) {
+    while (drain_one(depots_[k], 0, &n)) {
     }
   return n;
 }
@@ -251,7 +250,7 @@ uint64_t RangeCache::flush(uint32_t c) noexcept {
 // Give one full magazine of depot d back to the tree if it holds more than
 // `keep`. The magazine is "in flight" between the two locked sections, so
 // verify() can account for it; the tree lock is never taken under d.lock.
-bool RangeCache::drain_one(Depot& d, uint32_t cls, uint32_t keep, uint64_t* n) noexcept {
+bool RangeCache::drain_one(Depot& d, uint32_t keep, uint64_t* n) noexcept {
   Magazine* m;
   {
     SpinGuard g(d.lock);
@@ -261,7 +260,7 @@ bool RangeCache::drain_one(Depot& d, uint32_t cls, uint32_t keep, uint64_t* n) n
     add_depot(0 - m->size);
   }
   *n += m->size;
-  free_to_tree(m, cls);
+  free_to_tree(m);
   SpinGuard g(d.lock);
   d.empty[d.empty_count++] = m;
   --d.in_flight;
@@ -271,7 +270,7 @@ bool RangeCache::drain_one(Depot& d, uint32_t cls, uint32_t keep, uint64_t* n) n
 void RangeCache::trim_depots() noexcept {
   uint64_t n = 0;
   for (uint32_t k = 0; k < kClasses; ++k)
-    while (drain_one(depots_[k], k, kDepotKeep, &n)) {
+    while (drain_one(depots_[k], kDepotKeep, &n)) {
     }
 }
 

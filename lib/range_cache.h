@@ -126,8 +126,8 @@ class RangeCache {
   bool pop_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn) noexcept;
   void push_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t pfn) noexcept;
   static bool mag_pop(Magazine* m, uint64_t last_ok_pfn, uint64_t* pfn) noexcept;
-  void free_to_tree(Magazine* m, uint32_t cls) noexcept;
-  bool drain_one(Depot& d, uint32_t cls, uint32_t keep, uint64_t* n) noexcept;
+  void free_to_tree(Magazine* m) noexcept;
+  bool drain_one(Depot& d, uint32_t keep, uint64_t* n) noexcept;
   uint64_t flush_one_quiesced(Lcore& l) noexcept;
   void request(Lcore& l) noexcept;
   static void release(Lcore& l) noexcept;
