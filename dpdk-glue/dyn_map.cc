@@ -5,13 +5,19 @@
 //
 // map:   iovam_alloc_fast() on the calling lcore's cache (lock-free magazine),
 //        then the DMA map (skipped in no-IOMMU mode; with VFIO one raw
-//        VFIO_IOMMU_MAP_DMA ioctl, see vfio_mapper.h).
-// unmap: push (va, pfn, npages) into the lcore's single-producer queue.
+//        VFIO_IOMMU_MAP_DMA ioctl, see vfio_mapper.h), then the mapping is
+//        recorded live in the DynTable (dyn_table.h).
+// unmap: claim the mapping in the DynTable (what is not a live mapping of
+//        that va and length is refused here, nothing changed), then push
+//        (va, pfn, npages, slot) into the lcore's single-producer queue.
 // service: pops each queue, sorts the batch, issues one VFIO unmap per run of
 //        VA- and IOVA-adjacent mappings, and only after each unmap returned
-//        gives the range back with iovam_free_fast() on its own cache. So an
-//        IOVA is never allocated again while the IOMMU may still translate it
-//        (the stale-DMA bug users hit with eager reuse).
+//        frees the slot and gives the range back with iovam_free_fast() on
+//        its own cache. So an IOVA is never allocated again while the IOMMU
+//        may still translate it (the stale-DMA bug users hit with eager reuse).
+//        A failed unmap keeps its IOVA and its slot (still "unmapping") on a
+//        retry list threaded through the slots; every service iteration
+//        retries it until the unmap succeeds.
 //
 // Queues: one per lcore id (RTE_MAX_LCORE, registered non-EAL threads
 // included) plus one shared queue for threads without an lcore id, whose
@@ -28,6 +34,7 @@
 #include <rte_branch_prediction.h>
 #include <rte_lcore.h>
 
+#include "dyn_table.h"
 #include "glue.h"
 #include "log.h"
 
@@ -45,6 +52,7 @@ struct UnmapEntry {
 	uint64_t va;     // page-aligned start of the mapping
 	uint64_t pfn;    // first IOVA page
 	uint64_t npages; // pages mapped (the IOVA range may be rounded up)
+	uint64_t slot;   // its DynTable slot, claimed (kUnmapping)
 };
 
 // Single-writer counter: a relaxed load and store, no locked instruction.
@@ -94,6 +102,7 @@ struct alignas(64) Queue {
 }  // namespace
 
 struct DynState {
+	DynTable table;
 	Queue queues[kQueues];
 	std::atomic<bool> active[kQueues] = {}; // queue ever used: the service scans these
 	std::mutex shared_lock;                  // producers of the shared queue
@@ -103,6 +112,11 @@ struct DynState {
 	std::atomic<uint64_t> dma_unmaps{0};
 	std::atomic<uint64_t> bad_unmaps{0};
 	std::atomic<uint64_t> dma_failures{0};
+	std::atomic<uint64_t> no_slot{0}; // maps refused: the table was full
+	// Unmaps that failed, waiting for a retry: a list of claimed slots
+	// linked through Slot::next (drain_lock).
+	uint64_t retry_head = DynTable::kNone;
+	std::atomic<uint64_t> retrying{0};
 };
 
 namespace {
@@ -118,24 +132,21 @@ inline uint32_t my_cache()
 	return lc < RTE_MAX_LCORE ? lc : IOVAM_CACHE_NONE;
 }
 
-// Is e a live dynamic mapping? Best effort: its IOVA range must be exactly
-// one ALLOCATED range of the rounded size and not memory-event memory.
-// Caller holds g.map.lock() shared. Cost: one tree lookup (domain lock).
-bool valid_entry(Glue &g, const UnmapEntry &e)
+// The unmap of a mapping of len bytes from va at pfn, claimed in slot.
+inline UnmapEntry entry_of(const Glue &g, uint64_t slot, uint64_t pfn, uint64_t va, uint64_t len)
 {
-	uint64_t lo, hi;
-	if (iovam_find(g.dom, e.pfn, &lo, &hi) != 0 || lo != e.pfn ||
-	    hi != e.pfn + rounded_pages(e.npages) - 1)
-		return false;
-	return !g.map.contains_range(e.pfn);
+	uint64_t off = va & (g.granule - 1);
+	return UnmapEntry{va - off, pfn, (off + len + g.granule - 1) >> g.shift, slot};
 }
 
-// Return the IOVA ranges of entries whose unmap completed.
+// Return the IOVA ranges of entries whose unmap completed: the slot first,
+// then the IOVA (a pfn is live in at most one slot). Caller holds drain_lock.
 int release(Glue &g, const UnmapEntry *e, size_t n)
 {
 	uint32_t cache = my_cache();
 	uint64_t pages = 0;
 	for (size_t i = 0; i < n; i++) {
+		g.dyn->table.release(e[i].slot);
 		unmap_hook_call(e[i].pfn << g.shift, e[i].npages << g.shift);
 		int rc = iovam_free_fast(g.dom, cache, e[i].pfn, e[i].npages);
 		if (rc != 0)
@@ -148,45 +159,81 @@ int release(Glue &g, const UnmapEntry *e, size_t n)
 	return static_cast<int>(n);
 }
 
-// Unmap a sorted batch: one DMA unmap per run of VA- and IOVA-adjacent
-// entries (VFIO type1 unmaps whole mappings; a run covers whole ones).
-int complete(Glue &g, UnmapEntry *e, size_t n)
+// Unmap a batch of claimed mappings: sorted, one DMA unmap per run of VA-
+// and IOVA-adjacent entries (VFIO type1 unmaps whole mappings; a run covers
+// whole ones). A run whose unmap fails keeps its IOVAs (the IOMMU may still
+// map them) and goes on the retry list. retried: the entries come from that
+// list (already counted in retrying). Caller holds drain_lock.
+int complete(Glue &g, UnmapEntry *e, size_t n, bool retried = false)
 {
-	size_t good = 0;
-	{
-		std::shared_lock lk(g.map.lock());
-		for (size_t i = 0; i < n; i++) {
-			if (valid_entry(g, e[i]))
-				e[good++] = e[i];
-			else
-				g.dyn->bad_unmaps.fetch_add(1, std::memory_order_relaxed);
-		}
-	}
-	std::sort(e, e + good, [](const UnmapEntry &a, const UnmapEntry &b) { return a.pfn < b.pfn; });
+	DynState &d = *g.dyn;
+	std::sort(e, e + n, [](const UnmapEntry &a, const UnmapEntry &b) { return a.pfn < b.pfn; });
 	int returned = 0;
-	for (size_t i = 0; i < good;) {
+	for (size_t i = 0; i < n;) {
 		size_t j = i + 1;
 		uint64_t pages = e[i].npages;
-		while (j < good && e[j].pfn == e[i].pfn + pages &&
+		while (j < n && e[j].pfn == e[i].pfn + pages &&
 		       e[j].va == e[i].va + (pages << g.shift)) {
 			pages += e[j].npages;
 			j++;
 		}
-		g.dyn->dma_unmaps.fetch_add(1, std::memory_order_relaxed);
+		d.dma_unmaps.fetch_add(1, std::memory_order_relaxed);
 		if (g.vfio.unmap_dyn(e[i].va, e[i].pfn << g.shift, pages << g.shift)) {
 			returned += release(g, e + i, j - i);
+			if (retried)
+				d.retrying.fetch_sub(j - i, std::memory_order_relaxed);
 		} else {
-			// Leak the IOVAs: they may still be mapped.
-			g.dyn->dma_failures.fetch_add(1, std::memory_order_relaxed);
+			d.dma_failures.fetch_add(1, std::memory_order_relaxed);
+			for (size_t k = i; k < j; k++) {
+				d.table.set_next(e[k].slot, d.retry_head);
+				d.retry_head = e[k].slot;
+			}
+			if (!retried)
+				d.retrying.fetch_add(j - i, std::memory_order_relaxed);
 		}
 		i = j;
 	}
 	return returned;
 }
 
+// Retry the unmaps that failed before, in batches. Caller holds drain_lock.
+int retry_failed(Glue &g)
+{
+	DynState &d = *g.dyn;
+	uint64_t s = d.retry_head;
+	if (s == DynTable::kNone)
+		return 0;
+	d.retry_head = DynTable::kNone;
+	UnmapEntry batch[kBatch];
+	int returned = 0;
+	while (s != DynTable::kNone) {
+		size_t n = 0;
+		for (; n < kBatch && s != DynTable::kNone; n++) {
+			batch[n] = entry_of(g, s, d.table.pfn(s), d.table.va(s), d.table.len(s));
+			s = d.table.next(s);
+		}
+		returned += complete(g, batch, n, true);
+	}
+	return returned;
+}
+
+// More live mappings than the table holds: undo the IOMMU mapping and give
+// the IOVA back (if the unmap fails the IOVA stays out: it may be mapped).
+[[gnu::noinline, gnu::cold]] int map_no_slot(Glue &g, uint32_t cache, uint64_t va, uint64_t pfn,
+					     uint64_t npages)
+{
+	g.dyn->no_slot.fetch_add(1, std::memory_order_relaxed);
+	if (g.vfio.unmap_dyn(va, pfn << g.shift, npages << g.shift))
+		(void)iovam_free_fast(g.dom, cache, pfn, npages);
+	else
+		g.dyn->dma_failures.fetch_add(1, std::memory_order_relaxed);
+	return -ENOSPC;
+}
+
 [[gnu::noinline, gnu::cold]] void unmap_sync(Glue &g, const UnmapEntry &e)
 {
 	UnmapEntry copy = e;
+	std::lock_guard lk(g.dyn->drain_lock);
 	(void)complete(g, &copy, 1);
 }
 
@@ -198,12 +245,17 @@ int dyn_start(Glue &g)
 	auto *d = new (std::nothrow) DynState;
 	if (d == nullptr)
 		return -ENOMEM;
+	if (!d->table.init(g.conf.max_dyn_mappings)) {
+		delete d;
+		return -ENOMEM;
+	}
 	for (unsigned i = 0; i < kQueues; i++) {
 		d->queues[i].slots = new (std::nothrow) UnmapEntry[qsize];
 		d->queues[i].mask = qsize - 1;
 		if (d->queues[i].slots == nullptr) {
 			while (i-- > 0)
 				delete[] d->queues[i].slots;
+			d->table.fini();
 			delete d;
 			return -ENOMEM;
 		}
@@ -218,6 +270,7 @@ void dyn_stop(Glue &g)
 		return;
 	for (unsigned i = kQueues; i-- > 0;)
 		delete[] g.dyn->queues[i].slots;
+	g.dyn->table.fini();
 	delete g.dyn;
 	g.dyn = nullptr;
 }
@@ -226,8 +279,8 @@ int dyn_drain(Glue &g)
 {
 	DynState &d = *g.dyn;
 	UnmapEntry batch[kBatch];
-	int returned = 0;
 	std::lock_guard lk(d.drain_lock);
+	int returned = retry_failed(g);
 	for (unsigned i = 0; i < kQueues; i++) {
 		if (!d.active[i].load(std::memory_order_relaxed))
 			continue;
@@ -238,12 +291,26 @@ int dyn_drain(Glue &g)
 	return returned;
 }
 
-uint64_t dyn_outstanding(Glue &g)
+uint64_t dyn_unmap_all_live(Glue &g)
 {
-	uint64_t maps = 0;
-	for (auto &q : g.dyn->queues)
-		maps += q.maps.load(std::memory_order_relaxed);
-	return maps - g.dyn->done_unmaps.load(std::memory_order_relaxed);
+	DynState &d = *g.dyn;
+	std::lock_guard lk(d.drain_lock);
+	UnmapEntry batch[kBatch];
+	size_t n = 0;
+	uint64_t live = d.table.claim_all_live([&](uint64_t slot, uint64_t pfn, uint64_t va,
+						   uint64_t len) {
+		IOVAM_LOG(WARNING, "fini: dynamic mapping va 0x%" PRIx64 " iova 0x%" PRIx64
+			  " len %" PRIu64 " still live: unmapping it", va,
+			  (pfn << g.shift) + (va & (g.granule - 1)), len);
+		batch[n++] = entry_of(g, slot, pfn, va, len);
+		if (n == kBatch) {
+			(void)complete(g, batch, n);
+			n = 0;
+		}
+	});
+	if (n != 0)
+		(void)complete(g, batch, n);
+	return live;
 }
 
 void dyn_stats(Glue &g, iovam_dpdk_stats &st)
@@ -258,17 +325,18 @@ void dyn_stats(Glue &g, iovam_dpdk_stats &st)
 		fail += q.map_failures.load(std::memory_order_relaxed);
 	}
 	uint64_t done = d.done_unmaps.load(std::memory_order_relaxed);
-	uint64_t bad = d.bad_unmaps.load(std::memory_order_relaxed);
 	st.dyn_maps = maps;
 	st.dyn_unmaps = done;
-	st.dyn_pending = req - done - bad - d.dma_failures.load(std::memory_order_relaxed);
+	st.dyn_pending = req - done;
 	st.dyn_sync_unmaps = sync;
-	st.bad_unmaps = bad;
+	st.bad_unmaps = d.bad_unmaps.load(std::memory_order_relaxed);
+	st.unmaps_retrying += d.retrying.load(std::memory_order_relaxed);
 	st.dma_maps += maps;
 	st.dma_unmaps += d.dma_unmaps.load(std::memory_order_relaxed);
 	if (g.vfio.no_iommu())
 		st.dma_skipped += maps + d.dma_unmaps.load(std::memory_order_relaxed);
 	st.dma_failures += fail + d.dma_failures.load(std::memory_order_relaxed);
+	st.dyn_table_full = d.no_slot.load(std::memory_order_relaxed);
 	st.mapped_bytes += bytes - d.unmap_bytes.load(std::memory_order_relaxed);
 	st.mappings += maps - done;
 }
@@ -278,9 +346,11 @@ void dyn_stats(Glue &g, iovam_dpdk_stats &st)
 using iovam::glue::Glue;
 
 // Fast path. Cost without VFIO: the bounds arithmetic, iovam_alloc_fast() (a
-// magazine pop when the lcore's cache is warm) and two single-writer counter
-// stores; no heap allocation, no lock, no system call. With VFIO add one
-// VFIO_IOMMU_MAP_DMA ioctl (microseconds: the kernel pins the pages).
+// magazine pop when the lcore's cache is warm), one DynTable insert (a CAS on
+// a slot next to the previous map's, usually in a warm line) and two
+// single-writer counter stores; no heap allocation, no lock, no system call.
+// With VFIO add one VFIO_IOMMU_MAP_DMA ioctl (microseconds: the kernel pins
+// the pages).
 extern "C" int iovam_dpdk_map(void *va, size_t len, uint64_t *iova)
 {
 	Glue *g = iovam::glue::glue();
@@ -298,7 +368,8 @@ extern "C" int iovam_dpdk_map(void *va, size_t len, uint64_t *iova)
 	int rc = iovam_alloc_fast(g->dom, cache, npages, g->limit_pfn, &pfn);
 	if (unlikely(rc != 0))
 		return rc == -EINVAL ? -ENOMEM : rc; // window smaller than the request
-	auto &q = g->dyn->queues[shared ? iovam::glue::kSharedQueue : lc];
+	iovam::glue::DynState &d = *g->dyn;
+	auto &q = d.queues[shared ? iovam::glue::kSharedQueue : lc];
 	if (unlikely(g->vfio.map_dyn(a - off, pfn << g->shift, npages << g->shift) !=
 		     iovam::glue::VfioMapper::Result::kMapped)) {
 		// Never mapped: the IOVA can go back at once.
@@ -306,6 +377,10 @@ extern "C" int iovam_dpdk_map(void *va, size_t len, uint64_t *iova)
 		q.map_failures.fetch_add(1, std::memory_order_relaxed);
 		return -EIO;
 	}
+	// Recorded after the IOMMU mapping exists: until then no unmap can
+	// claim it.
+	if (unlikely(d.table.insert(pfn, a, len) == iovam::glue::DynTable::kNone))
+		return iovam::glue::map_no_slot(*g, cache, a - off, pfn, npages);
 	if (shared) {
 		q.maps.fetch_add(1, std::memory_order_relaxed);
 		q.map_bytes.fetch_add(npages << g->shift, std::memory_order_relaxed);
@@ -317,12 +392,15 @@ extern "C" int iovam_dpdk_map(void *va, size_t len, uint64_t *iova)
 	return 0;
 }
 
-// Fast path. Cost: bounds arithmetic and one store into the lcore's queue
-// (acquire load of the consumer's tail, release store of the head).
+// Fast path. Cost: bounds arithmetic, one DynTable claim (a CAS on the
+// mapping's slot) and one store into the lcore's queue (acquire load of the
+// consumer's tail, release store of the head). A refused unmap costs at most
+// DynTable::kMaxProbe slot loads and one shared counter.
 extern "C" int iovam_dpdk_unmap(void *va, uint64_t iova, size_t len)
 {
 	Glue *g = iovam::glue::glue();
-	if (unlikely(va == nullptr || len == 0))
+	auto a = reinterpret_cast<uintptr_t>(va);
+	if (unlikely(va == nullptr || len == 0 || a + len < a))
 		return -EINVAL;
 	if (unlikely(g == nullptr))
 		return -ENODEV;
@@ -330,10 +408,18 @@ extern "C" int iovam_dpdk_unmap(void *va, uint64_t iova, size_t len)
 	uint64_t pfn = iova >> g->shift;
 	uint64_t npages = (off + len + g->granule - 1) >> g->shift;
 	if (unlikely(pfn < (g->conf.iova_base >> g->shift) || npages > g->limit_pfn ||
-		     pfn > g->limit_pfn - npages + 1))
+		     pfn > g->limit_pfn - npages + 1 || (a & (g->granule - 1)) != off)) {
+		g->dyn->bad_unmaps.fetch_add(1, std::memory_order_relaxed);
 		return -EINVAL;
-	iovam::glue::UnmapEntry e{reinterpret_cast<uintptr_t>(va) - off, pfn, npages};
+	}
 	iovam::glue::DynState &d = *g->dyn;
+	uint64_t slot;
+	int rc = d.table.claim(pfn, a, len, &slot);
+	if (unlikely(rc != 0)) {
+		d.bad_unmaps.fetch_add(1, std::memory_order_relaxed);
+		return rc;
+	}
+	iovam::glue::UnmapEntry e{a - off, pfn, npages, slot};
 	unsigned lc = rte_lcore_id();
 	if (likely(lc < RTE_MAX_LCORE)) {
 		auto &q = d.queues[lc];

@@ -30,6 +30,7 @@ struct Counters {
 	std::atomic<uint64_t> dma_skipped{0};
 	std::atomic<uint64_t> dma_failures{0};
 	std::atomic<uint64_t> dma_queued{0};
+	std::atomic<uint64_t> unmaps_retrying{0}; // freed memory whose unmap failed
 	std::atomic<uint64_t> service_runs{0};
 };
 
@@ -80,12 +81,17 @@ int mem_hook_start(Glue &g);
 void mem_hook_stop(Glue &g);
 int mem_replay(Glue &g);
 void unmap_hook_call(uint64_t iova, uint64_t len);
+// Retry the unmaps of freed memory that failed; the number still failing.
+uint64_t mem_retry_failed_unmaps(Glue &g);
 
 // dyn_map.cc
 int dyn_start(Glue &g);
 void dyn_stop(Glue &g);
+// Complete queued unmaps and retry failed ones; the number of IOVA ranges
+// returned.
 int dyn_drain(Glue &g);
-uint64_t dyn_outstanding(Glue &g);
+// fini: unmap every mapping the application left live; how many there were.
+uint64_t dyn_unmap_all_live(Glue &g);
 void dyn_stats(Glue &g, iovam_dpdk_stats &st);
 
 // service.cc

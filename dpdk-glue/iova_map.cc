@@ -47,17 +47,35 @@ void IovaMap::add_chunk(uintptr_t va, const Chunk &c)
 	ranges_[c.range_pfn].live_chunks++;
 }
 
-uint64_t IovaMap::remove_chunk(uintptr_t va, bool unmap_failed)
+uint64_t IovaMap::drop_from_range(uint64_t pfn)
+{
+	if (--ranges_[pfn].live_chunks != 0)
+		return UINT64_MAX;
+	ranges_.erase(pfn);
+	return pfn;
+}
+
+uint64_t IovaMap::remove_chunk(uintptr_t va)
 {
 	auto it = chunks_.find(va);
 	uint64_t pfn = it->second.range_pfn;
 	chunks_.erase(it);
-	RangeUse &r = ranges_[pfn];
-	r.leaked |= unmap_failed;
-	if (--r.live_chunks != 0 || r.leaked)
-		return UINT64_MAX;
-	ranges_.erase(pfn);
-	return pfn;
+	return drop_from_range(pfn);
+}
+
+void IovaMap::make_stale(uintptr_t va)
+{
+	auto it = chunks_.find(va);
+	stale_.emplace_back(va, it->second);
+	chunks_.erase(it);
+}
+
+uint64_t IovaMap::remove_stale(size_t i)
+{
+	uint64_t pfn = stale_[i].second.range_pfn;
+	stale_[i] = stale_.back();
+	stale_.pop_back();
+	return drop_from_range(pfn);
 }
 
 }  // namespace iovam::glue

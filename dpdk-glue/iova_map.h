@@ -9,6 +9,10 @@
 //   range  [pfn_lo, pfn_lo+npages) from iovam_alloc(); live_chunks counts the
 //          chunks still inside it. The range goes back to the domain when
 //          the count drops to 0, i.e. after the last chunk's unmap completed.
+//   stale  a chunk of freed memory whose unmap failed: no translation any
+//          more (DPDK freed the VA, and may hand it out again), but still
+//          counted in its range, so the IOVA stays out of the domain until a
+//          retried unmap succeeds. (VFIO holds the pinned pages meanwhile.)
 //
 // One region (an ALLOC event, or a VA-contiguous run found by the init walk)
 // gets one IOVA range, so VA-contiguous memory is IOVA-contiguous within it:
@@ -27,6 +31,8 @@
 #include <cstdint>
 #include <map>
 #include <shared_mutex>
+#include <utility>
+#include <vector>
 
 namespace iovam::glue {
 
@@ -39,8 +45,7 @@ struct Chunk {
 
 struct RangeUse {
 	uint64_t npages;
-	uint64_t live_chunks;
-	bool leaked; // an unmap failed: the IOVA must never be handed out again
+	uint64_t live_chunks; // chunks, stale ones included
 };
 
 class IovaMap {
@@ -54,19 +59,28 @@ public:
 	bool translate_run(uintptr_t va, size_t max_len, uint64_t *iova, size_t *run_len) const;
 	bool contains_range(uint64_t pfn) const { return ranges_.count(pfn) != 0; }
 
-	void add_range(uint64_t pfn, uint64_t npages) { ranges_[pfn] = {npages, 0, false}; }
+	void add_range(uint64_t pfn, uint64_t npages) { ranges_[pfn] = {npages, 0}; }
 	void add_chunk(uintptr_t va, const Chunk &c);
-	// Remove the chunk at va; returns its range if that became empty and
-	// should go back to the domain (not leaked), else UINT64_MAX.
-	uint64_t remove_chunk(uintptr_t va, bool unmap_failed);
+	// Remove the chunk at va (unmapped); returns its range if that became
+	// empty and should go back to the domain, else UINT64_MAX.
+	uint64_t remove_chunk(uintptr_t va);
+	// The chunk at va could not be unmapped: drop its translation, keep it
+	// (and its range) as stale.
+	void make_stale(uintptr_t va);
+	// Stale chunk i was unmapped at last: as remove_chunk().
+	uint64_t remove_stale(size_t i);
 	void erase_range(uint64_t pfn) { ranges_.erase(pfn); }
 
 	std::map<uintptr_t, Chunk> &chunks() { return chunks_; }
+	const std::vector<std::pair<uintptr_t, Chunk>> &stale() const { return stale_; }
 	const std::map<uint64_t, RangeUse> &ranges() const { return ranges_; }
 
 private:
+	uint64_t drop_from_range(uint64_t pfn);
+
 	std::shared_mutex lock_;
 	std::map<uintptr_t, Chunk> chunks_;
+	std::vector<std::pair<uintptr_t, Chunk>> stale_;
 	std::map<uint64_t, RangeUse> ranges_;
 };
 

@@ -40,7 +40,7 @@ constexpr uint32_t kKnownFlags =
 int resolve_conf(const iovam_dpdk_conf *in, iovam_dpdk_conf &c, iovam_domain_conf &dc)
 {
 	c = in != nullptr ? *in : iovam_dpdk_conf{};
-	if (c.reserved != 0 || (c.flags & ~kKnownFlags) != 0)
+	if ((c.flags & ~kKnownFlags) != 0)
 		return -EINVAL;
 	if (c.dma_bits == 0)
 		c.dma_bits = 32;
@@ -48,9 +48,12 @@ int resolve_conf(const iovam_dpdk_conf *in, iovam_dpdk_conf &c, iovam_domain_con
 		c.granule = 4096;
 	if (c.unmap_queue_size == 0)
 		c.unmap_queue_size = 1024;
+	if (c.max_dyn_mappings == 0)
+		c.max_dyn_mappings = 65536;
 	if (c.dma_bits < 20 || c.dma_bits > 64 || c.granule < 4096 ||
 	    !std::has_single_bit(c.granule) || c.unmap_queue_size < 16 ||
-	    c.unmap_queue_size > 65536 || !std::has_single_bit(c.unmap_queue_size))
+	    c.unmap_queue_size > 65536 || !std::has_single_bit(c.unmap_queue_size) ||
+	    c.max_dyn_mappings > (1u << 24))
 		return -EINVAL;
 	unsigned shift = std::countr_zero(c.granule);
 	// Highest IOVA the device can reach, inclusive (2^64 does not fit).
@@ -142,29 +145,35 @@ extern "C" int iovam_dpdk_fini(void)
 	Glue *g = glue();
 	if (g == nullptr)
 		return -ENODEV;
-	if (pool_count(*g) != 0)
-		return -EBUSY;
-	(void)dyn_drain(*g);
-	if (dyn_outstanding(*g) != 0)
-		return -EBUSY;
+	// What the application left live is torn down all the same (a device
+	// must not keep reaching memory through a dead glue) and reported.
+	uint64_t live = pool_count(*g);
+	if (live != 0)
+		IOVAM_LOG(WARNING, "fini: %" PRIu64 " iovam mempool(s) still live: their memory "
+			  "is unmapped now; free them before fini", live);
 	g_glue.store(nullptr, std::memory_order_release); // 6
 	service_stop(*g);                                 // 5
-	mem_hook_stop(*g);                                // 4
-	dyn_stop(*g);                                     // 3
+	// Queued unmaps and retries of failed ones first, then whatever is
+	// still live, then the retries that produced.
+	(void)dyn_drain(*g);
+	live += dyn_unmap_all_live(*g);
+	(void)dyn_drain(*g);
+	mem_hook_stop(*g); // 4
+	dyn_stop(*g);      // 3
 	// Self-check before the domain goes: every range must be back (cached
 	// ones count as back once the caches are flushed; nobody else may use
 	// the glue during fini, so flushing every cache is allowed).
 	(void)iovam_cache_flush(g->dom, IOVAM_CACHE_NONE);
 	iovam_stats ds{};
 	(void)iovam_stats_get(g->dom, &ds);
-	int rc = 0;
+	int rc = live > INT32_MAX ? INT32_MAX : static_cast<int>(live);
 	if (ds.live_ranges != 0) {
 		IOVAM_LOG(ERR, "fini: %" PRIu64 " IOVA range(s) still allocated", ds.live_ranges);
 		rc = -EFAULT;
 	}
 	iovam_domain_destroy(g->dom); // 1
 	delete g;
-	IOVAM_LOG(INFO, "finalised");
+	IOVAM_LOG(INFO, "finalised%s", live != 0 ? " (with live mappings)" : "");
 	return rc;
 }
 
@@ -247,6 +256,7 @@ extern "C" int iovam_dpdk_stats_get(struct iovam_dpdk_stats *st)
 	st->dma_skipped = c.dma_skipped.load(std::memory_order_relaxed);
 	st->dma_failures = c.dma_failures.load(std::memory_order_relaxed);
 	st->dma_queued = c.dma_queued.load(std::memory_order_relaxed);
+	st->unmaps_retrying = c.unmaps_retrying.load(std::memory_order_relaxed);
 	st->service_runs = c.service_runs.load(std::memory_order_relaxed);
 	st->pools = pool_count(*g);
 	dyn_stats(*g, *st);
@@ -266,6 +276,11 @@ extern "C" struct iovam_domain *iovam_dpdk_domain(void)
 extern "C" void iovam_dpdk_test_fail_dma_map(uint32_t one_in)
 {
 	vfio_test_fail_one_in(one_in);
+}
+
+extern "C" void iovam_dpdk_test_fail_dma_unmap(uint32_t one_in)
+{
+	vfio_test_fail_unmap_one_in(one_in);
 }
 
 extern "C" void iovam_dpdk_test_simulate_no_device(int on)

@@ -28,7 +28,10 @@
 //    and skipped by the walk.
 //  - On FREE the order is: VFIO unmap, drop the translation, and only then
 //    return the IOVA to the domain, so an IOVA is never handed out while the
-//    IOMMU still maps it. If the unmap fails the IOVA is leaked on purpose.
+//    IOMMU still maps it. If the unmap fails the chunk turns stale: its
+//    translation goes, its IOVA stays out, and the service retries the unmap
+//    until it succeeds (fini tries once more; then the IOVA is leaked and
+//    fini reports it).
 #include <cerrno>
 #include <cinttypes>
 #include <mutex>
@@ -112,34 +115,60 @@ int reserve_msl_cb(const rte_memseg_list *msl, void *arg)
 	return 0;
 }
 
-// Unmap one chunk, drop it, return its range if it was the last one.
-// Caller holds g.map.lock() exclusively.
+void free_range_locked(Glue &g, uint64_t pfn)
+{
+	if (pfn == UINT64_MAX)
+		return; // chunks left in the range
+	int rc = iovam_free(g.dom, pfn);
+	if (rc != 0)
+		IOVAM_LOG(ERR, "iovam_free(pfn 0x%" PRIx64 "): %d", pfn, rc);
+}
+
+// DMA-unmap chunk c at va and count it. false: the unmap failed.
+bool unmap_counted(Glue &g, uintptr_t va, const Chunk &c)
+{
+	if (!g.vfio.unmap(va, c.iova, c.len)) {
+		g.ctr.dma_failures.fetch_add(1, std::memory_order_relaxed);
+		return false;
+	}
+	g.ctr.dma_unmaps.fetch_add(1, std::memory_order_relaxed);
+	g.ctr.mappings.fetch_sub(1, std::memory_order_relaxed);
+	g.ctr.mapped_bytes.fetch_sub(c.len, std::memory_order_relaxed);
+	if (g.vfio.no_iommu())
+		g.ctr.dma_skipped.fetch_add(1, std::memory_order_relaxed);
+	unmap_hook_call(c.iova, c.len);
+	return true;
+}
+
+// Unmap one chunk, drop it, return its range if it was the last one. A chunk
+// whose unmap fails turns stale (see the top). Caller holds g.map.lock()
+// exclusively.
 void unmap_chunk_locked(Glue &g, uintptr_t va)
 {
 	Chunk c = g.map.chunks().at(va);
-	bool ok = true;
-	if (c.mapped) {
-		ok = g.vfio.unmap(va, c.iova, c.len);
-		if (ok) {
-			g.ctr.dma_unmaps.fetch_add(1, std::memory_order_relaxed);
-			g.ctr.mappings.fetch_sub(1, std::memory_order_relaxed);
-			g.ctr.mapped_bytes.fetch_sub(c.len, std::memory_order_relaxed);
-			if (g.vfio.no_iommu())
-				g.ctr.dma_skipped.fetch_add(1, std::memory_order_relaxed);
-		} else {
-			g.ctr.dma_failures.fetch_add(1, std::memory_order_relaxed);
-		}
-	} else {
+	if (!c.mapped) {
 		g.ctr.dma_queued.fetch_sub(1, std::memory_order_relaxed);
+	} else if (!unmap_counted(g, va, c)) {
+		IOVAM_LOG(WARNING, "unmap of va 0x%" PRIx64 " iova 0x%" PRIx64 " failed: IOVA "
+			  "held, unmap retried by the service", uint64_t{va}, c.iova);
+		g.map.make_stale(va);
+		g.ctr.unmaps_retrying.fetch_add(1, std::memory_order_relaxed);
+		return;
 	}
-	if (ok && c.mapped)
-		unmap_hook_call(c.iova, c.len);
-	uint64_t pfn = g.map.remove_chunk(va, !ok);
-	if (pfn != UINT64_MAX) {
-		int rc = iovam_free(g.dom, pfn);
-		if (rc != 0)
-			IOVAM_LOG(ERR, "iovam_free(pfn 0x%" PRIx64 "): %d", pfn, rc);
+	free_range_locked(g, g.map.remove_chunk(va));
+}
+
+// Caller holds g.map.lock() exclusively. Returns the stale chunks left.
+uint64_t retry_stale_locked(Glue &g)
+{
+	for (size_t i = g.map.stale().size(); i-- > 0;) {
+		auto [va, c] = g.map.stale()[i];
+		if (!unmap_counted(g, va, c))
+			continue;
+		g.ctr.unmaps_retrying.fetch_sub(1, std::memory_order_relaxed);
+		free_range_locked(g, g.map.remove_stale(i));
 	}
+	return g.map.stale().size();
 }
 
 // Give [va, va+len) one IOVA range and map it in chunk_len pieces. On failure
@@ -170,9 +199,11 @@ int map_region_locked(Glue &g, uintptr_t va, size_t len, size_t chunk_len)
 				off -= chunk_len;
 				unmap_chunk_locked(g, va + off);
 			}
-			// No chunk left: the range still has to go (remove_chunk
-			// returned it if any chunk existed; else do it here).
-			if (g.map.contains_range(pfn)) {
+			// The first chunk failed: the range has no chunk to
+			// return it (the last chunk removed returns it; a stale
+			// one keeps it out until its unmap is retried).
+			if (g.map.contains_range(pfn) &&
+			    g.map.ranges().at(pfn).live_chunks == 0) {
 				g.map.erase_range(pfn);
 				(void)iovam_free(g.dom, pfn);
 			}
@@ -283,6 +314,9 @@ void unmap_all(Glue &g)
 	auto &chunks = g.map.chunks();
 	while (!chunks.empty())
 		unmap_chunk_locked(g, std::prev(chunks.end())->first);
+	if (retry_stale_locked(g) != 0)
+		IOVAM_LOG(ERR, "%zu mapping(s) could not be unmapped: their IOVAs are leaked",
+			  g.map.stale().size());
 }
 
 }  // namespace
@@ -350,6 +384,14 @@ void mem_hook_stop(Glue &g)
 		g.event_registered = false;
 	}
 	unmap_all(g);
+}
+
+uint64_t mem_retry_failed_unmaps(Glue &g)
+{
+	if (g.ctr.unmaps_retrying.load(std::memory_order_relaxed) == 0)
+		return 0;
+	std::unique_lock lk(g.map.lock());
+	return retry_stale_locked(g);
 }
 
 int mem_replay(Glue &g)

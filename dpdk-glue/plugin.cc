@@ -80,16 +80,19 @@ extern "C" int iovam_dpdk_conf_from_env(struct iovam_dpdk_conf *conf)
 	if (conf == nullptr)
 		return -EINVAL;
 	uint64_t bits = conf->dma_bits, qsize = conf->unmap_queue_size;
+	uint64_t max_dyn = conf->max_dyn_mappings;
 	if (!env_u64("IOVAM_DMA_BITS", &bits) || bits > UINT32_MAX ||
 	    !env_u64("IOVAM_GRANULE", &conf->granule) ||
 	    !env_u64("IOVAM_IOVA_BASE", &conf->iova_base) ||
 	    !env_u64("IOVAM_IOVA_END", &conf->iova_end) ||
 	    !env_u64("IOVAM_UNMAP_QUEUE", &qsize) || qsize > UINT32_MAX ||
+	    !env_u64("IOVAM_MAX_DYN_MAPPINGS", &max_dyn) || max_dyn > UINT32_MAX ||
 	    !env_flag("IOVAM_NO_IOMMU", IOVAM_DPDK_F_NO_IOMMU, &conf->flags) ||
 	    !env_flag("IOVAM_NO_SERVICE", IOVAM_DPDK_F_NO_SERVICE, &conf->flags) ||
 	    !env_flag("IOVAM_DYN_VIA_DPDK", IOVAM_DPDK_F_DYN_VIA_DPDK, &conf->flags))
 		return -EINVAL;
 	conf->dma_bits = static_cast<uint32_t>(bits);
 	conf->unmap_queue_size = static_cast<uint32_t>(qsize);
+	conf->max_dyn_mappings = static_cast<uint32_t>(max_dyn);
 	return 0;
 }

@@ -4,7 +4,8 @@
 // Service: the housekeeping the fast paths leave undone.
 //
 // One iteration: complete the queued dynamic unmaps (batched VFIO unmaps,
-// then the IOVAs go back), map memory that waited for a VFIO device, and
+// then the IOVAs go back), retry unmaps that failed (dynamic ones and those
+// of freed DPDK memory), map memory that waited for a VFIO device, and
 // iovam_maintain() (erase DEFERRED markers, refill the node pool, trim the
 // depots) at most every kMaintainUs.
 //
@@ -100,6 +101,7 @@ int service_run(Glue &g)
 		return -EBUSY;
 	g.ctr.service_runs.fetch_add(1, std::memory_order_relaxed);
 	int returned = dyn_drain(g);
+	(void)mem_retry_failed_unmaps(g);
 	(void)mem_replay(g);
 	uint64_t now = rte_get_tsc_cycles();
 	if (now >= s.next_maintain_tsc) {

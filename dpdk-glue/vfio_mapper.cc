@@ -69,17 +69,31 @@ std::atomic<bool> g_vfio_test_hooks{false};
 
 namespace {
 
-std::atomic<uint32_t> g_fail_one_in{0};
-std::atomic<uint64_t> g_fail_calls{0};
+struct FailInjection {
+	std::atomic<uint32_t> one_in{0};
+	std::atomic<uint64_t> calls{0};
 
-// One relaxed load when disabled: cheap enough for the dynamic-map fast path.
-bool injected_failure()
-{
-	uint32_t n = g_fail_one_in.load(std::memory_order_relaxed);
-	if (n == 0)
-		return false;
-	return g_fail_calls.fetch_add(1, std::memory_order_relaxed) % n == n - 1;
-}
+	// One relaxed load when disabled: cheap enough for the dynamic-map
+	// fast path.
+	bool now()
+	{
+		uint32_t n = one_in.load(std::memory_order_relaxed);
+		if (n == 0)
+			return false;
+		return calls.fetch_add(1, std::memory_order_relaxed) % n == n - 1;
+	}
+
+	void set(uint32_t n)
+	{
+		calls.store(0, std::memory_order_relaxed);
+		one_in.store(n, std::memory_order_relaxed);
+	}
+};
+
+FailInjection g_fail_map;
+FailInjection g_fail_unmap;
+
+bool injected_failure() { return g_fail_map.now(); }
 
 }  // namespace
 
@@ -90,14 +104,18 @@ std::atomic<bool> g_sim_no_device{false};
 void vfio_test_simulate_no_device(bool on)
 {
 	g_sim_no_device.store(on, std::memory_order_relaxed);
-	g_vfio_test_hooks.store(on || g_fail_one_in.load() != 0, std::memory_order_relaxed);
+	g_vfio_test_hooks.store(on || g_fail_map.one_in.load() != 0, std::memory_order_relaxed);
 }
 
 void vfio_test_fail_one_in(uint32_t n)
 {
-	g_fail_calls.store(0, std::memory_order_relaxed);
-	g_fail_one_in.store(n, std::memory_order_relaxed);
+	g_fail_map.set(n);
 	g_vfio_test_hooks.store(n != 0 || g_sim_no_device.load(), std::memory_order_relaxed);
+}
+
+void vfio_test_fail_unmap_one_in(uint32_t n)
+{
+	g_fail_unmap.set(n);
 }
 
 VfioMapper::Result VfioMapper::map(uint64_t va, uint64_t iova, uint64_t len)
@@ -142,6 +160,10 @@ bool VfioMapper::container_torn_down() const
 
 bool VfioMapper::unmap(uint64_t va, uint64_t iova, uint64_t len)
 {
+	if (g_fail_unmap.now()) {
+		IOVAM_LOG(DEBUG, "unmap iova 0x%" PRIx64 ": failure injected", iova);
+		return false;
+	}
 	if (no_iommu_)
 		return true;
 	if (rte_vfio_container_dma_unmap(RTE_VFIO_DEFAULT_CONTAINER_FD, va, iova, len) == 0)
@@ -181,6 +203,8 @@ bool VfioMapper::unmap_dyn(uint64_t va, uint64_t iova, uint64_t len)
 {
 	if (no_iommu_ || container_fd_ < 0)
 		return unmap(va, iova, len);
+	if (g_fail_unmap.now())
+		return false;
 	vfio_iommu_type1_dma_unmap u;
 	memset(&u, 0, sizeof(u));
 	u.argsz = sizeof(u);

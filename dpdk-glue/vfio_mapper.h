@@ -78,6 +78,8 @@ private:
 // Test hook (iovam_dpdk_test_fail_dma_map): process-wide, so a test can set it
 // before iovam_dpdk_init() and make the init walk fail.
 void vfio_test_fail_one_in(uint32_t n);
+// Test hook (iovam_dpdk_test_fail_dma_unmap): the same for unmaps.
+void vfio_test_fail_unmap_one_in(uint32_t n);
 // Test hook (iovam_dpdk_test_simulate_no_device): in no-IOMMU mode, answer
 // kQueued like VFIO does before its first device, until note_device().
 void vfio_test_simulate_no_device(bool on);

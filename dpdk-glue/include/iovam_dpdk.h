@@ -82,7 +82,11 @@ struct iovam_dpdk_conf {
 	/** Entries of each lcore's lazy-unmap queue: a power of two, 16..65536.
 	 *  0 = 1024. A full queue makes iovam_dpdk_unmap() unmap synchronously. */
 	uint32_t unmap_queue_size;
-	uint32_t reserved; /**< must be 0 */
+	/** Live dynamic mappings (iovam_dpdk_map()) the tracking table is sized
+	 *  for, 1..2^24: it takes 64 bytes per mapping. 0 = 65536 (a VFIO type1
+	 *  container holds at most 65535 mappings in all). Far beyond it
+	 *  iovam_dpdk_map() fails with -ENOSPC. */
+	uint32_t max_dyn_mappings;
 };
 
 /**
@@ -94,6 +98,7 @@ struct iovam_dpdk_conf {
  *  - IOVAM_NO_SERVICE=1: IOVAM_DPDK_F_NO_SERVICE
  *  - IOVAM_DYN_VIA_DPDK=1: IOVAM_DPDK_F_DYN_VIA_DPDK
  *  - IOVAM_UNMAP_QUEUE: unmap_queue_size
+ *  - IOVAM_MAX_DYN_MAPPINGS: max_dyn_mappings
  *  - IOVAM_DISABLE=1 (read by the plugin only): do nothing when loaded
  * Unset variables leave 0 (the default).
  * @return 0; -EINVAL NULL conf or a variable that does not parse.
@@ -120,14 +125,20 @@ int iovam_dpdk_conf_from_env(struct iovam_dpdk_conf *conf);
 int iovam_dpdk_init(const struct iovam_dpdk_conf *conf);
 
 /**
- * Undo iovam_dpdk_init(): stop the service, unregister the callback, unmap
- * every mapping, return every IOVA and destroy the domain. As with
+ * Undo iovam_dpdk_init(): stop the service, unregister the callback, complete
+ * the queued unmaps, unmap every mapping (DPDK memory, and dynamic mappings the
+ * application left live), return every IOVA and destroy the domain. As with
  * rte_eal_cleanup(), no other thread may be inside an iovam_dpdk_* call or
- * use an iovam IOVA meanwhile.
- * @return 0; -ENODEV not initialised; -EBUSY an iovam mempool or a dynamic
- *   mapping is still live (nothing changed); -EFAULT torn down, but IOVA
- *   ranges were still allocated at the end (an unmap failed, so its IOVA was
- *   kept on purpose, or a bug; logged).
+ * use an iovam IOVA meanwhile. Mempools with ops "iovam" left alive keep
+ * working as plain ring pools, but their buf_iova no longer reach memory:
+ * free them first.
+ * @return 0 nothing was left live;
+ *   > 0 torn down, and that many things were still live and were unmapped
+ *     anyway: iovam mempools plus dynamic mappings (each logged as a warning);
+ *   -ENODEV not initialised;
+ *   -EFAULT torn down, but IOVA ranges were still allocated at the end: an
+ *     unmap failed even when retried, so its IOVA was kept on purpose (the
+ *     IOMMU may still map it), or a bug; logged.
  */
 int iovam_dpdk_fini(void);
 
@@ -154,6 +165,7 @@ int iovam_dpdk_virt2iova(const void *va, uint64_t *iova);
  *   -EINVAL NULL va or iova, len 0, va+len overflows;
  *   -ENODEV not initialised;
  *   -ENOMEM no IOVA space left in the window;
+ *   -ENOSPC far more live dynamic mappings than conf.max_dyn_mappings;
  *   -EAGAIN transient (the domain's node pool is empty: retry after the
  *     service ran);
  *   -EIO the VFIO mapping failed, or no VFIO device is attached yet (nothing
@@ -166,14 +178,24 @@ int iovam_dpdk_map(void *va, size_t len, uint64_t *iova);
  * the IOVA it returned. The device must be done with it. The VFIO unmap
  * happens later, batched, on the service; the IOVA returns to the domain only
  * after that unmap completed, so it cannot be handed out while the IOMMU
- * still maps it. When the calling lcore's queue is full the unmap is done
- * synchronously instead. (DPDK's VFIO unmap needs the VA as well as the IOVA.)
- * Cost: a store into the lcore's single-producer queue (no lock, no syscall);
- * threads without an lcore take a short lock.
- * @return 0; -EINVAL NULL va, len 0, or an IOVA range outside the window;
- *   -ENODEV not initialised. An (iova, len) that is not a live dynamic mapping
- *   is detected (best effort) by the service, counted in bad_unmaps and
- *   ignored; unmapping the same mapping twice is undefined.
+ * still maps it. If the VFIO unmap fails, the IOVA stays out and the service
+ * retries the unmap (unmaps_retrying) until it succeeds. When the calling
+ * lcore's queue is full the unmap is done synchronously instead. (DPDK's VFIO
+ * unmap needs the VA as well as the IOVA.)
+ * Every unmap is checked against the live mappings first; a refused one
+ * changes nothing and counts in bad_unmaps.
+ * Cost: a slot claim (one CAS) and a store into the lcore's single-producer
+ * queue (no lock, no syscall); threads without an lcore take a short lock.
+ * @return 0;
+ *   -EINVAL NULL va, len 0, va+len overflows, an IOVA range outside the
+ *     window, va and iova at different offsets in their page, or a live
+ *     mapping at iova made from another va or with another length (it stays
+ *     mapped);
+ *   -ENOENT no live dynamic mapping starts at iova's page: never mapped,
+ *     already unmapped (a double unmap), or DPDK memory mapped by the
+ *     memory-event hook;
+ *   -ENODEV not initialised.
+ * Two concurrent unmaps of one mapping: one wins, the other gets -ENOENT.
  */
 int iovam_dpdk_unmap(void *va, uint64_t iova, size_t len);
 
@@ -234,7 +256,10 @@ struct iovam_dpdk_stats {
 	uint64_t dyn_unmaps;      /**< dynamic mappings whose IOVA was returned */
 	uint64_t dyn_pending;     /**< dynamic unmaps queued, not completed */
 	uint64_t dyn_sync_unmaps; /**< unmaps done synchronously (queue full) */
-	uint64_t bad_unmaps;      /**< unmaps of something never mapped */
+	uint64_t bad_unmaps;      /**< iovam_dpdk_unmap() refused (not counted: NULL va,
+	                               len 0, va + len overflows) */
+	uint64_t unmaps_retrying; /**< failed unmaps whose IOVA is held until a retry succeeds */
+	uint64_t dyn_table_full;  /**< maps refused with -ENOSPC */
 	uint64_t service_runs;    /**< service iterations */
 	uint32_t no_iommu;        /**< 1 in no-IOMMU mode */
 	uint32_t static_memory;   /**< 1 without memory events (--legacy-mem, --no-huge) */
@@ -257,6 +282,13 @@ struct iovam_domain *iovam_dpdk_domain(void);
  * Applies in no-IOMMU mode too (the skipped call "fails").
  */
 void iovam_dpdk_test_fail_dma_map(uint32_t one_in);
+
+/**
+ * Make DMA unmap calls fail: one_in 0 never, 1 always, N every Nth call. The
+ * mapping stays (with VFIO it really is still mapped), its IOVA is held, and
+ * the service retries. Applies in no-IOMMU mode too.
+ */
+void iovam_dpdk_test_fail_dma_unmap(uint32_t one_in);
 
 /**
  * In no-IOMMU mode, make DMA map calls behave like VFIO before its first

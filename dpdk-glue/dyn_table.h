@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (c) 2026 The iovam authors.
+ */
+// DynTable: the live dynamic mappings (iovam_dpdk_map), so that
+// iovam_dpdk_unmap() can refuse at once, changing nothing, what is not one:
+// an IOVA never mapped, one already unmapped (a double unmap), DPDK memory
+// mapped by the memory-event hook, or a mapping with another VA or length.
+// Without it a double unmap whose first unmap already completed would return
+// the IOVA to the domain twice, and the next two maps would share it: two
+// owners of one IOVA, the corruption iovam exists to prevent. (The kernel's
+// dma-debug checks dma_unmap_single() against its own table the same way.)
+//
+// Open addressing with linear probing over a power-of-two array of slots,
+// keyed by the mapping's first IOVA page (pfn >= 1: IOVA 0 is never handed
+// out, so a zero key means empty):
+//
+//   slot (32 B, two per cache line)
+//   +-----------------------+----------------+----------------+-----------+
+//   | key: pfn << 2 | state | va             | len (bytes)    | next      |
+//   +-----------------------+----------------+----------------+-----------+
+//   va and len exactly as given to iovam_dpdk_map(); next links the slots
+//   whose unmap failed (the retry list).
+//   key 0 = empty, never used; kBusy = claimed by a map filling the slot
+//
+//   empty/dead --map: CAS to kBusy, fill, release-store live--> live
+//   live --unmap: CAS--> unmapping     (a second unmap loses: -ENOENT)
+//   unmapping --service, after the IOMMU unmap completed--> dead
+//   dead --a later map may claim it--> kBusy ...
+//
+// The IOVA goes back to the domain only after its slot is dead, so a pfn is
+// live in at most one slot. A slot never becomes empty again, so a lookup
+// stops at the first empty slot. A map that finds no free slot within
+// kMaxProbe slots of its home fails (-ENOSPC); so every key lies within
+// kMaxProbe of its home and a lookup probes at most kMaxProbe slots. The table
+// has twice as many slots as the mappings it is sized for (load <= 1/2: about
+// 1.5 probes on a hit); dead slots are free for maps.
+//
+// Home slot: pfn folded by its high bits, not a multiplicative hash. A lcore's
+// magazine hands out neighbouring pfns, which then land in neighbouring slots:
+// the same cache lines, and no collisions among a dense run of pfns.
+#pragma once
+
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+
+namespace iovam::glue {
+
+class DynTable {
+public:
+	static constexpr uint32_t kMaxProbe = 64;
+	static constexpr uint64_t kNone = UINT64_MAX;
+
+	enum State : uint64_t { kLive = 1, kUnmapping = 2, kDead = 3 };
+
+	struct alignas(32) Slot {
+		std::atomic<uint64_t> key{0};
+		uint64_t va = 0;   // written by the map that owns the slot (kBusy),
+		uint64_t len = 0;  // read by the unmap that won it (kUnmapping)
+		uint64_t next = 0; // retry list link, while kUnmapping (drain lock)
+	};
+	static_assert(sizeof(Slot) == 32, "two slots per 64-byte cache line");
+
+	// Sized for max_mappings live mappings (>= 1). false: out of memory.
+	bool init(uint32_t max_mappings);
+	void fini();
+	uint64_t slots() const { return mask_ + 1; }
+
+	// Record a new live mapping. Returns its slot, or kNone: no free slot
+	// within kMaxProbe of the home slot (far more live mappings than the
+	// table is sized for). Cost: ~1.5 probes, one CAS, three stores.
+	uint64_t insert(uint64_t pfn, uint64_t va, uint64_t len)
+	{
+		for (uint64_t i = 0, s = home(pfn); i < kMaxProbe; i++, s = (s + 1) & mask_) {
+			uint64_t k = slots_[s].key.load(std::memory_order_relaxed);
+			while (k == 0 || (k & 3) == kDead) {
+				// Acquire: the dead slot's last reader (the service)
+				// finished with va/npages before its release store.
+				if (slots_[s].key.compare_exchange_weak(k, kBusy, std::memory_order_acquire,
+									std::memory_order_relaxed)) {
+					slots_[s].va = va;
+					slots_[s].len = len;
+					slots_[s].key.store(pfn << 2 | kLive, std::memory_order_release);
+					return s;
+				}
+			}
+		}
+		return kNone;
+	}
+
+	// Claim the live mapping at pfn for its unmap: it must have been mapped
+	// from exactly va with len bytes. 0 and *slot; -ENOENT no live
+	// mapping starts at pfn (never mapped, or already being unmapped);
+	// -EINVAL it does, but with another va or length (left live).
+	// Cost: ~1.5 probes and one CAS.
+	int claim(uint64_t pfn, uint64_t va, uint64_t len, uint64_t *slot)
+	{
+		const uint64_t live = pfn << 2 | kLive;
+		for (uint64_t i = 0, s = home(pfn); i < kMaxProbe; i++, s = (s + 1) & mask_) {
+			uint64_t k = slots_[s].key.load(std::memory_order_relaxed);
+			if (k == 0)
+				return -ENOENT;
+			if (k != live)
+				continue;
+			// Win the slot first, then read what the map wrote (the CAS
+			// acquires its release); a mismatch puts it back.
+			if (!slots_[s].key.compare_exchange_strong(k, pfn << 2 | kUnmapping,
+								   std::memory_order_acq_rel,
+								   std::memory_order_relaxed))
+				return -ENOENT; // another unmap of it won
+			if (slots_[s].va != va || slots_[s].len != len) {
+				slots_[s].key.store(live, std::memory_order_release);
+				return -EINVAL;
+			}
+			*slot = s;
+			return 0;
+		}
+		return -ENOENT;
+	}
+
+	// The claimed mapping's IOMMU unmap completed: free the slot. Call
+	// before its IOVA goes back to the domain.
+	void release(uint64_t slot)
+	{
+		uint64_t k = slots_[slot].key.load(std::memory_order_relaxed);
+		slots_[slot].key.store((k & ~uint64_t{3}) | kDead, std::memory_order_release);
+	}
+
+	// A claimed (kUnmapping) slot's mapping and retry-list link; only the
+	// holder of the claim (the service, under its drain lock) uses them.
+	uint64_t pfn(uint64_t slot) const { return slots_[slot].key.load(std::memory_order_relaxed) >> 2; }
+	uint64_t va(uint64_t slot) const { return slots_[slot].va; }
+	uint64_t len(uint64_t slot) const { return slots_[slot].len; }
+	uint64_t next(uint64_t slot) const { return slots_[slot].next; }
+	void set_next(uint64_t slot, uint64_t next) { slots_[slot].next = next; }
+
+	// Claim every live mapping (fini: whatever the application left), calling
+	// fn(slot, pfn, va, len) for each. Not concurrent with map or unmap.
+	template <typename Fn>
+	uint64_t claim_all_live(Fn &&fn)
+	{
+		uint64_t n = 0;
+		for (uint64_t s = 0; s <= mask_; s++) {
+			uint64_t k = slots_[s].key.load(std::memory_order_acquire);
+			if ((k & 3) != kLive || k == kBusy)
+				continue;
+			slots_[s].key.store((k & ~uint64_t{3}) | kUnmapping, std::memory_order_relaxed);
+			fn(s, k >> 2, slots_[s].va, slots_[s].len);
+			n++;
+		}
+		return n;
+	}
+
+private:
+	// Claimed by a map still filling the slot: pfn 0 is never a key, and a
+	// lookup skips it (kLive with pfn 0 matches nothing).
+	static constexpr uint64_t kBusy = kLive;
+
+	uint64_t home(uint64_t pfn) const { return (pfn ^ (pfn >> bits_)) & mask_; }
+
+	Slot *slots_ = nullptr;
+	uint64_t mask_ = 0;
+	unsigned bits_ = 0;
+};
+
+}  // namespace iovam::glue
