@@ -1,0 +1,348 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Copyright (c) 2026 The iovam authors.
+//
+// White-box tests of GapTree below the domain: tree shapes the domain's
+// top-down allocator rarely or never builds, driven through the tree's own
+// API and mirrored on a std::map reference, verify() after every mutation.
+//
+// The shapes of interest come from edge splits. Growth at the high end of a
+// leaf (ascending carves) splits it 30 | 2, and when that leaf is the last
+// child of a full inner node the inner node splits 10 | 1: a one-child inner
+// node that rebalancing cannot help at the leaf level (the leaf has no
+// sibling). An erase that shrinks that leaf to one segment leaves it so, and
+// the next cross-leaf merge into it empties the leaf: the tree must then
+// unlink the leaf, and every ancestor left without children, through
+// GapTree::remove_empty_branch(). Each test asserts the shape it builds (the
+// leaf's range as a descent reports it) so that a change of split policy fails
+// the test instead of silently testing nothing.
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <iterator>
+#include <map>
+#include <random>
+#include <vector>
+
+#include "gap_tree.h"
+#include "node_pool.h"
+
+namespace {
+
+using iovam::detail::GapTree;
+using iovam::detail::NodePool;
+using iovam::detail::Segment;
+using iovam::detail::Tag;
+
+constexpr uint64_t kMaxPfn = (1ULL << 20) - 1;
+
+// A tree on its own pool, and the occupied segments it must hold: the
+// reference. FREE space is what the reference does not cover, as maximal
+// holes (the tree's invariant).
+class Harness {
+ public:
+  explicit Harness(uint64_t max_pfn = kMaxPfn) : max_pfn_(max_pfn) {
+    top_up();
+    EXPECT_EQ(tree_.init(max_pfn), 0);
+  }
+
+  GapTree& tree() { return tree_; }
+
+  // Each mutation is checked against the reference and followed by verify().
+  void carve(uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) {
+    top_up();
+    ASSERT_EQ(tree_.carve(pfn_lo, pfn_hi, tag), 0) << "carve [" << pfn_lo << ", " << pfn_hi << "]";
+    ref_[pfn_lo] = Occupied{pfn_hi, tag};
+    check("carve", pfn_lo);
+  }
+
+  void erase(uint64_t pfn) {
+    auto it = ref_.upper_bound(pfn);
+    ASSERT_NE(it, ref_.begin()) << pfn << " is not occupied";
+    --it;
+    ASSERT_GE(it->second.hi, pfn) << pfn << " is not occupied";
+    const Segment was = tree_.erase(pfn);
+    EXPECT_EQ(was.pfn_lo, it->first);
+    EXPECT_EQ(was.pfn_hi, it->second.hi);
+    EXPECT_EQ(was.tag, it->second.tag);
+    ref_.erase(it);
+    check("erase", pfn);
+  }
+
+  // The descent to the FREE segment holding pfn: its leaf's range and, per
+  // level, the child taken. The allocator's own search hands it out.
+  GapTree::Path path_to_free(uint64_t pfn) {
+    const Segment s = tree_.lookup(pfn);
+    EXPECT_EQ(s.tag, Tag::kFree) << pfn;
+    GapTree::Path p{};
+    auto got = tree_.find_gap(s.pfn_hi - s.pfn_lo + 1, 1, s.pfn_lo, s.pfn_hi, &p);
+    EXPECT_TRUE(got.has_value() && *got == s.pfn_lo) << pfn;
+    return p;
+  }
+
+  // True when the FREE segment holding pfn is all its leaf holds.
+  bool alone_in_leaf(uint64_t pfn) {
+    const Segment s = tree_.lookup(pfn);
+    GapTree::Path p = path_to_free(pfn);
+    return p.leaf().min == s.pfn_lo && p.leaf().max == s.pfn_hi;
+  }
+
+  uint64_t occupied() const { return ref_.size(); }
+
+ private:
+  struct Occupied {
+    uint64_t hi;
+    Tag tag;
+  };
+
+  // Erasing gives nodes back; carving may take up to one per level plus a
+  // root. Keep far more than that so only the shape decides.
+  void top_up() {
+    if (pool_.free_nodes() < 2 * GapTree::kMaxHeight) pool_.splice(pool_.alloc_chain(256));
+  }
+
+  void check(const char* what, uint64_t pfn) {
+    const char* why = "";
+    ASSERT_TRUE(tree_.verify(nullptr, &why)) << what << " " << pfn << ": " << why;
+    std::vector<Segment> want;
+    uint64_t next_pfn = 0;
+    for (auto& [lo, o] : ref_) {
+      if (lo > next_pfn) want.push_back(Segment{next_pfn, lo - 1, Tag::kFree});
+      want.push_back(Segment{lo, o.hi, o.tag});
+      next_pfn = o.hi + 1;
+    }
+    if (next_pfn <= max_pfn_ && (ref_.empty() || std::prev(ref_.end())->second.hi < max_pfn_))
+      want.push_back(Segment{next_pfn, max_pfn_, Tag::kFree});
+    std::vector<Segment> got;
+    tree_.for_each([&got](const Segment& s) { got.push_back(s); });
+    ASSERT_EQ(got.size(), want.size()) << what << " " << pfn;
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_TRUE(got[i].pfn_lo == want[i].pfn_lo && got[i].pfn_hi == want[i].pfn_hi && got[i].tag == want[i].tag)
+          << what << " " << pfn << ": segment " << i << " is [" << got[i].pfn_lo << ", " << got[i].pfn_hi
+          << "] tag " << static_cast<int>(got[i].tag) << ", want [" << want[i].pfn_lo << ", " << want[i].pfn_hi
+          << "] tag " << static_cast<int>(want[i].tag);
+    }
+  }
+
+  // The pool outlives the tree, which gives its nodes back when destroyed.
+  NodePool pool_;
+  GapTree tree_{pool_};
+  const uint64_t max_pfn_;
+  std::map<uint64_t, Occupied> ref_;
+};
+
+// Ascending allocations of `pages` pages from pfn 0 until the tree is
+// `height` levels high; returns how many were carved.
+uint64_t grow_ascending_until(Harness& h, uint64_t pages, uint32_t height) {
+  uint64_t n = 0;
+  while (h.tree().height() < height) {
+    h.carve(n * pages, n * pages + pages - 1, Tag::kAllocated);
+    if (::testing::Test::HasFatalFailure()) return n;
+    ++n;
+  }
+  return n;
+}
+
+// The simplest case: the right spine. Single pages carved upwards until the
+// root splits leave the last leaf [A, FREE] alone under a one-child inner
+// node; freeing A makes that leaf one FREE segment; freeing the page before
+// (the last segment of the previous leaf) merges across the leaf boundary
+// and must unlink the emptied leaf.
+TEST(GapTreeEmptyBranch, LastLeafOfTheRightSpine) {
+  Harness h;
+  const uint64_t n = grow_ascending_until(h, 1, 3);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  const uint64_t k = n - 1;  // the last page carved: first of the last leaf
+  {
+    GapTree::Path p = h.path_to_free(kMaxPfn);
+    ASSERT_EQ(p.leaf().min, k) << "the split left [A, FREE] in the last leaf";
+    ASSERT_EQ(p.s[0].idx, 1u) << "and the new root has two children";
+  }
+  h.erase(k);
+  ASSERT_TRUE(h.alone_in_leaf(kMaxPfn)) << "the leaf holds one FREE segment";
+  const uint64_t nodes = h.tree().nodes();
+  h.erase(k - 1);
+  EXPECT_EQ(h.tree().nodes(), nodes - 1) << "exactly the emptied leaf is freed";
+  GapTree::Path p = h.path_to_free(kMaxPfn);
+  EXPECT_LT(p.leaf().min, k - 1) << "the merged hole lives in the previous leaf";
+}
+
+// A hole at the end of a full leaf that is the last child of a full inner
+// node, with more of the tree after it: filling the hole upwards splits the
+// leaf 30 | 2 and its parent 10 | 1 in the middle of the tree. The emptied
+// leaf's range then ends below max_pfn and the rebalance after the merge
+// starts at the next leaf.
+TEST(GapTreeEmptyBranch, LeafInTheMiddleOfTheTree) {
+  Harness h;
+  constexpr uint64_t kPages = 100;
+  // 700 ranges: leaves of 30 (the first 10 under the root's first child, the
+  // next 10 under its second) and a root of 3 children.
+  for (uint64_t i = 0; i < 700; ++i) {
+    h.carve(i * kPages, i * kPages + kPages - 1, Tag::kAllocated);
+    ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  }
+  ASSERT_EQ(h.tree().height(), 3u);
+  // Free the last range of the root's first child's last leaf.
+  const uint64_t hole = 299 * kPages;
+  h.erase(hole);
+  {
+    GapTree::Path p = h.path_to_free(hole);
+    ASSERT_EQ(p.s[0].idx, 0u);
+    ASSERT_EQ(p.s[1].idx, 9u) << "the last child of a full inner node";
+    ASSERT_EQ(p.leaf().max, hole + kPages - 1) << "the hole ends its leaf";
+  }
+  h.carve(hole, hole, Tag::kAllocated);
+  h.carve(hole + 1, hole + 1, Tag::kAllocated);
+  {
+    GapTree::Path p = h.path_to_free(hole + 2);
+    ASSERT_EQ(p.leaf().min, hole + 1) << "the split left [A, FREE] in a new leaf";
+    ASSERT_EQ(p.s[0].idx, 1u) << "under a new one-child node after the root's first child";
+  }
+  h.erase(hole + 1);
+  ASSERT_TRUE(h.alone_in_leaf(hole + 1));
+  {
+    GapTree::Path p = h.path_to_free(hole + 1);
+    ASSERT_GT(p.s[1].idx, 0u) << "the leaf has a left sibling in its parent now";
+    ASSERT_LT(p.leaf().max, kMaxPfn);
+  }
+  const uint64_t nodes = h.tree().nodes();
+  h.erase(hole);
+  EXPECT_EQ(h.tree().nodes(), nodes - 1);
+  GapTree::Path p = h.path_to_free(hole);
+  EXPECT_EQ(p.leaf().max, hole + kPages - 1);
+  EXPECT_LT(p.leaf().min, hole);
+}
+
+// As above, but the one-child node lands first in its parent: the root is
+// full and the split child is its 9th, so the root splits 9 | 2 and the new
+// node is the first child of the right half; the rebalance after the leaf
+// shrinks evens it out with its right sibling, so the leaf is the first of
+// several children. Unlinking it there drops the pivot after it, and the
+// common ancestor of the two leaves is two levels above the emptied one.
+TEST(GapTreeEmptyBranch, FirstChildBelowTheCommonAncestor) {
+  Harness h;
+  constexpr uint64_t kPages = 100;
+  // 2800 ranges: 93 leaves, the root's first 9 children full, its 10th
+  // (the right spine) not yet.
+  for (uint64_t i = 0; i < 2800; ++i) {
+    h.carve(i * kPages, i * kPages + kPages - 1, Tag::kAllocated);
+    ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  }
+  ASSERT_EQ(h.tree().height(), 3u);
+  const uint64_t hole = 2699 * kPages;  // the last range of the 9th child's last leaf
+  // FREE markers in the leaves on either side (their neighbours stay
+  // ALLOCATED, so nothing merges): descents to them show where the leaves are.
+  const uint64_t probe = 2701 * kPages, probe_prev = 2680 * kPages;
+  h.erase(probe);
+  h.erase(probe_prev);
+  h.erase(hole);
+  {
+    GapTree::Path p = h.path_to_free(hole);
+    ASSERT_EQ(p.s[0].idx, 8u);
+    ASSERT_EQ(p.s[1].idx, 9u);
+    ASSERT_EQ(p.leaf().max, hole + kPages - 1);
+    ASSERT_EQ(h.path_to_free(probe).s[0].idx, 9u);
+  }
+  h.carve(hole, hole, Tag::kAllocated);
+  h.carve(hole + 1, hole + 1, Tag::kAllocated);
+  ASSERT_EQ(h.tree().height(), 4u) << "the full root split";
+  {
+    GapTree::Path p = h.path_to_free(hole + 2);
+    ASSERT_EQ(p.leaf().min, hole + 1);
+    ASSERT_EQ(p.s[0].idx, 1u);
+    ASSERT_EQ(p.s[1].idx, 0u) << "the one-child node is first in the root's right half";
+  }
+  h.erase(hole + 1);
+  ASSERT_TRUE(h.alone_in_leaf(hole + 1));
+  {
+    // The rebalance merged the one-child node into its sibling, and then the
+    // root's halves back into one: height 3 again.
+    GapTree::Path p = h.path_to_free(hole + 1), q = h.path_to_free(probe);
+    ASSERT_EQ(p.s[p.n - 2].idx, 0u) << "the one-segment leaf is its parent's first child";
+    ASSERT_EQ(p.s[p.n - 2].node, q.s[q.n - 2].node) << "and the next leaf is its sibling";
+    ASSERT_NE(p.s[p.n - 2].node, h.path_to_free(probe_prev).s[p.n - 2].node)
+        << "the previous leaf has another parent";
+  }
+  const uint64_t nodes = h.tree().nodes();
+  h.erase(hole);
+  EXPECT_EQ(h.tree().nodes(), nodes - 1);
+  GapTree::Path p = h.path_to_free(hole);
+  EXPECT_EQ(p.leaf().max, hole + kPages - 1);
+  EXPECT_LT(p.leaf().min, hole);
+  // The leaf after the removed one still starts where the hole ends.
+  EXPECT_EQ(h.path_to_free(probe).leaf().min, hole + kPages);
+}
+
+// Ascending growth until the tree is 4 levels high splits full nodes at two
+// levels at once: the last leaf hangs under a chain of two one-child nodes.
+// The rebalance after the leaf shrinks to one segment evens out the upper
+// node only (the lower one has no sibling when its level is visited), so the
+// cross-leaf merge empties the leaf and then its parent: two levels unlinked.
+TEST(GapTreeEmptyBranch, ChainOfOneChildNodes) {
+  Harness h;
+  const uint64_t n = grow_ascending_until(h, 100, 4);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  const uint64_t last = (n - 1) * 100;
+  ASSERT_EQ(h.path_to_free(kMaxPfn).leaf().min, last);
+  h.erase(last);
+  ASSERT_TRUE(h.alone_in_leaf(kMaxPfn));
+  const uint64_t nodes = h.tree().nodes();
+  h.erase(last - 100);
+  EXPECT_EQ(h.tree().nodes(), nodes - 2) << "the leaf and its one-child parent";
+  EXPECT_LT(h.path_to_free(kMaxPfn).leaf().min, last - 100);
+}
+
+// The emptied leaf holds the segment being erased: a RESERVED top segment
+// left alone in its leaf (its FREE neighbour was merged away into the
+// previous leaf) is erased, and the previous leaf's FREE tail absorbs it.
+TEST(GapTreeEmptyBranch, ErasedSegmentAloneInItsLeaf) {
+  Harness h;
+  const uint64_t top_lo = kMaxPfn - 9;
+  h.carve(top_lo, kMaxPfn, Tag::kReserved);
+  const uint64_t n = grow_ascending_until(h, 100, 4);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  const uint64_t last = (n - 1) * 100;
+  ASSERT_EQ(h.path_to_free(top_lo - 1).leaf().min, last) << "the last leaf is [A, FREE, RESERVED]";
+  h.erase(last);
+  h.erase(last - 100);
+  {
+    GapTree::Path p = h.path_to_free(top_lo - 1);
+    ASSERT_EQ(p.leaf().max, top_lo - 1) << "the RESERVED segment is alone in the last leaf";
+  }
+  const uint64_t nodes = h.tree().nodes();
+  h.erase(top_lo);
+  EXPECT_EQ(h.tree().nodes(), nodes - 1);
+  EXPECT_EQ(h.path_to_free(kMaxPfn).leaf().max, kMaxPfn);
+}
+
+// Random ascending carves with erases biased to the highest live range: the
+// pattern that keeps making one-child nodes and one-segment leaves, checked
+// against the reference after every step.
+TEST(GapTreeModel, AscendingCarvesAndTopErases) {
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    std::mt19937_64 rng(seed);
+    const uint64_t max_pfn = 20000 + rng() % 100000;
+    Harness h(max_pfn);
+    std::map<uint64_t, uint64_t> live;  // pfn_lo -> pfn_hi
+    for (int op = 0; op < 6000; ++op) {
+      if (rng() % 100 < 60) {
+        // The lowest FREE segment at or above a random pfn (or the lowest).
+        auto s = h.tree().next_tagged(rng() % max_pfn, Tag::kFree);
+        if (!s) s = h.tree().next_tagged(0, Tag::kFree);
+        if (!s) continue;
+        const uint64_t npages = std::min<uint64_t>(1 + rng() % 3, s->pfn_hi - s->pfn_lo + 1);
+        const Tag tag = rng() % 8 == 0 ? Tag::kReserved : Tag::kAllocated;
+        h.carve(s->pfn_lo, s->pfn_lo + npages - 1, tag);
+        live[s->pfn_lo] = s->pfn_lo + npages - 1;
+      } else if (!live.empty()) {
+        auto it = live.lower_bound(rng() % (max_pfn + 1));
+        if (it == live.end() || rng() % 2 == 0) it = std::prev(live.end());
+        h.erase(it->first);
+        live.erase(it);
+      }
+      ASSERT_FALSE(::testing::Test::HasFatalFailure()) << "seed " << seed << " op " << op;
+    }
+  }
+}
+
+}  // namespace
