@@ -715,6 +715,13 @@ void GapTree::absorb_next(uint64_t pfn) noexcept {
 
 // q's leaf is empty (its range was given away); unlink it and every ancestor
 // it leaves empty, up to (not including) the common ancestor `lca`.
+// Not dead code: splitting the last child of a full inner node leaves a
+// one-child node (split_point gives 10 | 1), whose leaf has no sibling to
+// merge with, so an erase can shrink that leaf to one segment and leave it
+// so; the next merge across its low boundary empties it. Ascending carves
+// build this (the domain's top-down allocator rarely does); each case --
+// the leaf's parent emptied too, a first child below lca, a leaf in the
+// middle of the tree -- is built in tests/unit/gap_tree_test.cc.
 void GapTree::remove_empty_branch(Path& q, uint32_t lca) noexcept {
   for (uint32_t l = q.n - 1; l > lca; --l) {
     free_node(q.s[l].node);
