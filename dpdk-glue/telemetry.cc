@@ -45,6 +45,8 @@ int stats_cmd(const char *, const char *, rte_tel_data *d)
 	rte_tel_data_add_dict_u64(d, "dyn_unmaps", st.dyn_unmaps);
 	rte_tel_data_add_dict_u64(d, "dyn_pending", st.dyn_pending);
 	rte_tel_data_add_dict_u64(d, "bad_unmaps", st.bad_unmaps);
+	rte_tel_data_add_dict_u64(d, "unmaps_retrying", st.unmaps_retrying);
+	rte_tel_data_add_dict_u64(d, "dyn_table_full", st.dyn_table_full);
 	rte_tel_data_add_dict_u64(d, "service_runs", st.service_runs);
 	rte_tel_data_add_dict_u64(d, "no_iommu", st.no_iommu);
 	rte_tel_data_add_dict_u64(d, "static_memory", st.static_memory);

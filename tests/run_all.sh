@@ -7,8 +7,10 @@
 #  1. installs the Debian packages and reserves hugepages (scripts/setup-debian.sh)
 #  2. builds with warnings as errors and runs every meson test: unit, model,
 #     stress, the DPDK glue on real EAL (hugepages, vdevs), the examples
-#  3. an ASan+UBSan build runs the core's unit, model and stress tests
-#  4. a TSan build runs the stress test; an -O0 build compiles
+#  3. an ASan+UBSan build runs the core's unit, model and stress tests and the
+#     glue's tests in every EAL mode
+#  4. a TSan build runs the stress test and the glue's tests; an -O0 build
+#     compiles
 #  5. meson install + a C and a C++ program built with pkg-config iovam
 #  6. the fuzzer for 60 s (tests/fuzz/run.sh), if present
 #  7. perf/run --smoke
@@ -83,16 +85,18 @@ step setup scripts/setup-debian.sh || true
 step build build build --buildtype=debugoptimized -Ddpdk=enabled -Dtests=enabled -Dperf=enabled
 meson_tests meson build --num-processes 1
 
-# 3-4. Sanitizers on the core (DPDK's EAL does not run under ASan/TSan).
+# 3-4. Sanitizers: the core, and the glue on a real EAL in its 7 memory modes
+# (our code is instrumented, Debian's DPDK is not).
 step build-asan build build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined \
-	-Db_lundef=false -Ddpdk=disabled -Dperf=disabled
+	-Db_lundef=false -Ddpdk=enabled -Dperf=disabled
 IOVAM_MODEL_OPS_SCALE=0.25 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	meson_tests asan build-asan --suite unit --suite stress --timeout-multiplier 4
+	meson_tests asan build-asan --suite unit --suite stress --suite dpdk-glue \
+	--timeout-multiplier 4
 step build-tsan build build-tsan --buildtype=debugoptimized -Db_sanitize=thread \
-	-Ddpdk=disabled -Dperf=disabled
+	-Ddpdk=enabled -Dperf=disabled
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-	meson_tests tsan build-tsan --suite stress --timeout-multiplier 4
+	meson_tests tsan build-tsan --suite stress --suite dpdk-glue --timeout-multiplier 4
 
 # An unoptimised build compiles too (inline functions are emitted at -O0).
 step build-debug build build-debug --buildtype=debug -Ddpdk=enabled -Dperf=disabled -Dtests=disabled
