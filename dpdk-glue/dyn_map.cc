@@ -30,6 +30,8 @@
 #include <cinttypes>
 #include <mutex>
 #include <new>
+#include <utility>
+#include <vector>
 
 #include <rte_branch_prediction.h>
 #include <rte_lcore.h>
@@ -289,6 +291,16 @@ int dyn_drain(Glue &g)
 			returned += complete(g, batch, n);
 	}
 	return returned;
+}
+
+void dyn_leaked_iovas(Glue &g, std::vector<std::pair<uint64_t, uint64_t>> &out)
+{
+	DynState &d = *g.dyn;
+	std::lock_guard lk(d.drain_lock);
+	for (uint64_t s = d.retry_head; s != DynTable::kNone; s = d.table.next(s)) {
+		UnmapEntry e = entry_of(g, s, d.table.pfn(s), d.table.va(s), d.table.len(s));
+		out.emplace_back(e.pfn << g.shift, ((e.pfn + e.npages) << g.shift) - 1);
+	}
 }
 
 uint64_t dyn_unmap_all_live(Glue &g)

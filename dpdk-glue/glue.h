@@ -10,6 +10,8 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "iova_map.h"
 #include "iovam.h"
@@ -92,6 +94,10 @@ void dyn_stop(Glue &g);
 int dyn_drain(Glue &g);
 // fini: unmap every mapping the application left live; how many there were.
 uint64_t dyn_unmap_all_live(Glue &g);
+// IOVA ranges [lo, hi] (bytes, inclusive) whose unmap failed for good, of
+// dynamic mappings and of DPDK memory: the IOMMU may still map them.
+void dyn_leaked_iovas(Glue &g, std::vector<std::pair<uint64_t, uint64_t>> &out);
+void mem_leaked_iovas(Glue &g, std::vector<std::pair<uint64_t, uint64_t>> &out);
 void dyn_stats(Glue &g, iovam_dpdk_stats &st);
 
 // service.cc

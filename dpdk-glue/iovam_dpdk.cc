@@ -11,6 +11,7 @@
 //   4 memory hook     mem_hook_start(): callback, init walk, ethdev NEW hook
 //   5 service         service_start()
 //   6 publish         g_glue
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cinttypes>
@@ -32,6 +33,43 @@ std::atomic<Glue *> g_glue{nullptr};
 std::mutex g_api_lock;
 
 namespace {
+
+// IOVA ranges [lo, hi] (bytes, inclusive) that a glue of this process could
+// not unmap, even on retry: the IOMMU may still map them, so every later
+// glue reserves them in its domain and never hands them out. g_api_lock.
+std::vector<std::pair<uint64_t, uint64_t>> g_leaked_iovas;
+
+// Called as a glue goes, after its last unmap attempts.
+void remember_leaks(Glue &g)
+{
+	size_t before = g_leaked_iovas.size();
+	if (g.dyn != nullptr)
+		dyn_leaked_iovas(g, g_leaked_iovas);
+	mem_leaked_iovas(g, g_leaked_iovas);
+	for (size_t i = before; i < g_leaked_iovas.size(); i++)
+		IOVAM_LOG(ERR, "IOVA [0x%" PRIx64 ", 0x%" PRIx64 "] could not be unmapped: "
+			  "never handed out again in this process",
+			  g_leaked_iovas[i].first, g_leaked_iovas[i].second);
+}
+
+// A new domain: keep out what earlier glues could not unmap.
+int reserve_leaks(Glue &g)
+{
+	for (auto [lo, hi] : g_leaked_iovas) {
+		uint64_t lo_pfn = lo >> g.shift, hi_pfn = hi >> g.shift;
+		if (lo_pfn > g.limit_pfn)
+			continue;
+		hi_pfn = std::min(hi_pfn, g.limit_pfn);
+		int rc = iovam_reserve(g.dom, lo_pfn, hi_pfn);
+		if (rc == -EAGAIN) {
+			(void)iovam_maintain(g.dom);
+			rc = iovam_reserve(g.dom, lo_pfn, hi_pfn);
+		}
+		if (rc != 0)
+			return rc == -EAGAIN ? -ENOMEM : rc;
+	}
+	return 0;
+}
 
 constexpr uint32_t kKnownFlags =
 	IOVAM_DPDK_F_NO_IOMMU | IOVAM_DPDK_F_NO_SERVICE | IOVAM_DPDK_F_DYN_VIA_DPDK;
@@ -113,6 +151,9 @@ extern "C" int iovam_dpdk_init(const struct iovam_dpdk_conf *conf)
 		rc = errno == EINVAL ? -EINVAL : -ENOMEM;
 		goto fail_domain;
 	}
+	rc = reserve_leaks(*g);
+	if (rc != 0)
+		goto fail_reserve;
 	g->vfio.init(c.flags & IOVAM_DPDK_F_NO_IOMMU, c.flags & IOVAM_DPDK_F_DYN_VIA_DPDK); // 2
 	rc = dyn_start(*g);                            // 3
 	if (rc != 0)
@@ -131,8 +172,10 @@ extern "C" int iovam_dpdk_init(const struct iovam_dpdk_conf *conf)
 fail_service:
 	mem_hook_stop(*g);
 fail_hook:
+	remember_leaks(*g);
 	dyn_stop(*g);
 fail_dyn:
+fail_reserve:
 	iovam_domain_destroy(g->dom);
 fail_domain:
 	delete g;
@@ -159,6 +202,7 @@ extern "C" int iovam_dpdk_fini(void)
 	live += dyn_unmap_all_live(*g);
 	(void)dyn_drain(*g);
 	mem_hook_stop(*g); // 4
+	remember_leaks(*g);
 	dyn_stop(*g);      // 3
 	// Self-check before the domain goes: every range must be back (cached
 	// ones count as back once the caches are flushed; nobody else may use

@@ -386,6 +386,13 @@ void mem_hook_stop(Glue &g)
 	unmap_all(g);
 }
 
+void mem_leaked_iovas(Glue &g, std::vector<std::pair<uint64_t, uint64_t>> &out)
+{
+	std::shared_lock lk(g.map.lock());
+	for (const auto &[va, c] : g.map.stale())
+		out.emplace_back(c.iova, c.iova + c.len - 1);
+}
+
 uint64_t mem_retry_failed_unmaps(Glue &g)
 {
 	if (g.ctr.unmaps_retrying.load(std::memory_order_relaxed) == 0)

@@ -138,7 +138,8 @@ int iovam_dpdk_init(const struct iovam_dpdk_conf *conf);
  *   -ENODEV not initialised;
  *   -EFAULT torn down, but IOVA ranges were still allocated at the end: an
  *     unmap failed even when retried, so its IOVA was kept on purpose (the
- *     IOMMU may still map it), or a bug; logged.
+ *     IOMMU may still map it; every later iovam_dpdk_init() of this process
+ *     reserves it), or a bug; logged.
  */
 int iovam_dpdk_fini(void);
 

@@ -961,6 +961,49 @@ TEST(Glue, FailedUnmapsHoldTheIovaUntilARetrySucceeds)
 	EXPECT_EQ(iovam_verify(iovam_dpdk_domain()), 0) << iovam_verify_error(iovam_dpdk_domain());
 }
 
+// An ALLOC event whose 4th page mapping fails is undone, and the 2nd unmap of
+// that undo fails too: the memory has no translation, the IOVAs whose
+// unmap failed stay out of the domain, the domain verifies; once the faults
+// stop the service retries and everything drains back.
+TEST(Glue, FaultsInsideAnEventUndoCleanlyAndDrain)
+{
+	iovam_dpdk_stats before = stats();
+	uint64_t ranges_before = live_ranges();
+	iovam_dpdk_test_fail_dma_map(4);
+	iovam_dpdk_test_fail_dma_unmap(2);
+	void *p = rte_malloc("iovam_mid_event", big(24), 0);
+	iovam_dpdk_test_fail_dma_map(0);
+	iovam_dpdk_test_fail_dma_unmap(0);
+	ASSERT_NE(p, nullptr); // DPDK's allocation itself succeeds
+	iovam_dpdk_stats mid = stats();
+	if (g_mode->events) {
+		EXPECT_EQ(mid.mem_event_failures, before.mem_event_failures + 1);
+		uint64_t iova;
+		for (size_t off = 0; off < big(24); off += 2u << 20)
+			EXPECT_EQ(iovam_dpdk_virt2iova(static_cast<char *>(p) + off, &iova), -ENOENT);
+		// Maps 1-3 done, map 4 failed; the undo's unmaps (3, 2, 1):
+		// the 2nd of them failed. (A service lcore may already have
+		// retried it, even before the faults stopped.)
+		if (g_mode->service_lcore) {
+			EXPECT_GE(mid.dma_failures, before.dma_failures + 2);
+		} else {
+			EXPECT_EQ(mid.dma_failures, before.dma_failures + 2);
+			EXPECT_EQ(mid.unmaps_retrying, before.unmaps_retrying + 1);
+		}
+	} else {
+		EXPECT_EQ(mid.dma_failures, before.dma_failures); // no event: nothing mapped
+	}
+	EXPECT_EQ(iovam_verify(iovam_dpdk_domain()), 0) << iovam_verify_error(iovam_dpdk_domain());
+	ASSERT_TRUE(service_until([&] { return stats().unmaps_retrying == before.unmaps_retrying; }));
+	iovam_dpdk_stats after = stats();
+	EXPECT_EQ(after.mappings, before.mappings);
+	EXPECT_EQ(after.mapped_bytes, before.mapped_bytes);
+	EXPECT_EQ(settled_live_ranges(ranges_before), ranges_before);
+	rte_free(p);
+	EXPECT_EQ(settled_live_ranges(ranges_before), ranges_before);
+	EXPECT_EQ(iovam_verify(iovam_dpdk_domain()), 0) << iovam_verify_error(iovam_dpdk_domain());
+}
+
 // Last: fini with a pool, dynamic mappings and a queued unmap still live
 // tears everything down and reports it: every mapping undone (the unmap hook
 // sees every mapped byte), every IOVA back (else fini says -EFAULT); the pool
@@ -1091,21 +1134,66 @@ TEST(GlueZ, MemoryBeforeFirstDeviceIsQueuedThenReplayed)
 	EXPECT_EQ(iovam_dpdk_fini(), 0);
 }
 
+// A fault mid-walk: the init walk's last mapping fails. Init fails with -EIO
+// and leaves nothing: every mapping it made was undone (the unmap hook saw
+// them), no glue is left, and the next init works.
+TEST(GlueZ, InitWalkFailingAtItsLastMappingLeavesNothing)
+{
+	iovam_dpdk_conf conf{};
+	conf.flags = IOVAM_DPDK_F_NO_SERVICE;
+	ASSERT_EQ(iovam_dpdk_init(&conf), 0);
+	iovam_dpdk_stats walk = stats();
+	ASSERT_EQ(iovam_dpdk_fini(), 0);
+	ASSERT_GE(walk.mappings, 1u);
+
+	static std::atomic<uint64_t> undone_bytes{0}, undone{0};
+	undone_bytes = 0;
+	undone = 0;
+	iovam_dpdk_test_set_unmap_hook([](uint64_t, uint64_t len, void *) {
+		undone_bytes += len;
+		undone++;
+	}, nullptr);
+	iovam_dpdk_test_fail_dma_map(static_cast<uint32_t>(walk.mappings));
+	EXPECT_EQ(iovam_dpdk_init(&conf), -EIO);
+	iovam_dpdk_test_fail_dma_map(0);
+	iovam_dpdk_test_set_unmap_hook(nullptr, nullptr);
+	EXPECT_EQ(iovam_dpdk_is_initialised(), 0);
+	EXPECT_EQ(undone.load(), walk.mappings - 1);
+	EXPECT_LT(undone_bytes.load(), walk.mapped_bytes);
+	ASSERT_EQ(iovam_dpdk_init(&conf), 0);
+	EXPECT_EQ(stats().mappings, walk.mappings);
+	EXPECT_EQ(iovam_dpdk_fini(), 0);
+}
+
 // Unmaps that still fail at fini (injected): fini tears down, but the IOVAs
-// that may still be mapped are leaked on purpose and fini says so.
+// that may still be mapped are leaked on purpose, fini says so, and the next
+// glue of the process keeps them reserved.
 TEST(GlueZ, FiniReportsIovasItCouldNotUnmap)
 {
 	iovam_dpdk_conf conf{};
 	conf.flags = IOVAM_DPDK_F_NO_SERVICE;
 	ASSERT_EQ(iovam_dpdk_init(&conf), 0);
-	std::vector<char> buf(4096);
-	uint64_t iova;
-	ASSERT_EQ(iovam_dpdk_map(buf.data(), 10, &iova), 0);
+	std::vector<char> buf(8192);
+	uint64_t leaked;
+	ASSERT_EQ(iovam_dpdk_map(buf.data(), 10, &leaked), 0);
 	iovam_dpdk_test_fail_dma_unmap(1);
 	EXPECT_EQ(iovam_dpdk_fini(), -EFAULT);
 	iovam_dpdk_test_fail_dma_unmap(0);
 	EXPECT_EQ(iovam_dpdk_is_initialised(), 0);
+
 	ASSERT_EQ(iovam_dpdk_init(&conf), 0);
+	uint64_t lo, hi;
+	ASSERT_EQ(iovam_find(iovam_dpdk_domain(), leaked / kPage4k, &lo, &hi), 0)
+		<< "a leaked IOVA is not reserved in the next domain";
+	// Maps that would have got it (the same request, top-down) get others.
+	for (int i = 0; i < 64; i++) {
+		uint64_t iova;
+		ASSERT_EQ(iovam_dpdk_map(buf.data(), 10, &iova), 0);
+		EXPECT_NE(iova / kPage4k, leaked / kPage4k);
+		ASSERT_EQ(iovam_dpdk_unmap(buf.data(), iova, 10), 0);
+		(void)iovam_dpdk_service_run();
+	}
+	EXPECT_EQ(iovam_verify(iovam_dpdk_domain()), 0);
 	EXPECT_EQ(iovam_dpdk_fini(), 0);
 }
 
