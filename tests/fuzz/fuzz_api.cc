@@ -42,8 +42,12 @@ namespace {
 
 constexpr uint64_t kMaxOps = 2000;
 // API calls that mutate, batches included: bounds the time of one input.
-constexpr uint64_t kMaxCalls = 3000;
-constexpr uint32_t kNumOps = 20;
+// Room for the deepest states: a full depot needs 2 * 127 + 32 * 127 + 1 =
+// 4319 ranges of one class freed into one cache (8638 calls with their
+// allocations), and a pool trim a tree of more than 256 nodes that then
+// collapses (about 4000 reserved pages with gaps, merged by one reserve).
+constexpr uint64_t kMaxCalls = 10000;
+constexpr uint32_t kNumOps = 21;
 constexpr uint64_t k2p63 = 1ULL << 63;
 constexpr uint64_t kMiB = 1ULL << 20;
 
@@ -333,7 +337,7 @@ class Fuzz {
         "alloc", "free",         "free_deferred", "reserve",     "find",      "alloc_fast",
         "free_fast", "free_fast_bad", "cache_flush", "maintain", "stats",     "fail_node_alloc",
         "set_checks", "null_and_bad_args", "alloc", "free_fast", "alloc_fast_batch", "free_fast_batch",
-        "alloc_batch", "free_batch"};
+        "alloc_batch", "free_batch", "reserve_batch"};
     uint8_t op = in_.u8() % kNumOps;
     g_op = kNames[op];
     switch (op) {
@@ -357,6 +361,7 @@ class Fuzz {
       case 17: op_free_fast_batch(); break;
       case 18: op_alloc_batch(); break;
       case 19: op_free_batch(); break;
+      case 20: op_reserve_batch(); break;
     }
   }
 
@@ -704,11 +709,23 @@ class Fuzz {
     });
   }
 
+  // f & 2: the limit climbs by n per call (from where the last climbing
+  // batch stopped), so the top-down allocator carves upwards: leaves and
+  // inner nodes split at their high edge (30 | 2, 10 | 1), and freeing the
+  // top ranges then empties a leaf under a one-child node, shapes a fixed
+  // limit never builds.
   void op_alloc_batch() {
     uint32_t count = batch_count();
     uint8_t f = in_.u8();
     uint64_t n = pick_npages(), limit = pick_limit();
-    batch(count, [&] { do_alloc(n, limit, f & 1, false); });
+    batch(count, [&] {
+      if (f & 2) {
+        if (climb_limit_ < start_ - 1 || climb_limit_ >= end_) climb_limit_ = start_ - 1;
+        climb_limit_ = n < end_ - climb_limit_ ? climb_limit_ + n : end_;
+        limit = climb_limit_;
+      }
+      do_alloc(n, limit, f & 1, false);
+    });
   }
 
   void op_free_batch() {
@@ -734,6 +751,44 @@ class Fuzz {
         return;
       }
     });
+  }
+
+  // Single pages reserved `stride` apart (a FREE gap between each), from a
+  // cursor that later batches continue: two segments per call, so a few
+  // thousand calls grow the tree past the pool's high water. f & 16: then one
+  // reserve from the window's start to the cursor, which folds them all into
+  // one segment (if nothing ALLOCATED lies between) and frees those nodes for
+  // the next maintain() to trim.
+  void op_reserve_batch() {
+    uint32_t count = batch_count();
+    uint8_t f = in_.u8();
+    const uint64_t stride = 2 + f % 8;
+    batch(count, [&] {
+      if (reserve_cursor_ < start_ || reserve_cursor_ > end_) reserve_cursor_ = start_;
+      const uint64_t pfn = reserve_cursor_;
+      reserve_cursor_ = stride <= end_ - pfn ? pfn + stride : start_;
+      auto it = ref_->containing(pfn);
+      const int want = it == ref_->ranges().end() || it->second.tag == RefTag::kReserved ? 0 : -EBUSY;
+      int rc = iovam_reserve(d_, pfn, pfn);
+      if (rc == -EAGAIN && want == 0) {
+        CHECK(fail_on_, "reserve -EAGAIN without injection");
+        return;
+      }
+      CHECK(rc == want, "reserve(%" PRIu64 ") rc=%d want %d", pfn, rc, want);
+      if (rc == 0) CHECK(ref_->reserve(pfn, pfn) == 0, "model reserve(%" PRIu64 ")", pfn);
+    });
+    if (!(f & 16) || calls_ >= kMaxCalls) return;
+    ++calls_;
+    const uint64_t lo = start_, hi = reserve_cursor_;
+    int rc = iovam_reserve(d_, lo, hi);
+    if (rc == -EAGAIN) {
+      CHECK(fail_on_, "reserve -EAGAIN without injection");
+      ReferenceModel probe = *ref_;
+      CHECK(probe.reserve(lo, hi) == 0, "reserve(%" PRIu64 ", %" PRIu64 ") -EAGAIN but it cannot succeed", lo, hi);
+      return;
+    }
+    const int want = ref_->reserve(lo, hi);  // changes the model only on success
+    CHECK(rc == want, "reserve(%" PRIu64 ", %" PRIu64 ") rc=%d want %d", lo, hi, rc, want);
   }
 
   void op_flush() {
@@ -905,6 +960,8 @@ class Fuzz {
   std::vector<iovam_cache_stats> last_cs_;
   uint64_t last_failures_ = 0;
   uint64_t calls_ = 0;
+  uint64_t reserve_cursor_ = 0;  // op_reserve_batch's next pfn
+  uint64_t climb_limit_ = 0;     // op_alloc_batch's climbing limit
   bool destroy_full_ = false;
   bool fail_on_ = false;
   bool checks_on_ = false;

@@ -11,10 +11,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "corpus")
 NUM_CONFS = 8  # kConfs in fuzz_api.cc
 
-# Opcodes (op byte % 16).
+# Opcodes (op byte % kNumOps, 21).
 ALLOC, FREE, FREE_DEFERRED, RESERVE, FIND, ALLOC_FAST, FREE_FAST, FREE_FAST_BAD = range(8)
 FLUSH, MAINTAIN, STATS, FAIL, SET_CHECKS, NULL_ARGS = range(8, 14)
-ALLOC_FAST_BATCH, FREE_FAST_BATCH, ALLOC_BATCH, FREE_BATCH = range(16, 20)
+ALLOC_FAST_BATCH, FREE_FAST_BATCH, ALLOC_BATCH, FREE_BATCH, RESERVE_BATCH = range(16, 21)
+CACHE_NONE = bytes([7])  # pick_cache: m % 8 == 7
 
 
 def count(n):
@@ -67,6 +68,10 @@ class Gen:
     def free(self, deferred=False):
         self.b += bytes([FREE_DEFERRED if deferred else FREE]) + self.pfn_of_range()
 
+    def free_nth(self, idx):
+        """Free the range at index idx of the model's ranges (pick_pfn mode 0, its first pfn)."""
+        self.b += bytes([FREE, 0]) + u16(idx) + bytes([0])
+
     def free_deferred(self):
         self.free(deferred=True)
 
@@ -87,6 +92,9 @@ class Gen:
 
     def flush(self):
         self.b += bytes([FLUSH]) + self.cache()
+
+    def flush_all(self):
+        self.b += bytes([FLUSH]) + CACHE_NONE
 
     def maintain(self):
         self.b += bytes([MAINTAIN])
@@ -114,6 +122,13 @@ class Gen:
 
     def free_batch(self, n, how=0):
         self.b += bytes([FREE_BATCH, count(n), how])
+
+    def climb_alloc_batch(self, n):
+        """n single pages, the limit climbing by one page per call (op_alloc_batch f & 2)."""
+        self.b += bytes([ALLOC_BATCH, count(n), 2, 0, 0])
+
+    def reserve_batch(self, n, stride=2, merge=False):
+        self.b += bytes([RESERVE_BATCH, count(n), (stride - 2) | (16 if merge else 0)])
 
     def mix(self, n, weights):
         ops = list(weights)
@@ -189,6 +204,38 @@ def main():
     g.maintain()
     g.stats()
     write("depot-trim", g)
+    # The depot at kDepotMax: 4424 single pages freed into cache 0 (its two
+    # magazines, 32 in the depot, then one back to the tree), all flushed.
+    g = Gen(3, 1, seed=106)
+    for _ in range(14):
+        g.alloc_fast_batch(316)
+    for _ in range(14):
+        g.free_fast_batch(316, how=0)
+    g.stats()
+    g.flush_all()
+    g.maintain()
+    write("depot-full", g)
+    # A tree of about 300 nodes (4108 reserved pages, a page apart) folded
+    # into one RESERVED segment: maintain() trims the pool the nodes went to.
+    g = Gen(3, 0, seed=107)
+    for i in range(13):
+        g.reserve_batch(316, merge=i == 12)
+    g.maintain()
+    g.stats()
+    g.alloc_batch(8)
+    write("reserve-fold-pool-trim", g)
+    # 300 pages carved upwards: the last carve split the last leaf 30 | 2 and
+    # its full parent 10 | 1. Freeing the top page leaves that leaf one FREE
+    # segment; freeing the page below merges across into it and empties it
+    # (GapTree::remove_empty_branch). Then more climbing and mixed ops.
+    g = Gen(3, 0, seed=108)
+    for n in (64, 64, 64, 64, 44):
+        g.climb_alloc_batch(n)
+    g.free_nth(299)
+    g.free_nth(298)
+    g.climb_alloc_batch(316)
+    g.mix(40, {"alloc": 3, "free": 3, "reserve": 1, "find": 1, "maintain": 1})
+    write("climb-empty-leaf", g)
 
 
 if __name__ == "__main__":
