@@ -35,6 +35,9 @@ using iovam::detail::Segment;
 using iovam::detail::Tag;
 
 constexpr uint64_t kMaxPfn = (1ULL << 20) - 1;
+// Ranges this long keep every scenario well inside kMaxPfn (a height-4 tree
+// needs about 3000 of them) while leaving room to carve single pages in one.
+constexpr uint64_t kRangePages = 100;
 
 // A tree on its own pool, and the occupied segments it must hold: the
 // reference. FREE space is what the reference does not cover, as maximal
@@ -131,12 +134,12 @@ class Harness {
   std::map<uint64_t, Occupied> ref_;
 };
 
-// Ascending allocations of `pages` pages from pfn 0 until the tree is
+// Ascending allocations of `range_pages` pages from pfn 0 until the tree is
 // `height` levels high; returns how many were carved.
-uint64_t grow_ascending_until(Harness& h, uint64_t pages, uint32_t height) {
+uint64_t grow_ascending_until(Harness& h, uint64_t range_pages, uint32_t height) {
   uint64_t n = 0;
   while (h.tree().height() < height) {
-    h.carve(n * pages, n * pages + pages - 1, Tag::kAllocated);
+    h.carve(n * range_pages, n * range_pages + range_pages - 1, Tag::kAllocated);
     if (::testing::Test::HasFatalFailure()) return n;
     ++n;
   }
@@ -152,19 +155,19 @@ TEST(GapTreeEmptyBranch, LastLeafOfTheRightSpine) {
   Harness h;
   const uint64_t n = grow_ascending_until(h, 1, 3);
   ASSERT_FALSE(::testing::Test::HasFatalFailure());
-  const uint64_t k = n - 1;  // the last page carved: first of the last leaf
+  const uint64_t last_pfn = n - 1;  // the last page carved: first of the last leaf
   {
     GapTree::Path p = h.path_to_free(kMaxPfn);
-    ASSERT_EQ(p.leaf().min, k) << "the split left [A, FREE] in the last leaf";
+    ASSERT_EQ(p.leaf().min, last_pfn) << "the split left [A, FREE] in the last leaf";
     ASSERT_EQ(p.s[0].idx, 1u) << "and the new root has two children";
   }
-  h.erase(k);
+  h.erase(last_pfn);
   ASSERT_TRUE(h.alone_in_leaf(kMaxPfn)) << "the leaf holds one FREE segment";
   const uint64_t nodes = h.tree().nodes();
-  h.erase(k - 1);
+  h.erase(last_pfn - 1);
   EXPECT_EQ(h.tree().nodes(), nodes - 1) << "exactly the emptied leaf is freed";
   GapTree::Path p = h.path_to_free(kMaxPfn);
-  EXPECT_LT(p.leaf().min, k - 1) << "the merged hole lives in the previous leaf";
+  EXPECT_LT(p.leaf().min, last_pfn - 1) << "the merged hole lives in the previous leaf";
 }
 
 // A hole at the end of a full leaf that is the last child of a full inner
@@ -174,103 +177,101 @@ TEST(GapTreeEmptyBranch, LastLeafOfTheRightSpine) {
 // starts at the next leaf.
 TEST(GapTreeEmptyBranch, LeafInTheMiddleOfTheTree) {
   Harness h;
-  constexpr uint64_t kPages = 100;
   // 700 ranges: leaves of 30 (the first 10 under the root's first child, the
   // next 10 under its second) and a root of 3 children.
   for (uint64_t i = 0; i < 700; ++i) {
-    h.carve(i * kPages, i * kPages + kPages - 1, Tag::kAllocated);
+    h.carve(i * kRangePages, i * kRangePages + kRangePages - 1, Tag::kAllocated);
     ASSERT_FALSE(::testing::Test::HasFatalFailure());
   }
   ASSERT_EQ(h.tree().height(), 3u);
   // Free the last range of the root's first child's last leaf.
-  const uint64_t hole = 299 * kPages;
-  h.erase(hole);
+  const uint64_t hole_pfn = 299 * kRangePages;
+  h.erase(hole_pfn);
   {
-    GapTree::Path p = h.path_to_free(hole);
+    GapTree::Path p = h.path_to_free(hole_pfn);
     ASSERT_EQ(p.s[0].idx, 0u);
     ASSERT_EQ(p.s[1].idx, 9u) << "the last child of a full inner node";
-    ASSERT_EQ(p.leaf().max, hole + kPages - 1) << "the hole ends its leaf";
+    ASSERT_EQ(p.leaf().max, hole_pfn + kRangePages - 1) << "the hole ends its leaf";
   }
-  h.carve(hole, hole, Tag::kAllocated);
-  h.carve(hole + 1, hole + 1, Tag::kAllocated);
+  h.carve(hole_pfn, hole_pfn, Tag::kAllocated);
+  h.carve(hole_pfn + 1, hole_pfn + 1, Tag::kAllocated);
   {
-    GapTree::Path p = h.path_to_free(hole + 2);
-    ASSERT_EQ(p.leaf().min, hole + 1) << "the split left [A, FREE] in a new leaf";
+    GapTree::Path p = h.path_to_free(hole_pfn + 2);
+    ASSERT_EQ(p.leaf().min, hole_pfn + 1) << "the split left [A, FREE] in a new leaf";
     ASSERT_EQ(p.s[0].idx, 1u) << "under a new one-child node after the root's first child";
   }
-  h.erase(hole + 1);
-  ASSERT_TRUE(h.alone_in_leaf(hole + 1));
+  h.erase(hole_pfn + 1);
+  ASSERT_TRUE(h.alone_in_leaf(hole_pfn + 1));
   {
-    GapTree::Path p = h.path_to_free(hole + 1);
+    GapTree::Path p = h.path_to_free(hole_pfn + 1);
     ASSERT_GT(p.s[1].idx, 0u) << "the leaf has a left sibling in its parent now";
     ASSERT_LT(p.leaf().max, kMaxPfn);
   }
   const uint64_t nodes = h.tree().nodes();
-  h.erase(hole);
+  h.erase(hole_pfn);
   EXPECT_EQ(h.tree().nodes(), nodes - 1);
-  GapTree::Path p = h.path_to_free(hole);
-  EXPECT_EQ(p.leaf().max, hole + kPages - 1);
-  EXPECT_LT(p.leaf().min, hole);
+  GapTree::Path p = h.path_to_free(hole_pfn);
+  EXPECT_EQ(p.leaf().max, hole_pfn + kRangePages - 1);
+  EXPECT_LT(p.leaf().min, hole_pfn);
 }
 
 // As above, but the one-child node lands first in its parent: the root is
 // full and the split child is its 9th, so the root splits 9 | 2 and the new
 // node is the first child of the right half; the rebalance after the leaf
-// shrinks evens it out with its right sibling, so the leaf is the first of
-// several children. Unlinking it there drops the pivot after it, and the
+// shrinks merges that node with its right sibling, so the leaf is the first
+// of several children. Unlinking it there drops the pivot after it, and the
 // common ancestor of the two leaves is two levels above the emptied one.
 TEST(GapTreeEmptyBranch, FirstChildBelowTheCommonAncestor) {
   Harness h;
-  constexpr uint64_t kPages = 100;
   // 2800 ranges: 93 leaves, the root's first 9 children full, its 10th
   // (the right spine) not yet.
   for (uint64_t i = 0; i < 2800; ++i) {
-    h.carve(i * kPages, i * kPages + kPages - 1, Tag::kAllocated);
+    h.carve(i * kRangePages, i * kRangePages + kRangePages - 1, Tag::kAllocated);
     ASSERT_FALSE(::testing::Test::HasFatalFailure());
   }
   ASSERT_EQ(h.tree().height(), 3u);
-  const uint64_t hole = 2699 * kPages;  // the last range of the 9th child's last leaf
+  const uint64_t hole_pfn = 2699 * kRangePages;  // the last range of the 9th child's last leaf
   // FREE markers in the leaves on either side (their neighbours stay
   // ALLOCATED, so nothing merges): descents to them show where the leaves are.
-  const uint64_t probe = 2701 * kPages, probe_prev = 2680 * kPages;
-  h.erase(probe);
-  h.erase(probe_prev);
-  h.erase(hole);
+  const uint64_t probe_pfn = 2701 * kRangePages, probe_prev_pfn = 2680 * kRangePages;
+  h.erase(probe_pfn);
+  h.erase(probe_prev_pfn);
+  h.erase(hole_pfn);
   {
-    GapTree::Path p = h.path_to_free(hole);
+    GapTree::Path p = h.path_to_free(hole_pfn);
     ASSERT_EQ(p.s[0].idx, 8u);
     ASSERT_EQ(p.s[1].idx, 9u);
-    ASSERT_EQ(p.leaf().max, hole + kPages - 1);
-    ASSERT_EQ(h.path_to_free(probe).s[0].idx, 9u);
+    ASSERT_EQ(p.leaf().max, hole_pfn + kRangePages - 1);
+    ASSERT_EQ(h.path_to_free(probe_pfn).s[0].idx, 9u);
   }
-  h.carve(hole, hole, Tag::kAllocated);
-  h.carve(hole + 1, hole + 1, Tag::kAllocated);
+  h.carve(hole_pfn, hole_pfn, Tag::kAllocated);
+  h.carve(hole_pfn + 1, hole_pfn + 1, Tag::kAllocated);
   ASSERT_EQ(h.tree().height(), 4u) << "the full root split";
   {
-    GapTree::Path p = h.path_to_free(hole + 2);
-    ASSERT_EQ(p.leaf().min, hole + 1);
+    GapTree::Path p = h.path_to_free(hole_pfn + 2);
+    ASSERT_EQ(p.leaf().min, hole_pfn + 1);
     ASSERT_EQ(p.s[0].idx, 1u);
     ASSERT_EQ(p.s[1].idx, 0u) << "the one-child node is first in the root's right half";
   }
-  h.erase(hole + 1);
-  ASSERT_TRUE(h.alone_in_leaf(hole + 1));
+  h.erase(hole_pfn + 1);
+  ASSERT_TRUE(h.alone_in_leaf(hole_pfn + 1));
   {
     // The rebalance merged the one-child node into its sibling, and then the
     // root's halves back into one: height 3 again.
-    GapTree::Path p = h.path_to_free(hole + 1), q = h.path_to_free(probe);
+    GapTree::Path p = h.path_to_free(hole_pfn + 1), q = h.path_to_free(probe_pfn);
     ASSERT_EQ(p.s[p.n - 2].idx, 0u) << "the one-segment leaf is its parent's first child";
     ASSERT_EQ(p.s[p.n - 2].node, q.s[q.n - 2].node) << "and the next leaf is its sibling";
-    ASSERT_NE(p.s[p.n - 2].node, h.path_to_free(probe_prev).s[p.n - 2].node)
+    ASSERT_NE(p.s[p.n - 2].node, h.path_to_free(probe_prev_pfn).s[p.n - 2].node)
         << "the previous leaf has another parent";
   }
   const uint64_t nodes = h.tree().nodes();
-  h.erase(hole);
+  h.erase(hole_pfn);
   EXPECT_EQ(h.tree().nodes(), nodes - 1);
-  GapTree::Path p = h.path_to_free(hole);
-  EXPECT_EQ(p.leaf().max, hole + kPages - 1);
-  EXPECT_LT(p.leaf().min, hole);
+  GapTree::Path p = h.path_to_free(hole_pfn);
+  EXPECT_EQ(p.leaf().max, hole_pfn + kRangePages - 1);
+  EXPECT_LT(p.leaf().min, hole_pfn);
   // The leaf after the removed one still starts where the hole ends.
-  EXPECT_EQ(h.path_to_free(probe).leaf().min, hole + kPages);
+  EXPECT_EQ(h.path_to_free(probe_pfn).leaf().min, hole_pfn + kRangePages);
 }
 
 // Ascending growth until the tree is 4 levels high splits full nodes at two
@@ -280,16 +281,16 @@ TEST(GapTreeEmptyBranch, FirstChildBelowTheCommonAncestor) {
 // cross-leaf merge empties the leaf and then its parent: two levels unlinked.
 TEST(GapTreeEmptyBranch, ChainOfOneChildNodes) {
   Harness h;
-  const uint64_t n = grow_ascending_until(h, 100, 4);
+  const uint64_t n = grow_ascending_until(h, kRangePages, 4);
   ASSERT_FALSE(::testing::Test::HasFatalFailure());
-  const uint64_t last = (n - 1) * 100;
-  ASSERT_EQ(h.path_to_free(kMaxPfn).leaf().min, last);
-  h.erase(last);
+  const uint64_t last_pfn = (n - 1) * kRangePages;
+  ASSERT_EQ(h.path_to_free(kMaxPfn).leaf().min, last_pfn);
+  h.erase(last_pfn);
   ASSERT_TRUE(h.alone_in_leaf(kMaxPfn));
   const uint64_t nodes = h.tree().nodes();
-  h.erase(last - 100);
+  h.erase(last_pfn - kRangePages);
   EXPECT_EQ(h.tree().nodes(), nodes - 2) << "the leaf and its one-child parent";
-  EXPECT_LT(h.path_to_free(kMaxPfn).leaf().min, last - 100);
+  EXPECT_LT(h.path_to_free(kMaxPfn).leaf().min, last_pfn - kRangePages);
 }
 
 // The emptied leaf holds the segment being erased: a RESERVED top segment
@@ -297,22 +298,22 @@ TEST(GapTreeEmptyBranch, ChainOfOneChildNodes) {
 // previous leaf) is erased, and the previous leaf's FREE tail absorbs it.
 TEST(GapTreeEmptyBranch, ErasedSegmentAloneInItsLeaf) {
   Harness h;
-  const uint64_t top_lo = kMaxPfn - 9;
-  h.carve(top_lo, kMaxPfn, Tag::kReserved);
-  const uint64_t n = grow_ascending_until(h, 100, 4);
+  const uint64_t top_lo_pfn = kMaxPfn - 9;
+  h.carve(top_lo_pfn, kMaxPfn, Tag::kReserved);
+  const uint64_t n = grow_ascending_until(h, kRangePages, 4);
   ASSERT_FALSE(::testing::Test::HasFatalFailure());
-  const uint64_t last = (n - 1) * 100;
-  ASSERT_EQ(h.path_to_free(top_lo - 1).leaf().min, last) << "the last leaf is [A, FREE, RESERVED]";
-  h.erase(last);
-  h.erase(last - 100);
+  const uint64_t last_pfn = (n - 1) * kRangePages;
+  ASSERT_EQ(h.path_to_free(top_lo_pfn - 1).leaf().min, last_pfn) << "the last leaf is [A, FREE, RESERVED]";
+  h.erase(last_pfn);
+  h.erase(last_pfn - kRangePages);
   {
-    GapTree::Path p = h.path_to_free(top_lo - 1);
-    ASSERT_EQ(p.leaf().max, top_lo - 1) << "the RESERVED segment is alone in the last leaf";
+    GapTree::Path p = h.path_to_free(top_lo_pfn - 1);
+    ASSERT_EQ(p.leaf().max, top_lo_pfn - 1) << "the RESERVED segment is alone in the last leaf";
   }
   const uint64_t nodes = h.tree().nodes();
-  h.erase(top_lo);
+  h.erase(top_lo_pfn);
   EXPECT_EQ(h.tree().nodes(), nodes - 1);
-  EXPECT_EQ(h.path_to_free(kMaxPfn).leaf().max, kMaxPfn);
+  EXPECT_LT(h.path_to_free(kMaxPfn).leaf().min, top_lo_pfn) << "the previous leaf is the last now";
 }
 
 // Random ascending carves with erases biased to the highest live range: the
