@@ -277,19 +277,24 @@ void dyn_stop(Glue &g)
 	g.dyn = nullptr;
 }
 
-int dyn_drain(Glue &g)
+int dyn_drain(Glue &g, bool until_empty)
 {
 	DynState &d = *g.dyn;
 	UnmapEntry batch[kBatch];
 	std::lock_guard lk(d.drain_lock);
 	int returned = retry_failed(g);
-	for (unsigned i = 0; i < kQueues; i++) {
-		if (!d.active[i].load(std::memory_order_relaxed))
-			continue;
-		size_t n = d.queues[i].pop(batch, kBatch);
-		if (n != 0)
-			returned += complete(g, batch, n);
-	}
+	size_t popped;
+	do {
+		popped = 0;
+		for (unsigned i = 0; i < kQueues; i++) {
+			if (!d.active[i].load(std::memory_order_relaxed))
+				continue;
+			size_t n = d.queues[i].pop(batch, kBatch);
+			if (n != 0)
+				returned += complete(g, batch, n);
+			popped += n;
+		}
+	} while (until_empty && popped != 0);
 	return returned;
 }
 

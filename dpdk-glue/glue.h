@@ -89,9 +89,9 @@ uint64_t mem_retry_failed_unmaps(Glue &g);
 // dyn_map.cc
 int dyn_start(Glue &g);
 void dyn_stop(Glue &g);
-// Complete queued unmaps and retry failed ones; the number of IOVA ranges
-// returned.
-int dyn_drain(Glue &g);
+// Retry failed unmaps and complete queued ones (up to a batch per queue, or
+// until the queues are empty); the number of IOVA ranges returned.
+int dyn_drain(Glue &g, bool until_empty = false);
 // fini: unmap every mapping the application left live; how many there were.
 uint64_t dyn_unmap_all_live(Glue &g);
 // IOVA ranges [lo, hi] (bytes, inclusive) whose unmap failed for good, of

@@ -198,7 +198,7 @@ extern "C" int iovam_dpdk_fini(void)
 	service_stop(*g);                                 // 5
 	// Queued unmaps and retries of failed ones first, then whatever is
 	// still live, then the retries that produced.
-	(void)dyn_drain(*g);
+	(void)dyn_drain(*g, true);
 	live += dyn_unmap_all_live(*g);
 	(void)dyn_drain(*g);
 	mem_hook_stop(*g); // 4
