@@ -25,7 +25,6 @@
 // the per-lcore fast paths either). All queue memory is allocated at start:
 // the fast paths never allocate.
 #include <algorithm>
-#include <bit>
 #include <cerrno>
 #include <cinttypes>
 #include <mutex>
@@ -122,11 +121,6 @@ struct DynState {
 };
 
 namespace {
-
-inline uint64_t rounded_pages(uint64_t npages)
-{
-	return npages <= IOVAM_CACHE_MAX_PAGES ? std::bit_ceil(npages) : npages;
-}
 
 inline uint32_t my_cache()
 {
