@@ -18,11 +18,13 @@
  * in one piece). Real NICs have no such limit, and virtio-net has none either, so page-crossing
  * application buffers are used only with --dyn-cross-page=1 (run.sh: virtio).
  *
- * --mode=stale is the glue's negative control (run after the positive steps, its DMAR fault is
+ * --mode=stale is the glue's negative control (run after the positive steps, its DMAR faults are
  * wanted): an application buffer is mapped, unmapped, the unmap completed by the service, and the
  * buffer is then sent with its stale IOVA. The IOMMU must refuse it (frame lost or damaged, DMAR
  * fault) while good frames before and after it still arrive: otherwise iovam_dpdk_unmap() does
- * not really remove the mapping, which nothing else here would notice.
+ * not really remove the mapping, which nothing else here would notice. Before that, a second
+ * buffer's unmap fails (iovam_dpdk_test_fail_dma_unmap): it must stay mapped (a frame from it
+ * arrives) until the failures stop and the service's retry unmaps it (then it faults too).
  *
  * --teardown-strict=0 reports a failing iovam_dpdk_fini() (after the ports closed, which may
  * have detached the VFIO groups) without failing on it; the default fails.
@@ -136,61 +138,119 @@ static void noop_free_cb(void *addr, void *opaque)
     (void)addr, (void)opaque; /* the stale buffer's mapping is already gone */
 }
 
-/* The use-after-unmap control (--mode=stale), see the top of this file. */
+/* Attaches [va, +DYN_LEN) at iova to a pool mbuf as frame seq and sends it. */
+static void send_ext_frame(struct rte_mempool *pool, struct probe_rx *rx, uint8_t *va,
+                           uint64_t iova, uint32_t seq, struct rte_mbuf_ext_shared_info *shinfo,
+                           const char *what)
+{
+    struct rte_mbuf *m = rte_pktmbuf_alloc(pool);
+    int rc;
+
+    if (m == NULL)
+        probe_die(PROG, "mbuf pool empty", -ENOMEM);
+    shinfo->free_cb = noop_free_cb;
+    shinfo->fcb_opaque = NULL;
+    rte_mbuf_ext_refcnt_set(shinfo, 1);
+    rte_pktmbuf_attach_extbuf(m, va, iova, DYN_LEN, shinfo);
+    frame_fill((uint8_t *)rte_pktmbuf_append(m, frame_len(seq)), seq, &rx->src, &rx->dst);
+    printf(PROG ": sending frame %u from va %p with %s iova 0x%" PRIx64 "\n", seq, (void *)va,
+           what, iova);
+    if ((rc = probe_send(&m, 1, rx)) != 0)
+        probe_die(PROG, "TX ring stuck", rc);
+}
+
+static uint64_t map_dyn(uint8_t *va)
+{
+    uint64_t iova = 0;
+    int rc, tries;
+
+    for (tries = 0; (rc = iovam_dpdk_map(va, DYN_LEN, &iova)) == -EAGAIN && tries < 100; tries++)
+        iovam_dpdk_service_run();
+    if (rc != 0)
+        probe_die(PROG, "iovam_dpdk_map", rc);
+    return iova;
+}
+
+/* Runs the service until no unmap is pending or retrying (2 s at most). */
+static int unmaps_settled(void)
+{
+    struct iovam_dpdk_stats st;
+    int tries;
+
+    for (tries = 0; tries < 200; tries++) {
+        iovam_dpdk_service_run();
+        if (iovam_dpdk_stats_get(&st) == 0 && st.dyn_pending == 0 && st.unmaps_retrying == 0)
+            return 1;
+        rte_delay_ms(10);
+    }
+    return 0;
+}
+
+/* The use-after-unmap control (--mode=stale), see the top of this file. Frames:
+ *   0..15  good, from the pool
+ *   16     HELD: buffer b's unmap fails (injected): the IOVA must stay mapped and held, so the
+ *          frame arrives
+ *   17     STALE: buffer a, sent after its unmap completed: must fault
+ *   18     RETRIED: buffer b again, after the failures stopped and the service's retry unmapped
+ *          it: must fault too
+ *   19..34 good */
 static int run_stale(struct rte_mempool *pool, struct probe_rx *rx, uint8_t *va)
 {
-    static struct rte_mbuf_ext_shared_info shinfo;
-    enum { GOOD = 16, STALE_SEQ = GOOD, LAST = 2 * GOOD + 1 };
-    struct rte_mbuf *burst[GOOD], *m;
+    static struct rte_mbuf_ext_shared_info shinfo[3];
+    enum { GOOD = 16, HELD_SEQ = GOOD, STALE_SEQ, RETRIED_SEQ, LAST = RETRIED_SEQ + 1 + GOOD };
+    struct rte_mbuf *burst[GOOD];
     struct iovam_dpdk_stats st;
-    uint64_t iova = 0;
+    uint8_t *va_b = va + DYN_STRIDE;
+    uint64_t iova, iova_b;
     uint32_t i, good_missing = 0;
-    int rc, tries, settled = 0;
+    int rc, tries, held = 0;
     const char *result;
 
     for (i = 0; i < GOOD; i++)
         burst[i] = pool_frame(pool, i, rx);
     if ((rc = probe_send(burst, GOOD, rx)) != 0)
         probe_die(PROG, "TX ring stuck", rc);
-    for (tries = 0; (rc = iovam_dpdk_map(va, DYN_LEN, &iova)) == -EAGAIN && tries < 100; tries++)
-        iovam_dpdk_service_run();
-    if (rc != 0)
-        probe_die(PROG, "iovam_dpdk_map", rc);
-    if ((rc = iovam_dpdk_unmap(va, iova, DYN_LEN)) != 0)
+
+    iova_b = map_dyn(va_b);
+    iovam_dpdk_test_fail_dma_unmap(1);
+    if ((rc = iovam_dpdk_unmap(va_b, iova_b, DYN_LEN)) != 0)
         probe_die(PROG, "iovam_dpdk_unmap", rc);
-    /* The unmap is lazy: wait until the service says it completed. */
-    for (tries = 0; tries < 200 && !settled; tries++) {
+    for (tries = 0; tries < 200 && !held; tries++) {
         iovam_dpdk_service_run();
-        settled = iovam_dpdk_stats_get(&st) == 0 && st.dyn_pending == 0 && st.dyn_unmaps >= 1;
-        if (!settled)
+        held = iovam_dpdk_stats_get(&st) == 0 && st.unmaps_retrying >= 1;
+        if (!held)
             rte_delay_ms(10);
     }
-    if (!settled)
+    if (!held)
+        probe_die(PROG, "the injected unmap failure was not seen", -ETIMEDOUT);
+    send_ext_frame(pool, rx, va_b, iova_b, HELD_SEQ, &shinfo[0], "held");
+    probe_drain(rx, HELD_SEQ, HELD_SEQ + 1);
+    iovam_dpdk_test_fail_dma_unmap(0);
+
+    iova = map_dyn(va);
+    if ((rc = iovam_dpdk_unmap(va, iova, DYN_LEN)) != 0)
+        probe_die(PROG, "iovam_dpdk_unmap", rc);
+    /* The unmaps are lazy, b's is retried: wait until the service says both completed. */
+    if (!unmaps_settled())
         probe_die(PROG, "unmap never completed", -ETIMEDOUT);
-    m = rte_pktmbuf_alloc(pool);
-    if (m == NULL)
-        probe_die(PROG, "mbuf pool empty", -ENOMEM);
-    shinfo.free_cb = noop_free_cb;
-    shinfo.fcb_opaque = NULL;
-    rte_mbuf_ext_refcnt_set(&shinfo, 1);
-    rte_pktmbuf_attach_extbuf(m, va, iova, DYN_LEN, &shinfo);
-    frame_fill((uint8_t *)rte_pktmbuf_append(m, frame_len(STALE_SEQ)), STALE_SEQ, &rx->src, &rx->dst);
-    printf(PROG ": sending frame %d from va %p with stale iova 0x%" PRIx64 "\n", STALE_SEQ,
-           (void *)va, iova);
-    if ((rc = probe_send(&m, 1, rx)) != 0)
-        probe_die(PROG, "TX ring stuck", rc);
-    for (i = STALE_SEQ + 1; i < LAST; i++)
-        burst[i - STALE_SEQ - 1] = pool_frame(pool, i, rx);
+    send_ext_frame(pool, rx, va, iova, STALE_SEQ, &shinfo[1], "stale");
+    send_ext_frame(pool, rx, va_b, iova_b, RETRIED_SEQ, &shinfo[2], "retried-unmap");
+    for (i = RETRIED_SEQ + 1; i < LAST; i++)
+        burst[i - RETRIED_SEQ - 1] = pool_frame(pool, i, rx);
     if ((rc = probe_send(burst, GOOD, rx)) != 0)
         probe_die(PROG, "TX ring stuck", rc);
     probe_drain(rx, 0, LAST);
     for (i = 0; i < LAST; i++)
-        good_missing += i != STALE_SEQ && !rx->seen[i];
+        good_missing += i != STALE_SEQ && i != RETRIED_SEQ && !rx->seen[i];
     probe_report_missing(rx, 0, LAST);
-    /* The control is valid only if the good frames around it arrived: a dead port proves nothing. */
-    result = good_missing ? "ERROR" : rx->seen[STALE_SEQ] ? "MISSED" : "DETECTED";
-    printf("PROBE: mode=stale stale_iova=0x%" PRIx64 " stale_seen=%d good_missing=%u result=%s\n",
-           iova, rx->seen[STALE_SEQ], good_missing, result);
+    /* The control is valid only if the good frames around it arrived (a dead port proves
+     * nothing) and the held one did (else a failed unmap lost its mapping anyway). */
+    result = good_missing ? "ERROR"
+           : rx->seen[STALE_SEQ] || rx->seen[RETRIED_SEQ] ? "MISSED" : "DETECTED";
+    printf("PROBE: mode=stale stale_iova=0x%" PRIx64 " stale_seen=%d held_iova=0x%" PRIx64
+           " held_seen=%d retried_seen=%d good_missing=%u result=%s\n",
+           iova, rx->seen[STALE_SEQ], iova_b, rx->seen[HELD_SEQ], rx->seen[RETRIED_SEQ],
+           good_missing, result);
     fflush(stdout);
     rte_eth_dev_stop(0);
     rte_eth_dev_stop(1);

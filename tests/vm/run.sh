@@ -13,7 +13,9 @@
 #                   fault and/or the lost frame must be seen (proves this test can fail). It runs
 #                   after the positive steps, and its faults are not counted in dmar_faults.
 #   iovam_stale     probe.c --mode=stale: a buffer sent with the IOVA of a completed
-#                   iovam_dpdk_unmap() must fault (the glue's own negative control).
+#                   iovam_dpdk_unmap() must fault (the glue's own negative control); a buffer
+#                   whose unmap failed (injected) must still arrive while its IOVA is held, and
+#                   fault after the service's retry unmapped it.
 # The three iovam steps need the glue (dpdk-glue/meson.build, built privately or IOVAM_BUILD_DIR);
 # without it every model FAILs, unless VM_REQUIRE_IOVAM=0 (then they are skipped, said on stderr).
 #
