@@ -348,20 +348,33 @@ int Domain::alloc_fast_slow(uint32_t cache_id, uint64_t npages, uint64_t limit_p
   return rc;
 }
 
+// The O(1) checks of every fast free: aligned to the rounded size, inside
+// the window (npages > 2^63 first: std::bit_ceil of it is undefined).
+bool Domain::fast_free_in_bounds(uint64_t pfn_lo, uint64_t npages) const noexcept {
+  const uint64_t n = npages <= IOVAM_CACHE_MAX_PAGES ? std::bit_ceil(npages) : npages;
+  return !(npages > kMaxPfnExclusive || (pfn_lo & (std::bit_ceil(npages) - 1)) != 0 ||
+           pfn_lo < conf_.start_pfn || n - 1 > conf_.end_pfn - conf_.start_pfn ||
+           pfn_lo > conf_.end_pfn - (n - 1));
+}
+
+// The checked mode's answer for one range of `size` pages at pfn_lo.
+int Domain::fast_free_lookup_locked(uint64_t pfn_lo, uint64_t size) const noexcept {
+  IOVAM_ASSERT_HELD(tree_lock_);
+  Segment seg = tree_.lookup(pfn_lo);
+  if (seg.tag == Tag::kReserved) return -EPERM;
+  if (seg.tag != Tag::kAllocated) return -ENOENT;
+  if (seg.pfn_lo != pfn_lo || seg.pfn_hi - seg.pfn_lo + 1 != size) return -EINVAL;
+  return 0;
+}
+
 int Domain::free_fast_slow(uint32_t cache_id, uint64_t pfn_lo, uint64_t npages) noexcept {
   if (npages == 0 || (cache_id >= conf_.n_caches && cache_id != IOVAM_CACHE_NONE)) return -EINVAL;
   const uint64_t n = npages <= IOVAM_CACHE_MAX_PAGES ? std::bit_ceil(npages) : npages;
   const bool to_cache = npages <= IOVAM_CACHE_MAX_PAGES && cache_id != IOVAM_CACHE_NONE;
-  if (npages > kMaxPfnExclusive || (pfn_lo & (std::bit_ceil(npages) - 1)) != 0 ||
-      pfn_lo < conf_.start_pfn || n - 1 > conf_.end_pfn - conf_.start_pfn ||
-      pfn_lo > conf_.end_pfn - (n - 1))
-    return -EINVAL;
+  if (!fast_free_in_bounds(pfn_lo, npages)) return -EINVAL;
   {
     SpinGuard g(tree_lock_);
-    Segment seg = tree_.lookup(pfn_lo);
-    if (seg.tag == Tag::kReserved) return -EPERM;
-    if (seg.tag != Tag::kAllocated) return -ENOENT;
-    if (seg.pfn_lo != pfn_lo || seg.pfn_hi - seg.pfn_lo + 1 != n) return -EINVAL;
+    if (int rc = fast_free_lookup_locked(pfn_lo, n); rc != 0) return rc;
     if (!to_cache) {
       cache_->count_shared(false, false);
       return free_locked(pfn_lo);
@@ -371,6 +384,115 @@ int Domain::free_fast_slow(uint32_t cache_id, uint64_t pfn_lo, uint64_t npages) 
   // the O(1) checks and found the loaded magazine full or a flush under way.
   // (A range already cached is ALLOCATED too; verify() catches a double free.)
   cache_->push(cache_id, iovam_size_class_(n), pfn_lo);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Bulk fast path: the cold halves. All or nothing, each range as the single
+// call would get or check it.
+
+// Cache pops first (one handshake), then the tree one range at a time, as
+// alloc_fast_slow() does: each alloc() refills the node pool before it takes
+// the lock, so a large bulk cannot drain the pool into a spurious -EAGAIN.
+int Domain::alloc_fast_bulk_slow(uint32_t cache_id, uint64_t npages, uint64_t limit_pfn,
+                                 uint64_t* pfn_lo, uint32_t n) noexcept {
+  if (n == 0) return 0;
+  if (pfn_lo == nullptr || npages == 0 || limit_pfn < conf_.start_pfn ||
+      (cache_id >= conf_.n_caches && cache_id != IOVAM_CACHE_NONE))
+    return -EINVAL;
+  if (npages > kMaxPfnExclusive) return -ENOMEM;
+  const bool cacheable = npages <= IOVAM_CACHE_MAX_PAGES;
+  const uint64_t size = cacheable ? std::bit_ceil(npages) : npages;
+  const uint64_t hi_pfn = std::min(limit_pfn, conf_.end_pfn);
+  uint32_t got = 0;
+  if (cacheable && cache_id != IOVAM_CACHE_NONE && hi_pfn - conf_.start_pfn >= size - 1)
+    got = cache_->pop_bulk(cache_id, iovam_size_class_(npages), hi_pfn, pfn_lo, n);
+  if (cache_id == IOVAM_CACHE_NONE || !cacheable) cache_->count_shared(true, false, n);
+  for (; got < n; ++got) {
+    int rc = alloc(size, limit_pfn, true, &pfn_lo[got]);
+    if (rc == -ENOMEM && cache_->cached_ranges() > 0) {
+      cache_->flush(IOVAM_CACHE_NONE);
+      rc = alloc(size, limit_pfn, true, &pfn_lo[got]);
+    }
+    if (rc != 0) {
+      // To the tree, not the cache: after -ENOMEM the caches were just
+      // flushed for this space, and the caller must own nothing.
+      give_back(pfn_lo, got);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+// Bounded lock holds, as drain_deferred(): n is the caller's.
+void Domain::give_back(const uint64_t* pfn_lo, uint32_t n) noexcept {
+  for (uint32_t i = 0; i < n;) {
+    SpinGuard g(tree_lock_);
+    for (uint32_t end = i + std::min<uint32_t>(n - i, kDrainBatch); i < end; ++i) {
+      [[maybe_unused]] int rc = free_locked(pfn_lo[i]);
+      assert(rc == 0 && "a range this bulk allocated is ALLOCATED");
+    }
+  }
+}
+
+// Check pfn_lo[0..n) in order, as free_fast_slow() checks one, and mark each
+// accepted range DEFERRED in place (no node, no change visible outside the
+// lock) so that a repeat fails as it would once the first was freed. On an
+// error the marks are undone and the first bad entry's error returned.
+int Domain::claim_bulk_locked(const uint64_t* pfn_lo, uint32_t n, uint64_t npages) noexcept {
+  IOVAM_ASSERT_HELD(tree_lock_);
+  const uint64_t size = npages <= IOVAM_CACHE_MAX_PAGES ? std::bit_ceil(npages) : npages;
+  for (uint32_t i = 0; i < n; ++i) {
+    int rc = fast_free_in_bounds(pfn_lo[i], npages) ? fast_free_lookup_locked(pfn_lo[i], size) : -EINVAL;
+    if (rc != 0) {
+      unclaim_locked(pfn_lo, i);
+      return rc;
+    }
+    tree_.retag_occupied(pfn_lo[i], Tag::kDeferred);
+  }
+  return 0;
+}
+
+void Domain::unclaim_locked(const uint64_t* pfn_lo, uint32_t n) noexcept {
+  IOVAM_ASSERT_HELD(tree_lock_);
+  for (uint32_t i = 0; i < n; ++i) tree_.retag_occupied(pfn_lo[i], Tag::kAllocated);
+}
+
+// free_locked() for a range claim_bulk_locked() marked.
+void Domain::erase_claimed_locked(uint64_t pfn_lo) noexcept {
+  IOVAM_ASSERT_HELD(tree_lock_);
+  Segment seg = tree_.erase_if(pfn_lo, Tag::kDeferred);
+  assert(seg.tag == Tag::kDeferred && seg.pfn_lo == pfn_lo);
+  --live_ranges_;
+  live_pages_ -= seg.pfn_hi - seg.pfn_lo + 1;
+  note_space_freed(seg.pfn_lo);
+}
+
+// Ranges the caches take are checked in O(1) each unless IOVAM_CHECK_FAST_FREE
+// is on (as the inline path checks them: a bulk that merely found the
+// magazine full is not checked more); the others are looked up, all of them
+// under one lock hold before any is freed: O(n log N) with the lock held.
+int Domain::free_fast_bulk_slow(uint32_t cache_id, const uint64_t* pfn_lo, uint32_t n,
+                                uint64_t npages) noexcept {
+  if (n == 0) return 0;
+  if (pfn_lo == nullptr || npages == 0 || (cache_id >= conf_.n_caches && cache_id != IOVAM_CACHE_NONE))
+    return -EINVAL;
+  const bool to_cache = npages <= IOVAM_CACHE_MAX_PAGES && cache_id != IOVAM_CACHE_NONE;
+  const bool checked = !to_cache || __atomic_load_n(&handle_.fast.free_max, __ATOMIC_RELAXED) == 0;
+  if (!checked) {
+    for (uint32_t i = 0; i < n; ++i)
+      if (!fast_free_in_bounds(pfn_lo[i], npages)) return -EINVAL;
+  } else {
+    SpinGuard g(tree_lock_);
+    if (int rc = claim_bulk_locked(pfn_lo, n, npages); rc != 0) return rc;
+    if (!to_cache) {
+      for (uint32_t i = 0; i < n; ++i) erase_claimed_locked(pfn_lo[i]);
+      cache_->count_shared(false, false, n);
+      return 0;
+    }
+    unclaim_locked(pfn_lo, n);
+  }
+  cache_->push_bulk(cache_id, iovam_size_class_(npages), pfn_lo, n);
   return 0;
 }
 

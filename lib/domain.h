@@ -68,6 +68,19 @@ class Domain {
                                                     uint64_t limit_pfn, uint64_t* pfn_lo) noexcept;
   [[gnu::noinline, gnu::cold]] int free_fast_slow(uint32_t cache_id, uint64_t pfn_lo,
                                                    uint64_t npages) noexcept;
+  // The bulk fast path (iovam.h) and its out-of-line rest: all or nothing.
+  int alloc_fast_bulk(uint32_t cache_id, uint64_t npages, uint64_t limit_pfn, uint64_t* pfn_lo,
+                      uint32_t n) noexcept {
+    return iovam_alloc_fast_bulk_inline_(&handle_, cache_id, npages, limit_pfn, pfn_lo, n);
+  }
+  int free_fast_bulk(uint32_t cache_id, const uint64_t* pfn_lo, uint32_t n, uint64_t npages) noexcept {
+    return iovam_free_fast_bulk_inline_(&handle_, cache_id, pfn_lo, n, npages);
+  }
+  [[gnu::noinline, gnu::cold]] int alloc_fast_bulk_slow(uint32_t cache_id, uint64_t npages,
+                                                         uint64_t limit_pfn, uint64_t* pfn_lo,
+                                                         uint32_t n) noexcept;
+  [[gnu::noinline, gnu::cold]] int free_fast_bulk_slow(uint32_t cache_id, const uint64_t* pfn_lo,
+                                                        uint32_t n, uint64_t npages) noexcept;
   int cache_flush(uint32_t cache_id) noexcept;
   int cache_stats(uint32_t cache_id, iovam_cache_stats* st) noexcept;
   // Full validation of free_fast() ranges (a tree lookup under the lock).
@@ -98,6 +111,12 @@ class Domain {
   void note_space_freed(uint64_t pfn_lo) noexcept;
   bool fails_32bit_estimate(uint64_t npages, uint64_t align, uint64_t hi_pfn) const noexcept;
   void remember_32bit_failure(uint64_t npages, uint64_t align, uint64_t hi_pfn) noexcept;
+  bool fast_free_in_bounds(uint64_t pfn_lo, uint64_t npages) const noexcept;
+  int fast_free_lookup_locked(uint64_t pfn_lo, uint64_t size) const noexcept;
+  int claim_bulk_locked(const uint64_t* pfn_lo, uint32_t n, uint64_t npages) noexcept;
+  void unclaim_locked(const uint64_t* pfn_lo, uint32_t n) noexcept;
+  void erase_claimed_locked(uint64_t pfn_lo) noexcept;
+  void give_back(const uint64_t* pfn_lo, uint32_t n) noexcept;
 
   iovam_domain handle_{};
   const iovam_domain_conf conf_;

@@ -73,6 +73,18 @@ IOVAM_EXPORT int iovam_free_fast_slow(iovam_domain* d, uint32_t cache_id, uint64
   return dom(d)->free_fast_slow(cache_id, pfn_lo, npages);
 }
 
+IOVAM_EXPORT int iovam_alloc_fast_bulk_slow(iovam_domain* d, uint32_t cache_id, uint64_t npages,
+                                            uint64_t limit_pfn, uint64_t* pfn_lo, unsigned int n) {
+  if (d == nullptr) return -EINVAL;
+  return dom(d)->alloc_fast_bulk_slow(cache_id, npages, limit_pfn, pfn_lo, n);
+}
+
+IOVAM_EXPORT int iovam_free_fast_bulk_slow(iovam_domain* d, uint32_t cache_id, const uint64_t* pfn_lo,
+                                           unsigned int n, uint64_t npages) {
+  if (d == nullptr) return -EINVAL;
+  return dom(d)->free_fast_bulk_slow(cache_id, pfn_lo, n, npages);
+}
+
 IOVAM_EXPORT int iovam_cache_flush(iovam_domain* d, uint32_t cache_id) {
   if (d == nullptr) return -EINVAL;
   return dom(d)->cache_flush(cache_id);

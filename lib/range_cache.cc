@@ -172,6 +172,41 @@ void RangeCache::push(uint32_t c, uint32_t cls, uint64_t pfn) noexcept {
   }
 }
 
+// One handshake for the whole bulk: a flusher waits at most n ladder steps.
+uint32_t RangeCache::pop_bulk(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn,
+                              uint32_t n) noexcept {
+  Lcore& l = lcores_[c];
+  uint32_t got = 0;
+  auto ladder = [&] {
+    while (got < n && pop_locked_or_handshaken(l, cls, hi_pfn, &pfn[got])) ++got;
+    bump(l.pub.alloc_hits, got);
+  };
+  if (enter(l)) {
+    ladder();
+    leave(l);
+  } else {
+    SpinGuard g(l.slow_lock);
+    ladder();
+  }
+  if (got < n) bump(l.alloc_misses, n - got);  // the rest goes to the tree
+  return got;
+}
+
+void RangeCache::push_bulk(uint32_t c, uint32_t cls, const uint64_t* pfn, uint32_t n) noexcept {
+  Lcore& l = lcores_[c];
+  auto ladder = [&] {
+    for (uint32_t i = 0; i < n; ++i) push_locked_or_handshaken(l, cls, pfn[i]);
+    bump(l.pub.free_hits, n);
+  };
+  if (enter(l)) {
+    ladder();
+    leave(l);
+  } else {
+    SpinGuard g(l.slow_lock);
+    ladder();
+  }
+}
+
 // Takes the tree lock: callers hold no depot lock (lock order: lcore slow
 // lock, then depot lock or tree lock, never both of the latter).
 void RangeCache::free_to_tree(Magazine* m) noexcept {
@@ -283,9 +318,9 @@ uint64_t RangeCache::cached_ranges() const noexcept {
   return n;
 }
 
-void RangeCache::count_shared(bool alloc, bool hit) noexcept {
+void RangeCache::count_shared(bool alloc, bool hit, uint64_t by) noexcept {
   auto& ctr = hit ? shared_hits_[alloc ? 0 : 1] : shared_misses_[alloc ? 0 : 1];
-  ctr.fetch_add(1, std::memory_order_relaxed);  // the shared path is not the per-lcore fast path
+  ctr.fetch_add(by, std::memory_order_relaxed);  // the shared path is not the per-lcore fast path
 }
 
 void RangeCache::read_stats(uint32_t c, iovam_cache_stats* st) const noexcept {

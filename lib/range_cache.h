@@ -102,6 +102,10 @@ class RangeCache {
   // caller's limit clamped to the domain.
   bool pop(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn) noexcept;
   void push(uint32_t c, uint32_t cls, uint64_t pfn) noexcept;
+  // The same ladder for a bulk, under one handshake (or slow lock): pops up
+  // to n ranges and returns how many; pushes all n.
+  uint32_t pop_bulk(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn, uint32_t n) noexcept;
+  void push_bulk(uint32_t c, uint32_t cls, const uint64_t* pfn, uint32_t n) noexcept;
 
   // Return cache c's ranges (every cache's and the depots' for
   // IOVAM_CACHE_NONE) to the tree. Returns how many.
@@ -110,7 +114,7 @@ class RangeCache {
   void trim_depots() noexcept;
   uint64_t cached_ranges() const noexcept;
   void read_stats(uint32_t c, iovam_cache_stats* st) const noexcept;
-  void count_shared(bool alloc, bool hit) noexcept;
+  void count_shared(bool alloc, bool hit, uint64_t by = 1) noexcept;
 
   // Stop every owner (take all slow locks, handshake), for verify; then the
   // caller may read every magazine until resume().
@@ -139,7 +143,7 @@ class RangeCache {
   static void bump(std::atomic<uint64_t>& ctr, uint64_t by = 1) noexcept {
     ctr.store(ctr.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
   }
-  static void bump(uint64_t& ctr) noexcept { iovam_count_(&ctr); }
+  static void bump(uint64_t& ctr, uint64_t by = 1) noexcept { iovam_count_n_(&ctr, by); }
   // The depots' count has many writers, all off the per-lcore fast path.
   void add_depot(uint64_t by) noexcept { depot_cached_.fetch_add(by, std::memory_order_relaxed); }
 

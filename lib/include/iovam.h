@@ -153,6 +153,57 @@ int iovam_free_fast_slow(struct iovam_domain *d, uint32_t cache_id, uint64_t pfn
 			 uint64_t npages);
 
 /**
+ * Allocate n ranges of npages pages each through the fast path, all or none
+ * (as rte_mempool_get_bulk() is to rte_mempool_get()). Each range is what
+ * iovam_alloc_fast() with the same arguments would return: npages rounded and
+ * size-aligned the same way, below limit_pfn, from cache_id's magazines, the
+ * depot or the tree. Free them with iovam_free_fast_bulk() or
+ * iovam_free_fast(), with the same npages. Inline (below), as
+ * iovam_alloc_fast() is; the library also exports it.
+ * @param pfn_lo array of n entries; receives the first pfn of each range.
+ * @return 0 and pfn_lo[0..n) set (n == 0: 0 at once, nothing else is
+ *   checked but d); -EINVAL NULL d, NULL pfn_lo with n > 0, npages == 0,
+ *   limit_pfn < start_pfn, bad cache_id; -ENOMEM fewer than n ranges fit
+ *   (after flushing all caches); -EAGAIN no node (transient). On error no
+ *   range is allocated: those obtained before the failure go back to the
+ *   tree (so a range that was cached may now be free space), and pfn_lo[]
+ *   may have been written.
+ */
+#ifndef IOVAM_NO_INLINE_FAST_PATH
+static inline
+#endif
+int iovam_alloc_fast_bulk(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
+			  uint64_t limit_pfn, uint64_t *pfn_lo, unsigned int n);
+
+/**
+ * Free n ranges from iovam_alloc_fast() or iovam_alloc_fast_bulk(), all
+ * allocated with this npages, all or none (as rte_mempool_put_bulk()).
+ * Every range is checked before any is freed, as iovam_free_fast() checks
+ * one: alignment and bounds always, and (with IOVAM_CHECK_FAST_FREE, and
+ * always for ranges the caches do not take: > IOVAM_CACHE_MAX_PAGES or
+ * IOVAM_CACHE_NONE) that it is one ALLOCATED range of the rounded size;
+ * the checked mode also refuses a range given twice in the array (-ENOENT:
+ * the first would have freed it). Inline (below); the library also exports it.
+ * @return 0 (n == 0: 0 at once, nothing else is checked but d); -EINVAL NULL
+ *   d, NULL pfn_lo with n > 0, bad cache_id, npages == 0, or some pfn_lo[i]
+ *   not aligned to the rounded size, outside the domain, or (checked) not one
+ *   ALLOCATED range of that size; -ENOENT (checked) some pfn_lo[i] is free,
+ *   DEFERRED or repeated; -EPERM (checked) some pfn_lo[i] is RESERVED. The
+ *   error is that of the first bad entry; nothing is freed on error.
+ */
+#ifndef IOVAM_NO_INLINE_FAST_PATH
+static inline
+#endif
+int iovam_free_fast_bulk(struct iovam_domain *d, uint32_t cache_id, const uint64_t *pfn_lo,
+			 unsigned int n, uint64_t npages);
+
+/** The out-of-line rest of the two bulk calls: same contract. */
+int iovam_alloc_fast_bulk_slow(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
+			       uint64_t limit_pfn, uint64_t *pfn_lo, unsigned int n);
+int iovam_free_fast_bulk_slow(struct iovam_domain *d, uint32_t cache_id, const uint64_t *pfn_lo,
+			      unsigned int n, uint64_t npages);
+
+/**
  * Return the ranges held by cache cache_id, or by every cache and the depots
  * (IOVAM_CACHE_NONE), to the tree. Must not race with the owner of cache_id.
  * @return the number of ranges returned; -EINVAL NULL d or bad cache_id.
@@ -286,6 +337,12 @@ static inline void iovam_count_(uint64_t *ctr)
 	__atomic_store_n(ctr, __atomic_load_n(ctr, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
 }
 
+/* iovam_count_() for a bulk: still one load and one store. */
+static inline void iovam_count_n_(uint64_t *ctr, uint64_t n)
+{
+	__atomic_store_n(ctr, __atomic_load_n(ctr, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+
 static inline unsigned int iovam_size_class_(uint64_t npages)
 {
 	return npages <= 1 ? 0 : 64 - (unsigned int)__builtin_clzll(npages - 1);
@@ -350,6 +407,92 @@ static inline int iovam_free_fast_inline_(struct iovam_domain *d, uint32_t cache
 	return iovam_free_fast_slow(d, cache_id, pfn_lo, npages);
 }
 
+/* Whether the n ranges on top of m all end at or below limit_pfn. */
+static inline int iovam_mag_top_fits_(const struct iovam_fast_view *v,
+				      const struct iovam_magazine *m, uint64_t size, unsigned int n,
+				      uint64_t mask, uint64_t limit_pfn)
+{
+	uint64_t i;
+	/* start_pfn + span[0] is end_pfn: no limit at or above it excludes a
+	 * cached range, so the usual call compares nothing per range. */
+	if (__builtin_expect(limit_pfn >= v->start_pfn + v->span[0], 1))
+		return 1;
+	for (i = size - n; i < size; ++i)
+		if (m->pfn[i] + mask > limit_pfn)
+			return 0;
+	return 1;
+}
+
+/*
+ * The bulk hit: all n ranges from (or into) the loaded magazine under one
+ * enter/leave and one counter update, else the slow path does the whole
+ * bulk. Cost on a hit: the single call's checks and handshake once, then per
+ * range a copy (alloc) or a copy and two O(1) bound checks (free); still no
+ * lock, no atomic read-modify-write, no syscall, no allocation.
+ */
+static inline int iovam_alloc_fast_bulk_inline_(struct iovam_domain *d, uint32_t cache_id,
+						uint64_t npages, uint64_t limit_pfn, uint64_t *pfn_lo,
+						unsigned int n)
+{
+	const struct iovam_fast_view *v = (const struct iovam_fast_view *)d;
+	if (__builtin_expect(d != NULL && pfn_lo != NULL && npages - 1 < IOVAM_CACHE_MAX_PAGES, 1) &&
+	    __builtin_expect(cache_id < v->n_caches, 1)) {
+		struct iovam_lcore_fast *l = iovam_lcore_(v, cache_id);
+		unsigned int cls = iovam_size_class_(npages);
+		if (__builtin_expect(iovam_lcore_enter_(l), 1)) {
+			struct iovam_magazine *m = l->loaded[cls];
+			uint64_t size = m->size;
+			/* n == 0 goes to the slow path, which answers it. */
+			if (__builtin_expect(n - 1 < size, 1) &&
+			    iovam_mag_top_fits_(v, m, size, n, (1ULL << cls) - 1, limit_pfn)) {
+				unsigned int i;
+				/* Popped in the order n single calls would pop. */
+				for (i = 0; i < n; ++i)
+					pfn_lo[i] = m->pfn[size - 1 - i];
+				m->size = size - n;
+				iovam_count_n_(&l->alloc_hits, n);
+				iovam_lcore_leave_(l);
+				return 0;
+			}
+			iovam_lcore_leave_(l);
+		}
+	}
+	return iovam_alloc_fast_bulk_slow(d, cache_id, npages, limit_pfn, pfn_lo, n);
+}
+
+static inline int iovam_free_fast_bulk_inline_(struct iovam_domain *d, uint32_t cache_id,
+					       const uint64_t *pfn_lo, unsigned int n, uint64_t npages)
+{
+	const struct iovam_fast_view *v = (const struct iovam_fast_view *)d;
+	if (__builtin_expect(d != NULL && pfn_lo != NULL && npages - 1 < v->free_max &&
+			     cache_id < v->n_caches, 1)) {
+		unsigned int cls = iovam_size_class_(npages);
+		uint64_t mask = (1ULL << cls) - 1, bad = 0;
+		unsigned int i;
+		/* Every range is checked before any is pushed (all or none),
+		 * without a branch per range. */
+		for (i = 0; i < n; ++i)
+			bad |= (pfn_lo[i] & mask) | (uint64_t)(pfn_lo[i] - v->start_pfn > v->span[cls]);
+		if (__builtin_expect(bad == 0, 1)) {
+			struct iovam_lcore_fast *l = iovam_lcore_(v, cache_id);
+			if (__builtin_expect(iovam_lcore_enter_(l), 1)) {
+				struct iovam_magazine *m = l->loaded[cls];
+				uint64_t size = m->size;
+				if (__builtin_expect(n <= IOVAM_MAG_SIZE - size, 1)) {
+					for (i = 0; i < n; ++i)
+						m->pfn[size + i] = pfn_lo[i];
+					m->size = size + n;
+					iovam_count_n_(&l->free_hits, n);
+					iovam_lcore_leave_(l);
+					return 0;
+				}
+				iovam_lcore_leave_(l);
+			}
+		}
+	}
+	return iovam_free_fast_bulk_slow(d, cache_id, pfn_lo, n, npages);
+}
+
 #ifndef IOVAM_NO_INLINE_FAST_PATH
 static inline int iovam_alloc_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
 				   uint64_t limit_pfn, uint64_t *pfn_lo)
@@ -361,6 +504,18 @@ static inline int iovam_free_fast(struct iovam_domain *d, uint32_t cache_id, uin
 				  uint64_t npages)
 {
 	return iovam_free_fast_inline_(d, cache_id, pfn_lo, npages);
+}
+
+static inline int iovam_alloc_fast_bulk(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
+					uint64_t limit_pfn, uint64_t *pfn_lo, unsigned int n)
+{
+	return iovam_alloc_fast_bulk_inline_(d, cache_id, npages, limit_pfn, pfn_lo, n);
+}
+
+static inline int iovam_free_fast_bulk(struct iovam_domain *d, uint32_t cache_id,
+				       const uint64_t *pfn_lo, unsigned int n, uint64_t npages)
+{
+	return iovam_free_fast_bulk_inline_(d, cache_id, pfn_lo, n, npages);
 }
 #endif
 
