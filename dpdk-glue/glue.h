@@ -106,6 +106,10 @@ void service_stop(Glue &g);
 int service_run(Glue &g);
 int service_id(Glue &g, uint32_t *id);
 
+// iommu_holes.cc: keep the IOVAs the IOMMU cannot map out of the domain.
+// Caller holds the map lock, before the init walk.
+int reserve_iommu_holes_locked(Glue &g);
+
 // mempool_ops.cc
 size_t pool_count(Glue &g);
 

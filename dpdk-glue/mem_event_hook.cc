@@ -17,11 +17,20 @@
 //    init walk covers it, and each VA-contiguous run can be one mapping.
 //  - FREE events need not match ALLOC events (38 MiB allocated, freed as
 //    36 + 2 MiB) and VFIO type1 cannot unmap part of a mapping. With events,
-//    every mapping is therefore one memseg page: any FREE (always whole
-//    pages) unmaps whole mappings. That is the fewest mappings that allows:
-//    1 GiB of 2 MiB pages = 512 mappings, of 1 GiB pages = 1 mapping; the
-//    kernel's 65535-entry cap is reached at 128 GiB of 2 MiB pages. Without
-//    events (static memory) 1 GiB is 1 mapping per VA-contiguous run.
+//    every mapping of memory DPDK may free is therefore one memseg page: any
+//    FREE (always whole pages) unmaps whole mappings. That is the fewest
+//    mappings that allows: 1 GiB of 2 MiB pages = 512 mappings, of 1 GiB
+//    pages = 1 mapping; the kernel's 65535-entry cap is reached at 128 GiB
+//    of 2 MiB pages.
+//  - Memory DPDK never frees needs no such care, and one mapping per
+//    VA-contiguous run: static memory (no events), and the pages EAL
+//    preallocates in dynamic mode (-m, --socket-mem), which it marks
+//    RTE_MEMSEG_FLAG_DO_NOT_FREE (the heap's shrink skips them and
+//    eal_memalloc_free_seg_bulk refuses them; only rte_eal_cleanup() clears
+//    the flag, after the application is done). So an application that
+//    preallocates its memory, as production ones do, gets 1 mapping per run
+//    however large, and is not bound by the 128 GiB cap. External heap
+//    memory likewise (see mem_event_cb).
 //  - The walk holds the hotplug lock for reading from the walk to the last
 //    mapping, so no FREE can slip between finding a page and mapping it; an
 //    ALLOC event delivered between registration and walk is found in the map
@@ -250,9 +259,14 @@ void mem_event_cb(enum rte_mem_event type, const void *addr, size_t len, void *a
 	size_t page = msl != nullptr ? msl->page_sz : g.granule;
 	int rc = -EINVAL;
 	if (page >= g.granule && len % page == 0) {
+		// External memory (rte_malloc_heap_memory_add) is never shrunk
+		// by the heap and is removed only whole (the FREE event of
+		// rte_malloc_heap_memory_remove covers exactly what was added):
+		// one mapping.
+		bool whole = msl != nullptr && msl->external;
 		std::unique_lock lk(g.map.lock());
 		reserve_region_pa_locked(g, msl, va, len);
-		rc = map_region_locked(g, va, len, page);
+		rc = map_region_locked(g, va, len, whole ? len : page);
 	}
 	if (rc != 0) {
 		// The allocation itself cannot be refused from here; its memory
@@ -267,6 +281,7 @@ struct Run {
 	size_t len;
 	size_t page;
 	const rte_memseg_list *msl;
+	bool never_freed; // RTE_MEMSEG_FLAG_DO_NOT_FREE pages: one mapping
 };
 
 struct WalkCtx {
@@ -288,14 +303,16 @@ int collect_cb(const rte_memseg_list *msl, const rte_memseg *ms, void *arg)
 		ctx.bad_page = true;
 		return -1;
 	}
+	bool never_freed = (ms->flags & RTE_MEMSEG_FLAG_DO_NOT_FREE) != 0;
 	if (!ctx.runs.empty()) {
 		Run &r = ctx.runs.back();
-		if (r.msl == msl && r.va + r.len == va && r.page == ms->len) {
+		if (r.msl == msl && r.va + r.len == va && r.page == ms->len &&
+		    r.never_freed == never_freed) {
 			r.len += ms->len;
 			return 0;
 		}
 	}
-	ctx.runs.push_back({va, ms->len, ms->len, msl});
+	ctx.runs.push_back({va, ms->len, ms->len, msl, never_freed});
 	return 0;
 }
 
@@ -344,14 +361,16 @@ int mem_hook_start(Glue &g)
 	rte_mcfg_mem_read_lock();
 	{
 		std::unique_lock lk(g.map.lock());
+		rc = reserve_iommu_holes_locked(g);
 		if (!g.vfio.no_iommu() && rte_eal_iova_mode() == RTE_IOVA_VA)
 			(void)rte_memseg_list_walk_thread_unsafe(reserve_msl_cb, &g);
-		if (rte_memseg_walk_thread_unsafe(collect_cb, &ctx) != 0)
+		if (rc == 0 && rte_memseg_walk_thread_unsafe(collect_cb, &ctx) != 0)
 			rc = -EINVAL;
 		for (size_t i = 0; rc == 0 && i < ctx.runs.size(); i++) {
 			const Run &r = ctx.runs[i];
 			reserve_region_pa_locked(g, r.msl, r.va, r.len);
-			rc = map_region_locked(g, r.va, r.len, g.static_memory ? r.len : r.page);
+			rc = map_region_locked(g, r.va, r.len,
+					       g.static_memory || r.never_freed ? r.len : r.page);
 		}
 	}
 	rte_mcfg_mem_read_unlock();

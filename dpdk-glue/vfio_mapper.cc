@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cinttypes>
 #include <climits>
@@ -58,6 +59,15 @@ void VfioMapper::init(bool force_no_iommu, bool dyn_via_dpdk)
 	no_iommu_ = force_no_iommu || rte_vfio_is_enabled("vfio") == 0;
 	device_seen_.store(false, std::memory_order_relaxed);
 	container_fd_ = no_iommu_ || dyn_via_dpdk ? -1 : find_default_container_fd();
+	// A container with an IOMMU backend has a group, i.e. a device: maps
+	// that fail from now on are failures, not "wait for the first device".
+	if (container_fd_ >= 0) {
+		vfio_iommu_type1_info info;
+		memset(&info, 0, sizeof(info));
+		info.argsz = sizeof(info);
+		if (ioctl(container_fd_, VFIO_IOMMU_GET_INFO, &info) == 0)
+			device_seen_.store(true, std::memory_order_relaxed);
+	}
 	IOVAM_LOG(INFO, "DMA mapping: %s", no_iommu_ ? "no-IOMMU (calls skipped)" :
 		  "VFIO default container");
 	if (!no_iommu_)
@@ -156,6 +166,50 @@ bool VfioMapper::container_torn_down() const
 	memset(&info, 0, sizeof(info));
 	info.argsz = sizeof(info);
 	return ioctl(container_fd_, VFIO_IOMMU_GET_INFO, &info) != 0 && errno == EINVAL;
+}
+
+bool VfioMapper::valid_iova_ranges(std::vector<std::pair<uint64_t, uint64_t>> &out) const
+{
+	if (no_iommu_ || container_fd_ < 0)
+		return false;
+	// First call: the kernel says how big the info with its capability
+	// chain is; second call: fetch it.
+	vfio_iommu_type1_info head;
+	memset(&head, 0, sizeof(head));
+	head.argsz = sizeof(head);
+	if (ioctl(container_fd_, VFIO_IOMMU_GET_INFO, &head) != 0 ||
+	    !(head.flags & VFIO_IOMMU_INFO_CAPS) || head.argsz <= sizeof(head))
+		return false;
+	std::vector<uint8_t> buf(head.argsz);
+	head.argsz = static_cast<uint32_t>(buf.size());
+	memcpy(buf.data(), &head, sizeof(head));
+	if (ioctl(container_fd_, VFIO_IOMMU_GET_INFO, buf.data()) != 0)
+		return false;
+	memcpy(&head, buf.data(), sizeof(head));
+	for (uint64_t off = head.cap_offset; off != 0;) {
+		vfio_info_cap_header cap;
+		if (off + sizeof(cap) > buf.size())
+			return false;
+		memcpy(&cap, buf.data() + off, sizeof(cap));
+		if (cap.id == VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE) {
+			vfio_iommu_type1_info_cap_iova_range ranges;
+			if (off + sizeof(ranges) > buf.size())
+				return false;
+			memcpy(&ranges, buf.data() + off, sizeof(ranges));
+			if (off + sizeof(ranges) + uint64_t{ranges.nr_iovas} * sizeof(vfio_iova_range) >
+			    buf.size())
+				return false;
+			for (uint32_t i = 0; i < ranges.nr_iovas; i++) {
+				vfio_iova_range r;
+				memcpy(&r, buf.data() + off + sizeof(ranges) + i * sizeof(r), sizeof(r));
+				out.emplace_back(r.start, r.end);
+			}
+			std::sort(out.begin(), out.end());
+			return !out.empty();
+		}
+		off = cap.next;
+	}
+	return false;
 }
 
 bool VfioMapper::unmap(uint64_t va, uint64_t iova, uint64_t len)

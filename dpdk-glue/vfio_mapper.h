@@ -22,6 +22,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 namespace iovam::glue {
 
@@ -47,6 +49,10 @@ public:
 	bool unmap(uint64_t va, uint64_t iova, uint64_t len);
 	// No group is left in the container: the kernel dropped every mapping.
 	bool container_torn_down() const;
+	// The IOVA ranges [lo, hi] the container's IOMMU can map, ascending
+	// (VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE). false: unknown (no-IOMMU
+	// mode, no container fd, no device attached yet, an old kernel).
+	bool valid_iova_ranges(std::vector<std::pair<uint64_t, uint64_t>> &out) const;
 
 	// Dynamic mappings (iovam_dpdk_map): with VFIO, straight VFIO_IOMMU_MAP_DMA
 	// / UNMAP_DMA ioctls on the default container, bypassing DPDK's 256-entry

@@ -49,11 +49,13 @@ step_testpmd() { run_testpmd tp ""; }
 
 # The same unmodified testpmd with the iovam glue loaded as an EAL plugin: its mbuf pool gets
 # iovam's mempool ops, so every packet buffer has an IOVA from iovam's 32-bit window. The glue's
-# telemetry shows which IOVAs the pool got and whether any mapping failed.
+# telemetry shows which IOVAs the pool got and whether any mapping failed. --socket-mem
+# preallocates 64 MiB, which EAL never frees: the glue maps it as one VFIO mapping per
+# VA-contiguous run (not one per 2 MiB page), and the pool lives in it.
 step_testpmd_iovam() {
     (
         export IOVAM_DMA_BITS="${IOVAM_DMA_BITS:-32}"
-        run_testpmd ti "-d libiovam_dpdk.so --mbuf-pool-ops-name iovam --log-level=lib.iovam:info" \
+        run_testpmd ti "--socket-mem 64 -d libiovam_dpdk.so --mbuf-pool-ops-name iovam --log-level=lib.iovam:info" \
             "/iovam/stats /iovam/pools"
     )
 }
