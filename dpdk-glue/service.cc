@@ -5,7 +5,8 @@
 //
 // One iteration: complete the queued dynamic unmaps (batched VFIO unmaps,
 // then the IOVAs go back), retry unmaps that failed (dynamic ones and those
-// of freed DPDK memory), map memory that waited for a VFIO device, and
+// of freed DPDK memory), map memory that waited for a VFIO device (at
+// most once a second), and
 // iovam_maintain() (erase DEFERRED markers, refill the node pool, trim the
 // depots) at most every kMaintainUs.
 //
@@ -46,6 +47,7 @@ namespace {
 
 constexpr uint64_t kMaintainUs = 1000;
 constexpr uint64_t kAlarmUs = 10000;
+constexpr uint64_t kReplayUs = 1000000;
 
 }  // namespace
 
@@ -56,6 +58,7 @@ struct ServiceState {
 	std::atomic<bool> alarm_on{false};
 	std::mutex run_lock;
 	uint64_t next_maintain_tsc = 0;
+	uint64_t next_replay_tsc = 0;
 };
 
 namespace {
@@ -102,8 +105,14 @@ int service_run(Glue &g)
 	g.ctr.service_runs.fetch_add(1, std::memory_order_relaxed);
 	int returned = dyn_drain(g);
 	(void)mem_retry_failed_unmaps(g);
-	(void)mem_replay(g);
 	uint64_t now = rte_get_tsc_cycles();
+	// Memory waiting for a VFIO device: each try is a failing VFIO call
+	// that EAL logs, so at most once a second (a new ethdev replays at
+	// once, from its NEW event; so does iovam_dpdk_dma_replay()).
+	if (g.ctr.dma_queued.load(std::memory_order_relaxed) != 0 && now >= s.next_replay_tsc) {
+		(void)mem_replay(g);
+		s.next_replay_tsc = now + rte_get_tsc_hz() / 1000000 * kReplayUs;
+	}
 	if (now >= s.next_maintain_tsc) {
 		(void)iovam_maintain(g.dom);
 		s.next_maintain_tsc = now + rte_get_tsc_hz() / 1000000 * kMaintainUs;
