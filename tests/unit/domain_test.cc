@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -572,6 +574,352 @@ TEST(Fast, DepotCarriesMagazinesBetweenLcores) {
   // maintain trims the depot back to its bound.
   ASSERT_EQ(iovam_cache_flush(d.get(), 1), 8);  // 4 magazines of 127 came over, 500 used
   iovam_maintain(d.get());
+  VERIFY(d.get());
+}
+
+// --- the bulk fast path ------------------------------------------------------------
+
+iovam_cache_stats cache_stats_of(iovam_domain* d, uint32_t cache_id) {
+  iovam_cache_stats cs{};
+  EXPECT_EQ(iovam_cache_stats_get(d, cache_id, &cs), 0);
+  return cs;
+}
+
+bool same_cache_stats(const iovam_cache_stats& a, const iovam_cache_stats& b) {
+  return a.alloc_hits == b.alloc_hits && a.alloc_misses == b.alloc_misses && a.free_hits == b.free_hits &&
+         a.free_misses == b.free_misses && a.cached_ranges == b.cached_ranges;
+}
+
+// Each range of a successful bulk: aligned, of the rounded size, ALLOCATED.
+void expect_bulk_ranges(iovam_domain* d, const std::vector<uint64_t>& pfns, uint64_t npages, uint64_t limit_pfn) {
+  const uint64_t size = npages <= IOVAM_CACHE_MAX_PAGES ? std::bit_ceil(npages) : npages;
+  std::vector<uint64_t> sorted = pfns;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "a range handed out twice";
+  for (uint64_t pfn : pfns) {
+    EXPECT_EQ(pfn % std::bit_ceil(npages), 0u) << pfn;
+    EXPECT_LE(pfn + size - 1, limit_pfn) << pfn;
+    uint64_t lo = 0, hi = 0;
+    ASSERT_EQ(iovam_find(d, pfn, &lo, &hi), 0) << pfn;
+    EXPECT_EQ(lo, pfn);
+    EXPECT_EQ(hi, pfn + size - 1);
+  }
+}
+
+struct BulkBadRow {
+  const char* what;
+  bool null_d, null_array;
+  uint32_t cache_id;
+  uint64_t npages, limit_pfn;
+  unsigned int n;
+  int rc;
+};
+
+// Argument errors of both bulk calls: -EINVAL (or 0 for n == 0) and nothing
+// changes, counters included.
+TEST(Bulk, BadInputTable) {
+  const BulkBadRow rows[] = {
+      {"NULL d", true, false, 0, 1, UINT64_MAX, 4, -EINVAL},
+      {"NULL d, n 0", true, false, 0, 1, UINT64_MAX, 0, -EINVAL},
+      {"NULL array", false, true, 0, 1, UINT64_MAX, 4, -EINVAL},
+      {"NULL array, shared path", false, true, IOVAM_CACHE_NONE, 1, UINT64_MAX, 4, -EINVAL},
+      {"n 0", false, false, 0, 1, UINT64_MAX, 0, 0},
+      {"n 0, NULL array", false, true, 0, 1, UINT64_MAX, 0, 0},
+      {"n 0, nothing else checked", false, true, 77, 0, 0, 0, 0},
+      {"cache_id == n_caches", false, false, 2, 1, UINT64_MAX, 4, -EINVAL},
+      {"cache_id far out", false, false, UINT32_MAX - 1, 1, UINT64_MAX, 4, -EINVAL},
+      {"npages 0", false, false, 0, 0, UINT64_MAX, 4, -EINVAL},
+      {"npages 0, shared path", false, false, IOVAM_CACHE_NONE, 0, UINT64_MAX, 4, -EINVAL},
+  };
+  auto d = make(kG4K, 1, 1000, 2);
+  // Something in a magazine, so that a wrongly accepted call would show.
+  std::vector<uint64_t> warm(4);
+  ASSERT_EQ(iovam_alloc_fast_bulk(d.get(), 0, 1, UINT64_MAX, warm.data(), 4), 0);
+  ASSERT_EQ(iovam_free_fast_bulk(d.get(), 0, warm.data(), 4, 1), 0);
+  for (const auto& r : rows) {
+    iovam_domain* dd = r.null_d ? nullptr : d.get();
+    iovam_stats st0 = stats_of(d.get());
+    iovam_cache_stats cs0 = cache_stats_of(d.get(), 0), shared0 = cache_stats_of(d.get(), IOVAM_CACHE_NONE);
+    std::vector<uint64_t> out(4, 12345);
+    EXPECT_EQ(iovam_alloc_fast_bulk(dd, r.cache_id, r.npages, r.limit_pfn, r.null_array ? nullptr : out.data(), r.n),
+              r.rc)
+        << r.what;
+    // The free gets live-looking input: the four cached ranges' pfns.
+    EXPECT_EQ(iovam_free_fast_bulk(dd, r.cache_id, r.null_array ? nullptr : warm.data(), r.n, r.npages), r.rc)
+        << r.what;
+    EXPECT_EQ(out, std::vector<uint64_t>(4, 12345)) << r.what;
+    EXPECT_TRUE(same_stats(st0, stats_of(d.get()))) << r.what;
+    EXPECT_TRUE(same_cache_stats(cs0, cache_stats_of(d.get(), 0))) << r.what;
+    EXPECT_TRUE(same_cache_stats(shared0, cache_stats_of(d.get(), IOVAM_CACHE_NONE))) << r.what;
+    VERIFY(d.get());
+  }
+  // A limit below start_pfn: the alloc's own error.
+  uint64_t out[4];
+  EXPECT_EQ(iovam_alloc_fast_bulk(d.get(), 0, 1, 0, out, 4), -EINVAL);
+  EXPECT_EQ(iovam_alloc_fast_bulk(d.get(), IOVAM_CACHE_NONE, 1, 0, out, 4), -EINVAL);
+  VERIFY(d.get());
+}
+
+TEST(Bulk, RoundsAlignsAndHitsTheMagazineOnce) {
+  auto d = make(kG4K, 1, 1 << 20, 1);
+  std::vector<uint64_t> a(32);
+  ASSERT_EQ(iovam_alloc_fast_bulk(d.get(), 0, 3, UINT64_MAX, a.data(), 32), 0);  // tree: 32 misses
+  expect_bulk_ranges(d.get(), a, 3, UINT64_MAX);
+  VERIFY(d.get());
+  ASSERT_EQ(iovam_free_fast_bulk(d.get(), 0, a.data(), 32, 4), 0);  // another npages of the same class
+  VERIFY(d.get());
+  EXPECT_EQ(stats_of(d.get()).cached_ranges, 32u);
+  iovam_cache_stats cs0 = cache_stats_of(d.get(), 0);
+  EXPECT_EQ(cs0.alloc_misses, 32u);
+  EXPECT_EQ(cs0.free_hits, 32u);
+  std::vector<uint64_t> b(32);
+  ASSERT_EQ(iovam_alloc_fast_bulk(d.get(), 0, 4, UINT64_MAX, b.data(), 32), 0);
+  // From the magazine, in the order 32 single pops would give.
+  std::vector<uint64_t> want(a.rbegin(), a.rend());
+  EXPECT_EQ(b, want);
+  iovam_cache_stats cs1 = cache_stats_of(d.get(), 0);
+  EXPECT_EQ(cs1.alloc_hits, 32u);
+  EXPECT_EQ(cs1.alloc_misses, 32u);
+  EXPECT_EQ(cs1.cached_ranges, 0u);
+  VERIFY(d.get());
+  // Singles and bulks mix: a bulk's ranges freed one by one, and back.
+  for (uint64_t pfn : b) ASSERT_EQ(iovam_free_fast(d.get(), 0, pfn, 3), 0);
+  ASSERT_EQ(iovam_alloc_fast_bulk(d.get(), 0, 3, UINT64_MAX, b.data(), 32), 0);
+  ASSERT_EQ(iovam_free_fast_bulk(d.get(), 0, b.data(), 32, 3), 0);
+  EXPECT_EQ(iovam_cache_flush(d.get(), 0), 32);
+  VERIFY(d.get());
+  EXPECT_EQ(stats_of(d.get()).live_ranges, 0u);
+}
+
+// More than a magazine holds: the slow path's ladder (swap with prev, the
+// depot, the tree) for both calls, then everything drains back.
+TEST(Bulk, LargerThanTwoMagazines) {
+  auto d = make(kG4K, 1, 1 << 20, 2);
+  std::vector<uint64_t> a(400), b(400);
+  ASSERT_EQ(iovam_alloc_fast_bulk(d.get(), 0, 1, UINT64_MAX, a.data(), 400), 0);
+  expect_bulk_ranges(d.get(), a, 1, UINT64_MAX);
+  ASSERT_EQ(iovam_free_fast_bulk(d.get(), 0, a.data(), 400, 1), 0);
+  VERIFY(d.get());
+  EXPECT_EQ(stats_of(d.get()).cached_ranges, 400u);
+  // Cache 1 takes full magazines from the depot, then the tree.
+  ASSERT_EQ(iovam_alloc_fast_bulk(d.get(), 1, 1, UINT64_MAX, b.data(), 400), 0);
+  expect_bulk_ranges(d.get(), b, 1, UINT64_MAX);
+  EXPECT_GT(cache_stats_of(d.get(), 1).alloc_hits, 0u);
+  VERIFY(d.get());
+  ASSERT_EQ(iovam_free_fast_bulk(d.get(), 1, b.data(), 400, 1), 0);
+  ASSERT_GE(iovam_cache_flush(d.get(), IOVAM_CACHE_NONE), 0);
+  VERIFY(d.get());
+  iovam_stats st = stats_of(d.get());
+  EXPECT_EQ(st.live_ranges, 0u);
+  EXPECT_EQ(st.cached_ranges, 0u);
+}
+
+// Larger than the caches take, or the shared path: the tree, size-aligned,
+// and a free bulk checked in full.
+TEST(Bulk, UncachedGoesToTheTree) {
+  for (uint32_t cache_id : {0u, IOVAM_CACHE_NONE}) {
+    for (uint64_t npages : {1ull, 5ull, 40ull}) {
+      auto d = make(kG4K, 1, 1 << 20, 1);
+      std::vector<uint64_t> a(9);
+      ASSERT_EQ(iovam_alloc_fast_bulk(d.get(), cache_id, npages, UINT64_MAX, a.data(), 9), 0);
+      expect_bulk_ranges(d.get(), a, npages, UINT64_MAX);
+      VERIFY(d.get());
+      ASSERT_EQ(iovam_free_fast_bulk(d.get(), cache_id, a.data(), 9, npages), 0);
+      VERIFY(d.get());
+      const bool cached = cache_id != IOVAM_CACHE_NONE && npages <= IOVAM_CACHE_MAX_PAGES;
+      EXPECT_EQ(stats_of(d.get()).live_ranges, cached ? 9u : 0u) << npages;
+      EXPECT_EQ(stats_of(d.get()).cached_ranges, cached ? 9u : 0u) << npages;
+    }
+  }
+}
+
+struct BulkFreeBadRow {
+  const char* what;
+  uint32_t cache_id;
+  uint64_t npages;
+  bool checks;  // IOVAM_CHECK_FAST_FREE
+  int bad;      // which bad entry goes in the middle
+  int rc;
+};
+
+enum BadEntry { kMisaligned, kPastEnd, kBelowStart, kNeverAllocated, kReservedEntry, kWrongSize, kNotStart,
+                kDeferredEntry, kRepeated };
+
+// One bad entry in the middle of a free bulk: its error, and nothing freed:
+// the good entries are still ALLOCATED and ours, stats, cache counters and
+// verify() as before; the same bulk without it then frees.
+TEST(Bulk, FreeWithABadEntryChangesNothing) {
+  const BulkFreeBadRow rows[] = {
+      // Trusting cache path: only what the O(1) checks see.
+      {"cache: misaligned", 0, 2, false, kMisaligned, -EINVAL},
+      {"cache: past the end", 0, 2, false, kPastEnd, -EINVAL},
+      {"cache: below start", 0, 2, false, kBelowStart, -EINVAL},
+      // Checked: everything a single checked free refuses, and repeats.
+      {"checked: misaligned", 0, 2, true, kMisaligned, -EINVAL},
+      {"checked: never allocated", 0, 2, true, kNeverAllocated, -ENOENT},
+      {"checked: reserved", 0, 2, true, kReservedEntry, -EPERM},
+      {"checked: wrong size", 0, 2, true, kWrongSize, -EINVAL},
+      {"checked: not the start", 0, 2, true, kNotStart, -EINVAL},
+      {"checked: deferred", 0, 2, true, kDeferredEntry, -ENOENT},
+      {"checked: repeated", 0, 2, true, kRepeated, -ENOENT},
+      // The shared path and ranges over 32 pages are always checked.
+      {"shared: never allocated", IOVAM_CACHE_NONE, 2, false, kNeverAllocated, -ENOENT},
+      {"shared: reserved", IOVAM_CACHE_NONE, 2, false, kReservedEntry, -EPERM},
+      {"shared: repeated", IOVAM_CACHE_NONE, 2, false, kRepeated, -ENOENT},
+      {"shared: past the end", IOVAM_CACHE_NONE, 2, false, kPastEnd, -EINVAL},
+      {"40 pages: wrong size", 0, 40, false, kWrongSize, -EINVAL},
+      {"40 pages: repeated", 0, 40, false, kRepeated, -ENOENT},
+      {"40 pages: deferred", 0, 40, false, kDeferredEntry, -ENOENT},
+  };
+  for (const auto& r : rows) {
+    auto d = make(kG4K, 1, 1 << 16, 1);
+    if (r.checks) {
+      ASSERT_EQ(iovam_domain_set_checks(d.get(), IOVAM_CHECK_FAST_FREE), 0);
+    }
+    const uint64_t size = r.npages <= IOVAM_CACHE_MAX_PAGES ? std::bit_ceil(r.npages) : r.npages;
+    const uint64_t align = std::bit_ceil(r.npages);
+    std::vector<uint64_t> good(16);
+    ASSERT_EQ(iovam_alloc_fast_bulk(d.get(), 0, r.npages, UINT64_MAX, good.data(), 16), 0) << r.what;
+    ASSERT_EQ(iovam_reserve(d.get(), 4 * align, 5 * align - 1), 0);
+    uint64_t odd = 0;  // an ALLOCATED range of another size
+    ASSERT_EQ(iovam_alloc(d.get(), 4 * align, 1 << 12, true, &odd), 0);
+    uint64_t deferred = 0;
+    ASSERT_EQ(iovam_alloc(d.get(), size, 1 << 13, true, &deferred), 0);
+    ASSERT_EQ(iovam_free_deferred(d.get(), deferred), 0);
+    // Something cached, so that a wrongly pushed bulk would show in the counts.
+    uint64_t warm = 0;
+    ASSERT_EQ(iovam_alloc_fast(d.get(), 0, 1, UINT64_MAX, &warm), 0);
+    ASSERT_EQ(iovam_free_fast(d.get(), 0, warm, 1), 0);
+    uint64_t bad = 0;
+    switch (r.bad) {
+      case kMisaligned: bad = good[0] + 1; break;
+      case kPastEnd: bad = (1 << 16) + align; break;
+      case kBelowStart: bad = 0; break;
+      case kNeverAllocated: bad = 8 * align; break;
+      case kReservedEntry: bad = 4 * align; break;
+      case kWrongSize: bad = odd; break;
+      case kNotStart: bad = odd + align; break;  // aligned, inside a larger range
+      case kDeferredEntry: bad = deferred; break;
+      case kRepeated: bad = good[2]; break;
+    }
+    std::vector<uint64_t> bulk(good.begin(), good.begin() + 8);
+    bulk.push_back(bad);
+    bulk.insert(bulk.end(), good.begin() + 8, good.end());
+    VERIFY(d.get());
+    iovam_stats st0 = stats_of(d.get());
+    iovam_cache_stats cs0 = cache_stats_of(d.get(), 0), shared0 = cache_stats_of(d.get(), IOVAM_CACHE_NONE);
+    EXPECT_EQ(iovam_free_fast_bulk(d.get(), r.cache_id, bulk.data(), static_cast<unsigned>(bulk.size()), r.npages),
+              r.rc)
+        << r.what;
+    VERIFY(d.get());
+    EXPECT_TRUE(same_stats(st0, stats_of(d.get()))) << r.what;
+    EXPECT_TRUE(same_cache_stats(cs0, cache_stats_of(d.get(), 0))) << r.what;
+    EXPECT_TRUE(same_cache_stats(shared0, cache_stats_of(d.get(), IOVAM_CACHE_NONE))) << r.what;
+    for (uint64_t pfn : good) {
+      uint64_t lo = 0, hi = 0;
+      ASSERT_EQ(iovam_find(d.get(), pfn, &lo, &hi), 0) << r.what << ": " << pfn << " freed";
+      EXPECT_EQ(hi - lo + 1, size);
+    }
+    // Still ours: the good entries free in one bulk.
+    ASSERT_EQ(iovam_free_fast_bulk(d.get(), r.cache_id, good.data(), 16, r.npages), 0) << r.what;
+    VERIFY(d.get());
+  }
+}
+
+// A bad entry with the magazine nearly full: still refused whole.
+TEST(Bulk, FreeBadEntryWithFullMagazine) {
+  auto d = make(kG4K, 1, 1 << 16, 1);
+  std::vector<uint64_t> fill(120), bulk(16);
+  ASSERT_EQ(iovam_alloc_fast_bulk(d.get(), 0, 1, UINT64_MAX, fill.data(), 120), 0);
+  ASSERT_EQ(iovam_alloc_fast_bulk(d.get(), 0, 1, UINT64_MAX, bulk.data(), 16), 0);
+  ASSERT_EQ(iovam_free_fast_bulk(d.get(), 0, fill.data(), 120, 1), 0);  // 7 slots left
+  bulk[5] = (1 << 16) + 1;                                               // past the end
+  iovam_stats st0 = stats_of(d.get());
+  iovam_cache_stats cs0 = cache_stats_of(d.get(), 0);
+  EXPECT_EQ(iovam_free_fast_bulk(d.get(), 0, bulk.data(), 16, 1), -EINVAL);
+  EXPECT_TRUE(same_stats(st0, stats_of(d.get())));
+  EXPECT_TRUE(same_cache_stats(cs0, cache_stats_of(d.get(), 0)));
+  VERIFY(d.get());
+}
+
+// Cached ranges above the limit are not handed out; below the limit the
+// tree supplies them; a limit nothing fits under is -ENOMEM.
+TEST(Bulk, LimitTooLow) {
+  auto d = make(kG4K, 1, 1 << 20, 1);
+  std::vector<uint64_t> high(8), low(8);
+  ASSERT_EQ(iovam_alloc_fast_bulk(d.get(), 0, 2, UINT64_MAX, high.data(), 8), 0);
+  ASSERT_EQ(iovam_free_fast_bulk(d.get(), 0, high.data(), 8, 2), 0);
+  ASSERT_EQ(iovam_alloc_fast_bulk(d.get(), 0, 2, 1000, low.data(), 8), 0);
+  expect_bulk_ranges(d.get(), low, 2, 1000);
+  EXPECT_EQ(stats_of(d.get()).cached_ranges, 8u) << "the high ones stay cached";
+  VERIFY(d.get());
+  // Below start_pfn + size - 1 nothing fits: -ENOMEM, not -EINVAL.
+  iovam_stats st0 = stats_of(d.get());
+  EXPECT_EQ(iovam_alloc_fast_bulk(d.get(), 0, 2, 1, low.data(), 8), -ENOMEM);
+  EXPECT_EQ(iovam_alloc_fast_bulk(d.get(), IOVAM_CACHE_NONE, 2, 1, low.data(), 8), -ENOMEM);
+  VERIFY(d.get());
+  // The retry flushed the caches: fewer cached, no more live.
+  EXPECT_EQ(stats_of(d.get()).live_ranges, st0.live_ranges - st0.cached_ranges);
+}
+
+// Only part of a bulk fits: -ENOMEM and nothing allocated (the part obtained
+// went back), whether it came from the tree or from a cache.
+TEST(Bulk, EnomemIsAllOrNothing) {
+  auto d = make(kG4K, 1, 64, 2);
+  std::vector<uint64_t> taken(30), bulk(40, 7);
+  for (auto& p : taken) p = alloc_ok(d.get(), 1, UINT64_MAX, false);  // 34 pages left
+  iovam_stats st0 = stats_of(d.get());
+  EXPECT_EQ(iovam_alloc_fast_bulk(d.get(), 0, 1, UINT64_MAX, bulk.data(), 35), -ENOMEM);
+  VERIFY(d.get());
+  EXPECT_TRUE(same_stats(st0, stats_of(d.get())));
+  EXPECT_EQ(iovam_alloc_fast_bulk(d.get(), IOVAM_CACHE_NONE, 1, UINT64_MAX, bulk.data(), 35), -ENOMEM);
+  EXPECT_TRUE(same_stats(st0, stats_of(d.get())));
+  VERIFY(d.get());
+  // 10 of the 34 in cache 0's magazine: a bulk of 35 through cache 0 pops
+  // them, takes 24 from the tree, fails, and gives all 34 back to the tree.
+  std::vector<uint64_t> ten(10);
+  ASSERT_EQ(iovam_alloc_fast_bulk(d.get(), 0, 1, UINT64_MAX, ten.data(), 10), 0);
+  ASSERT_EQ(iovam_free_fast_bulk(d.get(), 0, ten.data(), 10, 1), 0);
+  ASSERT_EQ(stats_of(d.get()).cached_ranges, 10u);
+  EXPECT_EQ(iovam_alloc_fast_bulk(d.get(), 0, 1, UINT64_MAX, bulk.data(), 35), -ENOMEM);
+  VERIFY(d.get());
+  EXPECT_TRUE(same_stats(st0, stats_of(d.get()))) << "the cached ten are free space again";
+  // Through the other cache, with the ten cached in cache 0: flushed, then all fits.
+  ASSERT_EQ(iovam_alloc_fast_bulk(d.get(), 0, 1, UINT64_MAX, ten.data(), 10), 0);
+  ASSERT_EQ(iovam_free_fast_bulk(d.get(), 0, ten.data(), 10, 1), 0);
+  ASSERT_EQ(iovam_alloc_fast_bulk(d.get(), 1, 1, UINT64_MAX, bulk.data(), 34), 0);
+  expect_bulk_ranges(d.get(), std::vector<uint64_t>(bulk.begin(), bulk.begin() + 34), 1, 64);
+  VERIFY(d.get());
+  EXPECT_EQ(stats_of(d.get()).live_ranges, 64u);
+  EXPECT_EQ(stats_of(d.get()).cached_ranges, 0u);
+}
+
+// A node shortage part way: -EAGAIN, and the ranges obtained went back.
+TEST(Bulk, EagainGivesBack) {
+  auto d = make(kG1M, 1, 8191, 1);
+  for (int i = 0; i < 200; ++i) alloc_ok(d.get(), 2, 4095, false);  // carves will need splits
+  iovam_test_fail_node_alloc(d.get(), 3, 5);
+  int eagain = 0;
+  std::vector<uint64_t> bulk(64);
+  for (int i = 0; i < 200 && eagain < 5; ++i) {
+    iovam_stats st0 = stats_of(d.get());
+    const uint32_t cache_id = i % 2 ? 0 : IOVAM_CACHE_NONE;
+    int rc = iovam_alloc_fast_bulk(d.get(), cache_id, 1 + i % 3, 4095, bulk.data(), 64);
+    VERIFY(d.get());
+    if (rc == -EAGAIN) {
+      ++eagain;
+      iovam_stats st1 = stats_of(d.get());
+      // Only the ranges popped from the cache left it: to the tree.
+      const uint64_t popped = st0.cached_ranges - st1.cached_ranges;
+      EXPECT_EQ(st1.live_ranges, st0.live_ranges - popped);
+      EXPECT_EQ(st1.live_pages, st0.live_pages - popped * std::bit_ceil(1u + i % 3));
+    } else {
+      ASSERT_EQ(rc, 0);
+      ASSERT_EQ(iovam_free_fast_bulk(d.get(), cache_id, bulk.data(), 64, 1 + i % 3), 0);
+    }
+  }
+  EXPECT_GT(eagain, 0) << "the test must hit a node shortage";
+  iovam_test_fail_node_alloc(d.get(), 0, 0);
   VERIFY(d.get());
 }
 

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <map>
 #include <set>
 #include <vector>
 
@@ -207,6 +208,13 @@ class Model {
       return;
     }
     ASSERT_EQ(rc, 0);
+    accept_fast(pfn, n, limit, cache);
+  }
+
+  // A range alloc_fast (single or bulk) handed out: check it and take it
+  // into the reference.
+  void accept_fast(uint64_t pfn, uint64_t n, uint64_t limit, uint32_t cache, bool drop_overlaps = true) {
+    const uint64_t size = n <= 32 ? std::bit_ceil(n) : n;
     ASSERT_EQ(pfn % std::bit_ceil(n), 0u);
     ASSERT_LE(pfn + size - 1, std::min(limit, c_.end_pfn));
     ASSERT_GE(pfn, c_.start_pfn);
@@ -217,7 +225,7 @@ class Model {
     // alloc_fast may have flushed every cache before retrying: cached ranges
     // it overlaps went back to the tree first (an exact match may have come
     // straight from a cache or through the tree: the two are the same state).
-    for (auto it = cached_.begin(); it != cached_.end();) {
+    for (auto it = cached_.begin(); drop_overlaps && it != cached_.end();) {
       uint64_t c_hi = ref_.ranges().at(*it).hi;
       bool overlaps = *it <= pfn + size - 1 && c_hi >= pfn;
       bool exact = *it == pfn && c_hi == pfn + size - 1;
@@ -256,6 +264,177 @@ class Model {
       ref_.ranges().erase(pfn);
   }
 
+  // How many disjoint size-aligned ranges of size pages fit below limit:
+  // each hole's aligned slots, one walk (same-size aligned slots never
+  // overlap, so taking one takes no other).
+  uint64_t aligned_slots(uint64_t size, uint64_t limit) const {
+    const uint64_t align = std::bit_ceil(size), top = std::min(limit, c_.end_pfn);
+    uint64_t slots = 0, hole_lo = c_.start_pfn;
+    auto count = [&](uint64_t lo, uint64_t hi) {  // [lo, hi] free
+      if (lo > hi || hi - lo + 1 < size) return;
+      uint64_t first = (lo + align - 1) / align * align;
+      if (first > hi || hi - first + 1 < size) return;
+      slots += (hi - first - (size - 1)) / align + 1;
+    };
+    for (auto& [lo, r] : ref_.ranges()) {
+      if (hole_lo > top) break;
+      if (lo > hole_lo) count(hole_lo, std::min(lo - 1, top));
+      hole_lo = std::max(hole_lo, r.hi + 1);
+    }
+    if (hole_lo <= top) count(hole_lo, top);
+    return slots;
+  }
+
+  // Mostly within a magazine, sometimes past two. Frees take more than
+  // allocations give, or a window that never fills (48 bits) grows without
+  // end and the O(n) verify() after every op with it.
+  uint32_t pick_bulk_count(bool alloc) {
+    if (coin(alloc ? 16 : 8)) return 1 + rng_() % 300;
+    return 1 + rng_() % (alloc ? 16 : 64);
+  }
+
+  void op_alloc_fast_bulk() {
+    uint32_t cache = c_.n_caches && !coin(8) ? rng_() % c_.n_caches : IOVAM_CACHE_NONE;
+    uint64_t n = pick_npages(), limit = pick_limit();
+    uint64_t size = n <= 32 ? std::bit_ceil(n) : n;
+    const uint32_t count = pick_bulk_count(true);
+    reconcile_cached();
+    std::vector<uint64_t> pfns(count);
+    iovam_stats st0;
+    ASSERT_EQ(iovam_stats_get(d_, &st0), 0);
+    int rc = iovam_alloc_fast_bulk(d_, cache, n, limit, pfns.data(), count);
+    if (rc == -ENOMEM || rc == -EAGAIN) {
+      // Nothing allocated: ranges obtained went back to the tree, so only
+      // ranges leaving the caches may have changed the reference.
+      reconcile_cached();
+      iovam_stats st;
+      ASSERT_EQ(iovam_stats_get(d_, &st), 0);
+      ASSERT_EQ(st.live_ranges, st0.live_ranges - (st0.cached_ranges - st.cached_ranges));
+      if (rc == -EAGAIN) {
+        ASSERT_NE(c_.fail_one_in, 0u);
+      } else {
+        // The retry flushed every cache; fewer than count aligned slots are left.
+        ASSERT_TRUE(cached_.empty());
+        ASSERT_LT(aligned_slots(size, limit), count) << "n=" << n << " limit=" << limit;
+      }
+      return;
+    }
+    ASSERT_EQ(rc, 0) << "n=" << n << " limit=" << limit << " count=" << count;
+    // As accept_fast() does for one range, once for all: cached ranges a
+    // returned range overlaps (but for an exact match) went back to the tree
+    // in a flush before it was carved.
+    std::map<uint64_t, uint64_t> got;  // pfn_lo -> pfn_hi
+    for (uint64_t pfn : pfns) got[pfn] = pfn + size - 1;
+    for (auto it = cached_.begin(); it != cached_.end();) {
+      const uint64_t c_hi = ref_.ranges().at(*it).hi;
+      auto g = got.upper_bound(c_hi);
+      bool overlaps = g != got.begin() && std::prev(g)->second >= *it;
+      bool exact = overlaps && std::prev(g)->first == *it && std::prev(g)->second == c_hi;
+      if (overlaps && !exact) {
+        ref_.ranges().erase(*it);
+        it = cached_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (uint64_t pfn : pfns) {
+      accept_fast(pfn, n, limit, cache, false);
+      if (::testing::Test::HasFatalFailure()) return;
+    }
+  }
+
+  bool fast_free_in_bounds(uint64_t pfn, uint64_t n) const {
+    const uint64_t size = n <= 32 ? std::bit_ceil(n) : n;
+    return pfn % std::bit_ceil(n) == 0 && pfn >= c_.start_pfn && pfn <= c_.end_pfn && size - 1 <= c_.end_pfn - pfn;
+  }
+
+  // What iovam_free_fast() must return for pfn when it checks everything,
+  // once the ranges starting at the pfns in freed are gone.
+  int fast_free_expect(uint64_t pfn, uint64_t n, const std::set<uint64_t>& freed) {
+    const uint64_t size = n <= 32 ? std::bit_ceil(n) : n;
+    if (!fast_free_in_bounds(pfn, n)) return -EINVAL;
+    auto it = ref_.containing(pfn);
+    if (it == ref_.ranges().end() || it->second.tag == RefTag::kDeferred || freed.count(it->first))
+      return -ENOENT;
+    if (it->second.tag == RefTag::kReserved) return -EPERM;
+    if (it->first != pfn || it->second.hi - it->first + 1 != size) return -EINVAL;
+    return 0;
+  }
+
+  // Owned fast ranges of one size, sometimes with a bad entry in the middle:
+  // its error and nothing changed, else all freed.
+  void op_free_fast_bulk() {
+    if (fast_owned_.empty()) return;
+    auto first = fast_owned_.begin();
+    std::advance(first, rng_() % fast_owned_.size());
+    const uint64_t n = first->second, size = n <= 32 ? std::bit_ceil(n) : n;
+    const uint32_t want_count = pick_bulk_count(false);
+    std::vector<uint64_t> pfns;
+    // A bounded look around: the same size may be rare among many.
+    for (auto [it, steps] = std::pair{first, 0u}; pfns.size() < want_count && steps < 4 * want_count + 64; ++steps) {
+      uint64_t other = it->second;
+      if ((other <= 32 ? std::bit_ceil(other) : other) == size) pfns.push_back(it->first);
+      if (++it == fast_owned_.end()) it = fast_owned_.begin();
+      if (it == first) break;
+    }
+    uint32_t cache = c_.n_caches && !coin(8) ? rng_() % c_.n_caches : IOVAM_CACHE_NONE;
+    const bool checked = cache == IOVAM_CACHE_NONE || n > 32;
+    if (coin(3)) {
+      // The trusting cache path sees only what its O(1) checks see.
+      uint64_t bad;
+      switch (rng_() % (checked ? 4 : 2)) {
+        case 0: bad = pfns[0] + 1; break;                       // misaligned (unless 1 page)
+        case 1: bad = c_.end_pfn + 1 + rng_() % 4 * size; break;  // past the end
+        case 2: bad = pfns[rng_() % pfns.size()]; break;        // repeated
+        default: bad = pick_pfn(); break;                       // anything
+      }
+      pfns.insert(pfns.begin() + static_cast<long>(rng_() % (pfns.size() + 1)), bad);
+    }
+    // The first entry that fails fails the bulk. Checked: as if freed in
+    // order (a repeat is free space by then). Trusted: only the O(1) bounds
+    // are checked, so every entry before a bad one must be ours, once.
+    std::set<uint64_t> seen;
+    int want = 0;
+    for (uint64_t pfn : pfns) {
+      if (checked) {
+        want = fast_free_expect(pfn, n, seen);
+        if (want != 0) break;
+        if (cached_.count(pfn)) return;  // a cache's range, not ours to free
+        seen.insert(pfn);
+      } else {
+        if (!fast_free_in_bounds(pfn, n)) {
+          want = -EINVAL;
+          break;
+        }
+        auto own = fast_owned_.find(pfn);
+        if (own == fast_owned_.end() || (own->second <= 32 ? std::bit_ceil(own->second) : own->second) != size ||
+            !seen.insert(pfn).second)
+          return;
+      }
+    }
+    iovam_stats st0;
+    ASSERT_EQ(iovam_stats_get(d_, &st0), 0);
+    int rc = iovam_free_fast_bulk(d_, cache, pfns.data(), static_cast<unsigned>(pfns.size()), n);
+    ASSERT_EQ(rc, want) << "count=" << pfns.size() << " n=" << n << " cache=" << cache;
+    if (rc != 0) {
+      iovam_stats st;
+      ASSERT_EQ(iovam_stats_get(d_, &st), 0);
+      ASSERT_EQ(st.live_ranges, st0.live_ranges);
+      ASSERT_EQ(st.live_pages, st0.live_pages);
+      ASSERT_EQ(st.cached_ranges, st0.cached_ranges);
+      ASSERT_EQ(st.deferred_ranges, st0.deferred_ranges);
+      return;
+    }
+    for (uint64_t pfn : pfns) {
+      fast_owned_.erase(pfn);
+      owned_.erase(pfn);
+      if (!checked)
+        cached_.insert(pfn);
+      else
+        ref_.ranges().erase(pfn);
+    }
+  }
+
   void op_flush() {
     uint32_t cache = c_.n_caches && !coin(3) ? rng_() % c_.n_caches : IOVAM_CACHE_NONE;
     int rc = iovam_cache_flush(d_, cache);
@@ -269,9 +448,16 @@ class Model {
   void run() {
     ASSERT_NE(d_, nullptr);
     for (uint64_t i = 0; i < c_.ops; ++i) {
-      uint32_t r = rng_() % 100;
+      // 100..109: the bulk calls, the others in their old proportions.
+      uint32_t r = rng_() % 110;
       const char* what;
-      if (r < 30) {
+      if (r >= 100) {
+        what = r < 105 ? "alloc_fast_bulk" : "free_fast_bulk";
+        if (r < 105)
+          op_alloc_fast_bulk();
+        else
+          op_free_fast_bulk();
+      } else if (r < 30) {
         what = "alloc";
         op_alloc();
       } else if (r < 45) {
