@@ -2,9 +2,9 @@
 // Copyright (c) 2026 The iovam authors.
 //
 // Concurrency stress (not a benchmark): threads race alloc/free/lazy free/fast
-// path/flush/reserve/maintain on one domain with a fixed seed, and an
-// ownership bitmap proves that no page is ever handed to two owners and that
-// nothing is lost at the end. Built and run under ThreadSanitizer in CI.
+// path (single and bulk)/flush/reserve/maintain on one domain with a fixed
+// seed, and an ownership bitmap proves that no page is ever handed to two
+// owners and that nothing is lost at the end. Built and run under ThreadSanitizer in CI.
 //
 // IOVAM_STRESS_SECONDS=N runs each thread for N seconds instead of a fixed
 // number of operations (the long soak).
@@ -95,6 +95,36 @@ class Stress {
           held.push_back({pfn, n, n, Held::kTree});
         } else {
           EXPECT_TRUE(rc == -ENOMEM || rc == -EAGAIN) << rc;
+        }
+      } else if (r < 85 && r >= 77) {
+        // Bulk calls: a burst of up to 40 (past a magazine's room now and
+        // then), or the frees of up to 40 held fast ranges of one size.
+        const uint32_t cache = rng() % 8 ? id : IOVAM_CACHE_NONE;
+        if (r < 81 || held.empty()) {
+          const uint32_t count = 1 + rng() % 40;
+          uint64_t pfns[40];
+          int rc = iovam_alloc_fast_bulk(d_, cache, n, limit, pfns, count);
+          if (rc == 0) {
+            uint64_t size = n <= IOVAM_CACHE_MAX_PAGES ? std::bit_ceil(n) : n;
+            for (uint32_t j = 0; j < count; ++j) {
+              claim(pfns[j], size, who);
+              held.push_back({pfns[j], size, n, Held::kFast});
+            }
+          } else {
+            EXPECT_TRUE(rc == -ENOMEM || rc == -EAGAIN) << rc;
+          }
+        } else {
+          uint64_t pfns[40];
+          uint32_t count = 0;
+          const uint64_t size = held.back().npages, asked = held.back().asked;
+          for (size_t k = held.size(); k-- > 0 && count < 40;) {
+            if (held[k].kind != Held::kFast || held[k].npages != size) continue;
+            release(held[k].pfn, held[k].npages, who);
+            pfns[count++] = held[k].pfn;
+            held[k] = held.back();
+            held.pop_back();
+          }
+          EXPECT_EQ(iovam_free_fast_bulk(d_, cache, pfns, count, asked), 0);
         }
       } else if (r < 85) {
         uint64_t pfn;
