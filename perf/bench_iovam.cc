@@ -4,7 +4,8 @@
 /**
  * @file
  * BM_Fast_* and BM_Lazy_*: iovam paths that have no counterpart in the
- * baselines (the per-lcore magazine cache, deferred erase). The report
+ * baselines (the per-lcore magazine cache and its bulk calls, deferred
+ * erase). The report
  * compares them with the tree pairs of all three allocators at the same
  * number of live ranges.
  */
@@ -96,6 +97,45 @@ void bm_fast_burst(benchmark::State &state, const std::string &name)
 	state.counters["live_ranges"] = static_cast<double>(layout.live_pfns.size());
 }
 
+/* Ranges per bulk call in the bulk-versus-singles pair: a DPDK burst. */
+constexpr unsigned int kBulkRanges = 32;
+
+/* kBulkRanges ranges in one iovam_alloc_fast_bulk() and back in one
+ * iovam_free_fast_bulk(); ns_per_pair is per range. Against
+ * BM_Fast_Singles32: the same ranges through 32 single calls each way. */
+void bm_fast_bulk32(benchmark::State &state, const std::string &name)
+{
+	auto &layout = fast_layout(name, state);
+	iovam_domain *d = layout.allocator->domain();
+	uint64_t pfns[kBulkRanges];
+	for (auto _ : state) {
+		check(iovam_alloc_fast_bulk(d, kCacheId, 1, layout.limit_pfn, pfns, kBulkRanges) == 0,
+		      "iovam_alloc_fast_bulk failed");
+		benchmark::DoNotOptimize(pfns);
+		check(iovam_free_fast_bulk(d, kCacheId, pfns, kBulkRanges, 1) == 0,
+		      "iovam_free_fast_bulk failed");
+	}
+	set_rate(state, kBulkRanges);
+	state.counters["live_ranges"] = static_cast<double>(layout.live_pfns.size());
+}
+
+void bm_fast_singles32(benchmark::State &state, const std::string &name)
+{
+	auto &layout = fast_layout(name, state);
+	iovam_domain *d = layout.allocator->domain();
+	uint64_t pfns[kBulkRanges];
+	for (auto _ : state) {
+		for (auto &pfn_lo : pfns)
+			check(iovam_alloc_fast(d, kCacheId, 1, layout.limit_pfn, &pfn_lo) == 0,
+			      "iovam_alloc_fast failed");
+		benchmark::DoNotOptimize(pfns);
+		for (const auto pfn_lo : pfns)
+			check(iovam_free_fast(d, kCacheId, pfn_lo, 1) == 0, "iovam_free_fast failed");
+	}
+	set_rate(state, kBulkRanges);
+	state.counters["live_ranges"] = static_cast<double>(layout.live_pfns.size());
+}
+
 /* alloc + lazy free, with the markers erased by iovam_maintain() every
  * kMaintainEvery pairs, the maintain call timed as part of the work. */
 void bm_lazy_free(benchmark::State &state, const std::string &name)
@@ -139,6 +179,8 @@ void register_iovam_benchmarks(const BenchConfig &config)
 	add("BM_Fast_Pair1Page<iovam>", bm_fast_pair_1page, config);
 	add("BM_Fast_PairShared<iovam>", bm_fast_pair_shared, config);
 	add("BM_Fast_Burst<iovam>", bm_fast_burst, config, kBurstPairs);
+	add("BM_Fast_Bulk32<iovam>", bm_fast_bulk32, config);
+	add("BM_Fast_Singles32<iovam>", bm_fast_singles32, config);
 	add("BM_Lazy_FreeDeferred<iovam>", bm_lazy_free, config);
 }
 
