@@ -7,9 +7,10 @@
 // iovam_verify() runs after every operation, and any mismatch aborts.
 //
 // Input format (all reads past the end yield 0; decoding stops at the end):
-//   byte 0: conf = b % kNumConfs, n_caches = (b / kNumConfs) % 4, and
+//   byte 0: conf = b % kNumConfs, n_caches = (b / kNumConfs) % 4,
+//           b >= 32: all kNumOps ops (else the kNumOpsBeforeBulk older ones),
 //           b >= 224: destroy the domain full instead of draining it first
-//   then repeated ops: one opcode byte (op = byte % kNumOps) and its args.
+//   then repeated ops: one opcode byte (op = byte % the op count) and its args.
 // At most kMaxOps ops (and kMaxCalls calls, batches included) run; the domain
 // is then drained, checked empty, and destroyed, or destroyed as it is
 // (LeakSanitizer must be clean either way).
@@ -17,6 +18,7 @@
 // Lib bugs found: tests/fuzz/crashes/README.md (both fixed; while open, the
 // calls hitting them were skipped in op_free_fast_bad so fuzzing could go on).
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cinttypes>
@@ -47,7 +49,13 @@ constexpr uint64_t kMaxOps = 2000;
 // allocations), and a pool trim a tree of more than 256 nodes that then
 // collapses (about 4000 reserved pages with gaps, merged by one reserve).
 constexpr uint64_t kMaxCalls = 10000;
-constexpr uint32_t kNumOps = 21;
+// Ops 21 and 22 (the bulk calls) came later. Inputs whose byte 0 is below
+// 32 (all the seeds from before them) decode op bytes modulo the old count,
+// so they replay exactly the calls they always did (their unconsumed
+// argument bytes act as op bytes, some of them >= 21); byte 0 >= 32 selects
+// the full set.
+constexpr uint32_t kNumOpsBeforeBulk = 21;
+constexpr uint32_t kNumOps = 23;
 constexpr uint64_t k2p63 = 1ULL << 63;
 constexpr uint64_t kMiB = 1ULL << 20;
 
@@ -109,6 +117,7 @@ class Fuzz {
     const Conf& c = kConfs[b % kNumConfs];
     conf_ = {c.granule, c.start_pfn, c.end_pfn, static_cast<uint32_t>((b / kNumConfs) % 4)};
     destroy_full_ = b >= 224;  // 1 input in 8
+    num_ops_ = b >= 32 ? kNumOps : kNumOpsBeforeBulk;
     start_ = c.start_pfn;
     end_ = c.end_pfn;
     dma32_last_ = (1ULL << 32) / c.granule == 0 ? 0 : (1ULL << 32) / c.granule - 1;
@@ -337,8 +346,8 @@ class Fuzz {
         "alloc", "free",         "free_deferred", "reserve",     "find",      "alloc_fast",
         "free_fast", "free_fast_bad", "cache_flush", "maintain", "stats",     "fail_node_alloc",
         "set_checks", "null_and_bad_args", "alloc", "free_fast", "alloc_fast_batch", "free_fast_batch",
-        "alloc_batch", "free_batch", "reserve_batch"};
-    uint8_t op = in_.u8() % kNumOps;
+        "alloc_batch", "free_batch", "reserve_batch", "alloc_fast_bulk", "free_fast_bulk"};
+    uint8_t op = static_cast<uint8_t>(in_.u8() % num_ops_);
     g_op = kNames[op];
     switch (op) {
       case 0:
@@ -362,6 +371,8 @@ class Fuzz {
       case 18: op_alloc_batch(); break;
       case 19: op_free_batch(); break;
       case 20: op_reserve_batch(); break;
+      case 21: op_alloc_fast_bulk(); break;
+      case 22: op_free_fast_bulk(); break;
     }
   }
 
@@ -791,6 +802,228 @@ class Fuzz {
     CHECK(rc == want, "reserve(%" PRIu64 ", %" PRIu64 ") rc=%d want %d", lo, hi, rc, want);
   }
 
+  // ---------------------------------------------------------------- bulk
+
+  // A bulk's length: 0 sometimes, else as a batch's (up to 316: past two
+  // magazines); its calls count against kMaxCalls.
+  uint32_t bulk_count(uint8_t f) {
+    uint32_t count = f % 16 == 14 ? 0 : batch_count();
+    count = static_cast<uint32_t>(std::min<uint64_t>(count, kMaxCalls - std::min(calls_, kMaxCalls)));
+    calls_ += count;
+    return count;
+  }
+
+  // Disjoint size-aligned ranges of size pages that fit below limit: each
+  // hole's aligned slots (same-size aligned slots never overlap).
+  uint64_t aligned_slots(uint64_t size, uint64_t limit) const {
+    const uint64_t align = std::bit_ceil(size), top = std::min(limit, end_);
+    uint64_t slots = 0, hole_lo = start_;
+    auto count = [&](uint64_t lo, uint64_t hi) {  // [lo, hi] free
+      if (lo > hi || hi - lo + 1 < size) return;
+      const uint64_t first = (lo + align - 1) / align * align;
+      if (first < lo || first > hi || hi - first + 1 < size) return;
+      slots += (hi - first - (size - 1)) / align + 1;
+    };
+    for (auto& [lo, r] : ref_->ranges()) {
+      if (hole_lo > top) break;
+      if (lo > hole_lo) count(hole_lo, std::min(lo - 1, top));
+      if (r.hi == UINT64_MAX) return slots;
+      hole_lo = std::max(hole_lo, r.hi + 1);
+    }
+    if (hole_lo <= top) count(hole_lo, top);
+    return slots;
+  }
+
+  void op_alloc_fast_bulk() {
+    uint8_t f = in_.u8();
+    const bool null_out = f % 16 == 15;
+    const uint32_t count = bulk_count(f);
+    const uint32_t cache = pick_cache(true);
+    const uint64_t n = pick_npages(), limit = pick_limit();
+    std::vector<uint64_t> out(count + 1, 0xdeadbeef);
+    int rc = iovam_alloc_fast_bulk(d_, cache, n, limit, null_out ? nullptr : out.data(), count);
+    auto untouched = [&] {
+      for (uint64_t p : out)
+        if (p != 0xdeadbeef) return false;
+      return true;
+    };
+    if (count == 0) {
+      CHECK(rc == 0 && untouched(), "alloc_fast_bulk(n 0) rc=%d", rc);
+      return;
+    }
+    if (null_out || n == 0 || limit < start_ || !cache_ok(cache)) {
+      CHECK(rc == -EINVAL && untouched(),
+            "alloc_fast_bulk(cache=%u, n=%" PRIu64 ", limit=%" PRIu64 ", null=%d) rc=%d want -EINVAL", cache, n,
+            limit, null_out, rc);
+      return;
+    }
+    if (n > k2p63) {
+      CHECK(rc == -ENOMEM && untouched(), "alloc_fast_bulk(n=%" PRIu64 ") rc=%d want -ENOMEM", n, rc);
+      return;
+    }
+    const uint64_t size = rounded(n), align = std::bit_ceil(n), hi_limit = std::min(limit, end_);
+    if (rc == -ENOMEM || rc == -EAGAIN) {
+      // Nothing allocated: what was obtained went back to the tree, and
+      // ranges may have left the caches (popped, then given back; flushed).
+      reconcile();
+      const uint64_t slots = aligned_slots(size, limit);
+      if (rc == -EAGAIN) {
+        CHECK(fail_on_, "alloc_fast_bulk -EAGAIN without injection");
+        CHECK(slots > 0, "alloc_fast_bulk -EAGAIN but nothing fits (n=%" PRIu64 ")", n);
+      } else {
+        CHECK(cached_.empty(), "alloc_fast_bulk -ENOMEM with %zu ranges still cached", cached_.size());
+        CHECK(slots < count, "alloc_fast_bulk(cache=%u, n=%" PRIu64 ", limit=%" PRIu64 ", count=%u) -ENOMEM but %" PRIu64
+              " fit", cache, n, limit, count, slots);
+      }
+      return;
+    }
+    CHECK(rc == 0, "alloc_fast_bulk(cache=%u, n=%" PRIu64 ", limit=%" PRIu64 ", count=%u) rc=%d", cache, n, limit,
+          count, rc);
+    // In call order: cache pops first (exact cached ranges), then tree
+    // allocations, each the highest aligned fit then, or after one flush of
+    // every cache once nothing fitted.
+    bool flushed = false;
+    for (uint32_t i = 0; i < count; ++i) {
+      const uint64_t pfn = out[i], last = pfn + size - 1;
+      CHECK(pfn % align == 0 && pfn >= start_ && pfn <= hi_limit && size - 1 <= hi_limit - pfn,
+            "alloc_fast_bulk entry %u gave %" PRIu64 ": outside [%" PRIu64 ",%" PRIu64 "] or misaligned", i, pfn,
+            start_, hi_limit);
+      uint64_t lo = 0, hi = 0;
+      CHECK(iovam_find(d_, pfn, &lo, &hi) == 0 && lo == pfn && hi == last,
+            "alloc_fast_bulk gave %" PRIu64 "+%" PRIu64 " but find says [%" PRIu64 ",%" PRIu64 "]", pfn, size, lo, hi);
+      CHECK(fast_owned_.emplace(pfn, n).second, "range %" PRIu64 " handed out twice (entry %u)", pfn, i);
+      auto exact = cached_.find(pfn);
+      if (exact != cached_.end() && ref_->ranges().at(pfn).hi == last) {
+        cached_.erase(exact);
+        continue;
+      }
+      std::optional<uint64_t> want = ref_->fit(size, limit, true);
+      if (!flushed && (!want || *want != pfn)) {
+        for (uint64_t p : cached_) ref_->ranges().erase(p);
+        cached_.clear();
+        flushed = true;
+        want = ref_->fit(size, limit, true);
+      }
+      CHECK(want && *want == pfn,
+            "alloc_fast_bulk(cache=%u, n=%" PRIu64 ", limit=%" PRIu64 ") entry %u from the tree gave %" PRIu64
+            ", highest aligned fit is %" PRIu64 " (flushed=%d)",
+            cache, n, limit, i, pfn, want ? *want : 0, flushed);
+      ref_->insert(pfn, last, RefTag::kAllocated);
+    }
+    reconcile();
+  }
+
+  // iovam_free_fast()'s checked answer once the ranges starting at the pfns
+  // in freed are gone (a repeat in a bulk finds free space).
+  int fast_free_expect_after(uint64_t pfn, uint64_t n, const std::set<uint64_t>& freed) {
+    if (fast_free_bad_bounds(pfn, n)) return -EINVAL;
+    auto it = ref_->containing(pfn);
+    if (it != ref_->ranges().end() && freed.count(it->first)) return -ENOENT;
+    return fast_free_expect(pfn, n);
+  }
+
+  void op_free_fast_bulk() {
+    uint8_t f = in_.u8();
+    const uint32_t count = bulk_count(f);
+    const uint32_t cache = pick_cache(true);
+    uint8_t g = in_.u8();
+    std::vector<uint64_t> pfns;
+    uint64_t n = 1;
+    switch (g % 8) {
+      case 0: {  // NULL array: -EINVAL, or 0 with count 0
+        int rc = iovam_free_fast_bulk(d_, cache, nullptr, count, pick_npages());
+        CHECK(rc == (count == 0 ? 0 : -EINVAL), "free_fast_bulk(NULL, %u) rc=%d", count, rc);
+        return;
+      }
+      case 1: {  // npages 0 or a bad cache id, entries that would be fine
+        const uint32_t bad_cache = (g & 8) ? conf_.n_caches + (g >> 4) : cache;
+        for (auto& [pfn, npages] : fast_owned_) {
+          if (pfns.size() == count) break;
+          pfns.push_back(pfn);
+        }
+        const uint64_t npages = (g & 8) ? 1 : 0;
+        int rc = iovam_free_fast_bulk(d_, bad_cache, pfns.data(), static_cast<unsigned>(pfns.size()), npages);
+        CHECK(rc == (pfns.empty() ? 0 : -EINVAL), "free_fast_bulk(cache=%u, npages=%" PRIu64 ", count=%zu) rc=%d",
+              bad_cache, npages, pfns.size(), rc);
+        return;
+      }
+      default:
+        break;
+    }
+    if (!cache_ok(cache) || fast_owned_.empty()) return;
+    // Owned ranges of one rounded size from a point on (a bounded look: the
+    // size may be rare among many), sometimes with another npages of that size.
+    auto first = fast_owned_.begin();
+    std::advance(first, in_.u16() % fast_owned_.size());
+    n = first->second;
+    const uint64_t size = rounded(n);
+    auto it = first;
+    for (uint32_t steps = 0; pfns.size() < count && steps < 4 * count + 64; ++steps) {
+      if (rounded(it->second) == size) pfns.push_back(it->first);
+      if (++it == fast_owned_.end()) it = fast_owned_.begin();
+      if (it == first) break;
+    }
+    if (n <= IOVAM_CACHE_MAX_PAGES && (g & 8)) {
+      uint64_t alt = size - (g >> 4) % size;
+      if (std::bit_ceil(alt) == size) n = alt;
+    }
+    const bool to_cache = cache != IOVAM_CACHE_NONE && n <= IOVAM_CACHE_MAX_PAGES;
+    const bool checked = !to_cache || checks_on_;
+    if (g & 4) {
+      // One bad entry somewhere: the trusting cache path is only given what
+      // its O(1) checks must refuse.
+      uint8_t b = in_.u8();
+      uint64_t bad;
+      switch (b % (checked ? 5 : 3)) {
+        case 0: bad = pfns.empty() ? end_ + 1 : pfns[0] + std::bit_ceil(n) / 2; break;  // misaligned (n > 1)
+        case 1: bad = (end_ + 1 + in_.u8() * size) & ~(std::bit_ceil(n) - 1); break;  // aligned, past the end
+        case 2: bad = in_.u8() % (start_ + 1); break;                                  // at or below start
+        case 3: bad = pfns.empty() ? start_ : pfns[in_.u8() % pfns.size()]; break;     // repeated
+        default: bad = pick_pfn(); break;                                              // anything
+      }
+      pfns.insert(pfns.begin() + in_.u16() % (pfns.size() + 1), bad);
+    }
+    // The first bad entry's error; before it every entry must be one we may
+    // free: the trusting path would take it.
+    std::set<uint64_t> freed;
+    int want = 0;
+    for (uint64_t pfn : pfns) {
+      if (checked) {
+        want = fast_free_expect_after(pfn, n, freed);
+        if (want != 0) break;
+        if (cached_.count(pfn)) return;  // a cache's range, not ours
+        freed.insert(pfn);
+      } else {
+        if (fast_free_bad_bounds(pfn, n)) {
+          want = -EINVAL;
+          break;
+        }
+        auto own = fast_owned_.find(pfn);
+        if (own == fast_owned_.end() || rounded(own->second) != size || !freed.insert(pfn).second) return;
+      }
+    }
+    iovam_cache_stats cs0{}, cs1{};
+    CHECK(iovam_cache_stats_get(d_, cache, &cs0) == 0, "cache_stats_get(%u)", cache);
+    int rc = iovam_free_fast_bulk(d_, cache, pfns.data(), static_cast<unsigned>(pfns.size()), n);
+    CHECK(rc == want, "free_fast_bulk(cache=%u, n=%" PRIu64 ", count=%zu, checked=%d) rc=%d want %d", cache, n,
+          pfns.size(), checked, rc, want);
+    if (rc != 0) {
+      CHECK(iovam_cache_stats_get(d_, cache, &cs1) == 0 && cs1.alloc_hits == cs0.alloc_hits &&
+                cs1.alloc_misses == cs0.alloc_misses && cs1.free_hits == cs0.free_hits &&
+                cs1.free_misses == cs0.free_misses && cs1.cached_ranges == cs0.cached_ranges,
+            "free_fast_bulk failed with %d but cache %u's counters changed", rc, cache);
+      return;  // check_all() after the op: nothing else changed either
+    }
+    for (uint64_t pfn : pfns) {
+      fast_owned_.erase(pfn);
+      if (to_cache)
+        cached_.insert(pfn);
+      else
+        ref_->ranges().erase(pfn);
+    }
+    reconcile();  // full magazines may have gone back to the tree
+  }
+
   void op_flush() {
     uint32_t cache = pick_cache(true);
     size_t before = cached_.size();
@@ -963,6 +1196,7 @@ class Fuzz {
   uint64_t reserve_cursor_ = 0;  // op_reserve_batch's next pfn
   uint64_t climb_limit_ = 0;     // op_alloc_batch's climbing limit
   bool destroy_full_ = false;
+  uint32_t num_ops_ = kNumOps;
   bool fail_on_ = false;
   bool checks_on_ = false;
 };

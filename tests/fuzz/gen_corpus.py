@@ -11,10 +11,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "corpus")
 NUM_CONFS = 8  # kConfs in fuzz_api.cc
 
-# Opcodes (op byte % kNumOps, 21).
+# Opcodes (op byte % kNumOps, 23, when byte 0 >= 32; else % 21, the count
+# before the bulk ops, so that the seeds written before them, whose byte 0
+# is below 32, decode as they always did).
 ALLOC, FREE, FREE_DEFERRED, RESERVE, FIND, ALLOC_FAST, FREE_FAST, FREE_FAST_BAD = range(8)
 FLUSH, MAINTAIN, STATS, FAIL, SET_CHECKS, NULL_ARGS = range(8, 14)
 ALLOC_FAST_BATCH, FREE_FAST_BATCH, ALLOC_BATCH, FREE_BATCH, RESERVE_BATCH = range(16, 21)
+ALLOC_FAST_BULK, FREE_FAST_BULK = range(21, 23)
 CACHE_NONE = bytes([7])  # pick_cache: m % 8 == 7
 
 
@@ -32,8 +35,8 @@ def u32(v):
 
 
 class Gen:
-    def __init__(self, conf, n_caches, seed):
-        self.b = bytearray([conf + NUM_CONFS * n_caches])
+    def __init__(self, conf, n_caches, seed, bulk_ops=False):
+        self.b = bytearray([conf + NUM_CONFS * n_caches + (32 if bulk_ops else 0)])
         self.r = random.Random(seed)
 
     def npages(self):
@@ -129,6 +132,20 @@ class Gen:
 
     def reserve_batch(self, n, stride=2, merge=False):
         self.b += bytes([RESERVE_BATCH, count(n), (stride - 2) | (16 if merge else 0)])
+
+    def alloc_fast_bulk(self, n=None, npages=b"\x00", cache=b"\x00", limit=b"\x00"):
+        n = n or 1 + self.r.randrange(64)
+        self.b += bytes([ALLOC_FAST_BULK, 0, count(n)]) + cache + npages + limit
+
+    def free_fast_bulk(self, n=None, cache=b"\x00", bad=None):
+        """Owned ranges of one size from index 0; bad: (kind, position) of one bad entry
+        (kind 1 past the end, 3 repeated, 4 a pfn in the window: checked only)."""
+        n = n or 1 + self.r.randrange(64)
+        self.b += bytes([FREE_FAST_BULK, 0, count(n)]) + cache + bytes([2 | (4 if bad else 0)]) + u16(0)
+        if bad:
+            kind, pos = bad
+            extra = {1: bytes([0]), 3: bytes([0]), 4: bytes([3]) + u16(self.r.randrange(65536))}[kind]
+            self.b += bytes([kind]) + extra + u16(pos)
 
     def mix(self, n, weights):
         ops = list(weights)
@@ -236,6 +253,31 @@ def main():
     g.climb_alloc_batch(316)
     g.mix(40, {"alloc": 3, "free": 3, "reserve": 1, "find": 1, "maintain": 1})
     write("climb-empty-leaf", g)
+    # The bulk calls: bursts within a magazine and past two (the ladder: prev,
+    # depot, tree), mixed with singles; checked frees with a repeated entry in
+    # the middle, an ENOMEM bulk on the small window, bad arguments.
+    g = Gen(3, 2, seed=109, bulk_ops=True)
+    g.alloc_fast_bulk(32)
+    g.free_fast_bulk(32)
+    g.alloc_fast_bulk(32)
+    g.alloc_fast_bulk(300)
+    g.free_fast_bulk(300)
+    g.mix(30, {"alloc_fast": 3, "free_fast": 3, "alloc_fast_bulk": 2, "free_fast_bulk": 2})
+    g.set_checks(True)
+    g.free_fast_bulk(16, bad=(3, 8))  # repeated: -ENOENT, nothing freed
+    g.free_fast_bulk(16, cache=CACHE_NONE, bad=(4, 5))
+    g.set_checks(False)
+    g.free_fast_bulk(16, bad=(1, 3))  # past the end: -EINVAL
+    g.b += bytes([FREE_FAST_BULK, 0, 3, 0, 0, 0])  # NULL array, 4 entries: -EINVAL
+    g.b += bytes([FREE_FAST_BULK, 0, 3, 0, 1 | 8 | 32])  # bad cache id: -EINVAL
+    write("bulk-ladder", g)
+    g = Gen(0, 2, seed=110, bulk_ops=True)
+    g.alloc_fast_bulk(200, npages=bytes([1 << 3]))  # 2 pages: 150 fit in [1, 300]
+    g.alloc_fast_bulk(100)
+    g.free_fast_bulk(60)
+    g.alloc_fast_bulk(120, cache=bytes([1 << 3]))
+    g.mix(60, {"alloc_fast_bulk": 3, "free_fast_bulk": 3, "alloc": 1, "free": 1, "flush": 1})
+    write("bulk-enomem", g)
 
 
 if __name__ == "__main__":
