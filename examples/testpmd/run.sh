@@ -12,7 +12,8 @@
 # Environment: IOVAM_BUILD_DIR (default <repo>/build), IOVAM_TESTPMD (default
 # /usr/bin/dpdk-testpmd), and the plugin's own IOVAM_DMA_BITS, IOVAM_GRANULE,
 # IOVAM_IOVA_BASE, IOVAM_IOVA_END, IOVAM_NO_IOMMU, IOVAM_NO_SERVICE, IOVAM_DYN_VIA_DPDK,
-# IOVAM_UNMAP_QUEUE (see dpdk-glue/include/iovam_dpdk.h). Needs root.
+# IOVAM_UNMAP_QUEUE, IOVAM_MAX_DYN_MAPPINGS (see dpdk-glue/include/iovam_dpdk.h).
+# Needs root.
 set -euo pipefail
 
 secs=10
@@ -76,7 +77,9 @@ fi
 # --no-pci: vdevs only, never touch the machine's own NICs.
 # lcore 0: main (reads stdin), lcore 1: forwarding. Without a service lcore
 # the iovam service runs from an EAL alarm.
-stdbuf -oL -eL "$testpmd" -l 0-1 -n 1 --no-pci --file-prefix "$prefix" "${plugin[@]}" \
+# --socket-mem: 128 MiB preallocated, as production apps do; EAL never frees
+# it, so iovam maps each VA-contiguous run of it as one DMA mapping.
+stdbuf -oL -eL "$testpmd" -l 0-1 -n 1 --no-pci --socket-mem 128 --file-prefix "$prefix" "${plugin[@]}" \
 	--vdev net_null0 --vdev net_null1 -- \
 	--forward-mode=io --nb-cores=1 --total-num-mbufs=16384 <"$fifo" >"$out" 2>&1 &
 pid=$!
