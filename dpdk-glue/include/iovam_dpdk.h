@@ -110,7 +110,7 @@ int iovam_dpdk_conf_from_env(struct iovam_dpdk_conf *conf);
  * callback, give every page of existing DPDK memory an IOVA and map it,
  * register the service. Call after rte_eal_init(), before creating iovam pools.
  * IOVAs the IOMMU cannot map are kept out of the window first: every
- * /sys/kernel/iommu_groups/ (*)/reserved_regions entry (the x86 MSI window,
+ * /sys/kernel/iommu_groups/<group>/reserved_regions entry (the x86 MSI window,
  * RMRRs; IOVAM_IOMMU_GROUPS_DIR replaces that folder, for tests) and, with a
  * VFIO device attached, whatever lies outside the container's IOVA ranges.
  * NULL conf takes every default.
