@@ -8,6 +8,7 @@
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <type_traits>
 
 #include <linux/membarrier.h>
 #include <sys/syscall.h>
@@ -106,24 +107,33 @@ bool RangeCache::pop_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t hi_pf
   return mag_pop(full, last_ok, pfn);
 }
 
+template <typename Step>
+auto RangeCache::as_owner(Lcore& l, Step&& step) noexcept -> decltype(step()) {
+  if (enter(l)) {
+    if constexpr (std::is_void_v<decltype(step())>) {
+      step();
+      leave(l);
+    } else {
+      auto r = step();
+      leave(l);
+      return r;
+    }
+  } else {
+    SpinGuard g(l.slow_lock);
+    return step();
+  }
+}
+
 // The hit counters move with the magazines (cached = free_hits - alloc_hits +
 // cached_adjust), so they are bumped inside the handshake or the slow lock:
 // a quiesced verify() sees both or neither.
 bool RangeCache::pop(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn) noexcept {
   Lcore& l = lcores_[c];
-  auto ladder = [&] {
-    bool hit = pop_locked_or_handshaken(l, cls, hi_pfn, pfn);
-    if (hit) bump(l.pub.alloc_hits);
-    return hit;
-  };
-  bool hit;
-  if (enter(l)) {
-    hit = ladder();
-    leave(l);
-  } else {
-    SpinGuard g(l.slow_lock);
-    hit = ladder();
-  }
+  bool hit = as_owner(l, [&] {
+    bool got = pop_locked_or_handshaken(l, cls, hi_pfn, pfn);
+    if (got) bump(l.pub.alloc_hits);
+    return got;
+  });
   if (!hit) bump(l.alloc_misses);
   return hit;
 }
@@ -161,50 +171,32 @@ void RangeCache::push_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t pfn)
 
 void RangeCache::push(uint32_t c, uint32_t cls, uint64_t pfn) noexcept {
   Lcore& l = lcores_[c];
-  if (enter(l)) {
+  as_owner(l, [&] {
     push_locked_or_handshaken(l, cls, pfn);
     bump(l.pub.free_hits);
-    leave(l);
-  } else {
-    SpinGuard g(l.slow_lock);
-    push_locked_or_handshaken(l, cls, pfn);
-    bump(l.pub.free_hits);
-  }
+  });
 }
 
 // One handshake for the whole bulk: a flusher waits at most n ladder steps.
 uint32_t RangeCache::pop_bulk(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn,
                               uint32_t n) noexcept {
   Lcore& l = lcores_[c];
-  uint32_t got = 0;
-  auto ladder = [&] {
-    while (got < n && pop_locked_or_handshaken(l, cls, hi_pfn, &pfn[got])) ++got;
-    bump(l.pub.alloc_hits, got);
-  };
-  if (enter(l)) {
-    ladder();
-    leave(l);
-  } else {
-    SpinGuard g(l.slow_lock);
-    ladder();
-  }
+  uint32_t got = as_owner(l, [&] {
+    uint32_t i = 0;
+    while (i < n && pop_locked_or_handshaken(l, cls, hi_pfn, &pfn[i])) ++i;
+    bump(l.pub.alloc_hits, i);
+    return i;
+  });
   if (got < n) bump(l.alloc_misses, n - got);  // the rest goes to the tree
   return got;
 }
 
 void RangeCache::push_bulk(uint32_t c, uint32_t cls, const uint64_t* pfn, uint32_t n) noexcept {
   Lcore& l = lcores_[c];
-  auto ladder = [&] {
+  as_owner(l, [&] {
     for (uint32_t i = 0; i < n; ++i) push_locked_or_handshaken(l, cls, pfn[i]);
     bump(l.pub.free_hits, n);
-  };
-  if (enter(l)) {
-    ladder();
-    leave(l);
-  } else {
-    SpinGuard g(l.slow_lock);
-    ladder();
-  }
+  });
 }
 
 // Takes the tree lock: callers hold no depot lock (lock order: lcore slow

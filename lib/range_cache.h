@@ -138,6 +138,11 @@ class RangeCache {
   static void wait_idle(Lcore& l) noexcept;
   static inline bool enter(Lcore& l) noexcept;
   static inline void leave(Lcore& l) noexcept;
+  // Run step() as the owner of l's magazines: inside the handshake, or under
+  // l's slow lock when a flusher asked (it drains under that lock). Returns
+  // what step() returns.
+  template <typename Step>
+  static auto as_owner(Lcore& l, Step&& step) noexcept -> decltype(step());
   // A counter with one writer (the lcore's owner, or a flusher while the owner
   // is quiesced): load + store, no RMW.
   static void bump(std::atomic<uint64_t>& ctr, uint64_t by = 1) noexcept {
