@@ -533,6 +533,22 @@ int dyn_worker(void *arg)
 	return 0;
 }
 
+// Start dyn_worker on every worker lcore; how many were started (a failed
+// launch fails the test).
+unsigned launch_dyn_workers(DynArgs &a)
+{
+	unsigned lcore, launched = 0;
+	RTE_LCORE_FOREACH_WORKER(lcore) {
+		if (rte_eal_lcore_role(lcore) != ROLE_RTE)
+			continue;
+		if (rte_eal_remote_launch(dyn_worker, &a, lcore) == 0)
+			launched++;
+		else
+			ADD_FAILURE() << "cannot launch a worker on lcore " << lcore;
+	}
+	return launched;
+}
+
 TEST(Glue, DynamicMapFromSeveralLcoresNeverReusesBeforeUnmap)
 {
 	uint64_t ranges_before = live_ranges();
@@ -540,13 +556,7 @@ TEST(Glue, DynamicMapFromSeveralLcoresNeverReusesBeforeUnmap)
 	std::vector<char> buf(8u << 20);
 	std::atomic<uint64_t> errors{0};
 	DynArgs args{&buf, 100000, &errors};
-	unsigned lcore, launched = 0;
-	RTE_LCORE_FOREACH_WORKER(lcore) {
-		if (rte_eal_lcore_role(lcore) == ROLE_RTE) {
-			ASSERT_EQ(rte_eal_remote_launch(dyn_worker, &args, lcore), 0);
-			launched++;
-		}
-	}
+	unsigned launched = launch_dyn_workers(args);
 	// A thread without an lcore id takes the shared path.
 	std::thread other([&] { dyn_worker(&args); });
 	dyn_worker(&args);
@@ -580,13 +590,7 @@ TEST(Glue, EventsPoolsAndDynamicMapsTogether)
 	std::vector<char> buf(8u << 20);
 	std::atomic<uint64_t> errors{0};
 	DynArgs args{&buf, 50000, &errors};
-	unsigned lcore, launched = 0;
-	RTE_LCORE_FOREACH_WORKER(lcore) {
-		if (rte_eal_lcore_role(lcore) == ROLE_RTE) {
-			ASSERT_EQ(rte_eal_remote_launch(dyn_worker, &args, lcore), 0);
-			launched++;
-		}
-	}
+	unsigned launched = launch_dyn_workers(args);
 	std::thread other([&] { dyn_worker(&args); });
 	unsigned seed = 42;
 	for (int i = 0; i < 40; i++) {
