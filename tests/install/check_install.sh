@@ -91,4 +91,9 @@ C
 	loads_from_prefix "$tmp/app_dpdk" libiovam_dpdk libiovam
 	"$tmp/app_dpdk"
 fi
-echo "install ok: $prefix (removed on exit)"
+# The README's uninstall takes back every file.
+ninja -C "$tmp/build" uninstall >"$tmp/uninstall.log" || { cat "$tmp/uninstall.log"; exit 1; }
+left=
+[ ! -d "$prefix" ] || left=$(find "$prefix" ! -type d) # meson removes emptied directories too
+[ -z "$left" ] || { echo "uninstall left: $left"; exit 1; }
+echo "install and uninstall ok: $prefix (removed on exit)"
