@@ -135,6 +135,7 @@ leftovers_check() {
 		summary+="${summary:+, }$d +$n"
 	done
 	rm -rf "$suite_tmp"
+	unset TMPDIR
 	echo "clean: $summary"
 	[ "$total" = 0 ]
 }
