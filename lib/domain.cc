@@ -154,19 +154,13 @@ int Domain::alloc(uint64_t npages, uint64_t limit_pfn, bool size_aligned, uint64
 int Domain::alloc_locked(uint64_t npages, uint64_t align, uint64_t hi_pfn, uint64_t* pfn_lo) noexcept {
   IOVAM_ASSERT_HELD(tree_lock_);
   if (fails_32bit_estimate(npages, align, hi_pfn)) return -ENOMEM;
-  GapTree::Path path;
-  std::optional<uint64_t> pfn = tree_.find_gap(npages, align, conf_.start_pfn, hi_pfn, &path);
-  if (!pfn) {
-    remember_32bit_failure(npages, align, hi_pfn);
-    return -ENOMEM;
-  }
-  // A node shortage is transient: report it and leave the estimate alone
-  // (seed 001: the kernel's maple v3 turned it into a permanent failure).
-  int rc = tree_.carve(path, *pfn, *pfn + npages - 1, Tag::kAllocated);
+  int rc = tree_.allocate(npages, align, conf_.start_pfn, hi_pfn, Tag::kAllocated, pfn_lo);
+  // A node shortage (-EAGAIN) is transient: report it and leave the estimate
+  // alone (seed 001: the kernel's maple v3 turned it into a permanent failure).
+  if (rc == -ENOMEM) remember_32bit_failure(npages, align, hi_pfn);
   if (rc != 0) return rc;
   ++live_ranges_;
   live_pages_ += npages;
-  *pfn_lo = *pfn;
   return 0;
 }
 

@@ -72,6 +72,13 @@ inline void set_tag(Leaf* l, uint32_t i, Tag t) {
   l->tags = (l->tags & ~(3ULL << (2 * i))) | (static_cast<uint64_t>(t) << (2 * i));
 }
 
+// One bit per FREE segment (tag 00), at bit 2i: the segments a gap scan visits.
+inline uint64_t free_mask(const Leaf* l) {
+  const uint64_t used = l->tags | (l->tags >> 1);
+  const uint64_t live = l->count == 32 ? ~0ULL : (1ULL << (2 * l->count)) - 1;
+  return ~used & live & 0x5555555555555555ULL;
+}
+
 inline uint64_t remove_tag(uint64_t tags, uint32_t i) {
   uint64_t low = tags & ((1ULL << (2 * i)) - 1);
   uint64_t high = (tags >> (2 * i + 2)) << (2 * i);
@@ -106,10 +113,20 @@ inline void prefetch_node(const void* node) {
 }
 
 // Index of the entry whose range holds pfn: the first pivot >= pfn, or the
-// last. A binary search: a linear scan is cheaper only when pfns sit at one
-// end of the node, and a top-down allocator works at the high end.
+// last. A binary search without branches on the data (the compiler turns
+// the select into a conditional move): random pfns mispredict a branchy
+// search at every step, about as costly as the search itself.
 inline uint32_t pivot_index(const uint64_t* pivot, uint32_t count, uint64_t pfn) {
-  return static_cast<uint32_t>(std::lower_bound(pivot, pivot + count - 1, pfn) - pivot);
+  uint32_t n = count - 1;  // pivots: the last entry has none
+  if (n == 0) return 0;
+  // The answer stays in [base, base + n]; each step halves n.
+  const uint64_t* base = pivot;
+  while (n > 1) {
+    const uint32_t half = n / 2;
+    base = base[half] < pfn ? base + half : base;
+    n -= half;
+  }
+  return static_cast<uint32_t>(base - pivot) + (*base < pfn);
 }
 
 inline uint32_t inner_index(const uint64_t* pivot, uint32_t count, uint64_t pfn) {
@@ -123,12 +140,12 @@ inline uint32_t inner_index(const uint64_t* pivot, uint32_t count, uint64_t pfn)
 
 GapTree::Gap GapTree::leaf_gap(const Leaf* l, uint64_t min, uint64_t max, Gap enough) noexcept {
   Gap best;
-  // FREE is tag 00: walk only the segments whose two tag bits are both clear.
-  uint64_t used = l->tags | (l->tags >> 1);
-  for (uint32_t i = 0; i < l->count; ++i) {
-    if ((used >> (2 * i)) & 1) continue;
+  for (uint64_t free_bits = free_mask(l); free_bits != 0; free_bits &= free_bits - 1) {
+    const uint32_t i = static_cast<uint32_t>(std::countr_zero(free_bits)) / 2;
     const uint64_t lo = seg_lo(l, i, min), hi = seg_hi(l, i, max);
-    best.len = std::max(best.len, hi - lo + 1);
+    const uint64_t len = hi - lo + 1;
+    if (len <= best.len && 64 - std::countl_zero(len) <= best.order1) continue;  // no better
+    best.len = std::max(best.len, len);
     best.order1 = std::max(best.order1, block_order1(lo, hi));
     if (best.len >= enough.len && best.order1 >= enough.order1) break;  // nothing more to find
   }
@@ -178,11 +195,13 @@ const void* GapTree::inner_child(const void* inner, uint32_t i, uint64_t min, ui
 void GapTree::free_node(void* node) noexcept {
   pool_.put(node);
   --nodes_;
+  ++shape_;
 }
 
 void* GapTree::take_node(Stash& st) noexcept {
   assert(st.n > 0 && "node need was under-estimated");
   ++nodes_;
+  ++shape_;
   void* node = st.node[--st.n];
   std::memset(node, 0, NodePool::kNodeBytes);
   return node;
@@ -397,10 +416,13 @@ std::optional<uint64_t> GapTree::search(uint64_t npages, uint64_t align, uint64_
     bool found_child = false;
     if (level == leaf_level) {
       auto* l = static_cast<const Leaf*>(node);
-      for (uint32_t i = next + 1; i-- > 0;) {
+      // FREE segments at or below `next`, highest first, one bit each.
+      uint64_t free_bits = free_mask(l) & (~0ULL >> (63 - 2 * next));
+      while (free_bits != 0) {
+        const uint32_t i = static_cast<uint32_t>(63 - std::countl_zero(free_bits)) / 2;
+        free_bits &= ~(3ULL << (2 * i));
         uint64_t hi = seg_hi(l, i, max);
         if (hi < lowest_end) break;
-        if (tag_at(l, i) != Tag::kFree) continue;
         uint64_t a = std::max(seg_lo(l, i, min), lo_pfn);
         uint64_t b = std::min(hi, hi_pfn);
         if (b < a || b - a < npages - 1) continue;
@@ -413,21 +435,26 @@ std::optional<uint64_t> GapTree::search(uint64_t npages, uint64_t align, uint64_
       }
     } else {
       auto* in = static_cast<const Inner*>(node);
-      for (uint32_t i = next + 1; i-- > 0;) {
+      // The highest child at or below `next` with a large enough hole and
+      // block (usually the first one tried). If it ends below lowest_end,
+      // every lower one does too.
+      uint32_t i = next + 1;
+      while (i-- > 0 && ((in->max_gap[i] < npages) | (in->order1[i] < need_order1))) {
+      }
+      if (i <= next) {
         uint64_t cmin, cmax;
         const void* child = inner_child(in, i, min, max, &cmin, &cmax);
-        if (cmax < lowest_end) break;
-        if (in->max_gap[i] < npages || in->order1[i] < need_order1) continue;
-        p.s[level] = Step{const_cast<void*>(node), i, min, max};
-        prefetch_node(child);
-        ++visited;
-        node = child;
-        min = cmin;
-        max = cmax;
-        ++level;
-        next = top_index(node, max, level == leaf_level);
-        found_child = true;
-        break;
+        if (cmax >= lowest_end) {
+          p.s[level] = Step{const_cast<void*>(node), i, min, max};
+          prefetch_node(child);
+          ++visited;
+          node = child;
+          min = cmin;
+          max = cmax;
+          ++level;
+          next = top_index(node, max, level == leaf_level);
+          found_child = true;
+        }
       }
     }
     if (found_child) continue;
@@ -465,6 +492,37 @@ std::optional<Segment> GapTree::next_tagged(uint64_t pfn, Tag tag) const noexcep
 
 // ---------------------------------------------------------------------------
 // Growth: carving segments and splitting nodes
+
+// The path of the last allocation or free, reused when the next one lands in
+// the same leaf and no node has changed shape since (shape_ counts every
+// change of an inner node, a root or a node's range): the free that follows
+// an allocation nearby, the common pattern, skips its descent.
+GapTree::Path& GapTree::finger_at(uint64_t pfn) noexcept {
+  Step& s = finger_.leaf();
+  if (finger_shape_ == shape_ && pfn >= s.min && pfn <= s.max) {
+    auto* l = static_cast<const Leaf*>(s.node);
+    s.idx = pivot_index(l->pivot, l->count, pfn);
+    return finger_;
+  }
+  descend(pfn, finger_);
+  finger_shape_ = shape_;
+  return finger_;
+}
+
+int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn, Tag tag,
+                      uint64_t* pfn_lo) noexcept {
+  assert(npages > 0 && align > 0 && (align & (align - 1)) == 0 && tag != Tag::kFree);
+  hi_pfn = std::min(hi_pfn, max_pfn_);
+  if (hi_pfn < lo_pfn || hi_pfn - lo_pfn < npages - 1) return -ENOMEM;
+  finger_shape_ = kNoShape;  // the search writes its backtracking into the finger
+  std::optional<uint64_t> pfn = search(npages, align, lo_pfn, hi_pfn, &finger_);
+  if (!pfn) return -ENOMEM;
+  finger_shape_ = shape_;
+  int rc = carve(finger_, *pfn, *pfn + npages - 1, tag);
+  if (rc != 0) return rc;
+  *pfn_lo = *pfn;
+  return 0;
+}
 
 int GapTree::carve(uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept {
   Path p;
@@ -583,6 +641,7 @@ void GapTree::split_leaf(Path& p, const Run& all, Stash& st) noexcept {
 // means the root split.
 void GapTree::insert_child(Path& p, int level, uint64_t sep, void* right, Gap gr, Gap gl,
                            Stash& st) noexcept {
+  ++shape_;
   if (level < 0) {
     auto* root = static_cast<Inner*>(take_node(st));
     root->count = 2;
@@ -659,16 +718,26 @@ void GapTree::split_at(uint64_t pfn, Stash& st) noexcept {
 }
 
 int GapTree::reserve(uint64_t pfn_lo, uint64_t pfn_hi, Segment* merged) noexcept {
-  Segment first = lookup(pfn_lo), last = lookup(pfn_hi);
+  // Common case: the range lies in one segment; one descent does it all.
+  Path p;
+  descend(pfn_lo, p);
+  const Step& s = p.leaf();
+  const Segment first = leaf_segment(s.node, s.idx, s.min, s.max);
+  if (first.pfn_hi >= pfn_hi) {
+    if (first.tag == Tag::kReserved) {
+      *merged = first;
+      return 0;
+    }
+    *merged = Segment{pfn_lo, pfn_hi, Tag::kReserved};
+    return carve(p, pfn_lo, pfn_hi, Tag::kReserved);
+  }
+  const Segment last = lookup(pfn_hi);
   uint64_t lo = first.tag == Tag::kReserved ? first.pfn_lo : pfn_lo;
   uint64_t hi = last.tag == Tag::kReserved ? last.pfn_hi : pfn_hi;
   *merged = Segment{lo, hi, Tag::kReserved};
-  if (first.pfn_lo == last.pfn_lo) {
-    if (first.tag == Tag::kReserved) return 0;  // already inside one
-    return carve(lo, hi, Tag::kReserved);
-  }
   // Cold path: split the FREE ends off, then fold everything in between into
   // the first segment. The worst case of two splits is stashed up front.
+  ++shape_;
   bool split_lo = first.pfn_lo < lo, split_hi = hi < last.pfn_hi;
   Stash st;
   if ((split_lo || split_hi) && take_stash(st, 2 * (height_ + 2)) != 0) return -EAGAIN;
@@ -696,8 +765,7 @@ Segment GapTree::erase(uint64_t pfn) noexcept {
 
 // Common case in one descent: the neighbours that merge are in the same leaf.
 Segment GapTree::erase_if(uint64_t pfn, Tag expect) noexcept {
-  Path p;
-  descend(pfn, p);
+  Path& p = finger_at(pfn);
   Step& s = p.leaf();
   auto* l = static_cast<Leaf*>(s.node);
   const uint32_t i = s.idx;
@@ -762,6 +830,7 @@ void GapTree::absorb_next(uint64_t pfn) noexcept {
   }
   const uint64_t boundary = s.max;
   assert(boundary < max_pfn_);
+  ++shape_;  // a leaf boundary moves
   Path q;
   descend(boundary + 1, q);
   auto* r = static_cast<Leaf*>(q.leaf().node);
@@ -843,6 +912,7 @@ struct InnerRun {
 // Merge the node at p.s[level] with a sibling, or even them out when together
 // they do not fit one node. Returns true if anything moved.
 bool GapTree::rebalance_step(Path& p, uint32_t level) noexcept {
+  ++shape_;  // leaf ranges or inner pivots may move
   auto* parent = static_cast<Inner*>(p.s[level - 1].node);
   if (parent->count < 2) return false;  // no sibling: the parent level deals with it
   const uint32_t j = p.s[level - 1].idx;

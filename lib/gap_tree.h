@@ -151,6 +151,12 @@ class GapTree {
   // carve() on the path find_gap() returned for pfn_lo (nothing changed since).
   int carve(Path& path, uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept;
 
+  // find_gap() and carve() in one: the domain's allocation. 0 and *pfn_lo,
+  // -ENOMEM (no fit) or -EAGAIN (no node for a split); nothing changed on
+  // error. Leaves the path as the finger for a free that follows nearby.
+  int allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn, Tag tag,
+               uint64_t* pfn_lo) noexcept;
+
   // If the segment containing pfn is tagged `expect`, erase it (as erase());
   // either way return the segment as it was. One descent in the common case.
   Segment erase_if(uint64_t pfn, Tag expect) noexcept;
@@ -194,6 +200,7 @@ class GapTree {
 
  private:
   void descend(uint64_t pfn, Path& p) const noexcept;
+  Path& finger_at(uint64_t pfn) noexcept;
   // stop_early: only the subtree of p.s[from_level] changed, so the walk may
   // stop where an annotation is already right.
   void fix_gaps(Path& p, uint32_t from_level, bool stop_early = true) noexcept;
@@ -247,6 +254,12 @@ class GapTree {
   uint64_t max_pfn_ = 0;
   uint64_t nodes_ = 0;   // nodes in the tree (not in the pool)
   mutable uint64_t last_search_nodes_ = 0;
+  // The finger: a root-to-leaf path kept between operations, valid while
+  // finger_shape_ == shape_ (see finger_at()).
+  static constexpr uint64_t kNoShape = UINT64_MAX;
+  uint64_t shape_ = 0;
+  uint64_t finger_shape_ = kNoShape;
+  Path finger_;
 };
 
 template <class Fn>
