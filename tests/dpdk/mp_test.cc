@@ -40,6 +40,23 @@
 namespace {
 
 const char *g_role = "primary";
+std::string g_prefix;       // the primary's, for its cleanup
+pid_t g_child = -1;         // a secondary still running
+
+// The primary's exit, also after a failed CHECK: no secondary left running,
+// no runtime directory, no hugepage files of this prefix.
+void cleanup_at_exit()
+{
+	if (g_child > 0) {
+		kill(g_child, SIGKILL);
+		waitpid(g_child, nullptr, 0);
+	}
+	std::error_code ec;
+	std::filesystem::remove_all("/var/run/dpdk/" + g_prefix, ec);
+	for (const auto &e : std::filesystem::directory_iterator("/dev/hugepages", ec))
+		if (e.path().filename().string().starts_with(g_prefix + "map_"))
+			std::filesystem::remove(e.path(), ec);
+}
 
 #define CHECK(cond)                                                                   \
 	do {                                                                          \
@@ -177,6 +194,7 @@ pid_t spawn(const std::string &prefix, const char *mode, int *out)
 	}
 	close(p[1]);
 	*out = p[0];
+	g_child = pid;
 	return pid;
 }
 
@@ -184,12 +202,15 @@ int wait_exit(pid_t pid)
 {
 	int status = 0;
 	CHECK(waitpid(pid, &status, 0) == pid);
+	g_child = -1;
 	return status;
 }
 
 int primary()
 {
 	std::string prefix = "iovam_mp13_t" + std::to_string(getpid());
+	g_prefix = prefix;
+	atexit(cleanup_at_exit);
 	if (eal_init({"mp_test", "-l", "0", "--no-pci", "-m", "128", "--file-prefix=" + prefix,
 		      "--vdev=net_null0", "--log-level=lib.iovam:info"}) < 0) {
 		fprintf(stderr, "FAIL [primary]: rte_eal_init: %s\n", rte_strerror(rte_errno));
@@ -251,10 +272,7 @@ int primary()
 	rte_mempool_free(mp);
 	verify();
 	CHECK(iovam_dpdk_fini() == 0);
-	std::string runtime_dir = rte_eal_get_runtime_dir();
 	rte_eal_cleanup();
-	std::error_code ec;
-	std::filesystem::remove_all(runtime_dir, ec);
 	printf("mp_test: PASS\n");
 	return 0;
 }
