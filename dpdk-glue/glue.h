@@ -23,7 +23,7 @@
 namespace iovam::glue {
 
 // Cold-path counters (memory events, pools, service): relaxed atomics.
-// The dynamic-map fast path keeps its own per-lcore counters (dyn_map.h).
+// The dynamic-map fast path keeps its own per-lcore counters (dyn_map.cc).
 struct Counters {
 	std::atomic<uint64_t> mem_events{0};
 	std::atomic<uint64_t> mem_event_failures{0};

@@ -156,7 +156,7 @@ int Domain::alloc_locked(uint64_t npages, uint64_t align, uint64_t hi_pfn, uint6
   if (fails_32bit_estimate(npages, align, hi_pfn)) return -ENOMEM;
   int rc = tree_.allocate(npages, align, conf_.start_pfn, hi_pfn, Tag::kAllocated, pfn_lo);
   // A node shortage (-EAGAIN) is transient: report it and leave the estimate
-  // alone (seed 001: the kernel's maple v3 turned it into a permanent failure).
+  // alone (docs/DESIGN.md, L2: the kernel's maple v3 turned it into a permanent failure).
   if (rc == -ENOMEM) remember_32bit_failure(npages, align, hi_pfn);
   if (rc != 0) return rc;
   ++live_ranges_;
@@ -184,7 +184,7 @@ int Domain::free_locked(uint64_t pfn) noexcept {
   return 0;
 }
 
-// The in-place store of seed 000: re-tag the entry, touch no node. The range
+// The in-place store of docs/DESIGN.md, L1: re-tag the entry, touch no node. The range
 // stays occupied for the allocator until maintain() erases the marker.
 int Domain::free_deferred(uint64_t pfn) noexcept {
   SpinGuard g(tree_lock_);

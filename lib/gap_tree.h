@@ -11,7 +11,7 @@
 namespace iovam::detail {
 
 // What a range of pfns is. FREE is the only kind the allocator may hand out;
-// DEFERRED is a freed range whose erase has not been done yet (seed 000): it is
+// DEFERRED is a freed range whose erase has not been done yet (docs/DESIGN.md, L1): it is
 // occupied for the allocator and absent for find().
 enum class Tag : uint8_t { kFree = 0, kAllocated = 1, kReserved = 2, kDeferred = 3 };
 
@@ -35,7 +35,7 @@ struct Segment {
 //    parent's max), so every boundary is stored exactly once;
 //  - pivots strictly increase; every non-root node has at least one entry;
 //  - no two FREE segments are adjacent, in a leaf or across leaves: free space
-//    is maximal, so max_gap is exact (seed 002: a gap split over two nodes is
+//    is maximal, so max_gap is exact (docs/DESIGN.md, L4: a gap split over two nodes is
 //    what makes a marker-in-the-gap scheme hard; we never split one);
 //  - max_gap[i] == the largest FREE segment under child i, and order1[i] ==
 //    1 + the order of the largest naturally aligned power-of-two block that
