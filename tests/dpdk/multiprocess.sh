@@ -415,8 +415,8 @@ testpmd-capture)
 	if run "proc-info-pool" 30 /usr/bin/dpdk-proc-info "${eal_common[@]}" -- \
 		--show-mempool="$pool"; then
 		check_pool proc-info-pool
-		say "the tools see testpmd's $pool ($(grep -o 'preferred mempool ops selected: .*' \
-			"$tmp/primary.out" | head -1)) as $seen_ops"
+		say "testpmd: '$(grep -o 'preferred mempool ops selected: .*' "$tmp/primary.out" |
+			head -1)'; the tools see its $pool as $seen_ops"
 	fi
 	run dumpcap 30 /usr/bin/dpdk-dumpcap --file-prefix="$prefix" -i net_null0 \
 		-a duration:3 -w "$tmp/testpmd.pcapng"
