@@ -299,10 +299,11 @@ proc_info_steps() { # $1: with|without, $2...: the secondary's extra EAL argumen
 	if run "proc-info-pool-$tag-plugin" 30 /usr/bin/dpdk-proc-info "${eal_common[@]}" \
 		"$@" -- --show-mempool="$pool"; then
 		check_pool "proc-info-pool-$tag-plugin"
-		local expect=ring_mp_mc
-		if readelf -d /usr/bin/dpdk-testpmd | grep -q 'NEEDED.*librte_mempool_dpaa'; then
-			expect=ring_sp_sc
-		fi
+		# (Read whole first: grep -q on a pipe would end readelf early,
+		# which pipefail counts as a failure.)
+		local expect=ring_mp_mc needed
+		needed=$(readelf -d /usr/bin/dpdk-testpmd) || fail "readelf -d /usr/bin/dpdk-testpmd"
+		[[ "$needed" == *"NEEDED"*"[librte_mempool_dpaa."* ]] && expect=ring_sp_sc
 		[ "$seen_ops" = "$expect" ] ||
 			fail "testpmd's ring_mp_mc pool seen as ${seen_ops:-nothing}, expected $expect"
 		[ "$expect" = ring_sp_sc ] && say "  testpmd links librte_mempool_dpaa: its" \
