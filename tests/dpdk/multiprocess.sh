@@ -45,7 +45,8 @@
 #   fslmc: No software portal resource left
 # thousands of times, then "process_portal_map(): Unknown error -19", and
 # exits. The proc-info part checks the shift itself: dpdk-proc-info sees
-# testpmd's ring_mp_mc pool as ring_sp_sc (index 3 in the tools' table).
+# testpmd's ring_mp_mc pool as ring_sp_sc (index 3 in the tools' table) while
+# testpmd links librte_mempool_dpaa, as ring_mp_mc should it stop.
 # mp_primary links only what `pkg-config libdpdk` gives, no mempool driver,
 # and prints its table at start.
 # Environment: IOVAM_BUILD_DIR (default <repo>/build). Needs root, hugepages.
