@@ -293,11 +293,24 @@ struct iovam_lcore_fast {
 struct iovam_fast_view {
 	uint32_t n_caches;
 	uint32_t reserved;
-	uint64_t free_max;    /* free_fast caches npages - 1 < free_max (0: checks on) */
-	uint64_t start_pfn;
-	uint64_t span[IOVAM_CACHE_CLASSES];  /* highest pfn_lo - start_pfn per class */
+	uint64_t free_max;    /* free_fast caches npages - 1 < free_max (<= 32) */
+	uint64_t cache_lo_pfn; /* lowest pfn a cached range may start at */
+	uint64_t span[IOVAM_CACHE_CLASSES];  /* highest pfn_lo - cache_lo_pfn per class */
 	char *lcores;         /* n_caches slots of IOVAM_LCORE_STRIDE bytes */
+	/* Checked mode (the default): live[pfn_lo - cache_lo_pfn] is class + 1
+	 * while a range of that class starting at pfn_lo is with the caller,
+	 * 0 while it is cached or not allocated. NULL: unchecked mode. */
+	uint8_t *live;
+	uint64_t end_pfn;
 };
+
+/* The live-map byte of a range of class cls at pfn_lo (checked mode). Relaxed
+ * atomics: plain loads and stores, no read-modify-write; distinct ranges
+ * have distinct bytes. */
+static inline uint8_t *iovam_live_byte_(const struct iovam_fast_view *v, uint64_t pfn_lo)
+{
+	return v->live + (pfn_lo - v->cache_lo_pfn);
+}
 
 #if defined(__SANITIZE_THREAD__)
 #define IOVAM_TSAN_ 1
@@ -368,8 +381,12 @@ static inline int iovam_alloc_fast_inline_(struct iovam_domain *d, uint32_t cach
 			 * exclude it (below start_pfn: the slow path's EINVAL). */
 			if (__builtin_expect(n != 0, 1) &&
 			    __builtin_expect(m->pfn[n - 1] + ((1ULL << cls) - 1) <= limit_pfn, 1)) {
+				uint64_t p = m->pfn[n - 1];
 				m->size = n - 1;
-				*pfn_lo = m->pfn[n - 1];
+				if (v->live != NULL)
+					__atomic_store_n(iovam_live_byte_(v, p), (uint8_t)(cls + 1),
+							 __ATOMIC_RELAXED);
+				*pfn_lo = p;
 				iovam_count_(&l->alloc_hits);
 				iovam_lcore_leave_(l);
 				return 0;
@@ -380,20 +397,36 @@ static inline int iovam_alloc_fast_inline_(struct iovam_domain *d, uint32_t cach
 	return iovam_alloc_fast_slow(d, cache_id, npages, limit_pfn, pfn_lo);
 }
 
+/*
+ * The checked free (live != NULL): the range's live byte must hold its class
+ * (else the slow path names the error: a double free, a free after
+ * iovam_free(), a wrong size, a RESERVED or never-allocated pfn all leave
+ * another value there). The byte is cleared inside the handshake, before
+ * the range can be popped or flushed: one load, one compare, one store.
+ * The IOVAM_CACHE_MAX_PAGES test is for the compiler: free_max <= 32, so it
+ * costs nothing, and it proves cls < IOVAM_CACHE_CLASSES for any npages.
+ */
 static inline int iovam_free_fast_inline_(struct iovam_domain *d, uint32_t cache_id,
 					  uint64_t pfn_lo, uint64_t npages)
 {
 	const struct iovam_fast_view *v = (const struct iovam_fast_view *)d;
-	if (__builtin_expect(d != NULL && npages - 1 < v->free_max && cache_id < v->n_caches, 1)) {
+	if (__builtin_expect(d != NULL && npages - 1 < IOVAM_CACHE_MAX_PAGES &&
+			     npages - 1 < v->free_max && cache_id < v->n_caches, 1)) {
 		unsigned int cls = iovam_size_class_(npages);
-		/* O(1) sanity: naturally aligned, inside the window. */
+		uint8_t *live = NULL;
+		/* O(1) sanity: naturally aligned, inside the cached window. */
 		if (__builtin_expect((pfn_lo & ((1ULL << cls) - 1)) == 0 &&
-				     pfn_lo - v->start_pfn <= v->span[cls], 1)) {
+				     pfn_lo - v->cache_lo_pfn <= v->span[cls], 1) &&
+		    (v->live == NULL ||
+		     __builtin_expect(__atomic_load_n(live = iovam_live_byte_(v, pfn_lo),
+						      __ATOMIC_RELAXED) == cls + 1, 1))) {
 			struct iovam_lcore_fast *l = iovam_lcore_(v, cache_id);
 			if (__builtin_expect(iovam_lcore_enter_(l), 1)) {
 				struct iovam_magazine *m = l->loaded[cls];
 				uint64_t n = m->size;
 				if (__builtin_expect(n < IOVAM_MAG_SIZE, 1)) {
+					if (live != NULL)
+						__atomic_store_n(live, (uint8_t)0, __ATOMIC_RELAXED);
 					m->pfn[n] = pfn_lo;
 					m->size = n + 1;
 					iovam_count_(&l->free_hits);
@@ -413,13 +446,36 @@ static inline int iovam_mag_top_fits_(const struct iovam_fast_view *v,
 				      uint64_t mask, uint64_t limit_pfn)
 {
 	uint64_t i;
-	/* start_pfn + span[0] is end_pfn: no limit at or above it excludes a
-	 * cached range, so the usual call compares nothing per range. */
-	if (__builtin_expect(limit_pfn >= v->start_pfn + v->span[0], 1))
+	/* No limit at or above end_pfn excludes a cached range, so the usual
+	 * call compares nothing per range. */
+	if (__builtin_expect(limit_pfn >= v->end_pfn, 1))
 		return 1;
 	for (i = size - n; i < size; ++i)
 		if (m->pfn[i] + mask > limit_pfn)
 			return 0;
+	return 1;
+}
+
+/* Checked mode: clear the live byte of each of the n ranges, in order, so
+ * that a range given twice finds its byte already cleared; if any byte is
+ * not the class's, restore those cleared and fail (the slow path then names
+ * the error). Unchecked: nothing to do. */
+static inline int iovam_live_take_all_(const struct iovam_fast_view *v, const uint64_t *pfn_lo,
+				       unsigned int n, unsigned int cls)
+{
+	unsigned int i, j;
+	if (v->live == NULL)
+		return 1;
+	for (i = 0; i < n; ++i) {
+		uint8_t *b = iovam_live_byte_(v, pfn_lo[i]);
+		if (__builtin_expect(__atomic_load_n(b, __ATOMIC_RELAXED) != cls + 1, 0)) {
+			for (j = 0; j < i; ++j)
+				__atomic_store_n(iovam_live_byte_(v, pfn_lo[j]), (uint8_t)(cls + 1),
+						 __ATOMIC_RELAXED);
+			return 0;
+		}
+		__atomic_store_n(b, (uint8_t)0, __ATOMIC_RELAXED);
+	}
 	return 1;
 }
 
@@ -450,6 +506,10 @@ static inline int iovam_alloc_fast_bulk_inline_(struct iovam_domain *d, uint32_t
 				for (i = 0; i < n; ++i)
 					pfn_lo[i] = m->pfn[size - 1 - i];
 				m->size = size - n;
+				if (v->live != NULL)
+					for (i = 0; i < n; ++i)
+						__atomic_store_n(iovam_live_byte_(v, pfn_lo[i]),
+								 (uint8_t)(cls + 1), __ATOMIC_RELAXED);
 				iovam_count_n_(&l->alloc_hits, n);
 				iovam_lcore_leave_(l);
 				return 0;
@@ -464,21 +524,23 @@ static inline int iovam_free_fast_bulk_inline_(struct iovam_domain *d, uint32_t 
 					       const uint64_t *pfn_lo, unsigned int n, uint64_t npages)
 {
 	const struct iovam_fast_view *v = (const struct iovam_fast_view *)d;
-	if (__builtin_expect(d != NULL && pfn_lo != NULL && npages - 1 < v->free_max &&
-			     cache_id < v->n_caches, 1)) {
+	if (__builtin_expect(d != NULL && pfn_lo != NULL && npages - 1 < IOVAM_CACHE_MAX_PAGES &&
+			     npages - 1 < v->free_max && cache_id < v->n_caches, 1)) {
 		unsigned int cls = iovam_size_class_(npages);
 		uint64_t mask = (1ULL << cls) - 1, bad = 0;
 		unsigned int i;
 		/* Every range is checked before any is pushed (all or none),
 		 * without a branch per range. */
 		for (i = 0; i < n; ++i)
-			bad |= (pfn_lo[i] & mask) | (uint64_t)(pfn_lo[i] - v->start_pfn > v->span[cls]);
+			bad |= (pfn_lo[i] & mask) |
+			       (uint64_t)(pfn_lo[i] - v->cache_lo_pfn > v->span[cls]);
 		if (__builtin_expect(bad == 0, 1)) {
 			struct iovam_lcore_fast *l = iovam_lcore_(v, cache_id);
 			if (__builtin_expect(iovam_lcore_enter_(l), 1)) {
 				struct iovam_magazine *m = l->loaded[cls];
 				uint64_t size = m->size;
-				if (__builtin_expect(n <= IOVAM_MAG_SIZE - size, 1)) {
+				if (__builtin_expect(n <= IOVAM_MAG_SIZE - size, 1) &&
+				    iovam_live_take_all_(v, pfn_lo, n, cls)) {
 					for (i = 0; i < n; ++i)
 						m->pfn[size + i] = pfn_lo[i];
 					m->size = size + n;
