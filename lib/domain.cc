@@ -428,23 +428,19 @@ int Domain::verify_quiesced() noexcept {
 const char* Domain::verify_live_map_locked() const noexcept {
   IOVAM_ASSERT_HELD(tree_lock_);
   if (!checked()) return nullptr;
-  uint64_t live = 0, idle = 0;
-  for (uint64_t at = 0;;) {
-    std::optional<Segment> seg = tree_.next_tagged(at, Tag::kAllocated);
-    if (!seg) break;
-    const uint64_t size = seg->pfn_hi - seg->pfn_lo + 1;
-    if (tracked(seg->pfn_lo, size)) {
-      const uint8_t b = __atomic_load_n(live_.at(seg->pfn_lo), __ATOMIC_RELAXED);
-      if (b == 0)
-        ++idle;
-      else if (b == std::countr_zero(size) + 1)
-        ++live;
-      else
-        return "live map: a range's byte holds another class";
-    }
-    if (seg->pfn_hi == conf_.end_pfn) break;
-    at = seg->pfn_hi + 1;
-  }
+  uint64_t live = 0, idle = 0, other = 0;
+  tree_.for_each([&](const Segment& seg) {
+    const uint64_t size = seg.pfn_hi - seg.pfn_lo + 1;
+    if (seg.tag != Tag::kAllocated || !tracked(seg.pfn_lo, size)) return;
+    const uint8_t b = __atomic_load_n(live_.at(seg.pfn_lo), __ATOMIC_RELAXED);
+    if (b == 0)
+      ++idle;
+    else if (b == std::countr_zero(size) + 1)
+      ++live;
+    else
+      ++other;
+  });
+  if (other != 0) return "live map: a range's byte holds another class";
   if (idle != cache_->cached_ranges()) return "live map: an ALLOCATED range is neither live nor cached";
   if (live_.pages() <= (uint64_t{1} << 24)) {
     const uint8_t* b = live_.bytes();

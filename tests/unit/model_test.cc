@@ -189,8 +189,10 @@ class Model {
     if (coin(20)) std::swap(lo, hi);
     bool live = false, cached = false;
     if (lo <= hi && hi <= c_.end_pfn) {
-      for (auto it = ref_.ranges().begin(); it != ref_.ranges().end(); ++it) {
-        if (it->second.hi < lo || it->first > hi || it->second.tag == RefTag::kReserved) continue;
+      auto it = ref_.containing(lo);
+      if (it == ref_.ranges().end()) it = ref_.ranges().lower_bound(lo);
+      for (; it != ref_.ranges().end() && it->first <= hi; ++it) {
+        if (it->second.tag == RefTag::kReserved) continue;
         bool may_be_cached = it->second.tag == RefTag::kAllocated &&
                              (checked_ ? cached_.count(it->first) != 0 : cacheable_shape(it->first, it->second.hi));
         (may_be_cached ? cached : live) = true;
@@ -327,8 +329,10 @@ class Model {
   }
 
   void op_free_fast() {
-    if (checked_ && coin(4)) return op_bad_free_fast();
-    if (fast_owned_.empty()) return;
+    // Besides a good free, not instead: frees must keep up with allocations
+    // (see pick_bulk_count()).
+    if (checked_ && coin(4)) op_bad_free_fast();
+    if (::testing::Test::HasFatalFailure() || fast_owned_.empty()) return;
     auto it = fast_owned_.begin();
     std::advance(it, rng_() % fast_owned_.size());
     uint64_t pfn = it->first, n = it->second;
