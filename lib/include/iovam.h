@@ -85,8 +85,10 @@ int iovam_alloc(struct iovam_domain *d, uint64_t npages, uint64_t limit_pfn,
 
 /**
  * Free the ALLOCATED range containing pfn.
- * @return 0; -EINVAL NULL d; -ENOENT pfn is free space or DEFERRED; -EPERM pfn is
- *   RESERVED. A range that cannot be erased at once becomes DEFERRED (still 0).
+ * @return 0; -EINVAL NULL d; -ENOENT pfn is free space or DEFERRED, or (checked
+ *   mode, the default) its range was already given back with iovam_free_fast()
+ *   and sits in a cache; -EPERM pfn is RESERVED. A range that cannot be erased
+ *   at once becomes DEFERRED (still 0).
  */
 int iovam_free(struct iovam_domain *d, uint64_t pfn);
 
@@ -94,15 +96,22 @@ int iovam_free(struct iovam_domain *d, uint64_t pfn);
  * Lazy free: overwrite the ALLOCATED range containing pfn with a DEFERRED
  * marker in place (needs no node, cannot fail for lack of memory). The range
  * stays occupied until the next iovam_maintain().
- * @return 0; -EINVAL NULL d; -ENOENT pfn is free space or DEFERRED; -EPERM RESERVED.
+ * @return 0; -EINVAL NULL d; -ENOENT pfn is free space or DEFERRED, or (checked
+ *   mode) its range sits in a cache, as for iovam_free(); -EPERM RESERVED.
  */
 int iovam_free_deferred(struct iovam_domain *d, uint64_t pfn);
 
 /**
  * Reserve [pfn_lo, pfn_hi] (may lie below start_pfn): merged with the RESERVED
  * ranges it overlaps (not those merely adjacent) into one RESERVED range.
- * @return 0; -EINVAL NULL d or not pfn_lo <= pfn_hi <= end_pfn; -EBUSY overlaps an
- *   ALLOCATED or DEFERRED range; -EAGAIN no node (transient).
+ * Ranges given back with iovam_free_fast() and held in a cache are free
+ * space to the caller: if the span overlaps such ranges (and nothing live or
+ * DEFERRED), every cache is flushed to the tree first, as iovam_alloc_fast()
+ * does on -ENOMEM. (Unchecked mode cannot tell a cached range from a live
+ * one of a cacheable shape: it flushes whenever the span overlaps one.)
+ * @return 0; -EINVAL NULL d or not pfn_lo <= pfn_hi <= end_pfn; -EBUSY overlaps a
+ *   live ALLOCATED range or a DEFERRED one (nothing is flushed then, but in
+ *   unchecked mode); -EAGAIN no node (transient).
  */
 int iovam_reserve(struct iovam_domain *d, uint64_t pfn_lo, uint64_t pfn_hi);
 
@@ -131,14 +140,22 @@ int iovam_alloc_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
 		     uint64_t limit_pfn, uint64_t *pfn_lo);
 
 /**
- * Free a range from iovam_alloc_fast(), with the npages given to it.
+ * Free a range from iovam_alloc_fast() (or a size-aligned iovam_alloc() range
+ * of a power-of-two size), with the npages given to it.
  * Inline (below); the library also exports it.
+ *
+ * Checked mode (the default, IOVAM_CHECK_FAST_FREE) never lets a range have
+ * two owners: every misuse below is refused, with nothing changed, at the
+ * cost of a byte load and store per call (see iovam_domain_set_checks()).
+ * Unchecked mode checks only what is marked "always" and trusts the rest.
  * @return 0; -EINVAL NULL d, bad cache_id, npages == 0, pfn_lo not aligned to
- *   the rounded size or outside the domain, or (with IOVAM_CHECK_FAST_FREE, and
- *   always for ranges the caches do not take: > IOVAM_CACHE_MAX_PAGES or
- *   IOVAM_CACHE_NONE) [pfn_lo, +npages) is not one ALLOCATED range of the
- *   rounded size; -ENOENT pfn_lo is free or DEFERRED; -EPERM RESERVED.
- *   Nothing changes on error.
+ *   the rounded size or outside the domain (always), or [pfn_lo, +npages) is
+ *   not one ALLOCATED range of the rounded size (a wrong size, not its first
+ *   pfn); -ENOENT pfn_lo is free space, DEFERRED, or a range already given
+ *   back (by iovam_free_fast(): it sits in a cache; or by iovam_free());
+ *   -EPERM pfn_lo is RESERVED. Ranges the caches do not take
+ *   (> IOVAM_CACHE_MAX_PAGES, IOVAM_CACHE_NONE) are looked up in the tree and
+ *   get these answers in both modes. Nothing changes on error.
  */
 #ifndef IOVAM_NO_INLINE_FAST_PATH
 static inline
@@ -179,11 +196,10 @@ int iovam_alloc_fast_bulk(struct iovam_domain *d, uint32_t cache_id, uint64_t np
  * Free n ranges from iovam_alloc_fast() or iovam_alloc_fast_bulk(), all
  * allocated with this npages, all or none (as rte_mempool_put_bulk()).
  * Every range is checked before any is freed, as iovam_free_fast() checks
- * one: alignment and bounds always, and (with IOVAM_CHECK_FAST_FREE, and
- * always for ranges the caches do not take: > IOVAM_CACHE_MAX_PAGES or
- * IOVAM_CACHE_NONE) that it is one ALLOCATED range of the rounded size;
- * the checked mode also refuses a range given twice in the array (-ENOENT:
- * the first would have freed it). Inline (below); the library also exports it.
+ * one (in order, so a range given twice in the array is refused: -ENOENT,
+ * the first would have freed it); unchecked mode checks only alignment and
+ * bounds of ranges the caches take. Inline (below); the library also
+ * exports it.
  * @return 0 (n == 0: 0 at once, nothing else is checked but d); -EINVAL NULL
  *   d, NULL pfn_lo with n > 0, bad cache_id, npages == 0, or some pfn_lo[i]
  *   not aligned to the rounded size, outside the domain, or (checked) not one
@@ -235,16 +251,29 @@ int iovam_cache_stats_get(struct iovam_domain *d, uint32_t cache_id,
  */
 int iovam_domain_conf_get(struct iovam_domain *d, struct iovam_domain_conf *conf);
 
-/** iovam_domain_set_checks() flag: validate every iovam_free_fast() range. */
+/** iovam_domain_set_checks() flag: validate every iovam_free_fast() range (default). */
 #define IOVAM_CHECK_FAST_FREE 1u
 
 /**
- * Turn on costly argument checks. By default iovam_free_fast() trusts that its
- * range came from iovam_alloc_fast() (as rte_mempool_put() trusts its objects)
- * and checks only alignment and bounds in O(1); with IOVAM_CHECK_FAST_FREE it
- * also looks the range up in the tree (-EINVAL/-ENOENT/-EPERM as documented),
- * at the cost of a lock and a tree descent per call.
- * @return 0; -EINVAL NULL d or unknown flags.
+ * Choose the fast free's mode. A new domain is checked (IOVAM_CHECK_FAST_FREE):
+ * it keeps one byte per page of its window (at most the top 2^30 pages;
+ * reserved address space, touched only where ranges are allocated) saying
+ * which cacheable range is with a caller, so iovam_free_fast(),
+ * iovam_free_fast_bulk(), iovam_free() and iovam_free_deferred() refuse a
+ * range that is not (a double free, a free after the other call, a wrong
+ * size, a RESERVED or never-allocated pfn) in O(1) on the fast path: a byte
+ * load and store per call, about 1 ns. Two frees of one range that race on
+ * two threads, unordered, may both pass (a data race in the caller).
+ * flags 0 selects unchecked mode, which trusts that each range freed through
+ * a cache came from iovam_alloc_fast() with that npages and is freed once
+ * (as the kernel's free_iova_fast() and rte_mempool_put() trust their
+ * callers): it checks alignment and bounds only, and a misuse makes two
+ * owners of one range.
+ * Only while no range is allocated (cached ones included): before first
+ * use, or after freeing and flushing everything. Not concurrently with
+ * other calls on d.
+ * @return 0; -EINVAL NULL d or unknown flags; -EBUSY the mode would change
+ *   while ranges are allocated or DEFERRED.
  */
 int iovam_domain_set_checks(struct iovam_domain *d, uint32_t flags);
 
@@ -265,8 +294,10 @@ const char *iovam_verify_error(struct iovam_domain *d);
  * functions above and never touch these structures.
  *
  * Cost on a magazine hit: the argument checks, the lcore's slot, a store and
- * a load of the flush handshake, the pop or push, one counter: about 20
- * instructions, no lock, no atomic read-modify-write, no syscall.
+ * a load of the flush handshake, the pop or push, one counter, and in
+ * checked mode the range's live byte (a store on alloc, a load, compare and
+ * store on free): about 20-25 instructions, no lock, no atomic
+ * read-modify-write, no syscall.
  * ------------------------------------------------------------------------ */
 
 #define IOVAM_MAG_SIZE 127      /* + a size word: a magazine is 1 KiB */
