@@ -46,7 +46,10 @@ int ops_alloc(rte_mempool *mp)
 	// A 3-character prefix like ring_mp_mc's "MP_": any pool name fits.
 	if (snprintf(name, sizeof(name), "IV_%s", mp->name) >= static_cast<int>(sizeof(name)))
 		return -ENAMETOOLONG;
-	// A ring of count+1 entries rounded to a power of two holds them all.
+	// A ring of count+1 entries rounded to a power of two holds them all;
+	// past IOVAM_DPDK_POOL_MAX_OBJS that size would wrap (2^32 -> 0).
+	if (mp->size == 0 || mp->size > IOVAM_DPDK_POOL_MAX_OBJS)
+		return -EINVAL;
 	rte_ring *r = rte_ring_create(name, rte_align32pow2(mp->size + 1), mp->socket_id, 0);
 	if (r == nullptr)
 		return -rte_errno;
@@ -168,7 +171,7 @@ RTE_INIT(iovam_mempool_ops_init)
 extern "C" struct rte_mempool *iovam_dpdk_pktmbuf_pool_create(const char *name, unsigned n,
 		unsigned cache_size, uint16_t priv_size, uint16_t data_room_size, int socket_id)
 {
-	if (name == nullptr) {
+	if (name == nullptr || n == 0 || n > IOVAM_DPDK_POOL_MAX_OBJS) {
 		rte_errno = EINVAL;
 		return nullptr;
 	}

@@ -229,11 +229,16 @@ int iovam_dpdk_service_id(uint32_t *id);
  */
 int iovam_dpdk_dma_replay(void);
 
+/** Most objects an "iovam" pool holds: its ring has n + 1 entries rounded up
+ * to a power of two, at most 2^30 (DPDK's largest ring). */
+#define IOVAM_DPDK_POOL_MAX_OBJS ((1u << 30) - 1)
+
 /**
  * Create a pktmbuf pool whose objects get iovam IOVAs (mempool ops "iovam").
  * Arguments as rte_pktmbuf_pool_create().
- * @return the pool, or NULL with rte_errno: EINVAL NULL name; ENODEV not
- *   initialised; EINVAL, ENOSPC, EEXIST, ENOMEM as
+ * @return the pool, or NULL with rte_errno: EINVAL NULL name, n == 0 or
+ *   n > IOVAM_DPDK_POOL_MAX_OBJS (the ops' alloc refuses such a pool too,
+ *   however it is created); ENODEV not initialised; EINVAL, ENOSPC, EEXIST, ENOMEM as
  *   rte_pktmbuf_pool_create_by_ops(); EFAULT memory without an iovam IOVA (a
  *   DMA mapping failed).
  */

@@ -377,6 +377,32 @@ void check_pool(rte_mempool *mp, unsigned n)
 	rte_pktmbuf_free_bulk(m.data(), n);
 }
 
+// A pool the ops cannot hold is refused (its ring size would wrap: n = 2^31
+// used to crash), through the glue's call and through DPDK's own with the
+// "iovam" ops; nothing is left behind.
+TEST(Glue, PoolSizesItCannotHoldAreRefused)
+{
+	const unsigned int bad[] = {0, IOVAM_DPDK_POOL_MAX_OBJS + 1, 1u << 31, UINT32_MAX};
+	iovam_dpdk_stats before = stats();
+	for (unsigned int n : bad) {
+		rte_errno = 0;
+		EXPECT_EQ(iovam_dpdk_pktmbuf_pool_create("iovam_huge_pool", n, 0, 0,
+							 RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY),
+			  nullptr) << n;
+		EXPECT_EQ(rte_errno, EINVAL) << n;
+		if (n == 0)
+			continue; // DPDK's own call answers 0 itself
+		rte_errno = 0;
+		EXPECT_EQ(rte_pktmbuf_pool_create_by_ops("iovam_huge_ops", n, 0, 0,
+							 RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY,
+							 IOVAM_DPDK_MEMPOOL_OPS),
+			  nullptr) << n;
+		EXPECT_NE(rte_errno, 0) << n;
+		EXPECT_EQ(rte_mempool_lookup("iovam_huge_ops"), nullptr);
+	}
+	EXPECT_EQ(stats().pools, before.pools);
+}
+
 TEST(Glue, MbufPoolsCarryWindowIovas)
 {
 	iovam_dpdk_stats before = stats();
