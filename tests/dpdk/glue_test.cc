@@ -791,6 +791,19 @@ TEST(Glue, BadInputGetsDocumentedErrors)
 	setenv("IOVAM_DMA_BITS", "0x28", 1);
 	EXPECT_EQ(iovam_dpdk_conf_from_env(&conf), 0);
 	EXPECT_EQ(conf.dma_bits, 40u);
+	// A failed parse leaves conf untouched, even the variables before it.
+	setenv("IOVAM_IOVA_END", "0100000000000", 1); // decimal, not octal
+	EXPECT_EQ(iovam_dpdk_conf_from_env(&conf), 0);
+	EXPECT_EQ(conf.iova_end, 100000000000u);
+	const iovam_dpdk_conf before = conf;
+	for (const char *bad : {"abc", "3", "0x", "0x0x10", " 4096", "+4096", "-1", "4096 ",
+				"99999999999999999999"}) {
+		setenv("IOVAM_GRANULE", bad, 1);
+		EXPECT_EQ(iovam_dpdk_conf_from_env(&conf), -EINVAL) << bad;
+		EXPECT_EQ(memcmp(&conf, &before, sizeof(conf)), 0) << bad;
+	}
+	unsetenv("IOVAM_GRANULE");
+	unsetenv("IOVAM_IOVA_END");
 	unsetenv("IOVAM_DMA_BITS");
 	rte_errno = 0;
 	EXPECT_EQ(iovam_dpdk_pktmbuf_pool_create(nullptr, 63, 0, 0, 2048, SOCKET_ID_ANY), nullptr);
