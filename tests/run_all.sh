@@ -87,6 +87,8 @@ step build build build --buildtype=debugoptimized -Ddpdk=enabled -Dtests=enabled
 meson_tests meson build --num-processes 1
 # The public headers as consumers compile them (gcc/clang, C/C++, -O2/-O3).
 step headers tests/headers/check_headers.sh
+# The libraries export exactly their version.map (nm -D).
+step exports tests/headers/check_exports.sh build
 
 # 3-4. Sanitizers: the core, and the glue on a real EAL in its 7 memory modes
 # (our code is instrumented, Debian's DPDK is not).
