@@ -90,6 +90,8 @@ inline int no_glue_errno() { return secondary() != nullptr ? -ENOTSUP : -ENODEV;
 // Initialise from the environment if nobody did (plugin, or an app that
 // selected the "iovam" ops without calling iovam_dpdk_init()).
 Glue *ensure_init();
+// iovam_dpdk_conf_from_env() without the log: why gets the message.
+int conf_from_env(iovam_dpdk_conf *conf, char *why, size_t why_len);
 
 // mem_event_hook.cc
 int mem_hook_start(Glue &g);

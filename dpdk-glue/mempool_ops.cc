@@ -115,6 +115,10 @@ int ops_alloc(rte_mempool *mp)
 {
 	if (!ensure_attached())
 		return -ENODEV;
+	// ring_mp_mc sizes its ring count+1 rounded up to a power of two: past
+	// IOVAM_DPDK_POOL_MAX_OBJS that size would wrap (2^32 -> 0).
+	if (mp->size == 0 || mp->size > IOVAM_DPDK_POOL_MAX_OBJS)
+		return -EINVAL;
 	if (ring_index() < 0) {
 		IOVAM_LOG(ERR, "pool %s: mempool ops %s not registered (librte_mempool_ring "
 			  "not loaded?)", mp->name, kRingOps);
@@ -292,7 +296,7 @@ RTE_INIT(iovam_mempool_ops_init)
 extern "C" struct rte_mempool *iovam_dpdk_pktmbuf_pool_create(const char *name, unsigned n,
 		unsigned cache_size, uint16_t priv_size, uint16_t data_room_size, int socket_id)
 {
-	if (name == nullptr) {
+	if (name == nullptr || n == 0 || n > IOVAM_DPDK_POOL_MAX_OBJS) {
 		rte_errno = EINVAL;
 		return nullptr;
 	}

@@ -9,6 +9,7 @@
 
 #include "gap_tree.h"
 #include "iovam.h"
+#include "live_map.h"
 #include "node_pool.h"
 #include "range_cache.h"
 #include "spin_lock.h"
@@ -83,11 +84,19 @@ class Domain {
                                                         uint32_t n, uint64_t npages) noexcept;
   int cache_flush(uint32_t cache_id) noexcept;
   int cache_stats(uint32_t cache_id, iovam_cache_stats* st) noexcept;
-  // Full validation of free_fast() ranges (a tree lookup under the lock).
-  // Set before the fast path is used concurrently (at set-up).
-  void set_check_fast_free(bool on) noexcept {
-    __atomic_store_n(&handle_.fast.free_max, on ? 0 : fast_free_bound_, __ATOMIC_RELAXED);
-  }
+  // Checked (the default) or unchecked fast frees; see live_map.h. Only
+  // while no range is allocated: -EBUSY otherwise (a range allocated in one
+  // mode would be misjudged in the other). Not concurrently with other calls.
+  int set_checks(bool checked) noexcept;
+  bool checked() const noexcept { return handle_.fast.live != nullptr; }
+  // pfn's live-map byte (0 unchecked or outside the map), for verify.
+  uint8_t live_byte(uint64_t pfn) const noexcept;
+  // The live map's transitions (checked mode; no-ops for ranges it does not
+  // record). take_live() is a free's check-and-clear: false when the byte
+  // does not say "live, this size" (the caller then diagnoses). A range's
+  // owner is its byte's only writer: no lock, no read-modify-write.
+  void mark_live(uint64_t pfn_lo, uint64_t size) noexcept;
+  bool take_live(uint64_t pfn_lo, uint64_t size) noexcept;
 
   const iovam_domain_conf& conf() const noexcept { return conf_; }
   uint64_t start_pfn() const noexcept { return conf_.start_pfn; }
@@ -99,7 +108,8 @@ class Domain {
   // Allocate a size-aligned range of npages (a power of two) at or below
   // hi_pfn. Requires tree_lock_.
   int alloc_locked(uint64_t npages, uint64_t align, uint64_t hi_pfn, uint64_t* pfn_lo) noexcept;
-  // Free the ALLOCATED range starting at pfn_lo. Requires tree_lock_.
+  // Free the ALLOCATED range containing pfn, whatever its live-map byte says
+  // (the caches' and give_back's ranges: already accounted). Requires tree_lock_.
   int free_locked(uint64_t pfn) noexcept;
 
  private:
@@ -112,17 +122,25 @@ class Domain {
   bool fails_32bit_estimate(uint64_t npages, uint64_t align, uint64_t hi_pfn) const noexcept;
   void remember_32bit_failure(uint64_t npages, uint64_t align, uint64_t hi_pfn) noexcept;
   bool fast_free_in_bounds(uint64_t pfn_lo, uint64_t npages) const noexcept;
+  bool in_cached_window(uint64_t pfn_lo, uint64_t size) const noexcept;
+  void set_fast_window(bool checked) noexcept;
+  bool tracked(uint64_t pfn_lo, uint64_t size) const noexcept;
   int fast_free_lookup_locked(uint64_t pfn_lo, uint64_t size) const noexcept;
+  int free_checked_locked(uint64_t pfn, Segment* seg) noexcept;
+  bool may_be_cached_locked(uint64_t pfn_lo, uint64_t pfn_hi) const noexcept;
+  const char* verify_live_map_locked() const noexcept;
   int claim_bulk_locked(const uint64_t* pfn_lo, uint32_t n, uint64_t npages) noexcept;
-  void unclaim_locked(const uint64_t* pfn_lo, uint32_t n) noexcept;
+  void unclaim_locked(const uint64_t* pfn_lo, uint32_t n, uint64_t size) noexcept;
   void erase_claimed_locked(uint64_t pfn_lo) noexcept;
-  void give_back(const uint64_t* pfn_lo, uint32_t n) noexcept;
+  void give_back(const uint64_t* pfn_lo, uint32_t n, uint64_t size) noexcept;
 
   iovam_domain handle_{};
   const iovam_domain_conf conf_;
   // Largest npages free_fast may cache: 32, less in a window under 32 pages
   // (no range of a larger class can exist there).
   uint64_t fast_free_bound_ = 0;
+  // Checked mode's live map (handle_.fast.live points into it when on).
+  LiveMap live_;
   // Last pfn whose IOVA fits 32 bits; requests limited at or below it are
   // "32-bit requests" (kernel: dma_32bit_pfn - 1).
   const uint64_t dma32_last_pfn_;

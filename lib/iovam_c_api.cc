@@ -114,8 +114,7 @@ IOVAM_EXPORT int iovam_domain_conf_get(iovam_domain* d, iovam_domain_conf* conf)
 
 IOVAM_EXPORT int iovam_domain_set_checks(iovam_domain* d, uint32_t flags) {
   if (d == nullptr || (flags & ~IOVAM_CHECK_FAST_FREE) != 0) return -EINVAL;
-  dom(d)->set_check_fast_free((flags & IOVAM_CHECK_FAST_FREE) != 0);
-  return 0;
+  return dom(d)->set_checks((flags & IOVAM_CHECK_FAST_FREE) != 0);
 }
 
 IOVAM_EXPORT int iovam_verify(iovam_domain* d) {

@@ -131,7 +131,10 @@ bool RangeCache::pop(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn) n
   Lcore& l = lcores_[c];
   bool hit = as_owner(l, [&] {
     bool got = pop_locked_or_handshaken(l, cls, hi_pfn, pfn);
-    if (got) bump(l.pub.alloc_hits);
+    if (got) {
+      domain_.mark_live(*pfn, 1ULL << cls);
+      bump(l.pub.alloc_hits);
+    }
     return got;
   });
   if (!hit) bump(l.alloc_misses);
@@ -169,11 +172,13 @@ void RangeCache::push_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t pfn)
   loaded->pfn[loaded->size++] = pfn;
 }
 
-void RangeCache::push(uint32_t c, uint32_t cls, uint64_t pfn) noexcept {
+bool RangeCache::push(uint32_t c, uint32_t cls, uint64_t pfn) noexcept {
   Lcore& l = lcores_[c];
-  as_owner(l, [&] {
+  return as_owner(l, [&] {
+    if (!domain_.take_live(pfn, 1ULL << cls)) return false;
     push_locked_or_handshaken(l, cls, pfn);
     bump(l.pub.free_hits);
+    return true;
   });
 }
 
@@ -183,7 +188,7 @@ uint32_t RangeCache::pop_bulk(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_
   Lcore& l = lcores_[c];
   uint32_t got = as_owner(l, [&] {
     uint32_t i = 0;
-    while (i < n && pop_locked_or_handshaken(l, cls, hi_pfn, &pfn[i])) ++i;
+    while (i < n && pop_locked_or_handshaken(l, cls, hi_pfn, &pfn[i])) domain_.mark_live(pfn[i++], 1ULL << cls);
     bump(l.pub.alloc_hits, i);
     return i;
   });
@@ -191,11 +196,19 @@ uint32_t RangeCache::pop_bulk(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_
   return got;
 }
 
-void RangeCache::push_bulk(uint32_t c, uint32_t cls, const uint64_t* pfn, uint32_t n) noexcept {
+bool RangeCache::push_bulk(uint32_t c, uint32_t cls, const uint64_t* pfn, uint32_t n) noexcept {
   Lcore& l = lcores_[c];
-  as_owner(l, [&] {
+  return as_owner(l, [&] {
+    const uint64_t size = 1ULL << cls;
+    uint32_t taken = 0;
+    while (taken < n && domain_.take_live(pfn[taken], size)) ++taken;
+    if (taken < n) {
+      while (taken-- > 0) domain_.mark_live(pfn[taken], size);
+      return false;
+    }
     for (uint32_t i = 0; i < n; ++i) push_locked_or_handshaken(l, cls, pfn[i]);
     bump(l.pub.free_hits, n);
+    return true;
   });
 }
 
@@ -360,6 +373,8 @@ const char* RangeCache::verify_depots_locked(const GapTree& tree) const noexcept
       Segment s = tree.lookup(pfn);
       if (s.tag != Tag::kAllocated || s.pfn_lo != pfn || s.pfn_hi - s.pfn_lo + 1 != (1ULL << cls))
         err = "cached range is not an ALLOCATED range of its class";
+      else if (domain_.live_byte(pfn) != 0)
+        err = "cached range is marked live (with a caller)";
       else if (n == total)
         err = "more ranges in caches than counted";
       else

@@ -100,12 +100,16 @@ class RangeCache {
   // The loaded-magazine hit is inline in iovam.h; these are the rest of the
   // ladder (prev, then the depot), counting hits and misses. hi_pfn is the
   // caller's limit clamped to the domain.
+  // The domain's live map changes inside the same handshake (or slow lock)
+  // as the magazine, so that a quiesced verify() sees both or neither: pop
+  // marks the range live; push first takes it from the live map and pushes
+  // nothing (false) when the map says it is not live with this size.
   bool pop(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn) noexcept;
-  void push(uint32_t c, uint32_t cls, uint64_t pfn) noexcept;
+  bool push(uint32_t c, uint32_t cls, uint64_t pfn) noexcept;
   // The same ladder for a bulk, under one handshake (or slow lock): pops up
-  // to n ranges and returns how many; pushes all n.
+  // to n ranges and returns how many; pushes all n or none.
   uint32_t pop_bulk(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn, uint32_t n) noexcept;
-  void push_bulk(uint32_t c, uint32_t cls, const uint64_t* pfn, uint32_t n) noexcept;
+  bool push_bulk(uint32_t c, uint32_t cls, const uint64_t* pfn, uint32_t n) noexcept;
 
   // Return cache c's ranges (every cache's and the depots' for
   // IOVAM_CACHE_NONE) to the tree. Returns how many.

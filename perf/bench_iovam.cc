@@ -43,6 +43,28 @@ Layout<IovamAllocator> &fast_layout(const std::string &name, benchmark::State &s
 	});
 }
 
+/* The same domain in unchecked mode (iovam_domain_set_checks(d, 0) before
+ * anything is allocated): the fast free trusts its range, as the kernel's
+ * free_iova_fast() does. Against BM_Fast_Pair1Page (checked, the default):
+ * what the live-map check costs a pair. */
+class UncheckedIovamAllocator : public IovamAllocator {
+public:
+	explicit UncheckedIovamAllocator(const DomainShape &shape) : IovamAllocator(shape)
+	{
+		check(iovam_domain_set_checks(domain(), 0) == 0, "iovam_domain_set_checks failed");
+	}
+};
+
+Layout<UncheckedIovamAllocator> &unchecked_layout(const std::string &name,
+						  benchmark::State &state)
+{
+	const auto live = static_cast<uint64_t>(state.range(0));
+	return FixtureCache::get<Layout<UncheckedIovamAllocator>>(fixture_key(name, state, 1), [&] {
+		return std::shared_ptr<Layout<UncheckedIovamAllocator>>(
+			make_fragmented<UncheckedIovamAllocator>(live, 50, 1));
+	});
+}
+
 void set_rate(benchmark::State &state, uint64_t pairs_per_iteration)
 {
 	state.counters["pairs_per_s"] = benchmark::Counter(
@@ -71,6 +93,21 @@ void bm_fast_pair(benchmark::State &state, const std::string &name, uint32_t cac
 void bm_fast_pair_1page(benchmark::State &state, const std::string &name)
 {
 	bm_fast_pair(state, name, kCacheId);
+}
+
+void bm_fast_pair_1page_unchecked(benchmark::State &state, const std::string &name)
+{
+	auto &layout = unchecked_layout(name, state);
+	iovam_domain *d = layout.allocator->domain();
+	for (auto _ : state) {
+		uint64_t pfn_lo = 0;
+		check(iovam_alloc_fast(d, kCacheId, 1, layout.limit_pfn, &pfn_lo) == 0,
+		      "iovam_alloc_fast failed");
+		benchmark::DoNotOptimize(pfn_lo);
+		check(iovam_free_fast(d, kCacheId, pfn_lo, 1) == 0, "iovam_free_fast failed");
+	}
+	set_rate(state, 1);
+	state.counters["live_ranges"] = static_cast<double>(layout.live_pfns.size());
 }
 
 /* An unregistered thread: no magazine, the shared path. */
@@ -177,6 +214,7 @@ void add(const std::string &name, BenchFn fn, const BenchConfig &config,
 void register_iovam_benchmarks(const BenchConfig &config)
 {
 	add("BM_Fast_Pair1Page<iovam>", bm_fast_pair_1page, config);
+	add("BM_Fast_Pair1PageUnchecked<iovam>", bm_fast_pair_1page_unchecked, config);
 	add("BM_Fast_PairShared<iovam>", bm_fast_pair_shared, config);
 	add("BM_Fast_Burst<iovam>", bm_fast_burst, config, kBurstPairs);
 	add("BM_Fast_Bulk32<iovam>", bm_fast_bulk32, config);

@@ -6,7 +6,8 @@
 #
 #  1. installs the Debian packages and reserves hugepages (scripts/setup-debian.sh)
 #  2. builds with warnings as errors and runs every meson test: unit, model,
-#     stress, the DPDK glue on real EAL (hugepages, vdevs), the examples
+#     stress, the DPDK glue on real EAL (hugepages, vdevs), the examples;
+#     compiles the public headers as consumers do (tests/headers)
 #  3. an ASan+UBSan build runs the core's unit, model and stress tests and the
 #     glue's tests in every EAL mode
 #  4. a TSan build runs the stress test and the glue's tests; an -O0 build
@@ -147,6 +148,10 @@ leftovers_snapshot
 # 2. Main build: every test, DPDK ones included (they must not skip).
 step build build build --buildtype=debugoptimized -Ddpdk=enabled -Dtests=enabled -Dperf=enabled
 meson_tests meson build --num-processes 1
+# The public headers as consumers compile them (gcc/clang, C/C++, -O2/-O3).
+step headers tests/headers/check_headers.sh
+# The libraries export exactly their version.map (nm -D).
+step exports tests/headers/check_exports.sh build
 
 # 3-4. Sanitizers: the core, and the glue on a real EAL in its 7 memory modes
 # (our code is instrumented, Debian's DPDK is not).

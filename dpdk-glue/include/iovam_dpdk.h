@@ -111,17 +111,24 @@ struct iovam_dpdk_conf {
 
 /**
  * Fill conf from the environment (the plugin's configuration):
- *  - IOVAM_DMA_BITS: dma_bits (decimal)
- *  - IOVAM_GRANULE: granule in bytes (decimal or 0x hex)
- *  - IOVAM_IOVA_BASE, IOVAM_IOVA_END: the window (decimal or 0x hex)
+ *  - IOVAM_DMA_BITS: dma_bits
+ *  - IOVAM_GRANULE: granule in bytes
+ *  - IOVAM_IOVA_BASE, IOVAM_IOVA_END: the window
  *  - IOVAM_NO_IOMMU=1: IOVAM_DPDK_F_NO_IOMMU
  *  - IOVAM_NO_SERVICE=1: IOVAM_DPDK_F_NO_SERVICE
  *  - IOVAM_DYN_VIA_DPDK=1: IOVAM_DPDK_F_DYN_VIA_DPDK
  *  - IOVAM_UNMAP_QUEUE: unmap_queue_size
  *  - IOVAM_MAX_DYN_MAPPINGS: max_dyn_mappings
  *  - IOVAM_DISABLE=1 (read by the plugin only): do nothing when loaded
- * Unset variables leave 0 (the default).
- * @return 0; -EINVAL NULL conf or a variable that does not parse.
+ * Numbers are decimal or hex after 0x, nothing else: no sign, no spaces, no
+ * octal (a leading 0 is decimal: 0100 is one hundred). Each variable must
+ * also be acceptable alone (dma_bits 20..64, granule a power of two >= 4096,
+ * flags 0 or 1, as iovam_dpdk_init() checks them; 0 means the default).
+ * Unset or empty variables leave their field as it is.
+ * @return 0; -EINVAL NULL conf or a variable that does not parse or is not
+ *   acceptable: conf is then untouched, and one log line names the variable,
+ *   its value and what it accepts. (In plugin mode that line also stops the
+ *   application, through rte_exit().)
  */
 int iovam_dpdk_conf_from_env(struct iovam_dpdk_conf *conf);
 
@@ -260,11 +267,16 @@ int iovam_dpdk_service_id(uint32_t *id);
  */
 int iovam_dpdk_dma_replay(void);
 
+/** Most objects an "iovam" pool holds: its ring has n + 1 entries rounded up
+ * to a power of two, at most 2^30 (DPDK's largest ring). */
+#define IOVAM_DPDK_POOL_MAX_OBJS ((1u << 30) - 1)
+
 /**
  * Create a pktmbuf pool whose objects get iovam IOVAs (mempool ops "iovam").
  * Arguments as rte_pktmbuf_pool_create().
- * @return the pool, or NULL with rte_errno: EINVAL NULL name; ENODEV not
- *   initialised; EINVAL, ENOSPC, EEXIST, ENOMEM as
+ * @return the pool, or NULL with rte_errno: EINVAL NULL name, n == 0 or
+ *   n > IOVAM_DPDK_POOL_MAX_OBJS (the ops' alloc refuses such a pool too,
+ *   however it is created); ENODEV not initialised; EINVAL, ENOSPC, EEXIST, ENOMEM as
  *   rte_pktmbuf_pool_create_by_ops(); EFAULT memory without an iovam IOVA (a
  *   DMA mapping failed).
  */

@@ -85,8 +85,10 @@ int iovam_alloc(struct iovam_domain *d, uint64_t npages, uint64_t limit_pfn,
 
 /**
  * Free the ALLOCATED range containing pfn.
- * @return 0; -EINVAL NULL d; -ENOENT pfn is free space or DEFERRED; -EPERM pfn is
- *   RESERVED. A range that cannot be erased at once becomes DEFERRED (still 0).
+ * @return 0; -EINVAL NULL d; -ENOENT pfn is free space or DEFERRED, or (checked
+ *   mode, the default) its range was already given back with iovam_free_fast()
+ *   and sits in a cache; -EPERM pfn is RESERVED. A range that cannot be erased
+ *   at once becomes DEFERRED (still 0).
  */
 int iovam_free(struct iovam_domain *d, uint64_t pfn);
 
@@ -94,15 +96,22 @@ int iovam_free(struct iovam_domain *d, uint64_t pfn);
  * Lazy free: overwrite the ALLOCATED range containing pfn with a DEFERRED
  * marker in place (needs no node, cannot fail for lack of memory). The range
  * stays occupied until the next iovam_maintain().
- * @return 0; -EINVAL NULL d; -ENOENT pfn is free space or DEFERRED; -EPERM RESERVED.
+ * @return 0; -EINVAL NULL d; -ENOENT pfn is free space or DEFERRED, or (checked
+ *   mode) its range sits in a cache, as for iovam_free(); -EPERM RESERVED.
  */
 int iovam_free_deferred(struct iovam_domain *d, uint64_t pfn);
 
 /**
  * Reserve [pfn_lo, pfn_hi] (may lie below start_pfn): merged with the RESERVED
  * ranges it overlaps (not those merely adjacent) into one RESERVED range.
- * @return 0; -EINVAL NULL d or not pfn_lo <= pfn_hi <= end_pfn; -EBUSY overlaps an
- *   ALLOCATED or DEFERRED range; -EAGAIN no node (transient).
+ * Ranges given back with iovam_free_fast() and held in a cache are free
+ * space to the caller: if the span overlaps such ranges (and nothing live or
+ * DEFERRED), every cache is flushed to the tree first, as iovam_alloc_fast()
+ * does on -ENOMEM. (Unchecked mode cannot tell a cached range from a live
+ * one of a cacheable shape: it flushes whenever the span overlaps one.)
+ * @return 0; -EINVAL NULL d or not pfn_lo <= pfn_hi <= end_pfn; -EBUSY overlaps a
+ *   live ALLOCATED range or a DEFERRED one (nothing is flushed then, but in
+ *   unchecked mode); -EAGAIN no node (transient).
  */
 int iovam_reserve(struct iovam_domain *d, uint64_t pfn_lo, uint64_t pfn_hi);
 
@@ -131,14 +140,22 @@ int iovam_alloc_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
 		     uint64_t limit_pfn, uint64_t *pfn_lo);
 
 /**
- * Free a range from iovam_alloc_fast(), with the npages given to it.
+ * Free a range from iovam_alloc_fast() (or a size-aligned iovam_alloc() range
+ * of a power-of-two size), with the npages given to it.
  * Inline (below); the library also exports it.
+ *
+ * Checked mode (the default, IOVAM_CHECK_FAST_FREE) never lets a range have
+ * two owners: every misuse below is refused, with nothing changed, at the
+ * cost of a byte load and store per call (see iovam_domain_set_checks()).
+ * Unchecked mode checks only what is marked "always" and trusts the rest.
  * @return 0; -EINVAL NULL d, bad cache_id, npages == 0, pfn_lo not aligned to
- *   the rounded size or outside the domain, or (with IOVAM_CHECK_FAST_FREE, and
- *   always for ranges the caches do not take: > IOVAM_CACHE_MAX_PAGES or
- *   IOVAM_CACHE_NONE) [pfn_lo, +npages) is not one ALLOCATED range of the
- *   rounded size; -ENOENT pfn_lo is free or DEFERRED; -EPERM RESERVED.
- *   Nothing changes on error.
+ *   the rounded size or outside the domain (always), or [pfn_lo, +npages) is
+ *   not one ALLOCATED range of the rounded size (a wrong size, not its first
+ *   pfn); -ENOENT pfn_lo is free space, DEFERRED, or a range already given
+ *   back (by iovam_free_fast(): it sits in a cache; or by iovam_free());
+ *   -EPERM pfn_lo is RESERVED. Ranges the caches do not take
+ *   (> IOVAM_CACHE_MAX_PAGES, IOVAM_CACHE_NONE) are looked up in the tree and
+ *   get these answers in both modes. Nothing changes on error.
  */
 #ifndef IOVAM_NO_INLINE_FAST_PATH
 static inline
@@ -179,11 +196,10 @@ int iovam_alloc_fast_bulk(struct iovam_domain *d, uint32_t cache_id, uint64_t np
  * Free n ranges from iovam_alloc_fast() or iovam_alloc_fast_bulk(), all
  * allocated with this npages, all or none (as rte_mempool_put_bulk()).
  * Every range is checked before any is freed, as iovam_free_fast() checks
- * one: alignment and bounds always, and (with IOVAM_CHECK_FAST_FREE, and
- * always for ranges the caches do not take: > IOVAM_CACHE_MAX_PAGES or
- * IOVAM_CACHE_NONE) that it is one ALLOCATED range of the rounded size;
- * the checked mode also refuses a range given twice in the array (-ENOENT:
- * the first would have freed it). Inline (below); the library also exports it.
+ * one (in order, so a range given twice in the array is refused: -ENOENT,
+ * the first would have freed it); unchecked mode checks only alignment and
+ * bounds of ranges the caches take. Inline (below); the library also
+ * exports it.
  * @return 0 (n == 0: 0 at once, nothing else is checked but d); -EINVAL NULL
  *   d, NULL pfn_lo with n > 0, bad cache_id, npages == 0, or some pfn_lo[i]
  *   not aligned to the rounded size, outside the domain, or (checked) not one
@@ -235,16 +251,29 @@ int iovam_cache_stats_get(struct iovam_domain *d, uint32_t cache_id,
  */
 int iovam_domain_conf_get(struct iovam_domain *d, struct iovam_domain_conf *conf);
 
-/** iovam_domain_set_checks() flag: validate every iovam_free_fast() range. */
+/** iovam_domain_set_checks() flag: validate every iovam_free_fast() range (default). */
 #define IOVAM_CHECK_FAST_FREE 1u
 
 /**
- * Turn on costly argument checks. By default iovam_free_fast() trusts that its
- * range came from iovam_alloc_fast() (as rte_mempool_put() trusts its objects)
- * and checks only alignment and bounds in O(1); with IOVAM_CHECK_FAST_FREE it
- * also looks the range up in the tree (-EINVAL/-ENOENT/-EPERM as documented),
- * at the cost of a lock and a tree descent per call.
- * @return 0; -EINVAL NULL d or unknown flags.
+ * Choose the fast free's mode. A new domain is checked (IOVAM_CHECK_FAST_FREE):
+ * it keeps one byte per page of its window (at most the top 2^30 pages;
+ * reserved address space, touched only where ranges are allocated) saying
+ * which cacheable range is with a caller, so iovam_free_fast(),
+ * iovam_free_fast_bulk(), iovam_free() and iovam_free_deferred() refuse a
+ * range that is not (a double free, a free after the other call, a wrong
+ * size, a RESERVED or never-allocated pfn) in O(1) on the fast path: a byte
+ * load and store per call, about 1 ns. Two frees of one range that race on
+ * two threads, unordered, may both pass (a data race in the caller).
+ * flags 0 selects unchecked mode, which trusts that each range freed through
+ * a cache came from iovam_alloc_fast() with that npages and is freed once
+ * (as the kernel's free_iova_fast() and rte_mempool_put() trust their
+ * callers): it checks alignment and bounds only, and a misuse makes two
+ * owners of one range.
+ * Only while no range is allocated (cached ones included): before first
+ * use, or after freeing and flushing everything. Not concurrently with
+ * other calls on d.
+ * @return 0; -EINVAL NULL d or unknown flags; -EBUSY the mode would change
+ *   while ranges are allocated or DEFERRED.
  */
 int iovam_domain_set_checks(struct iovam_domain *d, uint32_t flags);
 
@@ -265,8 +294,10 @@ const char *iovam_verify_error(struct iovam_domain *d);
  * functions above and never touch these structures.
  *
  * Cost on a magazine hit: the argument checks, the lcore's slot, a store and
- * a load of the flush handshake, the pop or push, one counter: about 20
- * instructions, no lock, no atomic read-modify-write, no syscall.
+ * a load of the flush handshake, the pop or push, one counter, and in
+ * checked mode the range's live byte (a store on alloc, a load, compare and
+ * store on free): about 20-25 instructions, no lock, no atomic
+ * read-modify-write, no syscall.
  * ------------------------------------------------------------------------ */
 
 #define IOVAM_MAG_SIZE 127      /* + a size word: a magazine is 1 KiB */
@@ -293,11 +324,24 @@ struct iovam_lcore_fast {
 struct iovam_fast_view {
 	uint32_t n_caches;
 	uint32_t reserved;
-	uint64_t free_max;    /* free_fast caches npages - 1 < free_max (0: checks on) */
-	uint64_t start_pfn;
-	uint64_t span[IOVAM_CACHE_CLASSES];  /* highest pfn_lo - start_pfn per class */
+	uint64_t free_max;    /* free_fast caches npages - 1 < free_max (<= 32) */
+	uint64_t cache_lo_pfn; /* lowest pfn a cached range may start at */
+	uint64_t span[IOVAM_CACHE_CLASSES];  /* highest pfn_lo - cache_lo_pfn per class */
 	char *lcores;         /* n_caches slots of IOVAM_LCORE_STRIDE bytes */
+	/* Checked mode (the default): live[pfn_lo - cache_lo_pfn] is class + 1
+	 * while a range of that class starting at pfn_lo is with the caller,
+	 * 0 while it is cached or not allocated. NULL: unchecked mode. */
+	uint8_t *live;
+	uint64_t end_pfn;
 };
+
+/* The live-map byte of a range of class cls at pfn_lo (checked mode). Relaxed
+ * atomics: plain loads and stores, no read-modify-write; distinct ranges
+ * have distinct bytes. */
+static inline uint8_t *iovam_live_byte_(const struct iovam_fast_view *v, uint64_t pfn_lo)
+{
+	return v->live + (pfn_lo - v->cache_lo_pfn);
+}
 
 #if defined(__SANITIZE_THREAD__)
 #define IOVAM_TSAN_ 1
@@ -368,8 +412,12 @@ static inline int iovam_alloc_fast_inline_(struct iovam_domain *d, uint32_t cach
 			 * exclude it (below start_pfn: the slow path's EINVAL). */
 			if (__builtin_expect(n != 0, 1) &&
 			    __builtin_expect(m->pfn[n - 1] + ((1ULL << cls) - 1) <= limit_pfn, 1)) {
+				uint64_t p = m->pfn[n - 1];
 				m->size = n - 1;
-				*pfn_lo = m->pfn[n - 1];
+				if (v->live != NULL)
+					__atomic_store_n(iovam_live_byte_(v, p), (uint8_t)(cls + 1),
+							 __ATOMIC_RELAXED);
+				*pfn_lo = p;
 				iovam_count_(&l->alloc_hits);
 				iovam_lcore_leave_(l);
 				return 0;
@@ -380,20 +428,36 @@ static inline int iovam_alloc_fast_inline_(struct iovam_domain *d, uint32_t cach
 	return iovam_alloc_fast_slow(d, cache_id, npages, limit_pfn, pfn_lo);
 }
 
+/*
+ * The checked free (live != NULL): the range's live byte must hold its class
+ * (else the slow path names the error: a double free, a free after
+ * iovam_free(), a wrong size, a RESERVED or never-allocated pfn all leave
+ * another value there). The byte is cleared inside the handshake, before
+ * the range can be popped or flushed: one load, one compare, one store.
+ * The IOVAM_CACHE_MAX_PAGES test is for the compiler: free_max <= 32, so it
+ * costs nothing, and it proves cls < IOVAM_CACHE_CLASSES for any npages.
+ */
 static inline int iovam_free_fast_inline_(struct iovam_domain *d, uint32_t cache_id,
 					  uint64_t pfn_lo, uint64_t npages)
 {
 	const struct iovam_fast_view *v = (const struct iovam_fast_view *)d;
-	if (__builtin_expect(d != NULL && npages - 1 < v->free_max && cache_id < v->n_caches, 1)) {
+	if (__builtin_expect(d != NULL && npages - 1 < IOVAM_CACHE_MAX_PAGES &&
+			     npages - 1 < v->free_max && cache_id < v->n_caches, 1)) {
 		unsigned int cls = iovam_size_class_(npages);
-		/* O(1) sanity: naturally aligned, inside the window. */
+		uint8_t *live = NULL;
+		/* O(1) sanity: naturally aligned, inside the cached window. */
 		if (__builtin_expect((pfn_lo & ((1ULL << cls) - 1)) == 0 &&
-				     pfn_lo - v->start_pfn <= v->span[cls], 1)) {
+				     pfn_lo - v->cache_lo_pfn <= v->span[cls], 1) &&
+		    (v->live == NULL ||
+		     __builtin_expect(__atomic_load_n(live = iovam_live_byte_(v, pfn_lo),
+						      __ATOMIC_RELAXED) == cls + 1, 1))) {
 			struct iovam_lcore_fast *l = iovam_lcore_(v, cache_id);
 			if (__builtin_expect(iovam_lcore_enter_(l), 1)) {
 				struct iovam_magazine *m = l->loaded[cls];
 				uint64_t n = m->size;
 				if (__builtin_expect(n < IOVAM_MAG_SIZE, 1)) {
+					if (live != NULL)
+						__atomic_store_n(live, (uint8_t)0, __ATOMIC_RELAXED);
 					m->pfn[n] = pfn_lo;
 					m->size = n + 1;
 					iovam_count_(&l->free_hits);
@@ -413,13 +477,36 @@ static inline int iovam_mag_top_fits_(const struct iovam_fast_view *v,
 				      uint64_t mask, uint64_t limit_pfn)
 {
 	uint64_t i;
-	/* start_pfn + span[0] is end_pfn: no limit at or above it excludes a
-	 * cached range, so the usual call compares nothing per range. */
-	if (__builtin_expect(limit_pfn >= v->start_pfn + v->span[0], 1))
+	/* No limit at or above end_pfn excludes a cached range, so the usual
+	 * call compares nothing per range. */
+	if (__builtin_expect(limit_pfn >= v->end_pfn, 1))
 		return 1;
 	for (i = size - n; i < size; ++i)
 		if (m->pfn[i] + mask > limit_pfn)
 			return 0;
+	return 1;
+}
+
+/* Checked mode: clear the live byte of each of the n ranges, in order, so
+ * that a range given twice finds its byte already cleared; if any byte is
+ * not the class's, restore those cleared and fail (the slow path then names
+ * the error). Unchecked: nothing to do. */
+static inline int iovam_live_take_all_(const struct iovam_fast_view *v, const uint64_t *pfn_lo,
+				       unsigned int n, unsigned int cls)
+{
+	unsigned int i, j;
+	if (v->live == NULL)
+		return 1;
+	for (i = 0; i < n; ++i) {
+		uint8_t *b = iovam_live_byte_(v, pfn_lo[i]);
+		if (__builtin_expect(__atomic_load_n(b, __ATOMIC_RELAXED) != cls + 1, 0)) {
+			for (j = 0; j < i; ++j)
+				__atomic_store_n(iovam_live_byte_(v, pfn_lo[j]), (uint8_t)(cls + 1),
+						 __ATOMIC_RELAXED);
+			return 0;
+		}
+		__atomic_store_n(b, (uint8_t)0, __ATOMIC_RELAXED);
+	}
 	return 1;
 }
 
@@ -450,6 +537,10 @@ static inline int iovam_alloc_fast_bulk_inline_(struct iovam_domain *d, uint32_t
 				for (i = 0; i < n; ++i)
 					pfn_lo[i] = m->pfn[size - 1 - i];
 				m->size = size - n;
+				if (v->live != NULL)
+					for (i = 0; i < n; ++i)
+						__atomic_store_n(iovam_live_byte_(v, pfn_lo[i]),
+								 (uint8_t)(cls + 1), __ATOMIC_RELAXED);
 				iovam_count_n_(&l->alloc_hits, n);
 				iovam_lcore_leave_(l);
 				return 0;
@@ -464,21 +555,23 @@ static inline int iovam_free_fast_bulk_inline_(struct iovam_domain *d, uint32_t 
 					       const uint64_t *pfn_lo, unsigned int n, uint64_t npages)
 {
 	const struct iovam_fast_view *v = (const struct iovam_fast_view *)d;
-	if (__builtin_expect(d != NULL && pfn_lo != NULL && npages - 1 < v->free_max &&
-			     cache_id < v->n_caches, 1)) {
+	if (__builtin_expect(d != NULL && pfn_lo != NULL && npages - 1 < IOVAM_CACHE_MAX_PAGES &&
+			     npages - 1 < v->free_max && cache_id < v->n_caches, 1)) {
 		unsigned int cls = iovam_size_class_(npages);
 		uint64_t mask = (1ULL << cls) - 1, bad = 0;
 		unsigned int i;
 		/* Every range is checked before any is pushed (all or none),
 		 * without a branch per range. */
 		for (i = 0; i < n; ++i)
-			bad |= (pfn_lo[i] & mask) | (uint64_t)(pfn_lo[i] - v->start_pfn > v->span[cls]);
+			bad |= (pfn_lo[i] & mask) |
+			       (uint64_t)(pfn_lo[i] - v->cache_lo_pfn > v->span[cls]);
 		if (__builtin_expect(bad == 0, 1)) {
 			struct iovam_lcore_fast *l = iovam_lcore_(v, cache_id);
 			if (__builtin_expect(iovam_lcore_enter_(l), 1)) {
 				struct iovam_magazine *m = l->loaded[cls];
 				uint64_t size = m->size;
-				if (__builtin_expect(n <= IOVAM_MAG_SIZE - size, 1)) {
+				if (__builtin_expect(n <= IOVAM_MAG_SIZE - size, 1) &&
+				    iovam_live_take_all_(v, pfn_lo, n, cls)) {
 					for (i = 0; i < n; ++i)
 						m->pfn[size + i] = pfn_lo[i];
 					m->size = size + n;

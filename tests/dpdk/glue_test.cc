@@ -378,6 +378,32 @@ void check_pool(rte_mempool *mp, unsigned n)
 	rte_pktmbuf_free_bulk(m.data(), n);
 }
 
+// A pool the ops cannot hold is refused (its ring size would wrap: n = 2^31
+// used to crash), through the glue's call and through DPDK's own with the
+// "iovam" ops; nothing is left behind.
+TEST(Glue, PoolSizesItCannotHoldAreRefused)
+{
+	const unsigned int bad[] = {0, IOVAM_DPDK_POOL_MAX_OBJS + 1, 1u << 31, UINT32_MAX};
+	iovam_dpdk_stats before = stats();
+	for (unsigned int n : bad) {
+		rte_errno = 0;
+		EXPECT_EQ(iovam_dpdk_pktmbuf_pool_create("iovam_huge_pool", n, 0, 0,
+							 RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY),
+			  nullptr) << n;
+		EXPECT_EQ(rte_errno, EINVAL) << n;
+		if (n == 0)
+			continue; // DPDK's own call answers 0 itself
+		rte_errno = 0;
+		EXPECT_EQ(rte_pktmbuf_pool_create_by_ops("iovam_huge_ops", n, 0, 0,
+							 RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY,
+							 IOVAM_DPDK_MEMPOOL_OPS),
+			  nullptr) << n;
+		EXPECT_NE(rte_errno, 0) << n;
+		EXPECT_EQ(rte_mempool_lookup("iovam_huge_ops"), nullptr);
+	}
+	EXPECT_EQ(stats().pools, before.pools);
+}
+
 TEST(Glue, MbufPoolsCarryWindowIovas)
 {
 	iovam_dpdk_stats before = stats();
@@ -766,6 +792,19 @@ TEST(Glue, BadInputGetsDocumentedErrors)
 	setenv("IOVAM_DMA_BITS", "0x28", 1);
 	EXPECT_EQ(iovam_dpdk_conf_from_env(&conf), 0);
 	EXPECT_EQ(conf.dma_bits, 40u);
+	// A failed parse leaves conf untouched, even the variables before it.
+	setenv("IOVAM_IOVA_END", "0100000000000", 1); // decimal, not octal
+	EXPECT_EQ(iovam_dpdk_conf_from_env(&conf), 0);
+	EXPECT_EQ(conf.iova_end, 100000000000u);
+	const iovam_dpdk_conf before = conf;
+	for (const char *bad : {"abc", "3", "0x", "0x0x10", " 4096", "+4096", "-1", "4096 ",
+				"99999999999999999999"}) {
+		setenv("IOVAM_GRANULE", bad, 1);
+		EXPECT_EQ(iovam_dpdk_conf_from_env(&conf), -EINVAL) << bad;
+		EXPECT_EQ(memcmp(&conf, &before, sizeof(conf)), 0) << bad;
+	}
+	unsetenv("IOVAM_GRANULE");
+	unsetenv("IOVAM_IOVA_END");
 	unsetenv("IOVAM_DMA_BITS");
 	rte_errno = 0;
 	EXPECT_EQ(iovam_dpdk_pktmbuf_pool_create(nullptr, 63, 0, 0, 2048, SOCKET_ID_ANY), nullptr);

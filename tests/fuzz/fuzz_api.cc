@@ -417,9 +417,12 @@ class Fuzz {
       want = -ENOENT;
     else if (it->second.tag == RefTag::kReserved)
       want = -EPERM;
-    else if (cached_.count(it->first))
-      return;  // the cache's, not ours to free
-    else
+    else if (cached_.count(it->first)) {
+      // Freed already with free_fast: checked, refused; unchecked, it would
+      // make a second owner (what that mode trusts us not to do).
+      if (!checks_on_) return;
+      want = -ENOENT;
+    } else
       want = 0;
     int rc = deferred ? iovam_free_deferred(d_, pfn) : iovam_free(d_, pfn);
     CHECK(rc == want, "%s(%" PRIu64 ") rc=%d want %d", deferred ? "free_deferred" : "free", pfn, rc, want);
@@ -429,6 +432,29 @@ class Fuzz {
         it->second.tag = RefTag::kDeferred;
       else
         ref_->ranges().erase(it);
+    }
+  }
+
+  // iovam_reserve() over ranges that sit in caches only (nothing live or
+  // DEFERRED) flushes every cache first: the model does the same. Unchecked,
+  // a range of a cacheable shape may be cached as far as the domain knows.
+  void model_reserve_flush(uint64_t lo, uint64_t hi) {
+    bool live = false, cached = false;
+    if (lo <= hi && hi <= end_) {
+      auto it = ref_->containing(lo);
+      if (it == ref_->ranges().end()) it = ref_->ranges().lower_bound(lo);
+      for (; it != ref_->ranges().end() && it->first <= hi; ++it) {
+        if (it->second.tag == RefTag::kReserved) continue;
+        const uint64_t size = it->second.hi - it->first + 1;
+        const bool shape = size <= IOVAM_CACHE_MAX_PAGES && std::has_single_bit(size) && it->first % size == 0;
+        const bool may_be_cached = it->second.tag == RefTag::kAllocated &&
+                                   (checks_on_ ? cached_.count(it->first) != 0 : shape);
+        (may_be_cached ? cached : live) = true;
+      }
+    }
+    if (cached && !live) {
+      for (uint64_t p : cached_) ref_->ranges().erase(p);
+      cached_.clear();
     }
   }
 
@@ -442,6 +468,7 @@ class Fuzz {
       case 3: hi = end_ + in_.u8() % 3; break;          // up to end, or past it
       default: hi = lo + ((f & 0x80) ? in_.u8() : in_.u8() % 4); break;
     }
+    model_reserve_flush(lo, hi);
     ReferenceModel probe = *ref_;
     int want = probe.reserve(lo, hi);
     int rc = iovam_reserve(d_, lo, hi);
@@ -654,7 +681,10 @@ class Fuzz {
         // It trusts us unless checks are on: only give it garbage it must see.
         if (!checks_on_ && !fast_free_bad_bounds(pfn, n)) return;
         want = fast_free_expect(pfn, n);
-        if (want == 0 && cached_.count(pfn)) return;
+        if (want == 0 && cached_.count(pfn)) {
+          if (!checks_on_) return;
+          want = -ENOENT;  // a double free: the range sits in a cache
+        }
         break;
       }
       default:  // the checked path (shared cache, > 32 pages, or checks on): anything
@@ -665,7 +695,10 @@ class Fuzz {
             !fast_free_bad_bounds(pfn, n))
           return;
         want = n == 0 ? -EINVAL : fast_free_expect(pfn, n);
-        if (want == 0 && cached_.count(pfn)) return;  // the cache's range
+        if (want == 0 && cached_.count(pfn)) {
+          if (!checks_on_) return;  // unchecked: a second owner
+          want = -ENOENT;           // checked: a double free, refused
+        }
         break;
     }
     // (A call that hits an open lib bug is skipped here until it is fixed.)
@@ -778,6 +811,7 @@ class Fuzz {
       if (reserve_cursor_ < start_ || reserve_cursor_ > end_) reserve_cursor_ = start_;
       const uint64_t pfn = reserve_cursor_;
       reserve_cursor_ = stride <= end_ - pfn ? pfn + stride : start_;
+      model_reserve_flush(pfn, pfn);
       auto it = ref_->containing(pfn);
       const int want = it == ref_->ranges().end() || it->second.tag == RefTag::kReserved ? 0 : -EBUSY;
       int rc = iovam_reserve(d_, pfn, pfn);
@@ -791,6 +825,7 @@ class Fuzz {
     if (!(f & 16) || calls_ >= kMaxCalls) return;
     ++calls_;
     const uint64_t lo = start_, hi = reserve_cursor_;
+    model_reserve_flush(lo, hi);
     int rc = iovam_reserve(d_, lo, hi);
     if (rc == -EAGAIN) {
       CHECK(fail_on_, "reserve -EAGAIN without injection");
@@ -990,8 +1025,11 @@ class Fuzz {
     for (uint64_t pfn : pfns) {
       if (checked) {
         want = fast_free_expect_after(pfn, n, freed);
+        if (want == 0 && cached_.count(pfn)) {
+          if (!checks_on_) return;  // unchecked: a second owner
+          want = -ENOENT;           // checked: freed already, in a cache
+        }
         if (want != 0) break;
-        if (cached_.count(pfn)) return;  // a cache's range, not ours
         freed.insert(pfn);
       } else {
         if (fast_free_bad_bounds(pfn, n)) {
@@ -1099,8 +1137,12 @@ class Fuzz {
       CHECK(rc == -EINVAL, "set_checks(%#x) rc=%d", fl, rc);
       return;
     }
-    CHECK(rc == 0, "set_checks(%#x) rc=%d", fl, rc);
-    checks_on_ = fl != 0;
+    // The mode changes only on a domain with nothing allocated.
+    iovam_stats st{};
+    CHECK(iovam_stats_get(d_, &st) == 0, "stats_get");
+    const bool busy = (fl != 0) != checks_on_ && (st.live_ranges != 0 || st.deferred_ranges != 0);
+    CHECK(rc == (busy ? -EBUSY : 0), "set_checks(%#x) rc=%d busy=%d", fl, rc, busy);
+    if (rc == 0) checks_on_ = fl != 0;
   }
 
   void op_null() {
@@ -1198,7 +1240,7 @@ class Fuzz {
   bool destroy_full_ = false;
   uint32_t num_ops_ = kNumOps;
   bool fail_on_ = false;
-  bool checks_on_ = false;
+  bool checks_on_ = true;  // IOVAM_CHECK_FAST_FREE is the default
 };
 
 }  // namespace

@@ -78,6 +78,11 @@ class Stress {
         if (held.empty()) continue;
         size_t k = rng() % held.size();
         Held h = held[k];
+        if (h.kind == Held::kFast && rng() % 4 == 0) {
+          // A checked free of our own range with twice its size, while the
+          // others run: -EINVAL and the range stays ours (freed below).
+          EXPECT_EQ(iovam_free_fast(d_, rng() % 8 ? id : IOVAM_CACHE_NONE, h.pfn, 2 * h.npages), -EINVAL);
+        }
         held[k] = held.back();
         held.pop_back();
         release(h.pfn, h.npages, who);

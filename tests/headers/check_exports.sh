@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# The shared libraries export exactly their version script's C API:
+#
+#   tests/headers/check_exports.sh [BUILD_DIR]
+#
+# nm -D --defined-only of libiovam.so and libiovam_dpdk.so against the
+# global: names of lib/version.map and dpdk-glue/version.map (no C++
+# symbol, nothing missing, nothing extra). Prints the count of each.
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=${1:-$root/build}
+failed=0
+
+check() { # library, version map
+	local lib=$1 map=$2
+	if [ ! -e "$lib" ]; then
+		echo "FAIL $lib: not built"
+		failed=$((failed + 1))
+		return
+	fi
+	local want got
+	want=$(sed -n '/global:/,/local:/p' "$map" | grep -oE '^[[:space:]]*[a-z_0-9]+;' | tr -d ' \t;' | sort)
+	got=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TDBRVW]$/ {print $3}' | sed 's/@.*//' | sort -u)
+	if [ "$want" = "$got" ]; then
+		echo "ok   $(basename "$lib"): $(wc -l <<<"$got") symbols, exactly $(basename "$(dirname "$map")")/version.map"
+	else
+		echo "FAIL $(basename "$lib"): exports differ from $map (< map only, > library only):"
+		diff <(echo "$want") <(echo "$got") | grep '^[<>]'
+		failed=$((failed + 1))
+	fi
+}
+
+check "$build/lib/libiovam.so" "$root/lib/version.map"
+check "$build/dpdk-glue/libiovam_dpdk.so" "$root/dpdk-glue/version.map"
+[ "$failed" = 0 ]
