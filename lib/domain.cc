@@ -502,6 +502,13 @@ int Domain::cache_flush(uint32_t cache_id) noexcept {
   return static_cast<int>(std::min<uint64_t>(n, INT_MAX));
 }
 
+int Domain::check_fast_free(uint64_t pfn_lo, uint64_t npages) noexcept {
+  if (npages == 0 || !fast_free_in_bounds(pfn_lo, npages)) return -EINVAL;
+  if (__atomic_load_n(&handle_.fast.free_max, __ATOMIC_RELAXED) != 0) return 0;
+  SpinGuard g(tree_lock_);
+  return fast_free_lookup_locked(pfn_lo, npages <= IOVAM_CACHE_MAX_PAGES ? std::bit_ceil(npages) : npages);
+}
+
 int Domain::cache_stats(uint32_t cache_id, iovam_cache_stats* st) noexcept {
   if (st == nullptr || (cache_id != IOVAM_CACHE_NONE && cache_id >= conf_.n_caches)) return -EINVAL;
   cache_->read_stats(cache_id, st);

@@ -89,6 +89,12 @@ class Domain {
     __atomic_store_n(&handle_.fast.free_max, on ? 0 : fast_free_bound_, __ATOMIC_RELAXED);
   }
 
+  // The caches, for return batches (return_batch.cc).
+  RangeCache& cache() noexcept { return *cache_; }
+  // What iovam_free_fast() answers for a range the caches would take, short
+  // of freeing it: the O(1) bounds always, the tree lookup in checked mode.
+  int check_fast_free(uint64_t pfn_lo, uint64_t npages) noexcept;
+
   const iovam_domain_conf& conf() const noexcept { return conf_; }
   uint64_t start_pfn() const noexcept { return conf_.start_pfn; }
   uint64_t end_pfn() const noexcept { return conf_.end_pfn; }

@@ -48,9 +48,13 @@ class Model {
     iovam_domain_conf dc{c.granule, c.start_pfn, c.end_pfn, c.n_caches};
     d_ = iovam_domain_create(&dc);
     if (d_ != nullptr) iovam_test_fail_node_alloc(d_, c.fail_one_in, c.seed * 7 + 1);
+    if (d_ != nullptr) batch_ = iovam_return_batch_create(d_);
     dma32_last_ = (1ULL << 32) / c.granule - 1;
   }
-  ~Model() { iovam_domain_destroy(d_); }
+  ~Model() {
+    iovam_return_batch_destroy(batch_);
+    iovam_domain_destroy(d_);
+  }
   iovam_domain* d() { return d_; }
 
   uint64_t pick_pfn() {
@@ -135,8 +139,8 @@ class Model {
       want = -ENOENT;
     else if (it->second.tag == RefTag::kReserved)
       want = -EPERM;
-    else if (cached_.count(it->first))
-      return;  // a cached range is the cache's, not ours to free
+    else if (cached_.count(it->first) || batched_.count(it->first))
+      return;  // a cached (or batched) range is the cache's, not ours to free
     else
       want = 0;
     int rc = deferred ? iovam_free_deferred(d_, pfn) : iovam_free(d_, pfn);
@@ -399,7 +403,7 @@ class Model {
       if (checked) {
         want = fast_free_expect(pfn, n, seen);
         if (want != 0) break;
-        if (cached_.count(pfn)) return;  // a cache's range, not ours to free
+        if (cached_.count(pfn) || batched_.count(pfn)) return;  // not ours to free
         seen.insert(pfn);
       } else {
         if (!fast_free_in_bounds(pfn, n)) {
@@ -435,6 +439,45 @@ class Model {
     }
   }
 
+  // A range alloc_fast handed out, given back by "another thread" through
+  // the return batch: held (ALLOCATED, not cached) until its class magazine
+  // fills or a flush, then in the depot (cached) or, depot full, the tree
+  // (reconcile_cached() learns which).
+  void op_return_batch_add() {
+    if (fast_owned_.empty()) return;
+    auto it = fast_owned_.begin();
+    std::advance(it, rng_() % fast_owned_.size());
+    const uint64_t pfn = it->first, n = it->second;
+    ASSERT_EQ(iovam_return_batch_add(batch_, pfn, n), 0);
+    fast_owned_.erase(it);
+    owned_.erase(pfn);
+    if (n > 32) {
+      ref_.ranges().erase(pfn);  // to the tree at once
+      return;
+    }
+    std::vector<uint64_t>& cls = batch_class_[std::bit_width(std::bit_ceil(n)) - 1];
+    cls.push_back(pfn);
+    batched_.insert(pfn);
+    if (cls.size() == IOVAM_MAG_SIZE) move_batch_class(cls);
+    iovam_return_batch_stats bs;
+    ASSERT_EQ(iovam_return_batch_stats_get(batch_, &bs), 0);
+    ASSERT_EQ(bs.ranges_held, batched_.size());
+  }
+
+  void move_batch_class(std::vector<uint64_t>& cls) {
+    for (uint64_t p : cls) {
+      batched_.erase(p);
+      cached_.insert(p);
+    }
+    cls.clear();
+  }
+
+  void op_return_batch_flush() {
+    ASSERT_EQ(iovam_return_batch_flush(batch_), static_cast<int>(batched_.size()));
+    for (auto& cls : batch_class_) move_batch_class(cls);
+    reconcile_cached();
+  }
+
   void op_flush() {
     uint32_t cache = c_.n_caches && !coin(3) ? rng_() % c_.n_caches : IOVAM_CACHE_NONE;
     int rc = iovam_cache_flush(d_, cache);
@@ -447,11 +490,18 @@ class Model {
 
   void run() {
     ASSERT_NE(d_, nullptr);
+    ASSERT_NE(batch_, nullptr);
     for (uint64_t i = 0; i < c_.ops; ++i) {
       // 100..109: the bulk calls, the others in their old proportions.
-      uint32_t r = rng_() % 110;
+      uint32_t r = rng_() % 116;
       const char* what;
-      if (r >= 100) {
+      if (r >= 110) {
+        what = r < 114 ? "return_batch_add" : "return_batch_flush";
+        if (r < 114)
+          op_return_batch_add();
+        else
+          op_return_batch_flush();
+      } else if (r >= 100) {
         what = r < 105 ? "alloc_fast_bulk" : "free_fast_bulk";
         if (r < 105)
           op_alloc_fast_bulk();
@@ -506,6 +556,7 @@ class Model {
   // Faults stop; everything drains back to an empty domain.
   void drain_to_empty() {
     iovam_test_fail_node_alloc(d_, 0, 0);
+    op_return_batch_flush();
     for (auto& [pfn, n] : fast_owned_) ASSERT_EQ(iovam_free_fast(d_, IOVAM_CACHE_NONE, pfn, n), 0);
     for (auto& [pfn, n] : fast_owned_) ref_.ranges().erase(pfn);
     fast_owned_.clear();
@@ -538,6 +589,9 @@ class Model {
   std::map<uint64_t, uint64_t> fast_owned_;  // pfn -> npages from alloc_fast
   std::map<uint64_t, uint32_t> fast_cache_;
   std::set<uint64_t> cached_;             // fast-freed into a cache
+  iovam_return_batch* batch_ = nullptr;
+  std::set<uint64_t> batched_;            // held by the return batch
+  std::vector<uint64_t> batch_class_[IOVAM_CACHE_CLASSES];
 };
 
 class ModelTest : public ::testing::TestWithParam<ModelConf> {};
