@@ -72,7 +72,8 @@ int reserve_leaks(Glue &g)
 }
 
 constexpr uint32_t kKnownFlags =
-	IOVAM_DPDK_F_NO_IOMMU | IOVAM_DPDK_F_NO_SERVICE | IOVAM_DPDK_F_DYN_VIA_DPDK;
+	IOVAM_DPDK_F_NO_IOMMU | IOVAM_DPDK_F_NO_SERVICE | IOVAM_DPDK_F_DYN_VIA_DPDK |
+	IOVAM_DPDK_F_STRICT_UNMAP;
 
 // Fill defaults and check every field; dc gets the domain's configuration.
 int resolve_conf(const iovam_dpdk_conf *in, iovam_dpdk_conf &c, iovam_domain_conf &dc)

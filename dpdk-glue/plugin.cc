@@ -89,7 +89,8 @@ extern "C" int iovam_dpdk_conf_from_env(struct iovam_dpdk_conf *conf)
 	    !env_u64("IOVAM_MAX_DYN_MAPPINGS", &max_dyn) || max_dyn > UINT32_MAX ||
 	    !env_flag("IOVAM_NO_IOMMU", IOVAM_DPDK_F_NO_IOMMU, &conf->flags) ||
 	    !env_flag("IOVAM_NO_SERVICE", IOVAM_DPDK_F_NO_SERVICE, &conf->flags) ||
-	    !env_flag("IOVAM_DYN_VIA_DPDK", IOVAM_DPDK_F_DYN_VIA_DPDK, &conf->flags))
+	    !env_flag("IOVAM_DYN_VIA_DPDK", IOVAM_DPDK_F_DYN_VIA_DPDK, &conf->flags) ||
+	    !env_flag("IOVAM_STRICT_UNMAP", IOVAM_DPDK_F_STRICT_UNMAP, &conf->flags))
 		return -EINVAL;
 	conf->dma_bits = static_cast<uint32_t>(bits);
 	conf->unmap_queue_size = static_cast<uint32_t>(qsize);
