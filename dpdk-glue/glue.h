@@ -34,6 +34,16 @@ struct Counters {
 	std::atomic<uint64_t> dma_queued{0};
 	std::atomic<uint64_t> unmaps_retrying{0}; // freed memory whose unmap failed
 	std::atomic<uint64_t> service_runs{0};
+	// DMA mappings made for DPDK memory, by kind (MapKind), and their bytes.
+	std::atomic<uint64_t> kind_maps[3] = {};
+	std::atomic<uint64_t> kind_bytes[3] = {};
+};
+
+// What kind of DPDK memory a mapping is for: how it is cut into mappings.
+enum MapKind : unsigned {
+	kMapPreallocated = 0, // never freed (--socket-mem/-m, legacy, no-huge): one per VA-contiguous run
+	kMapInitPages = 1,    // present at init, may be freed: one per memseg page
+	kMapGrown = 2,        // arrived with an ALLOC event (heap grown at run time): one per page
 };
 
 struct PoolInfo {

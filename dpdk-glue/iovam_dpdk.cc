@@ -293,6 +293,12 @@ extern "C" int iovam_dpdk_stats_get(struct iovam_dpdk_stats *st)
 	}
 	const Counters &c = g->ctr;
 	st->mem_events = c.mem_events.load(std::memory_order_relaxed);
+	st->mem_maps_preallocated = c.kind_maps[kMapPreallocated].load(std::memory_order_relaxed);
+	st->mem_bytes_preallocated = c.kind_bytes[kMapPreallocated].load(std::memory_order_relaxed);
+	st->mem_maps_init_pages = c.kind_maps[kMapInitPages].load(std::memory_order_relaxed);
+	st->mem_bytes_init_pages = c.kind_bytes[kMapInitPages].load(std::memory_order_relaxed);
+	st->mem_maps_grown = c.kind_maps[kMapGrown].load(std::memory_order_relaxed);
+	st->mem_bytes_grown = c.kind_bytes[kMapGrown].load(std::memory_order_relaxed);
 	st->mem_event_failures = c.mem_event_failures.load(std::memory_order_relaxed);
 	st->mapped_bytes = c.mapped_bytes.load(std::memory_order_relaxed);
 	st->mappings = c.mappings.load(std::memory_order_relaxed);

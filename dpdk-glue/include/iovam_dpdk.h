@@ -337,6 +337,18 @@ struct iovam_dpdk_stats {
 	uint64_t dyn_strict_unmaps;     /**< strict unmaps (completed before returning) */
 	uint64_t dyn_returned_to_depot; /**< unmapped IOVA ranges given to the depot (for the mapping lcores) */
 	uint64_t dyn_returned_to_tree;  /**< unmapped IOVA ranges freed to the tree (depot full, or large) */
+	/** DMA mappings made for DPDK memory since init, by kind (each counts
+	 *  once, also if it was queued or is unmapped by now), and their bytes.
+	 *  Preallocated = never freed (--socket-mem/-m in dynamic mode,
+	 *  --legacy-mem, --no-huge): one mapping per VA-contiguous run; */
+	uint64_t mem_maps_preallocated;
+	uint64_t mem_bytes_preallocated;
+	/** present at init and freeable: one mapping per memseg page; */
+	uint64_t mem_maps_init_pages;
+	uint64_t mem_bytes_init_pages;
+	/** grown at run time (memory events): one mapping per memseg page. */
+	uint64_t mem_maps_grown;
+	uint64_t mem_bytes_grown;
 };
 
 /** @return 0 and *st; -EINVAL NULL st; -ENODEV not initialised. */

@@ -664,6 +664,40 @@ TEST(Glue, UnmapQueueOverflowUnmapsSynchronously)
 	drain();
 }
 
+// Each kind of DPDK memory is cut into mappings as the README says:
+// preallocated (never freed) one per VA-contiguous run, freeable memory one
+// per memseg page, at init or grown later by an ALLOC event.
+TEST(Glue, MappingsAreCountedByKindOfMemory)
+{
+	iovam_dpdk_stats st = stats();
+	EXPECT_EQ(st.mem_maps_preallocated + st.mem_maps_init_pages + st.mem_maps_grown +
+			  st.dyn_maps, st.dma_maps + st.dma_queued)
+		<< "every DMA map is of one kind";
+	if (!g_mode->events) {
+		EXPECT_GE(st.mem_maps_preallocated, 1u);
+		EXPECT_EQ(st.mem_maps_init_pages + st.mem_maps_grown, 0u);
+		return;
+	}
+	if (std::string(g_mode->name) == "socket-mem") {
+		EXPECT_GE(st.mem_maps_preallocated, 1u);
+		EXPECT_GE(st.mem_bytes_preallocated, 16u << 20);
+		EXPECT_LT(st.mem_maps_preallocated, st.mem_bytes_preallocated / (2u << 20))
+			<< "preallocated memory is mapped per run, not per page";
+	}
+	// Grow the heap: each new page is one mapping of its page size.
+	void *p = rte_malloc("iovam_kinds", 64u << 20, 0);
+	ASSERT_NE(p, nullptr);
+	iovam_dpdk_stats grown = stats();
+	EXPECT_GT(grown.mem_events, st.mem_events);
+	uint64_t maps = grown.mem_maps_grown - st.mem_maps_grown;
+	uint64_t bytes = grown.mem_bytes_grown - st.mem_bytes_grown;
+	ASSERT_GE(maps, 1u);
+	const rte_memseg_list *msl = rte_mem_virt2memseg_list(p);
+	ASSERT_NE(msl, nullptr);
+	EXPECT_EQ(bytes, maps * msl->page_sz);
+	rte_free(p);
+}
+
 // ---- Strict unmaps, completion, and where the drain's IOVAs go. ----
 
 struct UnmapLog {
