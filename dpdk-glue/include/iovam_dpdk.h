@@ -171,7 +171,8 @@ int iovam_dpdk_virt2iova(const void *va, uint64_t *iova);
  * Dynamic mapping ("map_single"): give [va, va+len) an IOVA and DMA-map it.
  * Any thread may call it; an lcore uses its own IOVA cache (lock-free), other
  * threads the shared path. The page(s) of va must stay allocated until the
- * unmap has completed (the service reports that through the stats).
+ * unmap has completed (iovam_dpdk_unmap_done()/iovam_dpdk_unmap_wait() tell
+ * when, or unmap strictly).
  * Cost: no heap allocation; in no-IOMMU mode no system call; with VFIO one
  * VFIO_IOMMU_MAP_DMA ioctl.
  * @return 0 and *iova (with va's offset inside its granule page);
