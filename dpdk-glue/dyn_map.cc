@@ -134,7 +134,6 @@ struct DynState {
 	std::atomic<uint64_t> dma_failures{0};
 	std::atomic<uint64_t> no_slot{0}; // maps refused: the table was full
 	std::atomic<uint64_t> strict_unmaps{0};
-	std::atomic<uint64_t> waits{0};
 	// The drain's ranges on their way to the mapping lcores (drain_lock).
 	iovam_return_batch *returns = nullptr;
 	// Unmaps that failed, waiting for a retry: a list of claimed slots
@@ -588,7 +587,6 @@ extern "C" int iovam_dpdk_unmap_wait(uint64_t seq)
 	int rc = iovam::glue::seq_done(d, seq);
 	if (rc != 0)
 		return rc == 1 ? 0 : rc;
-	d.waits.fetch_add(1, std::memory_order_relaxed);
 	// Every queue until empty, failed unmaps retried: the entry was queued
 	// before seq was returned, so after this it is either done or behind a
 	// failed unmap (whose retry failed too).

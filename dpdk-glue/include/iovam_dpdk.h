@@ -241,10 +241,11 @@ int iovam_dpdk_unmap(void *va, uint64_t iova, size_t len);
  * @return 0 (strict: the VFIO unmap is done and the IOVA returned);
  *   -EINVAL unknown flags, or as iovam_dpdk_unmap();
  *   -ENOENT, -ENODEV as iovam_dpdk_unmap();
- *   -EIO (strict only) the unmap was accepted but its VFIO unmap failed: the
- *     mapping is gone for the caller, its IOVA is held and the service
- *     retries the unmap (unmaps_retrying); wait for *seq before reusing the
- *     buffer.
+ *   -EIO (strict only) the unmap was accepted but is not done: its VFIO
+ *     unmap failed, or an earlier failed one of its lcore holds it back (see
+ *     iovam_dpdk_unmap_done()). The mapping is gone for the caller, a failed
+ *     unmap's IOVA is held and the service retries it (unmaps_retrying);
+ *     wait for *seq before reusing the buffer.
  */
 int iovam_dpdk_unmap_ex(void *va, uint64_t iova, size_t len, uint32_t flags, uint64_t *seq);
 
