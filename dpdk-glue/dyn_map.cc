@@ -88,6 +88,9 @@ struct alignas(64) Queue {
 	std::atomic<uint64_t> unmap_requests{0};
 	std::atomic<uint64_t> sync_unmaps{0};
 	std::atomic<uint64_t> map_failures{0};
+	// The producer's last view of tail: it reloads tail (a line the drain
+	// writes, on another core) only when this view says full.
+	uint64_t tail_seen = 0;
 	// Consumers (under drain_lock) write these.
 	alignas(64) std::atomic<uint64_t> tail{0};
 	std::atomic<uint64_t> done{0};                // entries below completed (or failed)
@@ -99,8 +102,11 @@ struct alignas(64) Queue {
 	bool push(const UnmapEntry &e)
 	{
 		uint64_t h = head.load(std::memory_order_relaxed);
-		if (h - tail.load(std::memory_order_acquire) > mask)
-			return false;
+		if (h - tail_seen > mask) {
+			tail_seen = tail.load(std::memory_order_acquire);
+			if (h - tail_seen > mask)
+				return false;
+		}
 		slots[h & mask] = e;
 		head.store(h + 1, std::memory_order_release);
 		return true;
