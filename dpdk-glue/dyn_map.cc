@@ -369,14 +369,19 @@ int dyn_drain(Glue &g, bool until_empty)
 	DynState &d = *g.dyn;
 	std::lock_guard lk(d.drain_lock);
 	int returned = retry_failed(g);
+	// until_empty: enough rounds to empty a queue that was full when we
+	// started (what was queued before us is done), then stop even if
+	// producers keep pushing: the drain lock's hold stays bounded.
+	const uint64_t max_rounds = until_empty ? g.conf.unmap_queue_size / kBatch + 1 : 1;
 	size_t popped;
+	uint64_t rounds = 0;
 	do {
 		popped = 0;
 		for (unsigned i = 0; i < kQueues; i++) {
 			if (d.active[i].load(std::memory_order_relaxed))
 				popped += drain_queue(g, d.queues[i], &returned);
 		}
-	} while (until_empty && popped != 0);
+	} while (popped != 0 && ++rounds < max_rounds);
 	flush_returns(g);
 	return returned;
 }
