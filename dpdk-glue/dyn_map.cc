@@ -10,14 +10,26 @@
 // unmap: claim the mapping in the DynTable (what is not a live mapping of
 //        that va and length is refused here, nothing changed), then push
 //        (va, pfn, npages, slot) into the lcore's single-producer queue.
-// service: pops each queue, sorts the batch, issues one VFIO unmap per run of
+// drain: pops each queue, sorts the batch, issues one VFIO unmap per run of
 //        VA- and IOVA-adjacent mappings, and only after each unmap returned
-//        frees the slot and gives the range back with iovam_free_fast() on
-//        its own cache. So an IOVA is never allocated again while the IOMMU
-//        may still translate it (the stale-DMA bug users hit with eager reuse).
-//        A failed unmap keeps its IOVA and its slot (still "unmapping") on a
-//        retry list threaded through the slots; every service iteration
-//        retries it until the unmap succeeds.
+//        frees the slot and gives the range to the drain's return batch
+//        (iovam.h), which moves whole magazines into the depot: the mapping
+//        lcores take them back there, whatever thread drains (a service
+//        lcore, an app lcore, the EAL alarm thread). So an IOVA is never
+//        allocated again while the IOMMU may still translate it (the
+//        stale-DMA bug users hit with eager reuse), and a mapping lcore's
+//        steady state is a magazine pop. A failed unmap keeps its IOVA and
+//        its slot (still "unmapping") on a retry list threaded through the
+//        slots; every service iteration retries it until the unmap succeeds.
+//        Who drains: the service; a producer whose queue is full (it drains
+//        its own queue, then queues); a strict unmap (its own queue, its
+//        entry included); iovam_dpdk_unmap_wait().
+//
+// Completion: an unmap's sequence number is its queue and its position in
+// it. Each queue's consumer side records `done`, the position below which
+// every popped entry completed, and `failed_floor`, the first position of a
+// popped batch in which an unmap failed (UINT64_MAX: none), until the retry
+// list is empty again.
 //
 // Queues: one per lcore id (RTE_MAX_LCORE, registered non-EAL threads
 // included) plus one shared queue for threads without an lcore id, whose
@@ -56,6 +68,10 @@ struct UnmapEntry {
 	uint64_t slot;   // its DynTable slot, claimed (kUnmapping)
 };
 
+// Sequence numbers: (queue index + 1) << 48 | position mod 2^48 (0 is never one).
+constexpr unsigned kSeqShift = 48;
+constexpr uint64_t kSeqPosMask = (1ULL << kSeqShift) - 1;
+
 // Single-writer counter: a relaxed load and store, no locked instruction.
 inline void bump(std::atomic<uint64_t> &c, uint64_t v = 1)
 {
@@ -72,8 +88,13 @@ struct alignas(64) Queue {
 	std::atomic<uint64_t> unmap_requests{0};
 	std::atomic<uint64_t> sync_unmaps{0};
 	std::atomic<uint64_t> map_failures{0};
-	// Consumer (the service) writes this.
+	// The producer's last view of tail: it reloads tail (a line the drain
+	// writes, on another core) only when this view says full.
+	uint64_t tail_seen = 0;
+	// Consumers (under drain_lock) write these.
 	alignas(64) std::atomic<uint64_t> tail{0};
+	std::atomic<uint64_t> done{0};                // entries below completed (or failed)
+	std::atomic<uint64_t> failed_floor{UINT64_MAX}; // done() is 0 from here on while retrying
 	// Read-only after start.
 	alignas(64) UnmapEntry *slots = nullptr;
 	uint64_t mask = 0;
@@ -81,16 +102,20 @@ struct alignas(64) Queue {
 	bool push(const UnmapEntry &e)
 	{
 		uint64_t h = head.load(std::memory_order_relaxed);
-		if (h - tail.load(std::memory_order_acquire) > mask)
-			return false;
+		if (h - tail_seen > mask) {
+			tail_seen = tail.load(std::memory_order_acquire);
+			if (h - tail_seen > mask)
+				return false;
+		}
 		slots[h & mask] = e;
 		head.store(h + 1, std::memory_order_release);
 		return true;
 	}
 
-	size_t pop(UnmapEntry *out, size_t max)
+	size_t pop(UnmapEntry *out, size_t max, uint64_t *first)
 	{
 		uint64_t t = tail.load(std::memory_order_relaxed);
+		*first = t;
 		uint64_t n = head.load(std::memory_order_acquire) - t;
 		n = std::min<uint64_t>(n, max);
 		for (uint64_t i = 0; i < n; i++)
@@ -114,6 +139,9 @@ struct DynState {
 	std::atomic<uint64_t> bad_unmaps{0};
 	std::atomic<uint64_t> dma_failures{0};
 	std::atomic<uint64_t> no_slot{0}; // maps refused: the table was full
+	std::atomic<uint64_t> strict_unmaps{0};
+	// The drain's ranges on their way to the mapping lcores (drain_lock).
+	iovam_return_batch *returns = nullptr;
 	// Unmaps that failed, waiting for a retry: a list of claimed slots
 	// linked through Slot::next (drain_lock).
 	uint64_t retry_head = DynTable::kNone;
@@ -121,12 +149,6 @@ struct DynState {
 };
 
 namespace {
-
-inline uint32_t my_cache()
-{
-	unsigned lc = rte_lcore_id();
-	return lc < RTE_MAX_LCORE ? lc : IOVAM_CACHE_NONE;
-}
 
 // The unmap of a mapping of len bytes from va at pfn, claimed in slot.
 inline UnmapEntry entry_of(const Glue &g, uint64_t slot, uint64_t pfn, uint64_t va, uint64_t len)
@@ -136,17 +158,19 @@ inline UnmapEntry entry_of(const Glue &g, uint64_t slot, uint64_t pfn, uint64_t 
 }
 
 // Return the IOVA ranges of entries whose unmap completed: the slot first,
-// then the IOVA (a pfn is live in at most one slot). Caller holds drain_lock.
+// then the IOVA (a pfn is live in at most one slot), into the return batch:
+// the depot, not this thread's cache, whose lcore (if it has one) may never
+// map. The caller flushes the batch when its pass is over. Caller holds
+// drain_lock.
 int release(Glue &g, const UnmapEntry *e, size_t n)
 {
-	uint32_t cache = my_cache();
 	uint64_t pages = 0;
 	for (size_t i = 0; i < n; i++) {
 		g.dyn->table.release(e[i].slot);
 		unmap_hook_call(e[i].pfn << g.shift, e[i].npages << g.shift);
-		int rc = iovam_free_fast(g.dom, cache, e[i].pfn, e[i].npages);
+		int rc = iovam_return_batch_add(g.dyn->returns, e[i].pfn, e[i].npages);
 		if (rc != 0)
-			IOVAM_LOG(ERR, "free_fast pfn 0x%" PRIx64 ": %d", e[i].pfn, rc);
+			IOVAM_LOG(ERR, "return pfn 0x%" PRIx64 ": %d", e[i].pfn, rc);
 		pages += e[i].npages;
 	}
 	// One locked add per run, not per entry.
@@ -159,8 +183,9 @@ int release(Glue &g, const UnmapEntry *e, size_t n)
 // and IOVA-adjacent entries (VFIO type1 unmaps whole mappings; a run covers
 // whole ones). A run whose unmap fails keeps its IOVAs (the IOMMU may still
 // map them) and goes on the retry list. retried: the entries come from that
-// list (already counted in retrying). Caller holds drain_lock.
-int complete(Glue &g, UnmapEntry *e, size_t n, bool retried = false)
+// list (already counted in retrying). *failed: whether some unmap failed.
+// Caller holds drain_lock.
+int complete(Glue &g, UnmapEntry *e, size_t n, bool retried = false, bool *failed = nullptr)
 {
 	DynState &d = *g.dyn;
 	std::sort(e, e + n, [](const UnmapEntry &a, const UnmapEntry &b) { return a.pfn < b.pfn; });
@@ -180,6 +205,8 @@ int complete(Glue &g, UnmapEntry *e, size_t n, bool retried = false)
 				d.retrying.fetch_sub(j - i, std::memory_order_relaxed);
 		} else {
 			d.dma_failures.fetch_add(1, std::memory_order_relaxed);
+			if (failed != nullptr)
+				*failed = true;
 			for (size_t k = i; k < j; k++) {
 				d.table.set_next(e[k].slot, d.retry_head);
 				d.retry_head = e[k].slot;
@@ -210,7 +237,71 @@ int retry_failed(Glue &g)
 		}
 		returned += complete(g, batch, n, true);
 	}
+	if (d.retry_head == DynTable::kNone) {
+		// Every failed unmap is done now: nothing holds back completions.
+		for (auto &q : d.queues)
+			if (q.failed_floor.load(std::memory_order_relaxed) != UINT64_MAX)
+				q.failed_floor.store(UINT64_MAX, std::memory_order_release);
+	}
 	return returned;
+}
+
+// Pop and complete up to kBatch entries of queue q; how many were popped
+// (*returned: ranges returned). Caller holds drain_lock.
+size_t drain_queue(Glue &g, Queue &q, int *returned)
+{
+	UnmapEntry batch[kBatch];
+	uint64_t first;
+	size_t n = q.pop(batch, kBatch, &first);
+	if (n == 0)
+		return 0;
+	bool failed = false;
+	*returned += complete(g, batch, n, false, &failed);
+	if (failed && q.failed_floor.load(std::memory_order_relaxed) == UINT64_MAX)
+		q.failed_floor.store(first, std::memory_order_relaxed);
+	q.done.store(first + n, std::memory_order_release);
+	return n;
+}
+
+// The end of a pass: the ranges it returned go to the depot now.
+void flush_returns(Glue &g)
+{
+	(void)iovam_return_batch_flush(g.dyn->returns);
+}
+
+// Queue q's own producer drains it (the queue was full, or a strict unmap).
+[[gnu::noinline]] void drain_own(Glue &g, Queue &q)
+{
+	std::lock_guard lk(g.dyn->drain_lock);
+	int returned = 0;
+	while (drain_queue(g, q, &returned) != 0) {
+	}
+	flush_returns(g);
+}
+
+uint64_t seq_of(unsigned queue, uint64_t pos)
+{
+	return (static_cast<uint64_t>(queue) + 1) << kSeqShift | (pos & kSeqPosMask);
+}
+
+// 1 done, 0 pending; -EINVAL not a sequence number.
+int seq_done(DynState &d, uint64_t seq)
+{
+	uint64_t qi = seq >> kSeqShift;
+	if (qi == 0 || qi > kQueues)
+		return -EINVAL;
+	Queue &q = d.queues[qi - 1];
+	uint64_t done = q.done.load(std::memory_order_acquire);
+	uint64_t floor = q.failed_floor.load(std::memory_order_acquire);
+	// Positions are compared modulo 2^48: done - pos in (0, 2^47] means
+	// the entry lies below done (2^47 unmaps per lcore in flight at most).
+	uint64_t behind = (done - (seq & kSeqPosMask)) & kSeqPosMask;
+	if (behind == 0 || behind > (1ULL << (kSeqShift - 1)))
+		return 0;
+	if (floor != UINT64_MAX && ((seq & kSeqPosMask) - floor) % (1ULL << kSeqShift) <
+					   (1ULL << (kSeqShift - 1)))
+		return 0; // at or after a failed unmap of this queue: retrying
+	return 1;
 }
 
 // More live mappings than the table holds: undo the IOMMU mapping and give
@@ -226,12 +317,6 @@ int retry_failed(Glue &g)
 	return -ENOSPC;
 }
 
-[[gnu::noinline, gnu::cold]] void unmap_sync(Glue &g, const UnmapEntry &e)
-{
-	UnmapEntry copy = e;
-	std::lock_guard lk(g.dyn->drain_lock);
-	(void)complete(g, &copy, 1);
-}
 
 }  // namespace
 
@@ -241,7 +326,13 @@ int dyn_start(Glue &g)
 	auto *d = new (std::nothrow) DynState;
 	if (d == nullptr)
 		return -ENOMEM;
+	d->returns = iovam_return_batch_create(g.dom);
+	if (d->returns == nullptr) {
+		delete d;
+		return -ENOMEM;
+	}
 	if (!d->table.init(g.conf.max_dyn_mappings)) {
+		iovam_return_batch_destroy(d->returns);
 		delete d;
 		return -ENOMEM;
 	}
@@ -252,6 +343,7 @@ int dyn_start(Glue &g)
 			while (i-- > 0)
 				delete[] d->queues[i].slots;
 			d->table.fini();
+			iovam_return_batch_destroy(d->returns);
 			delete d;
 			return -ENOMEM;
 		}
@@ -267,6 +359,7 @@ void dyn_stop(Glue &g)
 	for (unsigned i = kQueues; i-- > 0;)
 		delete[] g.dyn->queues[i].slots;
 	g.dyn->table.fini();
+	iovam_return_batch_destroy(g.dyn->returns); // flushes: its ranges go to the depot
 	delete g.dyn;
 	g.dyn = nullptr;
 }
@@ -274,21 +367,22 @@ void dyn_stop(Glue &g)
 int dyn_drain(Glue &g, bool until_empty)
 {
 	DynState &d = *g.dyn;
-	UnmapEntry batch[kBatch];
 	std::lock_guard lk(d.drain_lock);
 	int returned = retry_failed(g);
+	// until_empty: enough rounds to empty a queue that was full when we
+	// started (what was queued before us is done), then stop even if
+	// producers keep pushing: the drain lock's hold stays bounded.
+	const uint64_t max_rounds = until_empty ? g.conf.unmap_queue_size / kBatch + 1 : 1;
 	size_t popped;
+	uint64_t rounds = 0;
 	do {
 		popped = 0;
 		for (unsigned i = 0; i < kQueues; i++) {
-			if (!d.active[i].load(std::memory_order_relaxed))
-				continue;
-			size_t n = d.queues[i].pop(batch, kBatch);
-			if (n != 0)
-				returned += complete(g, batch, n);
-			popped += n;
+			if (d.active[i].load(std::memory_order_relaxed))
+				popped += drain_queue(g, d.queues[i], &returned);
 		}
-	} while (until_empty && popped != 0);
+	} while (popped != 0 && ++rounds < max_rounds);
+	flush_returns(g);
 	return returned;
 }
 
@@ -321,6 +415,7 @@ uint64_t dyn_unmap_all_live(Glue &g)
 	});
 	if (n != 0)
 		(void)complete(g, batch, n);
+	flush_returns(g);
 	return live;
 }
 
@@ -348,6 +443,14 @@ void dyn_stats(Glue &g, iovam_dpdk_stats &st)
 		st.dma_skipped += maps + d.dma_unmaps.load(std::memory_order_relaxed);
 	st.dma_failures += fail + d.dma_failures.load(std::memory_order_relaxed);
 	st.dyn_table_full = d.no_slot.load(std::memory_order_relaxed);
+	st.dyn_strict_unmaps = d.strict_unmaps.load(std::memory_order_relaxed);
+	iovam_return_batch_stats rs{};
+	{
+		std::lock_guard lk(d.drain_lock);
+		(void)iovam_return_batch_stats_get(d.returns, &rs);
+	}
+	st.dyn_returned_to_depot = rs.ranges_to_depot;
+	st.dyn_returned_to_tree = rs.ranges_to_tree;
 	st.mapped_bytes += bytes - d.unmap_bytes.load(std::memory_order_relaxed);
 	st.mappings += maps - done;
 }
@@ -403,15 +506,19 @@ extern "C" int iovam_dpdk_map(void *va, size_t len, uint64_t *iova)
 	return 0;
 }
 
-// Fast path. Cost: bounds arithmetic, one DynTable claim (a CAS on the
-// mapping's slot) and one store into the lcore's queue (acquire load of the
-// consumer's tail, release store of the head). A refused unmap costs at most
-// DynTable::kMaxProbe slot loads and one shared counter.
-extern "C" int iovam_dpdk_unmap(void *va, uint64_t iova, size_t len)
+// Fast path (lazy). Cost: bounds arithmetic, one DynTable claim (a CAS on
+// the mapping's slot) and one store into the lcore's queue (acquire load of
+// the consumer's tail, release store of the head). A refused unmap costs at
+// most DynTable::kMaxProbe slot loads and one shared counter. Strict: add the
+// drain of this lcore's queue (the drain lock, one VFIO unmap per run of
+// adjacent mappings, the return to the depot).
+extern "C" int iovam_dpdk_unmap_ex(void *va, uint64_t iova, size_t len, uint32_t flags,
+				   uint64_t *seq)
 {
 	Glue *g = iovam::glue::glue();
 	auto a = reinterpret_cast<uintptr_t>(va);
-	if (unlikely(va == nullptr || len == 0 || a + len < a))
+	if (unlikely(va == nullptr || len == 0 || a + len < a ||
+		     (flags & ~IOVAM_DPDK_UNMAP_F_STRICT) != 0))
 		return -EINVAL;
 	if (unlikely(g == nullptr))
 		return iovam::glue::no_glue_errno(); // -ENOTSUP in a secondary
@@ -430,25 +537,71 @@ extern "C" int iovam_dpdk_unmap(void *va, uint64_t iova, size_t len)
 		d.bad_unmaps.fetch_add(1, std::memory_order_relaxed);
 		return rc;
 	}
+	const bool strict = (flags & IOVAM_DPDK_UNMAP_F_STRICT) ||
+			    (g->conf.flags & IOVAM_DPDK_F_STRICT_UNMAP);
 	iovam::glue::UnmapEntry e{a - off, pfn, npages, slot};
 	unsigned lc = rte_lcore_id();
-	if (likely(lc < RTE_MAX_LCORE)) {
-		auto &q = d.queues[lc];
-		if (unlikely(!d.active[lc].load(std::memory_order_relaxed)))
-			d.active[lc].store(true, std::memory_order_relaxed);
+	unsigned qi = likely(lc < RTE_MAX_LCORE) ? lc : iovam::glue::kSharedQueue;
+	auto &q = d.queues[qi];
+	uint64_t pos;
+	if (likely(qi != iovam::glue::kSharedQueue)) {
+		if (unlikely(!d.active[qi].load(std::memory_order_relaxed)))
+			d.active[qi].store(true, std::memory_order_relaxed);
 		iovam::glue::bump(q.unmap_requests);
-		if (likely(q.push(e)))
-			return 0;
-		iovam::glue::bump(q.sync_unmaps);
+		if (unlikely(!q.push(e))) {
+			// Full: drain it ourselves (the drain thread is behind),
+			// then there is room.
+			iovam::glue::bump(q.sync_unmaps);
+			iovam::glue::drain_own(*g, q);
+			(void)q.push(e);
+		}
+		pos = q.head.load(std::memory_order_relaxed) - 1;
 	} else {
-		auto &q = d.queues[iovam::glue::kSharedQueue];
-		std::lock_guard lk(d.shared_lock);
-		d.active[iovam::glue::kSharedQueue].store(true, std::memory_order_relaxed);
+		std::unique_lock lk(d.shared_lock);
+		d.active[qi].store(true, std::memory_order_relaxed);
 		q.unmap_requests.fetch_add(1, std::memory_order_relaxed);
-		if (q.push(e))
-			return 0;
-		q.sync_unmaps.fetch_add(1, std::memory_order_relaxed);
+		if (!q.push(e)) {
+			q.sync_unmaps.fetch_add(1, std::memory_order_relaxed);
+			iovam::glue::drain_own(*g, q); // drain_lock after shared_lock: never the reverse
+			(void)q.push(e);
+		}
+		pos = q.head.load(std::memory_order_relaxed) - 1;
 	}
-	iovam::glue::unmap_sync(*g, e);
-	return 0;
+	if (seq != nullptr)
+		*seq = iovam::glue::seq_of(qi, pos);
+	if (likely(!strict))
+		return 0;
+	d.strict_unmaps.fetch_add(1, std::memory_order_relaxed);
+	iovam::glue::drain_own(*g, q);
+	return iovam::glue::seq_done(d, iovam::glue::seq_of(qi, pos)) == 1 ? 0 : -EIO;
+}
+
+extern "C" int iovam_dpdk_unmap(void *va, uint64_t iova, size_t len)
+{
+	return iovam_dpdk_unmap_ex(va, iova, len, 0, nullptr);
+}
+
+extern "C" int iovam_dpdk_unmap_done(uint64_t seq)
+{
+	Glue *g = iovam::glue::glue();
+	if (unlikely(g == nullptr))
+		return -ENODEV;
+	return iovam::glue::seq_done(*g->dyn, seq);
+}
+
+extern "C" int iovam_dpdk_unmap_wait(uint64_t seq)
+{
+	Glue *g = iovam::glue::glue();
+	if (g == nullptr)
+		return -ENODEV;
+	iovam::glue::DynState &d = *g->dyn;
+	int rc = iovam::glue::seq_done(d, seq);
+	if (rc != 0)
+		return rc == 1 ? 0 : rc;
+	// Every queue until empty, failed unmaps retried: the entry was queued
+	// before seq was returned, so after this it is either done or behind a
+	// failed unmap (whose retry failed too).
+	(void)iovam::glue::dyn_drain(*g, true);
+	rc = iovam::glue::seq_done(d, seq);
+	return rc == 1 ? 0 : rc == 0 ? -EIO : rc;
 }

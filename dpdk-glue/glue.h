@@ -36,6 +36,16 @@ struct Counters {
 	std::atomic<uint64_t> dma_queued{0};
 	std::atomic<uint64_t> unmaps_retrying{0}; // freed memory whose unmap failed
 	std::atomic<uint64_t> service_runs{0};
+	// DMA mappings made for DPDK memory, by kind (MapKind), and their bytes.
+	std::atomic<uint64_t> kind_maps[3] = {};
+	std::atomic<uint64_t> kind_bytes[3] = {};
+};
+
+// What kind of DPDK memory a mapping is for: how it is cut into mappings.
+enum MapKind : unsigned {
+	kMapPreallocated = 0, // never freed (--socket-mem/-m, legacy, no-huge): one per VA-contiguous run
+	kMapInitPages = 1,    // present at init, may be freed: one per memseg page
+	kMapGrown = 2,        // arrived with an ALLOC event (heap grown at run time): one per page
 };
 
 struct PoolInfo {
@@ -104,8 +114,9 @@ uint64_t mem_retry_failed_unmaps(Glue &g);
 // dyn_map.cc
 int dyn_start(Glue &g);
 void dyn_stop(Glue &g);
-// Retry failed unmaps and complete queued ones (up to a batch per queue, or
-// until the queues are empty); the number of IOVA ranges returned.
+// Retry failed unmaps and complete queued ones (up to a batch per queue, or,
+// until_empty, every entry queued when it started: the queues are empty
+// unless producers kept pushing); the number of IOVA ranges returned.
 int dyn_drain(Glue &g, bool until_empty = false);
 // fini: unmap every mapping the application left live; how many there were.
 uint64_t dyn_unmap_all_live(Glue &g);
@@ -118,7 +129,9 @@ void dyn_stats(Glue &g, iovam_dpdk_stats &st);
 // service.cc
 int service_start(Glue &g);
 void service_stop(Glue &g);
-int service_run(Glue &g);
+// until_empty: drain every queue empty (the alarm, which runs every 10 ms:
+// one batch of 256 per queue and pass would cap an lcore at 25.6K unmaps/s).
+int service_run(Glue &g, bool until_empty = false);
 int service_id(Glue &g, uint32_t *id);
 
 // iommu_holes.cc: keep the IOVAs the IOMMU cannot map out of the domain.

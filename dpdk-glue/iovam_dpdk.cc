@@ -78,7 +78,8 @@ int reserve_leaks(Glue &g)
 }
 
 constexpr uint32_t kKnownFlags =
-	IOVAM_DPDK_F_NO_IOMMU | IOVAM_DPDK_F_NO_SERVICE | IOVAM_DPDK_F_DYN_VIA_DPDK;
+	IOVAM_DPDK_F_NO_IOMMU | IOVAM_DPDK_F_NO_SERVICE | IOVAM_DPDK_F_DYN_VIA_DPDK |
+	IOVAM_DPDK_F_STRICT_UNMAP;
 
 // Fill defaults and check every field; dc gets the domain's configuration.
 int resolve_conf(const iovam_dpdk_conf *in, iovam_dpdk_conf &c, iovam_domain_conf &dc)
@@ -331,6 +332,12 @@ extern "C" int iovam_dpdk_stats_get(struct iovam_dpdk_stats *st)
 	}
 	const Counters &c = g->ctr;
 	st->mem_events = c.mem_events.load(std::memory_order_relaxed);
+	st->mem_maps_preallocated = c.kind_maps[kMapPreallocated].load(std::memory_order_relaxed);
+	st->mem_bytes_preallocated = c.kind_bytes[kMapPreallocated].load(std::memory_order_relaxed);
+	st->mem_maps_init_pages = c.kind_maps[kMapInitPages].load(std::memory_order_relaxed);
+	st->mem_bytes_init_pages = c.kind_bytes[kMapInitPages].load(std::memory_order_relaxed);
+	st->mem_maps_grown = c.kind_maps[kMapGrown].load(std::memory_order_relaxed);
+	st->mem_bytes_grown = c.kind_bytes[kMapGrown].load(std::memory_order_relaxed);
 	st->mem_event_failures = c.mem_event_failures.load(std::memory_order_relaxed);
 	st->mapped_bytes = c.mapped_bytes.load(std::memory_order_relaxed);
 	st->mappings = c.mappings.load(std::memory_order_relaxed);

@@ -182,7 +182,7 @@ uint64_t retry_stale_locked(Glue &g)
 
 // Give [va, va+len) one IOVA range and map it in chunk_len pieces. On failure
 // everything done here is undone in reverse order. Caller holds the map lock.
-int map_region_locked(Glue &g, uintptr_t va, size_t len, size_t chunk_len)
+int map_region_locked(Glue &g, uintptr_t va, size_t len, size_t chunk_len, MapKind kind)
 {
 	uint64_t npages = len >> g.shift;
 	uint64_t pfn;
@@ -221,6 +221,8 @@ int map_region_locked(Glue &g, uintptr_t va, size_t len, size_t chunk_len)
 		Chunk c{chunk_len, iova + off, pfn, r == VfioMapper::Result::kMapped};
 		g.map.add_chunk(va + off, c);
 		count_map(g, c);
+		g.ctr.kind_maps[kind].fetch_add(1, std::memory_order_relaxed);
+		g.ctr.kind_bytes[kind].fetch_add(chunk_len, std::memory_order_relaxed);
 	}
 	return 0;
 }
@@ -266,7 +268,7 @@ void mem_event_cb(enum rte_mem_event type, const void *addr, size_t len, void *a
 		bool whole = msl != nullptr && msl->external;
 		std::unique_lock lk(g.map.lock());
 		reserve_region_pa_locked(g, msl, va, len);
-		rc = map_region_locked(g, va, len, whole ? len : page);
+		rc = map_region_locked(g, va, len, whole ? len : page, kMapGrown);
 	}
 	if (rc != 0) {
 		// The allocation itself cannot be refused from here; its memory
@@ -369,8 +371,9 @@ int mem_hook_start(Glue &g)
 		for (size_t i = 0; rc == 0 && i < ctx.runs.size(); i++) {
 			const Run &r = ctx.runs[i];
 			reserve_region_pa_locked(g, r.msl, r.va, r.len);
-			rc = map_region_locked(g, r.va, r.len,
-					       g.static_memory || r.never_freed ? r.len : r.page);
+			bool whole = g.static_memory || r.never_freed;
+			rc = map_region_locked(g, r.va, r.len, whole ? r.len : r.page,
+					       whole ? kMapPreallocated : kMapInitPages);
 		}
 	}
 	rte_mcfg_mem_read_unlock();

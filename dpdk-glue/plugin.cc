@@ -76,7 +76,10 @@ bool granule_ok(uint64_t v) { return v == 0 || (v >= 4096 && std::has_single_bit
 bool queue_ok(uint64_t v) { return v == 0 || (v >= 16 && v <= 65536 && std::has_single_bit(v)); }
 bool dyn_ok(uint64_t v) { return v <= (1u << 24); }
 
-enum { kDmaBits, kGranule, kBase, kEnd, kQueue, kMaxDyn, kNoIommu, kNoService, kDynViaDpdk, kVars };
+enum {
+	kDmaBits, kGranule, kBase, kEnd, kQueue, kMaxDyn, kNoIommu, kNoService, kDynViaDpdk,
+	kStrictUnmap, kVars
+};
 
 const EnvVar kEnv[kVars] = {
 	{"IOVAM_DMA_BITS", "20..64 (0: 32)", dma_bits_ok},
@@ -88,6 +91,7 @@ const EnvVar kEnv[kVars] = {
 	{"IOVAM_NO_IOMMU", "0 or 1", flag},
 	{"IOVAM_NO_SERVICE", "0 or 1", flag},
 	{"IOVAM_DYN_VIA_DPDK", "0 or 1", flag},
+	{"IOVAM_STRICT_UNMAP", "0 or 1", flag},
 };
 
 }  // namespace
@@ -103,7 +107,8 @@ int conf_from_env(iovam_dpdk_conf *conf, char *why, size_t why_len)
 				      conf->max_dyn_mappings,
 				      (conf->flags & IOVAM_DPDK_F_NO_IOMMU) != 0,
 				      (conf->flags & IOVAM_DPDK_F_NO_SERVICE) != 0,
-				      (conf->flags & IOVAM_DPDK_F_DYN_VIA_DPDK) != 0};
+				      (conf->flags & IOVAM_DPDK_F_DYN_VIA_DPDK) != 0,
+				      (conf->flags & IOVAM_DPDK_F_STRICT_UNMAP) != 0};
 	for (int i = 0; i < kVars; ++i) {
 		const char *s = getenv(kEnv[i].name);
 		v[i] = keep[i];
@@ -121,9 +126,10 @@ int conf_from_env(iovam_dpdk_conf *conf, char *why, size_t why_len)
 	conf->iova_end = v[kEnd];
 	conf->unmap_queue_size = static_cast<uint32_t>(v[kQueue]);
 	conf->max_dyn_mappings = static_cast<uint32_t>(v[kMaxDyn]);
-	const uint32_t bits[3] = {IOVAM_DPDK_F_NO_IOMMU, IOVAM_DPDK_F_NO_SERVICE,
-				  IOVAM_DPDK_F_DYN_VIA_DPDK};
-	for (int i = 0; i < 3; ++i)
+	const uint32_t bits[] = {IOVAM_DPDK_F_NO_IOMMU, IOVAM_DPDK_F_NO_SERVICE,
+				 IOVAM_DPDK_F_DYN_VIA_DPDK, IOVAM_DPDK_F_STRICT_UNMAP};
+	static_assert(sizeof(bits) / sizeof(bits[0]) == kVars - kNoIommu, "one bit per flag variable");
+	for (int i = 0; i < kVars - kNoIommu; ++i)
 		conf->flags = v[kNoIommu + i] ? conf->flags | bits[i] : conf->flags & ~bits[i];
 	return 0;
 }

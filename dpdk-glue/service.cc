@@ -88,7 +88,7 @@ void alarm_cb(void *)
 	g_in_flight.fetch_add(1);
 	Glue *g = g_callback_glue.load();
 	if (g != nullptr && g->svc->alarm_on.load()) {
-		(void)service_run(*g);
+		(void)service_run(*g, true);
 		(void)rte_eal_alarm_set(kAlarmUs, alarm_cb, nullptr);
 	}
 	g_in_flight.fetch_sub(1);
@@ -96,14 +96,14 @@ void alarm_cb(void *)
 
 }  // namespace
 
-int service_run(Glue &g)
+int service_run(Glue &g, bool until_empty)
 {
 	ServiceState &s = *g.svc;
 	std::unique_lock lk(s.run_lock, std::try_to_lock);
 	if (!lk.owns_lock())
 		return -EBUSY;
 	g.ctr.service_runs.fetch_add(1, std::memory_order_relaxed);
-	int returned = dyn_drain(g);
+	int returned = dyn_drain(g, until_empty);
 	(void)mem_retry_failed_unmaps(g);
 	uint64_t now = rte_get_tsc_cycles();
 	// Memory waiting for a VFIO device: each try is a failing VFIO call

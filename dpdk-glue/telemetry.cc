@@ -44,6 +44,16 @@ int stats_cmd(const char *, const char *, rte_tel_data *d)
 	rte_tel_data_add_dict_u64(d, "dyn_maps", st.dyn_maps);
 	rte_tel_data_add_dict_u64(d, "dyn_unmaps", st.dyn_unmaps);
 	rte_tel_data_add_dict_u64(d, "dyn_pending", st.dyn_pending);
+	rte_tel_data_add_dict_u64(d, "dyn_sync_unmaps", st.dyn_sync_unmaps);
+	rte_tel_data_add_dict_u64(d, "dyn_strict_unmaps", st.dyn_strict_unmaps);
+	rte_tel_data_add_dict_u64(d, "dyn_returned_to_depot", st.dyn_returned_to_depot);
+	rte_tel_data_add_dict_u64(d, "dyn_returned_to_tree", st.dyn_returned_to_tree);
+	rte_tel_data_add_dict_u64(d, "mem_maps_preallocated", st.mem_maps_preallocated);
+	rte_tel_data_add_dict_u64(d, "mem_bytes_preallocated", st.mem_bytes_preallocated);
+	rte_tel_data_add_dict_u64(d, "mem_maps_init_pages", st.mem_maps_init_pages);
+	rte_tel_data_add_dict_u64(d, "mem_bytes_init_pages", st.mem_bytes_init_pages);
+	rte_tel_data_add_dict_u64(d, "mem_maps_grown", st.mem_maps_grown);
+	rte_tel_data_add_dict_u64(d, "mem_bytes_grown", st.mem_bytes_grown);
 	rte_tel_data_add_dict_u64(d, "bad_unmaps", st.bad_unmaps);
 	rte_tel_data_add_dict_u64(d, "unmaps_retrying", st.unmaps_retrying);
 	rte_tel_data_add_dict_u64(d, "dyn_table_full", st.dyn_table_full);

@@ -435,7 +435,11 @@ const char* Domain::verify_live_map_locked() const noexcept {
       ++other;
   });
   if (other != 0) return "live map: a range's byte holds another class";
-  if (idle != cache_->cached_ranges()) return "live map: an ALLOCATED range is neither live nor cached";
+  // Ranges in return batches are idle too; a batch counts a range before it
+  // clears its byte and releases it after it reached the depot.
+  const uint64_t cached = cache_->cached_ranges();
+  if (idle < cached || idle > cached + batched_ranges_.load(std::memory_order_acquire))
+    return "live map: an ALLOCATED range is neither live nor cached";
   if (live_.pages() <= (uint64_t{1} << 24)) {
     const uint8_t* b = live_.bytes();
     uint64_t set = 0;
@@ -656,6 +660,22 @@ int Domain::cache_flush(uint32_t cache_id) noexcept {
   if (cache_id != IOVAM_CACHE_NONE && cache_id >= conf_.n_caches) return -EINVAL;
   uint64_t n = cache_->flush(cache_id);
   return static_cast<int>(std::min<uint64_t>(n, INT_MAX));
+}
+
+// Cost: the O(1) bounds and, checked, the live byte's load, compare and
+// store (as the inline free_fast); the tree lock only to diagnose a refusal.
+int Domain::take_for_batch(uint64_t pfn_lo, uint64_t npages) noexcept {
+  if (npages == 0 || !fast_free_in_bounds(pfn_lo, npages)) return -EINVAL;
+  const uint64_t n = std::bit_ceil(npages);
+  if (npages > fast_free_bound_ || !in_cached_window(pfn_lo, n)) return 1;
+  // Counted first: verify() may see it batched and still live, never idle
+  // and uncounted.
+  batched_ranges_.fetch_add(1, std::memory_order_acq_rel);
+  if (take_live(pfn_lo, n)) return 0;  // unchecked: trusted, as free_fast
+  batched_ranges_.fetch_sub(1, std::memory_order_release);
+  SpinGuard g(tree_lock_);
+  int rc = fast_free_lookup_locked(pfn_lo, n);
+  return rc != 0 ? rc : -ENOENT;  // the byte changed under us: a racing free
 }
 
 int Domain::cache_stats(uint32_t cache_id, iovam_cache_stats* st) noexcept {

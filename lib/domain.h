@@ -98,6 +98,17 @@ class Domain {
   void mark_live(uint64_t pfn_lo, uint64_t size) noexcept;
   bool take_live(uint64_t pfn_lo, uint64_t size) noexcept;
 
+  // The caches, for return batches (return_batch.cc).
+  RangeCache& cache() noexcept { return *cache_; }
+  // A return batch takes a range (npages <= IOVAM_CACHE_MAX_PAGES) from its
+  // caller, as iovam_free_fast() would: 0 when the batch may hold it (checked
+  // mode: its live byte was "live, this size" and is now clear; the range
+  // counts as batched until batch_released()), 1 when the caches never hold
+  // it (outside the cached window: free it to the tree), or the errno
+  // iovam_free_fast() answers, with nothing changed.
+  int take_for_batch(uint64_t pfn_lo, uint64_t npages) noexcept;
+  void batch_released(uint64_t n) noexcept { batched_ranges_.fetch_sub(n, std::memory_order_release); }
+
   const iovam_domain_conf& conf() const noexcept { return conf_; }
   uint64_t start_pfn() const noexcept { return conf_.start_pfn; }
   uint64_t end_pfn() const noexcept { return conf_.end_pfn; }
@@ -141,6 +152,8 @@ class Domain {
   uint64_t fast_free_bound_ = 0;
   // Checked mode's live map (handle_.fast.live points into it when on).
   LiveMap live_;
+  // Ranges held by return batches: neither live nor cached (verify).
+  std::atomic<uint64_t> batched_ranges_{0};
   // Last pfn whose IOVA fits 32 bits; requests limited at or below it are
   // "32-bit requests" (kernel: dma_32bit_pfn - 1).
   const uint64_t dma32_last_pfn_;

@@ -212,6 +212,35 @@ bool RangeCache::push_bulk(uint32_t c, uint32_t cls, const uint64_t* pfn, uint32
   });
 }
 
+bool RangeCache::put_to_depot(uint32_t cls, Magazine* m) noexcept {
+  const uint64_t n = m->size;
+  if (n == 0) return true;
+  Depot& d = depots_[cls];
+  {
+    SpinGuard g(d.lock);
+    Magazine* to = nullptr;
+    if (d.full_count > 0 && d.full[d.full_count - 1]->size + n <= kMagSize) {
+      to = d.full[d.full_count - 1];  // top it up: the lcores take whole magazines
+    } else if (d.empty_count > 0) {
+      to = d.empty[--d.empty_count];
+      d.full[d.full_count++] = to;
+    }
+    if (to != nullptr) {
+      std::memcpy(&to->pfn[to->size], m->pfn, n * sizeof(m->pfn[0]));
+      to->size += n;
+      add_depot(n);  // with the move, under the lock: verify() reads both
+      m->size = 0;
+    }
+  }
+  if (m->size == 0) {
+    count_shared(false, true, n);
+    return true;
+  }
+  free_to_tree(m);  // the depot is full: the lcores have plenty
+  count_shared(false, false, n);
+  return false;
+}
+
 // Takes the tree lock: callers hold no depot lock (lock order: lcore slow
 // lock, then depot lock or tree lock, never both of the latter).
 void RangeCache::free_to_tree(Magazine* m) noexcept {

@@ -111,6 +111,15 @@ class RangeCache {
   uint32_t pop_bulk(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn, uint32_t n) noexcept;
   bool push_bulk(uint32_t c, uint32_t cls, const uint64_t* pfn, uint32_t n) noexcept;
 
+  // From a thread that owns no cache (a return batch, return_batch.h): give
+  // the m->size ranges of class cls in m to the depot, appended to its top
+  // full magazine if they fit there, else copied into an empty one; if the
+  // depot has no empty magazine left, to the tree. Empties m (the caller's
+  // own memory: no magazine changes hands). Returns true if they went to the
+  // depot. Cost: the depot lock and a copy of up to 1 KiB; the tree lock and
+  // m->size frees when the depot is full.
+  bool put_to_depot(uint32_t cls, Magazine* m) noexcept;
+
   // Return cache c's ranges (every cache's and the depots' for
   // IOVAM_CACHE_NONE) to the tree. Returns how many.
   uint64_t flush(uint32_t c) noexcept;

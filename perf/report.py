@@ -11,6 +11,7 @@ import datetime
 import glob
 import json
 import math
+import statistics
 import os
 import re
 
@@ -228,6 +229,79 @@ def callgrind_rows(cg):
     return rows
 
 
+def load_jsonl(path):
+    try:
+        with open(path) as f:
+            return [json.loads(l) for l in f if l.strip().startswith("{")]
+    except OSError:
+        return []
+
+
+def dyn_map_rows(runs):
+    """Median over repetitions of each bench_dyn_map configuration."""
+    groups = {}
+    for r in runs:
+        key = (r["drain"], r["mapping_lcores"], r["rate_per_lcore"], r["strict"])
+        groups.setdefault(key, []).append(r)
+    order = {"alarm": 0, "service": 1, "self": 2}
+    rows = []
+    for key in sorted(groups, key=lambda k: (order.get(k[0], 9), k[1], -k[2] if k[2] else -10**12, k[3])):
+        g = groups[key]
+        med = lambda f: statistics.median(x[f] for x in g)
+        rows.append({
+            "drain": key[0], "mapping_lcores": key[1], "rate_per_lcore": key[2], "strict": key[3],
+            "repetitions": len(g), "pair_ns_p50": med("pair_ns_p50"), "pair_ns_p99": med("pair_ns_p99"),
+            "pair_ns_mean": med("pair_ns_mean"),
+            "wall_ns_per_pair": med("wall_ns_per_pair") if key[2] == 0 else None,
+            "magazine_hit_pct": med("magazine_hit_pct"),
+            "sync_unmaps_per_mpair": statistics.median(
+                1e6 * x["sync_unmaps"] / x["pairs"] if x["pairs"] else 0 for x in g),
+            "returned_to_tree": med("returned_to_tree"),
+        })
+    return rows
+
+
+DRAIN_LABEL = {
+    "alarm": "EAL alarm thread (10 ms)",
+    "service": "service lcore",
+    "self": "the mapping lcore itself",
+}
+
+
+def dyn_map_markdown(rows, skipped, meta):
+    lines = ["", "## DPDK: dynamic map+unmap pair in steady state (bench_dyn_map, no-IOMMU: no ioctl)", ""]
+    if not rows:
+        lines.append(f"Not run: {skipped or 'no results'}.")
+        return lines
+    lines += [
+        "Bursts of 64 maps then their 64 unmaps per mapping lcore. pair ns: the map and unmap calls on the "
+        "mapping lcore, median (p50) and p99 over bursts, median over repetitions; wall ns/pair: the whole "
+        "machine's time per pair at full rate (drain included). Magazine hits: the mapping lcores' IOVA "
+        "allocations served by their magazines (iovam cache_hits / (hits + misses)). Queue-full drains: "
+        "unmaps that found their lcore's queue (1024) full and drained it themselves, per million pairs. "
+        "Strict: every unmap completes its lcore's queue before returning (in no-IOMMU mode without the "
+        "VFIO ioctl, which adds the kernel's unmap and IOTLB flush).",
+    ]
+    if meta:
+        lines.append(f"Load average after the runs: {meta.get('load_after')} on {meta.get('cpus')} CPUs; "
+                     "with 2 CPUs, the 2-lcore service runs put the service lcore on CPU 1 with a mapping lcore.")
+    lines += [
+        "",
+        "| drain on | mapping lcores | rate per lcore | unmap | pair ns p50 | pair ns p99 | wall ns/pair | "
+        "magazine hits | queue-full drains /M pairs | ranges to tree | runs |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {:.2f} % | {} | {} | {} |".format(
+            DRAIN_LABEL.get(r["drain"], r["drain"]), r["mapping_lcores"],
+            f"{r['rate_per_lcore'] // 1000}K pairs/s" if r["rate_per_lcore"] else "full",
+            "strict" if r["strict"] else "lazy", fmt(r["pair_ns_p50"]), fmt(r["pair_ns_p99"]),
+            fmt(r["wall_ns_per_pair"]) if r["wall_ns_per_pair"] is not None else "-",
+            r["magazine_hit_pct"], fmt(r["sync_unmaps_per_mpair"]), fmt(r["returned_to_tree"]),
+            r["repetitions"]))
+    return lines
+
+
 def markdown(sections, meta, topology):
     lines = [
         f"# iovam perf summary ({meta['mode']} run)",
@@ -343,6 +417,14 @@ def main():
     threads_spread = load_json(os.path.join(opt.out, "threads_spread.json"))
     latency = [l for l in (load_json(p) for p in sorted(glob.glob(os.path.join(opt.out, "latency_*.json")))) if l]
     cg = load_json(os.path.join(opt.out, "callgrind.json"))
+    dyn_runs = load_jsonl(os.path.join(opt.out, "dyn_map.jsonl"))
+    dyn_rows = dyn_map_rows(dyn_runs)
+    dyn_meta = load_json(os.path.join(opt.out, "dyn_map_meta.json"))
+    try:
+        with open(os.path.join(opt.out, "dyn_map.skipped")) as f:
+            dyn_skipped = f.read().strip()
+    except OSError:
+        dyn_skipped = None
     table = parse_benchmarks(gb)
     meta = {
         "mode": opt.mode,
@@ -374,11 +456,13 @@ def main():
         "threads_spread": threads_spread,
         "latency_memory": latency,
         "callgrind": cg,
+        "dyn_map": {"runs": dyn_runs, "medians": dyn_rows, "meta": dyn_meta, "skipped": dyn_skipped},
     }
     with open(os.path.join(opt.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v)
     with open(os.path.join(opt.out, "summary.md"), "w") as f:
         f.write(markdown(sections, meta, topology))
+        f.write("\n".join(dyn_map_markdown(dyn_rows, dyn_skipped, dyn_meta)) + "\n")
         if plots:
             f.write("\nPlots: " + ", ".join(f"[{p}]({p})" for p in plots) + "\n")
 

@@ -83,6 +83,13 @@ struct rte_mempool;
  */
 #define IOVAM_DPDK_F_DYN_VIA_DPDK (1u << 2)
 
+/**
+ * Strict unmaps: every iovam_dpdk_unmap() returns only after the VFIO unmap
+ * was done (the kernel's strict DMA mode; lazy is its default). As
+ * IOVAM_DPDK_UNMAP_F_STRICT on every call.
+ */
+#define IOVAM_DPDK_F_STRICT_UNMAP (1u << 3)
+
 /** Configuration of iovam_dpdk_init(). Zero fields take the defaults. */
 struct iovam_dpdk_conf {
 	/** Device DMA address width in bits, 20..64: every IOVA is below
@@ -117,6 +124,7 @@ struct iovam_dpdk_conf {
  *  - IOVAM_NO_IOMMU=1: IOVAM_DPDK_F_NO_IOMMU
  *  - IOVAM_NO_SERVICE=1: IOVAM_DPDK_F_NO_SERVICE
  *  - IOVAM_DYN_VIA_DPDK=1: IOVAM_DPDK_F_DYN_VIA_DPDK
+ *  - IOVAM_STRICT_UNMAP=1: IOVAM_DPDK_F_STRICT_UNMAP
  *  - IOVAM_UNMAP_QUEUE: unmap_queue_size
  *  - IOVAM_MAX_DYN_MAPPINGS: max_dyn_mappings
  *  - IOVAM_DISABLE=1 (read by the plugin only): do nothing when loaded
@@ -198,7 +206,8 @@ int iovam_dpdk_virt2iova(const void *va, uint64_t *iova);
  * Dynamic mapping ("map_single"): give [va, va+len) an IOVA and DMA-map it.
  * Any thread may call it; an lcore uses its own IOVA cache (lock-free), other
  * threads the shared path. The page(s) of va must stay allocated until the
- * unmap has completed (the service reports that through the stats).
+ * unmap has completed (iovam_dpdk_unmap_done()/iovam_dpdk_unmap_wait() tell
+ * when, or unmap strictly).
  * Cost: no heap allocation; in no-IOMMU mode no system call; with VFIO one
  * VFIO_IOMMU_MAP_DMA ioctl.
  * @return 0 and *iova (with va's offset inside its granule page);
@@ -215,14 +224,25 @@ int iovam_dpdk_virt2iova(const void *va, uint64_t *iova);
 int iovam_dpdk_map(void *va, size_t len, uint64_t *iova);
 
 /**
- * Lazy unmap of a mapping from iovam_dpdk_map(), with the same va and len and
- * the IOVA it returned. The device must be done with it. The VFIO unmap
+ * Lazy unmap of a mapping from iovam_dpdk_map() (strict with
+ * IOVAM_DPDK_F_STRICT_UNMAP): iovam_dpdk_unmap_ex() without flags or sequence
+ * number. With the same va and len and the IOVA it returned. The device must be done with it. The VFIO unmap
  * happens later, batched, on the service; the IOVA returns to the domain only
  * after that unmap completed, so it cannot be handed out while the IOMMU
  * still maps it. If the VFIO unmap fails, the IOVA stays out and the service
  * retries the unmap (unmaps_retrying) until it succeeds. When the calling
- * lcore's queue is full the unmap is done synchronously instead. (DPDK's VFIO
- * unmap needs the VA as well as the IOVA.)
+ * lcore's queue is full, the call first completes that queue's unmaps itself
+ * (dyn_sync_unmaps). (DPDK's VFIO unmap needs the VA as well as the IOVA.)
+ *
+ * Until the VFIO unmap is done the device can still reach the buffer's pages
+ * through the IOVA. Before the buffer's memory is reused for anything a
+ * device must not reach (freed, handed to another owner, filled with
+ * secrets), wait for that: unmap strictly (IOVAM_DPDK_UNMAP_F_STRICT or
+ * IOVAM_DPDK_F_STRICT_UNMAP), or keep the sequence number of
+ * iovam_dpdk_unmap_ex() and poll iovam_dpdk_unmap_done() / call
+ * iovam_dpdk_unmap_wait() before reusing it. Lazy without waiting is right
+ * for buffers that stay the application's (a TX buffer refilled and mapped
+ * again by the same owner).
  * Every unmap is checked against the live mappings first; a refused one
  * changes nothing and counts in bad_unmaps.
  * Cost: a slot claim (one CAS) and a store into the lcore's single-producer
@@ -240,6 +260,54 @@ int iovam_dpdk_map(void *va, size_t len, uint64_t *iova);
  * Two concurrent unmaps of one mapping: one wins, the other gets -ENOENT.
  */
 int iovam_dpdk_unmap(void *va, uint64_t iova, size_t len);
+
+/** iovam_dpdk_unmap_ex() flag: done before the call returns (strict). */
+#define IOVAM_DPDK_UNMAP_F_STRICT (1u << 0)
+
+/**
+ * iovam_dpdk_unmap() with flags and a sequence number for its completion
+ * (as rte_dma_copy() returns a ring index for rte_dma_completed()).
+ * Strict (IOVAM_DPDK_UNMAP_F_STRICT, or IOVAM_DPDK_F_STRICT_UNMAP at init):
+ * before returning, the call completes the calling lcore's queued unmaps,
+ * this one included: VFIO unmap (one per run of adjacent mappings), then the
+ * IOVA goes back. Cost: the drain lock and a VFIO_IOMMU_UNMAP_DMA ioctl (the
+ * kernel's IOTLB flush) per call, on top of the lazy unmap.
+ * @param seq NULL, or receives the unmap's sequence number (never 0) for
+ *   iovam_dpdk_unmap_done()/iovam_dpdk_unmap_wait(); set whenever the unmap
+ *   was accepted (0 or -EIO).
+ * @return 0 (strict: the VFIO unmap is done and the IOVA returned);
+ *   -EINVAL unknown flags, or as iovam_dpdk_unmap();
+ *   -ENOENT, -ENODEV as iovam_dpdk_unmap();
+ *   -EIO (strict only) the unmap was accepted but is not done: its VFIO
+ *     unmap failed, or an earlier failed one of its lcore holds it back (see
+ *     iovam_dpdk_unmap_done()). The mapping is gone for the caller, a failed
+ *     unmap's IOVA is held and the service retries it (unmaps_retrying);
+ *     wait for *seq before reusing the buffer.
+ */
+int iovam_dpdk_unmap_ex(void *va, uint64_t iova, size_t len, uint32_t flags, uint64_t *seq);
+
+/**
+ * Poll the completion of an unmap (non-blocking, any thread, lock-free: two
+ * loads). Done means its VFIO unmap was done and its IOVA returned. Unmaps
+ * of one lcore complete in order; after a VFIO unmap failed, later unmaps of
+ * its lcore report pending until every failed unmap has been retried
+ * successfully.
+ * @return 1 done; 0 pending; -EINVAL not a sequence number; -ENODEV not
+ *   initialised.
+ */
+int iovam_dpdk_unmap_done(uint64_t seq);
+
+/**
+ * Wait for the completion of an unmap: if it is pending, complete every
+ * queued unmap on the calling thread (as the service does; it waits for a
+ * drain in progress on another thread) and retry the failed ones. Any
+ * thread; not from inside the iovam service.
+ * @return 0 done; -EIO still pending after that: its VFIO unmap, or an
+ *   earlier failed one of its lcore, failed again (the service keeps
+ *   retrying; call again later); -EINVAL not a sequence number; -ENODEV not
+ *   initialised.
+ */
+int iovam_dpdk_unmap_wait(uint64_t seq);
 
 /**
  * Run one iteration of the service on the calling thread: complete queued
@@ -303,7 +371,7 @@ struct iovam_dpdk_stats {
 	uint64_t dyn_maps;        /**< iovam_dpdk_map() successes */
 	uint64_t dyn_unmaps;      /**< dynamic mappings whose IOVA was returned */
 	uint64_t dyn_pending;     /**< dynamic unmaps queued, not completed */
-	uint64_t dyn_sync_unmaps; /**< unmaps done synchronously (queue full) */
+	uint64_t dyn_sync_unmaps; /**< unmaps that found their queue full and drained it */
 	uint64_t bad_unmaps;      /**< iovam_dpdk_unmap() refused (not counted: NULL va,
 	                               len 0, va + len overflows) */
 	uint64_t unmaps_retrying; /**< failed unmaps whose IOVA is held until a retry succeeds */
@@ -311,6 +379,21 @@ struct iovam_dpdk_stats {
 	uint64_t service_runs;    /**< service iterations */
 	uint32_t no_iommu;        /**< 1 in no-IOMMU mode */
 	uint32_t static_memory;   /**< 1 without memory events (--legacy-mem, --no-huge) */
+	uint64_t dyn_strict_unmaps;     /**< strict unmaps (completed before returning) */
+	uint64_t dyn_returned_to_depot; /**< unmapped IOVA ranges given to the depot (for the mapping lcores) */
+	uint64_t dyn_returned_to_tree;  /**< unmapped IOVA ranges freed to the tree (depot full, or large) */
+	/** DMA mappings made for DPDK memory since init, by kind (each counts
+	 *  once, also if it was queued or is unmapped by now), and their bytes.
+	 *  Preallocated = never freed (--socket-mem/-m in dynamic mode,
+	 *  --legacy-mem, --no-huge): one mapping per VA-contiguous run; */
+	uint64_t mem_maps_preallocated;
+	uint64_t mem_bytes_preallocated;
+	/** present at init and freeable: one mapping per memseg page; */
+	uint64_t mem_maps_init_pages;
+	uint64_t mem_bytes_init_pages;
+	/** grown at run time (memory events): one mapping per memseg page. */
+	uint64_t mem_maps_grown;
+	uint64_t mem_bytes_grown;
 };
 
 /** @return 0 and *st; -EINVAL NULL st; -ENODEV not initialised; -ENOTSUP a

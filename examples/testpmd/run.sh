@@ -2,11 +2,17 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Run Debian's unmodified dpdk-testpmd with iovam loaded as an EAL plugin:
 # two net_null ports, io forwarding for SECONDS, mbufs from the "iovam"
-# mempool ops. Prints testpmd's forwarding statistics, then, as the LAST line,
-# the /iovam/stats telemetry JSON read through dpdk-telemetry.py.
+# mempool ops. Prints testpmd's forwarding statistics, how many VFIO mappings
+# each kind of DPDK memory took, then, as the LAST line, the /iovam/stats
+# telemetry JSON read through dpdk-telemetry.py.
 #
-#   examples/testpmd/run.sh [SECONDS] [--native]
+#   examples/testpmd/run.sh [SECONDS] [--native] [--socket-mem MB]
 #
+# By default EAL preallocates nothing: the heap grows as testpmd creates its
+# pools, and each ALLOC event reaches iovam's memory-event hook (mem_events),
+# which maps every new 2 MiB page. --socket-mem MB preallocates MB as
+# production apps do: EAL never frees it, so iovam maps each VA-contiguous
+# run of it as one mapping (what does not fit still grows at run time).
 # --native runs the same command without iovam (DPDK's default ring pool) for
 # a throughput comparison; its last line is then {"native": ...}.
 # Environment: IOVAM_BUILD_DIR (default <repo>/build), IOVAM_TESTPMD (default
@@ -18,12 +24,17 @@ set -euo pipefail
 
 secs=10
 native=0
-for a in "$@"; do
-	case "$a" in
+socket_mem=()
+while [ $# -gt 0 ]; do
+	case "$1" in
 	--native) native=1 ;;
-	''|*[!0-9]*) echo "usage: $0 [SECONDS] [--native]" >&2; exit 2 ;;
-	*) secs=$a ;;
+	--socket-mem)
+		[[ "${2:-}" =~ ^[0-9]+$ ]] || { echo "$0: --socket-mem needs MB" >&2; exit 2; }
+		socket_mem=(--socket-mem "$2"); shift ;;
+	''|*[!0-9]*) echo "usage: $0 [SECONDS] [--native] [--socket-mem MB]" >&2; exit 2 ;;
+	*) secs=$1 ;;
 	esac
+	shift
 done
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -86,9 +97,8 @@ fi
 # --no-pci: vdevs only, never touch the machine's own NICs.
 # lcore 0: main (reads stdin), lcore 1: forwarding. Without a service lcore
 # the iovam service runs from an EAL alarm.
-# --socket-mem: 128 MiB preallocated, as production apps do; EAL never frees
-# it, so iovam maps each VA-contiguous run of it as one DMA mapping.
-stdbuf -oL -eL "$testpmd" -l 0-1 -n 1 --no-pci --socket-mem 128 --file-prefix "$prefix" "${plugin[@]}" \
+# No --socket-mem by default: the heap grows at run time (memory events).
+stdbuf -oL -eL "$testpmd" -l 0-1 -n 1 --no-pci "${socket_mem[@]}" --file-prefix "$prefix" "${plugin[@]}" \
 	--vdev net_null0 --vdev net_null1 -- \
 	--forward-mode=io --nb-cores=1 --total-num-mbufs=16384 <"$fifo" >"$out" 2>&1 &
 pid=$!
@@ -126,6 +136,23 @@ awk '/Forward statistics for port/ {p=1} p {print} /Accumulated forward statisti
 rx=$(awk '/Accumulated forward statistics/ {a=1} a && /RX-packets:/ {print $2; exit}' "$out")
 if [ -n "$rx" ]; then
 	awk -v rx="$rx" -v s="$secs" 'BEGIN {printf "throughput: %.2f Mpps (RX-total over %d s)\n", rx / s / 1e6, s}'
+fi
+# How the memory was cut into VFIO mappings (no-IOMMU here: counted, as the
+# IOMMU would get them), from the same telemetry reply.
+if [ "$native" = 0 ]; then
+	/usr/bin/python3 -c '
+import json, sys
+try:
+    st = json.loads(sys.argv[1])["/iovam/stats"]
+except (ValueError, KeyError):
+    sys.exit(0)
+mib = lambda b: b / (1 << 20)
+for key, what in (("preallocated", "preallocated (--socket-mem, never freed): one mapping per VA-contiguous run"),
+                  ("init_pages", "present at init, freeable: one mapping per page"),
+                  ("grown", "grown at run time (%d memory events): one mapping per page" % st["mem_events"])):
+    n, b = st["mem_maps_" + key], st["mem_bytes_" + key]
+    print("iovam VFIO mappings: %.1f MiB in %d mapping(s): %s" % (mib(b), n, what))
+' "$json" || true
 fi
 echo "$json"
 # Fail (after printing) when the plugin did not answer or no pool used it.

@@ -287,6 +287,76 @@ int iovam_verify(struct iovam_domain *d);
 /** The invariant the last failed iovam_verify() found broken ("" if none). */
 const char *iovam_verify_error(struct iovam_domain *d);
 
+/* ------------------------------------------------------------------------
+ * Return batches: freeing ranges that other lcores allocated.
+ *
+ * A thread that frees ranges it did not allocate (the drain that completes
+ * the unmaps of other lcores: a service lcore, an EAL alarm thread, any
+ * thread) should not iovam_free_fast() them into its own cache: they would
+ * stay where nobody allocates (or, without a cache, go to the tree one by
+ * one), and the allocating lcores would refill from the tree. A return batch
+ * gathers them in a private magazine per size class and moves each full one
+ * (127 ranges) into the depot, whole, where an lcore whose magazines ran dry
+ * takes it in one exchange; it never touches an lcore's magazines. A flush
+ * moves the partial magazines (into the depot's top magazine when they fit
+ * there). When the depot is full (32 magazines per class), ranges go to the
+ * tree instead.
+ *
+ * A batch belongs to one thread at a time (as a cache_id does); any number
+ * may exist per domain, concurrently with every other call on it. Ranges a
+ * batch holds are ALLOCATED and belong to it, not to the caches: flush at the
+ * end of each pass of work (iovam_cache_flush() does not reach them).
+ * ------------------------------------------------------------------------ */
+
+struct iovam_return_batch;
+
+struct iovam_return_batch_stats {
+	uint64_t ranges_added;    /**< iovam_return_batch_add() successes */
+	uint64_t puts_to_depot;   /**< magazines (whole or flushed partial) moved into the depot */
+	uint64_t ranges_to_depot; /**< ranges they carried */
+	uint64_t ranges_to_tree;  /**< ranges freed to the tree (depot full, or > IOVAM_CACHE_MAX_PAGES) */
+	uint64_t ranges_held;     /**< ranges in the batch now */
+};
+
+/**
+ * Create a return batch for d (6 KiB of magazines, allocated here).
+ * @return the batch, or NULL with errno: EINVAL NULL d; ENOMEM.
+ */
+struct iovam_return_batch *iovam_return_batch_create(struct iovam_domain *d);
+
+/** Flush and free a batch (before its domain is destroyed). NULL is a no-op. */
+void iovam_return_batch_destroy(struct iovam_return_batch *rb);
+
+/**
+ * Give back a range from iovam_alloc_fast() or iovam_alloc_fast_bulk() (on
+ * any cache, with the npages given to it), as iovam_free_fast() would, but
+ * towards the depot. Checked as iovam_free_fast() checks a range the caches
+ * take: alignment and bounds always, and in checked mode (the default) that
+ * it is with a caller, at this size: a range returned twice (to a batch or a
+ * cache), freed with iovam_free(), RESERVED or never allocated is refused.
+ * Ranges the caches never hold (more than IOVAM_CACHE_MAX_PAGES, or below
+ * the cached window) are looked up and freed to the tree at once.
+ * Cost: the O(1) checks, the live byte's load and store, and a store; once
+ * per 127 ranges of a class the depot's lock and a 1 KiB copy. No
+ * allocation, no syscall.
+ * @return 0; -EINVAL NULL rb, npages == 0, pfn_lo not aligned to the rounded
+ *   size or outside the domain, or (checked) not one ALLOCATED range of that
+ *   size; -ENOENT (checked) free, DEFERRED, cached, batched or freed already;
+ *   -EPERM (checked) RESERVED. Nothing changes on error.
+ */
+int iovam_return_batch_add(struct iovam_return_batch *rb, uint64_t pfn_lo, uint64_t npages);
+
+/**
+ * Move every range the batch holds into the depot (or the tree when the
+ * depot is full).
+ * @return the number of ranges moved (>= 0); -EINVAL NULL rb.
+ */
+int iovam_return_batch_flush(struct iovam_return_batch *rb);
+
+/** @return 0 and *st; -EINVAL NULL rb or st. */
+int iovam_return_batch_stats_get(const struct iovam_return_batch *rb,
+				 struct iovam_return_batch_stats *st);
+
 
 /* ------------------------------------------------------------------------
  * The inline fast path (as rte_mempool_get()/rte_mempool_put() are inline).

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <thread>
 #include <vector>
@@ -85,6 +86,12 @@ class Stress {
         }
         held[k] = held.back();
         held.pop_back();
+        if (h.kind == Held::kFast && rng() % 4 == 0) {
+          // Freed by another thread: the drainer's return batch.
+          std::lock_guard lk(handoff_lock_);
+          handoff_.push_back({h, who});
+          continue;
+        }
         release(h.pfn, h.npages, who);
         int rc;
         if (h.kind == Held::kFast)
@@ -183,13 +190,46 @@ class Stress {
     EXPECT_GE(iovam_cache_flush(d_, id), 0);
   }
 
+  // The drain of a DPDK glue: frees ranges the workers allocated, through a
+  // return batch (to the depot, whole magazines), flushing after each pass.
+  void drainer() {
+    iovam_return_batch* b = iovam_return_batch_create(d_);
+    ASSERT_NE(b, nullptr);
+    std::vector<std::pair<Held, uint8_t>> pass;
+    for (bool last = false; !last;) {
+      last = workers_left_.load() == 0;  // then one more pass takes the rest
+      {
+        std::lock_guard lk(handoff_lock_);
+        pass.swap(handoff_);
+      }
+      for (auto& [h, who] : pass) {
+        release(h.pfn, h.npages, who);  // before: once in the depot, anyone may take it
+        EXPECT_EQ(iovam_return_batch_add(b, h.pfn, h.asked), 0);
+      }
+      pass.clear();
+      EXPECT_GE(iovam_return_batch_flush(b), 0);
+      if (!last) std::this_thread::yield();
+    }
+    iovam_return_batch_stats bs;
+    ASSERT_EQ(iovam_return_batch_stats_get(b, &bs), 0);
+    EXPECT_GT(bs.ranges_to_depot, 0u);
+    iovam_return_batch_destroy(b);
+  }
+
   void run(uint64_t ops_per_thread) {
     ASSERT_NE(d_, nullptr);
     double seconds = 0;
     if (const char* s = std::getenv("IOVAM_STRESS_SECONDS")) seconds = std::atof(s);
     std::vector<std::thread> ts;
-    for (uint32_t t = 0; t < threads_; ++t) ts.emplace_back([=, this] { worker(t, ops_per_thread, seconds); });
+    workers_left_.store(threads_);
+    for (uint32_t t = 0; t < threads_; ++t)
+      ts.emplace_back([=, this] {
+        worker(t, ops_per_thread, seconds);
+        workers_left_.fetch_sub(1);
+      });
+    std::thread drain([this] { drainer(); });
     for (auto& t : ts) t.join();
+    drain.join();
     EXPECT_FALSE(double_owner_.load()) << "a page was owned twice";
     EXPECT_FALSE(lost_.load());
     iovam_test_fail_node_alloc(d_, 0, 0);
@@ -217,6 +257,9 @@ class Stress {
   iovam_domain* d_ = nullptr;
   std::vector<std::atomic<uint8_t>> pages_;
   std::atomic<bool> double_owner_{false}, lost_{false};
+  std::mutex handoff_lock_;
+  std::vector<std::pair<Held, uint8_t>> handoff_;  // fast ranges and their owner, for the drainer
+  std::atomic<uint32_t> workers_left_{0};
 };
 
 uint32_t thread_count() {

@@ -54,9 +54,13 @@ class Model {
     // Checked fast frees are the default; every third seed runs unchecked.
     checked_ = c.seed % 3 != 0;
     if (d_ != nullptr && !checked_) iovam_domain_set_checks(d_, 0);
+    if (d_ != nullptr) batch_ = iovam_return_batch_create(d_);
     dma32_last_ = (1ULL << 32) / c.granule - 1;
   }
-  ~Model() { iovam_domain_destroy(d_); }
+  ~Model() {
+    iovam_return_batch_destroy(batch_);
+    iovam_domain_destroy(d_);
+  }
   iovam_domain* d() { return d_; }
 
   uint64_t pick_pfn() {
@@ -141,9 +145,10 @@ class Model {
       want = -ENOENT;
     else if (it->second.tag == RefTag::kReserved)
       want = -EPERM;
-    else if (cached_.count(it->first)) {
-      // Freed already with free_fast (it sits in a cache): checked, the
-      // second free is refused; unchecked it would make a second owner.
+    else if (cached_.count(it->first) || batched_.count(it->first)) {
+      // Freed already with free_fast or into the return batch (the cache's
+      // now): checked, the second free is refused; unchecked it would make
+      // a second owner.
       if (!checked_) return;
       want = -ENOENT;
     } else
@@ -525,6 +530,45 @@ class Model {
     }
   }
 
+  // A range alloc_fast handed out, given back by "another thread" through
+  // the return batch: held (ALLOCATED, not cached) until its class magazine
+  // fills or a flush, then in the depot (cached) or, depot full, the tree
+  // (reconcile_cached() learns which).
+  void op_return_batch_add() {
+    if (fast_owned_.empty()) return;
+    auto it = fast_owned_.begin();
+    std::advance(it, rng_() % fast_owned_.size());
+    const uint64_t pfn = it->first, n = it->second;
+    ASSERT_EQ(iovam_return_batch_add(batch_, pfn, n), 0);
+    fast_owned_.erase(it);
+    owned_.erase(pfn);
+    if (n > 32) {
+      ref_.ranges().erase(pfn);  // to the tree at once
+      return;
+    }
+    std::vector<uint64_t>& cls = batch_class_[std::bit_width(std::bit_ceil(n)) - 1];
+    cls.push_back(pfn);
+    batched_.insert(pfn);
+    if (cls.size() == IOVAM_MAG_SIZE) move_batch_class(cls);
+    iovam_return_batch_stats bs;
+    ASSERT_EQ(iovam_return_batch_stats_get(batch_, &bs), 0);
+    ASSERT_EQ(bs.ranges_held, batched_.size());
+  }
+
+  void move_batch_class(std::vector<uint64_t>& cls) {
+    for (uint64_t p : cls) {
+      batched_.erase(p);
+      cached_.insert(p);
+    }
+    cls.clear();
+  }
+
+  void op_return_batch_flush() {
+    ASSERT_EQ(iovam_return_batch_flush(batch_), static_cast<int>(batched_.size()));
+    for (auto& cls : batch_class_) move_batch_class(cls);
+    reconcile_cached();
+  }
+
   void op_flush() {
     uint32_t cache = c_.n_caches && !coin(3) ? rng_() % c_.n_caches : IOVAM_CACHE_NONE;
     int rc = iovam_cache_flush(d_, cache);
@@ -569,13 +613,20 @@ class Model {
 
   void run() {
     ASSERT_NE(d_, nullptr);
+    ASSERT_NE(batch_, nullptr);
     if (c_.near_fit_holes > 0) seed_near_fit_holes();
     if (::testing::Test::HasFatalFailure()) return;
     for (uint64_t i = 0; i < c_.ops; ++i) {
       // 100..109: the bulk calls, the others in their old proportions.
-      uint32_t r = rng_() % 110;
+      uint32_t r = rng_() % 116;
       const char* what;
-      if (r >= 100) {
+      if (r >= 110) {
+        what = r < 114 ? "return_batch_add" : "return_batch_flush";
+        if (r < 114)
+          op_return_batch_add();
+        else
+          op_return_batch_flush();
+      } else if (r >= 100) {
         what = r < 105 ? "alloc_fast_bulk" : "free_fast_bulk";
         if (r < 105)
           op_alloc_fast_bulk();
@@ -630,6 +681,7 @@ class Model {
   // Faults stop; everything drains back to an empty domain.
   void drain_to_empty() {
     iovam_test_fail_node_alloc(d_, 0, 0);
+    op_return_batch_flush();
     for (auto& [pfn, n] : fast_owned_) ASSERT_EQ(iovam_free_fast(d_, IOVAM_CACHE_NONE, pfn, n), 0);
     for (auto& [pfn, n] : fast_owned_) ref_.ranges().erase(pfn);
     fast_owned_.clear();
@@ -663,6 +715,9 @@ class Model {
   std::map<uint64_t, uint32_t> fast_cache_;
   std::set<uint64_t> cached_;             // fast-freed into a cache
   bool checked_ = true;                   // IOVAM_CHECK_FAST_FREE (the default)
+  iovam_return_batch* batch_ = nullptr;
+  std::set<uint64_t> batched_;            // held by the return batch
+  std::vector<uint64_t> batch_class_[IOVAM_CACHE_CLASSES];
 };
 
 class ModelTest : public ::testing::TestWithParam<ModelConf> {};
