@@ -15,7 +15,6 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,6 +24,7 @@
 #include <rte_errno.h>
 #include <rte_lcore.h>
 
+#include "eal_leftovers.h"
 #include "iovam_dpdk.h"
 
 namespace {
@@ -59,6 +59,16 @@ Result run(std::vector<char> &buf, long pairs)
 		static_cast<double>(total) * ns_per_cycle / static_cast<double>(pairs)};
 }
 
+// Every exit after rte_eal_init(): DPDK 22.11 leaves the runtime directory
+// and hugepage files behind; a failed run removes them too.
+int eal_exit(int status)
+{
+	std::string runtime_dir = rte_eal_get_runtime_dir();
+	rte_eal_cleanup();
+	eal_leftovers_remove(runtime_dir);
+	return status;
+}
+
 }  // namespace
 
 int main(int argc, char **argv)
@@ -75,7 +85,7 @@ int main(int argc, char **argv)
 	int rc = iovam_dpdk_init(&conf);
 	if (rc != 0) {
 		fprintf(stderr, "iovam_dpdk_init: %d\n", rc);
-		return 1;
+		return eal_exit(1);
 	}
 	std::vector<char> buf(kBatch * 2048);
 	(void)run(buf, pairs / 10); // warm the magazines
@@ -105,9 +115,5 @@ int main(int argc, char **argv)
 	printf("dyn_maps %" PRIu64 " cache_hits %" PRIu64 " cache_misses %" PRIu64 "\n",
 	       st.dyn_maps, st.cache_hits, st.cache_misses);
 	rc = iovam_dpdk_fini();
-	std::string runtime_dir = rte_eal_get_runtime_dir();
-	rte_eal_cleanup();
-	std::error_code ec;
-	std::filesystem::remove_all(runtime_dir, ec); // EAL leaves it behind
-	return rc == 0 ? 0 : 1;
+	return eal_exit(rc == 0 ? 0 : 1);
 }

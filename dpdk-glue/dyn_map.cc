@@ -369,7 +369,7 @@ extern "C" int iovam_dpdk_map(void *va, size_t len, uint64_t *iova)
 	if (unlikely(va == nullptr || iova == nullptr || len == 0 || a + len < a))
 		return -EINVAL;
 	if (unlikely(g == nullptr))
-		return -ENODEV;
+		return iovam::glue::no_glue_errno(); // -ENOTSUP in a secondary
 	uint64_t off = a & (g->granule - 1);
 	uint64_t npages = (off + len + g->granule - 1) >> g->shift;
 	unsigned lc = rte_lcore_id();
@@ -414,7 +414,7 @@ extern "C" int iovam_dpdk_unmap(void *va, uint64_t iova, size_t len)
 	if (unlikely(va == nullptr || len == 0 || a + len < a))
 		return -EINVAL;
 	if (unlikely(g == nullptr))
-		return -ENODEV;
+		return iovam::glue::no_glue_errno(); // -ENOTSUP in a secondary
 	uint64_t off = iova & (g->granule - 1);
 	uint64_t pfn = iova >> g->shift;
 	uint64_t npages = (off + len + g->granule - 1) >> g->shift;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -16,12 +17,13 @@
 #include "iova_map.h"
 #include "iovam.h"
 #include "iovam_dpdk.h"
+#include "shared_pages.h"
 #include "vfio_mapper.h"
 
 namespace iovam::glue {
 
 // Cold-path counters (memory events, pools, service): relaxed atomics.
-// The dynamic-map fast path keeps its own per-lcore counters (dyn_map.h).
+// The dynamic-map fast path keeps its own per-lcore counters (dyn_map.cc).
 struct Counters {
 	std::atomic<uint64_t> mem_events{0};
 	std::atomic<uint64_t> mem_event_failures{0};
@@ -42,6 +44,7 @@ struct PoolInfo {
 	uint64_t iova_hi = 0; // inclusive
 	uint64_t runs = 0;    // IOVA-contiguous pieces populated
 	uint64_t objs = 0;
+	const void *pool_data = nullptr; // its ring: tells the pool from a later one at its address
 };
 
 struct DynState;     // dyn_map.cc
@@ -59,6 +62,7 @@ struct Glue {
 
 	VfioMapper vfio;
 	IovaMap map;
+	SharedPages *shared = nullptr; // what secondaries translate with
 	Counters ctr;
 	DynState *dyn = nullptr;
 	ServiceState *svc = nullptr;
@@ -73,6 +77,15 @@ extern std::atomic<Glue *> g_glue;
 extern std::mutex g_api_lock;
 
 inline Glue *glue() { return g_glue.load(std::memory_order_acquire); }
+
+// In a secondary process after iovam_dpdk_init(): the primary's translations.
+// A secondary has no Glue (glue() is nullptr): it translates, fills pools and
+// refuses everything else with -ENOTSUP.
+extern std::atomic<SharedPages *> g_secondary;
+inline SharedPages *secondary() { return g_secondary.load(std::memory_order_acquire); }
+// -ENOTSUP in an attached secondary, else -ENODEV: what an entry point
+// returns when there is no glue.
+inline int no_glue_errno() { return secondary() != nullptr ? -ENOTSUP : -ENODEV; }
 
 // Initialise from the environment if nobody did (plugin, or an app that
 // selected the "iovam" ops without calling iovam_dpdk_init()).
@@ -114,5 +127,9 @@ int reserve_iommu_holes_locked(Glue &g);
 
 // mempool_ops.cc
 size_t pool_count(Glue &g);
+// Forget pools that were freed (cold: walks DPDK's mempool list).
+void prune_pools(Glue &g);
+// Register the "iovam" ops in this process if nothing did yet (idempotent).
+void mempool_ops_register();
 
 }  // namespace iovam::glue

@@ -45,6 +45,8 @@ void IovaMap::add_chunk(uintptr_t va, const Chunk &c)
 {
 	chunks_[va] = c;
 	ranges_[c.range_pfn].live_chunks++;
+	if (shared_ != nullptr)
+		shared_->set(va, c.len, c.iova);
 }
 
 uint64_t IovaMap::drop_from_range(uint64_t pfn)
@@ -59,6 +61,8 @@ uint64_t IovaMap::remove_chunk(uintptr_t va)
 {
 	auto it = chunks_.find(va);
 	uint64_t pfn = it->second.range_pfn;
+	if (shared_ != nullptr)
+		shared_->clear(va, it->second.len);
 	chunks_.erase(it);
 	return drop_from_range(pfn);
 }
@@ -66,6 +70,8 @@ uint64_t IovaMap::remove_chunk(uintptr_t va)
 void IovaMap::make_stale(uintptr_t va)
 {
 	auto it = chunks_.find(va);
+	if (shared_ != nullptr)
+		shared_->clear(va, it->second.len);
 	stale_.emplace_back(va, it->second);
 	chunks_.erase(it);
 }

@@ -25,6 +25,9 @@
 // this lock held may take a DPDK memory lock (no rte_malloc, no memseg walks).
 // std::map nodes come from libc malloc, never rte_malloc (the heap lock is
 // held while events are delivered).
+//
+// Every translation added or dropped here is mirrored into the SharedPages
+// table, if one is attached, for secondary processes (shared_pages.h).
 #pragma once
 
 #include <cstddef>
@@ -33,6 +36,8 @@
 #include <shared_mutex>
 #include <utility>
 #include <vector>
+
+#include "shared_pages.h"
 
 namespace iovam::glue {
 
@@ -70,6 +75,8 @@ public:
 	// Stale chunk i was unmapped at last: as remove_chunk().
 	uint64_t remove_stale(size_t i);
 	void erase_range(uint64_t pfn) { ranges_.erase(pfn); }
+	// Mirror translations into sp from now on (nullptr: stop).
+	void set_shared(SharedPages *sp) { shared_ = sp; }
 
 	std::map<uintptr_t, Chunk> &chunks() { return chunks_; }
 	const std::vector<std::pair<uintptr_t, Chunk>> &stale() const { return stale_; }
@@ -82,6 +89,7 @@ private:
 	std::map<uintptr_t, Chunk> chunks_;
 	std::vector<std::pair<uintptr_t, Chunk>> stale_;
 	std::map<uint64_t, RangeUse> ranges_;
+	SharedPages *shared_ = nullptr;
 };
 
 }  // namespace iovam::glue

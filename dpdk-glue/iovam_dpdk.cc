@@ -6,11 +6,16 @@
 // Init builds the parts in this order and fini (or a failed init) takes them
 // down in exactly the reverse order:
 //   1 domain          iovam_domain_create()
+//     shared table    SharedPages::create_primary() (kept for the process:
+//                     secondaries may hold it; entries cleared by step 4's undo)
 //   2 VFIO mode       VfioMapper::init()      (nothing to undo)
 //   3 unmap queues    dyn_start()
 //   4 memory hook     mem_hook_start(): callback, init walk, ethdev NEW hook
 //   5 service         service_start()
-//   6 publish         g_glue
+//   6 publish         g_glue, then the shared table's alive flag
+//
+// In a secondary process init only attaches to the primary's shared table
+// (shared_pages.h) and fini detaches.
 #include <algorithm>
 #include <bit>
 #include <cerrno>
@@ -30,6 +35,7 @@
 namespace iovam::glue {
 
 std::atomic<Glue *> g_glue{nullptr};
+std::atomic<SharedPages *> g_secondary{nullptr};
 std::mutex g_api_lock;
 
 namespace {
@@ -110,6 +116,20 @@ int resolve_conf(const iovam_dpdk_conf *in, iovam_dpdk_conf &c, iovam_domain_con
 	return 0;
 }
 
+// A secondary: attach to the primary's translations. g_api_lock held.
+int attach_secondary()
+{
+	if (secondary() != nullptr)
+		return -EALREADY;
+	SharedPages *sp = SharedPages::attach_secondary();
+	if (sp == nullptr)
+		return -ENOENT;
+	g_secondary.store(sp, std::memory_order_release);
+	IOVAM_LOG(INFO, "secondary: translating with primary %d's IOVAs%s", sp->primary_pid(),
+		  sp->alive() ? "" : " (not initialised there now)");
+	return 0;
+}
+
 }  // namespace
 
 }  // namespace iovam::glue
@@ -123,13 +143,14 @@ extern "C" int iovam_dpdk_init(const struct iovam_dpdk_conf *conf)
 		return -EALREADY;
 	if (rte_lcore_count() == 0)
 		return -EPERM; // rte_eal_init() has not run
-	if (rte_eal_process_type() != RTE_PROC_PRIMARY)
-		return -ENOTSUP;
+	mempool_ops_register(); // if this library was loaded after EAL's bus scan
 	iovam_dpdk_conf c;
 	iovam_domain_conf dc;
 	int rc = resolve_conf(conf, c, dc);
 	if (rc != 0)
 		return rc;
+	if (rte_eal_process_type() != RTE_PROC_PRIMARY)
+		return attach_secondary(); // conf checked, the primary's applies
 	// VFIO's own no-IOMMU mode: devices DMA to physical addresses, so any
 	// other IOVA is wrong. Only an explicit IOVAM_DPDK_F_NO_IOMMU (vdevs,
 	// tests) may run there.
@@ -154,6 +175,12 @@ extern "C" int iovam_dpdk_init(const struct iovam_dpdk_conf *conf)
 	rc = reserve_leaks(*g);
 	if (rc != 0)
 		goto fail_reserve;
+	g->shared = SharedPages::create_primary();
+	if (g->shared == nullptr) {
+		rc = -ENOMEM;
+		goto fail_reserve;
+	}
+	g->map.set_shared(g->shared);
 	g->vfio.init(c.flags & IOVAM_DPDK_F_NO_IOMMU, c.flags & IOVAM_DPDK_F_DYN_VIA_DPDK); // 2
 	rc = dyn_start(*g);                            // 3
 	if (rc != 0)
@@ -165,6 +192,7 @@ extern "C" int iovam_dpdk_init(const struct iovam_dpdk_conf *conf)
 	if (rc != 0)
 		goto fail_service;
 	g_glue.store(g, std::memory_order_release); // 6
+	g->shared->set_alive(true);
 	IOVAM_LOG(INFO, "IOVA window [0x%" PRIx64 ", 0x%" PRIx64 "], granule 0x%" PRIx64,
 		  dc.start_pfn << g->shift, ((dc.end_pfn + 1) << g->shift) - 1, c.granule);
 	return 0;
@@ -175,6 +203,7 @@ fail_hook:
 	remember_leaks(*g);
 	dyn_stop(*g);
 fail_dyn:
+	g->map.set_shared(nullptr);
 fail_reserve:
 	iovam_domain_destroy(g->dom);
 fail_domain:
@@ -186,14 +215,19 @@ extern "C" int iovam_dpdk_fini(void)
 {
 	std::lock_guard api(g_api_lock);
 	Glue *g = glue();
-	if (g == nullptr)
+	if (g == nullptr) {
+		// A secondary owns nothing (no mappings, no domain): it detaches.
+		if (g_secondary.exchange(nullptr) != nullptr)
+			return 0;
 		return -ENODEV;
+	}
 	// What the application left live is torn down all the same (a device
 	// must not keep reaching memory through a dead glue) and reported.
 	uint64_t live = pool_count(*g);
 	if (live != 0)
 		IOVAM_LOG(WARNING, "fini: %" PRIu64 " iovam mempool(s) still live: their memory "
 			  "is unmapped now; free them before fini", live);
+	g->shared->set_alive(false);
 	g_glue.store(nullptr, std::memory_order_release); // 6
 	service_stop(*g);                                 // 5
 	// Queued unmaps and retries of failed ones first, then whatever is
@@ -202,6 +236,7 @@ extern "C" int iovam_dpdk_fini(void)
 	live += dyn_unmap_all_live(*g);
 	(void)dyn_drain(*g);
 	mem_hook_stop(*g); // 4
+	g->map.set_shared(nullptr);
 	remember_leaks(*g);
 	dyn_stop(*g);      // 3
 	// Self-check before the domain goes: every range must be back (cached
@@ -223,7 +258,7 @@ extern "C" int iovam_dpdk_fini(void)
 
 extern "C" int iovam_dpdk_is_initialised(void)
 {
-	return glue() != nullptr;
+	return glue() != nullptr || secondary() != nullptr;
 }
 
 extern "C" int iovam_dpdk_virt2iova(const void *va, uint64_t *iova)
@@ -231,9 +266,13 @@ extern "C" int iovam_dpdk_virt2iova(const void *va, uint64_t *iova)
 	if (va == nullptr || iova == nullptr)
 		return -EINVAL;
 	Glue *g = glue();
-	if (g == nullptr)
-		return -ENODEV;
 	auto a = reinterpret_cast<uintptr_t>(va);
+	if (g == nullptr) {
+		SharedPages *sp = secondary();
+		if (sp == nullptr || !sp->alive())
+			return -ENODEV;
+		return sp->translate(a, iova) ? 0 : -ENOENT;
+	}
 	uintptr_t base;
 	std::shared_lock lk(g->map.lock());
 	const Chunk *c = g->map.find(a, &base);
@@ -247,7 +286,7 @@ extern "C" int iovam_dpdk_service_run(void)
 {
 	Glue *g = glue();
 	if (g == nullptr)
-		return -ENODEV;
+		return no_glue_errno();
 	return service_run(*g);
 }
 
@@ -257,7 +296,7 @@ extern "C" int iovam_dpdk_service_id(uint32_t *id)
 		return -EINVAL;
 	Glue *g = glue();
 	if (g == nullptr)
-		return -ENODEV;
+		return no_glue_errno();
 	return service_id(*g, id);
 }
 
@@ -265,7 +304,7 @@ extern "C" int iovam_dpdk_dma_replay(void)
 {
 	Glue *g = glue();
 	if (g == nullptr)
-		return -ENODEV;
+		return no_glue_errno();
 	g->vfio.note_device();
 	return mem_replay(*g);
 }
@@ -277,7 +316,7 @@ extern "C" int iovam_dpdk_stats_get(struct iovam_dpdk_stats *st)
 	std::lock_guard api(g_api_lock);
 	Glue *g = glue();
 	if (g == nullptr)
-		return -ENODEV;
+		return no_glue_errno();
 	*st = iovam_dpdk_stats{};
 	iovam_stats ds{};
 	(void)iovam_stats_get(g->dom, &ds);
@@ -313,7 +352,7 @@ extern "C" struct iovam_domain *iovam_dpdk_domain(void)
 {
 	Glue *g = glue();
 	if (g == nullptr)
-		rte_errno = ENODEV;
+		rte_errno = -no_glue_errno();
 	return g != nullptr ? g->dom : nullptr;
 }
 

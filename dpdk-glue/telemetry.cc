@@ -62,6 +62,7 @@ int pools_cmd(const char *, const char *, rte_tel_data *d)
 	Glue *g = glue();
 	if (g == nullptr)
 		return 0;
+	prune_pools(*g);
 	std::lock_guard lk(g->pools_lock);
 	for (auto &[mp, p] : g->pools) {
 		rte_tel_data *a = rte_tel_data_alloc();

@@ -209,19 +209,13 @@ int Domain::alloc(uint64_t npages, uint64_t limit_pfn, bool size_aligned, uint64
 int Domain::alloc_locked(uint64_t npages, uint64_t align, uint64_t hi_pfn, uint64_t* pfn_lo) noexcept {
   IOVAM_ASSERT_HELD(tree_lock_);
   if (fails_32bit_estimate(npages, align, hi_pfn)) return -ENOMEM;
-  GapTree::Path path;
-  std::optional<uint64_t> pfn = tree_.find_gap(npages, align, conf_.start_pfn, hi_pfn, &path);
-  if (!pfn) {
-    remember_32bit_failure(npages, align, hi_pfn);
-    return -ENOMEM;
-  }
-  // A node shortage is transient: report it and leave the estimate alone
-  // (seed 001: the kernel's maple v3 turned it into a permanent failure).
-  int rc = tree_.carve(path, *pfn, *pfn + npages - 1, Tag::kAllocated);
+  int rc = tree_.allocate(npages, align, conf_.start_pfn, hi_pfn, Tag::kAllocated, pfn_lo);
+  // A node shortage (-EAGAIN) is transient: report it and leave the estimate
+  // alone (docs/DESIGN.md, L2: the kernel's maple v3 turned it into a permanent failure).
+  if (rc == -ENOMEM) remember_32bit_failure(npages, align, hi_pfn);
   if (rc != 0) return rc;
   ++live_ranges_;
   live_pages_ += npages;
-  *pfn_lo = *pfn;
   return 0;
 }
 
@@ -260,7 +254,7 @@ int Domain::free_locked(uint64_t pfn) noexcept {
   return 0;
 }
 
-// The in-place store of seed 000: re-tag the entry, touch no node. The range
+// The in-place store of docs/DESIGN.md, L1: re-tag the entry, touch no node. The range
 // stays occupied for the allocator until maintain() erases the marker.
 int Domain::free_deferred(uint64_t pfn) noexcept {
   SpinGuard g(tree_lock_);
@@ -424,7 +418,8 @@ int Domain::verify_quiesced() noexcept {
 // With the caches quiesced (their verify found every cached range tracked,
 // distinct, with a clear byte): every tracked ALLOCATED range's byte is its
 // class + 1 (with a caller) or 0, the zeros are exactly the cached ranges,
-// and (maps up to 16 Mi pages, scanned) no byte is set anywhere else.
+// and (maps up to 64 Ki pages, scanned: verify runs after every test op) no
+// byte is set anywhere else.
 const char* Domain::verify_live_map_locked() const noexcept {
   IOVAM_ASSERT_HELD(tree_lock_);
   if (!checked()) return nullptr;
@@ -442,7 +437,7 @@ const char* Domain::verify_live_map_locked() const noexcept {
   });
   if (other != 0) return "live map: a range's byte holds another class";
   if (idle != cache_->cached_ranges()) return "live map: an ALLOCATED range is neither live nor cached";
-  if (live_.pages() <= (uint64_t{1} << 24)) {
+  if (live_.pages() <= (uint64_t{1} << 16)) {
     const uint8_t* b = live_.bytes();
     uint64_t set = 0;
     for (uint64_t i = 0; i < live_.pages(); ++i) set += b[i] != 0;

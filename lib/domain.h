@@ -156,11 +156,11 @@ class Domain {
   // Bounds of the DEFERRED markers, so a drain scans only that span.
   uint64_t deferred_lo_ = UINT64_MAX;
   uint64_t deferred_hi_ = 0;
-  // The 32-bit free-space estimate (seed 003, kernel max32_alloc_size): the
+  // The 32-bit free-space estimate (docs/DESIGN.md, L3; the kernel's max32_alloc_size): the
   // smallest request that found no room in the whole 32-bit space, unaligned
   // and size-aligned. A larger-or-equal 32-bit request fails at once. Reset
   // when ANY space below the boundary is freed or drained (the 2022 fix), and
-  // never set by a transient node failure (seed 001).
+  // never set by a transient node failure (docs/DESIGN.md, L2).
   uint64_t fail32_npages_ = UINT64_MAX;
   uint64_t fail32_aligned_npages_ = UINT64_MAX;
   const char* verify_error_ = nullptr;

@@ -3,6 +3,7 @@
 #include "gap_tree.h"
 
 #include <algorithm>
+#include <bit>
 #include <cassert>
 #include <cerrno>
 #include <cstddef>
@@ -11,25 +12,29 @@
 namespace iovam::detail {
 
 struct GapTree::Leaf {
-  uint32_t count;
-  uint32_t unused;
+  uint8_t count;
+  uint8_t unused[7];
   uint64_t tags;
   uint64_t pivot[kLeafSlots - 1];
 };
 
 struct GapTree::Inner {
-  uint32_t count;
-  uint32_t unused;
+  uint8_t count;
+  uint8_t order1[kInnerSlots];  // Gap::order1 of each child
+  uint8_t spare[13];
   uint64_t pivot[kInnerSlots - 1];
-  uint64_t max_gap[kInnerSlots];
+  uint64_t max_gap[kInnerSlots];  // Gap::len of each child
   void* child[kInnerSlots];
-  uint64_t spare[2];
 };
 
 static_assert(sizeof(GapTree::Leaf) == NodePool::kNodeBytes, "leaf is one pool node");
 static_assert(sizeof(GapTree::Inner) == NodePool::kNodeBytes, "inner node is one pool node");
 static_assert(offsetof(GapTree::Leaf, count) == 0 && offsetof(GapTree::Inner, count) == 0,
               "count first in both kinds: node_count() reads it without knowing the kind");
+static_assert(offsetof(GapTree::Inner, pivot) == 24 && offsetof(GapTree::Inner, max_gap) == 96 &&
+                  offsetof(GapTree::Inner, child) == 176,
+              "inner layout as pictured in gap_tree.h");
+static_assert(GapTree::kLeafSlots < 256 && GapTree::kInnerSlots < 256, "counts fit a byte");
 static_assert(2 * GapTree::kLeafSlots <= 64, "two tag bits per segment fit one u64");
 static_assert(NodePool::kNodeBytes % NodePool::kNodeAlign == 0, "nodes tile cache lines");
 
@@ -67,6 +72,13 @@ inline void set_tag(Leaf* l, uint32_t i, Tag t) {
   l->tags = (l->tags & ~(3ULL << (2 * i))) | (static_cast<uint64_t>(t) << (2 * i));
 }
 
+// One bit per FREE segment (tag 00), at bit 2i: the segments a gap scan visits.
+inline uint64_t free_mask(const Leaf* l) {
+  const uint64_t used = l->tags | (l->tags >> 1);
+  const uint64_t live = l->count == 32 ? ~0ULL : (1ULL << (2 * l->count)) - 1;
+  return ~used & live & 0x5555555555555555ULL;
+}
+
 inline uint64_t remove_tag(uint64_t tags, uint32_t i) {
   uint64_t low = tags & ((1ULL << (2 * i)) - 1);
   uint64_t high = (tags >> (2 * i + 2)) << (2 * i);
@@ -79,11 +91,42 @@ inline uint64_t seg_hi(const Leaf* l, uint32_t i, uint64_t max) {
   return i + 1 == l->count ? max : l->pivot[i];
 }
 
+// 1 + the order of the largest naturally aligned power-of-two block inside
+// [lo, hi]. With 2^j <= len < 2^(j+1) the answer is j or j - 1: any run of
+// 2^j pages holds an aligned block of 2^(j-1), so one test decides.
+inline uint8_t block_order1(uint64_t lo, uint64_t hi) {
+  const uint64_t len = hi - lo + 1;
+  const int j = 63 - std::countl_zero(len);
+  const uint64_t size = 1ULL << j;
+  const uint64_t start = (lo + size - 1) & ~(size - 1);  // no overflow: lo < 2^63
+  return static_cast<uint8_t>(start <= hi - (size - 1) ? j + 1 : j);
+}
+
+// The four cache lines of a node, requested together: a descent that misses
+// the cache waits for one node instead of for each line its search touches.
+inline void prefetch_node(const void* node) {
+  const char* c = static_cast<const char*>(node);
+  __builtin_prefetch(c);
+  __builtin_prefetch(c + 64);
+  __builtin_prefetch(c + 128);
+  __builtin_prefetch(c + 192);
+}
+
 // Index of the entry whose range holds pfn: the first pivot >= pfn, or the
-// last. A binary search: a linear scan is cheaper only when pfns sit at one
-// end of the node, and a top-down allocator works at the high end.
+// last. A binary search without branches on the data (the compiler turns
+// the select into a conditional move): random pfns mispredict a branchy
+// search at every step, about as costly as the search itself.
 inline uint32_t pivot_index(const uint64_t* pivot, uint32_t count, uint64_t pfn) {
-  return static_cast<uint32_t>(std::lower_bound(pivot, pivot + count - 1, pfn) - pivot);
+  uint32_t n = count - 1;  // pivots: the last entry has none
+  if (n == 0) return 0;
+  // The answer stays in [base, base + n]; each step halves n.
+  const uint64_t* base = pivot;
+  while (n > 1) {
+    const uint32_t half = n / 2;
+    base = base[half] < pfn ? base + half : base;
+    n -= half;
+  }
+  return static_cast<uint32_t>(base - pivot) + (*base < pfn);
 }
 
 inline uint32_t inner_index(const uint64_t* pivot, uint32_t count, uint64_t pfn) {
@@ -95,36 +138,44 @@ inline uint32_t inner_index(const uint64_t* pivot, uint32_t count, uint64_t pfn)
 // ---------------------------------------------------------------------------
 // Small node helpers
 
-uint64_t GapTree::leaf_max_gap(const Leaf* l, uint64_t min, uint64_t max, uint64_t enough) noexcept {
-  uint64_t best = 0;
-  // FREE is tag 00: walk only the segments whose two tag bits are both clear.
-  uint64_t used = l->tags | (l->tags >> 1);
-  for (uint32_t i = 0; i < l->count; ++i) {
-    if ((used >> (2 * i)) & 1) continue;
-    uint64_t len = seg_hi(l, i, max) - seg_lo(l, i, min) + 1;
-    if (len > best) {
-      best = len;
-      if (best >= enough) break;  // nothing larger can be there
-    }
+GapTree::Gap GapTree::leaf_gap(const Leaf* l, uint64_t min, uint64_t max, Gap enough) noexcept {
+  Gap best;
+  for (uint64_t free_bits = free_mask(l); free_bits != 0; free_bits &= free_bits - 1) {
+    const uint32_t i = static_cast<uint32_t>(std::countr_zero(free_bits)) / 2;
+    const uint64_t lo = seg_lo(l, i, min), hi = seg_hi(l, i, max);
+    const uint64_t len = hi - lo + 1;
+    if (len <= best.len && 64 - std::countl_zero(len) <= best.order1) continue;  // no better
+    best.len = std::max(best.len, len);
+    best.order1 = std::max(best.order1, block_order1(lo, hi));
+    if (best.len >= enough.len && best.order1 >= enough.order1) break;  // nothing more to find
   }
   return best;
 }
 
-uint64_t GapTree::inner_max_gap(const Inner* in) noexcept {
-  uint64_t best = 0;
-  for (uint32_t i = 0; i < in->count; ++i) best = std::max(best, in->max_gap[i]);
+GapTree::Gap GapTree::inner_gap(const Inner* in) noexcept {
+  Gap best;
+  for (uint32_t i = 0; i < in->count; ++i) best = best.join(child_gap(in, i));
   return best;
 }
 
-uint64_t GapTree::node_max_gap(const void* node, uint32_t level, uint64_t min,
+GapTree::Gap GapTree::child_gap(const Inner* in, uint32_t i) noexcept {
+  return Gap{in->max_gap[i], in->order1[i]};
+}
+
+void GapTree::set_child_gap(Inner* in, uint32_t i, Gap g) noexcept {
+  in->max_gap[i] = g.len;
+  in->order1[i] = g.order1;
+}
+
+GapTree::Gap GapTree::node_gap(const void* node, uint32_t level, uint64_t min,
                                uint64_t max) const noexcept {
-  if (level + 1 == height_) return leaf_max_gap(static_cast<const Leaf*>(node), min, max);
-  return inner_max_gap(static_cast<const Inner*>(node));
+  if (level + 1 == height_) return leaf_gap(static_cast<const Leaf*>(node), min, max);
+  return inner_gap(static_cast<const Inner*>(node));
 }
 
 uint32_t GapTree::node_count(const void* node) noexcept {
-  // count is the first field of both kinds.
-  return *static_cast<const uint32_t*>(node);
+  // count is the first byte of both kinds.
+  return *static_cast<const uint8_t*>(node);
 }
 
 Segment GapTree::leaf_segment(const void* leaf, uint32_t i, uint64_t min,
@@ -144,11 +195,13 @@ const void* GapTree::inner_child(const void* inner, uint32_t i, uint64_t min, ui
 void GapTree::free_node(void* node) noexcept {
   pool_.put(node);
   --nodes_;
+  ++shape_;
 }
 
 void* GapTree::take_node(Stash& st) noexcept {
   assert(st.n > 0 && "node need was under-estimated");
   ++nodes_;
+  ++shape_;
   void* node = st.node[--st.n];
   std::memset(node, 0, NodePool::kNodeBytes);
   return node;
@@ -223,6 +276,7 @@ void GapTree::descend(uint64_t pfn, Path& p) const noexcept {
     if (i > 0) min = in->pivot[i - 1] + 1;
     if (i + 1 < in->count) max = in->pivot[i];
     node = in->child[i];
+    prefetch_node(node);
   }
   auto* leaf = static_cast<Leaf*>(node);
   p.s[height_ - 1] = Step{node, pivot_index(leaf->pivot, leaf->count, pfn), min, max};
@@ -231,12 +285,17 @@ void GapTree::descend(uint64_t pfn, Path& p) const noexcept {
 // The node at from_level changed; recompute its largest gap and carry it up.
 void GapTree::fix_gaps(Path& p, uint32_t from_level, bool stop_early) noexcept {
   const Step& s = p.s[from_level];
-  uint64_t gap = node_max_gap(s.node, from_level, s.min, s.max);
-  for (uint32_t l = from_level; l-- > 0;) {
+  carry_gap(p, from_level, node_gap(s.node, from_level, s.min, s.max), stop_early);
+}
+
+// The node at `level` on p now has largest gap g: store it in its parent and
+// carry the parent's up, stopping where an annotation is already right.
+void GapTree::carry_gap(Path& p, uint32_t level, Gap g, bool stop_early) noexcept {
+  for (uint32_t l = level; l-- > 0;) {
     auto* in = static_cast<Inner*>(p.s[l].node);
-    if (stop_early && in->max_gap[p.s[l].idx] == gap) return;  // nothing above changes
-    in->max_gap[p.s[l].idx] = gap;
-    gap = inner_max_gap(in);
+    if (stop_early && child_gap(in, p.s[l].idx) == g) return;  // nothing above changes
+    set_child_gap(in, p.s[l].idx, g);
+    g = inner_gap(in);
   }
 }
 
@@ -247,29 +306,31 @@ void GapTree::fix_gaps_at(uint64_t pfn) noexcept {
   fix_gaps(p, height_ - 1, false);
 }
 
-void GapTree::gap_grew(Path& p, uint64_t len) noexcept {
+// A FREE segment grew by merging its FREE neighbours: it contains each of
+// them, so its length and block order bound theirs, and the node's gap is the
+// old one joined with it.
+void GapTree::gap_grew(Path& p, uint64_t lo, uint64_t hi) noexcept {
+  const Gap grown{hi - lo + 1, block_order1(lo, hi)};
   for (uint32_t l = p.n - 1; l-- > 0;) {
     auto* in = static_cast<Inner*>(p.s[l].node);
-    uint64_t& g = in->max_gap[p.s[l].idx];
-    if (g >= len) return;
-    g = len;
+    const Gap old = child_gap(in, p.s[l].idx);
+    const Gap now = old.join(grown);
+    if (now == old) return;
+    set_child_gap(in, p.s[l].idx, now);
   }
 }
 
-void GapTree::gap_shrank(Path& p, uint64_t old_len) noexcept {
+void GapTree::gap_shrank(Path& p, uint64_t old_lo, uint64_t old_hi) noexcept {
   if (p.n < 2) return;
   auto* parent = static_cast<Inner*>(p.s[p.n - 2].node);
-  if (parent->max_gap[p.s[p.n - 2].idx] > old_len) return;  // it was not the largest
-  // The leaf's largest hole is now at most old_len: stop scanning at one that
-  // big (in a fragmented space the next 1-page hole ends the scan).
+  const Gap was = child_gap(parent, p.s[p.n - 2].idx);
+  // Not the leaf's largest hole nor its best aligned block: nothing changes.
+  // (A shorter hole can hold the larger aligned block, so test both.)
+  if (was.len > old_hi - old_lo + 1 && was.order1 > block_order1(old_lo, old_hi)) return;
+  // The leaf's gap can only have shrunk: stop scanning once the old one is
+  // matched (in a fragmented space the next 1-page hole ends the scan).
   const Step& s = p.s[p.n - 1];
-  uint64_t gap = leaf_max_gap(static_cast<Leaf*>(s.node), s.min, s.max, old_len);
-  for (uint32_t l = p.n - 1; l-- > 0;) {
-    auto* in = static_cast<Inner*>(p.s[l].node);
-    if (in->max_gap[p.s[l].idx] == gap) return;
-    in->max_gap[p.s[l].idx] = gap;
-    gap = inner_max_gap(in);
-  }
+  carry_gap(p, p.n - 1, leaf_gap(static_cast<Leaf*>(s.node), s.min, s.max, was), true);
 }
 
 // Nodes a leaf needs to grow by `extra` segments: one per split on the way up,
@@ -308,10 +369,28 @@ std::optional<uint64_t> GapTree::find_gap(uint64_t npages, uint64_t align, uint6
   return search(npages, align, lo_pfn, hi_pfn, path);
 }
 
+// The order a FREE block must have for a subtree to be worth entering, plus
+// one (Gap::order1's scale). Any fit [p, p + npages - 1] with p aligned
+// contains an aligned block of 2^floor(log2 npages) pages at p when
+// npages <= align; any run of npages pages contains one of
+// 2^(floor(log2(npages + 1)) - 1). Unaligned requests need no order: the
+// length test is exact for them.
+uint8_t GapTree::needed_order1(uint64_t npages, uint64_t align) noexcept {
+  if (align == 1) return 0;
+  const int floor_log2 = 63 - std::countl_zero(npages);
+  if (npages <= align) return static_cast<uint8_t>(floor_log2 + 1);
+  return static_cast<uint8_t>(63 - std::countl_zero(npages + 1));
+}
+
 // Top-down, right to left: the first fit found is the highest. A child is
-// entered only if its largest hole could hold npages; only the children on the
-// hi_pfn boundary (one per level) can be entered and found wanting for lack of
-// room below the limit, so without alignment the walk is O(height x fanout).
+// entered only if its largest hole could hold npages and, for an aligned
+// request, its largest aligned FREE block is of the needed order. For a
+// power-of-two npages aligned to itself (the DMA API's size-aligned requests)
+// that order test is exact: a block of order log2(npages) IS a fit. So the
+// only children entered and found wanting are those cut by hi_pfn or lo_pfn
+// (one per level each): O(height x fanout), at any fragmentation. For other
+// (npages, align) a child whose best block is smaller than both npages and
+// align rounded up may be entered and left: see find_gap() in gap_tree.h.
 // Iterative: the path doubles as the backtracking stack.
 std::optional<uint64_t> GapTree::search(uint64_t npages, uint64_t align, uint64_t lo_pfn,
                                         uint64_t hi_pfn, Path* path) const noexcept {
@@ -319,7 +398,9 @@ std::optional<uint64_t> GapTree::search(uint64_t npages, uint64_t align, uint64_
   Path& p = path != nullptr ? *path : local;
   p.n = height_;
   const uint64_t lowest_end = lo_pfn + npages - 1;  // a fit must end at or above this
+  const uint8_t need_order1 = needed_order1(npages, align);
   const uint32_t leaf_level = height_ - 1;
+  uint64_t visited = 1;  // nodes entered, for tests of the bound above
   const void* node = root_;
   uint64_t min = 0, max = max_pfn_;
   uint32_t level = 0;
@@ -335,40 +416,54 @@ std::optional<uint64_t> GapTree::search(uint64_t npages, uint64_t align, uint64_
     bool found_child = false;
     if (level == leaf_level) {
       auto* l = static_cast<const Leaf*>(node);
-      for (uint32_t i = next + 1; i-- > 0;) {
+      // FREE segments at or below `next`, highest first, one bit each.
+      uint64_t free_bits = free_mask(l) & (~0ULL >> (63 - 2 * next));
+      while (free_bits != 0) {
+        const uint32_t i = static_cast<uint32_t>(63 - std::countl_zero(free_bits)) / 2;
+        free_bits &= ~(3ULL << (2 * i));
         uint64_t hi = seg_hi(l, i, max);
         if (hi < lowest_end) break;
-        if (tag_at(l, i) != Tag::kFree) continue;
         uint64_t a = std::max(seg_lo(l, i, min), lo_pfn);
         uint64_t b = std::min(hi, hi_pfn);
         if (b < a || b - a < npages - 1) continue;
         uint64_t pfn = (b - npages + 1) & ~(align - 1);
         if (pfn >= a) {
           p.s[level] = Step{const_cast<void*>(node), i, min, max};
+          last_search_nodes_ = visited;
           return pfn;
         }
       }
     } else {
       auto* in = static_cast<const Inner*>(node);
-      for (uint32_t i = next + 1; i-- > 0;) {
+      // The highest child at or below `next` with a large enough hole and
+      // block (usually the first one tried). If it ends below lowest_end,
+      // every lower one does too.
+      uint32_t i = next + 1;
+      while (i-- > 0 && ((in->max_gap[i] < npages) | (in->order1[i] < need_order1))) {
+      }
+      if (i <= next) {
         uint64_t cmin, cmax;
         const void* child = inner_child(in, i, min, max, &cmin, &cmax);
-        if (cmax < lowest_end) break;
-        if (in->max_gap[i] < npages) continue;
-        p.s[level] = Step{const_cast<void*>(node), i, min, max};
-        node = child;
-        min = cmin;
-        max = cmax;
-        ++level;
-        next = top_index(node, max, level == leaf_level);
-        found_child = true;
-        break;
+        if (cmax >= lowest_end) {
+          p.s[level] = Step{const_cast<void*>(node), i, min, max};
+          prefetch_node(child);
+          ++visited;
+          node = child;
+          min = cmin;
+          max = cmax;
+          ++level;
+          next = top_index(node, max, level == leaf_level);
+          found_child = true;
+        }
       }
     }
     if (found_child) continue;
     // Nothing here: back up to the parent's next lower child.
     for (;;) {
-      if (level == 0) return std::nullopt;
+      if (level == 0) {
+        last_search_nodes_ = visited;
+        return std::nullopt;
+      }
       --level;
       const Step& s = p.s[level];
       if (s.idx > 0) {
@@ -397,6 +492,37 @@ std::optional<Segment> GapTree::next_tagged(uint64_t pfn, Tag tag) const noexcep
 
 // ---------------------------------------------------------------------------
 // Growth: carving segments and splitting nodes
+
+// The path of the last allocation or free, reused when the next one lands in
+// the same leaf and no node has changed shape since (shape_ counts every
+// change of an inner node, a root or a node's range): the free that follows
+// an allocation nearby, the common pattern, skips its descent.
+GapTree::Path& GapTree::finger_at(uint64_t pfn) noexcept {
+  Step& s = finger_.leaf();
+  if (finger_shape_ == shape_ && pfn >= s.min && pfn <= s.max) {
+    auto* l = static_cast<const Leaf*>(s.node);
+    s.idx = pivot_index(l->pivot, l->count, pfn);
+    return finger_;
+  }
+  descend(pfn, finger_);
+  finger_shape_ = shape_;
+  return finger_;
+}
+
+int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn, Tag tag,
+                      uint64_t* pfn_lo) noexcept {
+  assert(npages > 0 && align > 0 && (align & (align - 1)) == 0 && tag != Tag::kFree);
+  hi_pfn = std::min(hi_pfn, max_pfn_);
+  if (hi_pfn < lo_pfn || hi_pfn - lo_pfn < npages - 1) return -ENOMEM;
+  finger_shape_ = kNoShape;  // the search writes its backtracking into the finger
+  std::optional<uint64_t> pfn = search(npages, align, lo_pfn, hi_pfn, &finger_);
+  if (!pfn) return -ENOMEM;
+  finger_shape_ = shape_;
+  int rc = carve(finger_, *pfn, *pfn + npages - 1, tag);
+  if (rc != 0) return rc;
+  *pfn_lo = *pfn;
+  return 0;
+}
 
 int GapTree::carve(uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept {
   Path p;
@@ -439,7 +565,7 @@ void GapTree::replace_segment(Path& p, const Run& run, Stash& st) noexcept {
   auto* l = static_cast<Leaf*>(s.node);
   const uint32_t i = s.idx, extra = run.n - 1;
   if (l->count + extra <= kLeafSlots) {
-    const uint64_t old_len = seg_hi(l, i, s.max) - seg_lo(l, i, s.min) + 1;
+    const uint64_t old_lo = seg_lo(l, i, s.min), old_hi = seg_hi(l, i, s.max);
     const bool was_free = tag_at(l, i) == Tag::kFree;
     // In place: the new inner bounds go in as pivots before pivot[i].
     uint32_t tail = l->count - 1 - i;  // pivots after segment i-1's
@@ -453,7 +579,7 @@ void GapTree::replace_segment(Path& p, const Run& run, Stash& st) noexcept {
     l->count += extra;
     // A FREE segment was cut (carve) or split (split_at): the leaf's largest
     // hole can only shrink, and only if it was that one.
-    if (was_free) gap_shrank(p, old_len);
+    if (was_free) gap_shrank(p, old_lo, old_hi);
     return;
   }
   Run all;
@@ -486,7 +612,7 @@ uint32_t split_point(uint32_t total, uint32_t pos, uint32_t k, uint32_t cap) {
 }
 
 void pack_leaf(GapTree::Leaf* l, const uint64_t* hi, const Tag* tag, uint32_t n) {
-  l->count = n;
+  l->count = static_cast<uint8_t>(n);
   l->tags = 0;
   for (uint32_t j = 0; j < n; ++j) {
     l->tags |= static_cast<uint64_t>(tag[j]) << (2 * j);
@@ -505,24 +631,25 @@ void GapTree::split_leaf(Path& p, const Run& all, Stash& st) noexcept {
   pack_leaf(left, all.hi, all.tag, cut);
   pack_leaf(right, all.hi + cut, all.tag + cut, all.n - cut);
   uint64_t sep = all.hi[cut - 1];
-  uint64_t gl = leaf_max_gap(left, s.min, sep);
-  uint64_t gr = leaf_max_gap(right, sep + 1, s.max);
+  Gap gl = leaf_gap(left, s.min, sep);
+  Gap gr = leaf_gap(right, sep + 1, s.max);
   insert_child(p, static_cast<int>(p.n) - 2, sep, right, gr, gl, st);
 }
 
 // The child at p.s[level].idx split into itself (gap gl) and `right` (gap gr)
 // at `sep`; insert `right` after it, splitting upward as needed. level -1
 // means the root split.
-void GapTree::insert_child(Path& p, int level, uint64_t sep, void* right, uint64_t gr,
-                           uint64_t gl, Stash& st) noexcept {
+void GapTree::insert_child(Path& p, int level, uint64_t sep, void* right, Gap gr, Gap gl,
+                           Stash& st) noexcept {
+  ++shape_;
   if (level < 0) {
     auto* root = static_cast<Inner*>(take_node(st));
     root->count = 2;
     root->child[0] = root_;
     root->child[1] = right;
     root->pivot[0] = sep;
-    root->max_gap[0] = gl;
-    root->max_gap[1] = gr;
+    set_child_gap(root, 0, gl);
+    set_child_gap(root, 1, gr);
     root_ = root;
     ++height_;
     return;
@@ -532,22 +659,23 @@ void GapTree::insert_child(Path& p, int level, uint64_t sep, void* right, uint64
   if (n < kInnerSlots) {
     std::memmove(&in->child[j + 2], &in->child[j + 1], (n - j - 1) * sizeof(void*));
     std::memmove(&in->max_gap[j + 2], &in->max_gap[j + 1], (n - j - 1) * sizeof(uint64_t));
+    std::memmove(&in->order1[j + 2], &in->order1[j + 1], n - j - 1);
     std::memmove(&in->pivot[j + 1], &in->pivot[j], (n - 1 - j) * sizeof(uint64_t));
     in->pivot[j] = sep;
     in->child[j + 1] = right;
-    in->max_gap[j] = gl;
-    in->max_gap[j + 1] = gr;
-    in->count = n + 1;
+    set_child_gap(in, j, gl);
+    set_child_gap(in, j + 1, gr);
+    in->count = static_cast<uint8_t>(n + 1);
     fix_gaps(p, static_cast<uint32_t>(level));
     return;
   }
   // Full: lay out n + 1 children and n pivots, then cut in two.
   void* ch[kInnerSlots + 1];
-  uint64_t gp[kInnerSlots + 1];
+  Gap gp[kInnerSlots + 1];
   uint64_t pv[kInnerSlots];
   for (uint32_t c = 0, o = 0; c < n; ++c) {
     ch[o] = in->child[c];
-    gp[o] = c == j ? gl : in->max_gap[c];
+    gp[o] = c == j ? gl : child_gap(in, c);
     ++o;
     if (c == j) {
       ch[o] = right;
@@ -562,17 +690,17 @@ void GapTree::insert_child(Path& p, int level, uint64_t sep, void* right, uint64
   const uint32_t total = n + 1;
   uint32_t cut = split_point(total, j + 1, 1, kInnerSlots);
   auto* in2 = static_cast<Inner*>(take_node(st));
-  in->count = cut;
-  in2->count = total - cut;
+  in->count = static_cast<uint8_t>(cut);
+  in2->count = static_cast<uint8_t>(total - cut);
   for (uint32_t c = 0; c < total; ++c) {
     Inner* dst = c < cut ? in : in2;
     uint32_t o = c < cut ? c : c - cut;
     dst->child[o] = ch[c];
-    dst->max_gap[o] = gp[c];
+    set_child_gap(dst, o, gp[c]);
     if (c + 1 < total && c + 1 != cut) dst->pivot[o] = pv[c];
   }
   uint64_t sep_up = pv[cut - 1];
-  insert_child(p, level - 1, sep_up, in2, inner_max_gap(in2), inner_max_gap(in), st);
+  insert_child(p, level - 1, sep_up, in2, inner_gap(in2), inner_gap(in), st);
 }
 
 // Make sure a segment starts at pfn, splitting the one that holds it.
@@ -590,16 +718,26 @@ void GapTree::split_at(uint64_t pfn, Stash& st) noexcept {
 }
 
 int GapTree::reserve(uint64_t pfn_lo, uint64_t pfn_hi, Segment* merged) noexcept {
-  Segment first = lookup(pfn_lo), last = lookup(pfn_hi);
+  // Common case: the range lies in one segment; one descent does it all.
+  Path p;
+  descend(pfn_lo, p);
+  const Step& s = p.leaf();
+  const Segment first = leaf_segment(s.node, s.idx, s.min, s.max);
+  if (first.pfn_hi >= pfn_hi) {
+    if (first.tag == Tag::kReserved) {
+      *merged = first;
+      return 0;
+    }
+    *merged = Segment{pfn_lo, pfn_hi, Tag::kReserved};
+    return carve(p, pfn_lo, pfn_hi, Tag::kReserved);
+  }
+  const Segment last = lookup(pfn_hi);
   uint64_t lo = first.tag == Tag::kReserved ? first.pfn_lo : pfn_lo;
   uint64_t hi = last.tag == Tag::kReserved ? last.pfn_hi : pfn_hi;
   *merged = Segment{lo, hi, Tag::kReserved};
-  if (first.pfn_lo == last.pfn_lo) {
-    if (first.tag == Tag::kReserved) return 0;  // already inside one
-    return carve(lo, hi, Tag::kReserved);
-  }
   // Cold path: split the FREE ends off, then fold everything in between into
   // the first segment. The worst case of two splits is stashed up front.
+  ++shape_;
   bool split_lo = first.pfn_lo < lo, split_hi = hi < last.pfn_hi;
   Stash st;
   if ((split_lo || split_hi) && take_stash(st, 2 * (height_ + 2)) != 0) return -EAGAIN;
@@ -627,8 +765,7 @@ Segment GapTree::erase(uint64_t pfn) noexcept {
 
 // Common case in one descent: the neighbours that merge are in the same leaf.
 Segment GapTree::erase_if(uint64_t pfn, Tag expect) noexcept {
-  Path p;
-  descend(pfn, p);
+  Path& p = finger_at(pfn);
   Step& s = p.leaf();
   auto* l = static_cast<Leaf*>(s.node);
   const uint32_t i = s.idx;
@@ -653,7 +790,7 @@ Segment GapTree::erase_if(uint64_t pfn, Tag expect) noexcept {
     l->tags = remove_tag(l->tags, i);
     --l->count;
   }
-  gap_grew(p, hi - lo + 1);
+  gap_grew(p, lo, hi);
   if (l->count < kLeafMin && (next_free || prev_free)) rebalance_at(lo);
   return seg;
 }
@@ -665,7 +802,7 @@ Segment GapTree::erase_slow(Path& p, Segment seg) noexcept {
   bool next_free = seg.pfn_hi < max_pfn_ && lookup(seg.pfn_hi + 1).tag == Tag::kFree;
   bool prev_free = seg.pfn_lo > 0 && lookup(seg.pfn_lo - 1).tag == Tag::kFree;
   if (!next_free && !prev_free) {
-    gap_grew(p, seg.pfn_hi - seg.pfn_lo + 1);
+    gap_grew(p, seg.pfn_lo, seg.pfn_hi);
     return seg;
   }
   if (next_free) absorb_next(seg.pfn_lo);
@@ -693,6 +830,7 @@ void GapTree::absorb_next(uint64_t pfn) noexcept {
   }
   const uint64_t boundary = s.max;
   assert(boundary < max_pfn_);
+  ++shape_;  // a leaf boundary moves
   Path q;
   descend(boundary + 1, q);
   auto* r = static_cast<Leaf*>(q.leaf().node);
@@ -732,8 +870,9 @@ void GapTree::remove_empty_branch(Path& q, uint32_t lca) noexcept {
     uint32_t pv = j > 0 ? j - 1 : 0;
     std::memmove(&parent->child[j], &parent->child[j + 1], (n - 1 - j) * sizeof(void*));
     std::memmove(&parent->max_gap[j], &parent->max_gap[j + 1], (n - 1 - j) * sizeof(uint64_t));
+    std::memmove(&parent->order1[j], &parent->order1[j + 1], n - 1 - j);
     if (n >= 2) std::memmove(&parent->pivot[pv], &parent->pivot[pv + 1], (n - 2 - pv) * sizeof(uint64_t));
-    parent->count = n - 1;
+    parent->count = static_cast<uint8_t>(n - 1);
     if (parent->count > 0) return;
   }
   assert(false && "the common ancestor keeps both branches");
@@ -763,7 +902,7 @@ namespace {
 // An inner node's entries laid out flat with the separator between two nodes.
 struct InnerRun {
   void* child[2 * GapTree::kInnerSlots];
-  uint64_t gap[2 * GapTree::kInnerSlots];
+  GapTree::Gap gap[2 * GapTree::kInnerSlots];
   uint64_t pivot[2 * GapTree::kInnerSlots];
   uint32_t n = 0;
 };
@@ -773,6 +912,7 @@ struct InnerRun {
 // Merge the node at p.s[level] with a sibling, or even them out when together
 // they do not fit one node. Returns true if anything moved.
 bool GapTree::rebalance_step(Path& p, uint32_t level) noexcept {
+  ++shape_;  // leaf ranges or inner pivots may move
   auto* parent = static_cast<Inner*>(p.s[level - 1].node);
   if (parent->count < 2) return false;  // no sibling: the parent level deals with it
   const uint32_t j = p.s[level - 1].idx;
@@ -801,29 +941,29 @@ bool GapTree::rebalance_step(Path& p, uint32_t level) noexcept {
       pack_leaf(la, hi, tag, cut);
       pack_leaf(lb, hi + cut, tag + cut, n - cut);
       parent->pivot[ja] = hi[cut - 1];
-      parent->max_gap[ja] = leaf_max_gap(la, amin, hi[cut - 1]);
-      parent->max_gap[ja + 1] = leaf_max_gap(lb, hi[cut - 1] + 1, bmax);
+      set_child_gap(parent, ja, leaf_gap(la, amin, hi[cut - 1]));
+      set_child_gap(parent, ja + 1, leaf_gap(lb, hi[cut - 1] + 1, bmax));
       return true;
     }
-    parent->max_gap[ja] = leaf_max_gap(la, amin, bmax);
+    set_child_gap(parent, ja, leaf_gap(la, amin, bmax));
   } else {
     auto *ia = static_cast<Inner*>(a), *ib = static_cast<Inner*>(b);
     InnerRun run;
     for (uint32_t i = 0; i < ia->count; ++i, ++run.n) {
       run.child[run.n] = ia->child[i];
-      run.gap[run.n] = ia->max_gap[i];
+      run.gap[run.n] = child_gap(ia, i);
       run.pivot[run.n] = i + 1 < ia->count ? ia->pivot[i] : amax;
     }
     for (uint32_t i = 0; i < ib->count; ++i, ++run.n) {
       run.child[run.n] = ib->child[i];
-      run.gap[run.n] = ib->max_gap[i];
+      run.gap[run.n] = child_gap(ib, i);
       run.pivot[run.n] = i + 1 < ib->count ? ib->pivot[i] : bmax;
     }
     auto fill = [&run](Inner* dst, uint32_t from, uint32_t to) {
-      dst->count = to - from;
+      dst->count = static_cast<uint8_t>(to - from);
       for (uint32_t i = from; i < to; ++i) {
         dst->child[i - from] = run.child[i];
-        dst->max_gap[i - from] = run.gap[i];
+        set_child_gap(dst, i - from, run.gap[i]);
         if (i + 1 < to) dst->pivot[i - from] = run.pivot[i];
       }
     };
@@ -834,18 +974,19 @@ bool GapTree::rebalance_step(Path& p, uint32_t level) noexcept {
       fill(ia, 0, cut);
       fill(ib, cut, total);
       parent->pivot[ja] = run.pivot[cut - 1];
-      parent->max_gap[ja] = inner_max_gap(ia);
-      parent->max_gap[ja + 1] = inner_max_gap(ib);
+      set_child_gap(parent, ja, inner_gap(ia));
+      set_child_gap(parent, ja + 1, inner_gap(ib));
       return true;
     }
-    parent->max_gap[ja] = inner_max_gap(ia);
+    set_child_gap(parent, ja, inner_gap(ia));
   }
   // Merged into a: drop b and the pivot between them.
   const uint32_t n = parent->count;
   std::memmove(&parent->child[ja + 1], &parent->child[ja + 2], (n - 2 - ja) * sizeof(void*));
   std::memmove(&parent->max_gap[ja + 1], &parent->max_gap[ja + 2], (n - 2 - ja) * sizeof(uint64_t));
+  std::memmove(&parent->order1[ja + 1], &parent->order1[ja + 2], n - 2 - ja);
   std::memmove(&parent->pivot[ja], &parent->pivot[ja + 1], (n - 2 - ja) * sizeof(uint64_t));
-  parent->count = n - 1;
+  parent->count = static_cast<uint8_t>(n - 1);
   free_node(b);
   return true;
 }
@@ -853,8 +994,22 @@ bool GapTree::rebalance_step(Path& p, uint32_t level) noexcept {
 // ---------------------------------------------------------------------------
 // Verification
 
+namespace {
+
+// block_order1() the slow way, for verify(): try every order from the top.
+uint8_t block_order1_by_search(uint64_t lo, uint64_t hi) {
+  for (int k = 63 - std::countl_zero(hi - lo + 1); k >= 0; --k) {
+    const uint64_t size = 1ULL << k;
+    const uint64_t start = lo % size == 0 ? lo : lo + (size - lo % size);
+    if (start >= lo && start <= hi && hi - start >= size - 1) return static_cast<uint8_t>(k + 1);
+  }
+  return 0;
+}
+
+}  // namespace
+
 bool GapTree::verify_node(const void* node, uint32_t level, uint64_t min, uint64_t max,
-                          uint64_t* max_gap, Tag* first, Tag* last, Census* c,
+                          Gap* gap, Tag* first, Tag* last, Census* c,
                           const char** why) const noexcept {
   c->nodes++;
   const uint32_t n = node_count(node);
@@ -864,6 +1019,7 @@ bool GapTree::verify_node(const void* node, uint32_t level, uint64_t min, uint64
     if (n < 1 || n > kLeafSlots) return *why = "leaf count out of range", false;
     if ((l->tags >> (2 * n)) != 0) return *why = "stray tag bits", false;
     uint64_t prev_hi = 0;
+    Gap best;
     for (uint32_t i = 0; i < n; ++i) {
       uint64_t lo = seg_lo(l, i, min), hi = seg_hi(l, i, max);
       if (i > 0 && lo != prev_hi + 1) return *why = "segments not contiguous", false;
@@ -873,33 +1029,35 @@ bool GapTree::verify_node(const void* node, uint32_t level, uint64_t min, uint64
         return *why = "adjacent FREE segments in a leaf", false;
       c->segments[static_cast<int>(t)]++;
       c->pages[static_cast<int>(t)] += hi - lo + 1;
+      if (t == Tag::kFree) best = best.join(Gap{hi - lo + 1, block_order1_by_search(lo, hi)});
       prev_hi = hi;
     }
-    *max_gap = leaf_max_gap(l, min, max);
+    *gap = best;
     *first = tag_at(l, 0);
     *last = tag_at(l, n - 1);
     return true;
   }
   auto* in = static_cast<const Inner*>(node);
   if (n < 1 || n > kInnerSlots) return *why = "inner count out of range", false;
-  uint64_t best = 0;
+  Gap best;
   Tag prev_last = Tag::kAllocated;
   for (uint32_t i = 0; i < n; ++i) {
     uint64_t cmin, cmax;
     const void* child = inner_child(in, i, min, max, &cmin, &cmax);
     if (cmin > cmax || cmax > max) return *why = "inner pivots out of order", false;
-    uint64_t g = 0;
+    Gap g;
     Tag f = Tag::kFree, la = Tag::kFree;
     if (!verify_node(child, level + 1, cmin, cmax, &g, &f, &la, c, why)) return false;
-    if (g != in->max_gap[i]) return *why = "max_gap annotation wrong", false;
+    if (g.len != in->max_gap[i]) return *why = "max_gap annotation wrong", false;
+    if (g.order1 != in->order1[i]) return *why = "aligned block annotation wrong", false;
     if (i > 0 && prev_last == Tag::kFree && f == Tag::kFree)
       return *why = "adjacent FREE segments across nodes", false;
     if (i == 0) *first = f;
     prev_last = la;
-    best = std::max(best, g);
+    best = best.join(g);
   }
   *last = prev_last;
-  *max_gap = best;
+  *gap = best;
   return true;
 }
 
@@ -910,7 +1068,7 @@ bool GapTree::verify(Census* census, const char** why) const noexcept {
   const char* dummy;
   if (why == nullptr) why = &dummy;
   if (root_ == nullptr || height_ == 0 || height_ > kMaxHeight) return *why = "no root", false;
-  uint64_t g = 0;
+  Gap g;
   Tag f = Tag::kFree, l = Tag::kFree;
   if (!verify_node(root_, 0, 0, max_pfn_, &g, &f, &l, c, why)) return false;
   if (c->nodes != nodes_) return *why = "node count mismatch", false;

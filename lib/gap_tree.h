@@ -11,7 +11,7 @@
 namespace iovam::detail {
 
 // What a range of pfns is. FREE is the only kind the allocator may hand out;
-// DEFERRED is a freed range whose erase has not been done yet (seed 000): it is
+// DEFERRED is a freed range whose erase has not been done yet (docs/DESIGN.md, L1): it is
 // occupied for the allocator and absent for find().
 enum class Tag : uint8_t { kFree = 0, kAllocated = 1, kReserved = 2, kDeferred = 3 };
 
@@ -35,19 +35,32 @@ struct Segment {
 //    parent's max), so every boundary is stored exactly once;
 //  - pivots strictly increase; every non-root node has at least one entry;
 //  - no two FREE segments are adjacent, in a leaf or across leaves: free space
-//    is maximal, so max_gap is exact (seed 002: a gap split over two nodes is
+//    is maximal, so max_gap is exact (docs/DESIGN.md, L4: a gap split over two nodes is
 //    what makes a marker-in-the-gap scheme hard; we never split one);
-//  - max_gap[i] == the largest FREE segment under child i.
+//  - max_gap[i] == the largest FREE segment under child i, and order1[i] ==
+//    1 + the order of the largest naturally aligned power-of-two block that
+//    lies inside one FREE segment under child i (0: nothing FREE there).
+//
+// Why order1: a size-aligned request of 2^k pages fits a subtree if and only
+// if order1 > k, so the search never enters a subtree whose holes are long
+// enough but misaligned (2-page holes at odd pfns defeat max_gap alone: the
+// search entered every one of them, O(n) per call). A block of order k inside
+// [lo, hi] is found in O(1) (block_order1() in gap_tree.cc), so keeping the
+// byte costs no more than keeping max_gap.
 //
 // Node layout (both kinds are 256 bytes: four cache lines, one pool):
 //
 //   Leaf                                   Inner
-//   +0   u32 count  segments, 1..31        +0   u32 count (children, 1..10)
-//   +8   u64 tags   2 bits x 31 segments   +8   u64 pivot[9]   child upper bounds
-//   +16  u64 pivot[30]                     +80  u64 max_gap[10] largest FREE
-//        pivot[i] = pfn_hi of segment i;   +160 void* child[10]
-//        the last one ends at the leaf's   +240 (16 bytes spare)
-//        max, given by the parent
+//   +0   u8 count   segments, 1..31        +0   u8 count (children, 1..10)
+//   +8   u64 tags   2 bits x 31 segments   +1   u8 order1[10]  aligned block
+//   +16  u64 pivot[30]                     +11  (13 bytes spare)
+//        pivot[i] = pfn_hi of segment i;   +24  u64 pivot[9]   child upper bounds
+//        the last one ends at the leaf's   +96  u64 max_gap[10] largest FREE
+//        max, given by the parent          +176 void* child[10]
+//
+// A descent prefetches all four lines of the next node at once, so a random
+// descent at 1M ranges waits for about one memory latency per level instead
+// of one per line its binary search touches.
 //
 // A leaf holds 31 segments in 256 bytes: 8.3 bytes each when full. With leaves
 // about 3/4 full, a live range (one segment, half a hole on average in a
@@ -87,15 +100,37 @@ class GapTree {
   uint64_t max_pfn() const noexcept { return max_pfn_; }
   uint32_t height() const noexcept { return height_; }
   uint64_t nodes() const noexcept { return nodes_; }
+  // Nodes the last find_gap() entered, root and leaf included: what the
+  // white-box tests hold to O(height x fanout).
+  uint64_t last_search_nodes() const noexcept { return last_search_nodes_; }
+
+  // What an inner node keeps per child about the FREE segments below it: the
+  // longest (len, in pages) and 1 + the order of the largest naturally
+  // aligned power-of-two block inside one (order1; 0 when none is FREE).
+  struct Gap {
+    uint64_t len = 0;
+    uint8_t order1 = 0;
+    Gap join(Gap o) const noexcept {
+      return Gap{len > o.len ? len : o.len, order1 > o.order1 ? order1 : o.order1};
+    }
+    bool operator==(const Gap&) const noexcept = default;
+  };
 
   // The segment containing pfn (pfn <= max_pfn). O(log n).
   Segment lookup(uint64_t pfn) const noexcept;
 
   // The highest p with lo_pfn <= p, p + npages - 1 <= hi_pfn, p % align == 0
   // (align a power of two) and [p, p + npages - 1] inside one FREE segment.
-  // O(log n) descents, pruned by max_gap; with align > 1 a subtree whose
-  // largest hole is long enough but misaligned is visited and left, so the
-  // worst case adds the number of such near-fit holes above the answer.
+  // Bounded, at any fragmentation, by O(height x fanout) nodes for unaligned
+  // requests and for npages == align (every size-aligned power of two: the
+  // domain's and the caches' requests): a subtree is entered only if it holds
+  // a fit, except the ones cut by lo_pfn or hi_pfn, one per level each.
+  // Other shapes (npages not a power of two, aligned to bit_ceil(npages)) are
+  // exact but not bounded that way: a subtree whose best aligned block is of
+  // order floor(log2 npages) may hold no fit and is entered and left, so the
+  // worst case adds the number of such holes above the answer (holes of
+  // npages pages that start one page past an aligned block); tested in
+  // tests/unit/gap_tree_test.cc.
   std::optional<uint64_t> find_gap(uint64_t npages, uint64_t align, uint64_t lo_pfn,
                                    uint64_t hi_pfn) const noexcept;
 
@@ -115,6 +150,12 @@ class GapTree {
                                    uint64_t hi_pfn, Path* path) const noexcept;
   // carve() on the path find_gap() returned for pfn_lo (nothing changed since).
   int carve(Path& path, uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept;
+
+  // find_gap() and carve() in one: the domain's allocation. 0 and *pfn_lo,
+  // -ENOMEM (no fit) or -EAGAIN (no node for a split); nothing changed on
+  // error. Leaves the path as the finger for a free that follows nearby.
+  int allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn, Tag tag,
+               uint64_t* pfn_lo) noexcept;
 
   // If the segment containing pfn is tagged `expect`, erase it (as erase());
   // either way return the segment as it was. One descent in the common case.
@@ -159,22 +200,23 @@ class GapTree {
 
  private:
   void descend(uint64_t pfn, Path& p) const noexcept;
+  Path& finger_at(uint64_t pfn) noexcept;
   // stop_early: only the subtree of p.s[from_level] changed, so the walk may
   // stop where an annotation is already right.
   void fix_gaps(Path& p, uint32_t from_level, bool stop_early = true) noexcept;
   void fix_gaps_at(uint64_t pfn) noexcept;
   // Cheaper than fix_gaps when the change is known: a FREE segment of the
   // leaf on p grew to len pages, or one of old_len pages shrank or vanished.
-  void gap_grew(Path& p, uint64_t len) noexcept;
-  void gap_shrank(Path& p, uint64_t old_len) noexcept;
+  void gap_grew(Path& p, uint64_t lo, uint64_t hi) noexcept;
+  void gap_shrank(Path& p, uint64_t old_lo, uint64_t old_hi) noexcept;
   Segment erase_slow(Path& p, Segment seg) noexcept;
   uint32_t nodes_for_growth(const Path& p, uint32_t extra) const noexcept;
   int take_stash(Stash& st, uint32_t n) noexcept;
   void return_stash(Stash& st) noexcept;
   void replace_segment(Path& p, const Run& run, Stash& st) noexcept;
   void split_leaf(Path& p, const Run& all, Stash& st) noexcept;
-  void insert_child(Path& p, int level, uint64_t sep, void* right, uint64_t right_gap,
-                    uint64_t left_gap, Stash& st) noexcept;
+  void insert_child(Path& p, int level, uint64_t sep, void* right, Gap right_gap, Gap left_gap,
+                    Stash& st) noexcept;
   void split_at(uint64_t pfn, Stash& st) noexcept;
   void absorb_next(uint64_t pfn) noexcept;
   void remove_empty_branch(Path& q, uint32_t lca) noexcept;
@@ -185,14 +227,18 @@ class GapTree {
 
   std::optional<uint64_t> search(uint64_t npages, uint64_t align, uint64_t lo_pfn,
                                  uint64_t hi_pfn, Path* path) const noexcept;
-  bool verify_node(const void* node, uint32_t level, uint64_t min, uint64_t max,
-                   uint64_t* max_gap, Tag* first, Tag* last, Census* c,
-                   const char** why) const noexcept;
-  // Largest FREE segment; may stop early once one of `enough` pages is seen.
-  static uint64_t leaf_max_gap(const Leaf* l, uint64_t min, uint64_t max,
-                               uint64_t enough = UINT64_MAX) noexcept;
-  static uint64_t inner_max_gap(const Inner* in) noexcept;
-  uint64_t node_max_gap(const void* node, uint32_t level, uint64_t min, uint64_t max) const noexcept;
+  bool verify_node(const void* node, uint32_t level, uint64_t min, uint64_t max, Gap* gap,
+                   Tag* first, Tag* last, Census* c, const char** why) const noexcept;
+  // A leaf's Gap over its FREE segments; may stop early once both fields
+  // reach `enough` (an upper bound the caller knows).
+  static Gap leaf_gap(const Leaf* l, uint64_t min, uint64_t max,
+                      Gap enough = Gap{UINT64_MAX, UINT8_MAX}) noexcept;
+  static Gap inner_gap(const Inner* in) noexcept;
+  static Gap child_gap(const Inner* in, uint32_t i) noexcept;
+  static void set_child_gap(Inner* in, uint32_t i, Gap g) noexcept;
+  Gap node_gap(const void* node, uint32_t level, uint64_t min, uint64_t max) const noexcept;
+  void carry_gap(Path& p, uint32_t level, Gap g, bool stop_early) noexcept;
+  static uint8_t needed_order1(uint64_t npages, uint64_t align) noexcept;
 
   template <class Fn>
   void walk(const void* node, uint32_t level, uint64_t min, uint64_t max, Fn& fn) const;
@@ -207,6 +253,13 @@ class GapTree {
   uint32_t height_ = 0;  // levels; 1 = the root is a leaf
   uint64_t max_pfn_ = 0;
   uint64_t nodes_ = 0;   // nodes in the tree (not in the pool)
+  mutable uint64_t last_search_nodes_ = 0;
+  // The finger: a root-to-leaf path kept between operations, valid while
+  // finger_shape_ == shape_ (see finger_at()).
+  static constexpr uint64_t kNoShape = UINT64_MAX;
+  uint64_t shape_ = 0;
+  uint64_t finger_shape_ = kNoShape;
+  Path finger_;
 };
 
 template <class Fn>

@@ -10,7 +10,7 @@
 namespace iovam::detail {
 
 // Tree nodes come from a per-domain pool, never from the general-purpose
-// allocator while the domain lock is held (DESIGN.md: the fast paths run with
+// allocator while the domain lock is held (docs/DESIGN.md, section 3: the fast paths run with
 // the lock held in datapath loops and must not block). The pool is a LIFO free
 // list threaded through the free nodes themselves; it is refilled and trimmed
 // outside the lock, by iovam_maintain() or before an operation takes the lock.

@@ -26,7 +26,7 @@ class Domain;
 //
 // A cached range stays ALLOCATED in the tree: the cache only decides who may
 // hand it out next. All magazines are allocated when the domain is created
-// (seed 004: all-or-nothing, so the fast path has no NULL checks): every lcore
+// (docs/DESIGN.md, L7: all-or-nothing, so the fast path has no NULL checks): every lcore
 // owns two per class, and each depot owns kDepotMax spares that it trades
 // against full ones, so no path ever needs a new magazine.
 //

@@ -19,7 +19,8 @@ namespace iovam::detail {
 // threads in the stress test) still makes progress.
 //
 // The holder is recorded so that functions can assert they run under the lock
-// (the kernel's assert_spin_locked()).
+// (the kernel's assert_spin_locked()): in builds with assertions only, since
+// pthread_self() is a call on every lock of the allocation path.
 class SpinLock {
  public:
   void lock() noexcept {
@@ -33,11 +34,15 @@ class SpinLock {
         __builtin_ia32_pause();
       }
     }
+#ifndef NDEBUG
     owner_.store(pthread_self(), std::memory_order_relaxed);
+#endif
   }
 
   void unlock() noexcept {
+#ifndef NDEBUG
     owner_.store(pthread_t{}, std::memory_order_relaxed);
+#endif
     locked_.store(false, std::memory_order_release);
   }
 

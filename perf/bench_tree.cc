@@ -7,9 +7,11 @@
  * both baselines, same layouts, same request sequences, same run. Names are
  * BM_Tree_<Scenario><impl>/live:N[/occ_pct:P]; perf/report.py pairs them up.
  */
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <benchmark/benchmark.h>
 
@@ -144,6 +146,103 @@ template <RangeAllocator A> void bm_find(benchmark::State &state, const std::str
 	state.counters["live_ranges"] = static_cast<double>(pfns.size());
 }
 
+/*
+ * The workloads that hurt a gap search (not picked to flatter it):
+ *
+ * NearFit: N 2-page holes, each starting at an odd pfn between live pages
+ * (4-page period: live, hole, hole, live), free space below them. A 2-page
+ * size-aligned request fits none of the holes although each is long enough,
+ * so a search that trusts hole lengths alone enters every subtree on the way
+ * down to the free space: O(N) per call.
+ */
+template <RangeAllocator A> std::unique_ptr<Layout<A>> make_near_fit(uint64_t holes)
+{
+	const uint64_t total = 4 * holes;
+	const uint64_t start_pfn = kLimit32Pfn + 1; /* even: the period starts aligned */
+	const DomainShape shape{kGranuleBytes, start_pfn, start_pfn + total + kSlackPages - 1, 0};
+	auto layout = std::make_unique<Layout<A>>();
+	layout->allocator = std::make_unique<A>(shape);
+	layout->limit_pfn = shape.end_pfn;
+	auto pfns = fill(*layout->allocator, shape, 1, total, shape.end_pfn);
+	std::sort(pfns.begin(), pfns.end());
+	const uint64_t base = pfns.front(); /* even for every allocator's placement */
+	for (uint64_t pfn : pfns) {
+		const uint64_t phase = (pfn - base) % 4;
+		if (phase == 1 || phase == 2) {
+			check(layout->allocator->free(pfn), "layout: free failed");
+			if (phase == 1)
+				layout->hole_pfns.push_back(pfn);
+		} else {
+			layout->live_pfns.push_back(pfn);
+		}
+	}
+	return layout;
+}
+
+template <RangeAllocator A>
+void bm_near_fit(benchmark::State &state, const std::string &name)
+{
+	const auto holes = static_cast<uint64_t>(state.range(0));
+	auto &layout = FixtureCache::get<Layout<A>>(fixture_key(name, state, 1), [&] {
+		return std::shared_ptr<Layout<A>>(make_near_fit<A>(holes));
+	});
+	run_pairs(state, *layout.allocator, SizeSequence::constant(2), layout.limit_pfn, true);
+	state.counters["near_fit_holes"] = static_cast<double>(layout.hole_pfns.size());
+}
+
+/*
+ * Churn on a fragmented space ("allocate 2N pages, free half at random"):
+ * each iteration allocates one range and frees one live range chosen at
+ * random (fixed seed), so the live set stays at N and the frees land all over
+ * the tree, as they do under real traffic: most descents miss the cache at
+ * 1M live ranges. The random choice costs the same for every allocator. A
+ * later run (Google Benchmark calls a benchmark more than once) continues the
+ * churn on the same layout: still N live ranges on a fragmented space.
+ */
+template <RangeAllocator A>
+void run_churn(benchmark::State &state, Layout<A> &layout, const SizeSequence &sizes,
+	       bool size_aligned)
+{
+	std::vector<uint64_t> &live = layout.live_pfns;
+	SeededRandom rng(kPerfSeed ^ 0xc4u);
+	size_t i = 0;
+	uint64_t failures = 0;
+	for (auto _ : state) {
+		const auto pfn_lo = layout.allocator->alloc(sizes[i++], layout.limit_pfn, size_aligned);
+		if (pfn_lo)
+			live.push_back(*pfn_lo);
+		else
+			++failures;
+		const size_t victim = rng.below(live.size());
+		check(layout.allocator->free(live[victim]), "free of a live range failed");
+		live[victim] = live.back();
+		live.pop_back();
+	}
+	state.counters["failed_allocs"] = benchmark::Counter(static_cast<double>(failures),
+							     benchmark::Counter::kAvgIterations);
+	state.counters["live_ranges"] = static_cast<double>(live.size());
+}
+
+/* Size-aligned 1, 2, 4, 8 pages in turn: the DMA API's default. */
+template <RangeAllocator A>
+void bm_churn_aligned(benchmark::State &state, const std::string &name)
+{
+	static const SizeSequence sizes = [] {
+		SizeSequence seq = SizeSequence::constant(1);
+		for (size_t i = 0; i < SizeSequence::kLength; ++i)
+			seq.set(i, uint64_t{1} << (i % 4));
+		return seq;
+	}();
+	run_churn(state, fragmented<A>(name, state), sizes, true);
+}
+
+/* Unaligned single pages: the cost of a random descent. */
+template <RangeAllocator A>
+void bm_churn_1page(benchmark::State &state, const std::string &name)
+{
+	run_churn(state, fragmented<A>(name, state), SizeSequence::constant(1), false);
+}
+
 using BenchFn = void (*)(benchmark::State &, const std::string &);
 
 void add(const std::string &name, BenchFn fn, const std::vector<std::vector<int64_t>> &args,
@@ -183,13 +282,24 @@ template <RangeAllocator A> void register_scenario(int scenario, const BenchConf
 	case 4:
 		add("BM_Tree_Reserve" + impl, bm_reserve<A>, {live}, {"live"}, config);
 		break;
-	default:
+	case 5:
 		add("BM_Tree_Find" + impl, bm_find<A>, {live, {50}}, {"live", "occ_pct"}, config);
+		break;
+	case 6:
+		add("BM_Tree_NearFit" + impl, bm_near_fit<A>, {live}, {"live"}, config);
+		break;
+	case 7:
+		add("BM_Tree_ChurnAligned" + impl, bm_churn_aligned<A>, {live, {50}},
+		    {"live", "occ_pct"}, config);
+		break;
+	default:
+		add("BM_Tree_Churn1Page" + impl, bm_churn_1page<A>, {live, {50}},
+		    {"live", "occ_pct"}, config);
 		break;
 	}
 }
 
-constexpr int kScenarios = 6;
+constexpr int kScenarios = 9;
 
 } // namespace
 

@@ -73,7 +73,9 @@ def args_label(args):
     return " ".join(f"{k}={v}" for k, v in args)
 
 
-SCENARIO_ORDER = ["Pair1Page", "PairMixed", "PairAligned", "PairLimit32", "Reserve", "Find"]
+SCENARIO_ORDER = ["Pair1Page", "PairMixed", "PairAligned", "PairLimit32", "Reserve", "Find",
+                  "NearFit", "ChurnAligned", "Churn1Page"]
+PER_PAIR = ("Pair", "NearFit", "Churn")
 
 
 def scenario_key(item):
@@ -88,9 +90,39 @@ def tree_rows(table):
     for (component, scenario, args), by_impl in sorted(table.items(), key=scenario_key):
         if component != "Tree":
             continue
-        unit = "ns/pair" if scenario.startswith("Pair") else "ns/op"
+        unit = "ns/pair" if scenario.startswith(PER_PAIR) else "ns/op"
         rows.append(row(f"Tree {scenario} {args_label(args)} ({unit})",
                         by_impl.get("iovam"), by_impl.get("classic_walk"), by_impl.get("first_fit")))
+    return rows
+
+
+def growth_rows(table):
+    """Each tree scenario's cost at the most live ranges over its cost at the
+    fewest, per allocator: how the cost grows with the live set (1K -> 1M in
+    the full run). The ratio columns compare the growths (baseline / iovam)."""
+    series = {}
+    for (component, scenario, args), by_impl in table.items():
+        if component != "Tree":
+            continue
+        d = dict(args)
+        if "live" not in d:
+            continue
+        for impl, ns in by_impl.items():
+            series.setdefault((scenario, d.get("occ_pct")), {}).setdefault(impl, []).append((d["live"], ns))
+    rows = []
+    for (scenario, occ), by_impl in sorted(series.items(), key=lambda kv: (
+            SCENARIO_ORDER.index(kv[0][0]) if kv[0][0] in SCENARIO_ORDER else 99, kv[0][1] or 0)):
+        growth, lives = {}, None
+        for impl, points in by_impl.items():
+            points.sort()
+            if len(points) >= 2 and points[0][1]:
+                growth[impl] = points[-1][1] / points[0][1]
+                lives = (points[0][0], points[-1][0])
+        if lives is None:
+            continue
+        label = f"Tree {scenario}" + (f" occ_pct={occ}" if occ else "")
+        rows.append(row(f"{label}: growth {lives[0]:.0f} -> {lives[1]:.0f} live (x)",
+                        growth.get("iovam"), growth.get("classic_walk"), growth.get("first_fit")))
     return rows
 
 
@@ -263,7 +295,7 @@ def plot(table, threads, out):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("live ranges")
-        ax.set_ylabel("ns per pair" if scenario.startswith("Pair") else "ns per op")
+        ax.set_ylabel("ns per pair" if scenario.startswith(PER_PAIR) else "ns per op")
         ax.set_title(f"Tree {scenario}" + (f", occupancy {occ} %" if occ else ""))
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
@@ -319,6 +351,8 @@ def main():
     }
     sections = [
         ("Tree path: same scenarios on all three allocators", tree_rows(table)),
+        ("Tree path: growth with the live set (cost at the most live ranges / at the fewest)",
+         growth_rows(table)),
         ("iovam fast path and lazy free (baselines: their tree pair at the same live ranges, occupancy 50 %)",
          iovam_only_rows(table)),
         ("Threads: pinned one per core, each on its own cache",

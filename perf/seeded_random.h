@@ -68,6 +68,7 @@ public:
 	}
 
 	uint64_t operator[](size_t i) const { return npages_[i & (kLength - 1)]; }
+	void set(size_t i, uint64_t npages) { npages_[i & (kLength - 1)] = npages; }
 
 private:
 	SizeSequence(uint64_t lo, uint64_t, int) : npages_(kLength, lo) {}

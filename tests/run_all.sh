@@ -12,10 +12,13 @@
 #     glue's tests in every EAL mode
 #  4. a TSan build runs the stress test and the glue's tests; an -O0 build
 #     compiles
-#  5. meson install + a C and a C++ program built with pkg-config iovam
+#  5. meson install into a temporary prefix + a C and a C++ program built
+#     with pkg-config iovam (and iovam-dpdk), then removed
 #  6. the fuzzer for 60 s (tests/fuzz/run.sh), if present
 #  7. perf/run --smoke
 #  8. the VFIO test in a qemu guest (tests/vm/run.sh)
+#  9. the machine as it was: nothing new in /usr/local, /var/run/dpdk,
+#     /dev/hugepages or /tmp (last line before the verdict: "clean: ...")
 #
 # --quick skips 6-8. Each step's verdict is printed; the last line is
 # "tests: N passed, N failed" over every meson test and script step.
@@ -79,8 +82,68 @@ build() {
 	{ [ -f "$dir/build.ninja" ] || meson setup "$dir" -Dwerror=true "$@"; } && ninja -C "$dir"
 }
 
+# Leftovers: the suite leaves the machine as it found it. What the project
+# could leave behind is listed after setup (its Debian packages and hugepage
+# reservation are intended) and again at the end; a new line is a leftover.
+#   /usr/local       every file and link, recursively; *iovam* files with their
+#                    mtime, so that an install over an old copy counts too
+#   /var/run/dpdk,   every entry that no live process maps or listens on: a DPDK
+#   /dev/hugepages   program running beside the suite is not a leftover, and
+#                    ours have all exited when the check runs
+#   /tmp             entries named like ours (*iovam*, rte*, *dpdk*, *testpmd*):
+#                    other programs share /tmp. The suite also runs with TMPDIR
+#                    set to a directory of its own (mktemp, compilers, meson and
+#                    our scripts and tests use it): whatever is left there counts.
+leftovers_dirs=(/usr/local /var/run/dpdk /dev/hugepages /tmp)
+leftovers_list() {
+	case $1 in
+	/usr/local) find /usr/local ! -type d ! -iname '*iovam*'
+		find /usr/local -iname '*iovam*' -printf '%p %T@\n' ;;
+	/tmp) find /tmp -mindepth 1 -maxdepth 1 \( -iname '*iovam*' -o -name 'rte*' \
+		-o -iname '*dpdk*' -o -iname '*testpmd*' \) ;;
+	*) find "$1" -mindepth 1 -maxdepth 1 ;;
+	esac 2>/dev/null | LC_ALL=C sort
+}
+leftovers_snapshot() {
+	local d
+	for d in "${leftovers_dirs[@]}"; do leftovers_list "$d" >"$logdir/leftovers.before${d//\//_}"; done
+	leftovers_had_rundir=0
+	[ -d /var/run/dpdk ] && leftovers_had_rundir=1
+	suite_tmp=$(mktemp -d /tmp/iovam_suite.XXXXXX)
+	export TMPDIR=$suite_tmp
+	trap 'rm -rf "$suite_tmp"' EXIT
+}
+leftovers_check() {
+	local d new n total=0 summary="" in_use=$logdir/leftovers.in-use e r
+	# Mapped files (/proc shows /run for /var/run) and bound unix sockets.
+	{ cat /proc/[0-9]*/maps 2>/dev/null | awk '{print $6}'; awk 'NR > 1 {print $8}' /proc/net/unix; } |
+		LC_ALL=C sort -u >"$in_use"
+	# EAL creates /var/run/dpdk itself; the suite takes it back if it made it.
+	[ "$leftovers_had_rundir" = 1 ] || rmdir /var/run/dpdk 2>/dev/null
+	for d in "${leftovers_dirs[@]}"; do
+		new=$(leftovers_list "$d" | LC_ALL=C comm -13 "$logdir/leftovers.before${d//\//_}" -)
+		if [ "$d" = /var/run/dpdk ] || [ "$d" = /dev/hugepages ]; then
+			new=$(for e in $new; do
+				r=$(realpath -m "$e")
+				grep -qsF -e "$r/" -e "$e/" "$in_use" || grep -qsxF -e "$r" -e "$e" -e "$r (deleted)" "$in_use" ||
+					echo "$e"
+			done)
+		fi
+		[ "$d" = /tmp ] && new=$(echo "$new" | grep -vxF "$suite_tmp"; find "$suite_tmp" -mindepth 1 -maxdepth 1)
+		n=$(echo "$new" | grep -c .)
+		[ "$n" = 0 ] || { echo "$d: $n new:"; echo "$new" | sed 's/^/    /'; }
+		total=$((total + n))
+		summary+="${summary:+, }$d +$n"
+	done
+	rm -rf "$suite_tmp"
+	unset TMPDIR
+	echo "clean: $summary"
+	[ "$total" = 0 ]
+}
+
 step setup scripts/setup-debian.sh || true
 [ "$failed" = 0 ] || { say "setup failed: nothing else can run"; echo "tests: $passed passed, $failed failed"; exit 1; }
+leftovers_snapshot
 
 # 2. Main build: every test, DPDK ones included (they must not skip).
 step build build build --buildtype=debugoptimized -Ddpdk=enabled -Dtests=enabled -Dperf=enabled
@@ -106,8 +169,8 @@ TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 # An unoptimised build compiles too (inline functions are emitted at -O0).
 step build-debug build build-debug --buildtype=debug -Ddpdk=enabled -Dperf=disabled -Dtests=disabled
 
-# 5. Installed library and pkg-config.
-step install tests/install/check_install.sh build
+# 5. Installed library and pkg-config, in a temporary prefix (nothing system-wide).
+step install tests/install/check_install.sh
 
 if [ "$quick" = 0 ]; then
 	[ -x tests/fuzz/run.sh ] && step fuzz tests/fuzz/run.sh 60
@@ -116,6 +179,10 @@ if [ "$quick" = 0 ]; then
 	step vm env IOVAM_BUILD_DIR="$root/build" tests/vm/run.sh
 	[ -f "$logdir/vm.log" ] && tail -1 "$logdir/vm.log"
 fi
+
+# 9. Nothing left behind (see leftovers_check).
+step clean leftovers_check
+tail -1 "$logdir/clean.log"
 
 say "done in $(($(date +%s) - start_s)) s${failures[*]:+; failed: ${failures[*]}}"
 echo "tests: $passed passed, $failed failed"

@@ -22,9 +22,23 @@
  * Loaded as an EAL plugin (-d libiovam_dpdk.so), the library configures itself
  * from environment variables on first use (see iovam_dpdk_conf_from_env()).
  *
+ * Multi-process: pools of ops "iovam" are handed over to DPDK's ring_mp_mc
+ * ops once fully populated, so any process, with or without this library,
+ * uses them as ring pools (the "iovam" ops are registered after every
+ * driver's, leaving the other ops' indexes as they are without iovam). In a
+ * secondary, iovam_dpdk_init() attaches to the primary's translations:
+ * iovam_dpdk_virt2iova(), iovam_dpdk_pktmbuf_pool_create() and the "iovam"
+ * ops work there; iovam_dpdk_map/unmap, stats, service and replay calls
+ * return -ENOTSUP (the domain and its DMA mappings are the primary's alone).
+ *
+ * Which IOVA: for an object of an iovam pool, rte_mempool_virt2iova(obj) and
+ * mbuf->buf_iova are iovam IOVAs (inside the DMA window); rte_mem_virt2iova()
+ * and the pool's memory chunk list keep DPDK's. Both are mapped; give devices
+ * buf_iova or iovam_dpdk_virt2iova().
+ *
  * Conventions (DPDK style): functions return 0 or a non-negative count on
  * success and a negative errno on failure; constructors return NULL and set
- * rte_errno. Only the primary process is supported.
+ * rte_errno.
  */
 #ifndef IOVAM_DPDK_H
 #define IOVAM_DPDK_H
@@ -40,7 +54,13 @@ extern "C" {
 
 struct rte_mempool;
 
-/** Name of the mempool ops driver (EAL option --mbuf-pool-ops-name iovam). */
+/**
+ * Name of the mempool ops driver (EAL option --mbuf-pool-ops-name iovam). It
+ * populates the pool with iovam IOVAs, then sets the pool's ops to
+ * "ring_mp_mc" (rte_mempool_get_ops(mp->ops_index)->name is "ring_mp_mc"
+ * afterwards). Registered when rte_eal_init() scans the vdev bus, or by
+ * iovam_dpdk_init() if the library was loaded later.
+ */
 #define IOVAM_DPDK_MEMPOOL_OPS "iovam"
 
 /** Name of the DPDK service component. */
@@ -121,11 +141,14 @@ int iovam_dpdk_conf_from_env(struct iovam_dpdk_conf *conf);
  * RMRRs; IOVAM_IOMMU_GROUPS_DIR replaces that folder, for tests) and, with a
  * VFIO device attached, whatever lies outside the container's IOVA ranges.
  * NULL conf takes every default.
+ * In a secondary process: attach to the primary's translations (conf is
+ * checked, then the primary's configuration applies).
  * @return 0;
  *   -EINVAL bad conf (see struct iovam_dpdk_conf), or granule larger than a
  *     memseg page;
- *   -EALREADY already initialised;
- *   -ENOTSUP not a primary process, or VFIO runs in its own no-IOMMU mode
+ *   -EALREADY already initialised (or, in a secondary, attached);
+ *   -ENOENT a secondary whose primary never initialised iovam;
+ *   -ENOTSUP VFIO runs in its own no-IOMMU mode
  *     (devices then DMA to physical addresses: iovam's IOVAs would not reach
  *     memory) and IOVAM_DPDK_F_NO_IOMMU was not given;
  *   -EPERM rte_eal_init() has not run;
@@ -143,6 +166,7 @@ int iovam_dpdk_init(const struct iovam_dpdk_conf *conf);
  * use an iovam IOVA meanwhile. Mempools with ops "iovam" left alive keep
  * working as plain ring pools, but their buf_iova no longer reach memory:
  * free them first.
+ * In a secondary: detach (it owns nothing), return 0.
  * @return 0 nothing was left live;
  *   > 0 torn down, and that many things were still live and were unmapped
  *     anyway: iovam mempools plus dynamic mappings (each logged as a warning);
@@ -161,8 +185,12 @@ int iovam_dpdk_is_initialised(void);
  * Translate a DPDK memory address (heap, memzone, mempool) to iovam's IOVA.
  * Cost: one shared lock and an O(log n) map lookup; not for per-packet use
  * (mbufs carry buf_iova).
- * @return 0 and *iova; -EINVAL NULL va or iova; -ENODEV not initialised;
- *   -ENOENT va is not DPDK memory known to iovam.
+ * In a secondary: from the primary's shared table (a scan of the memseg
+ * lists and one load; no lock).
+ * @return 0 and *iova; -EINVAL NULL va or iova; -ENODEV not initialised (in
+ *   a secondary: or the primary's glue is finalised);
+ *   -ENOENT va is not DPDK memory known to iovam (in a secondary also memory
+ *   of memseg lists created after the primary's first init).
  */
 int iovam_dpdk_virt2iova(const void *va, uint64_t *iova);
 
@@ -176,6 +204,7 @@ int iovam_dpdk_virt2iova(const void *va, uint64_t *iova);
  * @return 0 and *iova (with va's offset inside its granule page);
  *   -EINVAL NULL va or iova, len 0, va+len overflows;
  *   -ENODEV not initialised;
+ *   -ENOTSUP a secondary process (mappings are the primary's);
  *   -ENOMEM no IOVA space left in the window;
  *   -ENOSPC far more live dynamic mappings than conf.max_dyn_mappings;
  *   -EAGAIN transient (the domain's node pool is empty: retry after the
@@ -206,7 +235,8 @@ int iovam_dpdk_map(void *va, size_t len, uint64_t *iova);
  *   -ENOENT no live dynamic mapping starts at iova's page: never mapped,
  *     already unmapped (a double unmap), or DPDK memory mapped by the
  *     memory-event hook;
- *   -ENODEV not initialised.
+ *   -ENODEV not initialised;
+ *   -ENOTSUP a secondary process.
  * Two concurrent unmaps of one mapping: one wins, the other gets -ENOENT.
  */
 int iovam_dpdk_unmap(void *va, uint64_t iova, size_t len);
@@ -216,14 +246,15 @@ int iovam_dpdk_unmap(void *va, uint64_t iova, size_t len);
  * unmaps, return their IOVAs, retry mappings waiting for a VFIO device, run
  * iovam_maintain(). Serialised with the service lcore by a try-lock.
  * @return the number of ranges returned to the domain (>= 0); -ENODEV not
- *   initialised; -EBUSY another thread is running it.
+ *   initialised; -ENOTSUP a secondary process; -EBUSY another thread is
+ *   running it.
  */
 int iovam_dpdk_service_run(void);
 
 /**
  * @return 0 and *id (the rte_service id, for rte_service_map_lcore_set() or
  *   rte_service_run_iter_on_app_lcore()); -EINVAL NULL id; -ENODEV not
- *   initialised.
+ *   initialised; -ENOTSUP a secondary process.
  */
 int iovam_dpdk_service_id(uint32_t *id);
 
@@ -231,8 +262,8 @@ int iovam_dpdk_service_id(uint32_t *id);
  * Map now the memory that waits for a VFIO device (memory that existed before
  * the first device was attached). Call after hot-plugging the first device;
  * the service and the ethdev NEW event also do it.
- * @return the number of mappings made (>= 0); -ENODEV not initialised; -EIO a
- *   mapping failed (the rest stay queued).
+ * @return the number of mappings made (>= 0); -ENODEV not initialised;
+ *   -ENOTSUP a secondary process; -EIO a mapping failed (the rest stay queued).
  */
 int iovam_dpdk_dma_replay(void);
 
@@ -282,13 +313,15 @@ struct iovam_dpdk_stats {
 	uint32_t static_memory;   /**< 1 without memory events (--legacy-mem, --no-huge) */
 };
 
-/** @return 0 and *st; -EINVAL NULL st; -ENODEV not initialised. */
+/** @return 0 and *st; -EINVAL NULL st; -ENODEV not initialised; -ENOTSUP a
+ *  secondary process (read the primary's /iovam/stats). */
 int iovam_dpdk_stats_get(struct iovam_dpdk_stats *st);
 
 /**
  * The IOVA domain, for iovam_stats_get(), iovam_verify() and tests. Valid
  * until iovam_dpdk_fini(); do not free ranges you did not allocate.
- * @return the domain, or NULL with rte_errno ENODEV (not initialised).
+ * @return the domain, or NULL with rte_errno ENODEV (not initialised) or
+ *   ENOTSUP (a secondary process: the domain is the primary's).
  */
 struct iovam_domain *iovam_dpdk_domain(void);
 

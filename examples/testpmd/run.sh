@@ -53,17 +53,26 @@ if [ ! -e "$build/dpdk-glue/libiovam_dpdk.so" ]; then
 fi
 
 prefix="iovam_testpmd_$$"
-fifo=$(mktemp -u /tmp/iovam_testpmd.XXXXXX)
-out=$(mktemp /tmp/iovam_testpmd_out.XXXXXX)
+pid=
+# In $TMPDIR (default /tmp). Everything this script creates goes on exit,
+# whatever the exit (failure, Ctrl-C, a test runner's SIGTERM): testpmd if it
+# still runs, the fifo and the output file, and what EAL leaves behind, the
+# runtime directory and the hugepage files of our per-run --file-prefix.
+tmp=$(mktemp -d -t iovam_testpmd.XXXXXX)
+fifo=$tmp/stdin
+out=$tmp/out
 mkfifo "$fifo"
-# EAL leaves /var/run/dpdk/<prefix> (and testpmd some hugepage files) behind;
-# ours are per run.
 cleanup() {
-	rm -f "$fifo" "$out"
-	rm -rf "/var/run/dpdk/$prefix"
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		kill "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	fi
+	rm -rf "$tmp" "/var/run/dpdk/$prefix"
 	rm -f /dev/hugepages/"$prefix"map_*
 }
 trap cleanup EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 plugin=()
 if [ "$native" = 0 ]; then
@@ -108,6 +117,7 @@ fi
 echo >&3 # "Press enter to exit"
 exec 3>&-
 wait "$pid" || true
+pid=
 
 grep -iE '^(IOVAM|testpmd: preferred mempool ops)' "$out" || true
 # testpmd's forwarding statistics, from the first port's block to the end of

@@ -24,7 +24,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <string>
 
 #include <rte_eal.h>
@@ -34,6 +33,7 @@
 #include <rte_mbuf.h>
 #include <rte_service.h>
 
+#include "eal_leftovers.h"
 #include "iovam_dpdk.h"
 
 namespace {
@@ -76,6 +76,16 @@ int setup_port(uint16_t port, rte_mempool *mp)
 	return rte_eth_dev_start(port);
 }
 
+// Every exit after rte_eal_init(): DPDK 22.11 leaves the runtime directory
+// and hugepage files behind; a failed run removes them too.
+int eal_exit(int status)
+{
+	std::string runtime_dir = rte_eal_get_runtime_dir();
+	rte_eal_cleanup();
+	eal_leftovers_remove(runtime_dir);
+	return status;
+}
+
 }  // namespace
 
 int main(int argc, char **argv)
@@ -88,7 +98,7 @@ int main(int argc, char **argv)
 	uint64_t packets = argc - n > 1 ? strtoull(argv[n + 1], nullptr, 0) : 1000000;
 	if (rte_eth_dev_count_avail() < 1) {
 		fprintf(stderr, "no port: add --vdev net_null0\n");
-		return 1;
+		return eal_exit(1);
 	}
 	// Default conf: 32-bit DMA window. The service maps itself to a service
 	// lcore if there is one; otherwise we run it here (no alarm thread).
@@ -99,7 +109,7 @@ int main(int argc, char **argv)
 	int rc = iovam_dpdk_init(&conf);
 	if (rc != 0) {
 		fprintf(stderr, "iovam_dpdk_init: %s\n", strerror(-rc));
-		return 1;
+		return eal_exit(1);
 	}
 	uint32_t service;
 	(void)iovam_dpdk_service_id(&service);
@@ -109,13 +119,13 @@ int main(int argc, char **argv)
 							RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
 	if (mp == nullptr || setup_port(0, mp) != 0) {
 		fprintf(stderr, "pool/port setup: %s\n", rte_strerror(rte_errno));
-		return 1;
+		return eal_exit(1);
 	}
 	void *mem = mmap(nullptr, size_t{kBuffers} * kBufSize, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (mem == MAP_FAILED) {
 		perror("mmap");
-		return 1;
+		return eal_exit(1);
 	}
 	for (unsigned i = 0; i < kBuffers; i++) {
 		Slot &s = g_slots[i];
@@ -182,12 +192,8 @@ int main(int argc, char **argv)
 	rte_mempool_free(mp);
 	rc = iovam_dpdk_fini();
 	munmap(mem, size_t{kBuffers} * kBufSize);
-	std::string runtime_dir = rte_eal_get_runtime_dir();
-	rte_eal_cleanup();
-	std::error_code ec;
-	std::filesystem::remove_all(runtime_dir, ec); // EAL leaves it behind
 	bool ok = rc == 0 && g_errors == 0 && g_above_4g == 0 && st.dyn_pending == 0 &&
 		  st.dyn_maps == st.dyn_unmaps;
 	printf("zero_copy_tx: %s\n", ok ? "OK" : "FAILED");
-	return ok ? 0 : 1;
+	return eal_exit(ok ? 0 : 1);
 }

@@ -42,6 +42,7 @@
 #include <rte_service.h>
 
 #include "iovam.h"
+#include "eal_leftovers.h"
 #include "iovam_dpdk.h"
 
 namespace {
@@ -1245,7 +1246,13 @@ TEST(GlueZ, IommuReservedRegionsAreKeptOutOfTheWindow)
 	if (iovam_dpdk_is_initialised()) { // run alone (--gtest_filter)
 		ASSERT_GE(iovam_dpdk_fini(), 0);
 	}
-	std::string dir = "/tmp/iovam_iommu_groups_" + std::to_string(getpid());
+	// In $TMPDIR (or /tmp), removed on every way out of the test (ASSERTs return).
+	std::string dir = (std::filesystem::temp_directory_path() /
+			   ("iovam_iommu_groups_" + std::to_string(getpid()))).string();
+	struct RemoveDir {
+		std::string path;
+		~RemoveDir() { std::error_code ec; std::filesystem::remove_all(path, ec); }
+	} remove_dir{dir};
 	std::filesystem::create_directories(dir + "/0");
 	std::filesystem::create_directories(dir + "/7");
 	std::ofstream(dir + "/0/reserved_regions") << "0x00000000fee00000 0x00000000feefffff msi\n";
@@ -1388,7 +1395,12 @@ int main(int argc, char **argv)
 			"  mount -t hugetlbfs nodev /dev/hugepages\n");
 		return 1;
 	}
+	// A prefix of its own per run (tests/dpdk/eal_run.sh passes one and
+	// cleans up after a crash or a timeout too).
 	std::string prefix = "--file-prefix=iovam_t_" + mode + "_" + std::to_string(getpid());
+	for (int i = 1; i < argc; i++)
+		if (strncmp(argv[i], "--file-prefix=", 14) == 0)
+			prefix = argv[i];
 	std::vector<std::string> args = {"glue_test", "-l", "0-1", "--no-pci", prefix, "--vdev=net_ring0",
 					 "--vdev=net_ring1", "--log-level=lib.iovam:info"};
 	args.insert(args.end(), g_mode->eal.begin(), g_mode->eal.end());
@@ -1413,11 +1425,10 @@ int main(int argc, char **argv)
 	int ret = RUN_ALL_TESTS();
 	if (iovam_dpdk_is_initialised())
 		(void)iovam_dpdk_fini();
-	// EAL leaves its runtime directory (/var/run/dpdk/<prefix>) behind;
-	// each run has its own prefix, so remove it.
+	// EAL leaves its runtime directory and hugepage files behind; each run
+	// has its own prefix, so remove them.
 	std::string runtime_dir = rte_eal_get_runtime_dir();
 	rte_eal_cleanup();
-	std::error_code ec;
-	std::filesystem::remove_all(runtime_dir, ec);
+	eal_leftovers_remove(runtime_dir);
 	return ret;
 }

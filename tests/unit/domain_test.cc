@@ -95,7 +95,7 @@ TEST(Create, Table) {
   iovam_domain_destroy(nullptr);  // a no-op
 }
 
-// All-or-nothing creation (seed 004): every allocation creation makes can
+// All-or-nothing creation (docs/DESIGN.md, L7): every allocation creation makes can
 // fail; each failure is NULL + ENOMEM and leaks nothing (LeakSanitizer in the
 // ASan build), and once creation succeeds the fast path needs no checks.
 TEST(Create, EveryAllocationFailureIsClean) {
@@ -362,7 +362,7 @@ TEST(Find, Table) {
   EXPECT_EQ(iovam_find(nullptr, 3, &lo, &hi), -EINVAL);
 }
 
-// --- the 32-bit estimate (seeds 001 and 003) ----------------------------------
+// --- the 32-bit estimate (docs/DESIGN.md, L2 and L3) ----------------------------------
 
 // Seed 001: a node failure is transient and must not poison the estimate.
 TEST(Estimate32, TransientFailureDoesNotPoison) {

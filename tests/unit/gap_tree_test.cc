@@ -346,4 +346,143 @@ TEST(GapTreeModel, AscendingCarvesAndTopErases) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// Bounded aligned search: nodes entered per find_gap() on layouts built to
+// defeat a search pruned by hole length alone.
+
+// A tree whose top 4 * holes pages repeat (live, hole, hole, live): every
+// hole is `hole_pages` long and starts `skew` pages past a multiple of 4, and
+// 1024 pages below them are free. Built with carves in the pool it owns.
+struct NearFitTree {
+  NodePool pool;
+  GapTree tree{pool};
+  uint64_t base = 0;  // first pfn of the patterned region (a multiple of 4)
+  uint64_t slack_hi = 0;
+
+  NearFitTree(uint64_t holes, uint64_t skew, uint64_t hole_pages) {
+    const uint64_t max_pfn = 1024 + 4 * holes + 3;
+    base = 1024;
+    slack_hi = base - 1;
+    top_up();
+    EXPECT_EQ(tree.init(max_pfn), 0);
+    // Occupy the patterned region whole, then carve the holes out of it by
+    // erasing: everything not a hole is one ALLOCATED page.
+    for (uint64_t i = 0; i < holes; ++i) {
+      const uint64_t at = base + 4 * i;
+      for (uint64_t pfn = at; pfn < at + 4; ++pfn) {
+        top_up();
+        EXPECT_EQ(tree.carve(pfn, pfn, Tag::kAllocated), 0);
+      }
+    }
+    top_up();
+    EXPECT_EQ(tree.carve(max_pfn - 3, max_pfn, Tag::kReserved), 0);
+    for (uint64_t i = 0; i < holes; ++i) {
+      const uint64_t lo = base + 4 * i + skew;
+      for (uint64_t pfn = lo; pfn < lo + hole_pages; ++pfn) tree.erase(pfn);
+    }
+    const char* why = "";
+    EXPECT_TRUE(tree.verify(nullptr, &why)) << why;
+  }
+  ~NearFitTree() = default;
+
+  void top_up() {
+    if (pool.free_nodes() < 2 * GapTree::kMaxHeight) pool.splice(pool.alloc_chain(256));
+  }
+};
+
+// Power-of-two sizes aligned to themselves: the answer is in the free space
+// below every hole, and the search enters no hole's subtree on the way: the
+// nodes it enters stay within a few per level, whatever the number of holes.
+TEST(GapTreeAlignedSearch, MisalignedNearFitHolesAreNeverEntered) {
+  for (uint64_t holes : {1000u, 10000u, 100000u}) {
+    NearFitTree t(holes, 1, 2);  // [4i + 1, 4i + 2]: long enough, misaligned
+    const uint64_t height = t.tree.height();
+    for (uint64_t npages : {2u, 4u, 8u, 64u}) {
+      auto got = t.tree.find_gap(npages, npages, 0, t.tree.max_pfn());
+      ASSERT_TRUE(got.has_value()) << holes << " holes, " << npages;
+      EXPECT_EQ(*got, (t.slack_hi + 1 - npages) & ~(npages - 1)) << holes << " holes, " << npages;
+      EXPECT_LE(t.tree.last_search_nodes(), 3 * height)
+          << holes << " holes, " << npages << " pages: height " << height;
+    }
+    // A 1-page request takes the highest hole at once.
+    auto one = t.tree.find_gap(1, 1, 0, t.tree.max_pfn());
+    ASSERT_TRUE(one.has_value());
+    EXPECT_EQ(*one, t.base + 4 * (holes - 1) + 2);
+    EXPECT_LE(t.tree.last_search_nodes(), 3 * height);
+  }
+}
+
+// An exactly fitting aligned hole is found, however many near misses lie
+// above it: one aligned [4j + 2, 4j + 3] hole among misaligned ones.
+TEST(GapTreeAlignedSearch, ExactFitAmongNearFits) {
+  NearFitTree t(20000, 1, 2);
+  const uint64_t j = 7777;
+  const uint64_t fit = t.base + 4 * j + 2;  // hole [4j + 1, 4j + 2]; free 4j + 3
+  t.top_up();
+  t.tree.erase(fit + 1);
+  auto got = t.tree.find_gap(2, 2, 0, t.tree.max_pfn());
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(*got, fit);
+  EXPECT_LE(t.tree.last_search_nodes(), 3 * t.tree.height());
+  // Below a limit under the fit: the free space at the bottom again.
+  got = t.tree.find_gap(2, 2, 0, fit);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(*got, t.slack_hi - 1);
+  EXPECT_LE(t.tree.last_search_nodes(), 4 * t.tree.height());
+}
+
+// The stated limit of the bound (gap_tree.h, find_gap): 3 pages aligned to 4
+// in holes [4i + 1, 4i + 3]. Each hole holds an aligned block of 2 pages, as
+// every fit of 3 would, but no fit: the search enters the leaves that hold
+// such holes (about holes / 15 of them) and still returns the exact answer.
+TEST(GapTreeAlignedSearch, NonPowerOfTwoWorstCaseIsTheStatedOne) {
+  const uint64_t holes = 30000;
+  NearFitTree t(holes, 1, 3);
+  auto got = t.tree.find_gap(3, 4, 0, t.tree.max_pfn());
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(*got, (t.slack_hi - 2) & ~3ULL);
+  // Leaves hold 4..31 segments, two per hole here: at most holes / 2 + the
+  // inner nodes above them; at least one leaf per 15 holes.
+  EXPECT_GE(t.tree.last_search_nodes(), holes / 16);
+  EXPECT_LE(t.tree.last_search_nodes(), t.tree.nodes());
+  // Power-of-two requests on the same layout stay bounded.
+  got = t.tree.find_gap(4, 4, 0, t.tree.max_pfn());
+  ASSERT_TRUE(got.has_value());
+  EXPECT_LE(t.tree.last_search_nodes(), 3 * t.tree.height());
+}
+
+// block_order1 through the tree: every FREE segment [lo, hi] of a small
+// region, under an inner node (200 pages carved above it make the tree two
+// levels deep), against the aligned blocks found by brute force; verify()
+// recomputes every annotation its own way.
+TEST(GapTreeAlignedSearch, AlignedFitMatchesBruteForceOnEverySegment) {
+  NodePool pool;
+  const uint64_t region_hi = 70, max_pfn = 1000;
+  for (uint64_t lo = 1; lo < region_hi; ++lo) {
+    for (uint64_t hi = lo; hi < region_hi; ++hi) {
+      if (pool.free_nodes() < 64) pool.splice(pool.alloc_chain(64));
+      GapTree tree(pool);
+      ASSERT_EQ(tree.init(max_pfn), 0);
+      ASSERT_EQ(tree.carve(0, lo - 1, Tag::kAllocated), 0);
+      ASSERT_EQ(tree.carve(hi + 1, region_hi + 99, Tag::kAllocated), 0);
+      for (uint64_t pfn = region_hi + 100; pfn < region_hi + 500; pfn += 2)
+        ASSERT_EQ(tree.carve(pfn, pfn, Tag::kAllocated), 0);
+      ASSERT_GE(tree.height(), 2u);
+      for (uint64_t k = 0; k < 7; ++k) {
+        const uint64_t size = 1ULL << k;
+        std::optional<uint64_t> want;
+        for (uint64_t p = hi + 1; p-- > lo;)
+          if (p % size == 0 && p + size - 1 <= hi) {
+            want = p;
+            break;
+          }
+        EXPECT_EQ(tree.find_gap(size, size, 0, region_hi + 99), want)
+            << "[" << lo << ", " << hi << "] 2^" << k;
+      }
+      const char* why = "";
+      ASSERT_TRUE(tree.verify(nullptr, &why)) << why;
+    }
+  }
+}
+
 }  // namespace

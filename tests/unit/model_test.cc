@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cinttypes>
 #include <cstdio>
@@ -33,12 +34,14 @@ struct ModelConf {
   uint64_t seed;
   uint64_t ops;
   uint64_t max_pages;  // request sizes 1..max_pages, skewed small
+  uint32_t aligned_pct = 50;    // share of size-aligned iovam_alloc calls
+  uint64_t near_fit_holes = 0;  // start with this many misaligned 2-page holes
 };
 
 std::string name_of(const ModelConf& c) {
   char buf[160];
-  std::snprintf(buf, sizeof buf, "end%" PRIu64 "_caches%u_fail%u_seed%" PRIu64, c.end_pfn, c.n_caches,
-                c.fail_one_in, c.seed);
+  std::snprintf(buf, sizeof buf, "end%" PRIu64 "_caches%u_fail%u_seed%" PRIu64 "%s", c.end_pfn,
+                c.n_caches, c.fail_one_in, c.seed, c.near_fit_holes ? "_nearfit" : "");
   return buf;
 }
 
@@ -110,7 +113,7 @@ class Model {
 
   void op_alloc() {
     uint64_t n = pick_npages(), limit = pick_limit();
-    bool aligned = coin(2);
+    bool aligned = rng_() % 100 < c_.aligned_pct;
     reconcile_cached();
     auto want = ref_.fit(n, limit, aligned);
     uint64_t pfn = 0;
@@ -532,8 +535,42 @@ class Model {
     }
   }
 
+  // The layout that defeats a search pruned by hole length alone: 1-page
+  // allocations from the top, then pages freed in pairs so that every hole
+  // is two pages starting at an odd pfn (long enough for a 2-page aligned
+  // request, but misaligned), live pages between them.
+  void seed_near_fit_holes() {
+    iovam_test_fail_node_alloc(d_, 0, 0);
+    std::vector<uint64_t> pfns;
+    for (uint64_t i = 0; i < 4 * c_.near_fit_holes; ++i) {
+      uint64_t pfn = 0;
+      int rc = iovam_alloc(d_, 1, UINT64_MAX, false, &pfn);
+      if (rc == -EAGAIN) {
+        iovam_maintain(d_);
+        rc = iovam_alloc(d_, 1, UINT64_MAX, false, &pfn);
+      }
+      ASSERT_EQ(rc, 0);
+      ref_.insert(pfn, pfn, RefTag::kAllocated);
+      owned_.insert(pfn);
+      pfns.push_back(pfn);
+    }
+    std::sort(pfns.begin(), pfns.end());
+    const uint64_t first_hole = pfns.front() % 2 == 0 ? 1 : 0;  // phase of the odd starts
+    for (uint64_t pfn : pfns) {
+      const uint64_t phase = (pfn - pfns.front()) % 4;
+      if (phase != first_hole && phase != first_hole + 1) continue;
+      ASSERT_EQ(iovam_free(d_, pfn), 0);
+      ref_.ranges().erase(pfn);
+      owned_.erase(pfn);
+    }
+    check_verify("near-fit layout");
+    iovam_test_fail_node_alloc(d_, c_.fail_one_in, c_.seed * 7 + 1);
+  }
+
   void run() {
     ASSERT_NE(d_, nullptr);
+    if (c_.near_fit_holes > 0) seed_near_fit_holes();
+    if (::testing::Test::HasFatalFailure()) return;
     for (uint64_t i = 0; i < c_.ops; ++i) {
       // 100..109: the bulk calls, the others in their old proportions.
       uint32_t r = rng_() % 110;
@@ -657,6 +694,13 @@ std::vector<ModelConf> configs() {
   // trees. (The live set grows with the ops and verify() after each is O(n):
   // 100000 ops keep this under a minute per seed with the live-map check.)
   for (uint64_t seed : {21ULL, 22ULL}) v.push_back({4096, 1, (1ULL << 36) - 1, 3, seed == 21 ? 0u : 50u, seed, 100000, 4});
+  // Size-aligned requests weighted up, from layouts full of misaligned holes.
+  for (uint64_t seed : {41ULL, 42ULL}) {
+    ModelConf c{4096, 1, (1ULL << 24) - 1, 2, seed == 41 ? 0u : 7u, seed, 40000, 16};
+    c.aligned_pct = 90;
+    c.near_fit_holes = 3000;
+    v.push_back(c);
+  }
   // Start above 1 and a window inside the 32-bit space.
   v.push_back({4096, 4096, 8191, 1, 0, 31, 60000, 40});
   return v;
