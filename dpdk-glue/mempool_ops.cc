@@ -115,15 +115,15 @@ int ops_alloc(rte_mempool *mp)
 {
 	if (!ensure_attached())
 		return -ENODEV;
-	// ring_mp_mc sizes its ring count+1 rounded up to a power of two: past
-	// IOVAM_DPDK_POOL_MAX_OBJS that size would wrap (2^32 -> 0).
-	if (mp->size == 0 || mp->size > IOVAM_DPDK_POOL_MAX_OBJS)
-		return -EINVAL;
 	if (ring_index() < 0) {
 		IOVAM_LOG(ERR, "pool %s: mempool ops %s not registered (librte_mempool_ring "
 			  "not loaded?)", mp->name, kRingOps);
 		return -ENOTSUP;
 	}
+	// ring_mp_mc's ring has count+1 entries rounded to a power of two: past
+	// IOVAM_DPDK_POOL_MAX_OBJS that size would wrap (2^32 -> 0) and crash.
+	if (mp->size == 0 || mp->size > IOVAM_DPDK_POOL_MAX_OBJS)
+		return -EINVAL;
 	int rc = ring_ops().alloc(mp);
 	if (rc != 0)
 		return rc;

@@ -6,7 +6,8 @@
 #
 # nm -D --defined-only of libiovam.so and libiovam_dpdk.so against the
 # global: names of lib/version.map and dpdk-glue/version.map (no C++
-# symbol, nothing missing, nothing extra). Prints the count of each.
+# symbol, nothing missing, nothing extra), and those maps against the
+# functions iovam.h and iovam_dpdk.h declare. Prints the count of each.
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -14,8 +15,18 @@ root=$(cd "$here/../.." && pwd)
 build=${1:-$root/build}
 failed=0
 
-check() { # library, version map
-	local lib=$1 map=$2
+check() { # library, version map, public header, its functions' prefix
+	local lib=$1 map=$2 header=$3 prefix=$4
+	# Every function the header declares is in the map (a new one must be
+	# added there, or it would be hidden), and nothing else.
+	local declared listed
+	declared=$(grep -ohE "\\b${prefix}[a-z_0-9]+\\(" "$header" | tr -d '(' | grep -v '_$' | sort -u)
+	listed=$(sed -n '/global:/,/local:/p' "$map" | grep -oE '^[[:space:]]*[a-z_0-9]+;' | tr -d ' \t;' | sort)
+	if [ "$declared" != "$listed" ]; then
+		echo "FAIL $map differs from the functions $header declares (< header only, > map only):"
+		diff <(echo "$declared") <(echo "$listed") | grep '^[<>]'
+		failed=$((failed + 1))
+	fi
 	if [ ! -e "$lib" ]; then
 		echo "FAIL $lib: not built"
 		failed=$((failed + 1))
@@ -33,6 +44,6 @@ check() { # library, version map
 	fi
 }
 
-check "$build/lib/libiovam.so" "$root/lib/version.map"
-check "$build/dpdk-glue/libiovam_dpdk.so" "$root/dpdk-glue/version.map"
+check "$build/lib/libiovam.so" "$root/lib/version.map" "$root/lib/include/iovam.h" iovam_
+check "$build/dpdk-glue/libiovam_dpdk.so" "$root/dpdk-glue/version.map" "$root/dpdk-glue/include/iovam_dpdk.h" iovam_dpdk_
 [ "$failed" = 0 ]
