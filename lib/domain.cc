@@ -373,7 +373,8 @@ void Domain::stats(iovam_stats* st) noexcept {
 }
 
 int Domain::verify() noexcept {
-  // Lock order: every lcore cache (quiesced), then the tree.
+  // Every lcore cache quiesced (their slow locks), then the tree lock, then
+  // the depots: the order of docs/DESIGN.md, section 5.
   cache_->quiesce_all();
   int rc = verify_quiesced();
   cache_->resume_all();

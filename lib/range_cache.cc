@@ -241,8 +241,8 @@ bool RangeCache::put_to_depot(uint32_t cls, Magazine* m) noexcept {
   return false;
 }
 
-// Takes the tree lock: callers hold no depot lock (lock order: lcore slow
-// lock, then depot lock or tree lock, never both of the latter).
+// Takes the tree lock: callers hold no depot lock (the lock order is
+// docs/DESIGN.md, section 5: lcore slow locks, tree, depots).
 void RangeCache::free_to_tree(Magazine* m) noexcept {
   SpinGuard g(domain_.tree_lock());
   for (uint64_t i = 0; i < m->size; ++i) {
@@ -375,9 +375,9 @@ void RangeCache::read_stats(uint32_t c, iovam_cache_stats* st) const noexcept {
 }
 
 const char* RangeCache::verify_locked(const GapTree& tree) const noexcept {
-  // Every depot at once (a trim may run on any of them meanwhile); lock
-  // order: tree, then depots by class. Nothing takes the tree lock while
-  // holding a depot lock.
+  // Every depot at once (a trim may run on any of them meanwhile), in class
+  // order under the tree lock (docs/DESIGN.md, section 5). Nothing takes the
+  // tree lock while holding a depot lock.
   auto& depots = const_cast<Depot(&)[kClasses]>(depots_);
   for (Depot& d : depots) d.lock.lock();
   const char* err = verify_depots_locked(tree);

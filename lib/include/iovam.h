@@ -11,7 +11,11 @@
  * at a time (as an lcore id is).
  *
  * Conventions (DPDK style): functions return 0 or a non-negative count on
- * success and a negative errno on failure; a failed call changes nothing.
+ * success and a negative errno on failure; a failed call changes nothing that
+ * the caller owns or can see as allocated. One documented exception: a fast
+ * allocation (iovam_alloc_fast(), iovam_alloc_fast_bulk()) that finds no room
+ * flushes every cache back to the tree and tries once more, so its -ENOMEM
+ * leaves the caches empty (the ranges they held are free space again).
  * Constructors return NULL and set errno. All pfn ranges are inclusive.
  */
 #ifndef IOVAM_H
@@ -87,8 +91,9 @@ int iovam_alloc(struct iovam_domain *d, uint64_t npages, uint64_t limit_pfn,
  * Free the ALLOCATED range containing pfn.
  * @return 0; -EINVAL NULL d; -ENOENT pfn is free space or DEFERRED, or (checked
  *   mode, the default) its range was already given back with iovam_free_fast()
- *   and sits in a cache; -EPERM pfn is RESERVED. A range that cannot be erased
- *   at once becomes DEFERRED (still 0).
+ *   and sits in a cache; -EPERM pfn is RESERVED. Erasing never needs a tree
+ *   node, so the range is free space when this returns 0 (it never becomes
+ *   DEFERRED: that is iovam_free_deferred(), the lazy variant).
  */
 int iovam_free(struct iovam_domain *d, uint64_t pfn);
 
@@ -221,7 +226,10 @@ int iovam_free_fast_bulk_slow(struct iovam_domain *d, uint32_t cache_id, const u
 
 /**
  * Return the ranges held by cache cache_id, or by every cache and the depots
- * (IOVAM_CACHE_NONE), to the tree. Must not race with the owner of cache_id.
+ * (IOVAM_CACHE_NONE), to the tree. May run while the owner of cache_id uses
+ * it: a handshake (membarrier(2), so the owner's fast path pays no atomic
+ * read-modify-write) makes the owner take its cache's slow lock while a flush
+ * is pending, and the flush wait for an owner inside its fast path.
  * @return the number of ranges returned; -EINVAL NULL d or bad cache_id.
  */
 int iovam_cache_flush(struct iovam_domain *d, uint32_t cache_id);
