@@ -542,8 +542,11 @@ class Model {
     ASSERT_EQ(iovam_return_batch_add(batch_, pfn, n), 0);
     fast_owned_.erase(it);
     owned_.erase(pfn);
-    if (n > 32) {
-      ref_.ranges().erase(pfn);  // to the tree at once
+    uint64_t lo = 0, hi = 0;
+    if (n > 32 || iovam_find(d_, pfn, &lo, &hi) == -ENOENT) {
+      // To the tree at once: too large for the caches, or (checked) below
+      // the window the live map covers, where nothing is cached.
+      ref_.ranges().erase(pfn);
       return;
     }
     std::vector<uint64_t>& cls = batch_class_[std::bit_width(std::bit_ceil(n)) - 1];
