@@ -54,6 +54,24 @@ public:
 	 */
 	std::string bind_current_thread(const ThreadPlacement &placement) const;
 
+	/**
+	 * The NUMA id TBB uses for node numa_os: tbbbind numbers the nodes by
+	 * hwloc logical index (equal to the OS index on most machines, not all).
+	 * -1 (tbb::task_arena::automatic) for an unknown node.
+	 */
+	int tbb_numa_id(int numa_os) const;
+
+	/** OS index of the NUMA node of CPU pu_os, -1 unknown. */
+	int numa_of_cpu(unsigned pu_os) const;
+
+	/**
+	 * OS index of the NUMA node the page holding p sits on now, as the
+	 * kernel reports it (hwloc_get_area_memlocation: move_pages(2) in query
+	 * mode), -1 unknown or not yet faulted in. The page must have been
+	 * touched: an untouched page has no node.
+	 */
+	int numa_of_memory(const void *p) const;
+
 	/** {"packages": .., "numa_nodes": [{"os_index", "cores", "local_memory_bytes"}], ...} */
 	std::string to_json() const;
 
