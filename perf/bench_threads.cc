@@ -48,6 +48,7 @@
 
 #include "baselines/cached_walk_allocator.h"
 #include "iovam.h"
+#include "iovam_numa.h"
 #include "iovam_allocator.h"
 #include "layout.h"
 #include "spsc_ring.h"
@@ -231,10 +232,31 @@ template <class Once> Run median_of(int repetitions, Once once)
 	return runs[runs.size() / 2];
 }
 
+/* Each thread's cache gets its magazines on the thread's node
+ * (iovam_cache_set_node with an hwloc allocator), as the DPDK glue does with
+ * rte_zmalloc_socket for each lcore's socket. */
+void place_caches(const Topology &topo, const Options &opt, iovam_domain *d, unsigned n_threads)
+{
+	const iovam_cache_mem mem{
+		[](void *arg, size_t bytes, int node) {
+			return static_cast<const Topology *>(arg)->alloc_on_node(bytes, node);
+		},
+		[](void *arg, void *p, size_t bytes) {
+			static_cast<const Topology *>(arg)->free_on_node(p, bytes);
+		},
+		const_cast<Topology *>(&topo)};
+	const auto placement = topo.place(n_threads, opt.placement);
+	for (unsigned t = 0; t < n_threads; ++t)
+		if (placement[t].numa_os >= 0)
+			check(iovam_cache_set_node(d, t, placement[t].numa_os, &mem) == 0,
+			      "iovam_cache_set_node failed");
+}
+
 Run fast_pair(const Topology &topo, const Options &opt, unsigned n_threads)
 {
 	auto layout = make_fragmented<IovamAllocator>(opt.live, 50, n_threads);
 	iovam_domain *d = layout->allocator->domain();
+	place_caches(topo, opt, d, n_threads);
 	const uint64_t limit_pfn = layout->limit_pfn;
 	return median_of(opt.repetitions, [&] {
 		return measure(topo, opt, n_threads, "fast_pair", d, [&](unsigned t) {
@@ -254,6 +276,7 @@ Run fast_pipeline(const Topology &topo, const Options &opt, unsigned n_threads)
 {
 	auto layout = make_fragmented<IovamAllocator>(opt.live, 50, n_threads);
 	iovam_domain *d = layout->allocator->domain();
+	place_caches(topo, opt, d, n_threads);
 	const uint64_t limit_pfn = layout->limit_pfn;
 	return median_of(opt.repetitions, [&] {
 		/* Fresh rings per repetition; what is left in them when a run

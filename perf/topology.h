@@ -10,6 +10,7 @@
 #ifndef IOVAM_PERF_TOPOLOGY_H
 #define IOVAM_PERF_TOPOLOGY_H
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,15 @@ public:
 	 * touched: an untouched page has no node.
 	 */
 	int numa_of_memory(const void *p) const;
+
+	/**
+	 * Memory bound to NUMA node numa_os (hwloc_alloc_membind, policy BIND:
+	 * its pages fault in on that node whoever touches them), zeroed; for
+	 * iovam_cache_set_node()'s allocator (iovam_numa.h). nullptr if hwloc
+	 * cannot. Free with free_on_node().
+	 */
+	void *alloc_on_node(size_t bytes, int numa_os) const;
+	void free_on_node(void *p, size_t bytes) const;
 
 	/** {"packages": .., "numa_nodes": [{"os_index", "cores", "local_memory_bytes"}], ...} */
 	std::string to_json() const;
