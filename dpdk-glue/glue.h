@@ -55,6 +55,8 @@ struct PoolInfo {
 	uint64_t runs = 0;    // IOVA-contiguous pieces populated
 	uint64_t objs = 0;
 	const void *pool_data = nullptr; // its ring: tells the pool from a later one at its address
+	int socket_asked = -1; // mp->socket_id (SOCKET_ID_ANY: -1)
+	int socket_of_memory = -1; // of every populated run (numa.cc); -2 mixed
 };
 
 struct DynState;     // dyn_map.cc
@@ -125,6 +127,11 @@ uint64_t dyn_unmap_all_live(Glue &g);
 void dyn_leaked_iovas(Glue &g, std::vector<std::pair<uint64_t, uint64_t>> &out);
 void mem_leaked_iovas(Glue &g, std::vector<std::pair<uint64_t, uint64_t>> &out);
 void dyn_stats(Glue &g, iovam_dpdk_stats &st);
+
+// numa.cc: each EAL lcore's cache magazines on its socket (init, after the
+// domain); the socket of DPDK memory at addr (-1: not DPDK's).
+void place_lcore_caches(Glue &g);
+int dpdk_socket_of(const void *addr);
 
 // service.cc
 int service_start(Glue &g);

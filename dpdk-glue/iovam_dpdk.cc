@@ -182,6 +182,7 @@ extern "C" int iovam_dpdk_init(const struct iovam_dpdk_conf *conf)
 		goto fail_reserve;
 	}
 	g->map.set_shared(g->shared);
+	place_lcore_caches(*g); // part of 1: magazines on each lcore's socket
 	g->vfio.init(c.flags & IOVAM_DPDK_F_NO_IOMMU, c.flags & IOVAM_DPDK_F_DYN_VIA_DPDK); // 2
 	rc = dyn_start(*g);                            // 3
 	if (rc != 0)

@@ -133,6 +133,7 @@ int ops_alloc(rte_mempool *mp)
 		p = PoolInfo{};
 		p.name = mp->name;
 		p.pool_data = mp->pool_data;
+		p.socket_asked = mp->socket_id;
 	}
 	return 0;
 }
@@ -202,6 +203,8 @@ int ops_populate(rte_mempool *mp, unsigned max_objs, void *vaddr, rte_iova_t, si
 			PoolInfo &p = g->pools[mp];
 			p.iova_lo = std::min(p.iova_lo, iova);
 			p.iova_hi = std::max(p.iova_hi, iova + run - 1);
+			const int socket = dpdk_socket_of(reinterpret_cast<void *>(va + done));
+			p.socket_of_memory = p.runs == 0 || p.socket_of_memory == socket ? socket : -2;
 			p.runs++;
 			p.objs += n;
 		}

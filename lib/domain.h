@@ -55,6 +55,7 @@ class Domain {
   void fail_node_alloc(uint32_t one_in, uint64_t seed) noexcept;
 
   iovam_domain* handle() noexcept { return &handle_; }
+  RangeCache& range_cache() noexcept { return *cache_; }
   static Domain* of(iovam_domain* h) noexcept { return h->impl; }
 
   // Fast path through the per-lcore caches: the inline functions of iovam.h

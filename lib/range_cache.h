@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "cache_placement.h"
 #include "gap_tree.h"
 #include "iovam.h"
 #include "spin_lock.h"
@@ -129,6 +130,11 @@ class RangeCache {
   void read_stats(uint32_t c, iovam_cache_stats* st) const noexcept;
   void count_shared(bool alloc, bool hit, uint64_t by = 1) noexcept;
 
+  // iovam_cache_set_node() (cache_placement.cc): cache c's own magazines
+  // replaced by a block allocated on `node`. 0, -EBUSY, -ENOMEM.
+  int place(uint32_t c, int node, const iovam_cache_mem* mem) noexcept;
+  int node_of(uint32_t c) const noexcept { return placement_.node_of(c); }
+
   // Stop every owner (take all slow locks, handshake), for verify; then the
   // caller may read every magazine until resume().
   void quiesce_all() noexcept;
@@ -172,6 +178,8 @@ class RangeCache {
   void* magazine_block_ = nullptr;  // every magazine, one allocation
   std::atomic<uint64_t> depot_cached_{0};
   std::atomic<uint64_t> shared_hits_[2]{}, shared_misses_[2]{};  // [0] alloc, [1] free
+  // Node-placed magazine blocks: destroyed after the body of ~RangeCache.
+  CachePlacement placement_;
 };
 
 // Test hook (iovam_test_fail_create_alloc): true when the allocation about to

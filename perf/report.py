@@ -182,6 +182,52 @@ def thread_rows(threads, label=""):
     return rows
 
 
+def placement_check(threads):
+    """Mismatches between where each thread was asked to run and where the
+    kernel says it ran and where its memory sat (sched_getcpu, move_pages):
+    [] is a pass. Checked for every run: the thread's CPU is the one asked
+    for, on the node asked for, and a fresh page it touched sits on that
+    node. For fast_pair also its cache's loaded magazine (placed on the
+    thread's node with iovam_cache_set_node, and never traded through the
+    depot in alloc/free pairs on one cache). Not checked: fast_pipeline's
+    magazines (they travel between caches through the one shared depot) and
+    the cache slots (one array for all caches)."""
+    problems = []
+    for r in (threads or {}).get("runs", []):
+        for t, (asked, got) in enumerate(zip(r.get("placement", []), r.get("where", []))):
+            what = f"{r['workload']} {r['threads']} thread(s), thread {t}"
+            if asked["numa_node"] < 0:
+                continue  # no NUMA information: nothing to check
+            if got["cpu"] != asked["cpu"]:
+                problems.append(f"{what}: ran on CPU {got['cpu']}, asked {asked['cpu']}")
+            if got["numa_node"] != asked["numa_node"]:
+                problems.append(f"{what}: ran on node {got['numa_node']}, asked {asked['numa_node']}")
+            keys = ["memory_node"] + (["magazine_node"] if r["workload"] == "fast_pair" else [])
+            for key in keys:
+                if got.get(key, -1) != asked["numa_node"]:
+                    problems.append(f"{what}: {key} {got.get(key)}, thread on node {asked['numa_node']}")
+    return problems
+
+
+def placement_table(threads, label):
+    """Per thread of the largest run of each workload: where it ran and
+    where its memory sat, as read back from the kernel."""
+    lines = []
+    runs = (threads or {}).get("runs", [])
+    if not runs:
+        return lines
+    top = max(r["threads"] for r in runs)
+    for r in runs:
+        if r["threads"] != top:
+            continue
+        for t, (asked, got) in enumerate(zip(r.get("placement", []), r.get("where", []))):
+            lines.append(f"| {label}{r['workload']} | {t} | {asked['cpu']} / {asked['numa_node']} | "
+                         f"{got['cpu']} / {got['numa_node']} | {got['memory_node']} | "
+                         f"{got['cache_node'] if got['cache_node'] >= 0 else '—'} | "
+                         f"{got['magazine_node'] if got['magazine_node'] >= 0 else '—'} |")
+    return lines
+
+
 def latency_rows(latency):
     rows = []
     frag = {l["impl"]: l for l in latency if l.get("layout") == "fragmented"}
@@ -302,7 +348,7 @@ def dyn_map_markdown(rows, skipped, meta):
     return lines
 
 
-def markdown(sections, meta, topology):
+def markdown(sections, meta, topology, threads=None, threads_spread=None):
     lines = [
         f"# iovam perf summary ({meta['mode']} run)",
         "",
@@ -313,6 +359,16 @@ def markdown(sections, meta, topology):
         lines.append(f"- topology: {topology.get('packages')} package(s), {len(nodes)} NUMA node(s), "
                      f"{topology.get('cores')} core(s), {topology.get('pus')} PU(s); threads pinned one per core, "
                      "memory bound to the core's NUMA node (hwloc)")
+    tbb = (threads or {}).get("tbb")
+    if tbb:
+        lines.append(f"- threads are TBB {tbb.get('version')} workers, one tbb::task_arena per NUMA node "
+                     f"(constraints numa_id); TBB sees NUMA node ids {tbb.get('numa_nodes')} "
+                     f"({'tbbbind loaded' if tbb.get('tbbbind') else 'tbbbind NOT loaded: arenas are not NUMA-bound'})")
+    if threads:
+        problems = placement_check(threads) + placement_check(threads_spread)
+        lines.append(f"- placement: {'PASS' if not problems else 'FAIL'} (every thread's CPU and node, and the "
+                     "node of its memory, read back with sched_getcpu and move_pages, against the request)"
+                     + "".join(f"\n  - {p}" for p in problems[:20]))
     lines += [
         "- ratio = baseline / iovam for times and bytes, iovam / baseline for rates: **> 1 means iovam is better**",
         "- classic_walk: top-down walk from a cached node over std::map (Linux iova.c before the maple tree); "
@@ -340,6 +396,16 @@ def markdown(sections, meta, topology):
             lines.append("| {} | {} | {} | {} | {} | {} |".format(
                 r["figure"], fmt(r["iovam"]), fmt(r["classic_walk"]), fmt(r["first_fit"]),
                 fmt(r["ratio_classic_walk"]), fmt(r["ratio_first_fit"])))
+    placement = placement_table(threads, "compact: " if threads_spread else "") + \
+        placement_table(threads_spread, "spread: ")
+    if placement:
+        lines += [
+            "",
+            "## Where each thread ran and where its memory sat (largest thread count, read back from the kernel)",
+            "",
+            "| workload | thread | asked CPU / node | ran on CPU / node | its page's node | its cache slot's node | its magazine's node |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ] + placement
     return "\n".join(lines) + "\n"
 
 
@@ -454,6 +520,7 @@ def main():
         "google_benchmark": gb,
         "threads": threads,
         "threads_spread": threads_spread,
+        "placement_problems": placement_check(threads) + placement_check(threads_spread),
         "latency_memory": latency,
         "callgrind": cg,
         "dyn_map": {"runs": dyn_runs, "medians": dyn_rows, "meta": dyn_meta, "skipped": dyn_skipped},
@@ -461,7 +528,7 @@ def main():
     with open(os.path.join(opt.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v)
     with open(os.path.join(opt.out, "summary.md"), "w") as f:
-        f.write(markdown(sections, meta, topology))
+        f.write(markdown(sections, meta, topology, threads, threads_spread))
         f.write("\n".join(dyn_map_markdown(dyn_rows, dyn_skipped, dyn_meta)) + "\n")
         if plots:
             f.write("\nPlots: " + ", ".join(f"[{p}]({p})" for p in plots) + "\n")

@@ -87,6 +87,48 @@ std::string Topology::bind_current_thread(const ThreadPlacement &placement) cons
 	return failures;
 }
 
+int Topology::tbb_numa_id(int numa_os) const
+{
+	if (numa_os < 0)
+		return -1;
+	hwloc_obj_t node = hwloc_get_numanode_obj_by_os_index(topology_, static_cast<unsigned>(numa_os));
+	return node ? static_cast<int>(node->logical_index) : -1;
+}
+
+void *Topology::alloc_on_node(size_t bytes, int numa_os) const
+{
+	if (numa_os < 0)
+		return nullptr;
+	hwloc_bitmap_t nodeset = hwloc_bitmap_alloc();
+	hwloc_bitmap_only(nodeset, static_cast<unsigned>(numa_os));
+	void *p = hwloc_alloc_membind(topology_, bytes, nodeset, HWLOC_MEMBIND_BIND,
+				      HWLOC_MEMBIND_BYNODESET);
+	hwloc_bitmap_free(nodeset);
+	if (p)
+		std::memset(p, 0, bytes);
+	return p;
+}
+
+void Topology::free_on_node(void *p, size_t bytes) const { hwloc_free(topology_, p, bytes); }
+
+int Topology::numa_of_cpu(unsigned pu_os) const
+{
+	hwloc_obj_t pu = hwloc_get_pu_obj_by_os_index(topology_, pu_os);
+	if (!pu || !pu->nodeset)
+		return -1;
+	return hwloc_bitmap_first(pu->nodeset);
+}
+
+int Topology::numa_of_memory(const void *p) const
+{
+	hwloc_bitmap_t nodeset = hwloc_bitmap_alloc();
+	int node = -1;
+	if (hwloc_get_area_memlocation(topology_, p, 1, nodeset, HWLOC_MEMBIND_BYNODESET) == 0)
+		node = hwloc_bitmap_first(nodeset);
+	hwloc_bitmap_free(nodeset);
+	return node;
+}
+
 std::string Topology::to_json() const
 {
 	std::ostringstream out;

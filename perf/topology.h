@@ -10,6 +10,7 @@
 #ifndef IOVAM_PERF_TOPOLOGY_H
 #define IOVAM_PERF_TOPOLOGY_H
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,33 @@ public:
 	 * best effort: a container may refuse mbind; the run records it).
 	 */
 	std::string bind_current_thread(const ThreadPlacement &placement) const;
+
+	/**
+	 * The NUMA id TBB uses for node numa_os: tbbbind numbers the nodes by
+	 * hwloc logical index (equal to the OS index on most machines, not all).
+	 * -1 (tbb::task_arena::automatic) for an unknown node.
+	 */
+	int tbb_numa_id(int numa_os) const;
+
+	/** OS index of the NUMA node of CPU pu_os, -1 unknown. */
+	int numa_of_cpu(unsigned pu_os) const;
+
+	/**
+	 * OS index of the NUMA node the page holding p sits on now, as the
+	 * kernel reports it (hwloc_get_area_memlocation: move_pages(2) in query
+	 * mode), -1 unknown or not yet faulted in. The page must have been
+	 * touched: an untouched page has no node.
+	 */
+	int numa_of_memory(const void *p) const;
+
+	/**
+	 * Memory bound to NUMA node numa_os (hwloc_alloc_membind, policy BIND:
+	 * its pages fault in on that node whoever touches them), zeroed; for
+	 * iovam_cache_set_node()'s allocator (iovam_numa.h). nullptr if hwloc
+	 * cannot. Free with free_on_node().
+	 */
+	void *alloc_on_node(size_t bytes, int numa_os) const;
+	void free_on_node(void *p, size_t bytes) const;
 
 	/** {"packages": .., "numa_nodes": [{"os_index", "cores", "local_memory_bytes"}], ...} */
 	std::string to_json() const;

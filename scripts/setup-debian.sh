@@ -10,6 +10,7 @@ packages=(
 	g++ gcc pkg-config meson ninja-build        # build
 	libgtest-dev libgmock-dev                   # tests
 	libbenchmark-dev libhwloc-dev libtbb-dev    # perf
+	libtbbbind-2-5                              # perf: TBB's NUMA arenas (hwloc)
 	python3-matplotlib valgrind                 # perf report, instruction counts
 	dpdk dpdk-dev libdpdk-dev                   # dpdk-glue, testpmd, dpdk-telemetry.py
 	clang libclang-rt-14-dev                    # libFuzzer

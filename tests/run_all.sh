@@ -16,7 +16,8 @@
 #     with pkg-config iovam (and iovam-dpdk), then removed
 #  6. the fuzzer for 60 s (tests/fuzz/run.sh), if present
 #  7. perf/run --smoke
-#  8. the VFIO test in a qemu guest (tests/vm/run.sh)
+#  8. the VFIO test in a qemu guest (tests/vm/run.sh), and the two-node NUMA
+#     guest (tests/vm/numa.sh)
 #  9. the machine as it was: nothing new in /usr/local, /var/run/dpdk,
 #     /dev/hugepages or /tmp (last line before the verdict: "clean: ...")
 #
@@ -178,6 +179,10 @@ if [ "$quick" = 0 ]; then
 	# The guest runs this build's libiovam_dpdk (no second glue build).
 	step vm env IOVAM_BUILD_DIR="$root/build" tests/vm/run.sh
 	[ -f "$logdir/vm.log" ] && tail -1 "$logdir/vm.log"
+	# Two NUMA nodes in a guest (~70 s on these builds): perf's and the glue's placement.
+	step vm-numa env IOVAM_BUILD_DIR="$root/build" IOVAM_PERF_BUILD_DIR="$root/build-perf" \
+		tests/vm/numa.sh
+	[ -f "$logdir/vm-numa.log" ] && tail -1 "$logdir/vm-numa.log"
 fi
 
 # 9. Nothing left behind (see leftovers_check).

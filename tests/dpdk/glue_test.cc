@@ -23,6 +23,7 @@
 #include <vector>
 
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <sys/socket.h>
@@ -42,6 +43,7 @@
 #include <rte_service.h>
 
 #include "iovam.h"
+#include "iovam_numa.h"
 #include "eal_leftovers.h"
 #include "iovam_dpdk.h"
 
@@ -155,6 +157,30 @@ int seg_cb(const rte_memseg_list *, const rte_memseg *ms, void *arg)
 	    !w.iovas.insert(iova).second)
 		w.bad = true;
 	return 0;
+}
+
+// Each EAL lcore's cache has its magazines in DPDK memory on its socket
+// (iovam_numa.h), where the kernel says they are too (move_pages(2) in
+// query mode). First in the file: gtest runs tests in file order, and the
+// later tests' fast-path traffic trades magazines through the shared depot,
+// after which a cache's loaded magazine may be any cache's.
+TEST(Glue, NumaCachesOnTheirSocket)
+{
+	iovam_domain *d = iovam_dpdk_domain();
+	ASSERT_NE(d, nullptr);
+	const unsigned lc = rte_lcore_id();
+	const int socket = static_cast<int>(rte_lcore_to_socket_id(lc));
+	ASSERT_EQ(iovam_cache_get_node(d, lc), socket);
+	const auto *view = reinterpret_cast<const iovam_fast_view *>(d);
+	const void *mag = __atomic_load_n(&iovam_lcore_(view, lc)->loaded[0], __ATOMIC_RELAXED);
+	const rte_memseg_list *msl = rte_mem_virt2memseg_list(mag);
+	ASSERT_NE(msl, nullptr) << "magazines not in DPDK memory";
+	EXPECT_EQ(msl->socket_id, socket);
+	void *page = reinterpret_cast<void *>(reinterpret_cast<uintptr_t>(mag) &
+					      ~static_cast<uintptr_t>(getpagesize() - 1));
+	int status = -1;
+	ASSERT_EQ(syscall(SYS_move_pages, 0, 1UL, &page, nullptr, &status, 0), 0) << strerror(errno);
+	EXPECT_EQ(status, socket) << "the kernel puts the magazines elsewhere";
 }
 
 TEST(Glue, InitWalkTranslatesEveryExistingPage)
@@ -962,6 +988,28 @@ TEST(Glue, TelemetryReportsStatsAndPools)
 	EXPECT_NE(pools.find("\"iovam_tel_pool\":["), std::string::npos) << pools;
 	rte_mempool_free(mp);
 	EXPECT_EQ(telemetry("/iovam/pools"), "{\"/iovam/pools\":{}}");
+}
+
+// /iovam/numa reports the caches per socket (all placed) and a pool's
+// memory on the socket it was asked for.
+TEST(Glue, NumaTelemetryPerSocket)
+{
+	const int socket = static_cast<int>(rte_lcore_to_socket_id(rte_lcore_id()));
+	rte_mempool *mp = iovam_dpdk_pktmbuf_pool_create("iovam_numa_pool", 511, 0, 0,
+							RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+	ASSERT_NE(mp, nullptr);
+	const std::string numa = telemetry("/iovam/numa");
+	const std::string pool_key = "\"pool_iovam_numa_pool\":[" + std::to_string(socket) + "," +
+				     std::to_string(socket) + ",";
+	EXPECT_NE(numa.find(pool_key), std::string::npos) << numa;
+	const std::string socket_key = "\"socket_" + std::to_string(socket) + "\":[";
+	const size_t at = numa.find(socket_key);
+	ASSERT_NE(at, std::string::npos) << numa;
+	unsigned long lcores = 0, placed = 0;
+	ASSERT_EQ(sscanf(numa.c_str() + at + socket_key.size(), "%lu,%lu", &lcores, &placed), 2) << numa;
+	EXPECT_EQ(lcores, rte_lcore_count()) << numa; // one socket here
+	EXPECT_EQ(placed, lcores) << numa;
+	rte_mempool_free(mp);
 }
 
 // ---- Fault paths. ----
