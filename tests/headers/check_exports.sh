@@ -20,7 +20,7 @@ check() { # library, version map, public header, its functions' prefix
 	# Every function the header declares is in the map (a new one must be
 	# added there, or it would be hidden), and nothing else.
 	local declared listed
-	declared=$(grep -ohE "\\b${prefix}[a-z_0-9]+\\(" "$header" | tr -d '(' | grep -v '_$' | sort -u)
+	declared=$(grep -ohE "\\b${prefix}[a-z_0-9]+\\(" $header | tr -d '(' | grep -v '_$' | sort -u)
 	listed=$(sed -n '/global:/,/local:/p' "$map" | grep -oE '^[[:space:]]*[a-z_0-9]+;' | tr -d ' \t;' | sort)
 	if [ "$declared" != "$listed" ]; then
 		echo "FAIL $map differs from the functions $header declares (< header only, > map only):"
@@ -44,6 +44,6 @@ check() { # library, version map, public header, its functions' prefix
 	fi
 }
 
-check "$build/lib/libiovam.so" "$root/lib/version.map" "$root/lib/include/iovam.h" iovam_
+check "$build/lib/libiovam.so" "$root/lib/version.map" "$root/lib/include/iovam.h $root/lib/include/iovam_numa.h" iovam_
 check "$build/dpdk-glue/libiovam_dpdk.so" "$root/dpdk-glue/version.map" "$root/dpdk-glue/include/iovam_dpdk.h" iovam_dpdk_
 [ "$failed" = 0 ]
