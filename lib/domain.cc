@@ -373,10 +373,15 @@ void Domain::stats(iovam_stats* st) noexcept {
 }
 
 int Domain::verify() noexcept {
-  // Every lcore cache quiesced (their slow locks), then the tree lock, then
-  // the depots: the order of docs/DESIGN.md, section 5.
+  // Every lcore cache quiesced (their slow locks), the return batches held
+  // off, then the tree lock, then the depots: the order of docs/DESIGN.md,
+  // section 5. So no live byte and no cache or batch count moves meanwhile.
   cache_->quiesce_all();
-  int rc = verify_quiesced();
+  int rc;
+  {
+    SpinGuard g(batch_lock_);
+    rc = verify_quiesced();
+  }
   cache_->resume_all();
   return rc;
 }
@@ -437,10 +442,9 @@ const char* Domain::verify_live_map_locked() const noexcept {
       ++other;
   });
   if (other != 0) return "live map: a range's byte holds another class";
-  // Ranges in return batches are idle too; a batch counts a range before it
-  // clears its byte and releases it after it reached the depot.
-  const uint64_t cached = cache_->cached_ranges();
-  if (idle < cached || idle > cached + batched_ranges_.load(std::memory_order_acquire))
+  // Ranges in return batches are idle too (verify() holds batch_lock_), and
+  // so are those a depot trim has taken out and not freed yet.
+  if (idle != cache_->cached_or_in_flight_locked() + batched_ranges_.load(std::memory_order_relaxed))
     return "live map: an ALLOCATED range is neither live nor cached";
   if (live_.pages() <= (uint64_t{1} << 16)) {
     const uint8_t* b = live_.bytes();
@@ -667,14 +671,14 @@ int Domain::cache_flush(uint32_t cache_id) noexcept {
 // Cost: the O(1) bounds and, checked, the live byte's load, compare and
 // store (as the inline free_fast); the tree lock only to diagnose a refusal.
 int Domain::take_for_batch(uint64_t pfn_lo, uint64_t npages) noexcept {
+  IOVAM_ASSERT_HELD(batch_lock_);
   if (npages == 0 || !fast_free_in_bounds(pfn_lo, npages)) return -EINVAL;
   const uint64_t n = std::bit_ceil(npages);
   if (npages > fast_free_bound_ || !in_cached_window(pfn_lo, n)) return 1;
-  // Counted first: verify() may see it batched and still live, never idle
-  // and uncounted.
-  batched_ranges_.fetch_add(1, std::memory_order_acq_rel);
-  if (take_live(pfn_lo, n)) return 0;  // unchecked: trusted, as free_fast
-  batched_ranges_.fetch_sub(1, std::memory_order_release);
+  if (take_live(pfn_lo, n)) {  // unchecked: trusted, as free_fast
+    batched_ranges_.fetch_add(1, std::memory_order_relaxed);
+    return 0;
+  }
   SpinGuard g(tree_lock_);
   int rc = fast_free_lookup_locked(pfn_lo, n);
   return rc != 0 ? rc : -ENOENT;  // the byte changed under us: a racing free

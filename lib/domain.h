@@ -107,8 +107,13 @@ class Domain {
   // counts as batched until batch_released()), 1 when the caches never hold
   // it (outside the cached window: free it to the tree), or the errno
   // iovam_free_fast() answers, with nothing changed.
+  // Requires batch_lock().
   int take_for_batch(uint64_t pfn_lo, uint64_t npages) noexcept;
-  void batch_released(uint64_t n) noexcept { batched_ranges_.fetch_sub(n, std::memory_order_release); }
+  // Held by a return batch's add and flush, and by verify(): a batch's
+  // transitions (live byte, batched count, depot) are atomic to verify().
+  // Taken before the tree and depot locks, never under them.
+  SpinLock& batch_lock() noexcept { return batch_lock_; }
+  void batch_released(uint64_t n) noexcept { batched_ranges_.fetch_sub(n, std::memory_order_relaxed); }
 
   const iovam_domain_conf& conf() const noexcept { return conf_; }
   uint64_t start_pfn() const noexcept { return conf_.start_pfn; }
@@ -153,8 +158,10 @@ class Domain {
   uint64_t fast_free_bound_ = 0;
   // Checked mode's live map (handle_.fast.live points into it when on).
   LiveMap live_;
-  // Ranges held by return batches: neither live nor cached (verify).
+  // Ranges held by return batches: neither live nor cached. Changed under
+  // batch_lock_, which verify() holds so that it sees them exactly.
   std::atomic<uint64_t> batched_ranges_{0};
+  SpinLock batch_lock_;
   // Last pfn whose IOVA fits 32 bits; requests limited at or below it are
   // "32-bit requests" (kernel: dma_32bit_pfn - 1).
   const uint64_t dma32_last_pfn_;

@@ -243,12 +243,13 @@ bool RangeCache::put_to_depot(uint32_t cls, Magazine* m) noexcept {
 
 // Takes the tree lock: callers hold no depot lock (the lock order is
 // docs/DESIGN.md, section 5: lcore slow locks, tree, depots).
-void RangeCache::free_to_tree(Magazine* m) noexcept {
+void RangeCache::free_to_tree(Magazine* m, std::atomic<uint64_t>* in_flight) noexcept {
   SpinGuard g(domain_.tree_lock());
   for (uint64_t i = 0; i < m->size; ++i) {
     [[maybe_unused]] int rc = domain_.free_locked(m->pfn[i]);
     assert(rc == 0 && "a cached range is ALLOCATED in the tree");
   }
+  if (in_flight != nullptr) in_flight->fetch_sub(m->size, std::memory_order_relaxed);
   m->size = 0;
 }
 
@@ -326,10 +327,11 @@ bool RangeCache::drain_one(Depot& d, uint32_t keep, uint64_t* n) noexcept {
     if (d.full_count <= keep) return false;
     m = d.full[--d.full_count];
     ++d.in_flight;
+    in_flight_ranges_.fetch_add(m->size, std::memory_order_relaxed);
     add_depot(0 - m->size);
   }
   *n += m->size;
-  free_to_tree(m);
+  free_to_tree(m, &in_flight_ranges_);
   SpinGuard g(d.lock);
   d.empty[d.empty_count++] = m;
   --d.in_flight;
@@ -345,6 +347,15 @@ void RangeCache::trim_depots() noexcept {
 
 // ---------------------------------------------------------------------------
 // Statistics and verification
+
+uint64_t RangeCache::cached_or_in_flight_locked() const noexcept {
+  IOVAM_ASSERT_HELD(domain_.tree_lock());
+  auto& depots = const_cast<Depot(&)[kClasses]>(depots_);
+  for (Depot& d : depots) d.lock.lock();
+  const uint64_t n = cached_ranges() + in_flight_ranges_.load(std::memory_order_relaxed);
+  for (uint32_t k = kClasses; k-- > 0;) depots[k].lock.unlock();
+  return n;
+}
 
 uint64_t RangeCache::cached_ranges() const noexcept {
   uint64_t n = depot_cached_.load(std::memory_order_relaxed);

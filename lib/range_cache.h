@@ -127,6 +127,10 @@ class RangeCache {
   // Give depot magazines above kDepotKeep back to the tree.
   void trim_depots() noexcept;
   uint64_t cached_ranges() const noexcept;
+  // Cached ranges plus those on their way from a depot to the tree, read
+  // under every depot lock (so a trim cannot move one between the two).
+  // Requires the tree lock (the order: tree, then depots).
+  uint64_t cached_or_in_flight_locked() const noexcept;
   void read_stats(uint32_t c, iovam_cache_stats* st) const noexcept;
   void count_shared(bool alloc, bool hit, uint64_t by = 1) noexcept;
 
@@ -149,7 +153,9 @@ class RangeCache {
   bool pop_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn) noexcept;
   void push_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t pfn) noexcept;
   static bool mag_pop(Magazine* m, uint64_t last_ok_pfn, uint64_t* pfn) noexcept;
-  void free_to_tree(Magazine* m) noexcept;
+  // in_flight: ranges counted as on their way to the tree, uncounted under
+  // the tree lock together with their frees (drain_one()).
+  void free_to_tree(Magazine* m, std::atomic<uint64_t>* in_flight = nullptr) noexcept;
   bool drain_one(Depot& d, uint32_t keep, uint64_t* n) noexcept;
   uint64_t flush_one_quiesced(Lcore& l) noexcept;
   void request(Lcore& l) noexcept;
@@ -177,6 +183,9 @@ class RangeCache {
   Depot depots_[kClasses];
   void* magazine_block_ = nullptr;  // every magazine, one allocation
   std::atomic<uint64_t> depot_cached_{0};
+  // Ranges of magazines a trim or flush took out of a depot and has not
+  // freed yet: ALLOCATED in the tree, in no cache (verify_live_map_locked()).
+  std::atomic<uint64_t> in_flight_ranges_{0};
   std::atomic<uint64_t> shared_hits_[2]{}, shared_misses_[2]{};  // [0] alloc, [1] free
   // Node-placed magazine blocks: destroyed after the body of ~RangeCache.
   CachePlacement placement_;
