@@ -364,6 +364,7 @@ extern "C" struct iovam_domain *iovam_dpdk_domain(void)
 	return g != nullptr ? g->dom : nullptr;
 }
 
+#ifdef IOVAM_DPDK_TEST_HOOKS
 extern "C" void iovam_dpdk_test_fail_dma_map(uint32_t one_in)
 {
 	vfio_test_fail_one_in(one_in);
@@ -378,3 +379,4 @@ extern "C" void iovam_dpdk_test_simulate_no_device(int on)
 {
 	vfio_test_simulate_no_device(on != 0);
 }
+#endif /* IOVAM_DPDK_TEST_HOOKS */

@@ -451,8 +451,10 @@ int mem_replay(Glue &g)
 
 }  // namespace iovam::glue
 
+#ifdef IOVAM_DPDK_TEST_HOOKS
 extern "C" void iovam_dpdk_test_set_unmap_hook(iovam_dpdk_unmap_hook_t hook, void *arg)
 {
 	iovam::glue::g_unmap_hook_arg.store(arg, std::memory_order_relaxed);
 	iovam::glue::g_unmap_hook.store(hook, std::memory_order_release);
 }
+#endif

@@ -147,7 +147,8 @@ step setup scripts/setup-debian.sh || true
 leftovers_snapshot
 
 # 2. Main build: every test, DPDK ones included (they must not skip).
-step build build build --buildtype=debugoptimized -Ddpdk=enabled -Dtests=enabled -Dperf=enabled
+step build build build --buildtype=debugoptimized -Ddpdk=enabled -Dtests=enabled -Dperf=enabled \
+	-Dtest_hooks=true
 meson_tests meson build --num-processes 1
 # The public headers as consumers compile them (gcc/clang, C/C++, -O2/-O3).
 step headers tests/headers/check_headers.sh
@@ -157,13 +158,13 @@ step exports tests/headers/check_exports.sh build
 # 3-4. Sanitizers: the core, and the glue on a real EAL in its 7 memory modes
 # (our code is instrumented, Debian's DPDK is not).
 step build-asan build build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined \
-	-Db_lundef=false -Ddpdk=enabled -Dperf=disabled
+	-Db_lundef=false -Ddpdk=enabled -Dperf=disabled -Dtest_hooks=true
 IOVAM_MODEL_OPS_SCALE=0.25 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	meson_tests asan build-asan --suite unit --suite stress --suite dpdk-glue \
 	--timeout-multiplier 4
 step build-tsan build build-tsan --buildtype=debugoptimized -Db_sanitize=thread \
-	-Ddpdk=enabled -Dperf=disabled
+	-Ddpdk=enabled -Dperf=disabled -Dtest_hooks=true
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	meson_tests tsan build-tsan --suite stress --suite dpdk-glue --timeout-multiplier 4
 

@@ -408,7 +408,13 @@ int iovam_dpdk_stats_get(struct iovam_dpdk_stats *st);
  */
 struct iovam_domain *iovam_dpdk_domain(void);
 
-/* ---- Test hooks: make the glue fail on purpose. Not for production. ---- */
+/* ---- Test hooks: make the glue fail on purpose. Not for production. ----
+ * Only a library built with -Dtest_hooks=true has them (tests/dpdk and
+ * tests/vm use one); a test defines IOVAM_DPDK_TEST_HOOKS to see them. */
+/** The unmap hook's type (iovam_dpdk_test_set_unmap_hook()). */
+typedef void (*iovam_dpdk_unmap_hook_t)(uint64_t iova, uint64_t len, void *arg);
+
+#ifdef IOVAM_DPDK_TEST_HOOKS
 
 /**
  * Make DMA map calls fail: one_in 0 never, 1 always, N every Nth call.
@@ -435,8 +441,8 @@ void iovam_dpdk_test_simulate_no_device(int on);
  * Called after each DMA unmap completed (or was skipped) and before the
  * IOVA range goes back to the domain. NULL removes it.
  */
-typedef void (*iovam_dpdk_unmap_hook_t)(uint64_t iova, uint64_t len, void *arg);
 void iovam_dpdk_test_set_unmap_hook(iovam_dpdk_unmap_hook_t hook, void *arg);
+#endif /* IOVAM_DPDK_TEST_HOOKS */
 
 #ifdef __cplusplus
 }

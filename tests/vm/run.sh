@@ -63,7 +63,7 @@ build_glue() {
     if [[ -z "${IOVAM_BUILD_DIR:-}" ]]; then
         [[ -f "$REPO/dpdk-glue/meson.build" ]] || return 2
         if [[ ! -f "$dir/build.ninja" ]]; then
-            meson setup "$dir" "$REPO" -Dtests=disabled -Dperf=disabled >"$CACHE/iovam-build.log" 2>&1 ||
+            meson setup "$dir" "$REPO" -Dtests=disabled -Dperf=disabled -Dtest_hooks=true >"$CACHE/iovam-build.log" 2>&1 ||
                 { rm -rf "$dir"; return 1; }
         fi
         # Only the glue and what it links: the rest of the tree is not this test's business.
@@ -81,7 +81,7 @@ stage_glue() {
     so="$(find "$dir" -name libiovam_dpdk.so -print -quit)"
     libdirs="$(find "$dir" -name 'lib*.so*' -printf '%h\n' | sort -u | paste -sd:)"
     # shellcheck disable=SC2046  # pkg-config output is a list of flags
-    gcc -O2 -g -Wall -Wextra -o "$staging/bin/probe" "$HERE/probe.c" \
+    gcc -O2 -g -Wall -Wextra -DIOVAM_DPDK_TEST_HOOKS -o "$staging/bin/probe" "$HERE/probe.c" \
         -I"$REPO/dpdk-glue/include" -I"$REPO/lib/include" -L"$(dirname "$so")" -liovam_dpdk \
         $(pkg-config --cflags --libs libdpdk)
     mkdir -p "$staging/lib"
