@@ -498,11 +498,13 @@ std::optional<Segment> GapTree::next_tagged(uint64_t pfn, Tag tag) const noexcep
 // change of an inner node, a root or a node's range): the free that follows
 // an allocation nearby, the common pattern, skips its descent.
 GapTree::Path& GapTree::finger_at(uint64_t pfn) noexcept {
-  Step& s = finger_.leaf();
-  if (finger_shape_ == shape_ && pfn >= s.min && pfn <= s.max) {
-    auto* l = static_cast<const Leaf*>(s.node);
-    s.idx = pivot_index(l->pivot, l->count, pfn);
-    return finger_;
+  if (finger_shape_ == shape_) {  // else finger_ may hold no path at all
+    Step& s = finger_.leaf();
+    if (pfn >= s.min && pfn <= s.max) {
+      auto* l = static_cast<const Leaf*>(s.node);
+      s.idx = pivot_index(l->pivot, l->count, pfn);
+      return finger_;
+    }
   }
   descend(pfn, finger_);
   finger_shape_ = shape_;

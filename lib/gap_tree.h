@@ -259,7 +259,7 @@ class GapTree {
   static constexpr uint64_t kNoShape = UINT64_MAX;
   uint64_t shape_ = 0;
   uint64_t finger_shape_ = kNoShape;
-  Path finger_;
+  Path finger_{};
 };
 
 template <class Fn>
