@@ -2,7 +2,7 @@
  * Copyright (c) 2026 The iovam authors.
  */
 // eal_leftovers_remove(): what a single-process DPDK program of ours (the
-// glue tests, examples/zero_copy_tx, bench_dyn_map) deletes after
+// glue tests, examples/zero_copy_tx and mp_primary, bench_dyn_map) deletes after
 // rte_eal_cleanup(), because DPDK 22.11 leaves it behind:
 //
 //   - its runtime directory, /var/run/dpdk/<file-prefix> (config, fbarrays,
@@ -21,6 +21,8 @@
 #include <string>
 #include <system_error>
 #include <vector>
+
+#include <rte_eal.h>
 
 // runtime_dir: rte_eal_get_runtime_dir(), read before rte_eal_cleanup(). Its
 // last component is the file prefix. Errors are ignored: nothing to undo.
@@ -46,4 +48,14 @@ inline void eal_leftovers_remove(const std::string &runtime_dir)
 		for (const fs::path &p : ours)
 			fs::remove(p, ec);
 	}
+}
+
+// Every exit of such a program after rte_eal_init(), failed runs included:
+// rte_eal_cleanup(), then what it leaves behind. Returns status.
+inline int eal_exit(int status)
+{
+	const std::string runtime_dir = rte_eal_get_runtime_dir();
+	rte_eal_cleanup();
+	eal_leftovers_remove(runtime_dir);
+	return status;
 }

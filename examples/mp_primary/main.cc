@@ -91,16 +91,6 @@ bool verify(const char *when, uint64_t forwarded)
 	return ok;
 }
 
-// Every exit after rte_eal_init(): DPDK 22.11 leaves the runtime directory
-// and hugepage files behind; a failed run removes them too.
-int eal_exit(int status)
-{
-	std::string runtime_dir = rte_eal_get_runtime_dir();
-	rte_eal_cleanup();
-	eal_leftovers_remove(runtime_dir);
-	return status;
-}
-
 }  // namespace
 
 int main(int argc, char **argv)

@@ -85,16 +85,6 @@ int setup_port(uint16_t port, rte_mempool *mp)
 	return rte_eth_dev_start(port);
 }
 
-// Every exit after rte_eal_init(): DPDK 22.11 leaves the runtime directory
-// and hugepage files behind; a failed run removes them too.
-int eal_exit(int status)
-{
-	std::string runtime_dir = rte_eal_get_runtime_dir();
-	rte_eal_cleanup();
-	eal_leftovers_remove(runtime_dir);
-	return status;
-}
-
 uint16_t send(rte_mbuf **burst, unsigned nb)
 {
 	uint16_t tx = rte_eth_tx_burst(0, 0, burst, static_cast<uint16_t>(nb));

@@ -16,9 +16,8 @@ name=${1:?usage: eal_run.sh NAME PROGRAM [ARGS...]}
 prog=${2:?usage: eal_run.sh NAME PROGRAM [ARGS...]}
 shift 2
 prefix=iovam_${name}_$$
-# EAL's runtime directory: /var/run/dpdk for root, else $XDG_RUNTIME_DIR/dpdk.
-rundir=/var/run/dpdk
-[ "$(id -u)" = 0 ] || rundir=${XDG_RUNTIME_DIR:-/tmp}/dpdk
+# shellcheck source=eal_prefix.sh
+. "$(dirname "${BASH_SOURCE[0]}")/eal_prefix.sh"
 child=
 
 cleanup() {
@@ -26,11 +25,7 @@ cleanup() {
 		kill "$child" 2>/dev/null
 		wait "$child" 2>/dev/null
 	fi
-	rm -rf "${rundir:?}/$prefix"
-	local mnt
-	for mnt in $(awk '$3 == "hugetlbfs" {print $2}' /proc/mounts); do
-		rm -f "$mnt/${prefix}map_"*
-	done
+	eal_prefix_remove "$prefix"
 }
 trap cleanup EXIT
 trap 'exit 143' TERM

@@ -71,9 +71,8 @@ fi
 export LD_LIBRARY_PATH="$build/dpdk-glue:$build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 prefix="iovam_mp13_$$"
-# EAL's runtime directory: /var/run/dpdk for root, else $XDG_RUNTIME_DIR/dpdk.
-rundir=/var/run/dpdk
-[ "$(id -u)" = 0 ] || rundir=${XDG_RUNTIME_DIR:-/tmp}/dpdk
+# shellcheck source=eal_prefix.sh
+. "$(dirname "${BASH_SOURCE[0]}")/eal_prefix.sh"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/iovam_mp.XXXXXX")
 # dpdk-pdump's rx-dev path must stay short: a longer one is cut (the pcap
 # vdev's arguments have a length limit) and the packets go to a file of the
@@ -93,11 +92,8 @@ cleanup() {
 	[ -n "$primary_pid" ] && kill -0 "$primary_pid" 2>/dev/null && stop "$primary_pid"
 	wait 2>/dev/null
 	[ -n "${IOVAM_MP_KEEP:-}" ] && cp -r "$tmp" "$IOVAM_MP_KEEP"
-	rm -rf "$tmp" "$pcapdir" "${rundir:?}/$prefix"
-	local mnt
-	for mnt in $(awk '$3 == "hugetlbfs" {print $2}' /proc/mounts); do
-		rm -f "$mnt/${prefix}map_"*
-	done
+	rm -rf "$tmp" "$pcapdir"
+	eal_prefix_remove "$prefix"
 }
 trap cleanup EXIT
 trap 'exit 143' TERM
