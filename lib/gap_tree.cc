@@ -356,6 +356,12 @@ Segment GapTree::lookup(uint64_t pfn) const noexcept {
   return leaf_segment(s.node, s.idx, s.min, s.max);
 }
 
+Segment GapTree::lookup_near(uint64_t pfn) noexcept {
+  assert(pfn <= max_pfn_);
+  const Step& s = finger_at(pfn).leaf();
+  return leaf_segment(s.node, s.idx, s.min, s.max);
+}
+
 std::optional<uint64_t> GapTree::find_gap(uint64_t npages, uint64_t align, uint64_t lo_pfn,
                                           uint64_t hi_pfn) const noexcept {
   return find_gap(npages, align, lo_pfn, hi_pfn, nullptr);
