@@ -508,7 +508,9 @@ GapTree::Path& GapTree::finger_at(uint64_t pfn) noexcept {
     Step& s = finger_.leaf();
     if (pfn >= s.min && pfn <= s.max) {
       auto* l = static_cast<const Leaf*>(s.node);
-      s.idx = pivot_index(l->pivot, l->count, pfn);
+      // The look-then-erase of a free asks twice for the same segment.
+      if (s.idx >= l->count || pfn < seg_lo(l, s.idx, s.min) || pfn > seg_hi(l, s.idx, s.max))
+        s.idx = pivot_index(l->pivot, l->count, pfn);
       return finger_;
     }
   }
