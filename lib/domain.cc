@@ -233,7 +233,7 @@ int Domain::free(uint64_t pfn) noexcept {
 int Domain::free_checked_locked(uint64_t pfn, Segment* seg) noexcept {
   IOVAM_ASSERT_HELD(tree_lock_);
   if (pfn > conf_.end_pfn) return -ENOENT;
-  *seg = tree_.lookup(pfn);
+  *seg = tree_.lookup_near(pfn);  // leaves the finger for the erase that follows
   if (seg->tag == Tag::kReserved) return -EPERM;
   if (seg->tag != Tag::kAllocated) return -ENOENT;
   return take_live(seg->pfn_lo, seg->pfn_hi - seg->pfn_lo + 1) ? 0 : -ENOENT;

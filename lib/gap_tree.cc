@@ -356,6 +356,12 @@ Segment GapTree::lookup(uint64_t pfn) const noexcept {
   return leaf_segment(s.node, s.idx, s.min, s.max);
 }
 
+Segment GapTree::lookup_near(uint64_t pfn) noexcept {
+  assert(pfn <= max_pfn_);
+  const Step& s = finger_at(pfn).leaf();
+  return leaf_segment(s.node, s.idx, s.min, s.max);
+}
+
 std::optional<uint64_t> GapTree::find_gap(uint64_t npages, uint64_t align, uint64_t lo_pfn,
                                           uint64_t hi_pfn) const noexcept {
   return find_gap(npages, align, lo_pfn, hi_pfn, nullptr);
@@ -502,7 +508,9 @@ GapTree::Path& GapTree::finger_at(uint64_t pfn) noexcept {
     Step& s = finger_.leaf();
     if (pfn >= s.min && pfn <= s.max) {
       auto* l = static_cast<const Leaf*>(s.node);
-      s.idx = pivot_index(l->pivot, l->count, pfn);
+      // The look-then-erase of a free asks twice for the same segment.
+      if (s.idx >= l->count || pfn < seg_lo(l, s.idx, s.min) || pfn > seg_hi(l, s.idx, s.max))
+        s.idx = pivot_index(l->pivot, l->count, pfn);
       return finger_;
     }
   }

@@ -118,6 +118,11 @@ class GapTree {
 
   // The segment containing pfn (pfn <= max_pfn). O(log n).
   Segment lookup(uint64_t pfn) const noexcept;
+  // lookup() through the finger: no descent when pfn is in the leaf of the
+  // last operation, and the path stays as the finger, so an erase_if() of the
+  // same pfn that follows (a checked free: look, check, erase) needs no
+  // second descent.
+  Segment lookup_near(uint64_t pfn) noexcept;
 
   // The highest p with lo_pfn <= p, p + npages - 1 <= hi_pfn, p % align == 0
   // (align a power of two) and [p, p + npages - 1] inside one FREE segment.
