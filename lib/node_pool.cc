@@ -82,7 +82,7 @@ void NodePool::fail_injection(uint32_t one_in, uint64_t seed) noexcept {
 NodePool::Chain NodePool::alloc_chain(uint32_t n) noexcept {
   Chain out;
   for (uint32_t i = 0; i < n; ++i) {
-    void* node = ::operator new(kNodeBytes, std::align_val_t{kNodeAlign}, std::nothrow);
+    void* node = slab_.alloc();
     if (node == nullptr) break;
     next_of(node) = out.head;
     out.head = node;
@@ -95,7 +95,7 @@ void NodePool::release(Chain chain) noexcept {
   while (chain.head != nullptr) {
     void* node = chain.head;
     chain.head = next_of(node);
-    ::operator delete(node, std::align_val_t{kNodeAlign});
+    slab_.free(node);
   }
 }
 

@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "node_slab.h"
+
 namespace iovam::detail {
 
 // Tree nodes come from a per-domain pool, never from the general-purpose
@@ -52,7 +54,7 @@ class NodePool {
   void fail_injection(uint32_t one_in, uint64_t seed) noexcept;
 
   // --- outside any lock ---------------------------------------------------
-  // Allocates n nodes from the system allocator. Returns fewer on ENOMEM.
+  // Allocates n nodes from the slab (node_slab.h). Returns fewer on ENOMEM.
   Chain alloc_chain(uint32_t n) noexcept;
   void release(Chain chain) noexcept;
 
@@ -65,6 +67,9 @@ class NodePool {
 
  private:
   bool injected_failure() noexcept;
+
+  static_assert(kNodeBytes == NodeSlab::kNodeBytes && NodeSlab::kNodeBytes % kNodeAlign == 0);
+  NodeSlab slab_;  // where nodes come from and go back to, outside the owner's lock
 
   void* head_ = nullptr;
   std::atomic<uint32_t> free_count_{0};
