@@ -479,9 +479,9 @@ extern "C" int iovam_dpdk_map(void *va, size_t len, uint64_t *iova)
 	bool shared = lc >= RTE_MAX_LCORE;
 	uint32_t cache = shared ? IOVAM_CACHE_NONE : lc;
 	uint64_t pfn;
-	int rc = iovam_alloc_fast(g->dom, cache, npages, g->limit_pfn, &pfn);
+	int rc = g->window().alloc_fast(cache, npages, &pfn);
 	if (unlikely(rc != 0))
-		return rc == -EINVAL ? -ENOMEM : rc; // window smaller than the request
+		return rc;
 	iovam::glue::DynState &d = *g->dyn;
 	auto &q = d.queues[shared ? iovam::glue::kSharedQueue : lc];
 	if (unlikely(g->vfio.map_dyn(a - off, pfn << g->shift, npages << g->shift) !=
@@ -525,8 +525,7 @@ extern "C" int iovam_dpdk_unmap_ex(void *va, uint64_t iova, size_t len, uint32_t
 	uint64_t off = iova & (g->granule - 1);
 	uint64_t pfn = iova >> g->shift;
 	uint64_t npages = (off + len + g->granule - 1) >> g->shift;
-	if (unlikely(pfn < (g->conf.iova_base >> g->shift) || npages > g->limit_pfn ||
-		     pfn > g->limit_pfn - npages + 1 || (a & (g->granule - 1)) != off)) {
+	if (unlikely(!g->window().contains(pfn, npages) || (a & (g->granule - 1)) != off)) {
 		g->dyn->bad_unmaps.fetch_add(1, std::memory_order_relaxed);
 		return -EINVAL;
 	}

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <mutex>
 #include <string>
@@ -15,30 +16,26 @@
 #include <vector>
 
 #include "iova_map.h"
+#include "iova_window.h"
 #include "iovam.h"
 #include "iovam_dpdk.h"
 #include "shared_pages.h"
+#include "stats_fields.h"
 #include "vfio_mapper.h"
+
+struct rte_tel_data;
 
 namespace iovam::glue {
 
-// Cold-path counters (memory events, pools, service): relaxed atomics.
+// Cold-path counters (memory events, pools, service): relaxed atomics, one
+// per COUNTER row of stats_fields.h, named as the stats field they fill.
 // The dynamic-map fast path keeps its own per-lcore counters (dyn_map.cc).
 struct Counters {
-	std::atomic<uint64_t> mem_events{0};
-	std::atomic<uint64_t> mem_event_failures{0};
-	std::atomic<uint64_t> mapped_bytes{0};
-	std::atomic<uint64_t> mappings{0};
-	std::atomic<uint64_t> dma_maps{0};
-	std::atomic<uint64_t> dma_unmaps{0};
-	std::atomic<uint64_t> dma_skipped{0};
-	std::atomic<uint64_t> dma_failures{0};
-	std::atomic<uint64_t> dma_queued{0};
-	std::atomic<uint64_t> unmaps_retrying{0}; // freed memory whose unmap failed
-	std::atomic<uint64_t> service_runs{0};
-	// DMA mappings made for DPDK memory, by kind (MapKind), and their bytes.
-	std::atomic<uint64_t> kind_maps[3] = {};
-	std::atomic<uint64_t> kind_bytes[3] = {};
+#define IOVAM_COUNTER_DECLARE(name) std::atomic<uint64_t> name{0};
+#define X(type, name, source) IOVAM_DPDK_STATS_IF_##source(IOVAM_COUNTER_DECLARE, name)
+	IOVAM_DPDK_STATS_FIELDS(X)
+#undef X
+#undef IOVAM_COUNTER_DECLARE
 };
 
 // What kind of DPDK memory a mapping is for: how it is cut into mappings.
@@ -47,6 +44,14 @@ enum MapKind : unsigned {
 	kMapInitPages = 1,    // present at init, may be freed: one per memseg page
 	kMapGrown = 2,        // arrived with an ALLOC event (heap grown at run time): one per page
 };
+
+// The counters of DMA mappings made for DPDK memory, and of their bytes, by
+// MapKind.
+inline constexpr std::atomic<uint64_t> Counters::*kKindMaps[] = {
+	&Counters::mem_maps_preallocated, &Counters::mem_maps_init_pages, &Counters::mem_maps_grown};
+inline constexpr std::atomic<uint64_t> Counters::*kKindBytes[] = {
+	&Counters::mem_bytes_preallocated, &Counters::mem_bytes_init_pages,
+	&Counters::mem_bytes_grown};
 
 struct PoolInfo {
 	std::string name;
@@ -81,6 +86,10 @@ struct Glue {
 
 	std::mutex pools_lock;
 	std::map<const void *, PoolInfo> pools;
+
+	// Where IOVAs are reserved and allocated (iova_window.h): a view of
+	// dom and the window's bounds, which are fixed at init.
+	IovaWindow window() const { return {dom, shift, conf.iova_base >> shift, limit_pfn}; }
 };
 
 // Published after init completed, cleared before fini starts tearing down.
@@ -140,6 +149,14 @@ void service_stop(Glue &g);
 // one batch of 256 per queue and pass would cap an lcore at 25.6K unmaps/s).
 int service_run(Glue &g, bool until_empty = false);
 int service_id(Glue &g, uint32_t *id);
+
+// telemetry.cc: what the glue's telemetry commands share.
+// Start d as a dict and, under g_api_lock, fill it from the live glue; an
+// empty dict when there is none (fill's return is the command's).
+int tel_glue_dict(rte_tel_data *d, int (*fill)(Glue &g, rte_tel_data *d));
+// d[key] = [values...]; -ENOMEM (the command fails). A full dict keeps what fits.
+int tel_add_array(rte_tel_data *d, const char *key, std::initializer_list<uint64_t> values);
+int tel_add_array(rte_tel_data *d, const char *key, std::initializer_list<int> values);
 
 // iommu_holes.cc: keep the IOVAs the IOMMU cannot map out of the domain.
 // Caller holds the map lock, before the init walk.

@@ -42,19 +42,14 @@ using Ranges = std::vector<std::pair<uint64_t, uint64_t>>; // [lo, hi] bytes, in
 // holds the map lock (the domain is being filled by the init walk).
 int reserve_bytes(Glue &g, uint64_t lo, uint64_t hi, const char *why)
 {
-	uint64_t lo_pfn = lo >> g.shift, hi_pfn = hi >> g.shift;
-	if (lo > hi || lo_pfn > g.limit_pfn)
+	const IovaWindow w = g.window();
+	uint64_t lo_pfn, hi_pfn;
+	if (!w.clip(lo, hi, &lo_pfn, &hi_pfn))
 		return 0;
-	if (hi_pfn > g.limit_pfn)
-		hi_pfn = g.limit_pfn;
 	uint64_t have_lo, have_hi;
 	if (iovam_find(g.dom, lo_pfn, &have_lo, &have_hi) == 0 && have_hi >= hi_pfn)
 		return 0; // already kept out (every group lists the MSI window)
-	int rc = iovam_reserve(g.dom, lo_pfn, hi_pfn);
-	if (rc == -EAGAIN) {
-		(void)iovam_maintain(g.dom);
-		rc = iovam_reserve(g.dom, lo_pfn, hi_pfn);
-	}
+	int rc = w.reserve(lo_pfn, hi_pfn);
 	if (rc != 0) {
 		IOVAM_LOG(ERR, "cannot keep IOMMU hole [0x%" PRIx64 ", 0x%" PRIx64 "] (%s) out of "
 			  "the window: %d", lo, hi, why, rc);

@@ -3,7 +3,10 @@
  */
 #include "iova_map.h"
 
+#include <cinttypes>
 #include <cstdint>
+
+#include "log.h"
 
 namespace iovam::glue {
 
@@ -41,6 +44,14 @@ bool IovaMap::translate_run(uintptr_t va, size_t max_len, uint64_t *iova, size_t
 	return true;
 }
 
+int IovaMap::add_range(uint64_t npages, uint64_t *pfn)
+{
+	int rc = window_.alloc(npages, pfn);
+	if (rc == 0)
+		ranges_[*pfn] = {npages, 0};
+	return rc;
+}
+
 void IovaMap::add_chunk(uintptr_t va, const Chunk &c)
 {
 	chunks_[va] = c;
@@ -49,22 +60,30 @@ void IovaMap::add_chunk(uintptr_t va, const Chunk &c)
 		shared_->set(va, c.len, c.iova);
 }
 
-uint64_t IovaMap::drop_from_range(uint64_t pfn)
+void IovaMap::release_range(std::map<uint64_t, RangeUse>::iterator r)
 {
-	if (--ranges_[pfn].live_chunks != 0)
-		return UINT64_MAX;
-	ranges_.erase(pfn);
-	return pfn;
+	uint64_t pfn = r->first;
+	ranges_.erase(r);
+	int rc = window_.free(pfn);
+	if (rc != 0)
+		IOVAM_LOG(ERR, "IOVA range at pfn 0x%" PRIx64 " not given back: %d", pfn, rc);
 }
 
-uint64_t IovaMap::remove_chunk(uintptr_t va)
+void IovaMap::drop_from_range(uint64_t pfn)
+{
+	auto r = ranges_.find(pfn);
+	if (--r->second.live_chunks == 0)
+		release_range(r);
+}
+
+void IovaMap::remove_chunk(uintptr_t va)
 {
 	auto it = chunks_.find(va);
 	uint64_t pfn = it->second.range_pfn;
 	if (shared_ != nullptr)
 		shared_->clear(va, it->second.len);
 	chunks_.erase(it);
-	return drop_from_range(pfn);
+	drop_from_range(pfn);
 }
 
 void IovaMap::make_stale(uintptr_t va)
@@ -76,12 +95,12 @@ void IovaMap::make_stale(uintptr_t va)
 	chunks_.erase(it);
 }
 
-uint64_t IovaMap::remove_stale(size_t i)
+void IovaMap::remove_stale(size_t i)
 {
 	uint64_t pfn = stale_[i].second.range_pfn;
 	stale_[i] = stale_.back();
 	stale_.pop_back();
-	return drop_from_range(pfn);
+	drop_from_range(pfn);
 }
 
 }  // namespace iovam::glue

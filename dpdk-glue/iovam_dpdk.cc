@@ -62,17 +62,9 @@ void remember_leaks(Glue &g)
 int reserve_leaks(Glue &g)
 {
 	for (auto [lo, hi] : g_leaked_iovas) {
-		uint64_t lo_pfn = lo >> g.shift, hi_pfn = hi >> g.shift;
-		if (lo_pfn > g.limit_pfn)
-			continue;
-		hi_pfn = std::min(hi_pfn, g.limit_pfn);
-		int rc = iovam_reserve(g.dom, lo_pfn, hi_pfn);
-		if (rc == -EAGAIN) {
-			(void)iovam_maintain(g.dom);
-			rc = iovam_reserve(g.dom, lo_pfn, hi_pfn);
-		}
+		int rc = g.window().reserve_bytes(lo, hi);
 		if (rc != 0)
-			return rc == -EAGAIN ? -ENOMEM : rc;
+			return rc;
 	}
 	return 0;
 }
@@ -173,6 +165,7 @@ extern "C" int iovam_dpdk_init(const struct iovam_dpdk_conf *conf)
 		rc = errno == EINVAL ? -EINVAL : -ENOMEM;
 		goto fail_domain;
 	}
+	g->map.set_window(g->window());
 	rc = reserve_leaks(*g);
 	if (rc != 0)
 		goto fail_reserve;
@@ -324,33 +317,23 @@ extern "C" int iovam_dpdk_stats_get(struct iovam_dpdk_stats *st)
 	(void)iovam_stats_get(g->dom, &ds);
 	st->live_ranges = ds.live_ranges;
 	st->deferred_ranges = ds.deferred_ranges;
+	iovam_cache_stats caches{};
 	for (uint32_t i = 0; i <= RTE_MAX_LCORE; i++) {
 		iovam_cache_stats cs{};
-		if (iovam_cache_stats_get(g->dom, i == RTE_MAX_LCORE ? IOVAM_CACHE_NONE : i, &cs) == 0) {
-			st->cache_hits += cs.alloc_hits;
-			st->cache_misses += cs.alloc_misses;
-		}
+		if (iovam_cache_stats_get(g->dom, i == RTE_MAX_LCORE ? IOVAM_CACHE_NONE : i, &cs) == 0)
+			add_cache_stats(caches, cs);
 	}
+	st->cache_hits = caches.alloc_hits;
+	st->cache_misses = caches.alloc_misses;
 	const Counters &c = g->ctr;
-	st->mem_events = c.mem_events.load(std::memory_order_relaxed);
-	st->mem_maps_preallocated = c.kind_maps[kMapPreallocated].load(std::memory_order_relaxed);
-	st->mem_bytes_preallocated = c.kind_bytes[kMapPreallocated].load(std::memory_order_relaxed);
-	st->mem_maps_init_pages = c.kind_maps[kMapInitPages].load(std::memory_order_relaxed);
-	st->mem_bytes_init_pages = c.kind_bytes[kMapInitPages].load(std::memory_order_relaxed);
-	st->mem_maps_grown = c.kind_maps[kMapGrown].load(std::memory_order_relaxed);
-	st->mem_bytes_grown = c.kind_bytes[kMapGrown].load(std::memory_order_relaxed);
-	st->mem_event_failures = c.mem_event_failures.load(std::memory_order_relaxed);
-	st->mapped_bytes = c.mapped_bytes.load(std::memory_order_relaxed);
-	st->mappings = c.mappings.load(std::memory_order_relaxed);
-	st->dma_maps = c.dma_maps.load(std::memory_order_relaxed);
-	st->dma_unmaps = c.dma_unmaps.load(std::memory_order_relaxed);
-	st->dma_skipped = c.dma_skipped.load(std::memory_order_relaxed);
-	st->dma_failures = c.dma_failures.load(std::memory_order_relaxed);
-	st->dma_queued = c.dma_queued.load(std::memory_order_relaxed);
-	st->unmaps_retrying = c.unmaps_retrying.load(std::memory_order_relaxed);
-	st->service_runs = c.service_runs.load(std::memory_order_relaxed);
+#define IOVAM_COUNTER_FILL(name) st->name = c.name.load(std::memory_order_relaxed);
+#define X(type, name, source) IOVAM_DPDK_STATS_IF_##source(IOVAM_COUNTER_FILL, name)
+	IOVAM_DPDK_STATS_FIELDS(X)
+#undef X
+#undef IOVAM_COUNTER_FILL
 	st->pools = pool_count(*g);
-	dyn_stats(*g, *st);
+	dyn_stats(*g, *st); // after the counters: it adds to some
+
 	st->no_iommu = g->vfio.no_iommu();
 	st->static_memory = g->static_memory;
 	return 0;

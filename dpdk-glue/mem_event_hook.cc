@@ -89,17 +89,7 @@ void reserve_dpdk_iova_locked(Glue &g, uint64_t iova, uint64_t len)
 {
 	if (g.vfio.no_iommu() || iova == RTE_BAD_IOVA || len == 0)
 		return;
-	uint64_t lo = iova >> g.shift;
-	uint64_t hi = (iova + len - 1) >> g.shift;
-	if (lo > g.limit_pfn)
-		return;
-	if (hi > g.limit_pfn)
-		hi = g.limit_pfn;
-	int rc = iovam_reserve(g.dom, lo, hi);
-	if (rc == -EAGAIN) {
-		(void)iovam_maintain(g.dom);
-		rc = iovam_reserve(g.dom, lo, hi);
-	}
+	int rc = g.window().reserve_bytes(iova, iova + len - 1);
 	if (rc != 0)
 		IOVAM_LOG(ERR, "cannot reserve DPDK's IOVA 0x%" PRIx64 "+0x%" PRIx64
 			  " in the window (%d): DMA to it may collide", iova, len, rc);
@@ -124,15 +114,6 @@ int reserve_msl_cb(const rte_memseg_list *msl, void *arg)
 	return 0;
 }
 
-void free_range_locked(Glue &g, uint64_t pfn)
-{
-	if (pfn == UINT64_MAX)
-		return; // chunks left in the range
-	int rc = iovam_free(g.dom, pfn);
-	if (rc != 0)
-		IOVAM_LOG(ERR, "iovam_free(pfn 0x%" PRIx64 "): %d", pfn, rc);
-}
-
 // DMA-unmap chunk c at va and count it. false: the unmap failed.
 bool unmap_counted(Glue &g, uintptr_t va, const Chunk &c)
 {
@@ -149,9 +130,9 @@ bool unmap_counted(Glue &g, uintptr_t va, const Chunk &c)
 	return true;
 }
 
-// Unmap one chunk, drop it, return its range if it was the last one. A chunk
-// whose unmap fails turns stale (see the top). Caller holds g.map.lock()
-// exclusively.
+// Unmap one chunk and drop it (IovaMap gives its range back with its last
+// chunk). A chunk whose unmap fails turns stale (see the top). Caller holds
+// g.map.lock() exclusively.
 void unmap_chunk_locked(Glue &g, uintptr_t va)
 {
 	Chunk c = g.map.chunks().at(va);
@@ -164,7 +145,7 @@ void unmap_chunk_locked(Glue &g, uintptr_t va)
 		g.ctr.unmaps_retrying.fetch_add(1, std::memory_order_relaxed);
 		return;
 	}
-	free_range_locked(g, g.map.remove_chunk(va));
+	g.map.remove_chunk(va);
 }
 
 // Caller holds g.map.lock() exclusively. Returns the stale chunks left.
@@ -175,7 +156,7 @@ uint64_t retry_stale_locked(Glue &g)
 		if (!unmap_counted(g, va, c))
 			continue;
 		g.ctr.unmaps_retrying.fetch_sub(1, std::memory_order_relaxed);
-		free_range_locked(g, g.map.remove_stale(i));
+		g.map.remove_stale(i);
 	}
 	return g.map.stale().size();
 }
@@ -184,45 +165,26 @@ uint64_t retry_stale_locked(Glue &g)
 // everything done here is undone in reverse order. Caller holds the map lock.
 int map_region_locked(Glue &g, uintptr_t va, size_t len, size_t chunk_len, MapKind kind)
 {
-	uint64_t npages = len >> g.shift;
 	uint64_t pfn;
-	// Size-aligned: each page-sized mapping is then aligned to its size, so
-	// the IOMMU can use superpages for hugepage-backed memory.
-	int rc = iovam_alloc(g.dom, npages, g.limit_pfn, true, &pfn);
-	if (rc == -EAGAIN) {
-		// Cold path: refill the node pool and retry once.
-		(void)iovam_maintain(g.dom);
-		rc = iovam_alloc(g.dom, npages, g.limit_pfn, true, &pfn);
-	}
+	int rc = g.map.add_range(len >> g.shift, &pfn);
 	if (rc != 0) {
 		IOVAM_LOG(ERR, "no IOVA range for %zu bytes at %p: %d", len, (void *)va, rc);
 		return rc;
 	}
-	g.map.add_range(pfn, npages);
 	uint64_t iova = pfn << g.shift;
 	for (size_t off = 0; off < len; off += chunk_len) {
 		VfioMapper::Result r = g.vfio.map(va + off, iova + off, chunk_len);
 		if (r == VfioMapper::Result::kFailed) {
 			g.ctr.dma_failures.fetch_add(1, std::memory_order_relaxed);
-			while (off != 0) { // strict reverse order
-				off -= chunk_len;
-				unmap_chunk_locked(g, va + off);
-			}
-			// The first chunk failed: the range has no chunk to
-			// return it (the last chunk removed returns it; a stale
-			// one keeps it out until its unmap is retried).
-			if (g.map.contains_range(pfn) &&
-			    g.map.ranges().at(pfn).live_chunks == 0) {
-				g.map.erase_range(pfn);
-				(void)iovam_free(g.dom, pfn);
-			}
+			g.map.undo_region(va, off, pfn,
+					  [&g](uintptr_t chunk_va) { unmap_chunk_locked(g, chunk_va); });
 			return -EIO;
 		}
 		Chunk c{chunk_len, iova + off, pfn, r == VfioMapper::Result::kMapped};
 		g.map.add_chunk(va + off, c);
 		count_map(g, c);
-		g.ctr.kind_maps[kind].fetch_add(1, std::memory_order_relaxed);
-		g.ctr.kind_bytes[kind].fetch_add(chunk_len, std::memory_order_relaxed);
+		(g.ctr.*kKindMaps[kind]).fetch_add(1, std::memory_order_relaxed);
+		(g.ctr.*kKindBytes[kind]).fetch_add(chunk_len, std::memory_order_relaxed);
 	}
 	return 0;
 }

@@ -41,19 +41,14 @@ void *socket_alloc(void *, size_t bytes, int socket)
 
 void socket_free(void *, void *p, size_t) { rte_free(p); }
 
-// {"socket_<s>": [lcores, caches_on_socket, alloc_hits, alloc_misses,
-//   free_hits, free_misses, cached_ranges], ...,
+// {"socket_<s>": [lcores, caches_on_socket, then IOVAM_CACHE_STATS_FIELDS:
+//   alloc_hits, alloc_misses, free_hits, free_misses, cached_ranges], ...,
 //  "pool_<name>": [socket_asked, socket_of_its_memory, runs], ...}
 // caches_on_socket counts the lcores whose cache iovam_cache_set_node put
 // there; socket_of_its_memory is DPDK's socket of the memseg list of every
 // run the pool was populated with (-1 unknown, -2 runs on several sockets).
-int numa_cmd(const char *, const char *, rte_tel_data *d)
+int numa_fill(Glue &g, rte_tel_data *d)
 {
-	rte_tel_data_start_dict(d);
-	std::lock_guard api(g_api_lock);
-	Glue *g = glue();
-	if (g == nullptr)
-		return 0;
 	struct Row {
 		uint64_t lcores = 0, placed = 0;
 		iovam_cache_stats st{};
@@ -64,41 +59,35 @@ int numa_cmd(const char *, const char *, rte_tel_data *d)
 			continue;
 		Row &r = rows[rte_lcore_to_socket_id(lc)];
 		++r.lcores;
-		r.placed += iovam_cache_get_node(g->dom, lc) == static_cast<int>(rte_lcore_to_socket_id(lc));
+		r.placed += iovam_cache_get_node(g.dom, lc) == static_cast<int>(rte_lcore_to_socket_id(lc));
 		iovam_cache_stats st{};
-		if (iovam_cache_stats_get(g->dom, lc, &st) != 0)
-			continue;
-		r.st.alloc_hits += st.alloc_hits;
-		r.st.alloc_misses += st.alloc_misses;
-		r.st.free_hits += st.free_hits;
-		r.st.free_misses += st.free_misses;
-		r.st.cached_ranges += st.cached_ranges;
+		if (iovam_cache_stats_get(g.dom, lc, &st) == 0)
+			add_cache_stats(r.st, st);
 	}
 	char key[RTE_TEL_MAX_STRING_LEN];
+	int rc = 0;
 	for (auto &[socket, r] : rows) {
-		rte_tel_data *a = rte_tel_data_alloc();
-		if (a == nullptr)
-			return -ENOMEM;
-		rte_tel_data_start_array(a, RTE_TEL_U64_VAL);
-		for (uint64_t v : {r.lcores, r.placed, r.st.alloc_hits, r.st.alloc_misses, r.st.free_hits,
-				   r.st.free_misses, r.st.cached_ranges})
-			rte_tel_data_add_array_u64(a, v);
 		snprintf(key, sizeof(key), "socket_%u", socket);
-		rte_tel_data_add_dict_container(d, key, a, 0);
+#define X(name) , r.st.name
+		rc = tel_add_array(d, key, {r.lcores, r.placed IOVAM_CACHE_STATS_FIELDS(X)});
+#undef X
+		if (rc != 0)
+			return rc;
 	}
-	std::lock_guard lk(g->pools_lock);
-	for (auto &[mp, p] : g->pools) {
-		rte_tel_data *a = rte_tel_data_alloc();
-		if (a == nullptr)
-			return -ENOMEM;
-		rte_tel_data_start_array(a, RTE_TEL_INT_VAL);
-		rte_tel_data_add_array_int(a, p.socket_asked);
-		rte_tel_data_add_array_int(a, p.socket_of_memory);
-		rte_tel_data_add_array_int(a, static_cast<int>(std::min<uint64_t>(p.runs, INT32_MAX)));
+	std::lock_guard lk(g.pools_lock);
+	for (auto &[mp, p] : g.pools) {
 		snprintf(key, sizeof(key), "pool_%s", p.name.c_str());
-		rte_tel_data_add_dict_container(d, key, a, 0);
+		rc = tel_add_array(d, key, {p.socket_asked, p.socket_of_memory,
+					    static_cast<int>(std::min<uint64_t>(p.runs, INT32_MAX))});
+		if (rc != 0)
+			return rc;
 	}
 	return 0;
+}
+
+int numa_cmd(const char *, const char *, rte_tel_data *d)
+{
+	return tel_glue_dict(d, numa_fill);
 }
 
 } // namespace

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause
  * Copyright (c) 2026 The iovam authors.
  */
-// Telemetry: /iovam/stats and /iovam/pools, read with dpdk-telemetry.py.
+// Telemetry: /iovam/stats and /iovam/pools, read with dpdk-telemetry.py,
+// and what every iovam command shares (tel_glue_dict, tel_add_array; numa.cc
+// has /iovam/numa).
 //
 // DPDK 22.11 has no way to unregister a telemetry command, so the commands are
 // registered once by a constructor (like DPDK's own libraries do, before
@@ -10,7 +12,9 @@
 // never see a glue that fini is tearing down.
 #include <cinttypes>
 #include <cstdio>
+#include <initializer_list>
 #include <mutex>
+#include <type_traits>
 
 #include <rte_common.h>
 #include <rte_telemetry.h>
@@ -21,74 +25,80 @@ namespace iovam::glue {
 
 namespace {
 
+// Every row of stats_fields.h, in the struct's order.
 int stats_cmd(const char *, const char *, rte_tel_data *d)
 {
 	rte_tel_data_start_dict(d);
 	iovam_dpdk_stats st{};
 	int rc = iovam_dpdk_stats_get(&st);
 	rte_tel_data_add_dict_u64(d, "initialised", rc == 0 ? 1 : 0);
-	rte_tel_data_add_dict_u64(d, "live_ranges", st.live_ranges);
-	rte_tel_data_add_dict_u64(d, "deferred_ranges", st.deferred_ranges);
-	rte_tel_data_add_dict_u64(d, "cache_hits", st.cache_hits);
-	rte_tel_data_add_dict_u64(d, "cache_misses", st.cache_misses);
-	rte_tel_data_add_dict_u64(d, "mem_events", st.mem_events);
-	rte_tel_data_add_dict_u64(d, "mem_event_failures", st.mem_event_failures);
-	rte_tel_data_add_dict_u64(d, "mapped_bytes", st.mapped_bytes);
-	rte_tel_data_add_dict_u64(d, "mappings", st.mappings);
-	rte_tel_data_add_dict_u64(d, "dma_maps", st.dma_maps);
-	rte_tel_data_add_dict_u64(d, "dma_unmaps", st.dma_unmaps);
-	rte_tel_data_add_dict_u64(d, "dma_skipped", st.dma_skipped);
-	rte_tel_data_add_dict_u64(d, "dma_failures", st.dma_failures);
-	rte_tel_data_add_dict_u64(d, "dma_queued", st.dma_queued);
-	rte_tel_data_add_dict_u64(d, "pools", st.pools);
-	rte_tel_data_add_dict_u64(d, "dyn_maps", st.dyn_maps);
-	rte_tel_data_add_dict_u64(d, "dyn_unmaps", st.dyn_unmaps);
-	rte_tel_data_add_dict_u64(d, "dyn_pending", st.dyn_pending);
-	rte_tel_data_add_dict_u64(d, "dyn_sync_unmaps", st.dyn_sync_unmaps);
-	rte_tel_data_add_dict_u64(d, "dyn_strict_unmaps", st.dyn_strict_unmaps);
-	rte_tel_data_add_dict_u64(d, "dyn_returned_to_depot", st.dyn_returned_to_depot);
-	rte_tel_data_add_dict_u64(d, "dyn_returned_to_tree", st.dyn_returned_to_tree);
-	rte_tel_data_add_dict_u64(d, "mem_maps_preallocated", st.mem_maps_preallocated);
-	rte_tel_data_add_dict_u64(d, "mem_bytes_preallocated", st.mem_bytes_preallocated);
-	rte_tel_data_add_dict_u64(d, "mem_maps_init_pages", st.mem_maps_init_pages);
-	rte_tel_data_add_dict_u64(d, "mem_bytes_init_pages", st.mem_bytes_init_pages);
-	rte_tel_data_add_dict_u64(d, "mem_maps_grown", st.mem_maps_grown);
-	rte_tel_data_add_dict_u64(d, "mem_bytes_grown", st.mem_bytes_grown);
-	rte_tel_data_add_dict_u64(d, "bad_unmaps", st.bad_unmaps);
-	rte_tel_data_add_dict_u64(d, "unmaps_retrying", st.unmaps_retrying);
-	rte_tel_data_add_dict_u64(d, "dyn_table_full", st.dyn_table_full);
-	rte_tel_data_add_dict_u64(d, "service_runs", st.service_runs);
-	rte_tel_data_add_dict_u64(d, "no_iommu", st.no_iommu);
-	rte_tel_data_add_dict_u64(d, "static_memory", st.static_memory);
+#define X(type, name, source) rte_tel_data_add_dict_u64(d, #name, st.name);
+	IOVAM_DPDK_STATS_FIELDS(X)
+#undef X
 	return 0;
 }
 
 // {"pool name": [iova_lo, iova_hi, runs, objects], ...}. (22.11 nests only
 // arrays in a dict, hence the array rather than a dict per pool.)
-int pools_cmd(const char *, const char *, rte_tel_data *d)
+int pools_fill(Glue &g, rte_tel_data *d)
 {
-	rte_tel_data_start_dict(d);
-	std::lock_guard api(g_api_lock);
-	Glue *g = glue();
-	if (g == nullptr)
-		return 0;
-	prune_pools(*g);
-	std::lock_guard lk(g->pools_lock);
-	for (auto &[mp, p] : g->pools) {
-		rte_tel_data *a = rte_tel_data_alloc();
-		if (a == nullptr)
-			return -ENOMEM;
-		rte_tel_data_start_array(a, RTE_TEL_U64_VAL);
-		rte_tel_data_add_array_u64(a, p.iova_lo == UINT64_MAX ? 0 : p.iova_lo);
-		rte_tel_data_add_array_u64(a, p.iova_hi);
-		rte_tel_data_add_array_u64(a, p.runs);
-		rte_tel_data_add_array_u64(a, p.objs);
-		rte_tel_data_add_dict_container(d, p.name.c_str(), a, 0);
+	prune_pools(g);
+	std::lock_guard lk(g.pools_lock);
+	for (auto &[mp, p] : g.pools) {
+		int rc = tel_add_array(d, p.name.c_str(),
+				       {p.iova_lo == UINT64_MAX ? 0 : p.iova_lo, p.iova_hi, p.runs, p.objs});
+		if (rc != 0)
+			return rc;
 	}
 	return 0;
 }
 
+int pools_cmd(const char *, const char *, rte_tel_data *d)
+{
+	return tel_glue_dict(d, pools_fill);
+}
+
+template <class T>
+int add_array(rte_tel_data *d, const char *key, std::initializer_list<T> values)
+{
+	rte_tel_data *a = rte_tel_data_alloc();
+	if (a == nullptr)
+		return -ENOMEM;
+	if constexpr (std::is_same_v<T, int>) {
+		rte_tel_data_start_array(a, RTE_TEL_INT_VAL);
+		for (int v : values)
+			rte_tel_data_add_array_int(a, v);
+	} else {
+		rte_tel_data_start_array(a, RTE_TEL_U64_VAL);
+		for (uint64_t v : values)
+			rte_tel_data_add_array_u64(a, v);
+	}
+	// A full dict (RTE_TEL_MAX_DICT_ENTRIES) keeps what fits, as DPDK's
+	// own commands do.
+	if (rte_tel_data_add_dict_container(d, key, a, 0) != 0)
+		rte_tel_data_free(a);
+	return 0;
+}
+
 }  // namespace
+
+int tel_glue_dict(rte_tel_data *d, int (*fill)(Glue &g, rte_tel_data *d))
+{
+	rte_tel_data_start_dict(d);
+	std::lock_guard api(g_api_lock);
+	Glue *g = glue();
+	return g != nullptr ? fill(*g, d) : 0;
+}
+
+int tel_add_array(rte_tel_data *d, const char *key, std::initializer_list<uint64_t> values)
+{
+	return add_array(d, key, values);
+}
+
+int tel_add_array(rte_tel_data *d, const char *key, std::initializer_list<int> values)
+{
+	return add_array(d, key, values);
+}
 
 }  // namespace iovam::glue
 

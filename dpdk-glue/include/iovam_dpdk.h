@@ -352,7 +352,7 @@ struct rte_mempool *iovam_dpdk_pktmbuf_pool_create(const char *name, unsigned in
 		unsigned int cache_size, uint16_t priv_size, uint16_t data_room_size,
 		int socket_id);
 
-/** Counters (the telemetry command /iovam/stats prints the same). */
+/** Counters (the telemetry command /iovam/stats prints every field, by these names). */
 struct iovam_dpdk_stats {
 	uint64_t live_ranges;     /**< domain: ALLOCATED ranges */
 	uint64_t deferred_ranges; /**< domain: DEFERRED markers */

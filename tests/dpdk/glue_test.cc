@@ -9,6 +9,7 @@
 // event under --legacy-mem) assert the mode's documented behaviour instead;
 // nothing is skipped. Without free hugepages the program fails with a message
 // saying how to set them up (the CI script does it).
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -46,6 +47,7 @@
 #include "iovam_numa.h"
 #include "eal_leftovers.h"
 #include "iovam_dpdk.h"
+#include "stats_fields.h"
 
 namespace {
 
@@ -978,10 +980,20 @@ TEST(Glue, TelemetryReportsStatsAndPools)
 	rte_mempool *mp = iovam_dpdk_pktmbuf_pool_create("iovam_tel_pool", 511, 0, 0,
 							RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
 	ASSERT_NE(mp, nullptr);
+	// Every field of struct iovam_dpdk_stats (stats_fields.h fails to
+	// compile unless its rows are the struct's fields), and nothing else.
 	std::string st = telemetry("/iovam/stats");
-	for (const char *key : {"live_ranges", "deferred_ranges", "cache_hits", "cache_misses",
-				"mem_events", "mapped_bytes", "dma_maps", "dma_unmaps"})
+	size_t keys = 0;
+#define X(type, name, source) #name,
+	for (const char *key : {IOVAM_DPDK_STATS_FIELDS(X)}) {
+#undef X
 		EXPECT_NE(st.find(std::string("\"") + key + "\":"), std::string::npos) << key << ": " << st;
+		keys++;
+	}
+	size_t printed = 0;
+	for (size_t at = st.find("\":"); at != std::string::npos; at = st.find("\":", at + 1))
+		printed++;
+	EXPECT_EQ(printed, 2 + keys) << st; // the command's name, "initialised", the fields
 	EXPECT_NE(st.find("\"pools\":1"), std::string::npos) << st;
 	EXPECT_NE(st.find("\"initialised\":1"), std::string::npos) << st;
 	std::string pools = telemetry("/iovam/pools");
@@ -1007,6 +1019,12 @@ TEST(Glue, NumaTelemetryPerSocket)
 	ASSERT_NE(at, std::string::npos) << numa;
 	unsigned long lcores = 0, placed = 0;
 	ASSERT_EQ(sscanf(numa.c_str() + at + socket_key.size(), "%lu,%lu", &lcores, &placed), 2) << numa;
+	const size_t end = numa.find(']', at);
+	ASSERT_NE(end, std::string::npos) << numa;
+	const size_t values = std::count(numa.begin() + at, numa.begin() + end, ',') + 1;
+#define X(name) +1
+	EXPECT_EQ(values, 2u IOVAM_CACHE_STATS_FIELDS(X)) << numa; // lcores, placed, the cache counters
+#undef X
 	EXPECT_EQ(lcores, rte_lcore_count()) << numa; // one socket here
 	EXPECT_EQ(placed, lcores) << numa;
 	rte_mempool_free(mp);
