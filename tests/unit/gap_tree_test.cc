@@ -59,6 +59,12 @@ class Harness {
     check("carve", pfn_lo);
   }
 
+  // count ALLOCATED ranges of kRangePages from pfn 0 up, back to back.
+  void carve_ranges(uint64_t count) {
+    for (uint64_t i = 0; i < count && !::testing::Test::HasFatalFailure(); ++i)
+      carve(i * kRangePages, i * kRangePages + kRangePages - 1, Tag::kAllocated);
+  }
+
   void erase(uint64_t pfn) {
     auto it = ref_.upper_bound(pfn);
     ASSERT_NE(it, ref_.begin()) << pfn << " is not occupied";
@@ -179,10 +185,8 @@ TEST(GapTreeEmptyBranch, LeafInTheMiddleOfTheTree) {
   Harness h;
   // 700 ranges: leaves of 30 (the first 10 under the root's first child, the
   // next 10 under its second) and a root of 3 children.
-  for (uint64_t i = 0; i < 700; ++i) {
-    h.carve(i * kRangePages, i * kRangePages + kRangePages - 1, Tag::kAllocated);
-    ASSERT_FALSE(::testing::Test::HasFatalFailure());
-  }
+  h.carve_ranges(700);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
   ASSERT_EQ(h.tree().height(), 3u);
   // Free the last range of the root's first child's last leaf.
   const uint64_t hole_pfn = 299 * kRangePages;
@@ -225,10 +229,8 @@ TEST(GapTreeEmptyBranch, FirstChildBelowTheCommonAncestor) {
   Harness h;
   // 2800 ranges: 93 leaves, the root's first 9 children full, its 10th
   // (the right spine) not yet.
-  for (uint64_t i = 0; i < 2800; ++i) {
-    h.carve(i * kRangePages, i * kRangePages + kRangePages - 1, Tag::kAllocated);
-    ASSERT_FALSE(::testing::Test::HasFatalFailure());
-  }
+  h.carve_ranges(2800);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
   ASSERT_EQ(h.tree().height(), 3u);
   const uint64_t hole_pfn = 2699 * kRangePages;  // the last range of the 9th child's last leaf
   // FREE markers in the leaves on either side (their neighbours stay
