@@ -176,6 +176,17 @@ TEST(GapTreeEmptyBranch, LastLeafOfTheRightSpine) {
   EXPECT_LT(p.leaf().min, last_pfn - 1) << "the merged hole lives in the previous leaf";
 }
 
+// Erasing the range at hole_pfn, the last in a leaf of one segment, frees
+// exactly that leaf: the merged hole lives in the previous leaf.
+void expect_leaf_freed_by_erase(Harness& h, uint64_t hole_pfn) {
+  const uint64_t nodes = h.tree().nodes();
+  h.erase(hole_pfn);
+  EXPECT_EQ(h.tree().nodes(), nodes - 1);
+  GapTree::Path p = h.path_to_free(hole_pfn);
+  EXPECT_EQ(p.leaf().max, hole_pfn + kRangePages - 1);
+  EXPECT_LT(p.leaf().min, hole_pfn);
+}
+
 // A hole at the end of a full leaf that is the last child of a full inner
 // node, with more of the tree after it: filling the hole upwards splits the
 // leaf 30 | 2 and its parent 10 | 1 in the middle of the tree. The emptied
@@ -211,12 +222,7 @@ TEST(GapTreeEmptyBranch, LeafInTheMiddleOfTheTree) {
     ASSERT_GT(p.s[1].idx, 0u) << "the leaf has a left sibling in its parent now";
     ASSERT_LT(p.leaf().max, kMaxPfn);
   }
-  const uint64_t nodes = h.tree().nodes();
-  h.erase(hole_pfn);
-  EXPECT_EQ(h.tree().nodes(), nodes - 1);
-  GapTree::Path p = h.path_to_free(hole_pfn);
-  EXPECT_EQ(p.leaf().max, hole_pfn + kRangePages - 1);
-  EXPECT_LT(p.leaf().min, hole_pfn);
+  expect_leaf_freed_by_erase(h, hole_pfn);
 }
 
 // As above, but the one-child node lands first in its parent: the root is
@@ -266,12 +272,7 @@ TEST(GapTreeEmptyBranch, FirstChildBelowTheCommonAncestor) {
     ASSERT_NE(p.s[p.n - 2].node, h.path_to_free(probe_prev_pfn).s[p.n - 2].node)
         << "the previous leaf has another parent";
   }
-  const uint64_t nodes = h.tree().nodes();
-  h.erase(hole_pfn);
-  EXPECT_EQ(h.tree().nodes(), nodes - 1);
-  GapTree::Path p = h.path_to_free(hole_pfn);
-  EXPECT_EQ(p.leaf().max, hole_pfn + kRangePages - 1);
-  EXPECT_LT(p.leaf().min, hole_pfn);
+  expect_leaf_freed_by_erase(h, hole_pfn);
   // The leaf after the removed one still starts where the hole ends.
   EXPECT_EQ(h.path_to_free(probe_pfn).leaf().min, hole_pfn + kRangePages);
 }
