@@ -880,29 +880,6 @@ class Fuzz {
     }
   }
 
-  // The first bad entry's error; before it every entry must be one we may
-  // free (the trusting path would take it): empty when this op must not
-  // make the call.
-  std::optional<int> bulk_free_expect(const std::vector<uint64_t>& pfns, uint64_t n, bool checked) {
-    std::set<uint64_t> freed;
-    for (uint64_t pfn : pfns) {
-      if (checked) {
-        if (!checks_on_ && ref_->fast_free_expect(pfn, n, freed) == 0 && ref_->is_cached(pfn))
-          return std::nullopt;  // unchecked: a second owner
-        const int want = ref_->fast_free_expect_checked(pfn, n, freed);
-        if (want != 0) return want;
-        freed.insert(pfn);
-      } else {
-        if (!ref_->fast_free_in_bounds(pfn, n)) return -EINVAL;
-        auto own = fast_owned_.find(pfn);
-        if (own == fast_owned_.end() || fast_size_pages(own->second) != fast_size_pages(n) ||
-            !freed.insert(pfn).second)
-          return std::nullopt;
-      }
-    }
-    return 0;
-  }
-
   void op_free_fast_bulk() {
     uint8_t f = in_.u8();
     const uint32_t count = bulk_count(f);
@@ -927,7 +904,8 @@ class Fuzz {
       const uint64_t bad = pick_bad_bulk_entry(pfns, n, checked);
       pfns.insert(pfns.begin() + in_.u16() % (pfns.size() + 1), bad);
     }
-    const std::optional<int> want = bulk_free_expect(pfns, n, checked);
+    const std::optional<int> want =
+        ref_->fast_free_bulk_expect(pfns, n, checked, checks_on_, fast_owned_, [](uint64_t) { return true; });
     if (want) free_fast_bulk_checked(pfns, cache, n, *want, checked);
   }
 

@@ -373,33 +373,6 @@ class Model {
     }
   }
 
-  // What a bulk free of pfns must return: the first entry that fails fails
-  // the bulk. Checked: as if freed in order (a repeat is free space by
-  // then). Trusted: only the O(1) bounds are checked, so every entry before
-  // a bad one must be ours, once. Empty when this op must not make the call.
-  std::optional<int> bulk_free_expect(const std::vector<uint64_t>& pfns, uint64_t n, bool checked) {
-    std::set<uint64_t> seen;
-    for (uint64_t pfn : pfns) {
-      // Unchecked mode cannot tell a cached range from a live one: freeing
-      // one would make a second owner, which is what that mode trusts the
-      // caller not to do.
-      if (!checked_ && ref_.is_cached(pfn)) return std::nullopt;
-      if (checked) {
-        const int want = ref_.fast_free_expect_checked(pfn, n, seen);
-        if (want != 0) return want;
-        if (!fast_owned_.count(pfn)) return std::nullopt;  // valid, but a tree range of ours: not for this op
-        seen.insert(pfn);
-      } else {
-        if (!ref_.fast_free_in_bounds(pfn, n)) return -EINVAL;
-        auto own = fast_owned_.find(pfn);
-        if (own == fast_owned_.end() || fast_size_pages(own->second) != fast_size_pages(n) ||
-            !seen.insert(pfn).second)
-          return std::nullopt;
-      }
-    }
-    return 0;
-  }
-
   // Owned fast ranges of one size, sometimes with a bad entry in the middle:
   // its error and nothing changed, else all freed.
   void op_free_fast_bulk() {
@@ -416,7 +389,10 @@ class Model {
       const uint64_t bad = pick_bad_bulk_entry(pfns, fast_size_pages(n), checked);
       pfns.insert(pfns.begin() + static_cast<long>(rng_() % (pfns.size() + 1)), bad);
     }
-    const std::optional<int> want = bulk_free_expect(pfns, n, checked);
+    // Valid entries must be fast ranges we hold: a range in the return
+    // batch looks ALLOCATED to the reference but is not ours to free.
+    const std::optional<int> want = ref_.fast_free_bulk_expect(
+        pfns, n, checked, checked_, fast_owned_, [this](uint64_t pfn) { return fast_owned_.count(pfn) != 0; });
     if (!want) return;
     iovam_stats st0;
     ASSERT_EQ(iovam_stats_get(d_, &st0), 0);

@@ -194,6 +194,38 @@ class ReferenceModel {
     return want == 0 && is_cached(pfn) ? -ENOENT : want;
   }
 
+  // What iovam_free_fast_bulk(pfns, npages) must return: the first entry
+  // that fails fails the bulk. checked: the call checks every entry (a
+  // domain in checked mode, or a path that always checks: the shared cache,
+  // more than IOVAM_CACHE_MAX_PAGES), as if freeing them in order (a repeat
+  // finds free space). Otherwise (the trusting cache path) only the O(1)
+  // bounds are checked, so every entry before a bad one must be one of
+  // owned's ranges (pfn -> npages) of that size, once. Empty when the call
+  // must not be made: it would free a range the caller does not hold (a
+  // cached one when checks_on is false, or a valid one may_free refuses).
+  template <class MayFree>
+  std::optional<int> fast_free_bulk_expect(const std::vector<uint64_t>& pfns, uint64_t npages, bool checked,
+                                           bool checks_on, const std::map<uint64_t, uint64_t>& owned,
+                                           MayFree&& may_free) const {
+    std::set<uint64_t> freed;
+    for (uint64_t pfn : pfns) {
+      if (checked) {
+        if (!checks_on && fast_free_expect(pfn, npages, freed) == 0 && is_cached(pfn)) return std::nullopt;
+        const int want = fast_free_expect_checked(pfn, npages, freed);
+        if (want != 0) return want;
+        if (!may_free(pfn)) return std::nullopt;
+        freed.insert(pfn);
+      } else {
+        if (!fast_free_in_bounds(pfn, npages)) return -EINVAL;
+        auto own = owned.find(pfn);
+        if (own == owned.end() || fast_size_pages(own->second) != fast_size_pages(npages) ||
+            !freed.insert(pfn).second)
+          return std::nullopt;
+      }
+    }
+    return 0;
+  }
+
   // ------------------------------------------------ ranges in caches
 
   const std::set<uint64_t>& cached() const { return cached_; }
