@@ -713,7 +713,8 @@ class Fuzz {
     uint8_t f = in_.u8();
     const bool deferred = f & 4;
     batch(count, [&] {
-      // Every other ALLOCATED range we may free (not a cache's): fragments the tree.
+      // Every other ALLOCATED range we may free (not a cache's):
+      // fragments the tree.
       auto& rs = ref_->ranges();
       uint32_t skip = f % 4;
       for (auto it = f & 8 ? rs.begin() : rs.lower_bound(start_ + (rs.size() > 0 ? (end_ - start_) / 2 : 0));
@@ -973,7 +974,8 @@ class Fuzz {
       iovam_cache_stats cs{};
       CHECK(iovam_cache_stats_get(d_, bad, &cs) == -EINVAL, "cache_stats_get(bad %u)", bad);
     }
-    // Per-cache counters: the caches' and the depots' ranges add up; counters never go down.
+    // Per-cache counters: the caches' and the depots' ranges add up;
+    // counters never go down.
     uint64_t sum = 0;
     if (last_cs_.size() != conf_.n_caches + 1) last_cs_.assign(conf_.n_caches + 1, iovam_cache_stats{});
     for (uint32_t i = 0; i <= conf_.n_caches; ++i) {

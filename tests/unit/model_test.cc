@@ -342,7 +342,8 @@ class Model {
       if (rc == -EAGAIN) {
         ASSERT_NE(c_.fail_one_in, 0u);
       } else {
-        // The retry flushed every cache; fewer than count aligned slots are left.
+        // The retry flushed every cache; fewer than count aligned slots
+        // are left.
         ASSERT_TRUE(ref_.cached().empty());
         ASSERT_LT(ref_.aligned_slots(size, limit), count) << "n=" << n << " limit=" << limit;
       }

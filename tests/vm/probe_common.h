@@ -106,7 +106,8 @@ static inline void probe_receive(struct probe_rx *rx)
         if (seq == -1) {
             rx->st.foreign++;
         } else if (seq < 0 || rx->seen[seq]) {
-            rx->st.damaged++; /* a duplicate is damage too: another frame's bytes went missing */
+            /* A duplicate is damage too: another frame's bytes went missing. */
+            rx->st.damaged++;
         } else {
             rx->seen[seq] = 1;
             rx->st.ok++;
