@@ -15,7 +15,6 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <bit>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
@@ -52,7 +51,7 @@ struct Held {
 
 // One driver: its cache, its random stream and the ranges it holds.
 struct Worker {
-  Worker(uint32_t cache_id) : id(cache_id), who(static_cast<uint8_t>(cache_id + 1)), rng(1000 + cache_id) {}
+  explicit Worker(uint32_t cache_id) : id(cache_id), who(static_cast<uint8_t>(cache_id + 1)), rng(1000 + cache_id) {}
   // Its own cache mostly, the shared path (IOVAM_CACHE_NONE) now and then.
   uint32_t some_cache() { return rng() % 8 ? id : IOVAM_CACHE_NONE; }
   const uint32_t id;
