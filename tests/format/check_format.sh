@@ -15,6 +15,9 @@ root=$(cd "$here/../.." && pwd)
 command -v clang-format >/dev/null || { echo "format: clang-format not installed" >&2; exit 1; }
 [ -f "$root/.clang-format" ] || { echo "format: no .clang-format" >&2; exit 1; }
 
+# Other versions break some lines differently: the style was set with 14 (Debian 12).
+version=$(clang-format --version | grep -o 'version [0-9]*' | cut -d' ' -f2)
+[ "$version" = 14 ] || echo "format: clang-format $version, not 14: differences may be the version's"
 mapfile -t files < <(format_files)
 [ ${#files[@]} -gt 0 ] || { echo "format: no files found" >&2; exit 1; }
 bad=()
