@@ -4,8 +4,8 @@
  * every byte received on port 1. It is the test's control:
  *   --mode=positive  all frames must arrive intact (the DMA path works)          -> result=PASS
  *   --mode=negative  one frame's mbuf gets a buf_iova that no IOMMU mapping covers, so the NIC's
- *                    DMA read of it must fault; that frame must not arrive intact
- *                                                                                 -> result=DETECTED
+ *                    DMA read of it must fault; that frame must not arrive
+ *                    intact                                                      -> result=DETECTED
  *                    (run.sh also looks for the guest kernel's DMAR fault)
  * This proves that the VM test can fail: if a wrong IOVA went unnoticed, PASS would mean nothing.
  *
