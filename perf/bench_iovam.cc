@@ -33,14 +33,20 @@ const std::vector<int64_t> kBurstPairs = {16, 128, 1024};
 /* Lazy frees between two iovam_maintain() calls, as a service core would batch. */
 constexpr uint64_t kMaintainEvery = 64;
 
-Layout<IovamAllocator> &fast_layout(const std::string &name, benchmark::State &state)
+/* The fragmented layout of state.range(0) live ranges on a domain of
+ * Allocator, with one cache: the C API refuses cache ids >= n_caches. */
+template <typename Allocator>
+Layout<Allocator> &one_cache_layout(const std::string &name, benchmark::State &state)
 {
 	const auto live = static_cast<uint64_t>(state.range(0));
-	return FixtureCache::get<Layout<IovamAllocator>>(fixture_key(name, state, 1), [&] {
-		/* One cache: the C API refuses cache ids >= n_caches. */
-		return std::shared_ptr<Layout<IovamAllocator>>(
-			make_fragmented<IovamAllocator>(live, 50, 1));
+	return FixtureCache::get<Layout<Allocator>>(fixture_key(name, state, 1), [&] {
+		return std::shared_ptr<Layout<Allocator>>(make_fragmented<Allocator>(live, 50, 1));
 	});
+}
+
+Layout<IovamAllocator> &fast_layout(const std::string &name, benchmark::State &state)
+{
+	return one_cache_layout<IovamAllocator>(name, state);
 }
 
 /* The same domain in unchecked mode (iovam_domain_set_checks(d, 0) before
@@ -55,15 +61,6 @@ public:
 	}
 };
 
-Layout<UncheckedIovamAllocator> &unchecked_layout(const std::string &name,
-						  benchmark::State &state)
-{
-	const auto live = static_cast<uint64_t>(state.range(0));
-	return FixtureCache::get<Layout<UncheckedIovamAllocator>>(fixture_key(name, state, 1), [&] {
-		return std::shared_ptr<Layout<UncheckedIovamAllocator>>(
-			make_fragmented<UncheckedIovamAllocator>(live, 50, 1));
-	});
-}
 
 void set_rate(benchmark::State &state, uint64_t pairs_per_iteration)
 {
@@ -75,9 +72,10 @@ void set_rate(benchmark::State &state, uint64_t pairs_per_iteration)
 		benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
-void bm_fast_pair(benchmark::State &state, const std::string &name, uint32_t cache_id)
+/* One alloc_fast + free_fast of one page an iteration. */
+template <typename Allocator>
+void run_fast_pairs(benchmark::State &state, Layout<Allocator> &layout, uint32_t cache_id)
 {
-	auto &layout = fast_layout(name, state);
 	iovam_domain *d = layout.allocator->domain();
 	for (auto _ : state) {
 		uint64_t pfn_lo = 0;
@@ -92,28 +90,18 @@ void bm_fast_pair(benchmark::State &state, const std::string &name, uint32_t cac
 
 void bm_fast_pair_1page(benchmark::State &state, const std::string &name)
 {
-	bm_fast_pair(state, name, kCacheId);
+	run_fast_pairs(state, fast_layout(name, state), kCacheId);
 }
 
 void bm_fast_pair_1page_unchecked(benchmark::State &state, const std::string &name)
 {
-	auto &layout = unchecked_layout(name, state);
-	iovam_domain *d = layout.allocator->domain();
-	for (auto _ : state) {
-		uint64_t pfn_lo = 0;
-		check(iovam_alloc_fast(d, kCacheId, 1, layout.limit_pfn, &pfn_lo) == 0,
-		      "iovam_alloc_fast failed");
-		benchmark::DoNotOptimize(pfn_lo);
-		check(iovam_free_fast(d, kCacheId, pfn_lo, 1) == 0, "iovam_free_fast failed");
-	}
-	set_rate(state, 1);
-	state.counters["live_ranges"] = static_cast<double>(layout.live_pfns.size());
+	run_fast_pairs(state, one_cache_layout<UncheckedIovamAllocator>(name, state), kCacheId);
 }
 
 /* An unregistered thread: no magazine, the shared path. */
 void bm_fast_pair_shared(benchmark::State &state, const std::string &name)
 {
-	bm_fast_pair(state, name, IOVAM_CACHE_NONE);
+	run_fast_pairs(state, fast_layout(name, state), IOVAM_CACHE_NONE);
 }
 
 /* burst allocations, then their frees: what a DPDK burst of mbufs does. */

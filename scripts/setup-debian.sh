@@ -14,6 +14,7 @@ packages=(
 	python3-matplotlib valgrind                 # perf report, instruction counts
 	dpdk dpdk-dev libdpdk-dev                   # dpdk-glue, testpmd, dpdk-telemetry.py
 	clang libclang-rt-14-dev                    # libFuzzer
+	clang-format                                # tests/format (version 14)
 )
 
 missing=()

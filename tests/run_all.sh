@@ -7,7 +7,8 @@
 #  1. installs the Debian packages and reserves hugepages (scripts/setup-debian.sh)
 #  2. builds with warnings as errors and runs every meson test: unit, model,
 #     stress, the DPDK glue on real EAL (hugepages, vdevs), the examples;
-#     compiles the public headers as consumers do (tests/headers)
+#     compiles the public headers as consumers do (tests/headers); checks
+#     the formatting (tests/format)
 #  3. an ASan+UBSan build runs the core's unit, model and stress tests and the
 #     glue's tests in every EAL mode
 #  4. a TSan build runs the stress test and the glue's tests; an -O0 build
@@ -154,6 +155,8 @@ meson_tests meson build --num-processes 1
 step headers tests/headers/check_headers.sh
 # The libraries export exactly their version.map (nm -D).
 step exports tests/headers/check_exports.sh build
+# Every C and C++ file as .clang-format says (tests/format/reformat.sh fixes).
+step format tests/format/check_format.sh
 
 # 3-4. Sanitizers: the core, and the glue on a real EAL in its 7 memory modes
 # (our code is instrumented, Debian's DPDK is not).

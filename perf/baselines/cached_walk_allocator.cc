@@ -17,7 +17,7 @@ CachedWalkAllocator::CachedWalkAllocator(const DomainShape &shape)
 	: start_pfn_(shape.start_pfn), end_pfn_(shape.end_pfn),
 	  dma32_pfn_((uint64_t{1} << 32) / shape.granule)
 {
-	anchor_ = ranges_.emplace(kAnchorPfn, Entry{kAnchorPfn, true}).first;
+	anchor_ = ranges_.emplace(kAnchorPfn, RangeEntry{kAnchorPfn, true}).first;
 	cached_ = anchor_;
 	cached32_ = anchor_;
 	/* Nothing has failed yet: every 32-bit size may be tried. */
@@ -85,7 +85,7 @@ std::optional<uint64_t> CachedWalkAllocator::alloc(uint64_t npages, uint64_t lim
 			max32_alloc_npages_ = npages;
 		return std::nullopt;
 	}
-	const Iter inserted = ranges_.emplace_hint(above, pfn_lo, Entry{pfn_lo + npages - 1, false});
+	const Iter inserted = ranges_.emplace_hint(above, pfn_lo, RangeEntry{pfn_lo + npages - 1, false});
 	update_cache_on_insert(inserted);
 	return pfn_lo;
 }
@@ -118,13 +118,8 @@ void CachedWalkAllocator::update_cache_on_erase(Iter erased)
 
 CachedWalkAllocator::Iter CachedWalkAllocator::containing(uint64_t pfn)
 {
-	Iter it = ranges_.upper_bound(pfn);
-	if (it == ranges_.begin())
-		return ranges_.end();
-	--it;
-	if (it == anchor_ || it->second.pfn_hi < pfn)
-		return ranges_.end();
-	return it;
+	const Iter it = range_containing(ranges_, pfn);
+	return it == anchor_ ? ranges_.end() : it;
 }
 
 bool CachedWalkAllocator::free(uint64_t pfn)
@@ -141,24 +136,18 @@ bool CachedWalkAllocator::reserve(uint64_t pfn_lo, uint64_t pfn_hi)
 {
 	if (pfn_lo > pfn_hi || pfn_hi > end_pfn_)
 		return false;
-	Iter first = ranges_.upper_bound(pfn_lo);
-	if (first != ranges_.begin() && std::prev(first)->second.pfn_hi >= pfn_lo)
-		--first;
-	uint64_t merged_lo = pfn_lo;
-	uint64_t merged_hi = pfn_hi;
+	const auto span = reserve_span(ranges_, anchor_, pfn_lo, pfn_hi);
+	if (!span)
+		return false; /* overlaps an allocated range: -EBUSY */
 	bool moves_cached = false;
 	bool moves_cached32 = false;
-	Iter last = first;
-	for (; last != anchor_ && last->first <= pfn_hi; ++last) {
-		if (!last->second.reserved)
-			return false; /* overlaps an allocated range: -EBUSY */
-		merged_lo = std::min(merged_lo, last->first);
-		merged_hi = std::max(merged_hi, last->second.pfn_hi);
-		moves_cached |= last == cached_;
-		moves_cached32 |= last == cached32_;
+	for (Iter it = span->first; it != span->last; ++it) {
+		moves_cached |= it == cached_;
+		moves_cached32 |= it == cached32_;
 	}
-	ranges_.erase(first, last);
-	const Iter merged = ranges_.emplace_hint(last, merged_lo, Entry{merged_hi, true});
+	ranges_.erase(span->first, span->last);
+	const Iter merged =
+		ranges_.emplace_hint(span->last, span->pfn_lo, RangeEntry{span->pfn_hi, true});
 	if (moves_cached)
 		cached_ = merged;
 	if (moves_cached32)
@@ -168,11 +157,8 @@ bool CachedWalkAllocator::reserve(uint64_t pfn_lo, uint64_t pfn_hi)
 
 std::optional<PfnRange> CachedWalkAllocator::find(uint64_t pfn) const
 {
-	auto it = ranges_.upper_bound(pfn);
-	if (it == ranges_.begin())
-		return std::nullopt;
-	--it;
-	if (it->first == kAnchorPfn || it->second.pfn_hi < pfn)
+	const auto it = range_containing(ranges_, pfn);
+	if (it == ranges_.end() || it->first == kAnchorPfn)
 		return std::nullopt;
 	return PfnRange{it->first, it->second.pfn_hi};
 }

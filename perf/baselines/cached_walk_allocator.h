@@ -23,10 +23,10 @@
 #define IOVAM_PERF_CACHED_WALK_ALLOCATOR_H
 
 #include <cstdint>
-#include <map>
 #include <optional>
 
 #include "range_allocator.h"
+#include "range_map.h"
 
 namespace iovam::perf {
 
@@ -45,13 +45,7 @@ public:
 	size_t size() const { return ranges_.size() - 1; }
 
 private:
-	struct Entry {
-		uint64_t pfn_hi;
-		bool reserved;
-	};
-	/* Keyed by pfn_lo; ranges never overlap, so this orders them fully. */
-	using Map = std::map<uint64_t, Entry>;
-	using Iter = Map::iterator;
+	using Iter = RangeMap::iterator;
 
 	Iter containing(uint64_t pfn);
 	Iter walk_down(Iter from, uint64_t high_pfn_excl, uint64_t low_pfn, uint64_t npages,
@@ -59,7 +53,7 @@ private:
 	void update_cache_on_insert(Iter inserted);
 	void update_cache_on_erase(Iter erased);
 
-	Map ranges_;
+	RangeMap ranges_;
 	Iter anchor_;   /* sentinel above every pfn: the walk always has a start */
 	Iter cached_;   /* where requests above the 32-bit boundary start */
 	Iter cached32_; /* where 32-bit-limited requests start */

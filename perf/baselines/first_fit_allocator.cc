@@ -34,7 +34,7 @@ std::optional<uint64_t> FirstFitAllocator::alloc(uint64_t npages, uint64_t limit
 		if (pfn_lo > limit_pfn || limit_pfn - pfn_lo + 1 < npages)
 			return std::nullopt;
 		if (pfn_lo + npages - 1 < above->first) {
-			ranges_.emplace_hint(above, pfn_lo, Entry{pfn_lo + npages - 1, false});
+			ranges_.emplace_hint(above, pfn_lo, RangeEntry{pfn_lo + npages - 1, false});
 			return pfn_lo;
 		}
 		cursor_pfn = above->second.pfn_hi + 1;
@@ -42,7 +42,7 @@ std::optional<uint64_t> FirstFitAllocator::alloc(uint64_t npages, uint64_t limit
 	const uint64_t pfn_lo = (cursor_pfn + align - 1) & ~(align - 1);
 	if (pfn_lo > limit_pfn || limit_pfn - pfn_lo + 1 < npages)
 		return std::nullopt;
-	ranges_.emplace_hint(ranges_.end(), pfn_lo, Entry{pfn_lo + npages - 1, false});
+	ranges_.emplace_hint(ranges_.end(), pfn_lo, RangeEntry{pfn_lo + npages - 1, false});
 	return pfn_lo;
 }
 
@@ -52,22 +52,13 @@ bool FirstFitAllocator::place(uint64_t pfn_lo, uint64_t npages)
 	auto above = ranges_.upper_bound(pfn_hi);
 	if (above != ranges_.begin() && std::prev(above)->second.pfn_hi >= pfn_lo)
 		return false;
-	ranges_.emplace_hint(above, pfn_lo, Entry{pfn_hi, false});
+	ranges_.emplace_hint(above, pfn_lo, RangeEntry{pfn_hi, false});
 	return true;
-}
-
-FirstFitAllocator::Map::iterator FirstFitAllocator::containing(uint64_t pfn)
-{
-	auto it = ranges_.upper_bound(pfn);
-	if (it == ranges_.begin())
-		return ranges_.end();
-	--it;
-	return it->second.pfn_hi >= pfn ? it : ranges_.end();
 }
 
 bool FirstFitAllocator::free(uint64_t pfn)
 {
-	const auto it = containing(pfn);
+	const auto it = range_containing(ranges_, pfn);
 	if (it == ranges_.end() || it->second.reserved)
 		return false;
 	ranges_.erase(it);
@@ -78,30 +69,18 @@ bool FirstFitAllocator::reserve(uint64_t pfn_lo, uint64_t pfn_hi)
 {
 	if (pfn_lo > pfn_hi || pfn_hi > end_pfn_)
 		return false;
-	auto first = ranges_.upper_bound(pfn_lo);
-	if (first != ranges_.begin() && std::prev(first)->second.pfn_hi >= pfn_lo)
-		--first;
-	uint64_t merged_lo = pfn_lo;
-	uint64_t merged_hi = pfn_hi;
-	auto last = first;
-	for (; last != ranges_.end() && last->first <= pfn_hi; ++last) {
-		if (!last->second.reserved)
-			return false;
-		merged_lo = std::min(merged_lo, last->first);
-		merged_hi = std::max(merged_hi, last->second.pfn_hi);
-	}
-	ranges_.erase(first, last);
-	ranges_.emplace_hint(last, merged_lo, Entry{merged_hi, true});
+	const auto span = reserve_span(ranges_, ranges_.end(), pfn_lo, pfn_hi);
+	if (!span)
+		return false;
+	ranges_.erase(span->first, span->last);
+	ranges_.emplace_hint(span->last, span->pfn_lo, RangeEntry{span->pfn_hi, true});
 	return true;
 }
 
 std::optional<PfnRange> FirstFitAllocator::find(uint64_t pfn) const
 {
-	auto it = ranges_.upper_bound(pfn);
-	if (it == ranges_.begin())
-		return std::nullopt;
-	--it;
-	if (it->second.pfn_hi < pfn)
+	const auto it = range_containing(ranges_, pfn);
+	if (it == ranges_.end())
 		return std::nullopt;
 	return PfnRange{it->first, it->second.pfn_hi};
 }

@@ -18,10 +18,10 @@
 #define IOVAM_PERF_FIRST_FIT_ALLOCATOR_H
 
 #include <cstdint>
-#include <map>
 #include <optional>
 
 #include "range_allocator.h"
+#include "range_map.h"
 
 namespace iovam::perf {
 
@@ -49,15 +49,7 @@ public:
 	bool place(uint64_t pfn_lo, uint64_t npages);
 
 private:
-	struct Entry {
-		uint64_t pfn_hi;
-		bool reserved;
-	};
-	using Map = std::map<uint64_t, Entry>; /* keyed by pfn_lo */
-
-	Map::iterator containing(uint64_t pfn);
-
-	Map ranges_;
+	RangeMap ranges_;
 	uint64_t start_pfn_;
 	uint64_t end_pfn_;
 };

@@ -80,93 +80,126 @@ struct Reference {
 	}
 };
 
-template <class A> void model_test(bool exact_lowest)
-{
-	A a(kShape);
+/* One allocator under test, the reference it is compared with, and what the
+ * steps need to remember. */
+template <class A>
+struct Model {
+	A a{kShape};
 	Reference ref;
 	std::vector<uint64_t> live;
 	uint64_t memo32_npages = UINT64_MAX; /* the classic walk's max32_alloc_npages_ */
-	SeededRandom rng(kPerfSeed);
-	for (int step = 0; step < kSteps; ++step) {
-		const uint64_t op = rng.below(10);
-		if (op < 5) {
-			const uint64_t npages = 1 + rng.below(rng.below(4) == 0 ? 40 : 6);
-			/* Arbitrary limits only above 4 GiB: like the kernel, the
-			 * classic walk keeps one failed-size memo for every limit at
-			 * or below 4 GiB, so a failure under a low limit also refuses
-			 * that size under kLimit32Pfn (faithful, not a test bug). */
-			const uint64_t pick = rng.below(3);
-			const uint64_t limit_pfn =
-				pick == 0   ? kShape.end_pfn
-				: pick == 1 ? kLimit32Pfn
-					    : kLimit32Pfn + 1 + rng.below(kShape.end_pfn - kLimit32Pfn);
-			const bool size_aligned = rng.below(2) == 0;
-			const uint64_t align = size_aligned ? align_npages(npages) : 1;
-			const auto expected = ref.lowest_fit(npages, std::min(limit_pfn, kShape.end_pfn), align);
-			const auto got = a.alloc(npages, limit_pfn, size_aligned);
-			/* The kernel's memo does not tell aligned from unaligned
-			 * requests: after an aligned size fails below 4 GiB, the same
-			 * size unaligned is refused too, until a free below 4 GiB. */
-			const bool refused_by_memo =
-				!exact_lowest && limit_pfn == kLimit32Pfn && npages >= memo32_npages;
-			expect(got.has_value() == expected.has_value() || (!got && refused_by_memo),
-			       "alloc success differs", step);
-			if (!got && limit_pfn == kLimit32Pfn)
-				memo32_npages = std::min(memo32_npages, npages);
-			if (!got)
-				continue;
-			const uint64_t lo = *got;
-			expect(lo >= kShape.start_pfn && lo + npages - 1 <= limit_pfn, "out of bounds", step);
-			expect(lo % align == 0, "misaligned", step);
-			expect(ref.free_span(lo, npages), "overlaps", step);
-			if (exact_lowest)
-				expect(lo == *expected, "first fit is not the lowest fit", step);
-			if (!ref.free_span(lo, npages))
-				return;
-			ref.mark(lo, lo + npages - 1, Page::kAllocated);
-			ref.ranges[lo] = PfnRange{lo, lo + npages - 1};
-			live.push_back(lo);
-		} else if (op < 8 && !live.empty()) {
-			const size_t i = rng.below(live.size());
-			const uint64_t lo = live[i];
-			const uint64_t pfn = lo + rng.below(ref.ranges[lo].pfn_hi - lo + 1);
-			expect(a.free(pfn), "free of a live range failed", step);
-			if (lo <= kLimit32Pfn)
-				memo32_npages = UINT64_MAX;
-			ref.mark(lo, ref.ranges[lo].pfn_hi, Page::kFree);
-			ref.ranges.erase(lo);
-			live[i] = live.back();
-			live.pop_back();
-		} else if (op == 8) {
-			const uint64_t lo = kShape.start_pfn + rng.below(kShape.end_pfn - kShape.start_pfn);
-			const uint64_t hi = std::min(kShape.end_pfn, lo + rng.below(4));
-			bool any_allocated = false;
-			for (uint64_t p = lo; p <= hi; ++p)
-				any_allocated |= ref.pages[p] == Page::kAllocated;
-			const bool ok = a.reserve(lo, hi);
-			expect(ok == !any_allocated, "reserve result differs", step);
-			if (!ok)
-				continue;
-			uint64_t merged_lo = lo, merged_hi = hi;
-			for (auto it = ref.ranges.begin(); it != ref.ranges.end();) {
-				if (it->second.pfn_hi >= lo && it->first <= hi) {
-					merged_lo = std::min(merged_lo, it->first);
-					merged_hi = std::max(merged_hi, it->second.pfn_hi);
-					it = ref.ranges.erase(it);
-				} else {
-					++it;
-				}
+	SeededRandom rng{kPerfSeed};
+	bool exact_lowest; /* first fit: exactly the lowest fit */
+	int step = 0;
+
+	/* Returns false when the allocator broke the reference's state. */
+	bool alloc()
+	{
+		const uint64_t npages = 1 + rng.below(rng.below(4) == 0 ? 40 : 6);
+		/* Arbitrary limits only above 4 GiB: like the kernel, the
+		 * classic walk keeps one failed-size memo for every limit at
+		 * or below 4 GiB, so a failure under a low limit also refuses
+		 * that size under kLimit32Pfn (faithful, not a test bug). */
+		const uint64_t pick = rng.below(3);
+		const uint64_t limit_pfn = pick == 0   ? kShape.end_pfn
+					   : pick == 1 ? kLimit32Pfn
+						       : kLimit32Pfn + 1 + rng.below(kShape.end_pfn - kLimit32Pfn);
+		const bool size_aligned = rng.below(2) == 0;
+		const uint64_t align = size_aligned ? align_npages(npages) : 1;
+		const auto expected = ref.lowest_fit(npages, std::min(limit_pfn, kShape.end_pfn), align);
+		const auto got = a.alloc(npages, limit_pfn, size_aligned);
+		/* The kernel's memo does not tell aligned from unaligned
+		 * requests: after an aligned size fails below 4 GiB, the same
+		 * size unaligned is refused too, until a free below 4 GiB. */
+		const bool refused_by_memo =
+			!exact_lowest && limit_pfn == kLimit32Pfn && npages >= memo32_npages;
+		expect(got.has_value() == expected.has_value() || (!got && refused_by_memo),
+		       "alloc success differs", step);
+		if (!got && limit_pfn == kLimit32Pfn)
+			memo32_npages = std::min(memo32_npages, npages);
+		if (!got)
+			return true;
+		const uint64_t lo = *got;
+		expect(lo >= kShape.start_pfn && lo + npages - 1 <= limit_pfn, "out of bounds", step);
+		expect(lo % align == 0, "misaligned", step);
+		expect(ref.free_span(lo, npages), "overlaps", step);
+		if (exact_lowest)
+			expect(lo == *expected, "first fit is not the lowest fit", step);
+		if (!ref.free_span(lo, npages))
+			return false;
+		ref.mark(lo, lo + npages - 1, Page::kAllocated);
+		ref.ranges[lo] = PfnRange{lo, lo + npages - 1};
+		live.push_back(lo);
+		return true;
+	}
+
+	void free()
+	{
+		const size_t i = rng.below(live.size());
+		const uint64_t lo = live[i];
+		const uint64_t pfn = lo + rng.below(ref.ranges[lo].pfn_hi - lo + 1);
+		expect(a.free(pfn), "free of a live range failed", step);
+		if (lo <= kLimit32Pfn)
+			memo32_npages = UINT64_MAX;
+		ref.mark(lo, ref.ranges[lo].pfn_hi, Page::kFree);
+		ref.ranges.erase(lo);
+		live[i] = live.back();
+		live.pop_back();
+	}
+
+	void reserve()
+	{
+		const uint64_t lo = kShape.start_pfn + rng.below(kShape.end_pfn - kShape.start_pfn);
+		const uint64_t hi = std::min(kShape.end_pfn, lo + rng.below(4));
+		bool any_allocated = false;
+		for (uint64_t p = lo; p <= hi; ++p)
+			any_allocated |= ref.pages[p] == Page::kAllocated;
+		const bool ok = a.reserve(lo, hi);
+		expect(ok == !any_allocated, "reserve result differs", step);
+		if (!ok)
+			return;
+		uint64_t merged_lo = lo, merged_hi = hi;
+		for (auto it = ref.ranges.begin(); it != ref.ranges.end();) {
+			if (it->second.pfn_hi >= lo && it->first <= hi) {
+				merged_lo = std::min(merged_lo, it->first);
+				merged_hi = std::max(merged_hi, it->second.pfn_hi);
+				it = ref.ranges.erase(it);
+			} else {
+				++it;
 			}
-			ref.ranges[merged_lo] = PfnRange{merged_lo, merged_hi};
-			ref.mark(merged_lo, merged_hi, Page::kReserved);
+		}
+		ref.ranges[merged_lo] = PfnRange{merged_lo, merged_hi};
+		ref.mark(merged_lo, merged_hi, Page::kReserved);
+	}
+
+	void find()
+	{
+		const uint64_t pfn = rng.below(kShape.end_pfn + 1);
+		const auto expected = ref.containing(pfn);
+		const auto got = a.find(pfn);
+		expect(got.has_value() == expected.has_value(), "find differs", step);
+		if (got && expected)
+			expect(got->pfn_lo == expected->pfn_lo && got->pfn_hi == expected->pfn_hi,
+			       "find bounds differ", step);
+	}
+};
+
+template <class A>
+void model_test(bool exact_lowest)
+{
+	Model<A> m;
+	m.exact_lowest = exact_lowest;
+	for (m.step = 0; m.step < kSteps; ++m.step) {
+		const uint64_t op = m.rng.below(10);
+		if (op < 5) {
+			if (!m.alloc())
+				return;
+		} else if (op < 8 && !m.live.empty()) {
+			m.free();
+		} else if (op == 8) {
+			m.reserve();
 		} else {
-			const uint64_t pfn = rng.below(kShape.end_pfn + 1);
-			const auto expected = ref.containing(pfn);
-			const auto got = a.find(pfn);
-			expect(got.has_value() == expected.has_value(), "find differs", step);
-			if (got && expected)
-				expect(got->pfn_lo == expected->pfn_lo && got->pfn_hi == expected->pfn_hi,
-				       "find bounds differ", step);
+			m.find();
 		}
 	}
 }

@@ -36,6 +36,7 @@
 #include "iovam_test.h"
 #include "reference_model.h"  // tests/unit
 
+using iovam::test::fast_size_pages;
 using iovam::test::ReferenceModel;
 using iovam::test::RefRange;
 using iovam::test::RefTag;
@@ -108,8 +109,6 @@ uint64_t g_op_index = 0;
     if (!(cond)) fail(__FILE__, __LINE__, #cond, __VA_ARGS__); \
   } while (0)
 
-uint64_t rounded(uint64_t npages) { return npages <= IOVAM_CACHE_MAX_PAGES ? std::bit_ceil(npages) : npages; }
-
 class Fuzz {
  public:
   Fuzz(const uint8_t* data, size_t size) : in_{data, size} {
@@ -171,8 +170,8 @@ class Fuzz {
     CHECK(st.live_pages == pages, "live_pages %" PRIu64 " want %" PRIu64, st.live_pages, pages);
     CHECK(st.reserved_ranges == reserved, "reserved_ranges %" PRIu64 " want %" PRIu64, st.reserved_ranges, reserved);
     CHECK(st.deferred_ranges == deferred, "deferred_ranges %" PRIu64 " want %" PRIu64, st.deferred_ranges, deferred);
-    CHECK(st.cached_ranges == cached_.size(), "cached_ranges %" PRIu64 " want %zu", st.cached_ranges,
-          cached_.size());
+    CHECK(st.cached_ranges == ref_->cached().size(), "cached_ranges %" PRIu64 " want %zu", st.cached_ranges,
+          ref_->cached().size());
     CHECK(st.tree_bytes > 0 && st.tree_bytes % 256 == 0, "tree_bytes %" PRIu64, st.tree_bytes);
     CHECK(st.node_alloc_failures >= last_failures_, "node_alloc_failures went down");
     if (!fail_on_) CHECK(st.node_alloc_failures == last_failures_, "node failure without injection");
@@ -223,26 +222,17 @@ class Fuzz {
   uint64_t reconcile() {
     iovam_stats st{};
     CHECK(iovam_stats_get(d_, &st) == 0, "stats_get");
-    if (st.cached_ranges == cached_.size()) return 0;
-    CHECK(st.cached_ranges < cached_.size(), "cached_ranges grew: %" PRIu64 " > %zu", st.cached_ranges,
-          cached_.size());
-    uint64_t gone = 0;
-    for (auto it = cached_.begin(); it != cached_.end();) {
+    const size_t cached = ref_->cached().size();
+    if (st.cached_ranges == cached) return 0;
+    CHECK(st.cached_ranges < cached, "cached_ranges grew: %" PRIu64 " > %zu", st.cached_ranges, cached);
+    return ref_->reconcile_cached([this](uint64_t pfn, uint64_t pfn_hi) {
       uint64_t lo = 0, hi = 0;
-      int rc = iovam_find(d_, *it, &lo, &hi);
-      auto r = ref_->ranges().find(*it);
-      CHECK(r != ref_->ranges().end(), "cached %" PRIu64 " not in the model", *it);
-      if (rc == -ENOENT) {
-        ref_->ranges().erase(r);
-        it = cached_.erase(it);
-        ++gone;
-      } else {
-        CHECK(rc == 0 && lo == *it && hi == r->second.hi, "cached %" PRIu64 ": find rc=%d [%" PRIu64 ",%" PRIu64 "]",
-              *it, rc, lo, hi);
-        ++it;
-      }
-    }
-    return gone;
+      int rc = iovam_find(d_, pfn, &lo, &hi);
+      if (rc == -ENOENT) return false;
+      CHECK(rc == 0 && lo == pfn && hi == pfn_hi, "cached %" PRIu64 ": find rc=%d [%" PRIu64 ",%" PRIu64 "]", pfn, rc,
+            lo, hi);
+      return true;
+    });
   }
 
   // ---------------------------------------------------------------- pickers
@@ -417,7 +407,7 @@ class Fuzz {
       want = -ENOENT;
     else if (it->second.tag == RefTag::kReserved)
       want = -EPERM;
-    else if (cached_.count(it->first)) {
+    else if (ref_->is_cached(it->first)) {
       // Freed already with free_fast: checked, refused; unchecked, it would
       // make a second owner (what that mode trusts us not to do).
       if (!checks_on_) return;
@@ -435,29 +425,6 @@ class Fuzz {
     }
   }
 
-  // iovam_reserve() over ranges that sit in caches only (nothing live or
-  // DEFERRED) flushes every cache first: the model does the same. Unchecked,
-  // a range of a cacheable shape may be cached as far as the domain knows.
-  void model_reserve_flush(uint64_t lo, uint64_t hi) {
-    bool live = false, cached = false;
-    if (lo <= hi && hi <= end_) {
-      auto it = ref_->containing(lo);
-      if (it == ref_->ranges().end()) it = ref_->ranges().lower_bound(lo);
-      for (; it != ref_->ranges().end() && it->first <= hi; ++it) {
-        if (it->second.tag == RefTag::kReserved) continue;
-        const uint64_t size = it->second.hi - it->first + 1;
-        const bool shape = size <= IOVAM_CACHE_MAX_PAGES && std::has_single_bit(size) && it->first % size == 0;
-        const bool may_be_cached = it->second.tag == RefTag::kAllocated &&
-                                   (checks_on_ ? cached_.count(it->first) != 0 : shape);
-        (may_be_cached ? cached : live) = true;
-      }
-    }
-    if (cached && !live) {
-      for (uint64_t p : cached_) ref_->ranges().erase(p);
-      cached_.clear();
-    }
-  }
-
   void op_reserve() {
     uint8_t f = in_.u8();
     uint64_t lo = pick_pfn(), hi;
@@ -468,7 +435,7 @@ class Fuzz {
       case 3: hi = end_ + in_.u8() % 3; break;          // up to end, or past it
       default: hi = lo + ((f & 0x80) ? in_.u8() : in_.u8() % 4); break;
     }
-    model_reserve_flush(lo, hi);
+    ref_->reserve_flushes_caches(lo, hi, checks_on_);
     ReferenceModel probe = *ref_;
     int want = probe.reserve(lo, hi);
     int rc = iovam_reserve(d_, lo, hi);
@@ -499,13 +466,6 @@ class Fuzz {
     }
   }
 
-  // The reference without the ranges now held by caches.
-  ReferenceModel without_cached() const {
-    ReferenceModel m = *ref_;
-    for (uint64_t p : cached_) m.ranges().erase(p);
-    return m;
-  }
-
   void op_alloc_fast() {
     uint8_t f = in_.u8();
     bool null_out = f % 16 == 15;
@@ -519,73 +479,34 @@ class Fuzz {
     // Where the tree would put it: the highest aligned fit now or, only when
     // nothing fits, after every cache is flushed.
     const bool sane = !null_out && n != 0 && n <= k2p63 && limit >= start_ && cache_ok(cache);
-    const uint64_t size = sane ? rounded(n) : 0, align = sane ? std::bit_ceil(n) : 0;
-    const bool had_cached = !cached_.empty();
+    const uint64_t size = sane ? fast_size_pages(n) : 0;
+    const bool had_cached = !ref_->cached().empty();
     std::optional<uint64_t> want_before, want_flushed;
     if (sane) {
       want_before = ref_->fit(size, limit, true);
-      if (!want_before && had_cached) want_flushed = without_cached().fit(size, limit, true);
+      if (!want_before && had_cached) want_flushed = ref_->without_cached().fit(size, limit, true);
     }
     int rc = iovam_alloc_fast(d_, cache, n, limit, null_out ? nullptr : &pfn);
-    if (null_out || n == 0 || limit < start_ || !cache_ok(cache)) {
-      CHECK(rc == -EINVAL, "alloc_fast(cache=%u, n=%" PRIu64 ", limit=%" PRIu64 ", null=%d) rc=%d want -EINVAL", cache,
-            n, limit, null_out, rc);
+    if (!sane) {
+      check_alloc_fast_refused(rc, cache, n, limit, null_out);
       return;
     }
-    if (n > k2p63) {
-      CHECK(rc == -ENOMEM, "alloc_fast(n=%" PRIu64 ") rc=%d want -ENOMEM", n, rc);
-      return;
-    }
-    const uint64_t hi_limit = std::min(limit, end_);
     if (rc == -ENOMEM || rc == -EAGAIN) {
-      reconcile();
-      if (rc == -EAGAIN) {
-        CHECK(fail_on_, "alloc_fast -EAGAIN without injection");
-        CHECK(ref_->fit(size, limit, true).has_value(), "alloc_fast -EAGAIN but nothing fits (n=%" PRIu64 ")", n);
-      } else {
-        CHECK(cached_.empty(), "alloc_fast -ENOMEM with %zu ranges still cached", cached_.size());
-        auto fit = ref_->fit(size, limit, true);
-        CHECK(!fit, "alloc_fast(cache=%u, n=%" PRIu64 ", limit=%" PRIu64 ") -ENOMEM but %" PRIu64 " fits", cache, n,
-              limit, fit ? *fit : 0);
-      }
+      check_alloc_fast_failed(rc, cache, n, limit, 1);
       return;
     }
     CHECK(rc == 0, "alloc_fast(cache=%u, n=%" PRIu64 ", limit=%" PRIu64 ") rc=%d", cache, n, limit, rc);
-    CHECK(pfn % align == 0 && pfn >= start_ && pfn <= hi_limit && size - 1 <= hi_limit - pfn,
-          "alloc_fast(cache=%u, n=%" PRIu64 ", limit=%" PRIu64 ") gave %" PRIu64 ": outside [%" PRIu64 ",%" PRIu64
-          "] or misaligned",
-          cache, n, limit, pfn, start_, hi_limit);
-    uint64_t lo = 0, hi = 0;
-    CHECK(iovam_find(d_, pfn, &lo, &hi) == 0 && lo == pfn && hi == pfn + size - 1,
-          "alloc_fast gave %" PRIu64 "+%" PRIu64 " but find says [%" PRIu64 ",%" PRIu64 "]", pfn, size, lo, hi);
-    const uint64_t last = pfn + size - 1;
-    auto exact = cached_.find(pfn);
-    if (exact != cached_.end() && ref_->ranges().at(pfn).hi == last) {
+    check_fast_range(pfn, n, limit, "alloc_fast");
+    if (ref_->is_cached(pfn) && ref_->ranges().at(pfn).hi == pfn + size - 1) {
       // From a cache (or, after a flush, the same range again through the tree).
-      cached_.erase(exact);
+      ref_->uncache(pfn);
       reconcile();
     } else {
-      // From the tree. Cached ranges it overlaps must have been flushed first.
-      bool flushed = false;
-      for (auto it = cached_.begin(); it != cached_.end();) {
-        uint64_t c_hi = ref_->ranges().at(*it).hi;
-        if (*it <= last && c_hi >= pfn) {
-          ref_->ranges().erase(*it);
-          it = cached_.erase(it);
-          flushed = true;
-        } else {
-          ++it;
-        }
-      }
-      uint64_t gone = reconcile();
-      flushed = flushed || gone > 0;
-      if (flushed) CHECK(cached_.empty(), "alloc_fast flushed but %zu ranges still cached", cached_.size());
-      auto c = ref_->containing(pfn);
-      auto next = ref_->ranges().lower_bound(pfn);
-      CHECK(c == ref_->ranges().end() && (next == ref_->ranges().end() || next->first > last),
-            "alloc_fast handed out an occupied range %" PRIu64 "+%" PRIu64, pfn, size);
-      // A tree allocation is the highest aligned fit: before the call, or
-      // (only when nothing fitted) after every cache was flushed.
+      // From the tree: the highest aligned fit before the call, or (only
+      // when nothing fitted) after every cache was flushed.
+      bool flushed = ref_->drop_cached_overlapping(pfn, pfn + size - 1) > 0;
+      flushed = reconcile() > 0 || flushed;
+      if (flushed) CHECK(ref_->cached().empty(), "alloc_fast flushed but %zu ranges still cached", ref_->cached().size());
       std::optional<uint64_t> want = want_before ? want_before : want_flushed;
       CHECK(want && *want == pfn,
             "alloc_fast(cache=%u, n=%" PRIu64 ", limit=%" PRIu64 ") from the tree gave %" PRIu64
@@ -593,9 +514,58 @@ class Fuzz {
             cache, n, limit, pfn, want ? *want : 0, flushed);
       CHECK(flushed == (!want_before && had_cached), "flushed=%d: a flush without need, or none when needed",
             flushed);
-      ref_->insert(pfn, last, RefTag::kAllocated);
+      take_from_tree(pfn, size, "alloc_fast");
     }
     CHECK(fast_owned_.emplace(pfn, n).second, "range %" PRIu64 " handed out twice", pfn);
+  }
+
+  // Bad arguments (NULL out, npages 0, a limit below start, a bad cache id):
+  // -EINVAL; npages past 2^63: -ENOMEM.
+  void check_alloc_fast_refused(int rc, uint32_t cache, uint64_t n, uint64_t limit, bool null_out) {
+    if (null_out || n == 0 || limit < start_ || !cache_ok(cache)) {
+      CHECK(rc == -EINVAL, "alloc_fast(cache=%u, n=%" PRIu64 ", limit=%" PRIu64 ", null=%d) rc=%d want -EINVAL", cache,
+            n, limit, null_out, rc);
+      return;
+    }
+    CHECK(rc == -ENOMEM, "alloc_fast(n=%" PRIu64 ") rc=%d want -ENOMEM", n, rc);
+  }
+
+  // A fast allocation of count ranges (1, or a bulk's) that failed: nothing
+  // allocated, ranges may have left the caches (popped then given back,
+  // flushed). -ENOMEM only when, every cache flushed, fewer than count
+  // aligned slots are left; -EAGAIN only while node failures are injected.
+  void check_alloc_fast_failed(int rc, uint32_t cache, uint64_t n, uint64_t limit, uint32_t count) {
+    reconcile();
+    const uint64_t slots = ref_->aligned_slots(fast_size_pages(n), limit);
+    if (rc == -EAGAIN) {
+      CHECK(fail_on_, "alloc_fast -EAGAIN without injection");
+      CHECK(slots > 0, "alloc_fast -EAGAIN but nothing fits (n=%" PRIu64 ")", n);
+      return;
+    }
+    CHECK(ref_->cached().empty(), "alloc_fast -ENOMEM with %zu ranges still cached", ref_->cached().size());
+    CHECK(slots < count, "alloc_fast(cache=%u, n=%" PRIu64 ", limit=%" PRIu64 ", count=%u) -ENOMEM but %" PRIu64 " fit",
+          cache, n, limit, count, slots);
+  }
+
+  // A range the fast path handed out: aligned to n's class, inside the
+  // window and the limit, and exactly one range of the tree.
+  void check_fast_range(uint64_t pfn, uint64_t n, uint64_t limit, const char* what) {
+    const uint64_t size = fast_size_pages(n), hi_limit = std::min(limit, end_);
+    CHECK(pfn % std::bit_ceil(n) == 0 && pfn >= start_ && pfn <= hi_limit && size - 1 <= hi_limit - pfn,
+          "%s(n=%" PRIu64 ", limit=%" PRIu64 ") gave %" PRIu64 ": outside [%" PRIu64 ",%" PRIu64 "] or misaligned",
+          what, n, limit, pfn, start_, hi_limit);
+    uint64_t lo = 0, hi = 0;
+    CHECK(iovam_find(d_, pfn, &lo, &hi) == 0 && lo == pfn && hi == pfn + size - 1,
+          "%s gave %" PRIu64 "+%" PRIu64 " but find says [%" PRIu64 ",%" PRIu64 "]", what, pfn, size, lo, hi);
+  }
+
+  // A range carved from the tree: it was free space in the reference.
+  void take_from_tree(uint64_t pfn, uint64_t size, const char* what) {
+    auto c = ref_->containing(pfn);
+    auto next = ref_->ranges().lower_bound(pfn);
+    CHECK(c == ref_->ranges().end() && (next == ref_->ranges().end() || next->first > pfn + size - 1),
+          "%s handed out an occupied range %" PRIu64 "+%" PRIu64, what, pfn, size);
+    ref_->insert(pfn, pfn + size - 1, RefTag::kAllocated);
   }
 
   void op_free_fast() {
@@ -620,31 +590,8 @@ class Fuzz {
     }
     int rc = iovam_free_fast(d_, cache, pfn, n);
     CHECK(rc == 0, "free_fast(cache=%u, %" PRIu64 ", n=%" PRIu64 ") of an owned range rc=%d", cache, pfn, n, rc);
-    fast_owned_.erase(it);
-    if (cache != IOVAM_CACHE_NONE && n <= IOVAM_CACHE_MAX_PAGES)
-      cached_.insert(pfn);
-    else
-      ref_->ranges().erase(pfn);
+    forget_fast_freed(pfn, cache, n);
     reconcile();  // a full magazine may have gone back to the tree
-  }
-
-  // The O(1) argument checks every iovam_free_fast() makes: misaligned or
-  // not inside the window.
-  bool fast_free_bad_bounds(uint64_t pfn, uint64_t n) const {
-    if (n > k2p63) return true;
-    const uint64_t size = rounded(n), align = std::bit_ceil(n);
-    return pfn % align != 0 || pfn < start_ || pfn > end_ || size - 1 > end_ - pfn;
-  }
-
-  // What iovam_free_fast() must return when it checks everything.
-  int fast_free_expect(uint64_t pfn, uint64_t n) {
-    if (fast_free_bad_bounds(pfn, n)) return -EINVAL;
-    const uint64_t size = rounded(n);
-    auto it = ref_->containing(pfn);
-    if (it == ref_->ranges().end() || it->second.tag == RefTag::kDeferred) return -ENOENT;
-    if (it->second.tag == RefTag::kReserved) return -EPERM;
-    if (it->first != pfn || it->second.hi - it->first + 1 != size) return -EINVAL;
-    return 0;
   }
 
   void op_free_fast_bad() {
@@ -671,7 +618,7 @@ class Fuzz {
         if (conf_.n_caches == 0) return;
         cache = in_.u8() % conf_.n_caches;
         n = 1 + in_.u8() % IOVAM_CACHE_MAX_PAGES;
-        const uint64_t size = rounded(n);
+        const uint64_t size = fast_size_pages(n);
         switch ((v >> 2) % 4) {
           case 0: pfn = pick_pfn(); break;
           case 1: pfn = (end_ + 1 + in_.u8() * size) & ~(size - 1); break;  // aligned, past the end
@@ -679,12 +626,8 @@ class Fuzz {
           default: pfn = in_.u8() % (start_ + 1); break;                       // at or below start
         }
         // It trusts us unless checks are on: only give it garbage it must see.
-        if (!checks_on_ && !fast_free_bad_bounds(pfn, n)) return;
-        want = fast_free_expect(pfn, n);
-        if (want == 0 && cached_.count(pfn)) {
-          if (!checks_on_) return;
-          want = -ENOENT;  // a double free: the range sits in a cache
-        }
+        if (!checks_on_ && ref_->fast_free_in_bounds(pfn, n)) return;
+        want = ref_->fast_free_expect_checked(pfn, n);  // a range a cache holds: a double free
         break;
       }
       default:  // the checked path (shared cache, > 32 pages, or checks on): anything
@@ -692,13 +635,10 @@ class Fuzz {
         pfn = pick_pfn();
         n = pick_npages();
         if (!checks_on_ && cache != IOVAM_CACHE_NONE && n != 0 && n <= IOVAM_CACHE_MAX_PAGES &&
-            !fast_free_bad_bounds(pfn, n))
+            ref_->fast_free_in_bounds(pfn, n))
           return;
-        want = n == 0 ? -EINVAL : fast_free_expect(pfn, n);
-        if (want == 0 && cached_.count(pfn)) {
-          if (!checks_on_) return;  // unchecked: a second owner
-          want = -ENOENT;           // checked: a double free, refused
-        }
+        if (!checks_on_ && ref_->fast_free_expect(pfn, n) == 0 && ref_->is_cached(pfn)) return;  // a second owner
+        want = ref_->fast_free_expect_checked(pfn, n);  // checked: a double free is refused
         break;
     }
     // (A call that hits an open lib bug is skipped here until it is fixed.)
@@ -706,11 +646,7 @@ class Fuzz {
     CHECK(rc == want, "free_fast(cache=%u, pfn=%" PRIu64 ", n=%" PRIu64 ", checks=%d) variant %d rc=%d want %d", cache,
           pfn, n, checks_on_, v % 4, rc, want);
     if (rc != 0) return;
-    fast_owned_.erase(pfn);
-    if (cache != IOVAM_CACHE_NONE && n <= IOVAM_CACHE_MAX_PAGES)
-      cached_.insert(pfn);
-    else
-      ref_->ranges().erase(pfn);
+    forget_fast_freed(pfn, cache, n);
     reconcile();
   }
 
@@ -777,12 +713,13 @@ class Fuzz {
     uint8_t f = in_.u8();
     const bool deferred = f & 4;
     batch(count, [&] {
-      // Every other ALLOCATED range we may free (not a cache's): fragments the tree.
+      // Every other ALLOCATED range we may free (not a cache's):
+      // fragments the tree.
       auto& rs = ref_->ranges();
       uint32_t skip = f % 4;
       for (auto it = f & 8 ? rs.begin() : rs.lower_bound(start_ + (rs.size() > 0 ? (end_ - start_) / 2 : 0));
            it != rs.end(); ++it) {
-        if (it->second.tag != RefTag::kAllocated || cached_.count(it->first)) continue;
+        if (it->second.tag != RefTag::kAllocated || ref_->is_cached(it->first)) continue;
         if (skip-- > 0) continue;
         uint64_t pfn = it->first;
         int rc = deferred ? iovam_free_deferred(d_, pfn) : iovam_free(d_, pfn);
@@ -811,7 +748,7 @@ class Fuzz {
       if (reserve_cursor_ < start_ || reserve_cursor_ > end_) reserve_cursor_ = start_;
       const uint64_t pfn = reserve_cursor_;
       reserve_cursor_ = stride <= end_ - pfn ? pfn + stride : start_;
-      model_reserve_flush(pfn, pfn);
+      ref_->reserve_flushes_caches(pfn, pfn, checks_on_);
       auto it = ref_->containing(pfn);
       const int want = it == ref_->ranges().end() || it->second.tag == RefTag::kReserved ? 0 : -EBUSY;
       int rc = iovam_reserve(d_, pfn, pfn);
@@ -825,7 +762,7 @@ class Fuzz {
     if (!(f & 16) || calls_ >= kMaxCalls) return;
     ++calls_;
     const uint64_t lo = start_, hi = reserve_cursor_;
-    model_reserve_flush(lo, hi);
+    ref_->reserve_flushes_caches(lo, hi, checks_on_);
     int rc = iovam_reserve(d_, lo, hi);
     if (rc == -EAGAIN) {
       CHECK(fail_on_, "reserve -EAGAIN without injection");
@@ -848,27 +785,6 @@ class Fuzz {
     return count;
   }
 
-  // Disjoint size-aligned ranges of size pages that fit below limit: each
-  // hole's aligned slots (same-size aligned slots never overlap).
-  uint64_t aligned_slots(uint64_t size, uint64_t limit) const {
-    const uint64_t align = std::bit_ceil(size), top = std::min(limit, end_);
-    uint64_t slots = 0, hole_lo = start_;
-    auto count = [&](uint64_t lo, uint64_t hi) {  // [lo, hi] free
-      if (lo > hi || hi - lo + 1 < size) return;
-      const uint64_t first = (lo + align - 1) / align * align;
-      if (first < lo || first > hi || hi - first + 1 < size) return;
-      slots += (hi - first - (size - 1)) / align + 1;
-    };
-    for (auto& [lo, r] : ref_->ranges()) {
-      if (hole_lo > top) break;
-      if (lo > hole_lo) count(hole_lo, std::min(lo - 1, top));
-      if (r.hi == UINT64_MAX) return slots;
-      hole_lo = std::max(hole_lo, r.hi + 1);
-    }
-    if (hole_lo <= top) count(hole_lo, top);
-    return slots;
-  }
-
   void op_alloc_fast_bulk() {
     uint8_t f = in_.u8();
     const bool null_out = f % 16 == 15;
@@ -886,56 +802,37 @@ class Fuzz {
       CHECK(rc == 0 && untouched(), "alloc_fast_bulk(n 0) rc=%d", rc);
       return;
     }
-    if (null_out || n == 0 || limit < start_ || !cache_ok(cache)) {
-      CHECK(rc == -EINVAL && untouched(),
-            "alloc_fast_bulk(cache=%u, n=%" PRIu64 ", limit=%" PRIu64 ", null=%d) rc=%d want -EINVAL", cache, n,
-            limit, null_out, rc);
+    if (null_out || n == 0 || limit < start_ || !cache_ok(cache) || n > k2p63) {
+      CHECK(untouched(), "alloc_fast_bulk refused with rc=%d but wrote the array", rc);
+      check_alloc_fast_refused(rc, cache, n, limit, null_out);
       return;
     }
-    if (n > k2p63) {
-      CHECK(rc == -ENOMEM && untouched(), "alloc_fast_bulk(n=%" PRIu64 ") rc=%d want -ENOMEM", n, rc);
-      return;
-    }
-    const uint64_t size = rounded(n), align = std::bit_ceil(n), hi_limit = std::min(limit, end_);
     if (rc == -ENOMEM || rc == -EAGAIN) {
-      // Nothing allocated: what was obtained went back to the tree, and
-      // ranges may have left the caches (popped, then given back; flushed).
-      reconcile();
-      const uint64_t slots = aligned_slots(size, limit);
-      if (rc == -EAGAIN) {
-        CHECK(fail_on_, "alloc_fast_bulk -EAGAIN without injection");
-        CHECK(slots > 0, "alloc_fast_bulk -EAGAIN but nothing fits (n=%" PRIu64 ")", n);
-      } else {
-        CHECK(cached_.empty(), "alloc_fast_bulk -ENOMEM with %zu ranges still cached", cached_.size());
-        CHECK(slots < count, "alloc_fast_bulk(cache=%u, n=%" PRIu64 ", limit=%" PRIu64 ", count=%u) -ENOMEM but %" PRIu64
-              " fit", cache, n, limit, count, slots);
-      }
+      check_alloc_fast_failed(rc, cache, n, limit, count);
       return;
     }
     CHECK(rc == 0, "alloc_fast_bulk(cache=%u, n=%" PRIu64 ", limit=%" PRIu64 ", count=%u) rc=%d", cache, n, limit,
           count, rc);
-    // In call order: cache pops first (exact cached ranges), then tree
-    // allocations, each the highest aligned fit then, or after one flush of
-    // every cache once nothing fitted.
+    accept_fast_bulk(out.data(), count, cache, n, limit);
+  }
+
+  // In call order: cache pops first (exact cached ranges), then tree
+  // allocations, each the highest aligned fit then, or after one flush of
+  // every cache once nothing fitted.
+  void accept_fast_bulk(const uint64_t* out, uint32_t count, uint32_t cache, uint64_t n, uint64_t limit) {
+    const uint64_t size = fast_size_pages(n);
     bool flushed = false;
     for (uint32_t i = 0; i < count; ++i) {
-      const uint64_t pfn = out[i], last = pfn + size - 1;
-      CHECK(pfn % align == 0 && pfn >= start_ && pfn <= hi_limit && size - 1 <= hi_limit - pfn,
-            "alloc_fast_bulk entry %u gave %" PRIu64 ": outside [%" PRIu64 ",%" PRIu64 "] or misaligned", i, pfn,
-            start_, hi_limit);
-      uint64_t lo = 0, hi = 0;
-      CHECK(iovam_find(d_, pfn, &lo, &hi) == 0 && lo == pfn && hi == last,
-            "alloc_fast_bulk gave %" PRIu64 "+%" PRIu64 " but find says [%" PRIu64 ",%" PRIu64 "]", pfn, size, lo, hi);
+      const uint64_t pfn = out[i];
+      check_fast_range(pfn, n, limit, "alloc_fast_bulk");
       CHECK(fast_owned_.emplace(pfn, n).second, "range %" PRIu64 " handed out twice (entry %u)", pfn, i);
-      auto exact = cached_.find(pfn);
-      if (exact != cached_.end() && ref_->ranges().at(pfn).hi == last) {
-        cached_.erase(exact);
+      if (ref_->is_cached(pfn) && ref_->ranges().at(pfn).hi == pfn + size - 1) {
+        ref_->uncache(pfn);
         continue;
       }
       std::optional<uint64_t> want = ref_->fit(size, limit, true);
       if (!flushed && (!want || *want != pfn)) {
-        for (uint64_t p : cached_) ref_->ranges().erase(p);
-        cached_.clear();
+        ref_->flush_caches();
         flushed = true;
         want = ref_->fit(size, limit, true);
       }
@@ -943,18 +840,45 @@ class Fuzz {
             "alloc_fast_bulk(cache=%u, n=%" PRIu64 ", limit=%" PRIu64 ") entry %u from the tree gave %" PRIu64
             ", highest aligned fit is %" PRIu64 " (flushed=%d)",
             cache, n, limit, i, pfn, want ? *want : 0, flushed);
-      ref_->insert(pfn, last, RefTag::kAllocated);
+      ref_->insert(pfn, pfn + size - 1, RefTag::kAllocated);
     }
     reconcile();
   }
 
-  // iovam_free_fast()'s checked answer once the ranges starting at the pfns
-  // in freed are gone (a repeat in a bulk finds free space).
-  int fast_free_expect_after(uint64_t pfn, uint64_t n, const std::set<uint64_t>& freed) {
-    if (fast_free_bad_bounds(pfn, n)) return -EINVAL;
-    auto it = ref_->containing(pfn);
-    if (it != ref_->ranges().end() && freed.count(it->first)) return -ENOENT;
-    return fast_free_expect(pfn, n);
+  // NULL array: -EINVAL, or 0 with count 0. npages 0 or a bad cache id,
+  // entries that would be fine: -EINVAL, or 0 with none. Returns false for
+  // the other variants.
+  bool free_fast_bulk_bad_args(uint8_t g, uint32_t count, uint32_t cache) {
+    if (g % 8 == 0) {
+      int rc = iovam_free_fast_bulk(d_, cache, nullptr, count, pick_npages());
+      CHECK(rc == (count == 0 ? 0 : -EINVAL), "free_fast_bulk(NULL, %u) rc=%d", count, rc);
+      return true;
+    }
+    if (g % 8 != 1) return false;
+    const uint32_t bad_cache = (g & 8) ? conf_.n_caches + (g >> 4) : cache;
+    std::vector<uint64_t> pfns;
+    for (auto& [pfn, npages] : fast_owned_) {
+      if (pfns.size() == count) break;
+      pfns.push_back(pfn);
+    }
+    const uint64_t npages = (g & 8) ? 1 : 0;
+    int rc = iovam_free_fast_bulk(d_, bad_cache, pfns.data(), static_cast<unsigned>(pfns.size()), npages);
+    CHECK(rc == (pfns.empty() ? 0 : -EINVAL), "free_fast_bulk(cache=%u, npages=%" PRIu64 ", count=%zu) rc=%d",
+          bad_cache, npages, pfns.size(), rc);
+    return true;
+  }
+
+  // One bad entry for a bulk free of n pages each: the trusting cache path
+  // (checked false) is only given what its O(1) checks must refuse.
+  uint64_t pick_bad_bulk_entry(const std::vector<uint64_t>& pfns, uint64_t n, bool checked) {
+    uint8_t b = in_.u8();
+    switch (b % (checked ? 5 : 3)) {
+      case 0: return pfns.empty() ? end_ + 1 : pfns[0] + std::bit_ceil(n) / 2;  // misaligned (n > 1)
+      case 1: return (end_ + 1 + in_.u8() * fast_size_pages(n)) & ~(std::bit_ceil(n) - 1);  // aligned, past the end
+      case 2: return in_.u8() % (start_ + 1);                                   // at or below start
+      case 3: return pfns.empty() ? start_ : pfns[in_.u8() % pfns.size()];      // repeated
+      default: return pick_pfn();                                               // anything
+    }
   }
 
   void op_free_fast_bulk() {
@@ -962,42 +886,15 @@ class Fuzz {
     const uint32_t count = bulk_count(f);
     const uint32_t cache = pick_cache(true);
     uint8_t g = in_.u8();
-    std::vector<uint64_t> pfns;
-    uint64_t n = 1;
-    switch (g % 8) {
-      case 0: {  // NULL array: -EINVAL, or 0 with count 0
-        int rc = iovam_free_fast_bulk(d_, cache, nullptr, count, pick_npages());
-        CHECK(rc == (count == 0 ? 0 : -EINVAL), "free_fast_bulk(NULL, %u) rc=%d", count, rc);
-        return;
-      }
-      case 1: {  // npages 0 or a bad cache id, entries that would be fine
-        const uint32_t bad_cache = (g & 8) ? conf_.n_caches + (g >> 4) : cache;
-        for (auto& [pfn, npages] : fast_owned_) {
-          if (pfns.size() == count) break;
-          pfns.push_back(pfn);
-        }
-        const uint64_t npages = (g & 8) ? 1 : 0;
-        int rc = iovam_free_fast_bulk(d_, bad_cache, pfns.data(), static_cast<unsigned>(pfns.size()), npages);
-        CHECK(rc == (pfns.empty() ? 0 : -EINVAL), "free_fast_bulk(cache=%u, npages=%" PRIu64 ", count=%zu) rc=%d",
-              bad_cache, npages, pfns.size(), rc);
-        return;
-      }
-      default:
-        break;
-    }
+    if (free_fast_bulk_bad_args(g, count, cache)) return;
     if (!cache_ok(cache) || fast_owned_.empty()) return;
-    // Owned ranges of one rounded size from a point on (a bounded look: the
-    // size may be rare among many), sometimes with another npages of that size.
+    // Owned ranges of one rounded size from a point on, sometimes with
+    // another npages of that size.
     auto first = fast_owned_.begin();
     std::advance(first, in_.u16() % fast_owned_.size());
-    n = first->second;
-    const uint64_t size = rounded(n);
-    auto it = first;
-    for (uint32_t steps = 0; pfns.size() < count && steps < 4 * count + 64; ++steps) {
-      if (rounded(it->second) == size) pfns.push_back(it->first);
-      if (++it == fast_owned_.end()) it = fast_owned_.begin();
-      if (it == first) break;
-    }
+    uint64_t n = first->second;
+    const uint64_t size = fast_size_pages(n);
+    std::vector<uint64_t> pfns = iovam::test::same_size_fast_ranges(fast_owned_, first, count);
     if (n <= IOVAM_CACHE_MAX_PAGES && (g & 8)) {
       uint64_t alt = size - (g >> 4) % size;
       if (std::bit_ceil(alt) == size) n = alt;
@@ -1005,41 +902,17 @@ class Fuzz {
     const bool to_cache = cache != IOVAM_CACHE_NONE && n <= IOVAM_CACHE_MAX_PAGES;
     const bool checked = !to_cache || checks_on_;
     if (g & 4) {
-      // One bad entry somewhere: the trusting cache path is only given what
-      // its O(1) checks must refuse.
-      uint8_t b = in_.u8();
-      uint64_t bad;
-      switch (b % (checked ? 5 : 3)) {
-        case 0: bad = pfns.empty() ? end_ + 1 : pfns[0] + std::bit_ceil(n) / 2; break;  // misaligned (n > 1)
-        case 1: bad = (end_ + 1 + in_.u8() * size) & ~(std::bit_ceil(n) - 1); break;  // aligned, past the end
-        case 2: bad = in_.u8() % (start_ + 1); break;                                  // at or below start
-        case 3: bad = pfns.empty() ? start_ : pfns[in_.u8() % pfns.size()]; break;     // repeated
-        default: bad = pick_pfn(); break;                                              // anything
-      }
+      const uint64_t bad = pick_bad_bulk_entry(pfns, n, checked);
       pfns.insert(pfns.begin() + in_.u16() % (pfns.size() + 1), bad);
     }
-    // The first bad entry's error; before it every entry must be one we may
-    // free: the trusting path would take it.
-    std::set<uint64_t> freed;
-    int want = 0;
-    for (uint64_t pfn : pfns) {
-      if (checked) {
-        want = fast_free_expect_after(pfn, n, freed);
-        if (want == 0 && cached_.count(pfn)) {
-          if (!checks_on_) return;  // unchecked: a second owner
-          want = -ENOENT;           // checked: freed already, in a cache
-        }
-        if (want != 0) break;
-        freed.insert(pfn);
-      } else {
-        if (fast_free_bad_bounds(pfn, n)) {
-          want = -EINVAL;
-          break;
-        }
-        auto own = fast_owned_.find(pfn);
-        if (own == fast_owned_.end() || rounded(own->second) != size || !freed.insert(pfn).second) return;
-      }
-    }
+    const std::optional<int> want =
+        ref_->fast_free_bulk_expect(pfns, n, checked, checks_on_, fast_owned_, [](uint64_t) { return true; });
+    if (want) free_fast_bulk_checked(pfns, cache, n, *want, checked);
+  }
+
+  // The bulk free and its result: on an error nothing changed, the cache's
+  // counters included.
+  void free_fast_bulk_checked(const std::vector<uint64_t>& pfns, uint32_t cache, uint64_t n, int want, bool checked) {
     iovam_cache_stats cs0{}, cs1{};
     CHECK(iovam_cache_stats_get(d_, cache, &cs0) == 0, "cache_stats_get(%u)", cache);
     int rc = iovam_free_fast_bulk(d_, cache, pfns.data(), static_cast<unsigned>(pfns.size()), n);
@@ -1052,19 +925,22 @@ class Fuzz {
             "free_fast_bulk failed with %d but cache %u's counters changed", rc, cache);
       return;  // check_all() after the op: nothing else changed either
     }
-    for (uint64_t pfn : pfns) {
-      fast_owned_.erase(pfn);
-      if (to_cache)
-        cached_.insert(pfn);
-      else
-        ref_->ranges().erase(pfn);
-    }
+    for (uint64_t pfn : pfns) forget_fast_freed(pfn, cache, n);
     reconcile();  // full magazines may have gone back to the tree
+  }
+
+  // A fast range freed: into the cache (still ALLOCATED), or to the tree.
+  void forget_fast_freed(uint64_t pfn, uint32_t cache, uint64_t n) {
+    fast_owned_.erase(pfn);
+    if (cache != IOVAM_CACHE_NONE && n <= IOVAM_CACHE_MAX_PAGES)
+      ref_->cache(pfn);
+    else
+      ref_->ranges().erase(pfn);
   }
 
   void op_flush() {
     uint32_t cache = pick_cache(true);
-    size_t before = cached_.size();
+    size_t before = ref_->cached().size();
     int rc = iovam_cache_flush(d_, cache);
     if (!cache_ok(cache)) {
       CHECK(rc == -EINVAL, "cache_flush(%u) rc=%d want -EINVAL", cache, rc);
@@ -1074,7 +950,8 @@ class Fuzz {
     uint64_t gone = reconcile();
     CHECK(static_cast<uint64_t>(rc) == gone, "cache_flush(%u) returned %d, %" PRIu64 " ranges left the caches",
           cache, rc, gone);
-    if (cache == IOVAM_CACHE_NONE) CHECK(cached_.empty() && gone == before, "flush all left %zu cached", cached_.size());
+    if (cache == IOVAM_CACHE_NONE)
+      CHECK(ref_->cached().empty() && gone == before, "flush all left %zu cached", ref_->cached().size());
   }
 
   void op_maintain() {
@@ -1097,7 +974,8 @@ class Fuzz {
       iovam_cache_stats cs{};
       CHECK(iovam_cache_stats_get(d_, bad, &cs) == -EINVAL, "cache_stats_get(bad %u)", bad);
     }
-    // Per-cache counters: the caches' and the depots' ranges add up; counters never go down.
+    // Per-cache counters: the caches' and the depots' ranges add up;
+    // counters never go down.
     uint64_t sum = 0;
     if (last_cs_.size() != conf_.n_caches + 1) last_cs_.assign(conf_.n_caches + 1, iovam_cache_stats{});
     for (uint32_t i = 0; i <= conf_.n_caches; ++i) {
@@ -1111,7 +989,8 @@ class Fuzz {
             "cache %u counters went down", c);
       l = cs;
     }
-    CHECK(sum == cached_.size(), "cache_stats cached_ranges add up to %" PRIu64 ", want %zu", sum, cached_.size());
+    CHECK(sum == ref_->cached().size(), "cache_stats cached_ranges add up to %" PRIu64 ", want %zu", sum,
+          ref_->cached().size());
     iovam_domain_conf got{};
     CHECK(iovam_domain_conf_get(d_, &got) == 0 && got.granule == conf_.granule && got.start_pfn == start_ &&
               got.end_pfn == end_ && got.n_caches == conf_.n_caches,
@@ -1200,7 +1079,7 @@ class Fuzz {
     int rc = iovam_cache_flush(d_, IOVAM_CACHE_NONE);
     CHECK(rc >= 0, "drain flush rc=%d", rc);
     reconcile();
-    CHECK(cached_.empty(), "cached after flush all");
+    CHECK(ref_->cached().empty(), "cached after flush all");
     for (auto it = ref_->ranges().begin(); it != ref_->ranges().end();) {
       if (it->second.tag == RefTag::kAllocated) {
         rc = iovam_free(d_, it->first);
@@ -1231,7 +1110,6 @@ class Fuzz {
   std::optional<ReferenceModel> ref_;
   iovam_domain* d_ = nullptr;
   std::map<uint64_t, uint64_t> fast_owned_;  // pfn -> npages given to alloc_fast
-  std::set<uint64_t> cached_;                // fast-freed into a cache (ALLOCATED in ref_)
   std::vector<iovam_cache_stats> last_cs_;
   uint64_t last_failures_ = 0;
   uint64_t calls_ = 0;

@@ -3,8 +3,11 @@
 //
 // Concurrency stress (not a benchmark): threads race alloc/free/lazy free/fast
 // path (single and bulk)/flush/reserve/maintain on one domain with a fixed
-// seed (one TBB task per cache; std::thread under TSan), and an ownership bitmap proves that no page is ever handed to two
-// owners and that nothing is lost at the end. Built and run under ThreadSanitizer in CI.
+// seed (one TBB task per cache; std::thread under TSan). An ownership bitmap
+// proves that no page is ever handed to two owners while they run; at the
+// end the domain is checked against the reference model
+// (tests/unit/reference_model.h): nothing lost, the reserves exactly as
+// made. Built and run under ThreadSanitizer in CI.
 //
 // IOVAM_STRESS_SECONDS=N runs each thread for N seconds instead of a fixed
 // number of operations (the long soak).
@@ -12,7 +15,6 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <bit>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
@@ -23,6 +25,7 @@
 
 #include "iovam.h"
 #include "iovam_test.h"
+#include "reference_model.h"  // tests/unit
 
 #if IOVAM_STRESS_TBB
 #include <oneapi/tbb/global_control.h>
@@ -31,6 +34,10 @@
 #endif
 
 namespace {
+
+using iovam::test::fast_size_pages;
+using iovam::test::ReferenceModel;
+using iovam::test::RefTag;
 
 constexpr uint64_t kStart = 1;
 constexpr uint64_t kEnd = (1 << 16) - 1;
@@ -42,6 +49,17 @@ struct Held {
   enum Kind : uint8_t { kTree, kFast } kind;
 };
 
+// One driver: its cache, its random stream and the ranges it holds.
+struct Worker {
+  explicit Worker(uint32_t cache_id) : id(cache_id), who(static_cast<uint8_t>(cache_id + 1)), rng(1000 + cache_id) {}
+  // Its own cache mostly, the shared path (IOVAM_CACHE_NONE) now and then.
+  uint32_t some_cache() { return rng() % 8 ? id : IOVAM_CACHE_NONE; }
+  const uint32_t id;
+  const uint8_t who;  // its mark in the ownership bitmap
+  std::mt19937_64 rng;
+  std::vector<Held> held;
+};
+
 class Stress {
  public:
   Stress(uint32_t threads, uint32_t fail_one_in) : threads_(threads), pages_(kEnd + 1) {
@@ -51,149 +69,176 @@ class Stress {
   }
   ~Stress() { iovam_domain_destroy(d_); }
 
-  void claim(uint64_t pfn, uint64_t n, uint8_t who) {
+  // Pages [pfn, pfn + n) pass from owner `from` to owner `to` in the
+  // bitmap. Another owner on the way is a second owner (a claim) or a lost
+  // range (a release).
+  void hand_over(uint64_t pfn, uint64_t n, uint8_t from, uint8_t to) {
     for (uint64_t p = pfn; p < pfn + n; ++p) {
-      uint8_t prev = pages_[p].exchange(who, std::memory_order_acq_rel);
-      if (prev != kFreePage) {
-        double_owner_.store(true);
-        ADD_FAILURE() << "page " << p << " handed to " << int(who) << " while owned by " << int(prev);
+      uint8_t prev = pages_[p].exchange(to, std::memory_order_acq_rel);
+      if (prev != from) {
+        (from == kFreePage ? double_owner_ : lost_).store(true);
+        ADD_FAILURE() << "page " << p << " passing from " << int(from) << " to " << int(to) << " was owned by "
+                      << int(prev);
         return;
       }
     }
   }
-  void release(uint64_t pfn, uint64_t n, uint8_t who) {
-    for (uint64_t p = pfn; p < pfn + n; ++p) {
-      uint8_t prev = pages_[p].exchange(kFreePage, std::memory_order_acq_rel);
-      if (prev != who) {
-        lost_.store(true);
-        ADD_FAILURE() << "page " << p << " owned by " << int(prev) << ", released by " << int(who);
-        return;
-      }
-    }
-  }
+  void claim(uint64_t pfn, uint64_t n, uint8_t who) { hand_over(pfn, n, kFreePage, who); }
+  void release(uint64_t pfn, uint64_t n, uint8_t who) { hand_over(pfn, n, who, kFreePage); }
 
   void worker(uint32_t id, uint64_t ops, double seconds) {
-    std::mt19937_64 rng(1000 + id);
-    std::vector<Held> held;
-    const uint8_t who = static_cast<uint8_t>(id + 1);
+    Worker w(id);
     auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
     for (uint64_t i = 0; seconds > 0 ? std::chrono::steady_clock::now() < deadline : i < ops; ++i) {
-      uint32_t r = rng() % 100;
-      uint64_t n = 1 + (rng() % 100 < 80 ? rng() % 4 : rng() % 40);
-      uint64_t limit = rng() % 4 == 0 ? kStart + rng() % (kEnd - kStart) : UINT64_MAX;
-      if (r < 20 || (r < 40 && held.size() > 2000)) {
-        if (held.empty()) continue;
-        size_t k = rng() % held.size();
-        Held h = held[k];
-        if (h.kind == Held::kFast && rng() % 4 == 0) {
-          // A checked free of our own range with twice its size, while the
-          // others run: -EINVAL and the range stays ours (freed below).
-          EXPECT_EQ(iovam_free_fast(d_, rng() % 8 ? id : IOVAM_CACHE_NONE, h.pfn, 2 * h.npages), -EINVAL);
-        }
-        held[k] = held.back();
-        held.pop_back();
-        if (h.kind == Held::kFast && rng() % 4 == 0) {
-          // Freed by another thread: the drainer's return batch.
-          std::lock_guard lk(handoff_lock_);
-          handoff_.push_back({h, who});
-          continue;
-        }
-        release(h.pfn, h.npages, who);
-        int rc;
-        if (h.kind == Held::kFast)
-          rc = iovam_free_fast(d_, rng() % 8 ? id : IOVAM_CACHE_NONE, h.pfn, h.asked);
-        else
-          rc = rng() % 3 ? iovam_free(d_, h.pfn) : iovam_free_deferred(d_, h.pfn);
-        EXPECT_EQ(rc, 0);
-      } else if (r < 40) {
-        uint64_t pfn;
-        int rc = iovam_alloc(d_, n, limit, rng() % 2, &pfn);
-        if (rc == 0) {
-          claim(pfn, n, who);
-          held.push_back({pfn, n, n, Held::kTree});
-        } else {
-          EXPECT_TRUE(rc == -ENOMEM || rc == -EAGAIN) << rc;
-        }
-      } else if (r < 85 && r >= 77) {
-        // Bulk calls: a burst of up to 40 (past a magazine's room now and
-        // then), or the frees of up to 40 held fast ranges of one size.
-        const uint32_t cache = rng() % 8 ? id : IOVAM_CACHE_NONE;
-        if (r < 81 || held.empty()) {
-          const uint32_t count = 1 + rng() % 40;
-          uint64_t pfns[40];
-          int rc = iovam_alloc_fast_bulk(d_, cache, n, limit, pfns, count);
-          if (rc == 0) {
-            uint64_t size = n <= IOVAM_CACHE_MAX_PAGES ? std::bit_ceil(n) : n;
-            for (uint32_t j = 0; j < count; ++j) {
-              claim(pfns[j], size, who);
-              held.push_back({pfns[j], size, n, Held::kFast});
-            }
-          } else {
-            EXPECT_TRUE(rc == -ENOMEM || rc == -EAGAIN) << rc;
-          }
-        } else {
-          uint64_t pfns[40];
-          uint32_t count = 0;
-          const uint64_t size = held.back().npages, asked = held.back().asked;
-          for (size_t k = held.size(); k-- > 0 && count < 40;) {
-            if (held[k].kind != Held::kFast || held[k].npages != size) continue;
-            release(held[k].pfn, held[k].npages, who);
-            pfns[count++] = held[k].pfn;
-            held[k] = held.back();
-            held.pop_back();
-          }
-          EXPECT_EQ(iovam_free_fast_bulk(d_, cache, pfns, count, asked), 0);
-        }
-      } else if (r < 85) {
-        uint64_t pfn;
-        uint32_t cache = rng() % 8 ? id : IOVAM_CACHE_NONE;
-        int rc = iovam_alloc_fast(d_, cache, n, limit, &pfn);
-        if (rc == 0) {
-          uint64_t size = n <= IOVAM_CACHE_MAX_PAGES ? std::bit_ceil(n) : n;
-          claim(pfn, size, who);
-          held.push_back({pfn, size, n, Held::kFast});
-        } else {
-          EXPECT_TRUE(rc == -ENOMEM || rc == -EAGAIN) << rc;
-        }
-      } else if (r < 90) {
-        EXPECT_GE(iovam_cache_flush(d_, id), 0);
-      } else if (r < 92) {
-        EXPECT_GE(iovam_cache_flush(d_, IOVAM_CACHE_NONE), 0);
-      } else if (r < 96) {
-        EXPECT_GE(iovam_maintain(d_), 0);
-      } else if (r < 97) {
-        // Reserve a small range: it may race with allocations (EBUSY).
-        uint64_t lo = kStart + rng() % (kEnd - kStart - 8), hi = lo + rng() % 3;
-        int rc = iovam_reserve(d_, lo, hi);
-        if (rc == 0) {
-          for (uint64_t p = lo; p <= hi; ++p) {
-            uint8_t prev = pages_[p].exchange(kReservedPage);
-            if (prev != kFreePage && prev != kReservedPage) {
-              double_owner_.store(true);
-              ADD_FAILURE() << "reserved page " << p << " owned by " << int(prev);
-            }
-          }
-        } else {
-          EXPECT_TRUE(rc == -EBUSY || rc == -EAGAIN) << rc;
-        }
-      } else if (rng() % 8 == 0) {
-        // verify() quiesces every lcore cache and takes the tree lock while
-        // the others keep going: it must see a consistent domain.
-        int rc = iovam_verify(d_);
-        EXPECT_EQ(rc, 0) << iovam_verify_error(d_);
-      } else {
-        uint64_t lo, hi;
-        int rc = iovam_find(d_, kStart + rng() % (kEnd - kStart), &lo, &hi);
-        EXPECT_TRUE(rc == 0 || rc == -ENOENT);
-      }
+      step(w);
       if (double_owner_.load(std::memory_order_relaxed)) break;
     }
-    for (const Held& h : held) {
-      release(h.pfn, h.npages, who);
+    for (const Held& h : w.held) {
+      release(h.pfn, h.npages, w.who);
       int rc = h.kind == Held::kFast ? iovam_free_fast(d_, id, h.pfn, h.asked) : iovam_free(d_, h.pfn);
       EXPECT_EQ(rc, 0);
     }
     EXPECT_GE(iovam_cache_flush(d_, id), 0);
+  }
+
+  // One random operation; the shares are out of 100.
+  void step(Worker& w) {
+    const uint32_t r = w.rng() % 100;
+    const uint64_t n = 1 + (w.rng() % 100 < 80 ? w.rng() % 4 : w.rng() % 40);
+    const uint64_t limit = w.rng() % 4 == 0 ? kStart + w.rng() % (kEnd - kStart) : UINT64_MAX;
+    if (r < 20 || (r < 40 && w.held.size() > 2000))
+      free_one(w);
+    else if (r < 40)
+      alloc_tree(w, n, limit);
+    else if (r < 77)
+      alloc_fast(w, n, limit);
+    else if (r < 81 || (r < 85 && w.held.empty()))
+      alloc_fast_bulk(w, n, limit);
+    else if (r < 85)
+      free_fast_bulk(w);
+    else if (r < 90)
+      EXPECT_GE(iovam_cache_flush(d_, w.id), 0);
+    else if (r < 92)
+      EXPECT_GE(iovam_cache_flush(d_, IOVAM_CACHE_NONE), 0);
+    else if (r < 96)
+      EXPECT_GE(iovam_maintain(d_), 0);
+    else if (r < 97)
+      reserve_some(w);
+    else
+      verify_or_find(w);
+  }
+
+  // A held range, freed by its kind's call, or (a quarter of the fast ones)
+  // handed to the drainer to free through its return batch.
+  void free_one(Worker& w) {
+    if (w.held.empty()) return;
+    size_t k = w.rng() % w.held.size();
+    Held h = w.held[k];
+    if (h.kind == Held::kFast && w.rng() % 4 == 0) {
+      // A checked free of our own range with twice its size, while the
+      // others run: -EINVAL and the range stays ours (freed below).
+      EXPECT_EQ(iovam_free_fast(d_, w.some_cache(), h.pfn, 2 * h.npages), -EINVAL);
+    }
+    w.held[k] = w.held.back();
+    w.held.pop_back();
+    if (h.kind == Held::kFast && w.rng() % 4 == 0) {
+      std::lock_guard lk(handoff_lock_);
+      handoff_.push_back({h, w.who});
+      return;
+    }
+    release(h.pfn, h.npages, w.who);
+    int rc;
+    if (h.kind == Held::kFast)
+      rc = iovam_free_fast(d_, w.some_cache(), h.pfn, h.asked);
+    else
+      rc = w.rng() % 3 ? iovam_free(d_, h.pfn) : iovam_free_deferred(d_, h.pfn);
+    EXPECT_EQ(rc, 0);
+  }
+
+  void alloc_tree(Worker& w, uint64_t n, uint64_t limit) {
+    uint64_t pfn;
+    int rc = iovam_alloc(d_, n, limit, w.rng() % 2, &pfn);
+    if (rc != 0) {
+      EXPECT_TRUE(rc == -ENOMEM || rc == -EAGAIN) << rc;
+      return;
+    }
+    claim(pfn, n, w.who);
+    w.held.push_back({pfn, n, n, Held::kTree});
+  }
+
+  void alloc_fast(Worker& w, uint64_t n, uint64_t limit) {
+    uint64_t pfn;
+    int rc = iovam_alloc_fast(d_, w.some_cache(), n, limit, &pfn);
+    if (rc != 0) {
+      EXPECT_TRUE(rc == -ENOMEM || rc == -EAGAIN) << rc;
+      return;
+    }
+    claim(pfn, fast_size_pages(n), w.who);
+    w.held.push_back({pfn, fast_size_pages(n), n, Held::kFast});
+  }
+
+  // A burst of up to 40: past a magazine's room now and then.
+  void alloc_fast_bulk(Worker& w, uint64_t n, uint64_t limit) {
+    const uint32_t cache = w.some_cache(), count = 1 + w.rng() % 40;
+    uint64_t pfns[40];
+    int rc = iovam_alloc_fast_bulk(d_, cache, n, limit, pfns, count);
+    if (rc != 0) {
+      EXPECT_TRUE(rc == -ENOMEM || rc == -EAGAIN) << rc;
+      return;
+    }
+    for (uint32_t j = 0; j < count; ++j) {
+      claim(pfns[j], fast_size_pages(n), w.who);
+      w.held.push_back({pfns[j], fast_size_pages(n), n, Held::kFast});
+    }
+  }
+
+  // The frees of up to 40 held fast ranges of the last one's size.
+  void free_fast_bulk(Worker& w) {
+    const uint32_t cache = w.some_cache();
+    uint64_t pfns[40];
+    uint32_t count = 0;
+    const uint64_t size = w.held.back().npages, asked = w.held.back().asked;
+    for (size_t k = w.held.size(); k-- > 0 && count < 40;) {
+      if (w.held[k].kind != Held::kFast || w.held[k].npages != size) continue;
+      release(w.held[k].pfn, w.held[k].npages, w.who);
+      pfns[count++] = w.held[k].pfn;
+      w.held[k] = w.held.back();
+      w.held.pop_back();
+    }
+    EXPECT_EQ(iovam_free_fast_bulk(d_, cache, pfns, count, asked), 0);
+  }
+
+  // Reserve a small range: it may race with allocations (-EBUSY). What
+  // succeeded is replayed on the reference model at the end.
+  void reserve_some(Worker& w) {
+    const uint64_t lo = kStart + w.rng() % (kEnd - kStart - 8), hi = lo + w.rng() % 3;
+    int rc = iovam_reserve(d_, lo, hi);
+    if (rc != 0) {
+      EXPECT_TRUE(rc == -EBUSY || rc == -EAGAIN) << rc;
+      return;
+    }
+    for (uint64_t p = lo; p <= hi; ++p) {
+      uint8_t prev = pages_[p].exchange(kReservedPage);
+      if (prev != kFreePage && prev != kReservedPage) {
+        double_owner_.store(true);
+        ADD_FAILURE() << "reserved page " << p << " owned by " << int(prev);
+      }
+    }
+    std::lock_guard lk(reserved_lock_);
+    reserved_.emplace_back(lo, hi);
+  }
+
+  void verify_or_find(Worker& w) {
+    if (w.rng() % 8 == 0) {
+      // verify() quiesces every lcore cache and takes the tree lock while
+      // the others keep going: it must see a consistent domain.
+      int rc = iovam_verify(d_);
+      EXPECT_EQ(rc, 0) << iovam_verify_error(d_);
+      return;
+    }
+    uint64_t lo, hi;
+    int rc = iovam_find(d_, kStart + w.rng() % (kEnd - kStart), &lo, &hi);
+    EXPECT_TRUE(rc == 0 || rc == -ENOENT);
   }
 
   // The drain of a DPDK glue: frees ranges the workers allocated, through a
@@ -246,15 +291,48 @@ class Stress {
     EXPECT_EQ(st.live_ranges, 0u) << "ranges lost";
     EXPECT_EQ(st.deferred_ranges, 0u);
     EXPECT_EQ(st.cached_ranges, 0u);
-    // Every page not reserved is allocatable again: the space came back whole.
-    uint64_t free_pages = 0;
-    for (uint64_t p = kStart; p <= kEnd; ++p) free_pages += pages_[p].load() == kFreePage;
-    uint64_t got = 0, pfn;
-    while (iovam_alloc(d_, 1, UINT64_MAX, false, &pfn) == 0) {
-      ASSERT_EQ(pages_[pfn].load(), kFreePage) << "handed out a reserved page " << pfn;
-      ++got;
+    check_final_state();
+  }
+
+  // The domain at rest, checked against the reference model. While the
+  // drivers run it cannot be: which range an allocation gets depends on the
+  // interleaving, and one model shared by all would need a lock around every
+  // call, serialising the drivers and giving ThreadSanitizer happens-before
+  // edges that hide the library's races (the bitmap's per-page atomics cost
+  // neither). At rest it can: the reserves that succeeded merge into the
+  // same RESERVED ranges whatever order they ran in, so the model replays
+  // them; the domain must hold exactly those, and hand out every hole
+  // between them whole, where the model says: no page lost, none owned.
+  void check_final_state() {
+    ReferenceModel ref(kStart, kEnd);
+    for (auto [lo, hi] : reserved_) ASSERT_EQ(ref.reserve(lo, hi), 0);
+    iovam_stats st;
+    ASSERT_EQ(iovam_stats_get(d_, &st), 0);
+    EXPECT_EQ(st.reserved_ranges, ref.count(RefTag::kReserved));
+    uint64_t reserved_pages = 0;
+    for (uint64_t p = kStart; p <= kEnd; ++p) reserved_pages += pages_[p].load() == kReservedPage;
+    EXPECT_EQ(reserved_pages, ref.count_pages(RefTag::kReserved)) << "the bitmap and the model disagree";
+    std::vector<std::pair<uint64_t, uint64_t>> holes;  // [lo, hi] between the RESERVED ranges
+    uint64_t hole_lo = kStart;
+    for (auto& [lo, r] : ref.ranges()) {
+      uint64_t flo = 0, fhi = 0;
+      EXPECT_TRUE(iovam_find(d_, lo, &flo, &fhi) == 0 && flo == lo && fhi == r.hi) << "RESERVED [" << lo << ", "
+                                                                                   << r.hi << "]";
+      if (lo > hole_lo) holes.emplace_back(hole_lo, lo - 1);
+      hole_lo = r.hi + 1;
     }
-    EXPECT_EQ(got, free_pages);
+    if (hole_lo <= kEnd) holes.emplace_back(hole_lo, kEnd);
+    for (auto [lo, hi] : holes) {
+      const uint64_t n = hi - lo + 1;
+      auto want = ref.fit(n, hi, false);
+      ASSERT_TRUE(want.has_value() && *want == lo);
+      uint64_t pfn = 0;
+      ASSERT_EQ(iovam_alloc(d_, n, hi, false, &pfn), 0) << "hole [" << lo << ", " << hi << "]";
+      ASSERT_EQ(pfn, lo);
+      ref.insert(lo, hi, RefTag::kAllocated);
+    }
+    uint64_t pfn;
+    EXPECT_EQ(iovam_alloc(d_, 1, UINT64_MAX, false, &pfn), -ENOMEM) << "a page beyond the model's: " << pfn;
   }
 
  private:
@@ -289,6 +367,8 @@ class Stress {
   std::mutex handoff_lock_;
   std::vector<std::pair<Held, uint8_t>> handoff_;  // fast ranges and their owner, for the drainer
   std::atomic<uint32_t> workers_left_{0};
+  std::mutex reserved_lock_;
+  std::vector<std::pair<uint64_t, uint64_t>> reserved_;  // reserves that succeeded, [lo, hi]
 };
 
 uint32_t thread_count() {

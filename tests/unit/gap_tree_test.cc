@@ -59,6 +59,12 @@ class Harness {
     check("carve", pfn_lo);
   }
 
+  // count ALLOCATED ranges of kRangePages from pfn 0 up, back to back.
+  void carve_ranges(uint64_t count) {
+    for (uint64_t i = 0; i < count && !::testing::Test::HasFatalFailure(); ++i)
+      carve(i * kRangePages, i * kRangePages + kRangePages - 1, Tag::kAllocated);
+  }
+
   void erase(uint64_t pfn) {
     auto it = ref_.upper_bound(pfn);
     ASSERT_NE(it, ref_.begin()) << pfn << " is not occupied";
@@ -170,6 +176,17 @@ TEST(GapTreeEmptyBranch, LastLeafOfTheRightSpine) {
   EXPECT_LT(p.leaf().min, last_pfn - 1) << "the merged hole lives in the previous leaf";
 }
 
+// Erasing the range at hole_pfn, the last in a leaf of one segment, frees
+// exactly that leaf: the merged hole lives in the previous leaf.
+void expect_leaf_freed_by_erase(Harness& h, uint64_t hole_pfn) {
+  const uint64_t nodes = h.tree().nodes();
+  h.erase(hole_pfn);
+  EXPECT_EQ(h.tree().nodes(), nodes - 1);
+  GapTree::Path p = h.path_to_free(hole_pfn);
+  EXPECT_EQ(p.leaf().max, hole_pfn + kRangePages - 1);
+  EXPECT_LT(p.leaf().min, hole_pfn);
+}
+
 // A hole at the end of a full leaf that is the last child of a full inner
 // node, with more of the tree after it: filling the hole upwards splits the
 // leaf 30 | 2 and its parent 10 | 1 in the middle of the tree. The emptied
@@ -179,10 +196,8 @@ TEST(GapTreeEmptyBranch, LeafInTheMiddleOfTheTree) {
   Harness h;
   // 700 ranges: leaves of 30 (the first 10 under the root's first child, the
   // next 10 under its second) and a root of 3 children.
-  for (uint64_t i = 0; i < 700; ++i) {
-    h.carve(i * kRangePages, i * kRangePages + kRangePages - 1, Tag::kAllocated);
-    ASSERT_FALSE(::testing::Test::HasFatalFailure());
-  }
+  h.carve_ranges(700);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
   ASSERT_EQ(h.tree().height(), 3u);
   // Free the last range of the root's first child's last leaf.
   const uint64_t hole_pfn = 299 * kRangePages;
@@ -207,12 +222,7 @@ TEST(GapTreeEmptyBranch, LeafInTheMiddleOfTheTree) {
     ASSERT_GT(p.s[1].idx, 0u) << "the leaf has a left sibling in its parent now";
     ASSERT_LT(p.leaf().max, kMaxPfn);
   }
-  const uint64_t nodes = h.tree().nodes();
-  h.erase(hole_pfn);
-  EXPECT_EQ(h.tree().nodes(), nodes - 1);
-  GapTree::Path p = h.path_to_free(hole_pfn);
-  EXPECT_EQ(p.leaf().max, hole_pfn + kRangePages - 1);
-  EXPECT_LT(p.leaf().min, hole_pfn);
+  expect_leaf_freed_by_erase(h, hole_pfn);
 }
 
 // As above, but the one-child node lands first in its parent: the root is
@@ -225,10 +235,8 @@ TEST(GapTreeEmptyBranch, FirstChildBelowTheCommonAncestor) {
   Harness h;
   // 2800 ranges: 93 leaves, the root's first 9 children full, its 10th
   // (the right spine) not yet.
-  for (uint64_t i = 0; i < 2800; ++i) {
-    h.carve(i * kRangePages, i * kRangePages + kRangePages - 1, Tag::kAllocated);
-    ASSERT_FALSE(::testing::Test::HasFatalFailure());
-  }
+  h.carve_ranges(2800);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
   ASSERT_EQ(h.tree().height(), 3u);
   const uint64_t hole_pfn = 2699 * kRangePages;  // the last range of the 9th child's last leaf
   // FREE markers in the leaves on either side (their neighbours stay
@@ -264,12 +272,7 @@ TEST(GapTreeEmptyBranch, FirstChildBelowTheCommonAncestor) {
     ASSERT_NE(p.s[p.n - 2].node, h.path_to_free(probe_prev_pfn).s[p.n - 2].node)
         << "the previous leaf has another parent";
   }
-  const uint64_t nodes = h.tree().nodes();
-  h.erase(hole_pfn);
-  EXPECT_EQ(h.tree().nodes(), nodes - 1);
-  GapTree::Path p = h.path_to_free(hole_pfn);
-  EXPECT_EQ(p.leaf().max, hole_pfn + kRangePages - 1);
-  EXPECT_LT(p.leaf().min, hole_pfn);
+  expect_leaf_freed_by_erase(h, hole_pfn);
   // The leaf after the removed one still starts where the hole ends.
   EXPECT_EQ(h.path_to_free(probe_pfn).leaf().min, hole_pfn + kRangePages);
 }

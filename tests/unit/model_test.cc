@@ -12,8 +12,9 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
-#include <random>
 #include <map>
+#include <optional>
+#include <random>
 #include <set>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include "iovam_test.h"
 #include "reference_model.h"
 
+using iovam::test::fast_size_pages;
 using iovam::test::ReferenceModel;
 using iovam::test::RefTag;
 
@@ -94,16 +96,10 @@ class Model {
 
   // Cached (fast-freed) ranges may have gone back to the tree: learn which.
   void reconcile_cached() {
-    for (auto it = cached_.begin(); it != cached_.end();) {
+    ref_.reconcile_cached([this](uint64_t pfn, uint64_t) {
       uint64_t lo, hi;
-      int rc = iovam_find(d_, *it, &lo, &hi);
-      if (rc == -ENOENT) {
-        ref_.ranges().erase(*it);
-        it = cached_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+      return iovam_find(d_, pfn, &lo, &hi) != -ENOENT;
+    });
   }
 
   void check_stats() {
@@ -112,7 +108,7 @@ class Model {
     EXPECT_EQ(st.live_ranges, ref_.count(RefTag::kAllocated));
     EXPECT_EQ(st.reserved_ranges, ref_.count(RefTag::kReserved));
     EXPECT_EQ(st.deferred_ranges, ref_.count(RefTag::kDeferred));
-    EXPECT_EQ(st.cached_ranges, cached_.size());
+    EXPECT_EQ(st.cached_ranges, ref_.cached().size());
   }
 
   void op_alloc() {
@@ -130,7 +126,6 @@ class Model {
       ASSERT_EQ(rc, 0) << "n=" << n << " limit=" << limit << " aligned=" << aligned;
       ASSERT_EQ(pfn, *want) << "n=" << n << " limit=" << limit << " aligned=" << aligned;
       ref_.insert(pfn, pfn + n - 1, RefTag::kAllocated);
-      owned_.insert(pfn);
     } else {
       ASSERT_EQ(rc, -ENOMEM) << "n=" << n << " limit=" << limit << " aligned=" << aligned;
     }
@@ -145,7 +140,7 @@ class Model {
       want = -ENOENT;
     else if (it->second.tag == RefTag::kReserved)
       want = -EPERM;
-    else if (cached_.count(it->first) || batched_.count(it->first)) {
+    else if (ref_.is_cached(it->first) || batched_.count(it->first)) {
       // Freed already with free_fast or into the return batch (the cache's
       // now): checked, the second free is refused; unchecked it would make
       // a second owner.
@@ -161,14 +156,11 @@ class Model {
       expect_unchanged(st0);
       return;
     }
-    if (rc == 0) {
-      owned_.erase(it->first);
-      fast_owned_.erase(it->first);
-      if (deferred)
-        it->second.tag = RefTag::kDeferred;
-      else
-        ref_.ranges().erase(it);
-    }
+    fast_owned_.erase(it->first);
+    if (deferred)
+      it->second.tag = RefTag::kDeferred;
+    else
+      ref_.ranges().erase(it);
   }
 
   // Every counter as before a refused call.
@@ -182,11 +174,6 @@ class Model {
     ASSERT_EQ(st.reserved_ranges, st0.reserved_ranges);
   }
 
-  bool cacheable_shape(uint64_t lo, uint64_t hi) const {
-    const uint64_t size = hi - lo + 1;
-    return size <= 32 && std::has_single_bit(size) && lo % size == 0;
-  }
-
   // Reserving over ranges that sit in caches (and nothing live or DEFERRED)
   // first returns every cache's ranges to the tree, as alloc does on
   // -ENOMEM. Unchecked, any cacheable-shaped ALLOCATED range may be cached.
@@ -195,21 +182,7 @@ class Model {
     uint64_t lo = pick_pfn(), len = coin(4) ? rng_() % 64 : rng_() % 4;
     uint64_t hi = lo + len;
     if (coin(20)) std::swap(lo, hi);
-    bool live = false, cached = false;
-    if (lo <= hi && hi <= c_.end_pfn) {
-      auto it = ref_.containing(lo);
-      if (it == ref_.ranges().end()) it = ref_.ranges().lower_bound(lo);
-      for (; it != ref_.ranges().end() && it->first <= hi; ++it) {
-        if (it->second.tag == RefTag::kReserved) continue;
-        bool may_be_cached = it->second.tag == RefTag::kAllocated &&
-                             (checked_ ? cached_.count(it->first) != 0 : cacheable_shape(it->first, it->second.hi));
-        (may_be_cached ? cached : live) = true;
-      }
-    }
-    if (cached && !live && !cached_.empty()) {
-      for (uint64_t p : cached_) ref_.ranges().erase(p);
-      cached_.clear();
-    }
+    ref_.reserve_flushes_caches(lo, hi, checked_);
     ReferenceModel probe = ref_;
     int want = probe.reserve(lo, hi);
     int rc = iovam_reserve(d_, lo, hi);
@@ -247,7 +220,6 @@ class Model {
   void op_alloc_fast() {
     uint32_t cache = c_.n_caches && !coin(8) ? rng_() % c_.n_caches : IOVAM_CACHE_NONE;
     uint64_t n = pick_npages(), limit = pick_limit(), pfn = 0;
-    uint64_t size = n <= 32 ? std::bit_ceil(n) : n;
     reconcile_cached();
     int rc = iovam_alloc_fast(d_, cache, n, limit, &pfn);
     if (rc == -ENOMEM || rc == -EAGAIN) {
@@ -257,18 +229,18 @@ class Model {
       // After the flush-all retry, the tree must really have no aligned fit.
       if (rc == -ENOMEM) {
         reconcile_cached();
-        ASSERT_FALSE(ref_.fit(size, limit, true).has_value()) << "n=" << n << " limit=" << limit;
+        ASSERT_FALSE(ref_.fit(fast_size_pages(n), limit, true).has_value()) << "n=" << n << " limit=" << limit;
       }
       return;
     }
     ASSERT_EQ(rc, 0);
-    accept_fast(pfn, n, limit, cache);
+    accept_fast(pfn, n, limit);
   }
 
   // A range alloc_fast (single or bulk) handed out: check it and take it
   // into the reference.
-  void accept_fast(uint64_t pfn, uint64_t n, uint64_t limit, uint32_t cache, bool drop_overlaps = true) {
-    const uint64_t size = n <= 32 ? std::bit_ceil(n) : n;
+  void accept_fast(uint64_t pfn, uint64_t n, uint64_t limit, bool drop_overlaps = true) {
+    const uint64_t size = fast_size_pages(n);
     ASSERT_EQ(pfn % std::bit_ceil(n), 0u);
     ASSERT_LE(pfn + size - 1, std::min(limit, c_.end_pfn));
     ASSERT_GE(pfn, c_.start_pfn);
@@ -279,18 +251,8 @@ class Model {
     // alloc_fast may have flushed every cache before retrying: cached ranges
     // it overlaps went back to the tree first (an exact match may have come
     // straight from a cache or through the tree: the two are the same state).
-    for (auto it = cached_.begin(); drop_overlaps && it != cached_.end();) {
-      uint64_t c_hi = ref_.ranges().at(*it).hi;
-      bool overlaps = *it <= pfn + size - 1 && c_hi >= pfn;
-      bool exact = *it == pfn && c_hi == pfn + size - 1;
-      if (overlaps && !exact) {
-        ref_.ranges().erase(*it);
-        it = cached_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    if (cached_.erase(pfn)) {
+    if (drop_overlaps) ref_.drop_cached_overlapping(pfn, pfn + size - 1);
+    if (ref_.uncache(pfn)) {
       // Came from a cache: the reference already has it ALLOCATED.
       ASSERT_EQ(ref_.ranges().at(pfn).hi, pfn + size - 1);
     } else {
@@ -301,7 +263,6 @@ class Model {
       ref_.insert(pfn, pfn + size - 1, RefTag::kAllocated);
     }
     ASSERT_TRUE(fast_owned_.emplace(pfn, n).second) << "range handed out twice " << pfn;
-    fast_cache_[pfn] = cache;
   }
 
   // A free the caller must not make: a range freed already (in a cache, or
@@ -312,8 +273,8 @@ class Model {
     uint64_t pfn, n;
     switch (rng_() % 4) {
       case 0:  // double free: a range a cache holds
-        if (cached_.empty()) return;
-        pfn = *std::next(cached_.begin(), static_cast<long>(rng_() % cached_.size()));
+        if (ref_.cached().empty()) return;
+        pfn = *std::next(ref_.cached().begin(), static_cast<long>(rng_() % ref_.cached().size()));
         n = ref_.ranges().at(pfn).hi - pfn + 1;
         break;
       case 1:  // a live range with another size
@@ -328,7 +289,7 @@ class Model {
         break;
     }
     uint32_t cache = c_.n_caches && !coin(8) ? rng_() % c_.n_caches : IOVAM_CACHE_NONE;
-    int want = fast_free_expect(pfn, n, {});
+    int want = ref_.fast_free_expect_checked(pfn, n);
     if (want == 0) return;  // a valid free after all: op_free_fast's business
     iovam_stats st0;
     ASSERT_EQ(iovam_stats_get(d_, &st0), 0);
@@ -347,31 +308,10 @@ class Model {
     uint32_t cache = c_.n_caches && !coin(8) ? rng_() % c_.n_caches : IOVAM_CACHE_NONE;
     ASSERT_EQ(iovam_free_fast(d_, cache, pfn, n), 0);
     fast_owned_.erase(it);
-    if (cache != IOVAM_CACHE_NONE && n <= 32)
-      cached_.insert(pfn);
+    if (cache != IOVAM_CACHE_NONE && n <= IOVAM_CACHE_MAX_PAGES)
+      ref_.cache(pfn);
     else
       ref_.ranges().erase(pfn);
-  }
-
-  // How many disjoint size-aligned ranges of size pages fit below limit:
-  // each hole's aligned slots, one walk (same-size aligned slots never
-  // overlap, so taking one takes no other).
-  uint64_t aligned_slots(uint64_t size, uint64_t limit) const {
-    const uint64_t align = std::bit_ceil(size), top = std::min(limit, c_.end_pfn);
-    uint64_t slots = 0, hole_lo = c_.start_pfn;
-    auto count = [&](uint64_t lo, uint64_t hi) {  // [lo, hi] free
-      if (lo > hi || hi - lo + 1 < size) return;
-      uint64_t first = (lo + align - 1) / align * align;
-      if (first > hi || hi - first + 1 < size) return;
-      slots += (hi - first - (size - 1)) / align + 1;
-    };
-    for (auto& [lo, r] : ref_.ranges()) {
-      if (hole_lo > top) break;
-      if (lo > hole_lo) count(hole_lo, std::min(lo - 1, top));
-      hole_lo = std::max(hole_lo, r.hi + 1);
-    }
-    if (hole_lo <= top) count(hole_lo, top);
-    return slots;
   }
 
   // Mostly within a magazine, sometimes past two. Frees take more than
@@ -385,7 +325,7 @@ class Model {
   void op_alloc_fast_bulk() {
     uint32_t cache = c_.n_caches && !coin(8) ? rng_() % c_.n_caches : IOVAM_CACHE_NONE;
     uint64_t n = pick_npages(), limit = pick_limit();
-    uint64_t size = n <= 32 ? std::bit_ceil(n) : n;
+    const uint64_t size = fast_size_pages(n);
     const uint32_t count = pick_bulk_count(true);
     reconcile_cached();
     std::vector<uint64_t> pfns(count);
@@ -402,9 +342,10 @@ class Model {
       if (rc == -EAGAIN) {
         ASSERT_NE(c_.fail_one_in, 0u);
       } else {
-        // The retry flushed every cache; fewer than count aligned slots are left.
-        ASSERT_TRUE(cached_.empty());
-        ASSERT_LT(aligned_slots(size, limit), count) << "n=" << n << " limit=" << limit;
+        // The retry flushed every cache; fewer than count aligned slots
+        // are left.
+        ASSERT_TRUE(ref_.cached().empty());
+        ASSERT_LT(ref_.aligned_slots(size, limit), count) << "n=" << n << " limit=" << limit;
       }
       return;
     }
@@ -412,43 +353,25 @@ class Model {
     // As accept_fast() does for one range, once for all: cached ranges a
     // returned range overlaps (but for an exact match) went back to the tree
     // in a flush before it was carved.
-    std::map<uint64_t, uint64_t> got;  // pfn_lo -> pfn_hi
-    for (uint64_t pfn : pfns) got[pfn] = pfn + size - 1;
-    for (auto it = cached_.begin(); it != cached_.end();) {
-      const uint64_t c_hi = ref_.ranges().at(*it).hi;
-      auto g = got.upper_bound(c_hi);
-      bool overlaps = g != got.begin() && std::prev(g)->second >= *it;
-      bool exact = overlaps && std::prev(g)->first == *it && std::prev(g)->second == c_hi;
-      if (overlaps && !exact) {
-        ref_.ranges().erase(*it);
-        it = cached_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    for (uint64_t pfn : pfns) ref_.drop_cached_overlapping(pfn, pfn + size - 1);
     for (uint64_t pfn : pfns) {
-      accept_fast(pfn, n, limit, cache, false);
+      accept_fast(pfn, n, limit, false);
       if (::testing::Test::HasFatalFailure()) return;
     }
   }
 
-  bool fast_free_in_bounds(uint64_t pfn, uint64_t n) const {
-    const uint64_t size = n <= 32 ? std::bit_ceil(n) : n;
-    return pfn % std::bit_ceil(n) == 0 && pfn >= c_.start_pfn && pfn <= c_.end_pfn && size - 1 <= c_.end_pfn - pfn;
-  }
-
-  // What iovam_free_fast() must return for pfn when it checks everything,
-  // once the ranges starting at the pfns in freed are gone.
-  int fast_free_expect(uint64_t pfn, uint64_t n, const std::set<uint64_t>& freed) {
-    const uint64_t size = n <= 32 ? std::bit_ceil(n) : n;
-    if (!fast_free_in_bounds(pfn, n)) return -EINVAL;
-    auto it = ref_.containing(pfn);
-    if (it == ref_.ranges().end() || it->second.tag == RefTag::kDeferred || freed.count(it->first))
-      return -ENOENT;
-    if (it->second.tag == RefTag::kReserved) return -EPERM;
-    if (it->first != pfn || it->second.hi - it->first + 1 != size) return -EINVAL;
-    if (cached_.count(pfn)) return -ENOENT;  // freed already: a cache holds it (checked mode)
-    return 0;
+  // One bad entry for a bulk free of pfns (n pages each): the trusting cache
+  // path (checked false) is only given what its O(1) checks see.
+  uint64_t pick_bad_bulk_entry(const std::vector<uint64_t>& pfns, uint64_t size, bool checked) {
+    const std::set<uint64_t>& cached = ref_.cached();
+    switch (rng_() % (checked ? 5 : 2)) {
+      case 0: return pfns[0] + 1;                             // misaligned (unless 1 page)
+      case 1: return c_.end_pfn + 1 + rng_() % 4 * size;      // past the end
+      case 2: return pfns[rng_() % pfns.size()];              // repeated
+      case 3:                                                 // freed already (cached)
+        return cached.empty() ? pick_pfn() : *std::next(cached.begin(), static_cast<long>(rng_() % cached.size()));
+      default: return pick_pfn();                             // anything
+    }
   }
 
   // Owned fast ranges of one size, sometimes with a bad entry in the middle:
@@ -457,74 +380,33 @@ class Model {
     if (fast_owned_.empty()) return;
     auto first = fast_owned_.begin();
     std::advance(first, rng_() % fast_owned_.size());
-    const uint64_t n = first->second, size = n <= 32 ? std::bit_ceil(n) : n;
-    const uint32_t want_count = pick_bulk_count(false);
-    std::vector<uint64_t> pfns;
-    // A bounded look around: the same size may be rare among many.
-    for (auto [it, steps] = std::pair{first, 0u}; pfns.size() < want_count && steps < 4 * want_count + 64; ++steps) {
-      uint64_t other = it->second;
-      if ((other <= 32 ? std::bit_ceil(other) : other) == size) pfns.push_back(it->first);
-      if (++it == fast_owned_.end()) it = fast_owned_.begin();
-      if (it == first) break;
-    }
+    const uint64_t n = first->second;
+    std::vector<uint64_t> pfns = iovam::test::same_size_fast_ranges(fast_owned_, first, pick_bulk_count(false));
     uint32_t cache = c_.n_caches && !coin(8) ? rng_() % c_.n_caches : IOVAM_CACHE_NONE;
-    const bool to_cache = cache != IOVAM_CACHE_NONE && n <= 32;
+    const bool to_cache = cache != IOVAM_CACHE_NONE && n <= IOVAM_CACHE_MAX_PAGES;
     const bool checked = checked_ || !to_cache;
     reconcile_cached();
     if (coin(3)) {
-      // The trusting cache path sees only what its O(1) checks see.
-      uint64_t bad;
-      switch (rng_() % (checked ? 5 : 2)) {
-        case 0: bad = pfns[0] + 1; break;                       // misaligned (unless 1 page)
-        case 1: bad = c_.end_pfn + 1 + rng_() % 4 * size; break;  // past the end
-        case 2: bad = pfns[rng_() % pfns.size()]; break;        // repeated
-        case 3:                                                 // freed already (cached)
-          bad = cached_.empty() ? pick_pfn()
-                                : *std::next(cached_.begin(), static_cast<long>(rng_() % cached_.size()));
-          break;
-        default: bad = pick_pfn(); break;                       // anything
-      }
+      const uint64_t bad = pick_bad_bulk_entry(pfns, fast_size_pages(n), checked);
       pfns.insert(pfns.begin() + static_cast<long>(rng_() % (pfns.size() + 1)), bad);
     }
-    // The first entry that fails fails the bulk. Checked: as if freed in
-    // order (a repeat is free space by then). Trusted: only the O(1) bounds
-    // are checked, so every entry before a bad one must be ours, once.
-    std::set<uint64_t> seen;
-    int want = 0;
-    for (uint64_t pfn : pfns) {
-      // Unchecked mode cannot tell a cached range from a live one: freeing
-      // one would make a second owner, which is what that mode trusts the
-      // caller not to do.
-      if (!checked_ && cached_.count(pfn)) return;
-      if (checked) {
-        want = fast_free_expect(pfn, n, seen);
-        if (want != 0) break;
-        if (!fast_owned_.count(pfn)) return;  // valid, but a tree range of ours: not for this op
-        seen.insert(pfn);
-      } else {
-        if (!fast_free_in_bounds(pfn, n)) {
-          want = -EINVAL;
-          break;
-        }
-        auto own = fast_owned_.find(pfn);
-        if (own == fast_owned_.end() || (own->second <= 32 ? std::bit_ceil(own->second) : own->second) != size ||
-            !seen.insert(pfn).second)
-          return;
-      }
-    }
+    // Valid entries must be fast ranges we hold: a range in the return
+    // batch looks ALLOCATED to the reference but is not ours to free.
+    const std::optional<int> want = ref_.fast_free_bulk_expect(
+        pfns, n, checked, checked_, fast_owned_, [this](uint64_t pfn) { return fast_owned_.count(pfn) != 0; });
+    if (!want) return;
     iovam_stats st0;
     ASSERT_EQ(iovam_stats_get(d_, &st0), 0);
     int rc = iovam_free_fast_bulk(d_, cache, pfns.data(), static_cast<unsigned>(pfns.size()), n);
-    ASSERT_EQ(rc, want) << "count=" << pfns.size() << " n=" << n << " cache=" << cache;
+    ASSERT_EQ(rc, *want) << "count=" << pfns.size() << " n=" << n << " cache=" << cache;
     if (rc != 0) {
       expect_unchanged(st0);
       return;
     }
     for (uint64_t pfn : pfns) {
       fast_owned_.erase(pfn);
-      owned_.erase(pfn);
       if (to_cache)
-        cached_.insert(pfn);
+        ref_.cache(pfn);
       else
         ref_.ranges().erase(pfn);
     }
@@ -541,9 +423,8 @@ class Model {
     const uint64_t pfn = it->first, n = it->second;
     ASSERT_EQ(iovam_return_batch_add(batch_, pfn, n), 0);
     fast_owned_.erase(it);
-    owned_.erase(pfn);
     uint64_t lo = 0, hi = 0;
-    if (n > 32 || iovam_find(d_, pfn, &lo, &hi) == -ENOENT) {
+    if (n > IOVAM_CACHE_MAX_PAGES || iovam_find(d_, pfn, &lo, &hi) == -ENOENT) {
       // To the tree at once: too large for the caches, or (checked) below
       // the window the live map covers, where nothing is cached.
       ref_.ranges().erase(pfn);
@@ -561,7 +442,7 @@ class Model {
   void move_batch_class(std::vector<uint64_t>& cls) {
     for (uint64_t p : cls) {
       batched_.erase(p);
-      cached_.insert(p);
+      ref_.cache(p);
     }
     cls.clear();
   }
@@ -578,7 +459,7 @@ class Model {
     ASSERT_GE(rc, 0);
     reconcile_cached();
     if (cache == IOVAM_CACHE_NONE) {
-      ASSERT_TRUE(cached_.empty());
+      ASSERT_TRUE(ref_.cached().empty());
     }
   }
 
@@ -598,7 +479,6 @@ class Model {
       }
       ASSERT_EQ(rc, 0);
       ref_.insert(pfn, pfn, RefTag::kAllocated);
-      owned_.insert(pfn);
       pfns.push_back(pfn);
     }
     std::sort(pfns.begin(), pfns.end());
@@ -608,10 +488,48 @@ class Model {
       if (phase != first_hole && phase != first_hole + 1) continue;
       ASSERT_EQ(iovam_free(d_, pfn), 0);
       ref_.ranges().erase(pfn);
-      owned_.erase(pfn);
     }
     check_verify("near-fit layout");
     iovam_test_fail_node_alloc(d_, c_.fail_one_in, c_.seed * 7 + 1);
+  }
+
+  void op_free_now() { op_free(false); }
+  void op_free_deferred() { op_free(true); }
+
+  // The operations and their weights (of 116: the bulk and return batch
+  // calls came last, the others keep their old proportions). find changes
+  // nothing: no verify() after it.
+  struct Op {
+    uint32_t weight;
+    const char* name;
+    void (Model::*run)();
+    bool verify;
+  };
+  static constexpr Op kOps[] = {
+      {30, "alloc", &Model::op_alloc, true},
+      {15, "free", &Model::op_free_now, true},
+      {7, "free_deferred", &Model::op_free_deferred, true},
+      {4, "reserve", &Model::op_reserve, true},
+      {6, "find", &Model::op_find, false},
+      {2, "maintain", &Model::op_maintain, true},
+      {16, "alloc_fast", &Model::op_alloc_fast, true},
+      {17, "free_fast", &Model::op_free_fast, true},
+      {3, "flush", &Model::op_flush, true},
+      {5, "alloc_fast_bulk", &Model::op_alloc_fast_bulk, true},
+      {5, "free_fast_bulk", &Model::op_free_fast_bulk, true},
+      {4, "return_batch_add", &Model::op_return_batch_add, true},
+      {2, "return_batch_flush", &Model::op_return_batch_flush, true},
+  };
+
+  const Op& pick_op() {
+    uint32_t total = 0;
+    for (const Op& op : kOps) total += op.weight;
+    uint32_t r = static_cast<uint32_t>(rng_() % total);
+    for (const Op& op : kOps) {
+      if (r < op.weight) return op;
+      r -= op.weight;
+    }
+    return kOps[0];  // not reached: r < total
   }
 
   void run() {
@@ -620,57 +538,11 @@ class Model {
     if (c_.near_fit_holes > 0) seed_near_fit_holes();
     if (::testing::Test::HasFatalFailure()) return;
     for (uint64_t i = 0; i < c_.ops; ++i) {
-      // 100..109: the bulk calls, the others in their old proportions.
-      uint32_t r = rng_() % 116;
-      const char* what;
-      if (r >= 110) {
-        what = r < 114 ? "return_batch_add" : "return_batch_flush";
-        if (r < 114)
-          op_return_batch_add();
-        else
-          op_return_batch_flush();
-      } else if (r >= 100) {
-        what = r < 105 ? "alloc_fast_bulk" : "free_fast_bulk";
-        if (r < 105)
-          op_alloc_fast_bulk();
-        else
-          op_free_fast_bulk();
-      } else if (r < 30) {
-        what = "alloc";
-        op_alloc();
-      } else if (r < 45) {
-        what = "free";
-        op_free(false);
-      } else if (r < 52) {
-        what = "free_deferred";
-        op_free(true);
-      } else if (r < 56) {
-        what = "reserve";
-        op_reserve();
-      } else if (r < 62) {
-        what = "find";
-        op_find();
-        continue;
-      } else if (r < 64) {
-        what = "maintain";
-        op_maintain();
-      } else if (r < 80) {
-        what = "alloc_fast";
-        op_alloc_fast();
-      } else if (r < 97) {
-        what = "free_fast";
-        op_free_fast();
-      } else {
-        what = "flush";
-        op_flush();
-      }
+      const Op& op = pick_op();
+      (this->*op.run)();
+      if (op.verify && !::testing::Test::HasFatalFailure()) check_verify(op.name);
       if (::testing::Test::HasFatalFailure()) {
-        ADD_FAILURE() << "at op " << i << " (" << what << ")";
-        return;
-      }
-      check_verify(what);
-      if (::testing::Test::HasFatalFailure()) {
-        ADD_FAILURE() << "at op " << i << " (" << what << ")";
+        ADD_FAILURE() << "at op " << i << " (" << op.name << ")";
         return;
       }
       if (i % 64 == 0) {
@@ -690,7 +562,7 @@ class Model {
     fast_owned_.clear();
     ASSERT_GE(iovam_cache_flush(d_, IOVAM_CACHE_NONE), 0);
     reconcile_cached();
-    ASSERT_TRUE(cached_.empty());
+    ASSERT_TRUE(ref_.cached().empty());
     for (auto it = ref_.ranges().begin(); it != ref_.ranges().end(); ++it) {
       if (it->second.tag == RefTag::kAllocated) {
         ASSERT_EQ(iovam_free(d_, it->first), 0);
@@ -713,10 +585,7 @@ class Model {
   std::mt19937_64 rng_;
   iovam_domain* d_ = nullptr;
   uint64_t dma32_last_ = 0;
-  std::set<uint64_t> owned_;              // tree-allocated by us
   std::map<uint64_t, uint64_t> fast_owned_;  // pfn -> npages from alloc_fast
-  std::map<uint64_t, uint32_t> fast_cache_;
-  std::set<uint64_t> cached_;             // fast-freed into a cache
   bool checked_ = true;                   // IOVAM_CHECK_FAST_FREE (the default)
   iovam_return_batch* batch_ = nullptr;
   std::set<uint64_t> batched_;            // held by the return batch

@@ -98,28 +98,23 @@ static void dyn_free_cb(void *addr, void *opaque)
 
 static struct rte_mbuf *pool_frame(struct rte_mempool *pool, uint32_t seq, const struct probe_rx *rx)
 {
-    struct rte_mbuf *m = rte_pktmbuf_alloc(pool);
+    struct rte_mbuf *m = probe_frame(PROG, pool, seq, rx);
 
-    if (m == NULL)
-        probe_die(PROG, "mbuf pool empty", -ENOMEM);
-    frame_fill((uint8_t *)rte_pktmbuf_append(m, frame_len(seq)), seq, &rx->src, &rx->dst);
     check_iova(m);
     return m;
 }
+
+static uint64_t map_dyn(uint8_t *va);
 
 /* Maps an application buffer with iovam and wraps it in a mbuf (external buffer). */
 static struct rte_mbuf *dyn_frame(struct rte_mempool *pool, struct dyn_buf *b, uint32_t seq,
                                   const struct probe_rx *rx, uint64_t granule)
 {
     struct rte_mbuf *m = rte_pktmbuf_alloc(pool);
-    int rc, tries;
 
     if (m == NULL)
         probe_die(PROG, "mbuf pool empty", -ENOMEM);
-    for (tries = 0; (rc = iovam_dpdk_map(b->va, DYN_LEN, &b->iova)) == -EAGAIN && tries < 100; tries++)
-        iovam_dpdk_service_run(); /* transient: the node pool refills on the service */
-    if (rc != 0)
-        probe_die(PROG, "iovam_dpdk_map", rc);
+    b->iova = map_dyn(b->va);
     if (b->iova + DYN_LEN > g_window_end || b->iova == (uintptr_t)b->va ||
         (b->iova & (granule - 1)) != ((uintptr_t)b->va & (granule - 1))) {
         if (g_iova_bad++ < 5)
@@ -165,7 +160,7 @@ static uint64_t map_dyn(uint8_t *va)
     int rc, tries;
 
     for (tries = 0; (rc = iovam_dpdk_map(va, DYN_LEN, &iova)) == -EAGAIN && tries < 100; tries++)
-        iovam_dpdk_service_run();
+        iovam_dpdk_service_run(); /* transient: the node pool refills on the service */
     if (rc != 0)
         probe_die(PROG, "iovam_dpdk_map", rc);
     return iova;
@@ -258,24 +253,29 @@ static int run_stale(struct rte_mempool *pool, struct probe_rx *rx, uint8_t *va)
     return strcmp(result, "DETECTED") != 0;
 }
 
+struct send_args {
+    struct rte_mempool *pool;
+    struct dyn_buf *dyn; /* NULL: frames from the pool; else dyn[seq - first] */
+    uint32_t first;
+    const struct probe_rx *rx;
+    uint64_t granule;
+};
+
+static struct rte_mbuf *make_frame(uint32_t seq, void *arg)
+{
+    const struct send_args *s = arg;
+
+    return s->dyn ? dyn_frame(s->pool, &s->dyn[seq - s->first], seq, s->rx, s->granule)
+                  : pool_frame(s->pool, seq, s->rx);
+}
+
 /* Sends frames [first, last), each built by pool_frame or (dyn != NULL) dyn_frame. */
 static void send_range(struct rte_mempool *pool, struct dyn_buf *dyn, uint32_t first, uint32_t last,
                        struct probe_rx *rx, uint64_t granule)
 {
-    uint32_t seq = first;
-    int rc;
+    struct send_args s = {.pool = pool, .dyn = dyn, .first = first, .rx = rx, .granule = granule};
 
-    while (seq < last) {
-        struct rte_mbuf *burst[PROBE_BURST];
-        uint16_t n = 0;
-
-        for (; n < PROBE_BURST && seq + n < last; n++)
-            burst[n] = dyn ? dyn_frame(pool, &dyn[seq + n - first], seq + n, rx, granule)
-                           : pool_frame(pool, seq + n, rx);
-        if ((rc = probe_send(burst, n, rx)) != 0)
-            probe_die(PROG, "TX ring stuck", rc);
-        seq += n;
-    }
+    probe_send_range(PROG, first, last, rx, make_frame, &s);
 }
 
 /* Runs the service until every lazy unmap completed (or 2 s passed). */
@@ -291,132 +291,164 @@ static void settle_unmaps(struct iovam_dpdk_stats *st)
     }
 }
 
-int main(int argc, char **argv)
-{
-    struct iovam_dpdk_conf conf;
-    struct iovam_dpdk_stats st;
-    struct rte_mempool *pool;
-    struct probe_rx rx;
-    struct dyn_buf *dyn;
-    uint8_t *area;
-    uint32_t count = 3000, ndyn = 512, i, missing, missing_dyn, cross_page = 0;
-    uint64_t freed_before_close;
-    uint64_t granule;
-    int rc, a, fini_rc, ok, stale = 0, teardown_strict = 1;
+struct probe_opts {
+    uint32_t count, ndyn, cross_page;
+    int stale, teardown_strict;
+};
 
-    rc = rte_eal_init(argc, argv);
-    if (rc < 0)
-        probe_die(PROG, "rte_eal_init", -rte_errno);
-    for (a = rc + 1; a < argc; a++) {
+static void parse_args(int first, int argc, char **argv, struct probe_opts *o)
+{
+    uint32_t strict = 1;
+    int a;
+
+    for (a = first; a < argc; a++) {
         if (strcmp(argv[a], "--mode=stale") == 0)
-            stale = 1;
+            o->stale = 1;
         else if (strcmp(argv[a], "--mode=positive") == 0)
-            stale = 0;
-        else if (strncmp(argv[a], "--count=", 8) == 0)
-            count = (uint32_t)strtoul(argv[a] + 8, NULL, 0);
-        else if (strncmp(argv[a], "--dyn=", 6) == 0)
-            ndyn = (uint32_t)strtoul(argv[a] + 6, NULL, 0);
-        else if (strncmp(argv[a], "--teardown-strict=", 18) == 0)
-            teardown_strict = (int)strtol(argv[a] + 18, NULL, 0);
-        else if (strncmp(argv[a], "--dyn-cross-page=", 17) == 0)
-            cross_page = (uint32_t)strtoul(argv[a] + 17, NULL, 0);
-        else
+            o->stale = 0;
+        else if (!probe_arg_u32(argv[a], "--count=", &o->count) &&
+                 !probe_arg_u32(argv[a], "--dyn=", &o->ndyn) &&
+                 !probe_arg_u32(argv[a], "--teardown-strict=", &strict) &&
+                 !probe_arg_u32(argv[a], "--dyn-cross-page=", &o->cross_page))
             probe_die(PROG, "unknown argument", -EINVAL);
     }
-    if (rte_eth_dev_count_avail() < 2)
-        probe_die(PROG, "need two ports", -ENODEV);
+    o->teardown_strict = strict != 0;
+}
 
-    memset(&conf, 0, sizeof(conf));
-    if ((rc = iovam_dpdk_conf_from_env(&conf)) != 0)
+/* The glue in a narrow DMA window (32 bits unless IOVAM_DMA_BITS says otherwise); returns the
+ * IOVA granule. */
+static uint64_t glue_init(struct iovam_dpdk_conf *conf)
+{
+    int rc;
+
+    memset(conf, 0, sizeof(*conf));
+    if ((rc = iovam_dpdk_conf_from_env(conf)) != 0)
         probe_die(PROG, "iovam_dpdk_conf_from_env", rc);
-    if (conf.dma_bits == 0)
-        conf.dma_bits = 32;
-    rc = iovam_dpdk_init(&conf);
+    if (conf->dma_bits == 0)
+        conf->dma_bits = 32;
+    rc = iovam_dpdk_init(conf);
     if (rc != 0 && rc != -EALREADY) /* -EALREADY: also loaded as a plugin */
         probe_die(PROG, "iovam_dpdk_init", rc);
-    g_window_end = conf.iova_end ? conf.iova_end
-                 : conf.dma_bits >= 64 ? UINT64_MAX : 1ULL << conf.dma_bits;
-    granule = conf.granule ? conf.granule : 4096;
+    g_window_end = conf->iova_end ? conf->iova_end
+                 : conf->dma_bits >= 64 ? UINT64_MAX : 1ULL << conf->dma_bits;
+    return conf->granule ? conf->granule : 4096;
+}
 
-    pool = iovam_dpdk_pktmbuf_pool_create("iovam_probe", NB_MBUFS, 256, 0,
-                                          RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
-    if (pool == NULL)
-        probe_die(PROG, "iovam_dpdk_pktmbuf_pool_create", -rte_errno);
-    rte_mempool_obj_iter(pool, check_pool_obj, NULL);
-    printf(PROG ": iova_mode=%s dma_bits=%u dyn=%u cross_page=%u pool ops=%s, %" PRIu64 " of %u mbufs with a bad IOVA\n",
-           rte_eal_iova_mode() == RTE_IOVA_VA ? "va" : "pa", conf.dma_bits, ndyn, cross_page,
-           rte_mempool_get_ops(pool->ops_index)->name, g_iova_bad, NB_MBUFS);
+/* Application buffers in plain mmap'ed memory, DYN_STRIDE apart; *area is the mapping. Offsets
+ * 0..1920 keep a buffer in its first page; with cross_page, offsets up to 3968 make most frames
+ * span two pages (and so two IOMMU page translations). */
+static struct dyn_buf *dyn_bufs(uint32_t ndyn, uint32_t cross_page, uint8_t **area)
+{
+    struct dyn_buf *dyn = calloc(ndyn ? ndyn : 1, sizeof(*dyn));
+    uint32_t i;
 
-    memset(&rx, 0, sizeof(rx));
-    rx.port = 1;
-    rx.max_seq = count + ndyn < 64 ? 64 : count + ndyn; /* stale mode uses 33 */
-    rx.seen = calloc(rx.max_seq, 1);
-    rx.check_mbuf = check_iova; /* RX buffers come from the iovam pool too */
-    dyn = calloc(ndyn ? ndyn : 1, sizeof(*dyn));
-    area = mmap(NULL, (size_t)(ndyn ? ndyn : 1) * DYN_STRIDE, PROT_READ | PROT_WRITE,
-                MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (rx.seen == NULL || dyn == NULL || area == MAP_FAILED)
+    *area = mmap(NULL, (size_t)(ndyn ? ndyn : 1) * DYN_STRIDE, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (dyn == NULL || *area == MAP_FAILED)
         probe_die(PROG, "out of memory", -ENOMEM);
-    /* Offsets 0..1920 keep a buffer in its first page; with cross_page, offsets up to 3968 make
-     * most frames span two pages (and so two IOMMU page translations). */
     for (i = 0; i < ndyn; i++)
-        dyn[i].va = area + (size_t)i * DYN_STRIDE +
-                    (cross_page ? (i % 32) * 128 : (i % 16) * 128);
+        dyn[i].va = *area + (size_t)i * DYN_STRIDE + (cross_page ? (i % 32) * 128 : (i % 16) * 128);
+    return dyn;
+}
 
-    if ((rc = probe_port_init(0, pool)) != 0 || (rc = probe_port_init(1, pool)) != 0)
-        probe_die(PROG, "port init", rc);
-    if ((rc = probe_wait_link(0)) != 0 || (rc = probe_wait_link(1)) != 0)
-        probe_die(PROG, "link did not come up", rc);
-    rte_eth_macaddr_get(0, &rx.src);
-    rte_eth_macaddr_get(1, &rx.dst);
-    if (stale)
-        return run_stale(pool, &rx, area);
+/* Teardown in the order a careful application uses: get the TX rings to release the
+ * transmitted buffers and let the glue complete their unmaps while the devices are still
+ * attached; closing a port may detach its VFIO group (virtio does), and when the last group
+ * leaves the container the kernel drops every mapping. Returns iovam_dpdk_fini()'s result. */
+static int teardown(struct rte_mempool *pool, uint32_t ndyn, struct iovam_dpdk_stats *st)
+{
+    uint64_t freed_before_close;
 
-    send_range(pool, NULL, 0, count, &rx, granule);
-    missing = probe_drain(&rx, 0, count);
-    send_range(pool, dyn, count, count + ndyn, &rx, granule);
-    missing_dyn = probe_drain(&rx, count, count + ndyn);
-    if (ndyn)
-        printf(PROG ": dyn buffer va %p -> iova 0x%" PRIx64 "\n", (void *)dyn[0].va, dyn[0].iova);
-
-    probe_report_missing(&rx, 0, count + ndyn);
-    /* Teardown in the order a careful application uses: get the TX rings to release the
-     * transmitted buffers and let the glue complete their unmaps while the devices are still
-     * attached; closing a port may detach its VFIO group (virtio does), and when the last group
-     * leaves the container the kernel drops every mapping. */
     rte_eth_tx_done_cleanup(0, 0, 0); /* -ENOTSUP on some PMDs: stop/close free them then */
     rte_eth_dev_stop(0);
     rte_eth_dev_stop(1);
-    memset(&st, 0, sizeof(st));
-    settle_unmaps(&st);
+    memset(st, 0, sizeof(*st));
+    settle_unmaps(st);
     freed_before_close = g_dyn_freed;
     rte_eth_dev_close(0);
     rte_eth_dev_close(1);
-    settle_unmaps(&st);
+    settle_unmaps(st);
     printf(PROG ": %" PRIu64 " of %u application buffers released before the ports closed\n",
            freed_before_close, ndyn);
     printf(PROG ": stats mappings=%" PRIu64 " mapped_bytes=%" PRIu64 " dma_maps=%" PRIu64
            " dma_unmaps=%" PRIu64 " dma_failures=%" PRIu64 " dyn_maps=%" PRIu64
            " dyn_unmaps=%" PRIu64 " dyn_pending=%" PRIu64 " bad_unmaps=%" PRIu64
            " mem_event_failures=%" PRIu64 " no_iommu=%u pools=%" PRIu64 "\n",
-           st.mappings, st.mapped_bytes, st.dma_maps, st.dma_unmaps, st.dma_failures,
-           st.dyn_maps, st.dyn_unmaps, st.dyn_pending, st.bad_unmaps, st.mem_event_failures,
-           st.no_iommu, st.pools);
+           st->mappings, st->mapped_bytes, st->dma_maps, st->dma_unmaps, st->dma_failures,
+           st->dyn_maps, st->dyn_unmaps, st->dyn_pending, st->bad_unmaps, st->mem_event_failures,
+           st->no_iommu, st->pools);
     rte_mempool_free(pool);
-    fini_rc = iovam_dpdk_fini();
+    return iovam_dpdk_fini();
+}
 
-    ok = rx.st.ok == count + ndyn && rx.st.damaged == 0 && missing == 0 && missing_dyn == 0 &&
-         g_iova_bad == 0 && g_iova_is_eal == 0 && rx.bad_mbufs == 0 &&
-         g_dyn_freed == ndyn && g_dyn_unmap_errors == 0 && st.dyn_pending == 0 &&
-         st.dyn_unmaps >= ndyn && st.bad_unmaps == 0 && st.dma_failures == 0 &&
-         st.mem_event_failures == 0 && st.no_iommu == 0 && (fini_rc == 0 || !teardown_strict);
+/* The verdict line; returns 1 for PASS. */
+static int report(const struct probe_opts *o, const struct probe_rx *rx, uint32_t missing,
+                  uint32_t missing_dyn, const struct iovam_dpdk_stats *st, int fini_rc)
+{
+    uint32_t sent = o->count + o->ndyn;
+    int ok = rx->st.ok == sent && rx->st.damaged == 0 && missing == 0 && missing_dyn == 0 &&
+             g_iova_bad == 0 && g_iova_is_eal == 0 && rx->bad_mbufs == 0 &&
+             g_dyn_freed == o->ndyn && g_dyn_unmap_errors == 0 && st->dyn_pending == 0 &&
+             st->dyn_unmaps >= o->ndyn && st->bad_unmaps == 0 && st->dma_failures == 0 &&
+             st->mem_event_failures == 0 && st->no_iommu == 0 && (fini_rc == 0 || !o->teardown_strict);
+
     printf("PROBE: mode=iovam sent=%u ok=%" PRIu64 " damaged=%" PRIu64 " missing=%u"
            " dyn_missing=%u foreign=%" PRIu64 " iova_bad=%" PRIu64 " iova_is_eal=%" PRIu64
            " dyn_freed=%" PRIu64 "/%u unmap_errors=%" PRIu64 " fini=%d result=%s\n",
-           count + ndyn, rx.st.ok, rx.st.damaged, missing, missing_dyn, rx.st.foreign,
-           g_iova_bad, g_iova_is_eal, g_dyn_freed, ndyn, g_dyn_unmap_errors,
+           sent, rx->st.ok, rx->st.damaged, missing, missing_dyn, rx->st.foreign,
+           g_iova_bad, g_iova_is_eal, g_dyn_freed, o->ndyn, g_dyn_unmap_errors,
            fini_rc, ok ? "PASS" : "FAIL");
     fflush(stdout);
+    return ok;
+}
+
+int main(int argc, char **argv)
+{
+    struct probe_opts o = {.count = 3000, .ndyn = 512, .cross_page = 0, .stale = 0, .teardown_strict = 1};
+    struct iovam_dpdk_conf conf;
+    struct iovam_dpdk_stats st;
+    struct rte_mempool *pool;
+    struct probe_rx rx;
+    struct dyn_buf *dyn;
+    uint8_t *area;
+    uint32_t missing, missing_dyn;
+    uint64_t granule;
+    int fini_rc, ok;
+
+    parse_args(probe_eal_init(PROG, argc, argv), argc, argv, &o);
+    if (rte_eth_dev_count_avail() < 2)
+        probe_die(PROG, "need two ports", -ENODEV);
+    granule = glue_init(&conf);
+    pool = iovam_dpdk_pktmbuf_pool_create("iovam_probe", NB_MBUFS, 256, 0,
+                                          RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
+    if (pool == NULL)
+        probe_die(PROG, "iovam_dpdk_pktmbuf_pool_create", -rte_errno);
+    rte_mempool_obj_iter(pool, check_pool_obj, NULL);
+    printf(PROG ": iova_mode=%s dma_bits=%u dyn=%u cross_page=%u pool ops=%s, %" PRIu64 " of %u mbufs with a bad IOVA\n",
+           rte_eal_iova_mode() == RTE_IOVA_VA ? "va" : "pa", conf.dma_bits, o.ndyn, o.cross_page,
+           rte_mempool_get_ops(pool->ops_index)->name, g_iova_bad, NB_MBUFS);
+
+    memset(&rx, 0, sizeof(rx));
+    rx.port = 1;
+    rx.max_seq = o.count + o.ndyn < 64 ? 64 : o.count + o.ndyn; /* stale mode uses 35 */
+    rx.seen = calloc(rx.max_seq, 1);
+    rx.check_mbuf = check_iova; /* RX buffers come from the iovam pool too */
+    dyn = dyn_bufs(o.ndyn, o.cross_page, &area);
+    if (rx.seen == NULL)
+        probe_die(PROG, "out of memory", -ENOMEM);
+    probe_ports_start(PROG, pool, &rx);
+    if (o.stale)
+        return run_stale(pool, &rx, area);
+
+    send_range(pool, NULL, 0, o.count, &rx, granule);
+    missing = probe_drain(&rx, 0, o.count);
+    send_range(pool, dyn, o.count, o.count + o.ndyn, &rx, granule);
+    missing_dyn = probe_drain(&rx, o.count, o.count + o.ndyn);
+    if (o.ndyn)
+        printf(PROG ": dyn buffer va %p -> iova 0x%" PRIx64 "\n", (void *)dyn[0].va, dyn[0].iova);
+    probe_report_missing(&rx, 0, o.count + o.ndyn);
+    fini_rc = teardown(pool, o.ndyn, &st);
+    ok = report(&o, &rx, missing, missing_dyn, &st, fini_rc);
     rte_eal_cleanup();
     return !ok;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <rte_cycles.h>
+#include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
@@ -105,7 +106,8 @@ static inline void probe_receive(struct probe_rx *rx)
         if (seq == -1) {
             rx->st.foreign++;
         } else if (seq < 0 || rx->seen[seq]) {
-            rx->st.damaged++; /* a duplicate is damage too: another frame's bytes went missing */
+            /* A duplicate is damage too: another frame's bytes went missing. */
+            rx->st.damaged++;
         } else {
             rx->seen[seq] = 1;
             rx->st.ok++;
@@ -167,6 +169,72 @@ static inline void probe_report_missing(const struct probe_rx *rx, uint32_t firs
             printf("port %u: ipackets=%" PRIu64 " opackets=%" PRIu64 " imissed=%" PRIu64
                    " ierrors=%" PRIu64 " oerrors=%" PRIu64 " rx_nombuf=%" PRIu64 "\n", port,
                    es.ipackets, es.opackets, es.imissed, es.ierrors, es.oerrors, es.rx_nombuf);
+}
+
+/* rte_eal_init() or die; returns the index of the first argument after EAL's and "--". */
+static inline int probe_eal_init(const char *prog, int argc, char **argv)
+{
+    int rc = rte_eal_init(argc, argv);
+
+    if (rc < 0)
+        probe_die(prog, "rte_eal_init", -rte_errno);
+    return rc + 1;
+}
+
+/* If arg is prefix (e.g. "--count=") and a number: stores the number in *value, returns 1. */
+static inline int probe_arg_u32(const char *arg, const char *prefix, uint32_t *value)
+{
+    size_t len = strlen(prefix);
+
+    if (strncmp(arg, prefix, len) != 0)
+        return 0;
+    *value = (uint32_t)strtoul(arg + len, NULL, 0);
+    return 1;
+}
+
+/* Both ports up with RX buffers from pool, their links up, and rx addressed from port 0's MAC
+ * to port 1's; or dies. */
+static inline void probe_ports_start(const char *prog, struct rte_mempool *pool, struct probe_rx *rx)
+{
+    int rc;
+
+    if ((rc = probe_port_init(0, pool)) != 0 || (rc = probe_port_init(1, pool)) != 0)
+        probe_die(prog, "port init", rc);
+    if ((rc = probe_wait_link(0)) != 0 || (rc = probe_wait_link(1)) != 0)
+        probe_die(prog, "link did not come up", rc);
+    rte_eth_macaddr_get(0, &rx->src);
+    rte_eth_macaddr_get(1, &rx->dst);
+}
+
+/* A fresh mbuf from pool holding frame seq; or dies. */
+static inline struct rte_mbuf *probe_frame(const char *prog, struct rte_mempool *pool, uint32_t seq,
+                                           const struct probe_rx *rx)
+{
+    struct rte_mbuf *m = rte_pktmbuf_alloc(pool);
+
+    if (m == NULL)
+        probe_die(prog, "mbuf pool empty", -ENOMEM);
+    frame_fill((uint8_t *)rte_pktmbuf_append(m, frame_len(seq)), seq, &rx->src, &rx->dst);
+    return m;
+}
+
+/* Sends frames [first, last) in bursts, frame seq built by make(seq, arg); or dies. */
+static inline void probe_send_range(const char *prog, uint32_t first, uint32_t last, struct probe_rx *rx,
+                                    struct rte_mbuf *(*make)(uint32_t seq, void *arg), void *arg)
+{
+    uint32_t seq = first;
+    int rc;
+
+    while (seq < last) {
+        struct rte_mbuf *burst[PROBE_BURST];
+        uint16_t n = 0;
+
+        for (; n < PROBE_BURST && seq + n < last; n++)
+            burst[n] = make(seq + n, arg);
+        if ((rc = probe_send(burst, n, rx)) != 0)
+            probe_die(prog, "TX ring stuck", rc);
+        seq += n;
+    }
 }
 
 #endif
