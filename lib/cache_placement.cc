@@ -68,7 +68,7 @@ bool CachePlacement::ensure_nodes(uint32_t n_caches) noexcept {
 }
 
 int RangeCache::place(uint32_t c, int node, const iovam_cache_mem* mem) noexcept {
-  constexpr size_t kBytes = sizeof(Magazine) * kClasses * 2;
+  constexpr size_t kBytes = sizeof(Magazine) * IOVAM_CACHE_CLASSES * 2;
   if (!placement_.ensure_nodes(n_caches_)) return -ENOMEM;
   auto* mag = static_cast<Magazine*>(placement_.alloc_block(kBytes, node, mem));
   if (mag == nullptr) return -ENOMEM;
@@ -77,13 +77,13 @@ int RangeCache::place(uint32_t c, int node, const iovam_cache_mem* mem) noexcept
   // this lock while it empties l's magazines. The owner does not run
   // (documented), so no handshake is needed.
   SpinGuard guard(l.slow_lock);
-  for (uint32_t k = 0; k < kClasses; ++k) {
+  for (uint32_t k = 0; k < IOVAM_CACHE_CLASSES; ++k) {
     if (__atomic_load_n(&l.pub.loaded[k]->size, __ATOMIC_RELAXED) != 0 || l.prev[k]->size != 0) {
       placement_.drop_last_block();
       return -EBUSY;
     }
   }
-  for (uint32_t k = 0; k < kClasses; ++k) {
+  for (uint32_t k = 0; k < IOVAM_CACHE_CLASSES; ++k) {
     __atomic_store_n(&l.pub.loaded[k], mag++, __ATOMIC_RELEASE);
     l.prev[k] = mag++;
   }
@@ -101,13 +101,13 @@ IOVAM_EXPORT int iovam_cache_set_node(iovam_domain* d, uint32_t cache_id, int nu
     return -EINVAL;
   Domain* dom = Domain::of(d);
   if (cache_id >= dom->conf().n_caches) return -EINVAL;
-  return dom->range_cache().place(cache_id, numa_node, mem);
+  return dom->cache().place(cache_id, numa_node, mem);
 }
 
 IOVAM_EXPORT int iovam_cache_get_node(iovam_domain* d, uint32_t cache_id) {
   if (d == nullptr) return -EINVAL;
   Domain* dom = Domain::of(d);
   if (cache_id >= dom->conf().n_caches) return -EINVAL;
-  const int node = dom->range_cache().node_of(cache_id);
+  const int node = dom->cache().node_of(cache_id);
   return node >= 0 ? node : -ENOENT;
 }
