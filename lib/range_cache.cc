@@ -75,10 +75,11 @@ std::unique_ptr<RangeCache> RangeCache::create(TreeBackend& tree, const iovam_do
       rc->lcores_[c].prev[k] = mag++;
     }
   }
-  for (auto& depot : rc->depots_) {
+  for (auto& depot : rc->home_.cls) {
     for (uint32_t i = 0; i < kDepotMax; ++i) depot.empty[i] = mag++;
     depot.empty_count = kDepotMax;
   }
+  rc->nodes_[0].store(&rc->home_, std::memory_order_relaxed);
   view->lcores = reinterpret_cast<char*>(rc->lcores_);
   view->n_caches = n_caches;
   view->end_pfn = conf.end_pfn;
@@ -324,18 +325,48 @@ bool RangeCache::pop_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t hi_pf
     if (mag_pop(l.pub.loaded[cls], last_ok, pfn)) return true;
   }
   if (l.pub.loaded[cls]->size != 0) return false;  // holds only ranges above the limit
-  Depot& d = depots_[cls];
+  NodeDepots& own = depots_for(l.node);
+  Depot& d = own.cls[cls];
   Magazine* full = nullptr;
   {
     SpinGuard g(d.lock);
-    if (d.full_count == 0) return false;
-    full = d.full[--d.full_count];
-    d.empty[d.empty_count++] = l.pub.loaded[cls];
-    add_depot(0 - full->size);  // with the move, under the lock: verify() reads both
+    if (d.full_count > 0) {
+      full = d.full[--d.full_count];
+      d.empty[d.empty_count++] = l.pub.loaded[cls];
+      add_depot(own, 0 - full->size);  // with the move, under the lock: verify() reads both
+    }
   }
-  l.pub.loaded[cls] = full;
-  bump(l.cached_adjust, full->size);
-  return mag_pop(full, last_ok, pfn);
+  if (full != nullptr)
+    l.pub.loaded[cls] = full;
+  else if (!take_from_other_node(l, cls))
+    return false;
+  bump(l.cached_adjust, l.pub.loaded[cls]->size);
+  return mag_pop(l.pub.loaded[cls], last_ok, pfn);
+}
+
+// The own node's depot was empty: copy the ranges of another node's full
+// magazine into this cache's empty loaded one (its magazines stay on its
+// node; the other node keeps its magazine, now empty). Nodes are tried from
+// the next one up, round. Cost: on one node, a load and a compare; else per
+// node with depots its class lock, and a copy of up to 1 KiB on a hit.
+bool RangeCache::take_from_other_node(Lcore& l, uint32_t cls) noexcept {
+  const uint32_t n = n_nodes_.load(std::memory_order_acquire);
+  Magazine* mine = l.pub.loaded[cls];
+  for (uint32_t i = 1; i < n; ++i) {
+    NodeDepots* nd = node_depots((l.node + i) % n);
+    if (nd == nullptr) continue;
+    Depot& d = nd->cls[cls];
+    SpinGuard g(d.lock);
+    if (d.full_count == 0) continue;
+    Magazine* full = d.full[--d.full_count];
+    std::memcpy(mine->pfn, full->pfn, full->size * sizeof(full->pfn[0]));
+    mine->size = full->size;
+    full->size = 0;
+    d.empty[d.empty_count++] = full;
+    add_depot(*nd, 0 - mine->size);
+    return true;
+  }
+  return false;
 }
 
 template <typename Step>
@@ -361,7 +392,8 @@ void RangeCache::push_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t pfn)
     if (l.prev[cls]->size < IOVAM_MAG_SIZE) {
       std::swap(loaded, l.prev[cls]);
     } else {
-      Depot& d = depots_[cls];
+      NodeDepots& own = depots_for(l.node);
+      Depot& d = own.cls[cls];
       Magazine* empty = nullptr;
       const uint64_t moved = loaded->size;  // read before another lcore may own it
       {
@@ -369,7 +401,7 @@ void RangeCache::push_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t pfn)
         if (d.empty_count > 0) {
           empty = d.empty[--d.empty_count];
           d.full[d.full_count++] = loaded;
-          add_depot(moved);
+          add_depot(own, moved);
         }
       }
       if (empty != nullptr) {
@@ -419,10 +451,11 @@ bool RangeCache::push_bulk(uint32_t c, uint32_t cls, const uint64_t* pfn, uint32
   });
 }
 
-bool RangeCache::put_to_depot(uint32_t cls, Magazine* m) noexcept {
+bool RangeCache::put_to_depot(uint32_t node, uint32_t cls, Magazine* m) noexcept {
   const uint64_t n = m->size;
   if (n == 0) return true;
-  Depot& d = depots_[cls];
+  NodeDepots& nd = depots_for(node);
+  Depot& d = nd.cls[cls];
   {
     SpinGuard g(d.lock);
     Magazine* to = nullptr;
@@ -435,7 +468,7 @@ bool RangeCache::put_to_depot(uint32_t cls, Magazine* m) noexcept {
     if (to != nullptr) {
       std::memcpy(&to->pfn[to->size], m->pfn, n * sizeof(m->pfn[0]));
       to->size += n;
-      add_depot(n);  // with the move, under the lock: verify() reads both
+      add_depot(nd, n);  // with the move, under the lock: verify() reads both
       m->size = 0;
     }
   }
@@ -515,16 +548,19 @@ uint64_t RangeCache::flush(uint32_t c) noexcept {
   quiesce_all();
   for (uint32_t i = 0; i < n_caches_; ++i) n += flush_one_quiesced(lcores_[i]);
   resume_all();
-  for (uint32_t k = 0; k < IOVAM_CACHE_CLASSES; ++k)
-    while (drain_one(depots_[k], 0, &n)) {
-    }
+  for_each_node([&](uint32_t, NodeDepots& nd) {
+    for (uint32_t k = 0; k < IOVAM_CACHE_CLASSES; ++k)
+      while (drain_one(nd, k, 0, &n)) {
+      }
+  });
   return n;
 }
 
 // Give one full magazine of depot d back to the tree if it holds more than
 // `keep`. The magazine is "in flight" between the two locked sections, so
 // verify() can account for it; the tree lock is never taken under d.lock.
-bool RangeCache::drain_one(Depot& d, uint32_t keep, uint64_t* n) noexcept {
+bool RangeCache::drain_one(NodeDepots& nd, uint32_t cls, uint32_t keep, uint64_t* n) noexcept {
+  Depot& d = nd.cls[cls];
   Magazine* m;
   {
     SpinGuard g(d.lock);
@@ -532,7 +568,7 @@ bool RangeCache::drain_one(Depot& d, uint32_t keep, uint64_t* n) noexcept {
     m = d.full[--d.full_count];
     ++d.in_flight;
     in_flight_ranges_.fetch_add(m->size, std::memory_order_relaxed);
-    add_depot(0 - m->size);
+    add_depot(nd, 0 - m->size);
   }
   *n += m->size;
   free_to_tree(m, &in_flight_ranges_);
@@ -544,16 +580,24 @@ bool RangeCache::drain_one(Depot& d, uint32_t keep, uint64_t* n) noexcept {
 
 void RangeCache::trim_depots() noexcept {
   uint64_t n = 0;
-  for (uint32_t k = 0; k < IOVAM_CACHE_CLASSES; ++k)
-    while (drain_one(depots_[k], kDepotKeep, &n)) {
-    }
+  for_each_node([&](uint32_t, NodeDepots& nd) {
+    for (uint32_t k = 0; k < IOVAM_CACHE_CLASSES; ++k)
+      while (drain_one(nd, k, kDepotKeep, &n)) {
+      }
+  });
 }
 
 // ---------------------------------------------------------------------------
 // Statistics and verification
 
+int RangeCache::depot_ranges(uint32_t node) const noexcept {
+  const NodeDepots* nd = node_depots(node);
+  return nd != nullptr ? static_cast<int>(nd->cached.load(std::memory_order_relaxed)) : -ENOENT;
+}
+
 uint64_t RangeCache::cached_ranges() const noexcept {
-  uint64_t n = depot_cached_.load(std::memory_order_relaxed);
+  uint64_t n = 0;
+  for_each_node([&](uint32_t, const NodeDepots& nd) { n += nd.cached.load(std::memory_order_relaxed); });
   for (uint32_t c = 0; c < n_caches_; ++c) n += lcores_[c].cached();
   return n;
 }
@@ -570,7 +614,10 @@ int RangeCache::stats_checked(uint32_t c, iovam_cache_stats* st) const noexcept 
     st->alloc_misses = shared_misses_[0].load(std::memory_order_relaxed);
     st->free_hits = shared_hits_[1].load(std::memory_order_relaxed);
     st->free_misses = shared_misses_[1].load(std::memory_order_relaxed);
-    st->cached_ranges = depot_cached_.load(std::memory_order_relaxed);
+    st->cached_ranges = 0;
+    for_each_node([&](uint32_t, const NodeDepots& nd) {
+      st->cached_ranges += nd.cached.load(std::memory_order_relaxed);
+    });
     return 0;
   }
   const Lcore& l = lcores_[c];
@@ -585,15 +632,28 @@ int RangeCache::stats_checked(uint32_t c, iovam_cache_stats* st) const noexcept 
 const char* RangeCache::verify_locked(const GapTree& tree) const noexcept {
   IOVAM_ASSERT_HELD(tree_.lock());
   IOVAM_ASSERT_HELD(batch_lock_);
-  // Every depot at once (a trim may run on any of them meanwhile), in class
-  // order under the tree lock (docs/DESIGN.md, section 5). Nothing takes the
-  // tree lock while holding a depot lock.
-  auto& depots = const_cast<Depot(&)[IOVAM_CACHE_CLASSES]>(depots_);
-  for (Depot& d : depots) d.lock.lock();
+  // Every depot at once (a trim may run on any of them meanwhile), under the
+  // tree lock (docs/DESIGN.md, section 5). Nothing takes the tree lock while
+  // holding a depot lock. No node's depots appear meanwhile: place() waits
+  // for the quiesced caches' slow locks before it publishes them.
+  lock_all_depots();
   const char* err = verify_magazines_locked(tree);
   if (err == nullptr) err = verify_live_map_locked(tree);
-  for (uint32_t k = IOVAM_CACHE_CLASSES; k-- > 0;) depots[k].lock.unlock();
+  unlock_all_depots();
   return err;
+}
+
+// In node order, then class order.
+void RangeCache::lock_all_depots() const noexcept {
+  for_each_node([](uint32_t, NodeDepots& nd) {
+    for (Depot& d : nd.cls) d.lock.lock();
+  });
+}
+
+void RangeCache::unlock_all_depots() const noexcept {
+  for_each_node([](uint32_t, NodeDepots& nd) {
+    for (Depot& d : nd.cls) d.lock.unlock();
+  });
 }
 
 // With the caches quiesced (verify_magazines_locked() found every cached
@@ -666,17 +726,19 @@ const char* RangeCache::verify_magazines_locked(const GapTree& tree) const noexc
     if (err == nullptr && per_lcore != lcores_[c].cached())
       err = "lcore cached count differs from its magazines";
   }
-  uint64_t in_depots = 0;
-  for (uint32_t k = 0; k < IOVAM_CACHE_CLASSES && err == nullptr; ++k) {
-    const Depot& d = depots_[k];
-    if (d.full_count + d.empty_count + d.in_flight != kDepotMax) err = "depot lost a magazine";
-    for (uint32_t i = 0; i < d.full_count; ++i) {
-      check(d.full[i], k);
-      in_depots += d.full[i]->size;
+  for_each_node([&](uint32_t, const NodeDepots& nd) {
+    uint64_t in_depots = 0;
+    for (uint32_t k = 0; k < IOVAM_CACHE_CLASSES && err == nullptr; ++k) {
+      const Depot& d = nd.cls[k];
+      if (d.full_count + d.empty_count + d.in_flight != kDepotMax) err = "depot lost a magazine";
+      for (uint32_t i = 0; i < d.full_count; ++i) {
+        check(d.full[i], k);
+        in_depots += d.full[i]->size;
+      }
     }
-  }
-  if (err == nullptr && in_depots != depot_cached_.load(std::memory_order_relaxed))
-    err = "depot cached count differs from its magazines";
+    if (err == nullptr && in_depots != nd.cached.load(std::memory_order_relaxed))
+      err = "a node's depot count differs from its magazines";
+  });
   if (err == nullptr && n != total) err = "cached_ranges differs from the magazines";
   if (err == nullptr) {
     std::sort(seen, seen + n);

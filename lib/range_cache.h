@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <type_traits>
 
 #include "cache_placement.h"
 #include "gap_tree.h"
@@ -21,8 +22,10 @@ namespace iovam::detail {
 //
 //   lcore c:  loaded[k] | prev[k]     one pair per size class k (2^k pages)
 //                  \       /           no lock, no atomic read-modify-write
-//   depot[k]: full magazines          its own short lock, bounded
-//                    |
+//   depot[node][k]: full magazines    one set per NUMA node, each its own
+//                    |                 short lock, bounded
+//                    |                 (own node first, then a copy from
+//                    |                 another node's, then the tree)
 //   gap tree (TreeBackend)            misses, overflow, trims, flushes
 //
 // RangeCache owns the whole fast-path ladder: the argument checks, the
@@ -72,6 +75,10 @@ class RangeCache {
     std::atomic<uint64_t> alloc_misses{0}, free_misses{0}, cached_adjust{0};
     // Taken by the owner only when a flush is pending; by flushers always.
     SpinLock slow_lock;
+    // The NUMA node whose depots this cache exchanges with first: its
+    // iovam_cache_set_node() node, 0 when never placed. Written by place()
+    // while the owner does not run; read by the owner's slow path.
+    uint32_t node = 0;
 
     uint64_t hits(bool alloc) const noexcept {
       return __atomic_load_n(alloc ? &pub.alloc_hits : &pub.free_hits, __ATOMIC_RELAXED);
@@ -90,6 +97,18 @@ class RangeCache {
     Magazine* full[kDepotMax];
     Magazine* empty[kDepotMax];
   };
+
+  // The depots of one NUMA node, one per class, and the ranges they hold.
+  // Node 0's are in the domain's block (made at creation: a domain nobody
+  // places has these only); another node's come with the first cache placed
+  // on it, from that cache's allocator on that node, magazines included, so
+  // its magazines never leave the node: a cache takes another node's ranges
+  // by copying them into its own magazine.
+  struct NodeDepots {
+    Depot cls[IOVAM_CACHE_CLASSES];
+    alignas(64) std::atomic<uint64_t> cached{0};  // written under a class lock
+  };
+  static_assert(std::is_trivially_destructible_v<NodeDepots>, "freed as raw memory");
 
   // nullptr on ENOMEM; every magazine and the live map exist on success.
   // Fills *view, the inline fast path's read-only view (iovam.h), which must
@@ -149,7 +168,8 @@ class RangeCache {
   // caller's own memory: no magazine changes hands). Returns true if they
   // went to the depot. Cost: the depot lock and a copy of up to 1 KiB; the
   // tree lock and m->size frees when the depot is full.
-  bool put_to_depot(uint32_t cls, Magazine* m) noexcept;
+  // The depot is node `node`'s (node 0's when no cache was placed there).
+  bool put_to_depot(uint32_t node, uint32_t cls, Magazine* m) noexcept;
 
   // --- housekeeping ---------------------------------------------------------
   // Return cache c's ranges (every cache's and the depots' for
@@ -161,8 +181,12 @@ class RangeCache {
   uint64_t cached_ranges() const noexcept;
 
   // iovam_cache_set_node() (cache_placement.cc): cache c's own magazines
-  // replaced by a block allocated on `node`. 0, -EBUSY, -ENOMEM.
+  // replaced by a block allocated on `node` (0 <= node < IOVAM_NUMA_MAX_NODES),
+  // and the node's depots made on it if they do not exist. 0, -EBUSY,
+  // -ENOMEM, nothing changed on error. Calls are serialized.
   int place(uint32_t c, int node, const iovam_cache_mem* mem) noexcept;
+  // Ranges in node's depots; -ENOENT when the node has none.
+  int depot_ranges(uint32_t node) const noexcept;
   int node_of(uint32_t c) const noexcept { return placement_.node_of(c); }
 
   // Stop every owner (take all slow locks, handshake), for verify; then the
@@ -199,7 +223,24 @@ class RangeCache {
   // in_flight: ranges counted as on their way to the tree, uncounted under
   // the tree lock together with their frees (drain_one()).
   void free_to_tree(Magazine* m, std::atomic<uint64_t>* in_flight = nullptr) noexcept;
-  bool drain_one(Depot& d, uint32_t keep, uint64_t* n) noexcept;
+  bool drain_one(NodeDepots& nd, uint32_t cls, uint32_t keep, uint64_t* n) noexcept;
+  bool take_from_other_node(Lcore& l, uint32_t cls) noexcept;
+  void publish_node(uint32_t node, void* block) noexcept;
+  // Node k's depots, nullptr when no cache was placed on k (k > 0).
+  NodeDepots* node_depots(uint32_t k) const noexcept { return nodes_[k].load(std::memory_order_acquire); }
+  NodeDepots& depots_for(uint32_t k) const noexcept {
+    NodeDepots* nd = node_depots(k);
+    return nd != nullptr ? *nd : *nodes_[0].load(std::memory_order_relaxed);
+  }
+  // Every node's depots, in node order; f(node, depots).
+  template <typename F>
+  void for_each_node(F&& f) const noexcept {
+    const uint32_t n = n_nodes_.load(std::memory_order_acquire);
+    for (uint32_t k = 0; k < n; ++k)
+      if (NodeDepots* nd = node_depots(k)) f(k, *nd);
+  }
+  void lock_all_depots() const noexcept;
+  void unlock_all_depots() const noexcept;
   uint64_t flush_one_quiesced(Lcore& l) noexcept;
   const char* verify_magazines_locked(const GapTree& tree) const noexcept;
   const char* verify_live_map_locked(const GapTree& tree) const noexcept;
@@ -220,8 +261,10 @@ class RangeCache {
     ctr.store(ctr.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
   }
   static void bump(uint64_t& ctr, uint64_t by = 1) noexcept { iovam_count_n_(&ctr, by); }
-  // The depots' count has many writers, all off the per-lcore fast path.
-  void add_depot(uint64_t by) noexcept { depot_cached_.fetch_add(by, std::memory_order_relaxed); }
+  // A node's depot count has many writers, all off the per-lcore fast path.
+  static void add_depot(NodeDepots& nd, uint64_t by) noexcept {
+    nd.cached.fetch_add(by, std::memory_order_relaxed);
+  }
 
   TreeBackend& tree_;
   const iovam_domain_conf conf_;
@@ -233,9 +276,14 @@ class RangeCache {
   // Checked mode's live map (view_->live points into it when on).
   LiveMap live_;
   Lcore* lcores_ = nullptr;      // n_caches_ of them
-  Depot depots_[IOVAM_CACHE_CLASSES];
-  void* magazine_block_ = nullptr;  // every magazine, one allocation
-  std::atomic<uint64_t> depot_cached_{0};
+  void* magazine_block_ = nullptr;  // every magazine but other nodes', one allocation
+  NodeDepots home_;                 // node 0's
+  // Per node its depots (nodes_[0] = &home_), and 1 + the highest node that
+  // has them. Set by place() (under place_lock_), read anywhere; never
+  // unset before destruction.
+  std::atomic<NodeDepots*> nodes_[IOVAM_NUMA_MAX_NODES]{};
+  std::atomic<uint32_t> n_nodes_{1};
+  SpinLock place_lock_;
   // Ranges of magazines a trim or flush took out of a depot and has not
   // freed yet: ALLOCATED in the tree, in no cache (verify_live_map_locked()).
   std::atomic<uint64_t> in_flight_ranges_{0};

@@ -9,6 +9,7 @@
 #include <new>
 
 #include "domain.h"
+#include "iovam_numa.h"
 
 #define IOVAM_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -20,7 +21,7 @@ namespace {
 void put(iovam_return_batch* rb, uint32_t cls) {
   uint64_t n = rb->mag[cls].size;
   iovam::detail::RangeCache& cache = Domain::of(rb->dom)->cache();
-  if (cache.put_to_depot(cls, &rb->mag[cls])) {
+  if (cache.put_to_depot(rb->node, cls, &rb->mag[cls])) {
     rb->stats.puts_to_depot++;
     rb->stats.ranges_to_depot += n;
   } else {
@@ -114,5 +115,11 @@ IOVAM_EXPORT int iovam_return_batch_stats_get(const iovam_return_batch* rb,
   *st = rb->stats;
   st->ranges_held = 0;
   for (const auto& m : rb->mag) st->ranges_held += m.size;
+  return 0;
+}
+
+IOVAM_EXPORT int iovam_return_batch_set_node(iovam_return_batch* rb, int numa_node) {
+  if (rb == nullptr || numa_node < 0 || numa_node >= IOVAM_NUMA_MAX_NODES) return -EINVAL;
+  rb->node = static_cast<uint32_t>(numa_node);
   return 0;
 }
