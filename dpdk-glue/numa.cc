@@ -42,10 +42,10 @@ void *socket_alloc(void *, size_t bytes, int socket)
 void socket_free(void *, void *p, size_t) { rte_free(p); }
 
 // {"socket_<s>": [lcores, caches_on_socket, alloc_hits, alloc_misses,
-//   free_hits, free_misses, cached_ranges], ...,
+//   free_hits, free_misses, cached_ranges, depot_ranges], ...,
 //  "pool_<name>": [socket_asked, socket_of_its_memory, runs], ...}
 // caches_on_socket counts the lcores whose cache iovam_cache_set_node put
-// there; socket_of_its_memory is DPDK's socket of the memseg list of every
+// there; depot_ranges the ranges in that socket's depots (0: none); socket_of_its_memory is DPDK's socket of the memseg list of every
 // run the pool was populated with (-1 unknown, -2 runs on several sockets).
 int numa_cmd(const char *, const char *, rte_tel_data *d)
 {
@@ -80,8 +80,10 @@ int numa_cmd(const char *, const char *, rte_tel_data *d)
 		if (a == nullptr)
 			return -ENOMEM;
 		rte_tel_data_start_array(a, RTE_TEL_U64_VAL);
+		const int depot = iovam_depot_get_ranges(g->dom, static_cast<int>(socket));
 		for (uint64_t v : {r.lcores, r.placed, r.st.alloc_hits, r.st.alloc_misses, r.st.free_hits,
-				   r.st.free_misses, r.st.cached_ranges})
+				   r.st.free_misses, r.st.cached_ranges,
+				   static_cast<uint64_t>(depot > 0 ? depot : 0)})
 			rte_tel_data_add_array_u64(a, v);
 		snprintf(key, sizeof(key), "socket_%u", socket);
 		rte_tel_data_add_dict_container(d, key, a, 0);

@@ -308,7 +308,8 @@ const char *iovam_verify_error(struct iovam_domain *d);
  * takes it in one exchange; it never touches an lcore's magazines. A flush
  * moves the partial magazines (into the depot's top magazine when they fit
  * there). When the depot is full (32 magazines per class), ranges go to the
- * tree instead.
+ * tree instead. The depot is node 0's, or that of the node
+ * iovam_return_batch_set_node() names (iovam_numa.h: a depot per NUMA node).
  *
  * A batch belongs to one thread at a time (as a cache_id does); any number
  * may exist per domain, concurrently with every other call on it. Ranges a
