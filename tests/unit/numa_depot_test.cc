@@ -20,21 +20,14 @@
 
 #include "iovam.h"
 #include "iovam_numa.h"
+#include "owned_handles.h"
 
 namespace {
 
 constexpr uint32_t kMag = IOVAM_MAG_SIZE;
 
-struct DomainDeleter {
-  void operator()(iovam_domain* d) const { iovam_domain_destroy(d); }
-};
-using DomainPtr = std::unique_ptr<iovam_domain, DomainDeleter>;
-struct BatchDeleter {
-  void operator()(iovam_return_batch* b) const { iovam_return_batch_destroy(b); }
-};
-using BatchPtr = std::unique_ptr<iovam_return_batch, BatchDeleter>;
-
-#define VERIFY(d) ASSERT_EQ(iovam_verify(d), 0) << iovam_verify_error(d)
+using iovam::test::BatchPtr;
+using iovam::test::DomainPtr;
 
 // Caches 0 and 1 on node 1, caches 2 and 3 on node 0 (the system allocator).
 DomainPtr make_two_nodes() {
@@ -57,6 +50,16 @@ std::vector<uint64_t> alloc_n(iovam_domain* d, uint32_t cache, uint32_t n) {
 // hands exactly one full magazine to the depot of the cache's node.
 void free_all(iovam_domain* d, uint32_t cache, const std::vector<uint64_t>& pfn) {
   for (auto p : pfn) ASSERT_EQ(iovam_free_fast(d, cache, p, 1), 0);
+}
+
+// One range from cache `cache`, which must be one of `from` (a depot hit,
+// not the tree); verify() after it.
+uint64_t take_one(iovam_domain* d, uint32_t cache, const std::vector<uint64_t>& from) {
+  uint64_t p = 0;
+  EXPECT_EQ(iovam_alloc_fast(d, cache, 1, UINT64_MAX, &p), 0);
+  EXPECT_EQ(iovam_verify(d), 0) << iovam_verify_error(d);
+  EXPECT_NE(std::find(from.begin(), from.end(), p), from.end()) << "cache " << cache;
+  return p;
 }
 
 uint64_t live_ranges(iovam_domain* d) {
@@ -104,18 +107,12 @@ TEST(NumaDepot, FullMagazineFreedOnANodeServesThatNodeFirst) {
   const uint64_t live = live_ranges(d.get());
 
   // Cache 3 (node 0) runs dry at once: it takes node 0's magazine.
-  uint64_t p;
-  ASSERT_EQ(iovam_alloc_fast(d.get(), 3, 1, UINT64_MAX, &p), 0);
-  VERIFY(d.get());
+  const uint64_t p = take_one(d.get(), 3, on0);
   EXPECT_EQ(iovam_depot_get_ranges(d.get(), 0), 0);
   EXPECT_EQ(iovam_depot_get_ranges(d.get(), 1), static_cast<int>(kMag)) << "node 0 took node 1's";
-  EXPECT_NE(std::find(on0.begin(), on0.end(), p), on0.end());
   // Cache 1 (node 1): node 1's magazine, the one cache 0 freed.
-  uint64_t q;
-  ASSERT_EQ(iovam_alloc_fast(d.get(), 1, 1, UINT64_MAX, &q), 0);
-  VERIFY(d.get());
+  const uint64_t q = take_one(d.get(), 1, on1);
   EXPECT_EQ(iovam_depot_get_ranges(d.get(), 1), 0);
-  EXPECT_NE(std::find(on1.begin(), on1.end(), q), on1.end());
   EXPECT_EQ(live_ranges(d.get()), live) << "a depot hit went to the tree";
   iovam_cache_stats st{};
   ASSERT_EQ(iovam_cache_stats_get(d.get(), 1, &st), 0);
@@ -136,12 +133,9 @@ TEST(NumaDepot, AnotherNodesDepotComesBeforeTheTree) {
   free_all(d.get(), 0, on1);
   ASSERT_EQ(iovam_depot_get_ranges(d.get(), 1), static_cast<int>(kMag));
   const uint64_t live = live_ranges(d.get());
-  uint64_t p;
-  ASSERT_EQ(iovam_alloc_fast(d.get(), 2, 1, UINT64_MAX, &p), 0);
-  VERIFY(d.get());
+  const uint64_t p = take_one(d.get(), 2, on1);
   EXPECT_EQ(iovam_depot_get_ranges(d.get(), 1), 0);
   EXPECT_EQ(live_ranges(d.get()), live) << "went to the tree with a full depot on node 1";
-  EXPECT_NE(std::find(on1.begin(), on1.end(), p), on1.end());
   iovam_cache_stats st{};
   ASSERT_EQ(iovam_cache_stats_get(d.get(), 2, &st), 0);
   EXPECT_EQ(st.cached_ranges, kMag - 1);
@@ -171,26 +165,27 @@ TEST(NumaDepot, ReturnBatchFeedsTheNodeItIsGiven) {
   // All from the tree first: a cache that ran dry would take from the
   // depots the batch fills (another node's too).
   const std::vector<uint64_t> all = alloc_n(d.get(), 3, 35);
-  const std::vector<uint64_t> first(all.begin(), all.begin() + 10);
-  const std::vector<uint64_t> second(all.begin() + 10, all.begin() + 30);
-  const std::vector<uint64_t> third(all.begin() + 30, all.end());
-  // Node 0 by default.
-  for (auto p : first) ASSERT_EQ(iovam_return_batch_add(rb.get(), p, 1), 0);
-  ASSERT_EQ(iovam_return_batch_flush(rb.get()), 10);
-  EXPECT_EQ(iovam_depot_get_ranges(d.get(), 0), 10);
-  VERIFY(d.get());
-  ASSERT_EQ(iovam_return_batch_set_node(rb.get(), 1), 0);
-  for (auto p : second) ASSERT_EQ(iovam_return_batch_add(rb.get(), p, 1), 0);
-  ASSERT_EQ(iovam_return_batch_flush(rb.get()), 20);
-  EXPECT_EQ(iovam_depot_get_ranges(d.get(), 1), 20);
-  EXPECT_EQ(iovam_depot_get_ranges(d.get(), 0), 10);
-  VERIFY(d.get());
-  // A node no cache was placed on has no depot: node 0's takes the ranges.
-  ASSERT_EQ(iovam_return_batch_set_node(rb.get(), 5), 0);
-  for (auto p : third) ASSERT_EQ(iovam_return_batch_add(rb.get(), p, 1), 0);
-  ASSERT_EQ(iovam_return_batch_flush(rb.get()), 5);
-  EXPECT_EQ(iovam_depot_get_ranges(d.get(), 0), 15);
-  VERIFY(d.get());
+  // Batch node (-1: never set, node 0), ranges, then node 0's and 1's depots.
+  struct Step {
+    int node;
+    size_t from, to;
+    int depot0, depot1;
+  };
+  const Step steps[] = {
+      {-1, 0, 10, 10, 0},   // node 0 by default
+      {1, 10, 30, 10, 20},  // the node it is given
+      {5, 30, 35, 15, 20},  // a node without depots: node 0's
+  };
+  for (const Step& st : steps) {
+    if (st.node >= 0) {
+      ASSERT_EQ(iovam_return_batch_set_node(rb.get(), st.node), 0);
+    }
+    for (size_t i = st.from; i < st.to; ++i) ASSERT_EQ(iovam_return_batch_add(rb.get(), all[i], 1), 0);
+    ASSERT_EQ(iovam_return_batch_flush(rb.get()), static_cast<int>(st.to - st.from));
+    EXPECT_EQ(iovam_depot_get_ranges(d.get(), 0), st.depot0) << "batch node " << st.node;
+    EXPECT_EQ(iovam_depot_get_ranges(d.get(), 1), st.depot1) << "batch node " << st.node;
+    VERIFY(d.get());
+  }
 }
 
 // Two pipelines, one per node (an allocating cache, a freeing cache), and a
