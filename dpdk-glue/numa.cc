@@ -42,10 +42,11 @@ void *socket_alloc(void *, size_t bytes, int socket)
 void socket_free(void *, void *p, size_t) { rte_free(p); }
 
 // {"socket_<s>": [lcores, caches_on_socket, then IOVAM_CACHE_STATS_FIELDS:
-//   alloc_hits, alloc_misses, free_hits, free_misses, cached_ranges], ...,
+//   alloc_hits, alloc_misses, free_hits, free_misses, cached_ranges, then
+//   depot_ranges], ...,
 //  "pool_<name>": [socket_asked, socket_of_its_memory, runs], ...}
 // caches_on_socket counts the lcores whose cache iovam_cache_set_node put
-// there; socket_of_its_memory is DPDK's socket of the memseg list of every
+// there; depot_ranges the ranges in that socket's depots (0: none); socket_of_its_memory is DPDK's socket of the memseg list of every
 // run the pool was populated with (-1 unknown, -2 runs on several sockets).
 int numa_fill(Glue &g, rte_tel_data *d)
 {
@@ -68,8 +69,11 @@ int numa_fill(Glue &g, rte_tel_data *d)
 	int rc = 0;
 	for (auto &[socket, r] : rows) {
 		snprintf(key, sizeof(key), "socket_%u", socket);
+		const int depot = iovam_depot_get_ranges(g.dom, static_cast<int>(socket));
+		const uint64_t depot_ranges = depot > 0 ? static_cast<uint64_t>(depot) : 0;
 #define X(name) , r.st.name
-		rc = tel_add_array(d, key, {r.lcores, r.placed IOVAM_CACHE_STATS_FIELDS(X)});
+		rc = tel_add_array(d, key,
+				   {r.lcores, r.placed IOVAM_CACHE_STATS_FIELDS(X), depot_ranges});
 #undef X
 		if (rc != 0)
 			return rc;

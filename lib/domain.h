@@ -9,10 +9,10 @@
 
 #include "gap_tree.h"
 #include "iovam.h"
-#include "live_map.h"
 #include "node_pool.h"
 #include "range_cache.h"
 #include "spin_lock.h"
+#include "tree_backend.h"
 
 namespace iovam::detail {
 class Domain;
@@ -29,13 +29,14 @@ namespace iovam::detail {
 
 // An IOVA domain: the gap tree behind one lock, the counters and the 32-bit
 // free-space knowledge it guards, the DEFERRED markers waiting for a drain,
-// and (in front) the per-lcore range caches.
+// and in front the per-lcore range caches (range_cache.h), which own the fast
+// path and reach the tree through the TreeBackend calls below.
 //
 // Error policy: no exceptions; every public function returns 0 / a count or a
 // negative errno and changes nothing when it fails.
 void fail_create_alloc(uint32_t nth) noexcept;
 
-class Domain {
+class Domain final : private TreeBackend {
  public:
   // NULL with *err = -EINVAL or -ENOMEM on failure; all-or-nothing.
   static Domain* create(const iovam_domain_conf& conf, int* err) noexcept;
@@ -53,84 +54,34 @@ class Domain {
   int verify() noexcept;
   const char* verify_error() const noexcept { return verify_error_; }
   void fail_node_alloc(uint32_t one_in, uint64_t seed) noexcept;
-
-  iovam_domain* handle() noexcept { return &handle_; }
-  RangeCache& range_cache() noexcept { return *cache_; }
-  static Domain* of(iovam_domain* h) noexcept { return h->impl; }
-
-  // Fast path through the per-lcore caches: the inline functions of iovam.h
-  // on this domain's handle; the *_slow halves below do everything else.
-  int alloc_fast(uint32_t cache_id, uint64_t npages, uint64_t limit_pfn, uint64_t* pfn_lo) noexcept {
-    return iovam_alloc_fast_inline_(&handle_, cache_id, npages, limit_pfn, pfn_lo);
-  }
-  int free_fast(uint32_t cache_id, uint64_t pfn_lo, uint64_t npages) noexcept {
-    return iovam_free_fast_inline_(&handle_, cache_id, pfn_lo, npages);
-  }
-  [[gnu::noinline, gnu::cold]] int alloc_fast_slow(uint32_t cache_id, uint64_t npages,
-                                                    uint64_t limit_pfn, uint64_t* pfn_lo) noexcept;
-  [[gnu::noinline, gnu::cold]] int free_fast_slow(uint32_t cache_id, uint64_t pfn_lo,
-                                                   uint64_t npages) noexcept;
-  // The bulk fast path (iovam.h) and its out-of-line rest: all or nothing.
-  int alloc_fast_bulk(uint32_t cache_id, uint64_t npages, uint64_t limit_pfn, uint64_t* pfn_lo,
-                      uint32_t n) noexcept {
-    return iovam_alloc_fast_bulk_inline_(&handle_, cache_id, npages, limit_pfn, pfn_lo, n);
-  }
-  int free_fast_bulk(uint32_t cache_id, const uint64_t* pfn_lo, uint32_t n, uint64_t npages) noexcept {
-    return iovam_free_fast_bulk_inline_(&handle_, cache_id, pfn_lo, n, npages);
-  }
-  [[gnu::noinline, gnu::cold]] int alloc_fast_bulk_slow(uint32_t cache_id, uint64_t npages,
-                                                         uint64_t limit_pfn, uint64_t* pfn_lo,
-                                                         uint32_t n) noexcept;
-  [[gnu::noinline, gnu::cold]] int free_fast_bulk_slow(uint32_t cache_id, const uint64_t* pfn_lo,
-                                                        uint32_t n, uint64_t npages) noexcept;
-  int cache_flush(uint32_t cache_id) noexcept;
-  int cache_stats(uint32_t cache_id, iovam_cache_stats* st) noexcept;
   // Checked (the default) or unchecked fast frees; see live_map.h. Only
   // while no range is allocated: -EBUSY otherwise (a range allocated in one
   // mode would be misjudged in the other). Not concurrently with other calls.
   int set_checks(bool checked) noexcept;
-  bool checked() const noexcept { return handle_.fast.live != nullptr; }
-  // pfn's live-map byte (0 unchecked or outside the map), for verify.
-  uint8_t live_byte(uint64_t pfn) const noexcept;
-  // The live map's transitions (checked mode; no-ops for ranges it does not
-  // record). take_live() is a free's check-and-clear: false when the byte
-  // does not say "live, this size" (the caller then diagnoses). A range's
-  // owner is its byte's only writer: no lock, no read-modify-write.
-  void mark_live(uint64_t pfn_lo, uint64_t size) noexcept;
-  bool take_live(uint64_t pfn_lo, uint64_t size) noexcept;
 
-  // The caches, for return batches (return_batch.cc).
+  iovam_domain* handle() noexcept { return &handle_; }
+  // The fast path (iovam_*_fast_slow, cache flush and stats, return batches).
   RangeCache& cache() noexcept { return *cache_; }
-  // A return batch takes a range (npages <= IOVAM_CACHE_MAX_PAGES) from its
-  // caller, as iovam_free_fast() would: 0 when the batch may hold it (checked
-  // mode: its live byte was "live, this size" and is now clear; the range
-  // counts as batched until batch_released()), 1 when the caches never hold
-  // it (outside the cached window: free it to the tree), or the errno
-  // iovam_free_fast() answers, with nothing changed.
-  // Requires batch_lock().
-  int take_for_batch(uint64_t pfn_lo, uint64_t npages) noexcept;
-  // Held by a return batch's add and flush, and by verify(): a batch's
-  // transitions (live byte, batched count, depot) are atomic to verify().
-  // Taken before the tree and depot locks, never under them.
-  SpinLock& batch_lock() noexcept { return batch_lock_; }
-  void batch_released(uint64_t n) noexcept { batched_ranges_.fetch_sub(n, std::memory_order_relaxed); }
-
+  static Domain* of(iovam_domain* h) noexcept { return h->impl; }
   const iovam_domain_conf& conf() const noexcept { return conf_; }
-  uint64_t start_pfn() const noexcept { return conf_.start_pfn; }
-  uint64_t end_pfn() const noexcept { return conf_.end_pfn; }
-  uint64_t dma32_last_pfn() const noexcept { return dma32_last_pfn_; }
-
-  // --- for the caches: tree operations under tree_lock_ ------------------
-  SpinLock& tree_lock() noexcept { return tree_lock_; }
-  // Allocate a size-aligned range of npages (a power of two) at or below
-  // hi_pfn. Requires tree_lock_.
-  int alloc_locked(uint64_t npages, uint64_t align, uint64_t hi_pfn, uint64_t* pfn_lo) noexcept;
-  // Free the ALLOCATED range containing pfn, whatever its live-map byte says
-  // (the caches' and give_back's ranges: already accounted). Requires tree_lock_.
-  int free_locked(uint64_t pfn) noexcept;
 
  private:
   explicit Domain(const iovam_domain_conf& conf) noexcept;
+  // TreeBackend: the caches' only way into the tree (tree_backend.h).
+  int alloc(uint64_t size, uint64_t limit_pfn, uint64_t* pfn_lo) noexcept override {
+    return alloc(size, limit_pfn, true, pfn_lo);
+  }
+  SpinLock& lock() noexcept override { return tree_lock_; }
+  int lookup_locked(uint64_t pfn_lo, uint64_t size) const noexcept override;
+  void free_locked(uint64_t pfn_lo) noexcept override;
+  void hold_locked(uint64_t pfn_lo, bool held) noexcept override;
+  void free_held_locked(uint64_t pfn_lo) noexcept override;
+
+  // Allocate npages aligned to align at or below hi_pfn and count it (the
+  // estimate first: docs/DESIGN.md, L2, L3). Requires tree_lock_.
+  int alloc_locked(uint64_t npages, uint64_t align, uint64_t hi_pfn, uint64_t* pfn_lo) noexcept;
+  // The accounting of an erased ALLOCATED (or held) range. Requires tree_lock_.
+  void count_freed_locked(const Segment& seg) noexcept;
   void refill_pool() noexcept;
   void trim_pool() noexcept;
   int drain_deferred() noexcept;
@@ -138,30 +89,10 @@ class Domain {
   void note_space_freed(uint64_t pfn_lo) noexcept;
   bool fails_32bit_estimate(uint64_t npages, uint64_t align, uint64_t hi_pfn) const noexcept;
   void remember_32bit_failure(uint64_t npages, uint64_t align, uint64_t hi_pfn) noexcept;
-  bool fast_free_in_bounds(uint64_t pfn_lo, uint64_t npages) const noexcept;
-  bool in_cached_window(uint64_t pfn_lo, uint64_t size) const noexcept;
-  void set_fast_window(bool checked) noexcept;
-  bool tracked(uint64_t pfn_lo, uint64_t size) const noexcept;
-  int fast_free_lookup_locked(uint64_t pfn_lo, uint64_t size) const noexcept;
   int free_checked_locked(uint64_t pfn, Segment* seg) noexcept;
-  bool may_be_cached_locked(uint64_t pfn_lo, uint64_t pfn_hi) const noexcept;
-  const char* verify_live_map_locked() const noexcept;
-  int claim_bulk_locked(const uint64_t* pfn_lo, uint32_t n, uint64_t npages) noexcept;
-  void unclaim_locked(const uint64_t* pfn_lo, uint32_t n, uint64_t size) noexcept;
-  void erase_claimed_locked(uint64_t pfn_lo) noexcept;
-  void give_back(const uint64_t* pfn_lo, uint32_t n, uint64_t size) noexcept;
 
   iovam_domain handle_{};
   const iovam_domain_conf conf_;
-  // Largest npages free_fast may cache: 32, less in a window under 32 pages
-  // (no range of a larger class can exist there).
-  uint64_t fast_free_bound_ = 0;
-  // Checked mode's live map (handle_.fast.live points into it when on).
-  LiveMap live_;
-  // Ranges held by return batches: neither live nor cached. Changed under
-  // batch_lock_, which verify() holds so that it sees them exactly.
-  std::atomic<uint64_t> batched_ranges_{0};
-  SpinLock batch_lock_;
   // Last pfn whose IOVA fits 32 bits; requests limited at or below it are
   // "32-bit requests" (kernel: dma_32bit_pfn - 1).
   const uint64_t dma32_last_pfn_;

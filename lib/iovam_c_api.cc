@@ -64,30 +64,30 @@ IOVAM_EXPORT int iovam_find(iovam_domain* d, uint64_t pfn, uint64_t* pfn_lo, uin
 IOVAM_EXPORT int iovam_alloc_fast_slow(iovam_domain* d, uint32_t cache_id, uint64_t npages,
                                        uint64_t limit_pfn, uint64_t* pfn_lo) {
   if (d == nullptr) return -EINVAL;
-  return dom(d)->alloc_fast_slow(cache_id, npages, limit_pfn, pfn_lo);
+  return dom(d)->cache().alloc_fast_slow(cache_id, npages, limit_pfn, pfn_lo);
 }
 
 IOVAM_EXPORT int iovam_free_fast_slow(iovam_domain* d, uint32_t cache_id, uint64_t pfn_lo,
                                       uint64_t npages) {
   if (d == nullptr) return -EINVAL;
-  return dom(d)->free_fast_slow(cache_id, pfn_lo, npages);
+  return dom(d)->cache().free_fast_slow(cache_id, pfn_lo, npages);
 }
 
 IOVAM_EXPORT int iovam_alloc_fast_bulk_slow(iovam_domain* d, uint32_t cache_id, uint64_t npages,
                                             uint64_t limit_pfn, uint64_t* pfn_lo, unsigned int n) {
   if (d == nullptr) return -EINVAL;
-  return dom(d)->alloc_fast_bulk_slow(cache_id, npages, limit_pfn, pfn_lo, n);
+  return dom(d)->cache().alloc_fast_bulk_slow(cache_id, npages, limit_pfn, pfn_lo, n);
 }
 
 IOVAM_EXPORT int iovam_free_fast_bulk_slow(iovam_domain* d, uint32_t cache_id, const uint64_t* pfn_lo,
                                            unsigned int n, uint64_t npages) {
   if (d == nullptr) return -EINVAL;
-  return dom(d)->free_fast_bulk_slow(cache_id, pfn_lo, n, npages);
+  return dom(d)->cache().free_fast_bulk_slow(cache_id, pfn_lo, n, npages);
 }
 
 IOVAM_EXPORT int iovam_cache_flush(iovam_domain* d, uint32_t cache_id) {
   if (d == nullptr) return -EINVAL;
-  return dom(d)->cache_flush(cache_id);
+  return dom(d)->cache().flush_checked(cache_id);
 }
 
 IOVAM_EXPORT int iovam_maintain(iovam_domain* d) {
@@ -103,7 +103,7 @@ IOVAM_EXPORT int iovam_stats_get(iovam_domain* d, iovam_stats* st) {
 
 IOVAM_EXPORT int iovam_cache_stats_get(iovam_domain* d, uint32_t cache_id, iovam_cache_stats* st) {
   if (d == nullptr) return -EINVAL;
-  return dom(d)->cache_stats(cache_id, st);
+  return dom(d)->cache().stats_checked(cache_id, st);
 }
 
 IOVAM_EXPORT int iovam_domain_conf_get(iovam_domain* d, iovam_domain_conf* conf) {

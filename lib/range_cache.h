@@ -6,24 +6,34 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <type_traits>
 
 #include "cache_placement.h"
 #include "gap_tree.h"
 #include "iovam.h"
+#include "live_map.h"
 #include "spin_lock.h"
+#include "tree_backend.h"
 
 namespace iovam::detail {
-
-class Domain;
 
 // Per-lcore range caches in front of the gap tree: Bonwick and Adams,
 // "Magazines and Vmem" (USENIX 2001), as the kernel's iova_rcache does it.
 //
 //   lcore c:  loaded[k] | prev[k]     one pair per size class k (2^k pages)
 //                  \       /           no lock, no atomic read-modify-write
-//   depot[k]: full magazines          its own short lock, bounded
-//                    |
-//   gap tree (Domain, tree lock)      misses, overflow, trims, flushes
+//   depot[node][k]: full magazines    one set per NUMA node, each its own
+//                    |                 short lock, bounded
+//                    |                 (own node first, then a copy from
+//                    |                 another node's, then the tree)
+//   gap tree (TreeBackend)            misses, overflow, trims, flushes
+//
+// RangeCache owns the whole fast-path ladder: the argument checks, the
+// rounding to a size class, which ranges are cached (the cached window, the
+// checked mode's live map), the magazines and depots, and the flush-and-retry
+// after -ENOMEM. The inline hit is in iovam.h; the *_fast_slow functions
+// below are everything else. It reaches the tree only through TreeBackend
+// (tree_backend.h).
 //
 // A cached range stays ALLOCATED in the tree: the cache only decides who may
 // hand it out next. All magazines are allocated when the domain is created
@@ -32,8 +42,8 @@ class Domain;
 // against full ones, so no path ever needs a new magazine.
 //
 // Flushing another lcore's cache (iovam_cache_flush(IOVAM_CACHE_NONE), the
-// retry after -ENOMEM, verify) must not race with its owner, yet the owner's
-// fast path may not pay for an atomic RMW or a fence. We use an asymmetric
+// retry after -ENOMEM, verify) runs beside its owner, yet the owner's fast
+// path may not pay for an atomic RMW or a fence. We use an asymmetric
 // Dekker handshake: the owner marks itself in_use with a plain store and then
 // reads flush_req; the flusher sets flush_req, issues membarrier(2)
 // (PRIVATE_EXPEDITED: a full barrier on every running thread of the process),
@@ -42,27 +52,21 @@ class Domain;
 // membarrier(2) (before Linux 4.14) every lcore takes the locked slow path.
 class RangeCache {
  public:
-  // Size classes 1, 2, 4, ... 32 pages (the kernel's 6 classes); larger
-  // requests are rare in a datapath and go to the tree.
-  static constexpr uint32_t kClasses = 6;
-  // 127 pfns + a size word = 1 KiB per magazine, as the kernel's IOVA_MAG_SIZE.
-  static constexpr uint32_t kMagSize = 127;
+  // The magazine geometry is iovam.h's (IOVAM_CACHE_CLASSES size classes of
+  // 1 .. 32 pages, IOVAM_MAG_SIZE pfns a magazine): the inline fast path
+  // reads the same structures.
+  using Magazine = iovam_magazine;
+  static_assert(sizeof(Magazine) == 1024, "a magazine is 1 KiB, as the kernel's IOVA_MAG_SIZE");
   // Full magazines per depot (kernel MAX_GLOBAL_MAGS), and what
   // iovam_maintain() trims back to.
   static constexpr uint32_t kDepotMax = 32;
   static constexpr uint32_t kDepotKeep = 8;
 
-  // The magazine and the head of each lcore's slot are C structures shared
-  // with the inline fast path in iovam.h (iovam_alloc_fast/iovam_free_fast).
-  using Magazine = iovam_magazine;
-  static_assert(sizeof(Magazine) == 1024 && kMagSize == IOVAM_MAG_SIZE, "a magazine is 1 KiB");
-  static_assert(kClasses == IOVAM_CACHE_CLASSES);
-
   struct alignas(IOVAM_LCORE_STRIDE) Lcore {
     // in_use (owner-written), flush_req (flusher-written), loaded[], and the
     // owner's hit counters: accessed with __atomic builtins on both sides.
     iovam_lcore_fast pub{};
-    Magazine* prev[kClasses];
+    Magazine* prev[IOVAM_CACHE_CLASSES];
     // Counters: one writer each (the owner, or a flusher while the owner is
     // quiesced), load + store. alloc_hits counts ranges popped from these
     // magazines, free_hits ranges pushed; cached_adjust the slow paths'
@@ -71,6 +75,10 @@ class RangeCache {
     std::atomic<uint64_t> alloc_misses{0}, free_misses{0}, cached_adjust{0};
     // Taken by the owner only when a flush is pending; by flushers always.
     SpinLock slow_lock;
+    // The NUMA node whose depots this cache exchanges with first: its
+    // iovam_cache_set_node() node, 0 when never placed. Written by place()
+    // while the owner does not run; read by the owner's slow path.
+    uint32_t node = 0;
 
     uint64_t hits(bool alloc) const noexcept {
       return __atomic_load_n(alloc ? &pub.alloc_hits : &pub.free_hits, __ATOMIC_RELAXED);
@@ -90,74 +98,153 @@ class RangeCache {
     Magazine* empty[kDepotMax];
   };
 
-  // nullptr on ENOMEM; every magazine exists on success.
-  static std::unique_ptr<RangeCache> create(Domain& d, uint32_t n_caches) noexcept;
+  // The depots of one NUMA node, one per class, and the ranges they hold.
+  // Node 0's are in the domain's block (made at creation: a domain nobody
+  // places has these only); another node's come with the first cache placed
+  // on it, from that cache's allocator on that node, magazines included, so
+  // its magazines never leave the node: a cache takes another node's ranges
+  // by copying them into its own magazine.
+  struct NodeDepots {
+    Depot cls[IOVAM_CACHE_CLASSES];
+    alignas(64) std::atomic<uint64_t> cached{0};  // written under a class lock
+  };
+  static_assert(std::is_trivially_destructible_v<NodeDepots>, "freed as raw memory");
+
+  // nullptr on ENOMEM; every magazine and the live map exist on success.
+  // Fills *view, the inline fast path's read-only view (iovam.h), which must
+  // outlive the cache (it is the domain handle's head).
+  static std::unique_ptr<RangeCache> create(TreeBackend& tree, const iovam_domain_conf& conf,
+                                            iovam_fast_view* view) noexcept;
   ~RangeCache();
 
   uint32_t n_caches() const noexcept { return n_caches_; }
 
-  Lcore* lcores() const noexcept { return lcores_; }
+  // --- the fast path's out-of-line halves (iovam.h): same contracts --------
+  // A single call is the bulk call with n = 1: one ladder, one set of checks.
+  int alloc_fast_slow(uint32_t c, uint64_t npages, uint64_t limit_pfn, uint64_t* pfn_lo) noexcept {
+    return alloc_fast_bulk_slow(c, npages, limit_pfn, pfn_lo, 1);
+  }
+  int free_fast_slow(uint32_t c, uint64_t pfn_lo, uint64_t npages) noexcept {
+    return free_fast_bulk_slow(c, &pfn_lo, 1, npages);
+  }
+  [[gnu::noinline, gnu::cold]] int alloc_fast_bulk_slow(uint32_t c, uint64_t npages, uint64_t limit_pfn,
+                                                         uint64_t* pfn_lo, uint32_t n) noexcept;
+  [[gnu::noinline, gnu::cold]] int free_fast_bulk_slow(uint32_t c, const uint64_t* pfn_lo, uint32_t n,
+                                                        uint64_t npages) noexcept;
+  // iovam_cache_flush() and iovam_cache_stats_get(): -EINVAL on a bad id.
+  int flush_checked(uint32_t c) noexcept;
+  int stats_checked(uint32_t c, iovam_cache_stats* st) const noexcept;
 
-  // The loaded-magazine hit is inline in iovam.h; these are the rest of the
-  // ladder (prev, then the depot), counting hits and misses. hi_pfn is the
-  // caller's limit clamped to the domain.
-  // The domain's live map changes inside the same handshake (or slow lock)
-  // as the magazine, so that a quiesced verify() sees both or neither: pop
-  // marks the range live; push first takes it from the live map and pushes
-  // nothing (false) when the map says it is not live with this size.
-  bool pop(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn) noexcept;
-  bool push(uint32_t c, uint32_t cls, uint64_t pfn) noexcept;
-  // The same ladder for a bulk, under one handshake (or slow lock): pops up
-  // to n ranges and returns how many; pushes all n or none.
-  uint32_t pop_bulk(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn, uint32_t n) noexcept;
-  bool push_bulk(uint32_t c, uint32_t cls, const uint64_t* pfn, uint32_t n) noexcept;
+  // --- the checked mode's live map (live_map.h) -----------------------------
+  bool checked() const noexcept { return view_->live != nullptr; }
+  // Switch modes; the domain has checked that no range is allocated.
+  void set_checked(bool checked) noexcept;
+  // A range's transitions (no-ops for ranges the map does not record):
+  // mark_live() when it goes to a caller; take_live() is a free's
+  // check-and-clear, false when the byte does not say "live, this size".
+  // A range's owner is its byte's only writer: no lock, no RMW.
+  void mark_live(uint64_t pfn_lo, uint64_t size) noexcept;
+  bool take_live(uint64_t pfn_lo, uint64_t size) noexcept;
+  // Whether ALLOCATED [pfn_lo, pfn_hi] may sit in a cache: checked, exactly
+  // when its live byte is clear; unchecked, whenever it has a cacheable
+  // shape (iovam_reserve() flushes then). Requires the tree lock.
+  bool may_hold_locked(uint64_t pfn_lo, uint64_t pfn_hi) const noexcept;
 
-  // From a thread that owns no cache (a return batch, return_batch.h): give
-  // the m->size ranges of class cls in m to the depot, appended to its top
-  // full magazine if they fit there, else copied into an empty one; if the
-  // depot has no empty magazine left, to the tree. Empties m (the caller's
-  // own memory: no magazine changes hands). Returns true if they went to the
-  // depot. Cost: the depot lock and a copy of up to 1 KiB; the tree lock and
-  // m->size frees when the depot is full.
-  bool put_to_depot(uint32_t cls, Magazine* m) noexcept;
+  // --- return batches (return_batch.h) --------------------------------------
+  // A batch takes a range (npages <= IOVAM_CACHE_MAX_PAGES) from its caller,
+  // as iovam_free_fast() would: 0 when the batch may hold it (checked: its
+  // live byte was "live, this size" and is now clear; the range counts as
+  // batched until batch_released()), 1 when the caches never hold it
+  // (outside the cached window: free it to the tree), or the errno
+  // iovam_free_fast() answers, with nothing changed. Requires batch_lock().
+  int take_for_batch(uint64_t pfn_lo, uint64_t npages) noexcept;
+  // Held by a return batch's add and flush, and by verify(): a batch's
+  // transitions (live byte, batched count, depot) are atomic to verify().
+  SpinLock& batch_lock() noexcept { return batch_lock_; }
+  void batch_released(uint64_t n) noexcept { batched_ranges_.fetch_sub(n, std::memory_order_relaxed); }
+  // Give the m->size ranges of class cls in m to the depot, appended to its
+  // top full magazine if they fit there, else copied into an empty one; if
+  // the depot has no empty magazine left, to the tree. Empties m (the
+  // caller's own memory: no magazine changes hands). Returns true if they
+  // went to the depot. Cost: the depot lock and a copy of up to 1 KiB; the
+  // tree lock and m->size frees when the depot is full.
+  // The depot is node `node`'s (node 0's when no cache was placed there).
+  bool put_to_depot(uint32_t node, uint32_t cls, Magazine* m) noexcept;
 
+  // --- housekeeping ---------------------------------------------------------
   // Return cache c's ranges (every cache's and the depots' for
-  // IOVAM_CACHE_NONE) to the tree. Returns how many.
+  // IOVAM_CACHE_NONE) to the tree. Returns how many. Takes no tree lock on
+  // entry: call it holding none (the order is docs/DESIGN.md, section 5).
   uint64_t flush(uint32_t c) noexcept;
   // Give depot magazines above kDepotKeep back to the tree.
   void trim_depots() noexcept;
   uint64_t cached_ranges() const noexcept;
-  // Cached ranges plus those on their way from a depot to the tree, read
-  // under every depot lock (so a trim cannot move one between the two).
-  // Requires the tree lock (the order: tree, then depots).
-  uint64_t cached_or_in_flight_locked() const noexcept;
-  void read_stats(uint32_t c, iovam_cache_stats* st) const noexcept;
-  void count_shared(bool alloc, bool hit, uint64_t by = 1) noexcept;
 
   // iovam_cache_set_node() (cache_placement.cc): cache c's own magazines
-  // replaced by a block allocated on `node`. 0, -EBUSY, -ENOMEM.
+  // replaced by a block allocated on `node` (0 <= node < IOVAM_NUMA_MAX_NODES),
+  // and the node's depots made on it if they do not exist. 0, -EBUSY,
+  // -ENOMEM, nothing changed on error. Calls are serialized.
   int place(uint32_t c, int node, const iovam_cache_mem* mem) noexcept;
+  // Ranges in node's depots; -ENOENT when the node has none.
+  int depot_ranges(uint32_t node) const noexcept;
   int node_of(uint32_t c) const noexcept { return placement_.node_of(c); }
 
   // Stop every owner (take all slow locks, handshake), for verify; then the
   // caller may read every magazine until resume().
   void quiesce_all() noexcept;
   void resume_all() noexcept;
-  // With quiesce_all() and the tree lock held: every cached range is
-  // ALLOCATED in the tree with its class size, and none is cached twice.
+  // With quiesce_all(), batch_lock() and the tree lock held: every cached
+  // range is ALLOCATED in the tree with its class size, none is cached twice,
+  // the counters match the magazines, and (checked) the live map agrees with
+  // the tree: an ALLOCATED cacheable range is live, cached, batched or on
+  // its way from a depot to the tree. nullptr, or what is broken.
   const char* verify_locked(const GapTree& tree) const noexcept;
-  const char* verify_depots_locked(const GapTree& tree) const noexcept;
 
  private:
-  RangeCache(Domain& d, uint32_t n_caches) noexcept : domain_(d), n_caches_(n_caches) {}
+  RangeCache(TreeBackend& tree, const iovam_domain_conf& conf, iovam_fast_view* view) noexcept
+      : tree_(tree), conf_(conf), n_caches_(conf.n_caches), view_(view) {}
+  bool cache_id_ok(uint32_t c) const noexcept { return c < n_caches_ || c == IOVAM_CACHE_NONE; }
+  bool tracked(uint64_t pfn_lo, uint64_t size) const noexcept;
+  bool in_cached_window(uint64_t pfn_lo, uint64_t size) const noexcept;
+  bool fast_free_in_bounds(uint64_t pfn_lo, uint64_t npages) const noexcept;
+  void set_window(bool checked) noexcept;
+  int free_lookup_locked(uint64_t pfn_lo, uint64_t size) const noexcept;
+  int alloc_from_tree(uint64_t size, uint64_t limit_pfn, uint64_t* pfn_lo) noexcept;
+  void give_back(const uint64_t* pfn_lo, uint32_t n, uint64_t size) noexcept;
+  int free_to_tree_checked(const uint64_t* pfn_lo, uint32_t n, uint64_t npages) noexcept;
+  int hold_all_locked(const uint64_t* pfn_lo, uint32_t n, uint64_t npages) noexcept;
+  void release_held_locked(const uint64_t* pfn_lo, uint32_t n, uint64_t size) noexcept;
+
+  uint32_t pop_bulk(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn, uint32_t n) noexcept;
+  bool push_bulk(uint32_t c, uint32_t cls, const uint64_t* pfn, uint32_t n) noexcept;
   bool pop_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t hi_pfn, uint64_t* pfn) noexcept;
   void push_locked_or_handshaken(Lcore& l, uint32_t cls, uint64_t pfn) noexcept;
   static bool mag_pop(Magazine* m, uint64_t last_ok_pfn, uint64_t* pfn) noexcept;
   // in_flight: ranges counted as on their way to the tree, uncounted under
   // the tree lock together with their frees (drain_one()).
   void free_to_tree(Magazine* m, std::atomic<uint64_t>* in_flight = nullptr) noexcept;
-  bool drain_one(Depot& d, uint32_t keep, uint64_t* n) noexcept;
+  bool drain_one(NodeDepots& nd, uint32_t cls, uint32_t keep, uint64_t* n) noexcept;
+  bool take_from_other_node(Lcore& l, uint32_t cls) noexcept;
+  void publish_node(uint32_t node, void* block) noexcept;
+  // Node k's depots, nullptr when no cache was placed on k (k > 0).
+  NodeDepots* node_depots(uint32_t k) const noexcept { return nodes_[k].load(std::memory_order_acquire); }
+  NodeDepots& depots_for(uint32_t k) const noexcept {
+    NodeDepots* nd = node_depots(k);
+    return nd != nullptr ? *nd : *nodes_[0].load(std::memory_order_relaxed);
+  }
+  // Every node's depots, in node order; f(node, depots).
+  template <typename F>
+  void for_each_node(F&& f) const noexcept {
+    const uint32_t n = n_nodes_.load(std::memory_order_acquire);
+    for (uint32_t k = 0; k < n; ++k)
+      if (NodeDepots* nd = node_depots(k)) f(k, *nd);
+  }
+  void lock_all_depots() const noexcept;
+  void unlock_all_depots() const noexcept;
   uint64_t flush_one_quiesced(Lcore& l) noexcept;
+  const char* verify_magazines_locked(const GapTree& tree) const noexcept;
+  const char* verify_live_map_locked(const GapTree& tree) const noexcept;
+  void count_shared(bool alloc, bool hit, uint64_t by = 1) noexcept;
   void request(Lcore& l) noexcept;
   static void release(Lcore& l) noexcept;
   static void wait_idle(Lcore& l) noexcept;
@@ -174,18 +261,36 @@ class RangeCache {
     ctr.store(ctr.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
   }
   static void bump(uint64_t& ctr, uint64_t by = 1) noexcept { iovam_count_n_(&ctr, by); }
-  // The depots' count has many writers, all off the per-lcore fast path.
-  void add_depot(uint64_t by) noexcept { depot_cached_.fetch_add(by, std::memory_order_relaxed); }
+  // A node's depot count has many writers, all off the per-lcore fast path.
+  static void add_depot(NodeDepots& nd, uint64_t by) noexcept {
+    nd.cached.fetch_add(by, std::memory_order_relaxed);
+  }
 
-  Domain& domain_;
+  TreeBackend& tree_;
+  const iovam_domain_conf conf_;
   const uint32_t n_caches_;
+  iovam_fast_view* const view_;
+  // Largest npages free_fast may cache: 32, less in a window under 32 pages
+  // (no range of a larger class can exist there).
+  uint64_t fast_free_bound_ = 0;
+  // Checked mode's live map (view_->live points into it when on).
+  LiveMap live_;
   Lcore* lcores_ = nullptr;      // n_caches_ of them
-  Depot depots_[kClasses];
-  void* magazine_block_ = nullptr;  // every magazine, one allocation
-  std::atomic<uint64_t> depot_cached_{0};
+  void* magazine_block_ = nullptr;  // every magazine but other nodes', one allocation
+  NodeDepots home_;                 // node 0's
+  // Per node its depots (nodes_[0] = &home_), and 1 + the highest node that
+  // has them. Set by place() (under place_lock_), read anywhere; never
+  // unset before destruction.
+  std::atomic<NodeDepots*> nodes_[IOVAM_NUMA_MAX_NODES]{};
+  std::atomic<uint32_t> n_nodes_{1};
+  SpinLock place_lock_;
   // Ranges of magazines a trim or flush took out of a depot and has not
   // freed yet: ALLOCATED in the tree, in no cache (verify_live_map_locked()).
   std::atomic<uint64_t> in_flight_ranges_{0};
+  // Ranges held by return batches: neither live nor cached. Changed under
+  // batch_lock_, which verify() holds so that it sees them exactly.
+  std::atomic<uint64_t> batched_ranges_{0};
+  SpinLock batch_lock_;
   std::atomic<uint64_t> shared_hits_[2]{}, shared_misses_[2]{};  // [0] alloc, [1] free
   // Node-placed magazine blocks: destroyed after the body of ~RangeCache.
   CachePlacement placement_;

@@ -9,6 +9,7 @@
 #include <new>
 
 #include "domain.h"
+#include "iovam_numa.h"
 
 #define IOVAM_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -19,14 +20,14 @@ namespace {
 // One class magazine to the depot (or the tree); counts it.
 void put(iovam_return_batch* rb, uint32_t cls) {
   uint64_t n = rb->mag[cls].size;
-  Domain& d = *Domain::of(rb->dom);
-  if (d.cache().put_to_depot(cls, &rb->mag[cls])) {
+  iovam::detail::RangeCache& cache = Domain::of(rb->dom)->cache();
+  if (cache.put_to_depot(rb->node, cls, &rb->mag[cls])) {
     rb->stats.puts_to_depot++;
     rb->stats.ranges_to_depot += n;
   } else {
     rb->stats.ranges_to_tree += n;
   }
-  d.batch_released(n);  // in the depot (cached) or FREE now
+  cache.batch_released(n);  // in the depot (cached) or FREE now
 }
 
 }  // namespace
@@ -64,23 +65,23 @@ IOVAM_EXPORT void iovam_return_batch_destroy(iovam_return_batch* rb) {
 // wrong size or a range nobody holds is refused with its errno, unchanged.
 IOVAM_EXPORT int iovam_return_batch_add(iovam_return_batch* rb, uint64_t pfn_lo, uint64_t npages) {
   if (rb == nullptr || npages == 0) return -EINVAL;
-  Domain& d = *Domain::of(rb->dom);
-  iovam::detail::SpinGuard g(d.batch_lock());
+  iovam::detail::RangeCache& cache = Domain::of(rb->dom)->cache();
+  iovam::detail::SpinGuard g(cache.batch_lock());
   if (npages > IOVAM_CACHE_MAX_PAGES) {
     // The caches do not take it: checked and freed to the tree, as
     // iovam_free_fast() does with such a range.
-    int rc = d.free_fast_slow(IOVAM_CACHE_NONE, pfn_lo, npages);
+    int rc = cache.free_fast_slow(IOVAM_CACHE_NONE, pfn_lo, npages);
     if (rc == 0) {
       rb->stats.ranges_added++;
       rb->stats.ranges_to_tree++;
     }
     return rc;
   }
-  int rc = d.take_for_batch(pfn_lo, npages);
+  int rc = cache.take_for_batch(pfn_lo, npages);
   if (rc == 1) {
     // Outside the cached window: the caches never hold it. To the tree,
     // checked there, as iovam_free_fast() does.
-    rc = d.free_fast_slow(IOVAM_CACHE_NONE, pfn_lo, npages);
+    rc = cache.free_fast_slow(IOVAM_CACHE_NONE, pfn_lo, npages);
     if (rc == 0) {
       rb->stats.ranges_added++;
       rb->stats.ranges_to_tree++;
@@ -98,7 +99,7 @@ IOVAM_EXPORT int iovam_return_batch_add(iovam_return_batch* rb, uint64_t pfn_lo,
 
 IOVAM_EXPORT int iovam_return_batch_flush(iovam_return_batch* rb) {
   if (rb == nullptr) return -EINVAL;
-  iovam::detail::SpinGuard g(Domain::of(rb->dom)->batch_lock());
+  iovam::detail::SpinGuard g(Domain::of(rb->dom)->cache().batch_lock());
   uint64_t n = 0;
   for (uint32_t k = 0; k < IOVAM_CACHE_CLASSES; ++k) {
     if (rb->mag[k].size == 0) continue;
@@ -114,5 +115,11 @@ IOVAM_EXPORT int iovam_return_batch_stats_get(const iovam_return_batch* rb,
   *st = rb->stats;
   st->ranges_held = 0;
   for (const auto& m : rb->mag) st->ranges_held += m.size;
+  return 0;
+}
+
+IOVAM_EXPORT int iovam_return_batch_set_node(iovam_return_batch* rb, int numa_node) {
+  if (rb == nullptr || numa_node < 0 || numa_node >= IOVAM_NUMA_MAX_NODES) return -EINVAL;
+  rb->node = static_cast<uint32_t>(numa_node);
   return 0;
 }

@@ -12,7 +12,7 @@
 // drain of a DPDK glue completing their unmaps: a service lcore, an EAL
 // alarm thread, any thread) gives them back to the lcores that allocate.
 //
-//   drainer:  batch.mag[k]  --full (127)--> depot[k].full   <--pop-- lcore c
+//   drainer:  batch.mag[k]  --full (127)--> depot[node][k]   <--pop-- lcore c
 //                           --flush------->   (top-up or an empty one)
 //                           --depot full-->  gap tree
 //
@@ -29,6 +29,9 @@
 // not see them until a put or a flush moves them into the depot.
 struct iovam_return_batch {
   iovam_domain* dom;
+  // Whose depots it feeds (iovam_return_batch_set_node(), iovam_numa.h):
+  // node 0's unless told, node 0's too while the node has none.
+  uint32_t node;
   iovam::detail::RangeCache::Magazine mag[IOVAM_CACHE_CLASSES];  // private, never exchanged
   iovam_return_batch_stats stats;
 };

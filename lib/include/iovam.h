@@ -308,7 +308,8 @@ const char *iovam_verify_error(struct iovam_domain *d);
  * takes it in one exchange; it never touches an lcore's magazines. A flush
  * moves the partial magazines (into the depot's top magazine when they fit
  * there). When the depot is full (32 magazines per class), ranges go to the
- * tree instead.
+ * tree instead. The depot is node 0's, or that of the node
+ * iovam_return_batch_set_node() names (iovam_numa.h: a depot per NUMA node).
  *
  * A batch belongs to one thread at a time (as a cache_id does); any number
  * may exist per domain, concurrently with every other call on it. Ranges a
@@ -475,37 +476,6 @@ static inline struct iovam_lcore_fast *iovam_lcore_(const struct iovam_fast_view
 	return (struct iovam_lcore_fast *)(v->lcores + (uint64_t)id * IOVAM_LCORE_STRIDE);
 }
 
-static inline int iovam_alloc_fast_inline_(struct iovam_domain *d, uint32_t cache_id,
-					   uint64_t npages, uint64_t limit_pfn, uint64_t *pfn_lo)
-{
-	const struct iovam_fast_view *v = (const struct iovam_fast_view *)d;
-	if (__builtin_expect(d != NULL && pfn_lo != NULL && npages - 1 < IOVAM_CACHE_MAX_PAGES, 1) &&
-	    __builtin_expect(cache_id < v->n_caches, 1)) {
-		struct iovam_lcore_fast *l = iovam_lcore_(v, cache_id);
-		unsigned int cls = iovam_size_class_(npages);
-		if (__builtin_expect(iovam_lcore_enter_(l), 1)) {
-			struct iovam_magazine *m = l->loaded[cls];
-			uint64_t n = m->size;
-			/* A cached range is inside the domain: only the limit can
-			 * exclude it (below start_pfn: the slow path's EINVAL). */
-			if (__builtin_expect(n != 0, 1) &&
-			    __builtin_expect(m->pfn[n - 1] + ((1ULL << cls) - 1) <= limit_pfn, 1)) {
-				uint64_t p = m->pfn[n - 1];
-				m->size = n - 1;
-				if (v->live != NULL)
-					__atomic_store_n(iovam_live_byte_(v, p), (uint8_t)(cls + 1),
-							 __ATOMIC_RELAXED);
-				*pfn_lo = p;
-				iovam_count_(&l->alloc_hits);
-				iovam_lcore_leave_(l);
-				return 0;
-			}
-			iovam_lcore_leave_(l);
-		}
-	}
-	return iovam_alloc_fast_slow(d, cache_id, npages, limit_pfn, pfn_lo);
-}
-
 /*
  * The checked free (live != NULL): the range's live byte must hold its class
  * (else the slow path names the error: a double free, a free after
@@ -627,6 +597,14 @@ static inline int iovam_alloc_fast_bulk_inline_(struct iovam_domain *d, uint32_t
 		}
 	}
 	return iovam_alloc_fast_bulk_slow(d, cache_id, npages, limit_pfn, pfn_lo, n);
+}
+
+/* A single allocation is a bulk of one: the compiler folds the loops, so
+ * the hit is the same few instructions, and there is one ladder to keep. */
+static inline int iovam_alloc_fast_inline_(struct iovam_domain *d, uint32_t cache_id,
+					   uint64_t npages, uint64_t limit_pfn, uint64_t *pfn_lo)
+{
+	return iovam_alloc_fast_bulk_inline_(d, cache_id, npages, limit_pfn, pfn_lo, 1);
 }
 
 static inline int iovam_free_fast_bulk_inline_(struct iovam_domain *d, uint32_t cache_id,

@@ -13,26 +13,19 @@
 
 #include "iovam.h"
 #include "iovam_test.h"
+#include "owned_handles.h"
 
 namespace {
 
 constexpr uint32_t kMag = IOVAM_MAG_SIZE;
 
-struct DomainDeleter {
-  void operator()(iovam_domain* d) const { iovam_domain_destroy(d); }
-};
-using DomainPtr = std::unique_ptr<iovam_domain, DomainDeleter>;
-struct BatchDeleter {
-  void operator()(iovam_return_batch* b) const { iovam_return_batch_destroy(b); }
-};
-using BatchPtr = std::unique_ptr<iovam_return_batch, BatchDeleter>;
+using iovam::test::BatchPtr;
+using iovam::test::DomainPtr;
 
 DomainPtr make(uint64_t end_pfn, uint32_t caches) {
   iovam_domain_conf c{4096, 1, end_pfn, caches};
   return DomainPtr(iovam_domain_create(&c));
 }
-
-#define VERIFY(d) ASSERT_EQ(iovam_verify(d), 0) << iovam_verify_error(d)
 
 iovam_stats stats_of(iovam_domain* d) {
   iovam_stats st{};
