@@ -1023,7 +1023,8 @@ TEST(Glue, NumaTelemetryPerSocket)
 	ASSERT_NE(end, std::string::npos) << numa;
 	const size_t values = std::count(numa.begin() + at, numa.begin() + end, ',') + 1;
 #define X(name) +1
-	EXPECT_EQ(values, 2u IOVAM_CACHE_STATS_FIELDS(X)) << numa; // lcores, placed, the cache counters
+	// lcores, placed, the cache counters, the socket's depot ranges
+	EXPECT_EQ(values, 3u IOVAM_CACHE_STATS_FIELDS(X)) << numa;
 #undef X
 	EXPECT_EQ(lcores, rte_lcore_count()) << numa; // one socket here
 	EXPECT_EQ(placed, lcores) << numa;
