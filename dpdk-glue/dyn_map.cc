@@ -509,7 +509,7 @@ extern "C" int iovam_dpdk_map(void *va, size_t len, uint64_t *iova)
 // Fast path (lazy). Cost: bounds arithmetic, one DynTable claim (a CAS on
 // the mapping's slot) and one store into the lcore's queue (acquire load of
 // the consumer's tail, release store of the head). A refused unmap costs at
-// most DynTable::kMaxProbe slot loads and one shared counter. Strict: add the
+// most DynTable::kNearProbe + kMaxProbe slot loads and one shared counter. Strict: add the
 // drain of this lcore's queue (the drain lock, one VFIO unmap per run of
 // adjacent mappings, the return to the depot).
 extern "C" int iovam_dpdk_unmap_ex(void *va, uint64_t iova, size_t len, uint32_t flags,

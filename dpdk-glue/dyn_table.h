@@ -29,20 +29,33 @@
 //
 // The IOVA goes back to the domain only after its slot is dead, so a pfn is
 // live in at most one slot. A slot never becomes empty again, so a lookup
-// stops at the first empty slot. A map that finds no free slot within
-// kMaxProbe slots of its home fails (-ENOSPC); so every key lies within
-// kMaxProbe of its home and a lookup probes at most kMaxProbe slots. The table
-// has twice as many slots as the mappings it is sized for (load <= 1/2: about
-// 1.5 probes on a hit); dead slots are free for maps.
+// stops at the first empty slot (see below).
 //
-// Home slot: Fibonacci hashing of the pfn. Live pfns come in dense runs (each
-// lcore's magazine hands out neighbours), and an identity-like home (pfn
-// folded by its high bits) keeps their cache lines together but merges runs
-// whose pfns differ by a multiple of the table size into one cluster: two
-// runs of 32 K pages 512 MiB apart need 65 K probes (dyn_table_test has
-// such patterns). Fibonacci hashing spreads arithmetic progressions: the longest
-// probe for those runs is 2, for random pfns about 20 at load 1/2. The cost
-// is a likely cache miss per map; the unmap then finds the line warm.
+// Where a key lives: two probe windows, tried in this order.
+//  1. Near: kNearProbe slots from pfn mod slots (identity). Live pfns come in
+//     dense runs (each lcore's magazine hands out neighbours, and the drain
+//     returns them sorted), so the slots of the pfns in flight are one
+//     compact, sequential stretch of the table. That is what makes a map
+//     cheap when its slot was last touched long ago: with the EAL alarm
+//     draining every 10 ms, a pfn is mapped again ~10 ms after its previous
+//     mapping, and on a busy machine a line untouched that long has left the
+//     core's caches. A hashed slot then costs a cache and a TLB miss per map
+//     (bench_dyn_map, alarm drain at 50K pairs/s: 160-180 ns a pair); a
+//     sequential stretch is streamed by the prefetcher and shares its lines
+//     and pages (about 40 ns).
+//  2. Far: up to kMaxProbe slots from a Fibonacci hash of the pfn, for keys
+//     whose near window is taken. Identity alone merges runs whose pfns
+//     differ by a multiple of the table size into one cluster (two runs of
+//     32 K pages 512 MiB apart would need 65 K probes; dyn_table_test has
+//     such patterns); Fibonacci hashing spreads those: the longest probe for
+//     them is a few slots, for random pfns about 20 at load 1/2.
+// Slots never become empty again, so a lookup may stop at the first empty
+// slot of each window: every slot between a key's home and its slot was in
+// use when it was inserted, and still is. A pfn is live in at most one slot
+// (its older mappings' slots are dead). A map that finds no free slot in
+// either window fails (-ENOSPC); a lookup probes at most kNearProbe +
+// kMaxProbe slots. The table has twice as many slots as the mappings it is
+// sized for (load <= 1/2); dead slots are free for maps.
 #pragma once
 
 #include <atomic>
@@ -54,9 +67,12 @@ namespace iovam::glue {
 
 class DynTable {
 public:
-	// Longest probe. At load 1/2 random keys need about 20 at 2^17 slots;
-	// a refused unmap scans at most this many slots (8 KiB).
+	// Longest probe of the far window. At load 1/2 random keys need about
+	// 20 at 2^17 slots; a refused unmap scans at most kNearProbe + this
+	// many slots (8.5 KiB).
 	static constexpr uint32_t kMaxProbe = 256;
+	// The near window: 16 slots, 8 cache lines.
+	static constexpr uint32_t kNearProbe = 16;
 	static constexpr uint64_t kNone = UINT64_MAX;
 
 	enum State : uint64_t { kLive = 1, kUnmapping = 2, kDead = 3 };
@@ -75,55 +91,34 @@ public:
 	uint64_t slots() const { return mask_ + 1; }
 
 	// Record a new live mapping. Returns its slot, or kNone: no free slot
-	// within kMaxProbe of the home slot (far more live mappings than the
-	// table is sized for). Cost: ~1.5 probes, one CAS, three stores.
+	// in either window (far more live mappings than the table is sized
+	// for). Cost: usually the pfn's own near slot (dead from its previous
+	// mapping, in a line its neighbours share), one CAS, three stores.
 	uint64_t insert(uint64_t pfn, uint64_t va, uint64_t len)
 	{
-		for (uint64_t i = 0, s = home(pfn); i < kMaxProbe; i++, s = (s + 1) & mask_) {
-			uint64_t k = slots_[s].key.load(std::memory_order_relaxed);
-			while (k == 0 || (k & 3) == kDead) {
-				// Acquire: the dead slot's last reader (the service)
-				// finished with va/npages before its release store.
-				if (slots_[s].key.compare_exchange_weak(k, kBusy, std::memory_order_acquire,
-									std::memory_order_relaxed)) {
-					slots_[s].va = va;
-					slots_[s].len = len;
-					slots_[s].key.store(pfn << 2 | kLive, std::memory_order_release);
-					return s;
-				}
-			}
+		uint64_t s = take_free(near_home(pfn), kNearProbe);
+		if (__builtin_expect(s == kNone, 0)) {
+			s = take_free(far_home(pfn), kMaxProbe);
+			if (s == kNone)
+				return kNone;
 		}
-		return kNone;
+		slots_[s].va = va;
+		slots_[s].len = len;
+		slots_[s].key.store(pfn << 2 | kLive, std::memory_order_release);
+		return s;
 	}
 
 	// Claim the live mapping at pfn for its unmap: it must have been mapped
 	// from exactly va with len bytes. 0 and *slot; -ENOENT no live
 	// mapping starts at pfn (never mapped, or already being unmapped);
 	// -EINVAL it does, but with another va or length (left live).
-	// Cost: ~1.5 probes and one CAS.
+	// Cost: usually one probe (the near home) and one CAS.
 	int claim(uint64_t pfn, uint64_t va, uint64_t len, uint64_t *slot)
 	{
-		const uint64_t live = pfn << 2 | kLive;
-		for (uint64_t i = 0, s = home(pfn); i < kMaxProbe; i++, s = (s + 1) & mask_) {
-			uint64_t k = slots_[s].key.load(std::memory_order_relaxed);
-			if (k == 0)
-				return -ENOENT;
-			if (k != live)
-				continue;
-			// Win the slot first, then read what the map wrote (the CAS
-			// acquires its release); a mismatch puts it back.
-			if (!slots_[s].key.compare_exchange_strong(k, pfn << 2 | kUnmapping,
-								   std::memory_order_acq_rel,
-								   std::memory_order_relaxed))
-				return -ENOENT; // another unmap of it won
-			if (slots_[s].va != va || slots_[s].len != len) {
-				slots_[s].key.store(live, std::memory_order_release);
-				return -EINVAL;
-			}
-			*slot = s;
-			return 0;
-		}
-		return -ENOENT;
+		int rc = claim_in(near_home(pfn), kNearProbe, pfn, va, len, slot);
+		if (__builtin_expect(rc == kNotHere, 0))
+			rc = claim_in(far_home(pfn), kMaxProbe, pfn, va, len, slot);
+		return rc == kNotHere ? -ENOENT : rc;
 	}
 
 	// The claimed mapping's IOMMU unmap completed: free the slot. Call
@@ -164,7 +159,54 @@ private:
 	// lookup skips it (kLive with pfn 0 matches nothing).
 	static constexpr uint64_t kBusy = kLive;
 
-	uint64_t home(uint64_t pfn) const { return (pfn * 0x9E3779B97F4A7C15ull) >> (64 - bits_); }
+	uint64_t near_home(uint64_t pfn) const { return pfn & mask_; }
+	uint64_t far_home(uint64_t pfn) const { return (pfn * 0x9E3779B97F4A7C15ull) >> (64 - bits_); }
+
+	// The first empty or dead slot of the window of `probe` slots from
+	// `home`, claimed (kBusy); kNone if there is none.
+	uint64_t take_free(uint64_t home, uint32_t probe)
+	{
+		for (uint64_t i = 0, s = home; i < probe; i++, s = (s + 1) & mask_) {
+			uint64_t k = slots_[s].key.load(std::memory_order_relaxed);
+			while (k == 0 || (k & 3) == kDead) {
+				// Acquire: the dead slot's last reader (the service)
+				// finished with va/len before its release store.
+				if (slots_[s].key.compare_exchange_weak(k, kBusy, std::memory_order_acquire,
+									std::memory_order_relaxed))
+					return s;
+			}
+		}
+		return kNone;
+	}
+
+	// claim() within one window (a window ends at its first empty slot):
+	// kNotHere, or what claim() returns.
+	static constexpr int kNotHere = 1;
+	int claim_in(uint64_t home, uint32_t probe, uint64_t pfn, uint64_t va, uint64_t len,
+		     uint64_t *slot)
+	{
+		const uint64_t live = pfn << 2 | kLive;
+		for (uint64_t i = 0, s = home; i < probe; i++, s = (s + 1) & mask_) {
+			uint64_t k = slots_[s].key.load(std::memory_order_relaxed);
+			if (k == 0)
+				return kNotHere;
+			if (k != live)
+				continue;
+			// Win the slot first, then read what the map wrote (the CAS
+			// acquires its release); a mismatch puts it back.
+			if (!slots_[s].key.compare_exchange_strong(k, pfn << 2 | kUnmapping,
+								   std::memory_order_acq_rel,
+								   std::memory_order_relaxed))
+				return -ENOENT; // another unmap of it won
+			if (slots_[s].va != va || slots_[s].len != len) {
+				slots_[s].key.store(live, std::memory_order_release);
+				return -EINVAL;
+			}
+			*slot = s;
+			return 0;
+		}
+		return kNotHere;
+	}
 
 	Slot *slots_ = nullptr;
 	uint64_t mask_ = 0;
