@@ -32,7 +32,8 @@
 // stops at the first empty slot (see below).
 //
 // Where a key lives: two probe windows, tried in this order.
-//  1. Near: kNearProbe slots from pfn mod slots (identity). Live pfns come in
+//  1. Near: kNearProbe slots from pfn mod N (identity) in the near part of
+//     the table, N slots for max_mappings <= N mappings. Live pfns come in
 //     dense runs (each lcore's magazine hands out neighbours, and the drain
 //     returns them sorted), so the slots of the pfns in flight are one
 //     compact, sequential stretch of the table. That is what makes a map
@@ -43,19 +44,22 @@
 //     (bench_dyn_map, alarm drain at 50K pairs/s: 160-180 ns a pair); a
 //     sequential stretch is streamed by the prefetcher and shares its lines
 //     and pages (about 40 ns).
-//  2. Far: up to kMaxProbe slots from a Fibonacci hash of the pfn, for keys
-//     whose near window is taken. Identity alone merges runs whose pfns
-//     differ by a multiple of the table size into one cluster (two runs of
-//     32 K pages 512 MiB apart would need 65 K probes; dyn_table_test has
-//     such patterns); Fibonacci hashing spreads those: the longest probe for
-//     them is a few slots, for random pfns about 20 at load 1/2.
+//  2. Far: up to kMaxProbe slots from a Fibonacci hash of the pfn in the far
+//     part, 2N slots of its own, for keys whose near window is taken.
+//     Identity merges runs whose pfns differ by a multiple of N into one
+//     cluster (two runs of 32 K pages 256 MiB apart: dyn_table_test has such
+//     patterns); their keys overflow to the far part, where Fibonacci
+//     hashing spreads them: the longest probe for those runs is a few slots,
+//     for random pfns about 20 at load 1/2. A part of its own, because a far
+//     window starting inside a dense near cluster could not probe past it.
 // Slots never become empty again, so a lookup may stop at the first empty
 // slot of each window: every slot between a key's home and its slot was in
 // use when it was inserted, and still is. A pfn is live in at most one slot
 // (its older mappings' slots are dead). A map that finds no free slot in
 // either window fails (-ENOSPC); a lookup probes at most kNearProbe +
-// kMaxProbe slots. The table has twice as many slots as the mappings it is
-// sized for (load <= 1/2); dead slots are free for maps.
+// kMaxProbe slots. The far part alone holds every mapping the table is sized
+// for at load <= 1/2; dead slots are free for maps. Memory: 3N x 32 B (6 MiB
+// for the default 65536 mappings).
 #pragma once
 
 #include <atomic>
@@ -88,7 +92,7 @@ public:
 	// Sized for max_mappings live mappings (>= 1). false: out of memory.
 	bool init(uint32_t max_mappings);
 	void fini();
-	uint64_t slots() const { return mask_ + 1; }
+	uint64_t slots() const { return 3 * (near_mask_ + 1); }
 
 	// Record a new live mapping. Returns its slot, or kNone: no free slot
 	// in either window (far more live mappings than the table is sized
@@ -96,9 +100,9 @@ public:
 	// mapping, in a line its neighbours share), one CAS, three stores.
 	uint64_t insert(uint64_t pfn, uint64_t va, uint64_t len)
 	{
-		uint64_t s = take_free(near_home(pfn), kNearProbe);
+		uint64_t s = take_free(near_window(pfn));
 		if (__builtin_expect(s == kNone, 0)) {
-			s = take_free(far_home(pfn), kMaxProbe);
+			s = take_free(far_window(pfn));
 			if (s == kNone)
 				return kNone;
 		}
@@ -115,9 +119,9 @@ public:
 	// Cost: usually one probe (the near home) and one CAS.
 	int claim(uint64_t pfn, uint64_t va, uint64_t len, uint64_t *slot)
 	{
-		int rc = claim_in(near_home(pfn), kNearProbe, pfn, va, len, slot);
+		int rc = claim_in(near_window(pfn), pfn, va, len, slot);
 		if (__builtin_expect(rc == kNotHere, 0))
-			rc = claim_in(far_home(pfn), kMaxProbe, pfn, va, len, slot);
+			rc = claim_in(far_window(pfn), pfn, va, len, slot);
 		return rc == kNotHere ? -ENOENT : rc;
 	}
 
@@ -143,7 +147,7 @@ public:
 	uint64_t claim_all_live(Fn &&fn)
 	{
 		uint64_t n = 0;
-		for (uint64_t s = 0; s <= mask_; s++) {
+		for (uint64_t s = 0; s < slots(); s++) {
 			uint64_t k = slots_[s].key.load(std::memory_order_acquire);
 			if ((k & 3) != kLive || k == kBusy)
 				continue;
@@ -159,14 +163,26 @@ private:
 	// lookup skips it (kLive with pfn 0 matches nothing).
 	static constexpr uint64_t kBusy = kLive;
 
-	uint64_t near_home(uint64_t pfn) const { return pfn & mask_; }
-	uint64_t far_home(uint64_t pfn) const { return (pfn * 0x9E3779B97F4A7C15ull) >> (64 - bits_); }
-
-	// The first empty or dead slot of the window of `probe` slots from
-	// `home`, claimed (kBusy); kNone if there is none.
-	uint64_t take_free(uint64_t home, uint32_t probe)
+	// A probe window: `probe` slots from home within one part of the table
+	// (slots [0, N) near, [N, 3N) far), wrapping inside the part.
+	struct Window {
+		uint64_t base, mask, home;
+		uint32_t probe;
+		uint64_t slot(uint64_t i) const { return base + ((home + i) & mask); }
+	};
+	Window near_window(uint64_t pfn) const { return {0, near_mask_, pfn, near_probe_}; }
+	Window far_window(uint64_t pfn) const
 	{
-		for (uint64_t i = 0, s = home; i < probe; i++, s = (s + 1) & mask_) {
+		return {near_mask_ + 1, far_mask_, (pfn * 0x9E3779B97F4A7C15ull) >> (64 - far_bits_),
+			far_probe_};
+	}
+
+	// The first empty or dead slot of window w, claimed (kBusy); kNone if
+	// there is none.
+	uint64_t take_free(const Window &w)
+	{
+		for (uint64_t i = 0; i < w.probe; i++) {
+			const uint64_t s = w.slot(i);
 			uint64_t k = slots_[s].key.load(std::memory_order_relaxed);
 			while (k == 0 || (k & 3) == kDead) {
 				// Acquire: the dead slot's last reader (the service)
@@ -182,11 +198,11 @@ private:
 	// claim() within one window (a window ends at its first empty slot):
 	// kNotHere, or what claim() returns.
 	static constexpr int kNotHere = 1;
-	int claim_in(uint64_t home, uint32_t probe, uint64_t pfn, uint64_t va, uint64_t len,
-		     uint64_t *slot)
+	int claim_in(const Window &w, uint64_t pfn, uint64_t va, uint64_t len, uint64_t *slot)
 	{
 		const uint64_t live = pfn << 2 | kLive;
-		for (uint64_t i = 0, s = home; i < probe; i++, s = (s + 1) & mask_) {
+		for (uint64_t i = 0; i < w.probe; i++) {
+			const uint64_t s = w.slot(i);
 			uint64_t k = slots_[s].key.load(std::memory_order_relaxed);
 			if (k == 0)
 				return kNotHere;
@@ -209,8 +225,11 @@ private:
 	}
 
 	Slot *slots_ = nullptr;
-	uint64_t mask_ = 0;
-	unsigned bits_ = 0;
+	uint64_t near_mask_ = 0; // N - 1
+	uint64_t far_mask_ = 0;  // 2N - 1
+	unsigned far_bits_ = 0;  // log2(2N)
+	uint32_t near_probe_ = 0; // kNearProbe, or N in a smaller table
+	uint32_t far_probe_ = 0;  // kMaxProbe, or 2N
 };
 
 }  // namespace iovam::glue
