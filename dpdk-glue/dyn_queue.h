@@ -57,12 +57,15 @@ enum ProducerCounter : unsigned {
 // One lcore's queue. The producer's and the consumer's fields are on
 // separate cache lines so that neither side bounces the other's line.
 struct alignas(64) Queue {
-	// Producer (the owning lcore) writes these.
+	// Producer (the owning lcore) writes these. head is read by every
+	// drain pass (a service lcore polls it); the counters, read only by the
+	// stats, are on a line of their own so that a map's counter stores do
+	// not take head's line back from the polling drain.
 	std::atomic<uint64_t> head{0};
-	std::atomic<uint64_t> ctr[kProducerCounters] = {};
 	// The producer's last view of tail: it reloads tail (a line the drain
 	// writes, on another core) only when this view says full.
 	uint64_t tail_seen = 0;
+	alignas(64) std::atomic<uint64_t> ctr[kProducerCounters] = {};
 	// Consumers (under the drain lock) write these.
 	alignas(64) std::atomic<uint64_t> tail{0};
 	std::atomic<uint64_t> done{0};                // entries below completed (or failed)

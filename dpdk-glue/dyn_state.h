@@ -22,7 +22,8 @@
 
 namespace iovam::glue {
 
-// The drain's counters (fetch_add: the drain, and the unmaps that refuse).
+// The drain's counters: the first three written under drain_lock only
+// (bump()), the others by any thread (count()).
 enum DrainCounter : unsigned {
 	kDoneUnmaps,
 	kUnmapBytes,
