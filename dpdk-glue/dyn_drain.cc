@@ -9,9 +9,12 @@
 // service lcore, an app lcore, the EAL alarm thread). So an IOVA is never
 // allocated again while the IOMMU may still translate it (the stale-DMA bug
 // users hit with eager reuse), and a mapping lcore's steady state is a
-// magazine pop. A failed unmap keeps its IOVA and its slot (still
-// "unmapping") on a retry list threaded through the slots; every service
-// iteration retries it until the unmap succeeds.
+// magazine pop. The drain leaves the slot of an unmap that succeeded alone:
+// the queue's completed position frees it (dyn_table.h), so the mapping
+// lcores' table lines stay theirs. A failed unmap keeps its IOVA and its
+// slot (still "unmapping") on a retry list threaded through the slots' tags;
+// every service iteration retries it until the unmap succeeds, then marks
+// the slot dead.
 //
 // Who drains: the service; a producer whose queue is full (it drains its own
 // queue, then queues); a strict unmap (its own queue, its entry included);
@@ -40,15 +43,24 @@ UnmapEntry entry_of(const Glue &g, uint64_t slot, uint64_t pfn, uint64_t va, uin
 	return UnmapEntry{va - off, pfn, (off + len + g.granule - 1) >> g.shift, slot};
 }
 
-// Return the IOVA ranges of entries whose unmap completed: the slot first,
-// then the IOVA (a pfn is live in at most one slot), into the return batch:
-// the depot, not this thread's cache, whose lcore (if it has one) may never
-// map. The caller flushes the batch when its pass is over, and counts the
-// pages returned (*pages). Caller holds drain_lock.
-void release(Glue &g, const UnmapEntry *e, size_t n, uint64_t *pages)
+// Where a batch of unmaps comes from, which says how its slots become free.
+enum class Source {
+	kQueued,  // popped from a queue: the slot is free by its sequence number
+	kRetried, // from the retry list: its tag is a link, the drain frees it
+	kFini,    // claimed at fini, untagged: the drain frees it
+};
+
+// Return the IOVA ranges of entries whose unmap completed: the slot first
+// (unless its sequence number frees it), then the IOVA (a pfn is live in at
+// most one slot), into the return batch: the depot, not this thread's cache,
+// whose lcore (if it has one) may never map. The caller flushes the batch
+// when its pass is over, and counts the pages returned (*pages). Caller
+// holds drain_lock.
+void release(Glue &g, const UnmapEntry *e, size_t n, Source src, uint64_t *pages)
 {
 	for (size_t i = 0; i < n; i++) {
-		g.dyn->table.release(e[i].slot);
+		if (src != Source::kQueued)
+			g.dyn->table.release(e[i].slot);
 		unmap_hook_call(e[i].pfn << g.shift, e[i].npages << g.shift);
 		int rc = iovam_return_batch_add(g.dyn->returns, e[i].pfn, e[i].npages);
 		if (rc != 0)
@@ -60,11 +72,12 @@ void release(Glue &g, const UnmapEntry *e, size_t n, uint64_t *pages)
 // Unmap a batch of claimed mappings: sorted, one DMA unmap per run of VA-
 // and IOVA-adjacent entries (VFIO type1 unmaps whole mappings; a run covers
 // whole ones). A run whose unmap fails keeps its IOVAs (the IOMMU may still
-// map them) and goes on the retry list. retried: the entries come from that
-// list (already counted in retrying). *failed: whether some unmap failed.
-// Caller holds drain_lock.
-int complete(Glue &g, UnmapEntry *e, size_t n, bool retried = false, bool *failed = nullptr)
+// map them) and goes on the retry list (kRetried: they come from it, already
+// counted in retrying). *failed: whether some unmap failed. Caller holds
+// drain_lock.
+int complete(Glue &g, UnmapEntry *e, size_t n, Source src, bool *failed = nullptr)
 {
+	const bool retried = src == Source::kRetried;
 	DynState &d = *g.dyn;
 	std::sort(e, e + n, [](const UnmapEntry &a, const UnmapEntry &b) { return a.pfn < b.pfn; });
 	int returned = 0;
@@ -79,7 +92,7 @@ int complete(Glue &g, UnmapEntry *e, size_t n, bool retried = false, bool *faile
 		}
 		runs++;
 		if (g.vfio.unmap_dyn(e[i].va, e[i].pfn << g.shift, pages << g.shift)) {
-			release(g, e + i, j - i, &returned_pages);
+			release(g, e + i, j - i, src, &returned_pages);
 			returned += static_cast<int>(j - i);
 			if (retried)
 				d.retrying.fetch_sub(j - i, std::memory_order_relaxed);
@@ -88,7 +101,7 @@ int complete(Glue &g, UnmapEntry *e, size_t n, bool retried = false, bool *faile
 			if (failed != nullptr)
 				*failed = true;
 			for (size_t k = i; k < j; k++) {
-				d.table.set_next(e[k].slot, d.retry_head);
+				d.table.set_tag(e[k].slot, d.retry_head);
 				d.retry_head = e[k].slot;
 			}
 			if (!retried)
@@ -119,9 +132,9 @@ int retry_failed(Glue &g)
 		size_t n = 0;
 		for (; n < kBatch && s != DynTable::kNone; n++) {
 			batch[n] = entry_of(g, s, d.table.pfn(s), d.table.va(s), d.table.len(s));
-			s = d.table.next(s);
+			s = d.table.tag(s);
 		}
-		returned += complete(g, batch, n, true);
+		returned += complete(g, batch, n, Source::kRetried);
 	}
 	if (d.retry_head == DynTable::kNone) {
 		// Every failed unmap is done now: nothing holds back completions.
@@ -142,7 +155,7 @@ size_t drain_queue(Glue &g, Queue &q, int *returned)
 	if (n == 0)
 		return 0;
 	bool failed = false;
-	*returned += complete(g, batch, n, false, &failed);
+	*returned += complete(g, batch, n, Source::kQueued, &failed);
 	if (failed && q.failed_floor.load(std::memory_order_relaxed) == UINT64_MAX)
 		q.failed_floor.store(first, std::memory_order_relaxed);
 	q.done.store(first + n, std::memory_order_release);
@@ -192,7 +205,7 @@ void dyn_leaked_iovas(Glue &g, std::vector<std::pair<uint64_t, uint64_t>> &out)
 {
 	DynState &d = *g.dyn;
 	std::lock_guard lk(d.drain_lock);
-	for (uint64_t s = d.retry_head; s != DynTable::kNone; s = d.table.next(s)) {
+	for (uint64_t s = d.retry_head; s != DynTable::kNone; s = d.table.tag(s)) {
 		UnmapEntry e = entry_of(g, s, d.table.pfn(s), d.table.va(s), d.table.len(s));
 		out.emplace_back(e.pfn << g.shift, ((e.pfn + e.npages) << g.shift) - 1);
 	}
@@ -211,12 +224,12 @@ uint64_t dyn_unmap_all_live(Glue &g)
 			  (pfn << g.shift) + (va & (g.granule - 1)), len);
 		batch[n++] = entry_of(g, slot, pfn, va, len);
 		if (n == kBatch) {
-			(void)complete(g, batch, n);
+			(void)complete(g, batch, n, Source::kFini);
 			n = 0;
 		}
 	});
 	if (n != 0)
-		(void)complete(g, batch, n);
+		(void)complete(g, batch, n, Source::kFini);
 	flush_returns(g);
 	return live;
 }

@@ -77,7 +77,11 @@ extern "C" int iovam_dpdk_map(void *va, size_t len, uint64_t *iova)
 	}
 	// Recorded after the IOMMU mapping exists: until then no unmap can
 	// claim it.
-	if (unlikely(d.table.insert(pfn, a, len) == iovam::glue::DynTable::kNone))
+	// A slot whose unmap completed is free: its sequence number says so.
+	const auto completed = [&d](uint64_t tag) {
+		return iovam::glue::seq_done(d.queues, tag) == 1;
+	};
+	if (unlikely(d.table.insert(pfn, a, len, completed) == iovam::glue::DynTable::kNone))
 		return iovam::glue::map_no_slot(*g, cache, a - off, pfn, npages);
 	if (shared) {
 		q.ctr[iovam::glue::kMaps].fetch_add(1, std::memory_order_relaxed);
@@ -132,24 +136,29 @@ extern "C" int iovam_dpdk_unmap_ex(void *va, uint64_t iova, size_t len, uint32_t
 		if (unlikely(!d.active[qi].load(std::memory_order_relaxed)))
 			d.active[qi].store(true, std::memory_order_relaxed);
 		iovam::glue::bump(q.ctr[iovam::glue::kUnmapRequests]);
+		// The entry's position: the slot is tagged with it before the
+		// drain can see the entry (the push's release), and is free
+		// once that position completed (dyn_table.h).
+		pos = q.head.load(std::memory_order_relaxed);
+		d.table.set_tag(slot, iovam::glue::seq_of(qi, pos));
 		if (unlikely(!q.push(e))) {
 			// Full: drain it ourselves (the drain thread is behind),
 			// then there is room.
 			iovam::glue::bump(q.ctr[iovam::glue::kSyncUnmaps]);
 			iovam::glue::drain_own(*g, q);
-			(void)q.push(e);
+			(void)q.push(e); // at pos: a drain does not move head
 		}
-		pos = q.head.load(std::memory_order_relaxed) - 1;
 	} else {
 		std::unique_lock lk(d.shared_lock);
 		d.active[qi].store(true, std::memory_order_relaxed);
 		q.ctr[iovam::glue::kUnmapRequests].fetch_add(1, std::memory_order_relaxed);
+		pos = q.head.load(std::memory_order_relaxed);
+		d.table.set_tag(slot, iovam::glue::seq_of(qi, pos));
 		if (!q.push(e)) {
 			q.ctr[iovam::glue::kSyncUnmaps].fetch_add(1, std::memory_order_relaxed);
 			iovam::glue::drain_own(*g, q); // drain_lock after shared_lock: never the reverse
 			(void)q.push(e);
 		}
-		pos = q.head.load(std::memory_order_relaxed) - 1;
 	}
 	if (seq != nullptr)
 		*seq = iovam::glue::seq_of(qi, pos);

@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 
 #include <rte_lcore.h>
@@ -104,10 +105,40 @@ struct alignas(64) Queue {
 	}
 };
 
-// The sequence number of queue qi's entry at position pos (never 0).
-uint64_t seq_of(unsigned qi, uint64_t pos);
+// Sequence numbers: (queue index + 1) << 48 | position mod 2^48. 0 is never
+// one, nor is a DynTable slot index or kNone (the other values of a slot's
+// tag).
+constexpr unsigned kSeqShift = 48;
+constexpr uint64_t kSeqPosMask = (1ULL << kSeqShift) - 1;
+
+// The sequence number of queue qi's entry at position pos.
+inline uint64_t seq_of(unsigned qi, uint64_t pos)
+{
+	return (static_cast<uint64_t>(qi) + 1) << kSeqShift | (pos & kSeqPosMask);
+}
+
 // 1 the unmap numbered seq completed, 0 pending (or behind a failed unmap of
 // its queue), -EINVAL not a sequence number. queues: the kQueues queues.
-int seq_done(const Queue *queues, uint64_t seq);
+// Cost: two acquire loads of the queue's consumer line (written once per
+// drain pass). Positions are compared modulo 2^48: done - pos in (0, 2^47]
+// means the entry lies below done (2^47 unmaps per lcore in flight at most;
+// a slot whose sequence number is 2^47 unmaps old looks pending, and waits
+// for its table window to be needed no more).
+inline int seq_done(const Queue *queues, uint64_t seq)
+{
+	uint64_t qi = seq >> kSeqShift;
+	if (qi == 0 || qi > kQueues)
+		return -EINVAL;
+	const Queue &q = queues[qi - 1];
+	uint64_t done = q.done.load(std::memory_order_acquire);
+	uint64_t floor = q.failed_floor.load(std::memory_order_acquire);
+	uint64_t behind = (done - (seq & kSeqPosMask)) & kSeqPosMask;
+	if (behind == 0 || behind > (1ULL << (kSeqShift - 1)))
+		return 0;
+	if (floor != UINT64_MAX && ((seq & kSeqPosMask) - floor) % (1ULL << kSeqShift) <
+					   (1ULL << (kSeqShift - 1)))
+		return 0; // at or after a failed unmap of this queue: retrying
+	return 1;
+}
 
 }  // namespace iovam::glue

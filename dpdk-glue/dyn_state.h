@@ -45,7 +45,7 @@ struct DynState {
 	// The drain's ranges on their way to the mapping lcores (drain_lock).
 	iovam_return_batch *returns = nullptr;
 	// Unmaps that failed, waiting for a retry: a list of claimed slots
-	// linked through Slot::next (drain_lock).
+	// linked through their tags (drain_lock).
 	uint64_t retry_head = DynTable::kNone;
 	std::atomic<uint64_t> retrying{0};
 

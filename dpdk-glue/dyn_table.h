@@ -16,19 +16,26 @@
 //
 //   slot (32 B, two per cache line)
 //   +-----------------------+----------------+----------------+-----------+
-//   | key: pfn << 2 | state | va             | len (bytes)    | next      |
+//   | key: pfn << 2 | state | va             | len (bytes)    | tag       |
 //   +-----------------------+----------------+----------------+-----------+
-//   va and len exactly as given to iovam_dpdk_map(); next links the slots
-//   whose unmap failed (the retry list).
+//   va and len exactly as given to iovam_dpdk_map(); tag, while unmapping:
+//   the unmap's sequence number (dyn_queue.h), or once its unmap failed the
+//   retry list's link; 0 while live.
 //   key 0 = empty, never used; kBusy = claimed by a map filling the slot
 //
 //   empty/dead --map: CAS to kBusy, fill, release-store live--> live
 //   live --unmap: CAS--> unmapping     (a second unmap loses: -ENOENT)
-//   unmapping --service, after the IOMMU unmap completed--> dead
+//   unmapping, its sequence number completed --a map may claim it--> kBusy
+//   unmapping, on the retry list --the drain, once the unmap succeeded--> dead
 //   dead --a later map may claim it--> kBusy ...
 //
-// The IOVA goes back to the domain only after its slot is dead, so a pfn is
-// live in at most one slot. A slot never becomes empty again, so a lookup
+// The drain never writes a slot whose unmap succeeded at once: a map tells
+// from the tag that the slot is free (the queue's completed position, a line
+// it reads once per drain pass). So the lines of the live table are written
+// by the mapping lcores only, and a drain on another core does not take them
+// away from the lcore that maps next to them. The IOVA goes back to the
+// domain only after the unmap completed, so a pfn is live in at most one
+// slot. A slot never becomes empty again, so a lookup
 // stops at the first empty slot (see below).
 //
 // Where a key lives: two probe windows, tried in this order.
@@ -66,6 +73,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <thread>
 
 namespace iovam::glue {
 
@@ -85,7 +93,7 @@ public:
 		std::atomic<uint64_t> key{0};
 		uint64_t va = 0;   // written by the map that owns the slot (kBusy),
 		uint64_t len = 0;  // read by the unmap that won it (kUnmapping)
-		uint64_t next = 0; // retry list link, while kUnmapping (drain lock)
+		std::atomic<uint64_t> tag{0}; // see above
 	};
 	static_assert(sizeof(Slot) == 32, "two slots per 64-byte cache line");
 
@@ -94,22 +102,32 @@ public:
 	void fini();
 	uint64_t slots() const { return 3 * (near_mask_ + 1); }
 
-	// Record a new live mapping. Returns its slot, or kNone: no free slot
-	// in either window (far more live mappings than the table is sized
-	// for). Cost: usually the pfn's own near slot (dead from its previous
-	// mapping, in a line its neighbours share), one CAS, three stores.
-	uint64_t insert(uint64_t pfn, uint64_t va, uint64_t len)
+	// Record a new live mapping. done(tag) says whether the unmap whose
+	// sequence number is tag completed (false for anything else): such an
+	// unmapping slot is free. Returns its slot, or kNone: no free slot in
+	// either window (far more live mappings than the table is sized for).
+	// Cost: usually the pfn's own near slot (free since its previous
+	// mapping's unmap completed, in a line its neighbours share), done(),
+	// one CAS, four stores.
+	template <typename Done>
+	uint64_t insert(uint64_t pfn, uint64_t va, uint64_t len, const Done &done)
 	{
-		uint64_t s = take_free(near_window(pfn));
+		uint64_t s = take_free(near_window(pfn), done);
 		if (__builtin_expect(s == kNone, 0)) {
-			s = take_free(far_window(pfn));
+			s = take_free(far_window(pfn), done);
 			if (s == kNone)
 				return kNone;
 		}
 		slots_[s].va = va;
 		slots_[s].len = len;
+		slots_[s].tag.store(0, std::memory_order_relaxed);
 		slots_[s].key.store(pfn << 2 | kLive, std::memory_order_release);
 		return s;
+	}
+	// Without sequence numbers: only empty and dead slots are free.
+	uint64_t insert(uint64_t pfn, uint64_t va, uint64_t len)
+	{
+		return insert(pfn, va, len, [](uint64_t) { return false; });
 	}
 
 	// Claim the live mapping at pfn for its unmap: it must have been mapped
@@ -126,20 +144,29 @@ public:
 	}
 
 	// The claimed mapping's IOMMU unmap completed: free the slot. Call
-	// before its IOVA goes back to the domain.
+	// before its IOVA goes back to the domain, for a slot whose tag is not
+	// its completed sequence number (a retried unmap, fini).
 	void release(uint64_t slot)
 	{
 		uint64_t k = slots_[slot].key.load(std::memory_order_relaxed);
 		slots_[slot].key.store((k & ~uint64_t{3}) | kDead, std::memory_order_release);
 	}
 
-	// A claimed (kUnmapping) slot's mapping and retry-list link; only the
-	// holder of the claim (the service, under its drain lock) uses them.
-	uint64_t pfn(uint64_t slot) const { return slots_[slot].key.load(std::memory_order_relaxed) >> 2; }
+	// A claimed (kUnmapping) slot's mapping and tag: set by the unmap that
+	// claimed it (its sequence number, before the entry is queued), then
+	// by the drain (the retry list's link, under its drain lock).
+	uint64_t pfn(uint64_t slot) const
+	{
+		uint64_t k;
+		// A map's ABA check may hold it for an instant (take_free()).
+		while ((k = slots_[slot].key.load(std::memory_order_acquire)) == kBusy)
+			std::this_thread::yield();
+		return k >> 2;
+	}
 	uint64_t va(uint64_t slot) const { return slots_[slot].va; }
 	uint64_t len(uint64_t slot) const { return slots_[slot].len; }
-	uint64_t next(uint64_t slot) const { return slots_[slot].next; }
-	void set_next(uint64_t slot, uint64_t next) { slots_[slot].next = next; }
+	uint64_t tag(uint64_t slot) const { return slots_[slot].tag.load(std::memory_order_relaxed); }
+	void set_tag(uint64_t slot, uint64_t tag) { slots_[slot].tag.store(tag, std::memory_order_relaxed); }
 
 	// Claim every live mapping (fini: whatever the application left), calling
 	// fn(slot, pfn, va, len) for each. Not concurrent with map or unmap.
@@ -177,19 +204,33 @@ private:
 			far_probe_};
 	}
 
-	// The first empty or dead slot of window w, claimed (kBusy); kNone if
-	// there is none.
-	uint64_t take_free(const Window &w)
+	// The first free slot of window w, claimed (kBusy); kNone if there is
+	// none.
+	template <typename Done>
+	uint64_t take_free(const Window &w, const Done &done)
 	{
 		for (uint64_t i = 0; i < w.probe; i++) {
 			const uint64_t s = w.slot(i);
-			uint64_t k = slots_[s].key.load(std::memory_order_relaxed);
-			while (k == 0 || (k & 3) == kDead) {
-				// Acquire: the dead slot's last reader (the service)
-				// finished with va/len before its release store.
-				if (slots_[s].key.compare_exchange_weak(k, kBusy, std::memory_order_acquire,
-									std::memory_order_relaxed))
-					return s;
+			// Acquire: an unmapping key's tag is its claimer's (written
+			// after the map's tag reset), never an older one.
+			uint64_t k = slots_[s].key.load(std::memory_order_acquire);
+			while (k == 0 || (k & 3) == kDead ||
+			       ((k & 3) == kUnmapping && done(slots_[s].tag.load(std::memory_order_relaxed)))) {
+				// Acquire: the slot's last reader (the unmap, the
+				// drain) finished with va/len before its release.
+				if (!slots_[s].key.compare_exchange_weak(k, kBusy, std::memory_order_acquire,
+									 std::memory_order_acquire))
+					continue;
+				// ABA: between our look and the CAS the slot may have
+				// been taken, mapped and unmapped again by others (the
+				// same key, a pending tag now). Then it is not free:
+				// put it back before anyone but pfn() notices.
+				if ((k & 3) == kUnmapping &&
+				    !done(slots_[s].tag.load(std::memory_order_relaxed))) {
+					slots_[s].key.store(k, std::memory_order_release);
+					break;
+				}
+				return s;
 			}
 		}
 		return kNone;

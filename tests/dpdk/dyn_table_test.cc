@@ -122,6 +122,37 @@ TEST(DynTable, ADenseRunTakesConsecutiveSlots)
 	}
 }
 
+// An unmapping slot is free once its tag (the unmap's sequence number) says
+// its unmap completed; until then, and for a slot on the retry list, it is
+// not. The drain never has to mark it dead.
+TEST(DynTable, AnUnmappingSlotIsFreeOnceItsSequenceNumberCompleted)
+{
+	Table tb(8); // 8 near slots, 16 far
+	DynTable &t = tb.t;
+	uint64_t s = t.insert(3, 0x3000, 100);
+	ASSERT_EQ(s, 3u);
+	uint64_t got;
+	ASSERT_EQ(t.claim(3, 0x3000, 100, &got), 0);
+	t.set_tag(got, 77);
+	uint64_t completed = 0; // the predicate's view: is tag 77 done?
+	auto done = [&](uint64_t tag) { return completed != 0 && tag == 77; };
+	// Pending: pfn 11 (near home 3) goes to the next near slot.
+	uint64_t s11 = t.insert(11, 0xB000, 1, done);
+	EXPECT_EQ(s11, 4u);
+	completed = 1;
+	// Done: pfn 19 (near home 3) takes the unmapping slot, and only the new
+	// mapping is live there.
+	EXPECT_EQ(t.insert(19, 0x13000, 1, done), 3u);
+	EXPECT_EQ(t.claim(3, 0x3000, 100, &got), -ENOENT);
+	ASSERT_EQ(t.claim(19, 0x13000, 1, &got), 0);
+	EXPECT_EQ(got, 3u);
+	// A slot whose tag is something else (a retry-list link) is not free.
+	t.set_tag(got, 5);
+	EXPECT_EQ(t.insert(27, 0x1B000, 1, done), 5u);
+	EXPECT_EQ(t.pfn(got), 19u);
+	EXPECT_EQ(t.tag(got), 5u);
+}
+
 // Far beyond its size the table refuses (kNone); releasing makes room again.
 TEST(DynTable, RefusesWhenFullAndReusesDeadSlots)
 {
