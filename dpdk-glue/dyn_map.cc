@@ -45,8 +45,9 @@ using iovam::glue::Glue;
 
 // Fast path. Cost without VFIO: the bounds arithmetic, iovam_alloc_fast() (a
 // magazine pop when the lcore's cache is warm), one DynTable insert (a CAS on
-// the pfn's near slot, next to its neighbours' in a streamed line) and two
-// single-writer counter stores; no heap allocation, no lock, no system call.
+// the pfn's near slot, next to its neighbours' in a streamed line, after
+// seq_done() of the slot's previous unmap: two loads of a line the drain
+// writes once per pass) and two single-writer counter stores; no heap allocation, no lock, no system call.
 // With VFIO add one VFIO_IOMMU_MAP_DMA ioctl (microseconds: the kernel pins
 // the pages).
 extern "C" int iovam_dpdk_map(void *va, size_t len, uint64_t *iova)
