@@ -37,7 +37,6 @@
 
 #include <rte_cycles.h>
 #include <rte_eal.h>
-#include <rte_errno.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_pause.h>
@@ -177,11 +176,9 @@ void cache_totals(uint64_t *hits, uint64_t *misses)
 
 int main(int argc, char **argv)
 {
-	int n = rte_eal_init(argc, argv);
-	if (n < 0) {
-		fprintf(stderr, "rte_eal_init: %s\n", rte_strerror(rte_errno));
+	int n = eal_start(argc, argv, "bench_dyn_map");
+	if (n < 0)
 		return 1;
-	}
 	if (!parse(argc - n, argv + n)) {
 		fprintf(stderr, "usage: bench_dyn_map [EAL] -- [--drain=self|alarm|service] "
 			"[--rate=N] [--strict] [--seconds=S]\n");

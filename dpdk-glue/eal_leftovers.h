@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause
  * Copyright (c) 2026 The iovam authors.
  */
-// eal_leftovers_remove(): what a single-process DPDK program of ours (the
-// glue tests, examples/zero_copy_tx and mp_primary, bench_dyn_map) deletes after
+// The EAL lifetime of a DPDK program of ours: eal_start() at the start (and
+// eal_app_arg_u64() for its arguments), eal_exit() at every exit after it
+// (examples/zero_copy_tx and mp_primary, bench_dyn_map; the glue tests call
+// eal_leftovers_remove() themselves).
+//
+// eal_leftovers_remove(): what a single-process program deletes after
 // rte_eal_cleanup(), because DPDK 22.11 leaves it behind:
 //
 //   - its runtime directory, /var/run/dpdk/<file-prefix> (config, fbarrays,
@@ -16,6 +20,9 @@
 // installed: a header for this repository's programs only.
 #pragma once
 
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -23,6 +30,27 @@
 #include <vector>
 
 #include <rte_eal.h>
+#include <rte_errno.h>
+
+// rte_eal_init(): the number of arguments EAL took, or -1 after a message
+// naming prog (EAL did not start: nothing to clean up).
+inline int eal_start(int argc, char **argv, const char *prog)
+{
+	int n = rte_eal_init(argc, argv);
+	if (n < 0) {
+		fprintf(stderr, "%s: rte_eal_init: %s\n", prog, rte_strerror(rte_errno));
+		return -1;
+	}
+	return n;
+}
+
+// The application's i-th argument (i >= 1) as a number, dflt if absent. n:
+// what eal_start() returned (rte_eal_init() leaves the program name at
+// argv[n], the application's arguments after it).
+inline uint64_t eal_app_arg_u64(int argc, char **argv, int n, int i, uint64_t dflt)
+{
+	return argc - n > i ? strtoull(argv[n + i], nullptr, 0) : dflt;
+}
 
 // runtime_dir: rte_eal_get_runtime_dir(), read before rte_eal_cleanup(). Its
 // last component is the file prefix. Errors are ignored: nothing to undo.

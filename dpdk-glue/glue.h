@@ -29,7 +29,7 @@ namespace iovam::glue {
 
 // Cold-path counters (memory events, pools, service): relaxed atomics, one
 // per COUNTER row of stats_fields.h, named as the stats field they fill.
-// The dynamic-map fast path keeps its own per-lcore counters (dyn_map.cc).
+// The dynamic-map fast path keeps its own per-lcore counters (dyn_queue.h).
 struct Counters {
 #define IOVAM_COUNTER_DECLARE(name) std::atomic<uint64_t> name{0};
 #define X(type, name, source) IOVAM_DPDK_STATS_IF_##source(IOVAM_COUNTER_DECLARE, name)
@@ -64,7 +64,7 @@ struct PoolInfo {
 	int socket_of_memory = -1; // of every populated run (numa.cc); -2 mixed
 };
 
-struct DynState;     // dyn_map.cc
+struct DynState;     // dyn_state.h
 struct ServiceState; // service.cc
 
 struct Glue {
@@ -122,7 +122,7 @@ void unmap_hook_call(uint64_t iova, uint64_t len);
 // Retry the unmaps of freed memory that failed; the number still failing.
 uint64_t mem_retry_failed_unmaps(Glue &g);
 
-// dyn_map.cc
+// dyn_state.cc, dyn_drain.cc
 int dyn_start(Glue &g);
 void dyn_stop(Glue &g);
 // Retry failed unmaps and complete queued ones (up to a batch per queue, or,

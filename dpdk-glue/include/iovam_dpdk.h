@@ -110,7 +110,7 @@ struct iovam_dpdk_conf {
 	 *  0 = 1024. A full queue makes iovam_dpdk_unmap() unmap synchronously. */
 	uint32_t unmap_queue_size;
 	/** Live dynamic mappings (iovam_dpdk_map()) the tracking table is sized
-	 *  for, 1..2^24: it takes 64 bytes per mapping. 0 = 65536 (a VFIO type1
+	 *  for, 1..2^24: it takes 96 bytes per mapping. 0 = 65536 (a VFIO type1
 	 *  container holds at most 65535 mappings in all). Far beyond it
 	 *  iovam_dpdk_map() fails with -ENOSPC. */
 	uint32_t max_dyn_mappings;

@@ -95,13 +95,11 @@ bool verify(const char *when, uint64_t forwarded)
 
 int main(int argc, char **argv)
 {
-	int n = rte_eal_init(argc, argv);
-	if (n < 0) {
-		fprintf(stderr, "mp_primary: rte_eal_init: %s\n", rte_strerror(rte_errno));
+	int n = eal_start(argc, argv, "mp_primary");
+	if (n < 0)
 		return 1;
-	}
-	uint64_t seconds = argc - n > 1 ? strtoull(argv[n + 1], nullptr, 0) : 0;
-	uint64_t pps = argc - n > 2 ? strtoull(argv[n + 2], nullptr, 0) : 0;
+	uint64_t seconds = eal_app_arg_u64(argc, argv, n, 1, 0);
+	uint64_t pps = eal_app_arg_u64(argc, argv, n, 2, 0);
 	if (rte_eal_process_type() != RTE_PROC_PRIMARY || rte_eth_dev_count_avail() < 1) {
 		fprintf(stderr, "mp_primary: must be the primary, with ports "
 				"(--vdev net_null0 --vdev net_null1)\n");

@@ -156,12 +156,10 @@ double run_memcpy(rte_mempool *big, unsigned len, uint64_t packets)
 
 int main(int argc, char **argv)
 {
-	int n = rte_eal_init(argc, argv);
-	if (n < 0) {
-		fprintf(stderr, "rte_eal_init: %s\n", rte_strerror(rte_errno));
+	int n = eal_start(argc, argv, "zero_copy_tx");
+	if (n < 0)
 		return 1;
-	}
-	uint64_t packets = argc - n > 1 ? strtoull(argv[n + 1], nullptr, 0) : 1000000;
+	uint64_t packets = eal_app_arg_u64(argc, argv, n, 1, 1000000);
 	if (rte_eth_dev_count_avail() < 1) {
 		fprintf(stderr, "no port: add --vdev net_null0\n");
 		return eal_exit(1);

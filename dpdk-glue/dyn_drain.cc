@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (c) 2026 The iovam authors.
+ */
+// The drain of the dynamic unmaps (dyn_state.h): pops each queue, sorts the
+// batch, issues one VFIO unmap per run of VA- and IOVA-adjacent mappings,
+// and only after each unmap returned frees the slot and gives the range to
+// the drain's return batch (iovam.h), which moves whole magazines into the
+// depot: the mapping lcores take them back there, whatever thread drains (a
+// service lcore, an app lcore, the EAL alarm thread). So an IOVA is never
+// allocated again while the IOMMU may still translate it (the stale-DMA bug
+// users hit with eager reuse), and a mapping lcore's steady state is a
+// magazine pop. The drain leaves the slot of an unmap that succeeded alone:
+// the queue's completed position frees it (dyn_table.h), so the mapping
+// lcores' table lines stay theirs. A failed unmap keeps its IOVA and its
+// slot (still "unmapping") on a retry list threaded through the slots' tags;
+// every service iteration retries it until the unmap succeeds, then marks
+// the slot dead.
+//
+// Who drains: the service; a producer whose queue is full (it drains its own
+// queue, then queues); a strict unmap (its own queue, its entry included);
+// iovam_dpdk_unmap_wait().
+#include <algorithm>
+#include <cinttypes>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "dyn_state.h"
+#include "log.h"
+
+namespace iovam::glue {
+
+namespace {
+
+// Entries taken from one queue per service iteration: 256 x 32 B = 8 KiB of
+// service stack, and a bound on how long one iteration holds the drain lock.
+constexpr size_t kBatch = 256;
+
+// The unmap of a mapping of len bytes from va at pfn, claimed in slot.
+UnmapEntry entry_of(const Glue &g, uint64_t slot, uint64_t pfn, uint64_t va, uint64_t len)
+{
+	uint64_t off = va & (g.granule - 1);
+	return UnmapEntry{va - off, pfn, (off + len + g.granule - 1) >> g.shift, slot};
+}
+
+// Where a batch of unmaps comes from, which says how its slots become free.
+enum class Source {
+	kQueued,  // popped from a queue: the slot is free by its sequence number
+	kRetried, // from the retry list: its tag is a link, the drain frees it
+	kFini,    // claimed at fini, untagged: the drain frees it
+};
+
+// Return the IOVA ranges of entries whose unmap completed: the slot first
+// (unless its sequence number frees it), then the IOVA (a pfn is live in at
+// most one slot), into the return batch: the depot, not this thread's cache,
+// whose lcore (if it has one) may never map. The caller flushes the batch
+// when its pass is over, and counts the pages returned (*pages). Caller
+// holds drain_lock.
+void release(Glue &g, const UnmapEntry *e, size_t n, Source src, uint64_t *pages)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (src != Source::kQueued)
+			g.dyn->table.release(e[i].slot);
+		unmap_hook_call(e[i].pfn << g.shift, e[i].npages << g.shift);
+		int rc = iovam_return_batch_add(g.dyn->returns, e[i].pfn, e[i].npages);
+		if (rc != 0)
+			IOVAM_LOG(ERR, "return pfn 0x%" PRIx64 ": %d", e[i].pfn, rc);
+		*pages += e[i].npages;
+	}
+}
+
+// Unmap a batch of claimed mappings: sorted, one DMA unmap per run of VA-
+// and IOVA-adjacent entries (VFIO type1 unmaps whole mappings; a run covers
+// whole ones). A run whose unmap fails keeps its IOVAs (the IOMMU may still
+// map them) and goes on the retry list (kRetried: they come from it, already
+// counted in retrying). *failed: whether some unmap failed. Caller holds
+// drain_lock.
+int complete(Glue &g, UnmapEntry *e, size_t n, Source src, bool *failed = nullptr)
+{
+	const bool retried = src == Source::kRetried;
+	DynState &d = *g.dyn;
+	std::sort(e, e + n, [](const UnmapEntry &a, const UnmapEntry &b) { return a.pfn < b.pfn; });
+	int returned = 0;
+	uint64_t runs = 0, returned_pages = 0;
+	for (size_t i = 0; i < n;) {
+		size_t j = i + 1;
+		uint64_t pages = e[i].npages;
+		while (j < n && e[j].pfn == e[i].pfn + pages &&
+		       e[j].va == e[i].va + (pages << g.shift)) {
+			pages += e[j].npages;
+			j++;
+		}
+		runs++;
+		if (g.vfio.unmap_dyn(e[i].va, e[i].pfn << g.shift, pages << g.shift)) {
+			release(g, e + i, j - i, src, &returned_pages);
+			returned += static_cast<int>(j - i);
+			if (retried)
+				d.retrying.fetch_sub(j - i, std::memory_order_relaxed);
+		} else {
+			d.count(kDmaFailures);
+			if (failed != nullptr)
+				*failed = true;
+			for (size_t k = i; k < j; k++) {
+				d.table.set_tag(e[k].slot, d.retry_head);
+				d.retry_head = e[k].slot;
+			}
+			if (!retried)
+				d.retrying.fetch_add(j - i, std::memory_order_relaxed);
+		}
+		i = j;
+	}
+	// The drain's own counters: written under drain_lock only, so a
+	// load and a store each, once per batch (a locked add per entry cost
+	// more than the rest of the entry's release in zero_copy_tx).
+	bump(d.ctr[kDmaUnmaps], runs);
+	bump(d.ctr[kDoneUnmaps], static_cast<uint64_t>(returned));
+	bump(d.ctr[kUnmapBytes], returned_pages << g.shift);
+	return returned;
+}
+
+// Retry the unmaps that failed before, in batches. Caller holds drain_lock.
+int retry_failed(Glue &g)
+{
+	DynState &d = *g.dyn;
+	uint64_t s = d.retry_head;
+	if (s == DynTable::kNone)
+		return 0;
+	d.retry_head = DynTable::kNone;
+	UnmapEntry batch[kBatch];
+	int returned = 0;
+	while (s != DynTable::kNone) {
+		size_t n = 0;
+		for (; n < kBatch && s != DynTable::kNone; n++) {
+			batch[n] = entry_of(g, s, d.table.pfn(s), d.table.va(s), d.table.len(s));
+			s = d.table.tag(s);
+		}
+		returned += complete(g, batch, n, Source::kRetried);
+	}
+	if (d.retry_head == DynTable::kNone) {
+		// Every failed unmap is done now: nothing holds back completions.
+		for (auto &q : d.queues)
+			if (q.failed_floor.load(std::memory_order_relaxed) != UINT64_MAX)
+				q.failed_floor.store(UINT64_MAX, std::memory_order_release);
+	}
+	return returned;
+}
+
+// Pop and complete up to kBatch entries of queue q; how many were popped
+// (*returned: ranges returned). Caller holds drain_lock.
+size_t drain_queue(Glue &g, Queue &q, int *returned)
+{
+	UnmapEntry batch[kBatch];
+	uint64_t first;
+	size_t n = q.pop(batch, kBatch, &first);
+	if (n == 0)
+		return 0;
+	bool failed = false;
+	*returned += complete(g, batch, n, Source::kQueued, &failed);
+	if (failed && q.failed_floor.load(std::memory_order_relaxed) == UINT64_MAX)
+		q.failed_floor.store(first, std::memory_order_relaxed);
+	q.done.store(first + n, std::memory_order_release);
+	return n;
+}
+
+// The end of a pass: the ranges it returned go to the depot now.
+void flush_returns(Glue &g)
+{
+	(void)iovam_return_batch_flush(g.dyn->returns);
+}
+
+}  // namespace
+
+[[gnu::noinline]] void drain_own(Glue &g, Queue &q)
+{
+	std::lock_guard lk(g.dyn->drain_lock);
+	int returned = 0;
+	while (drain_queue(g, q, &returned) != 0) {
+	}
+	flush_returns(g);
+}
+
+int dyn_drain(Glue &g, bool until_empty)
+{
+	DynState &d = *g.dyn;
+	std::lock_guard lk(d.drain_lock);
+	int returned = retry_failed(g);
+	// until_empty: enough rounds to empty a queue that was full when we
+	// started (what was queued before us is done), then stop even if
+	// producers keep pushing: the drain lock's hold stays bounded.
+	const uint64_t max_rounds = until_empty ? g.conf.unmap_queue_size / kBatch + 1 : 1;
+	size_t popped;
+	uint64_t rounds = 0;
+	do {
+		popped = 0;
+		for (unsigned i = 0; i < kQueues; i++) {
+			if (d.active[i].load(std::memory_order_relaxed))
+				popped += drain_queue(g, d.queues[i], &returned);
+		}
+	} while (popped != 0 && ++rounds < max_rounds);
+	flush_returns(g);
+	return returned;
+}
+
+void dyn_leaked_iovas(Glue &g, std::vector<std::pair<uint64_t, uint64_t>> &out)
+{
+	DynState &d = *g.dyn;
+	std::lock_guard lk(d.drain_lock);
+	for (uint64_t s = d.retry_head; s != DynTable::kNone; s = d.table.tag(s)) {
+		UnmapEntry e = entry_of(g, s, d.table.pfn(s), d.table.va(s), d.table.len(s));
+		out.emplace_back(e.pfn << g.shift, ((e.pfn + e.npages) << g.shift) - 1);
+	}
+}
+
+uint64_t dyn_unmap_all_live(Glue &g)
+{
+	DynState &d = *g.dyn;
+	std::lock_guard lk(d.drain_lock);
+	UnmapEntry batch[kBatch];
+	size_t n = 0;
+	uint64_t live = d.table.claim_all_live([&](uint64_t slot, uint64_t pfn, uint64_t va,
+						   uint64_t len) {
+		IOVAM_LOG(WARNING, "fini: dynamic mapping va 0x%" PRIx64 " iova 0x%" PRIx64
+			  " len %" PRIu64 " still live: unmapping it", va,
+			  (pfn << g.shift) + (va & (g.granule - 1)), len);
+		batch[n++] = entry_of(g, slot, pfn, va, len);
+		if (n == kBatch) {
+			(void)complete(g, batch, n, Source::kFini);
+			n = 0;
+		}
+	});
+	if (n != 0)
+		(void)complete(g, batch, n, Source::kFini);
+	flush_returns(g);
+	return live;
+}
+
+}  // namespace iovam::glue

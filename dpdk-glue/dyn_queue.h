@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (c) 2026 The iovam authors.
+ */
+// The unmap queues of the dynamic mappings, and the sequence numbers that
+// tell a caller when its unmap completed.
+//
+// An unmap (iovam_dpdk_unmap) claims its mapping in the DynTable, then
+// pushes (va, pfn, npages, slot) into its lcore's single-producer queue; the
+// drain (dyn_drain.cc) pops it. One queue per lcore id (RTE_MAX_LCORE,
+// registered non-EAL threads included) plus one shared queue for threads
+// without an lcore id, whose producers take a mutex (as rte_mempool's
+// LCORE_ID_ANY path takes none of the per-lcore fast paths either). All queue
+// memory is allocated at start: the fast paths never allocate.
+//
+// Completion: an unmap's sequence number is its queue and its position in
+// it. Each queue's consumer side records `done`, the position below which
+// every popped entry completed, and `failed_floor`, the first position of a
+// popped batch in which an unmap failed (UINT64_MAX: none), until the retry
+// list is empty again.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+
+#include <rte_lcore.h>
+
+namespace iovam::glue {
+
+constexpr unsigned kSharedQueue = RTE_MAX_LCORE;
+constexpr unsigned kQueues = RTE_MAX_LCORE + 1;
+
+struct UnmapEntry {
+	uint64_t va;     // page-aligned start of the mapping
+	uint64_t pfn;    // first IOVA page
+	uint64_t npages; // pages mapped (the IOVA range may be rounded up)
+	uint64_t slot;   // its DynTable slot, claimed (kUnmapping)
+};
+
+// Single-writer counter: a relaxed load and store, no locked instruction.
+inline void bump(std::atomic<uint64_t> &c, uint64_t v = 1)
+{
+	c.store(c.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
+}
+
+// The counters of one queue's producer (the owning lcore: bump(); the shared
+// queue's producers under its mutex: fetch_add).
+enum ProducerCounter : unsigned {
+	kMaps,
+	kMapBytes,
+	kUnmapRequests,
+	kSyncUnmaps,   // unmaps that drained their own full queue
+	kMapFailures,
+	kProducerCounters
+};
+
+// One lcore's queue. The producer's and the consumer's fields are on
+// separate cache lines so that neither side bounces the other's line.
+struct alignas(64) Queue {
+	// Producer (the owning lcore) writes these. head is read by every
+	// drain pass (a service lcore polls it); the counters, read only by the
+	// stats, are on a line of their own so that a map's counter stores do
+	// not take head's line back from the polling drain.
+	std::atomic<uint64_t> head{0};
+	// The producer's last view of tail: it reloads tail (a line the drain
+	// writes, on another core) only when this view says full.
+	uint64_t tail_seen = 0;
+	alignas(64) std::atomic<uint64_t> ctr[kProducerCounters] = {};
+	// Consumers (under the drain lock) write these.
+	alignas(64) std::atomic<uint64_t> tail{0};
+	std::atomic<uint64_t> done{0};                // entries below completed (or failed)
+	std::atomic<uint64_t> failed_floor{UINT64_MAX}; // done() is 0 from here on while retrying
+	// Read-only after start.
+	alignas(64) UnmapEntry *slots = nullptr;
+	uint64_t mask = 0;
+
+	// Producer. false: full. Cost: one entry store, a release store of head;
+	// the acquire load of tail only when the last view said full.
+	bool push(const UnmapEntry &e)
+	{
+		uint64_t h = head.load(std::memory_order_relaxed);
+		if (h - tail_seen > mask) {
+			tail_seen = tail.load(std::memory_order_acquire);
+			if (h - tail_seen > mask)
+				return false;
+		}
+		slots[h & mask] = e;
+		head.store(h + 1, std::memory_order_release);
+		return true;
+	}
+
+	// Consumer (drain lock): up to max entries into out, the first at
+	// position *first; how many.
+	size_t pop(UnmapEntry *out, size_t max, uint64_t *first)
+	{
+		uint64_t t = tail.load(std::memory_order_relaxed);
+		*first = t;
+		uint64_t n = head.load(std::memory_order_acquire) - t;
+		n = std::min<uint64_t>(n, max);
+		for (uint64_t i = 0; i < n; i++)
+			out[i] = slots[(t + i) & mask];
+		tail.store(t + n, std::memory_order_release);
+		return n;
+	}
+};
+
+// Sequence numbers: (queue index + 1) << 48 | position mod 2^48. 0 is never
+// one, nor is a DynTable slot index or kNone (the other values of a slot's
+// tag).
+constexpr unsigned kSeqShift = 48;
+constexpr uint64_t kSeqPosMask = (1ULL << kSeqShift) - 1;
+
+// The sequence number of queue qi's entry at position pos.
+inline uint64_t seq_of(unsigned qi, uint64_t pos)
+{
+	return (static_cast<uint64_t>(qi) + 1) << kSeqShift | (pos & kSeqPosMask);
+}
+
+// 1 the unmap numbered seq completed, 0 pending (or behind a failed unmap of
+// its queue), -EINVAL not a sequence number. queues: the kQueues queues.
+// Cost: two acquire loads of the queue's consumer line (written once per
+// drain pass). Positions are compared modulo 2^48: done - pos in (0, 2^47]
+// means the entry lies below done (2^47 unmaps per lcore in flight at most;
+// a slot whose sequence number is 2^47 unmaps old looks pending, and waits
+// for its table window to be needed no more).
+inline int seq_done(const Queue *queues, uint64_t seq)
+{
+	uint64_t qi = seq >> kSeqShift;
+	if (qi == 0 || qi > kQueues)
+		return -EINVAL;
+	const Queue &q = queues[qi - 1];
+	uint64_t done = q.done.load(std::memory_order_acquire);
+	uint64_t floor = q.failed_floor.load(std::memory_order_acquire);
+	uint64_t behind = (done - (seq & kSeqPosMask)) & kSeqPosMask;
+	if (behind == 0 || behind > (1ULL << (kSeqShift - 1)))
+		return 0;
+	if (floor != UINT64_MAX && ((seq & kSeqPosMask) - floor) % (1ULL << kSeqShift) <
+					   (1ULL << (kSeqShift - 1)))
+		return 0; // at or after a failed unmap of this queue: retrying
+	return 1;
+}
+
+}  // namespace iovam::glue
