@@ -147,6 +147,9 @@ extern "C" int iovam_dpdk_unmap_ex(void *va, uint64_t iova, size_t len, uint32_t
 			iovam::glue::bump(q.ctr[iovam::glue::kSyncUnmaps]);
 			iovam::glue::drain_own(*g, q);
 			(void)q.push(e); // at pos: a drain does not move head
+		} else if (unlikely(q.half_full()) &&
+			   !d.drain_wanted.load(std::memory_order_relaxed)) {
+			d.drain_wanted.store(true, std::memory_order_relaxed);
 		}
 	} else {
 		std::unique_lock lk(d.shared_lock);

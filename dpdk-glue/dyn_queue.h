@@ -90,6 +90,20 @@ struct alignas(64) Queue {
 		return true;
 	}
 
+	// Producer, after a push: the queue is at least half full, by a fresh
+	// view of tail. Cost while it is not: a load of head (this lcore's
+	// line) and a compare; tail (the drain's line) is loaded only when the
+	// last view says half full.
+	bool half_full()
+	{
+		const uint64_t h = head.load(std::memory_order_relaxed);
+		const uint64_t half = (mask + 1) / 2;
+		if (h - tail_seen < half)
+			return false;
+		tail_seen = tail.load(std::memory_order_acquire);
+		return h - tail_seen >= half;
+	}
+
 	// Consumer (drain lock): up to max entries into out, the first at
 	// position *first; how many.
 	size_t pop(UnmapEntry *out, size_t max, uint64_t *first)

@@ -48,6 +48,11 @@ struct DynState {
 	// linked through their tags (drain_lock).
 	uint64_t retry_head = DynTable::kNone;
 	std::atomic<uint64_t> retrying{0};
+	// A producer's queue is half full: a service lcore drains now instead
+	// of at its period (service.cc). On a line of its own, which producers
+	// write only then, so the service can poll it without taking a line a
+	// map or an unmap writes.
+	alignas(64) std::atomic<bool> drain_wanted{false};
 
 	void count(DrainCounter c, uint64_t v = 1) { ctr[c].fetch_add(v, std::memory_order_relaxed); }
 	uint64_t read(DrainCounter c) const { return ctr[c].load(std::memory_order_relaxed); }
