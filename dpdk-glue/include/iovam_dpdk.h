@@ -70,8 +70,9 @@ struct rte_mempool;
 #define IOVAM_DPDK_F_NO_IOMMU (1u << 0)
 /**
  * Do not run the service by itself. Without this flag the service is mapped
- * to the first service lcore if there is one, else it runs from an EAL alarm
- * every 10 ms. With it, the application runs it: on a service lcore it maps
+ * to the first service lcore if there is one (it completes lazy unmaps every
+ * millisecond, sooner when an lcore's unmap queue is half full), else it runs
+ * from an EAL alarm every 10 ms. With it, the application runs it: on a service lcore it maps
  * itself, with rte_service_run_iter_on_app_lcore(), or iovam_dpdk_service_run().
  */
 #define IOVAM_DPDK_F_NO_SERVICE (1u << 1)
