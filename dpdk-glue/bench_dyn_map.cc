@@ -45,7 +45,8 @@
 #include "eal_leftovers.h"
 #include "iovam_dpdk.h"
 
-namespace {
+namespace
+{
 
 constexpr int kBurst = 64; // pairs per burst, below the unmap queue's size
 constexpr size_t kBufStride = 2048;
@@ -65,7 +66,8 @@ struct alignas(64) PerLcore {
 	uint64_t timed_cycles = 0;
 	uint64_t wall_cycles = 0;
 	std::vector<char> buf;
-	std::vector<uint32_t> burst_cycles; // each measured burst: the median is robust to preemption
+	std::vector<uint32_t>
+	        burst_cycles; // each measured burst: the median is robust to preemption
 };
 
 Options g_opt;
@@ -93,8 +95,7 @@ int mapper(void *)
 	for (;;) {
 		int p = g_phase.load(std::memory_order_relaxed);
 		if (p != phase) {
-			if (p == 2)
-				break;
+			if (p == 2) break;
 			phase = p; // measuring from here
 			start = rte_rdtsc();
 			bursts = 0;
@@ -105,27 +106,26 @@ int mapper(void *)
 		if (g_opt.rate != 0 && phase == 1) {
 			// Burst k is due at start + k * 64 / rate.
 			uint64_t due = start + bursts * kBurst * hz / g_opt.rate;
-			while (rte_rdtsc() < due)
-				rte_pause();
+			while (rte_rdtsc() < due) rte_pause();
 		}
 		uint64_t t0 = rte_rdtsc_precise();
 		for (int i = 0; i < kBurst; i++)
 			if (iovam_dpdk_map(me.buf.data() + i * kBufStride, kLen, &iova[i]) != 0)
 				abort();
 		for (int i = 0; i < kBurst; i++)
-			if (iovam_dpdk_unmap_ex(me.buf.data() + i * kBufStride, iova[i], kLen, flags,
-						nullptr) != 0)
+			if (iovam_dpdk_unmap_ex(me.buf.data() + i * kBufStride, iova[i], kLen,
+			                        flags, nullptr) != 0)
 				abort();
 		uint64_t t1 = rte_rdtsc_precise();
 		if (phase == 1) {
 			me.timed_cycles += t1 - t0;
 			me.pairs += kBurst;
 			if (me.burst_cycles.size() < me.burst_cycles.capacity())
-				me.burst_cycles.push_back(static_cast<uint32_t>(std::min<uint64_t>(t1 - t0, UINT32_MAX)));
+				me.burst_cycles.push_back(static_cast<uint32_t>(
+				        std::min<uint64_t>(t1 - t0, UINT32_MAX)));
 			bursts++;
 		}
-		if (g_opt.drain == Drain::kSelf)
-			(void)iovam_dpdk_service_run();
+		if (g_opt.drain == Drain::kSelf) (void)iovam_dpdk_service_run();
 	}
 	me.wall_cycles = rte_rdtsc() - start;
 	return 0;
@@ -155,16 +155,18 @@ bool parse(int argc, char **argv)
 
 const char *drain_name()
 {
-	return g_opt.drain == Drain::kSelf ? "self" : g_opt.drain == Drain::kAlarm ? "alarm" : "service";
+	return g_opt.drain == Drain::kSelf    ? "self"
+	       : g_opt.drain == Drain::kAlarm ? "alarm"
+	                                      : "service";
 }
 
 void cache_totals(uint64_t *hits, uint64_t *misses)
 {
 	*hits = *misses = 0;
 	unsigned lc;
-	RTE_LCORE_FOREACH(lc) {
-		if (!maps(lc))
-			continue;
+	RTE_LCORE_FOREACH(lc)
+	{
+		if (!maps(lc)) continue;
 		iovam_cache_stats cs{};
 		(void)iovam_cache_stats_get(iovam_dpdk_domain(), lc, &cs);
 		*hits += cs.alloc_hits;
@@ -172,22 +174,20 @@ void cache_totals(uint64_t *hits, uint64_t *misses)
 	}
 }
 
-}  // namespace
+} // namespace
 
 int main(int argc, char **argv)
 {
 	int n = eal_start(argc, argv, "bench_dyn_map");
-	if (n < 0)
-		return 1;
+	if (n < 0) return 1;
 	if (!parse(argc - n, argv + n)) {
 		fprintf(stderr, "usage: bench_dyn_map [EAL] -- [--drain=self|alarm|service] "
-			"[--rate=N] [--strict] [--seconds=S]\n");
+		                "[--rate=N] [--strict] [--seconds=S]\n");
 		return 2;
 	}
 	iovam_dpdk_conf conf{};
 	conf.flags = IOVAM_DPDK_F_NO_IOMMU;
-	if (g_opt.drain == Drain::kSelf)
-		conf.flags |= IOVAM_DPDK_F_NO_SERVICE;
+	if (g_opt.drain == Drain::kSelf) conf.flags |= IOVAM_DPDK_F_NO_SERVICE;
 	if (g_opt.drain == Drain::kService && rte_service_lcore_count() == 0) {
 		fprintf(stderr, "--drain=service needs a service lcore (EAL -s)\n");
 		return 2;
@@ -203,10 +203,9 @@ int main(int argc, char **argv)
 	}
 	unsigned mappers = 0, lc;
 	RTE_LCORE_FOREACH(lc)
-		mappers += maps(lc);
+	mappers += maps(lc);
 	RTE_LCORE_FOREACH_WORKER(lc)
-		if (maps(lc))
-			rte_eal_remote_launch(mapper, nullptr, lc);
+	if (maps(lc)) rte_eal_remote_launch(mapper, nullptr, lc);
 	// The phases are switched by a control thread (not an lcore); the
 	// main lcore maps too.
 	uint64_t hz = rte_get_tsc_hz();
@@ -225,17 +224,17 @@ int main(int argc, char **argv)
 		iovam_dpdk_stats_get(&s1);
 		g_phase.store(2);
 	});
-	if (maps(rte_get_main_lcore()))
-		(void)mapper(nullptr);
+	if (maps(rte_get_main_lcore())) (void)mapper(nullptr);
 	rte_eal_mp_wait_lcore();
 	ctl.join();
 
 	uint64_t pairs = 0, timed = 0, wall = 0;
 	std::vector<uint32_t> bursts;
-	RTE_LCORE_FOREACH(lc) {
-		if (!maps(lc))
-			continue;
-		bursts.insert(bursts.end(), g_lc[lc].burst_cycles.begin(), g_lc[lc].burst_cycles.end());
+	RTE_LCORE_FOREACH(lc)
+	{
+		if (!maps(lc)) continue;
+		bursts.insert(bursts.end(), g_lc[lc].burst_cycles.begin(),
+		              g_lc[lc].burst_cycles.end());
 		pairs += g_lc[lc].pairs;
 		timed += g_lc[lc].timed_cycles;
 		wall = std::max(wall, g_lc[lc].wall_cycles);
@@ -246,10 +245,12 @@ int main(int argc, char **argv)
 	double p99 = bursts.empty() ? 0 : bursts[bursts.size() * 99 / 100] * ns / kBurst;
 	uint64_t hits = h1 - h0, misses = m1 - m0;
 	double hit_pct = hits + misses ? 100.0 * static_cast<double>(hits) /
-						 static_cast<double>(hits + misses) : 0;
+	                                         static_cast<double>(hits + misses)
+	                               : 0;
 	printf("{\"bench\": \"dyn_map_pair\", \"drain\": \"%s\", \"mapping_lcores\": %u, "
 	       "\"rate_per_lcore\": %" PRIu64 ", \"strict\": %d, \"pairs\": %" PRIu64 ", "
-	       "\"pair_ns_p50\": %.2f, \"pair_ns_p99\": %.2f, \"pair_ns_mean\": %.2f, \"wall_ns_per_pair\": %.2f, \"cache_hits\": %" PRIu64 ", "
+	       "\"pair_ns_p50\": %.2f, \"pair_ns_p99\": %.2f, \"pair_ns_mean\": %.2f, "
+	       "\"wall_ns_per_pair\": %.2f, \"cache_hits\": %" PRIu64 ", "
 	       "\"cache_misses\": %" PRIu64 ", \"magazine_hit_pct\": %.3f, "
 	       "\"sync_unmaps\": %" PRIu64 ", \"returned_to_depot\": %" PRIu64 ", "
 	       "\"returned_to_tree\": %" PRIu64 ", \"service_runs\": %" PRIu64 "}\n",
@@ -258,7 +259,8 @@ int main(int argc, char **argv)
 	       pairs ? static_cast<double>(wall) * ns / static_cast<double>(pairs) * mappers : 0,
 	       hits, misses, hit_pct, s1.dyn_sync_unmaps - s0.dyn_sync_unmaps,
 	       s1.dyn_returned_to_depot - s0.dyn_returned_to_depot,
-	       s1.dyn_returned_to_tree - s0.dyn_returned_to_tree, s1.service_runs - s0.service_runs);
+	       s1.dyn_returned_to_tree - s0.dyn_returned_to_tree,
+	       s1.service_runs - s0.service_runs);
 	rc = iovam_dpdk_fini();
 	return eal_exit(rc == 0 ? 0 : 1);
 }

@@ -28,9 +28,11 @@
 #include "dyn_state.h"
 #include "log.h"
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
-namespace {
+namespace
+{
 
 // Entries taken from one queue per service iteration: 256 x 32 B = 8 KiB of
 // service stack, and a bound on how long one iteration holds the drain lock.
@@ -59,12 +61,10 @@ enum class Source {
 void release(Glue &g, const UnmapEntry *e, size_t n, Source src, uint64_t *pages)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (src != Source::kQueued)
-			g.dyn->table.release(e[i].slot);
+		if (src != Source::kQueued) g.dyn->table.release(e[i].slot);
 		unmap_hook_call(e[i].pfn << g.shift, e[i].npages << g.shift);
 		int rc = iovam_return_batch_add(g.dyn->returns, e[i].pfn, e[i].npages);
-		if (rc != 0)
-			IOVAM_LOG(ERR, "return pfn 0x%" PRIx64 ": %d", e[i].pfn, rc);
+		if (rc != 0) IOVAM_LOG(ERR, "return pfn 0x%" PRIx64 ": %d", e[i].pfn, rc);
 		*pages += e[i].npages;
 	}
 }
@@ -94,18 +94,15 @@ int complete(Glue &g, UnmapEntry *e, size_t n, Source src, bool *failed = nullpt
 		if (g.vfio.unmap_dyn(e[i].va, e[i].pfn << g.shift, pages << g.shift)) {
 			release(g, e + i, j - i, src, &returned_pages);
 			returned += static_cast<int>(j - i);
-			if (retried)
-				d.retrying.fetch_sub(j - i, std::memory_order_relaxed);
+			if (retried) d.retrying.fetch_sub(j - i, std::memory_order_relaxed);
 		} else {
 			d.count(kDmaFailures);
-			if (failed != nullptr)
-				*failed = true;
+			if (failed != nullptr) *failed = true;
 			for (size_t k = i; k < j; k++) {
 				d.table.set_tag(e[k].slot, d.retry_head);
 				d.retry_head = e[k].slot;
 			}
-			if (!retried)
-				d.retrying.fetch_add(j - i, std::memory_order_relaxed);
+			if (!retried) d.retrying.fetch_add(j - i, std::memory_order_relaxed);
 		}
 		i = j;
 	}
@@ -123,8 +120,7 @@ int retry_failed(Glue &g)
 {
 	DynState &d = *g.dyn;
 	uint64_t s = d.retry_head;
-	if (s == DynTable::kNone)
-		return 0;
+	if (s == DynTable::kNone) return 0;
 	d.retry_head = DynTable::kNone;
 	UnmapEntry batch[kBatch];
 	int returned = 0;
@@ -152,8 +148,7 @@ size_t drain_queue(Glue &g, Queue &q, int *returned)
 	UnmapEntry batch[kBatch];
 	uint64_t first;
 	size_t n = q.pop(batch, kBatch, &first);
-	if (n == 0)
-		return 0;
+	if (n == 0) return 0;
 	bool failed = false;
 	*returned += complete(g, batch, n, Source::kQueued, &failed);
 	if (failed && q.failed_floor.load(std::memory_order_relaxed) == UINT64_MAX)
@@ -168,14 +163,13 @@ void flush_returns(Glue &g)
 	(void)iovam_return_batch_flush(g.dyn->returns);
 }
 
-}  // namespace
+} // namespace
 
 [[gnu::noinline]] void drain_own(Glue &g, Queue &q)
 {
 	std::lock_guard lk(g.dyn->drain_lock);
 	int returned = 0;
-	while (drain_queue(g, q, &returned) != 0) {
-	}
+	while (drain_queue(g, q, &returned) != 0) {}
 	flush_returns(g);
 }
 
@@ -217,21 +211,21 @@ uint64_t dyn_unmap_all_live(Glue &g)
 	std::lock_guard lk(d.drain_lock);
 	UnmapEntry batch[kBatch];
 	size_t n = 0;
-	uint64_t live = d.table.claim_all_live([&](uint64_t slot, uint64_t pfn, uint64_t va,
-						   uint64_t len) {
-		IOVAM_LOG(WARNING, "fini: dynamic mapping va 0x%" PRIx64 " iova 0x%" PRIx64
-			  " len %" PRIu64 " still live: unmapping it", va,
-			  (pfn << g.shift) + (va & (g.granule - 1)), len);
-		batch[n++] = entry_of(g, slot, pfn, va, len);
-		if (n == kBatch) {
-			(void)complete(g, batch, n, Source::kFini);
-			n = 0;
-		}
-	});
-	if (n != 0)
-		(void)complete(g, batch, n, Source::kFini);
+	uint64_t live =
+	        d.table.claim_all_live([&](uint64_t slot, uint64_t pfn, uint64_t va, uint64_t len) {
+		        IOVAM_LOG(WARNING,
+		                  "fini: dynamic mapping va 0x%" PRIx64 " iova 0x%" PRIx64
+		                  " len %" PRIu64 " still live: unmapping it",
+		                  va, (pfn << g.shift) + (va & (g.granule - 1)), len);
+		        batch[n++] = entry_of(g, slot, pfn, va, len);
+		        if (n == kBatch) {
+			        (void)complete(g, batch, n, Source::kFini);
+			        n = 0;
+		        }
+	        });
+	if (n != 0) (void)complete(g, batch, n, Source::kFini);
 	flush_returns(g);
 	return live;
 }
 
-}  // namespace iovam::glue
+} // namespace iovam::glue

@@ -20,14 +20,16 @@
 
 #include "dyn_state.h"
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
-namespace {
+namespace
+{
 
 // More live mappings than the table holds: undo the IOMMU mapping and give
 // the IOVA back (if the unmap fails the IOVA stays out: it may be mapped).
 [[gnu::noinline, gnu::cold]] int map_no_slot(Glue &g, uint32_t cache, uint64_t va, uint64_t pfn,
-					     uint64_t npages)
+                                             uint64_t npages)
 {
 	g.dyn->count(kNoSlot);
 	if (g.vfio.unmap_dyn(va, pfn << g.shift, npages << g.shift))
@@ -37,9 +39,9 @@ namespace {
 	return -ENOSPC;
 }
 
-}  // namespace
+} // namespace
 
-}  // namespace iovam::glue
+} // namespace iovam::glue
 
 using iovam::glue::Glue;
 
@@ -54,10 +56,8 @@ extern "C" int iovam_dpdk_map(void *va, size_t len, uint64_t *iova)
 {
 	Glue *g = iovam::glue::glue();
 	auto a = reinterpret_cast<uintptr_t>(va);
-	if (unlikely(va == nullptr || iova == nullptr || len == 0 || a + len < a))
-		return -EINVAL;
-	if (unlikely(g == nullptr))
-		return iovam::glue::no_glue_errno(); // -ENOTSUP in a secondary
+	if (unlikely(va == nullptr || iova == nullptr || len == 0 || a + len < a)) return -EINVAL;
+	if (unlikely(g == nullptr)) return iovam::glue::no_glue_errno(); // -ENOTSUP in a secondary
 	uint64_t off = a & (g->granule - 1);
 	uint64_t npages = (off + len + g->granule - 1) >> g->shift;
 	unsigned lc = rte_lcore_id();
@@ -65,12 +65,11 @@ extern "C" int iovam_dpdk_map(void *va, size_t len, uint64_t *iova)
 	uint32_t cache = shared ? IOVAM_CACHE_NONE : lc;
 	uint64_t pfn;
 	int rc = g->window().alloc_fast(cache, npages, &pfn);
-	if (unlikely(rc != 0))
-		return rc;
+	if (unlikely(rc != 0)) return rc;
 	iovam::glue::DynState &d = *g->dyn;
 	auto &q = d.queues[shared ? iovam::glue::kSharedQueue : lc];
 	if (unlikely(g->vfio.map_dyn(a - off, pfn << g->shift, npages << g->shift) !=
-		     iovam::glue::VfioMapper::Result::kMapped)) {
+	             iovam::glue::VfioMapper::Result::kMapped)) {
 		// Never mapped: the IOVA can go back at once.
 		(void)iovam_free_fast(g->dom, cache, pfn, npages);
 		q.ctr[iovam::glue::kMapFailures].fetch_add(1, std::memory_order_relaxed);
@@ -86,7 +85,8 @@ extern "C" int iovam_dpdk_map(void *va, size_t len, uint64_t *iova)
 		return iovam::glue::map_no_slot(*g, cache, a - off, pfn, npages);
 	if (shared) {
 		q.ctr[iovam::glue::kMaps].fetch_add(1, std::memory_order_relaxed);
-		q.ctr[iovam::glue::kMapBytes].fetch_add(npages << g->shift, std::memory_order_relaxed);
+		q.ctr[iovam::glue::kMapBytes].fetch_add(npages << g->shift,
+		                                        std::memory_order_relaxed);
 	} else {
 		iovam::glue::bump(q.ctr[iovam::glue::kMaps]);
 		iovam::glue::bump(q.ctr[iovam::glue::kMapBytes], npages << g->shift);
@@ -102,15 +102,14 @@ extern "C" int iovam_dpdk_map(void *va, size_t len, uint64_t *iova)
 // drain of this lcore's queue (the drain lock, one VFIO unmap per run of
 // adjacent mappings, the return to the depot).
 extern "C" int iovam_dpdk_unmap_ex(void *va, uint64_t iova, size_t len, uint32_t flags,
-				   uint64_t *seq)
+                                   uint64_t *seq)
 {
 	Glue *g = iovam::glue::glue();
 	auto a = reinterpret_cast<uintptr_t>(va);
 	if (unlikely(va == nullptr || len == 0 || a + len < a ||
-		     (flags & ~IOVAM_DPDK_UNMAP_F_STRICT) != 0))
+	             (flags & ~IOVAM_DPDK_UNMAP_F_STRICT) != 0))
 		return -EINVAL;
-	if (unlikely(g == nullptr))
-		return iovam::glue::no_glue_errno(); // -ENOTSUP in a secondary
+	if (unlikely(g == nullptr)) return iovam::glue::no_glue_errno(); // -ENOTSUP in a secondary
 	uint64_t off = iova & (g->granule - 1);
 	uint64_t pfn = iova >> g->shift;
 	uint64_t npages = (off + len + g->granule - 1) >> g->shift;
@@ -125,8 +124,8 @@ extern "C" int iovam_dpdk_unmap_ex(void *va, uint64_t iova, size_t len, uint32_t
 		d.count(iovam::glue::kBadUnmaps);
 		return rc;
 	}
-	const bool strict = (flags & IOVAM_DPDK_UNMAP_F_STRICT) ||
-			    (g->conf.flags & IOVAM_DPDK_F_STRICT_UNMAP);
+	const bool strict =
+	        (flags & IOVAM_DPDK_UNMAP_F_STRICT) || (g->conf.flags & IOVAM_DPDK_F_STRICT_UNMAP);
 	iovam::glue::UnmapEntry e{a - off, pfn, npages, slot};
 	unsigned lc = rte_lcore_id();
 	unsigned qi = likely(lc < RTE_MAX_LCORE) ? lc : iovam::glue::kSharedQueue;
@@ -148,7 +147,7 @@ extern "C" int iovam_dpdk_unmap_ex(void *va, uint64_t iova, size_t len, uint32_t
 			iovam::glue::drain_own(*g, q);
 			(void)q.push(e); // at pos: a drain does not move head
 		} else if (unlikely(q.half_full()) &&
-			   !d.drain_wanted.load(std::memory_order_relaxed)) {
+		           !d.drain_wanted.load(std::memory_order_relaxed)) {
 			d.drain_wanted.store(true, std::memory_order_relaxed);
 		}
 	} else {
@@ -159,14 +158,13 @@ extern "C" int iovam_dpdk_unmap_ex(void *va, uint64_t iova, size_t len, uint32_t
 		d.table.set_tag(slot, iovam::glue::seq_of(qi, pos));
 		if (!q.push(e)) {
 			q.ctr[iovam::glue::kSyncUnmaps].fetch_add(1, std::memory_order_relaxed);
-			iovam::glue::drain_own(*g, q); // drain_lock after shared_lock: never the reverse
+			iovam::glue::drain_own(
+			        *g, q); // drain_lock after shared_lock: never the reverse
 			(void)q.push(e);
 		}
 	}
-	if (seq != nullptr)
-		*seq = iovam::glue::seq_of(qi, pos);
-	if (likely(!strict))
-		return 0;
+	if (seq != nullptr) *seq = iovam::glue::seq_of(qi, pos);
+	if (likely(!strict)) return 0;
 	d.count(iovam::glue::kStrictUnmaps);
 	iovam::glue::drain_own(*g, q);
 	return iovam::glue::seq_done(d.queues, iovam::glue::seq_of(qi, pos)) == 1 ? 0 : -EIO;
@@ -180,20 +178,17 @@ extern "C" int iovam_dpdk_unmap(void *va, uint64_t iova, size_t len)
 extern "C" int iovam_dpdk_unmap_done(uint64_t seq)
 {
 	Glue *g = iovam::glue::glue();
-	if (unlikely(g == nullptr))
-		return -ENODEV;
+	if (unlikely(g == nullptr)) return -ENODEV;
 	return iovam::glue::seq_done(g->dyn->queues, seq);
 }
 
 extern "C" int iovam_dpdk_unmap_wait(uint64_t seq)
 {
 	Glue *g = iovam::glue::glue();
-	if (g == nullptr)
-		return -ENODEV;
+	if (g == nullptr) return -ENODEV;
 	iovam::glue::DynState &d = *g->dyn;
 	int rc = iovam::glue::seq_done(d.queues, seq);
-	if (rc != 0)
-		return rc == 1 ? 0 : rc;
+	if (rc != 0) return rc == 1 ? 0 : rc;
 	// Every queue until empty, failed unmaps retried: the entry was queued
 	// before seq was returned, so after this it is either done or behind a
 	// failed unmap (whose retry failed too).

@@ -26,7 +26,8 @@
 
 #include <rte_lcore.h>
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
 constexpr unsigned kSharedQueue = RTE_MAX_LCORE;
 constexpr unsigned kQueues = RTE_MAX_LCORE + 1;
@@ -50,7 +51,7 @@ enum ProducerCounter : unsigned {
 	kMaps,
 	kMapBytes,
 	kUnmapRequests,
-	kSyncUnmaps,   // unmaps that drained their own full queue
+	kSyncUnmaps, // unmaps that drained their own full queue
 	kMapFailures,
 	kProducerCounters
 };
@@ -69,7 +70,7 @@ struct alignas(64) Queue {
 	alignas(64) std::atomic<uint64_t> ctr[kProducerCounters] = {};
 	// Consumers (under the drain lock) write these.
 	alignas(64) std::atomic<uint64_t> tail{0};
-	std::atomic<uint64_t> done{0};                // entries below completed (or failed)
+	std::atomic<uint64_t> done{0};                  // entries below completed (or failed)
 	std::atomic<uint64_t> failed_floor{UINT64_MAX}; // done() is 0 from here on while retrying
 	// Read-only after start.
 	alignas(64) UnmapEntry *slots = nullptr;
@@ -82,8 +83,7 @@ struct alignas(64) Queue {
 		uint64_t h = head.load(std::memory_order_relaxed);
 		if (h - tail_seen > mask) {
 			tail_seen = tail.load(std::memory_order_acquire);
-			if (h - tail_seen > mask)
-				return false;
+			if (h - tail_seen > mask) return false;
 		}
 		slots[h & mask] = e;
 		head.store(h + 1, std::memory_order_release);
@@ -98,8 +98,7 @@ struct alignas(64) Queue {
 	{
 		const uint64_t h = head.load(std::memory_order_relaxed);
 		const uint64_t half = (mask + 1) / 2;
-		if (h - tail_seen < half)
-			return false;
+		if (h - tail_seen < half) return false;
 		tail_seen = tail.load(std::memory_order_acquire);
 		return h - tail_seen >= half;
 	}
@@ -112,8 +111,7 @@ struct alignas(64) Queue {
 		*first = t;
 		uint64_t n = head.load(std::memory_order_acquire) - t;
 		n = std::min<uint64_t>(n, max);
-		for (uint64_t i = 0; i < n; i++)
-			out[i] = slots[(t + i) & mask];
+		for (uint64_t i = 0; i < n; i++) out[i] = slots[(t + i) & mask];
 		tail.store(t + n, std::memory_order_release);
 		return n;
 	}
@@ -141,18 +139,16 @@ inline uint64_t seq_of(unsigned qi, uint64_t pos)
 inline int seq_done(const Queue *queues, uint64_t seq)
 {
 	uint64_t qi = seq >> kSeqShift;
-	if (qi == 0 || qi > kQueues)
-		return -EINVAL;
+	if (qi == 0 || qi > kQueues) return -EINVAL;
 	const Queue &q = queues[qi - 1];
 	uint64_t done = q.done.load(std::memory_order_acquire);
 	uint64_t floor = q.failed_floor.load(std::memory_order_acquire);
 	uint64_t behind = (done - (seq & kSeqPosMask)) & kSeqPosMask;
-	if (behind == 0 || behind > (1ULL << (kSeqShift - 1)))
-		return 0;
-	if (floor != UINT64_MAX && ((seq & kSeqPosMask) - floor) % (1ULL << kSeqShift) <
-					   (1ULL << (kSeqShift - 1)))
+	if (behind == 0 || behind > (1ULL << (kSeqShift - 1))) return 0;
+	if (floor != UINT64_MAX &&
+	    ((seq & kSeqPosMask) - floor) % (1ULL << kSeqShift) < (1ULL << (kSeqShift - 1)))
 		return 0; // at or after a failed unmap of this queue: retrying
 	return 1;
 }
 
-}  // namespace iovam::glue
+} // namespace iovam::glue

@@ -8,14 +8,14 @@
 
 #include "dyn_state.h"
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
 int dyn_start(Glue &g)
 {
 	uint32_t qsize = g.conf.unmap_queue_size;
 	auto *d = new (std::nothrow) DynState;
-	if (d == nullptr)
-		return -ENOMEM;
+	if (d == nullptr) return -ENOMEM;
 	d->returns = iovam_return_batch_create(g.dom);
 	if (d->returns == nullptr) {
 		delete d;
@@ -30,8 +30,7 @@ int dyn_start(Glue &g)
 		d->queues[i].slots = new (std::nothrow) UnmapEntry[qsize];
 		d->queues[i].mask = qsize - 1;
 		if (d->queues[i].slots == nullptr) {
-			while (i-- > 0)
-				delete[] d->queues[i].slots;
+			while (i-- > 0) delete[] d->queues[i].slots;
 			d->table.fini();
 			iovam_return_batch_destroy(d->returns);
 			delete d;
@@ -44,10 +43,8 @@ int dyn_start(Glue &g)
 
 void dyn_stop(Glue &g)
 {
-	if (g.dyn == nullptr)
-		return;
-	for (unsigned i = kQueues; i-- > 0;)
-		delete[] g.dyn->queues[i].slots;
+	if (g.dyn == nullptr) return;
+	for (unsigned i = kQueues; i-- > 0;) delete[] g.dyn->queues[i].slots;
 	g.dyn->table.fini();
 	iovam_return_batch_destroy(g.dyn->returns); // flushes: its ranges go to the depot
 	delete g.dyn;
@@ -71,8 +68,7 @@ void dyn_stats(Glue &g, iovam_dpdk_stats &st)
 	st.unmaps_retrying += d.retrying.load(std::memory_order_relaxed);
 	st.dma_maps += maps;
 	st.dma_unmaps += d.read(kDmaUnmaps);
-	if (g.vfio.no_iommu())
-		st.dma_skipped += maps + d.read(kDmaUnmaps);
+	if (g.vfio.no_iommu()) st.dma_skipped += maps + d.read(kDmaUnmaps);
 	st.dma_failures += sum[kMapFailures] + d.read(kDmaFailures);
 	st.dyn_table_full = d.read(kNoSlot);
 	st.dyn_strict_unmaps = d.read(kStrictUnmaps);
@@ -87,4 +83,4 @@ void dyn_stats(Glue &g, iovam_dpdk_stats &st)
 	st.mappings += maps - done;
 }
 
-}  // namespace iovam::glue
+} // namespace iovam::glue

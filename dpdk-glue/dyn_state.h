@@ -20,7 +20,8 @@
 #include "dyn_table.h"
 #include "glue.h"
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
 // The drain's counters: the first three written under drain_lock only
 // (bump()), the others by any thread (count()).
@@ -30,7 +31,7 @@ enum DrainCounter : unsigned {
 	kDmaUnmaps,
 	kBadUnmaps,
 	kDmaFailures,
-	kNoSlot,       // maps refused: the table was full
+	kNoSlot, // maps refused: the table was full
 	kStrictUnmaps,
 	kDrainCounters
 };
@@ -39,8 +40,8 @@ struct DynState {
 	DynTable table;
 	Queue queues[kQueues];
 	std::atomic<bool> active[kQueues] = {}; // queue ever used: the drain scans these
-	std::mutex shared_lock;                  // producers of the shared queue
-	std::mutex drain_lock;                   // consumers (service, sync unmaps of the shared queue)
+	std::mutex shared_lock;                 // producers of the shared queue
+	std::mutex drain_lock; // consumers (service, sync unmaps of the shared queue)
 	std::atomic<uint64_t> ctr[kDrainCounters] = {};
 	// The drain's ranges on their way to the mapping lcores (drain_lock).
 	iovam_return_batch *returns = nullptr;
@@ -54,7 +55,10 @@ struct DynState {
 	// map or an unmap writes.
 	alignas(64) std::atomic<bool> drain_wanted{false};
 
-	void count(DrainCounter c, uint64_t v = 1) { ctr[c].fetch_add(v, std::memory_order_relaxed); }
+	void count(DrainCounter c, uint64_t v = 1)
+	{
+		ctr[c].fetch_add(v, std::memory_order_relaxed);
+	}
 	uint64_t read(DrainCounter c) const { return ctr[c].load(std::memory_order_relaxed); }
 };
 
@@ -62,4 +66,4 @@ struct DynState {
 // strict unmap). Takes drain_lock.
 void drain_own(Glue &g, Queue &q);
 
-}  // namespace iovam::glue
+} // namespace iovam::glue

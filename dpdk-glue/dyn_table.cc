@@ -7,7 +7,8 @@
 #include <bit>
 #include <new>
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
 bool DynTable::init(uint32_t max_mappings)
 {
@@ -16,8 +17,7 @@ bool DynTable::init(uint32_t max_mappings)
 	// a run of kMaxProbe occupied slots practically impossible.
 	uint64_t n = std::bit_ceil(uint64_t{max_mappings});
 	slots_ = new (std::nothrow) Slot[3 * n];
-	if (slots_ == nullptr)
-		return false;
+	if (slots_ == nullptr) return false;
 	near_mask_ = n - 1;
 	far_mask_ = 2 * n - 1;
 	far_bits_ = static_cast<unsigned>(std::countr_zero(2 * n));
@@ -38,4 +38,4 @@ void DynTable::fini()
 	far_probe_ = 0;
 }
 
-}  // namespace iovam::glue
+} // namespace iovam::glue

@@ -75,9 +75,11 @@
 #include <cstdint>
 #include <thread>
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
-class DynTable {
+class DynTable
+{
 public:
 	// Longest probe of the far window. At load 1/2 random keys need about
 	// 20 at 2^17 slots; a refused unmap scans at most kNearProbe + this
@@ -91,8 +93,8 @@ public:
 
 	struct alignas(32) Slot {
 		std::atomic<uint64_t> key{0};
-		uint64_t va = 0;   // written by the map that owns the slot (kBusy),
-		uint64_t len = 0;  // read by the unmap that won it (kUnmapping)
+		uint64_t va = 0;              // written by the map that owns the slot (kBusy),
+		uint64_t len = 0;             // read by the unmap that won it (kUnmapping)
 		std::atomic<uint64_t> tag{0}; // see above
 	};
 	static_assert(sizeof(Slot) == 32, "two slots per 64-byte cache line");
@@ -115,8 +117,7 @@ public:
 		uint64_t s = take_free(near_window(pfn), done);
 		if (__builtin_expect(s == kNone, 0)) {
 			s = take_free(far_window(pfn), done);
-			if (s == kNone)
-				return kNone;
+			if (s == kNone) return kNone;
 		}
 		slots_[s].va = va;
 		slots_[s].len = len;
@@ -165,8 +166,14 @@ public:
 	}
 	uint64_t va(uint64_t slot) const { return slots_[slot].va; }
 	uint64_t len(uint64_t slot) const { return slots_[slot].len; }
-	uint64_t tag(uint64_t slot) const { return slots_[slot].tag.load(std::memory_order_relaxed); }
-	void set_tag(uint64_t slot, uint64_t tag) { slots_[slot].tag.store(tag, std::memory_order_relaxed); }
+	uint64_t tag(uint64_t slot) const
+	{
+		return slots_[slot].tag.load(std::memory_order_relaxed);
+	}
+	void set_tag(uint64_t slot, uint64_t tag)
+	{
+		slots_[slot].tag.store(tag, std::memory_order_relaxed);
+	}
 
 	// Claim every live mapping (fini: whatever the application left), calling
 	// fn(slot, pfn, va, len) for each. Not concurrent with map or unmap.
@@ -176,9 +183,9 @@ public:
 		uint64_t n = 0;
 		for (uint64_t s = 0; s < slots(); s++) {
 			uint64_t k = slots_[s].key.load(std::memory_order_acquire);
-			if ((k & 3) != kLive || k == kBusy)
-				continue;
-			slots_[s].key.store((k & ~uint64_t{3}) | kUnmapping, std::memory_order_relaxed);
+			if ((k & 3) != kLive || k == kBusy) continue;
+			slots_[s].key.store((k & ~uint64_t{3}) | kUnmapping,
+			                    std::memory_order_relaxed);
 			fn(s, k >> 2, slots_[s].va, slots_[s].len);
 			n++;
 		}
@@ -200,8 +207,8 @@ private:
 	Window near_window(uint64_t pfn) const { return {0, near_mask_, pfn, near_probe_}; }
 	Window far_window(uint64_t pfn) const
 	{
-		return {near_mask_ + 1, far_mask_, (pfn * 0x9E3779B97F4A7C15ull) >> (64 - far_bits_),
-			far_probe_};
+		return {near_mask_ + 1, far_mask_,
+		        (pfn * 0x9E3779B97F4A7C15ull) >> (64 - far_bits_), far_probe_};
 	}
 
 	// The first free slot of window w, claimed (kBusy); kNone if there is
@@ -215,11 +222,13 @@ private:
 			// after the map's tag reset), never an older one.
 			uint64_t k = slots_[s].key.load(std::memory_order_acquire);
 			while (k == 0 || (k & 3) == kDead ||
-			       ((k & 3) == kUnmapping && done(slots_[s].tag.load(std::memory_order_relaxed)))) {
+			       ((k & 3) == kUnmapping &&
+			        done(slots_[s].tag.load(std::memory_order_relaxed)))) {
 				// Acquire: the slot's last reader (the unmap, the
 				// drain) finished with va/len before its release.
-				if (!slots_[s].key.compare_exchange_weak(k, kBusy, std::memory_order_acquire,
-									 std::memory_order_acquire))
+				if (!slots_[s].key.compare_exchange_weak(k, kBusy,
+				                                         std::memory_order_acquire,
+				                                         std::memory_order_acquire))
 					continue;
 				// ABA: between our look and the CAS the slot may have
 				// been taken, mapped and unmapped again by others (the
@@ -245,15 +254,13 @@ private:
 		for (uint64_t i = 0; i < w.probe; i++) {
 			const uint64_t s = w.slot(i);
 			uint64_t k = slots_[s].key.load(std::memory_order_relaxed);
-			if (k == 0)
-				return kNotHere;
-			if (k != live)
-				continue;
+			if (k == 0) return kNotHere;
+			if (k != live) continue;
 			// Win the slot first, then read what the map wrote (the CAS
 			// acquires its release); a mismatch puts it back.
 			if (!slots_[s].key.compare_exchange_strong(k, pfn << 2 | kUnmapping,
-								   std::memory_order_acq_rel,
-								   std::memory_order_relaxed))
+			                                           std::memory_order_acq_rel,
+			                                           std::memory_order_relaxed))
 				return -ENOENT; // another unmap of it won
 			if (slots_[s].va != va || slots_[s].len != len) {
 				slots_[s].key.store(live, std::memory_order_release);
@@ -266,11 +273,11 @@ private:
 	}
 
 	Slot *slots_ = nullptr;
-	uint64_t near_mask_ = 0; // N - 1
-	uint64_t far_mask_ = 0;  // 2N - 1
-	unsigned far_bits_ = 0;  // log2(2N)
+	uint64_t near_mask_ = 0;  // N - 1
+	uint64_t far_mask_ = 0;   // 2N - 1
+	unsigned far_bits_ = 0;   // log2(2N)
 	uint32_t near_probe_ = 0; // kNearProbe, or N in a smaller table
 	uint32_t far_probe_ = 0;  // kMaxProbe, or 2N
 };
 
-}  // namespace iovam::glue
+} // namespace iovam::glue

@@ -60,21 +60,18 @@ inline void eal_leftovers_remove(const std::string &runtime_dir)
 	std::error_code ec;
 	const std::string prefix = fs::path(runtime_dir).filename().string();
 	fs::remove_all(runtime_dir, ec);
-	if (prefix.empty())
-		return;
+	if (prefix.empty()) return;
 	const std::string file_start = prefix + "map_";
 	// Every hugetlbfs mount (--huge-dir picks one of them): "dev dir type ...".
 	std::ifstream mounts("/proc/mounts");
 	std::string dev, dir, type, rest;
 	while (mounts >> dev >> dir >> type && std::getline(mounts, rest)) {
-		if (type != "hugetlbfs")
-			continue;
+		if (type != "hugetlbfs") continue;
 		std::vector<fs::path> ours; // collected first: no removal while iterating
 		for (const fs::directory_entry &e : fs::directory_iterator(dir, ec))
 			if (e.path().filename().string().starts_with(file_start))
 				ours.push_back(e.path());
-		for (const fs::path &p : ours)
-			fs::remove(p, ec);
+		for (const fs::path &p : ours) fs::remove(p, ec);
 	}
 }
 

@@ -25,14 +25,15 @@
 
 struct rte_tel_data;
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
 // Cold-path counters (memory events, pools, service): relaxed atomics, one
 // per COUNTER row of stats_fields.h, named as the stats field they fill.
 // The dynamic-map fast path keeps its own per-lcore counters (dyn_queue.h).
 struct Counters {
 #define IOVAM_COUNTER_DECLARE(name) std::atomic<uint64_t> name{0};
-#define X(type, name, source) IOVAM_DPDK_STATS_IF_##source(IOVAM_COUNTER_DECLARE, name)
+#define X(type, name, source)       IOVAM_DPDK_STATS_IF_##source(IOVAM_COUNTER_DECLARE, name)
 	IOVAM_DPDK_STATS_FIELDS(X)
 #undef X
 #undef IOVAM_COUNTER_DECLARE
@@ -40,18 +41,20 @@ struct Counters {
 
 // What kind of DPDK memory a mapping is for: how it is cut into mappings.
 enum MapKind : unsigned {
-	kMapPreallocated = 0, // never freed (--socket-mem/-m, legacy, no-huge): one per VA-contiguous run
-	kMapInitPages = 1,    // present at init, may be freed: one per memseg page
-	kMapGrown = 2,        // arrived with an ALLOC event (heap grown at run time): one per page
+	kMapPreallocated =
+	        0, // never freed (--socket-mem/-m, legacy, no-huge): one per VA-contiguous run
+	kMapInitPages = 1, // present at init, may be freed: one per memseg page
+	kMapGrown = 2,     // arrived with an ALLOC event (heap grown at run time): one per page
 };
 
 // The counters of DMA mappings made for DPDK memory, and of their bytes, by
 // MapKind.
-inline constexpr std::atomic<uint64_t> Counters::*kKindMaps[] = {
-	&Counters::mem_maps_preallocated, &Counters::mem_maps_init_pages, &Counters::mem_maps_grown};
-inline constexpr std::atomic<uint64_t> Counters::*kKindBytes[] = {
-	&Counters::mem_bytes_preallocated, &Counters::mem_bytes_init_pages,
-	&Counters::mem_bytes_grown};
+inline constexpr std::atomic<uint64_t> Counters::*kKindMaps[] = {&Counters::mem_maps_preallocated,
+                                                                 &Counters::mem_maps_init_pages,
+                                                                 &Counters::mem_maps_grown};
+inline constexpr std::atomic<uint64_t> Counters::*kKindBytes[] = {&Counters::mem_bytes_preallocated,
+                                                                  &Counters::mem_bytes_init_pages,
+                                                                  &Counters::mem_bytes_grown};
 
 struct PoolInfo {
 	std::string name;
@@ -60,8 +63,8 @@ struct PoolInfo {
 	uint64_t runs = 0;    // IOVA-contiguous pieces populated
 	uint64_t objs = 0;
 	const void *pool_data = nullptr; // its ring: tells the pool from a later one at its address
-	int socket_asked = -1; // mp->socket_id (SOCKET_ID_ANY: -1)
-	int socket_of_memory = -1; // of every populated run (numa.cc); -2 mixed
+	int socket_asked = -1;           // mp->socket_id (SOCKET_ID_ANY: -1)
+	int socket_of_memory = -1;       // of every populated run (numa.cc); -2 mixed
 };
 
 struct DynState;     // dyn_state.h
@@ -70,9 +73,9 @@ struct ServiceState; // service.cc
 struct Glue {
 	iovam_dpdk_conf conf{};
 	iovam_domain *dom = nullptr;
-	unsigned shift = 12;       // log2(granule)
+	unsigned shift = 12; // log2(granule)
 	uint64_t granule = 4096;
-	uint64_t limit_pfn = 0;    // highest pfn (inclusive)
+	uint64_t limit_pfn = 0;     // highest pfn (inclusive)
 	bool static_memory = false; // no memory events: --legacy-mem / --no-huge
 	bool event_registered = false;
 	bool ethdev_cb_registered = false;
@@ -97,16 +100,25 @@ struct Glue {
 extern std::atomic<Glue *> g_glue;
 extern std::mutex g_api_lock;
 
-inline Glue *glue() { return g_glue.load(std::memory_order_acquire); }
+inline Glue *glue()
+{
+	return g_glue.load(std::memory_order_acquire);
+}
 
 // In a secondary process after iovam_dpdk_init(): the primary's translations.
 // A secondary has no Glue (glue() is nullptr): it translates, fills pools and
 // refuses everything else with -ENOTSUP.
 extern std::atomic<SharedPages *> g_secondary;
-inline SharedPages *secondary() { return g_secondary.load(std::memory_order_acquire); }
+inline SharedPages *secondary()
+{
+	return g_secondary.load(std::memory_order_acquire);
+}
 // -ENOTSUP in an attached secondary, else -ENODEV: what an entry point
 // returns when there is no glue.
-inline int no_glue_errno() { return secondary() != nullptr ? -ENOTSUP : -ENODEV; }
+inline int no_glue_errno()
+{
+	return secondary() != nullptr ? -ENOTSUP : -ENODEV;
+}
 
 // Initialise from the environment if nobody did (plugin, or an app that
 // selected the "iovam" ops without calling iovam_dpdk_init()).
@@ -169,4 +181,4 @@ void prune_pools(Glue &g);
 // Register the "iovam" ops in this process if nothing did yet (idempotent).
 void mempool_ops_register();
 
-}  // namespace iovam::glue
+} // namespace iovam::glue

@@ -32,9 +32,11 @@
 #include "glue.h"
 #include "log.h"
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
-namespace {
+namespace
+{
 
 using Ranges = std::vector<std::pair<uint64_t, uint64_t>>; // [lo, hi] bytes, inclusive
 
@@ -44,15 +46,16 @@ int reserve_bytes(Glue &g, uint64_t lo, uint64_t hi, const char *why)
 {
 	const IovaWindow w = g.window();
 	uint64_t lo_pfn, hi_pfn;
-	if (!w.clip(lo, hi, &lo_pfn, &hi_pfn))
-		return 0;
+	if (!w.clip(lo, hi, &lo_pfn, &hi_pfn)) return 0;
 	uint64_t have_lo, have_hi;
 	if (iovam_find(g.dom, lo_pfn, &have_lo, &have_hi) == 0 && have_hi >= hi_pfn)
 		return 0; // already kept out (every group lists the MSI window)
 	int rc = w.reserve(lo_pfn, hi_pfn);
 	if (rc != 0) {
-		IOVAM_LOG(ERR, "cannot keep IOMMU hole [0x%" PRIx64 ", 0x%" PRIx64 "] (%s) out of "
-			  "the window: %d", lo, hi, why, rc);
+		IOVAM_LOG(ERR,
+		          "cannot keep IOMMU hole [0x%" PRIx64 ", 0x%" PRIx64 "] (%s) out of "
+		          "the window: %d",
+		          lo, hi, why, rc);
 		return rc;
 	}
 	IOVAM_LOG(INFO, "IOVA [0x%" PRIx64 ", 0x%" PRIx64 "] kept out: %s", lo, hi, why);
@@ -60,18 +63,16 @@ int reserve_bytes(Glue &g, uint64_t lo, uint64_t hi, const char *why)
 }
 
 // Every group's reserved_regions; a line that does not parse is skipped.
-void read_sysfs_holes(const std::string &dir, std::vector<std::pair<Ranges::value_type, std::string>> &out)
+void read_sysfs_holes(const std::string &dir,
+                      std::vector<std::pair<Ranges::value_type, std::string>> &out)
 {
 	DIR *d = opendir(dir.c_str());
-	if (d == nullptr)
-		return; // no IOMMU, or no sysfs: nothing is reserved there
+	if (d == nullptr) return; // no IOMMU, or no sysfs: nothing is reserved there
 	while (dirent *e = readdir(d)) {
-		if (e->d_name[0] == '.')
-			continue;
+		if (e->d_name[0] == '.') continue;
 		std::string path = dir + "/" + e->d_name + "/reserved_regions";
 		FILE *f = fopen(path.c_str(), "r");
-		if (f == nullptr)
-			continue;
+		if (f == nullptr) continue;
 		char line[256];
 		while (fgets(line, sizeof(line), f) != nullptr) {
 			unsigned long long lo, hi;
@@ -88,7 +89,7 @@ void read_sysfs_holes(const std::string &dir, std::vector<std::pair<Ranges::valu
 	closedir(d);
 }
 
-}  // namespace
+} // namespace
 
 int reserve_iommu_holes_locked(Glue &g)
 {
@@ -98,24 +99,22 @@ int reserve_iommu_holes_locked(Glue &g)
 	for (const auto &[r, type] : holes) {
 		std::string why = "IOMMU reserved region (" + type + ")";
 		int rc = reserve_bytes(g, r.first, r.second, why.c_str());
-		if (rc != 0)
-			return rc;
+		if (rc != 0) return rc;
 	}
 	Ranges valid;
 	if (!g.vfio.valid_iova_ranges(valid))
-		return 0; // no device attached yet (or no VFIO): sysfs had to do
+		return 0;  // no device attached yet (or no VFIO): sysfs had to do
 	uint64_t next = 0; // lowest IOVA not yet known to be valid or reserved
 	for (const auto &[lo, hi] : valid) {
 		if (lo > next) {
-			int rc = reserve_bytes(g, next, lo - 1, "outside the VFIO container's IOVA ranges");
-			if (rc != 0)
-				return rc;
+			int rc = reserve_bytes(g, next, lo - 1,
+			                       "outside the VFIO container's IOVA ranges");
+			if (rc != 0) return rc;
 		}
-		if (hi == UINT64_MAX)
-			return 0;
+		if (hi == UINT64_MAX) return 0;
 		next = hi + 1 > next ? hi + 1 : next;
 	}
 	return reserve_bytes(g, next, UINT64_MAX, "above the VFIO container's IOVA ranges");
 }
 
-}  // namespace iovam::glue
+} // namespace iovam::glue

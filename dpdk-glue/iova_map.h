@@ -43,7 +43,8 @@
 #include "iova_window.h"
 #include "shared_pages.h"
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
 struct Chunk {
 	uint64_t len;
@@ -57,7 +58,8 @@ struct RangeUse {
 	uint64_t live_chunks; // chunks, stale ones included
 };
 
-class IovaMap {
+class IovaMap
+{
 public:
 	std::shared_mutex &lock() { return lock_; }
 
@@ -89,14 +91,12 @@ public:
 	{
 		for (auto it = chunks_.lower_bound(va + len); it != chunks_.begin();) {
 			uintptr_t chunk_va = std::prev(it)->first;
-			if (chunk_va < va)
-				break;
+			if (chunk_va < va) break;
 			unmap_chunk(chunk_va);
 			it = chunks_.lower_bound(chunk_va);
 		}
 		auto r = ranges_.find(pfn);
-		if (r != ranges_.end() && r->second.live_chunks == 0)
-			release_range(r);
+		if (r != ranges_.end() && r->second.live_chunks == 0) release_range(r);
 	}
 	// Take ranges from w and give them back to it from now on (init,
 	// before the first add_range).
@@ -119,4 +119,4 @@ private:
 	IovaWindow window_;
 };
 
-}  // namespace iovam::glue
+} // namespace iovam::glue

@@ -5,9 +5,11 @@
 
 #include <cerrno>
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
-namespace {
+namespace
+{
 
 // The -EAGAIN rule (iova_window.h): maintain once, try once more.
 template <class Op>
@@ -21,12 +23,11 @@ int with_maintenance(iovam_domain *dom, Op op)
 	return rc == -EAGAIN ? -ENOMEM : rc;
 }
 
-}  // namespace
+} // namespace
 
 bool IovaWindow::clip(uint64_t lo, uint64_t hi, uint64_t *pfn_lo, uint64_t *pfn_hi) const
 {
-	if (lo > hi || (lo >> shift_) > limit_pfn_)
-		return false;
+	if (lo > hi || (lo >> shift_) > limit_pfn_) return false;
 	*pfn_lo = lo >> shift_;
 	*pfn_hi = (hi >> shift_) < limit_pfn_ ? hi >> shift_ : limit_pfn_;
 	return true;
@@ -40,16 +41,14 @@ int IovaWindow::reserve(uint64_t pfn_lo, uint64_t pfn_hi) const
 int IovaWindow::reserve_bytes(uint64_t lo, uint64_t hi) const
 {
 	uint64_t pfn_lo, pfn_hi;
-	if (!clip(lo, hi, &pfn_lo, &pfn_hi))
-		return 0;
+	if (!clip(lo, hi, &pfn_lo, &pfn_hi)) return 0;
 	return reserve(pfn_lo, pfn_hi);
 }
 
 int IovaWindow::alloc(uint64_t npages, uint64_t *pfn) const
 {
-	return with_maintenance(dom_, [&] {
-		return iovam_alloc(dom_, npages, limit_pfn_, true, pfn);
-	});
+	return with_maintenance(dom_,
+	                        [&] { return iovam_alloc(dom_, npages, limit_pfn_, true, pfn); });
 }
 
-}  // namespace iovam::glue
+} // namespace iovam::glue

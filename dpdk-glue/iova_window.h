@@ -22,13 +22,15 @@
 
 #include "iovam.h"
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
-class IovaWindow {
+class IovaWindow
+{
 public:
 	IovaWindow() = default;
 	IovaWindow(iovam_domain *dom, unsigned shift, uint64_t first_pfn, uint64_t limit_pfn)
-		: dom_(dom), shift_(shift), first_pfn_(first_pfn), limit_pfn_(limit_pfn)
+	        : dom_(dom), shift_(shift), first_pfn_(first_pfn), limit_pfn_(limit_pfn)
 	{
 	}
 
@@ -71,4 +73,4 @@ private:
 	uint64_t limit_pfn_ = 0; // inclusive
 };
 
-}  // namespace iovam::glue
+} // namespace iovam::glue

@@ -5,11 +5,12 @@
 
 #include <rte_common.h>
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
 int g_logtype = RTE_LOGTYPE_EAL;
 
-}  // namespace iovam::glue
+} // namespace iovam::glue
 
 // rte_log_register_type_and_pick_level() also applies a --log-level pattern
 // given before the type existed, which is the plugin's case: EAL parses its
@@ -17,6 +18,5 @@ int g_logtype = RTE_LOGTYPE_EAL;
 RTE_INIT(iovam_log_init)
 {
 	int t = rte_log_register_type_and_pick_level("lib.iovam", RTE_LOG_INFO);
-	if (t >= 0)
-		iovam::glue::g_logtype = t;
+	if (t >= 0) iovam::glue::g_logtype = t;
 }

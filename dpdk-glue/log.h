@@ -7,14 +7,15 @@
 
 #include <rte_log.h>
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
 // Registered by a constructor (log.cc), so it is valid before rte_eal_init()
 // parses --log-level; RTE_LOGTYPE_EAL if registration failed.
 extern int g_logtype;
 
-}  // namespace iovam::glue
+} // namespace iovam::glue
 
-#define IOVAM_LOG(level, fmt, ...)                                         \
-	rte_log(RTE_LOG_##level, ::iovam::glue::g_logtype, "IOVAM: " fmt "\n" \
-		__VA_OPT__(, ) __VA_ARGS__)
+#define IOVAM_LOG(level, fmt, ...)                         \
+	rte_log(RTE_LOG_##level, ::iovam::glue::g_logtype, \
+	        "IOVAM: " fmt "\n" __VA_OPT__(, ) __VA_ARGS__)

@@ -55,9 +55,11 @@
 #include "glue.h"
 #include "log.h"
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
-namespace {
+namespace
+{
 
 constexpr const char *kCallbackName = "iovam_mem_event";
 
@@ -73,8 +75,7 @@ void count_map(Glue &g, const Chunk &c)
 	g.ctr.dma_maps.fetch_add(1, std::memory_order_relaxed);
 	g.ctr.mappings.fetch_add(1, std::memory_order_relaxed);
 	g.ctr.mapped_bytes.fetch_add(c.len, std::memory_order_relaxed);
-	if (g.vfio.no_iommu())
-		g.ctr.dma_skipped.fetch_add(1, std::memory_order_relaxed);
+	if (g.vfio.no_iommu()) g.ctr.dma_skipped.fetch_add(1, std::memory_order_relaxed);
 }
 
 // With VFIO, DPDK itself maps every memseg at DPDK's IOVA (the VA in VA mode,
@@ -87,23 +88,22 @@ void count_map(Glue &g, const Chunk &c)
 // Caller holds the map lock.
 void reserve_dpdk_iova_locked(Glue &g, uint64_t iova, uint64_t len)
 {
-	if (g.vfio.no_iommu() || iova == RTE_BAD_IOVA || len == 0)
-		return;
+	if (g.vfio.no_iommu() || iova == RTE_BAD_IOVA || len == 0) return;
 	int rc = g.window().reserve_bytes(iova, iova + len - 1);
 	if (rc != 0)
-		IOVAM_LOG(ERR, "cannot reserve DPDK's IOVA 0x%" PRIx64 "+0x%" PRIx64
-			  " in the window (%d): DMA to it may collide", iova, len, rc);
+		IOVAM_LOG(ERR,
+		          "cannot reserve DPDK's IOVA 0x%" PRIx64 "+0x%" PRIx64
+		          " in the window (%d): DMA to it may collide",
+		          iova, len, rc);
 }
 
 // PA mode: reserve the physical address of every page of [va, va+len).
 void reserve_region_pa_locked(Glue &g, const rte_memseg_list *msl, uintptr_t va, size_t len)
 {
-	if (g.vfio.no_iommu() || rte_eal_iova_mode() != RTE_IOVA_PA || msl == nullptr)
-		return;
+	if (g.vfio.no_iommu() || rte_eal_iova_mode() != RTE_IOVA_PA || msl == nullptr) return;
 	for (uintptr_t a = va; a < va + len; a += msl->page_sz) {
 		const rte_memseg *ms = rte_mem_virt2memseg(reinterpret_cast<void *>(a), msl);
-		if (ms != nullptr)
-			reserve_dpdk_iova_locked(g, ms->iova, ms->len);
+		if (ms != nullptr) reserve_dpdk_iova_locked(g, ms->iova, ms->len);
 	}
 }
 
@@ -124,8 +124,7 @@ bool unmap_counted(Glue &g, uintptr_t va, const Chunk &c)
 	g.ctr.dma_unmaps.fetch_add(1, std::memory_order_relaxed);
 	g.ctr.mappings.fetch_sub(1, std::memory_order_relaxed);
 	g.ctr.mapped_bytes.fetch_sub(c.len, std::memory_order_relaxed);
-	if (g.vfio.no_iommu())
-		g.ctr.dma_skipped.fetch_add(1, std::memory_order_relaxed);
+	if (g.vfio.no_iommu()) g.ctr.dma_skipped.fetch_add(1, std::memory_order_relaxed);
 	unmap_hook_call(c.iova, c.len);
 	return true;
 }
@@ -139,8 +138,10 @@ void unmap_chunk_locked(Glue &g, uintptr_t va)
 	if (!c.mapped) {
 		g.ctr.dma_queued.fetch_sub(1, std::memory_order_relaxed);
 	} else if (!unmap_counted(g, va, c)) {
-		IOVAM_LOG(WARNING, "unmap of va 0x%" PRIx64 " iova 0x%" PRIx64 " failed: IOVA "
-			  "held, unmap retried by the service", uint64_t{va}, c.iova);
+		IOVAM_LOG(WARNING,
+		          "unmap of va 0x%" PRIx64 " iova 0x%" PRIx64 " failed: IOVA "
+		          "held, unmap retried by the service",
+		          uint64_t{va}, c.iova);
 		g.map.make_stale(va);
 		g.ctr.unmaps_retrying.fetch_add(1, std::memory_order_relaxed);
 		return;
@@ -153,8 +154,7 @@ uint64_t retry_stale_locked(Glue &g)
 {
 	for (size_t i = g.map.stale().size(); i-- > 0;) {
 		auto [va, c] = g.map.stale()[i];
-		if (!unmap_counted(g, va, c))
-			continue;
+		if (!unmap_counted(g, va, c)) continue;
 		g.ctr.unmaps_retrying.fetch_sub(1, std::memory_order_relaxed);
 		g.map.remove_stale(i);
 	}
@@ -176,8 +176,9 @@ int map_region_locked(Glue &g, uintptr_t va, size_t len, size_t chunk_len, MapKi
 		VfioMapper::Result r = g.vfio.map(va + off, iova + off, chunk_len);
 		if (r == VfioMapper::Result::kFailed) {
 			g.ctr.dma_failures.fetch_add(1, std::memory_order_relaxed);
-			g.map.undo_region(va, off, pfn,
-					  [&g](uintptr_t chunk_va) { unmap_chunk_locked(g, chunk_va); });
+			g.map.undo_region(va, off, pfn, [&g](uintptr_t chunk_va) {
+				unmap_chunk_locked(g, chunk_va);
+			});
 			return -EIO;
 		}
 		Chunk c{chunk_len, iova + off, pfn, r == VfioMapper::Result::kMapped};
@@ -201,7 +202,7 @@ void free_region_locked(Glue &g, uintptr_t va, size_t len)
 		auto next = std::next(it);
 		if (it->first + it->second.len > va + len) {
 			IOVAM_LOG(ERR, "FREE ending at %p cuts a mapping: kept",
-				  (void *)(va + len));
+			          (void *)(va + len));
 			break;
 		}
 		unmap_chunk_locked(g, it->first);
@@ -261,8 +262,7 @@ int collect_cb(const rte_memseg_list *msl, const rte_memseg *ms, void *arg)
 	auto &ctx = *static_cast<WalkCtx *>(arg);
 	auto va = reinterpret_cast<uintptr_t>(ms->addr);
 	uintptr_t unused;
-	if (ctx.g->map.find(va, &unused) != nullptr)
-		return 0; // an ALLOC event got there first
+	if (ctx.g->map.find(va, &unused) != nullptr) return 0; // an ALLOC event got there first
 	if (ms->len < ctx.g->granule || ms->len % ctx.g->granule != 0) {
 		ctx.bad_page = true;
 		return -1;
@@ -293,20 +293,18 @@ void unmap_all(Glue &g)
 {
 	std::unique_lock lk(g.map.lock());
 	auto &chunks = g.map.chunks();
-	while (!chunks.empty())
-		unmap_chunk_locked(g, std::prev(chunks.end())->first);
+	while (!chunks.empty()) unmap_chunk_locked(g, std::prev(chunks.end())->first);
 	if (retry_stale_locked(g) != 0)
 		IOVAM_LOG(ERR, "%zu mapping(s) could not be unmapped: their IOVAs are leaked",
-			  g.map.stale().size());
+		          g.map.stale().size());
 }
 
-}  // namespace
+} // namespace
 
 void unmap_hook_call(uint64_t iova, uint64_t len)
 {
 	iovam_dpdk_unmap_hook_t h = g_unmap_hook.load(std::memory_order_acquire);
-	if (h != nullptr)
-		h(iova, len, g_unmap_hook_arg.load(std::memory_order_relaxed));
+	if (h != nullptr) h(iova, len, g_unmap_hook_arg.load(std::memory_order_relaxed));
 }
 
 int mem_hook_start(Glue &g)
@@ -328,14 +326,13 @@ int mem_hook_start(Glue &g)
 		rc = reserve_iommu_holes_locked(g);
 		if (!g.vfio.no_iommu() && rte_eal_iova_mode() == RTE_IOVA_VA)
 			(void)rte_memseg_list_walk_thread_unsafe(reserve_msl_cb, &g);
-		if (rc == 0 && rte_memseg_walk_thread_unsafe(collect_cb, &ctx) != 0)
-			rc = -EINVAL;
+		if (rc == 0 && rte_memseg_walk_thread_unsafe(collect_cb, &ctx) != 0) rc = -EINVAL;
 		for (size_t i = 0; rc == 0 && i < ctx.runs.size(); i++) {
 			const Run &r = ctx.runs[i];
 			reserve_region_pa_locked(g, r.msl, r.va, r.len);
 			bool whole = g.static_memory || r.never_freed;
 			rc = map_region_locked(g, r.va, r.len, whole ? r.len : r.page,
-					       whole ? kMapPreallocated : kMapInitPages);
+			                       whole ? kMapPreallocated : kMapInitPages);
 		}
 	}
 	rte_mcfg_mem_read_unlock();
@@ -347,7 +344,7 @@ int mem_hook_start(Glue &g)
 		return rc == -EIO || rc == -EINVAL ? rc : -ENOMEM;
 	}
 	IOVAM_LOG(INFO, "init walk: %zu run(s), %s memory", ctx.runs.size(),
-		  g.static_memory ? "static" : "dynamic");
+	          g.static_memory ? "static" : "dynamic");
 
 	if (!g.vfio.no_iommu() &&
 	    rte_eth_dev_callback_register(RTE_ETH_ALL, RTE_ETH_EVENT_NEW, ethdev_new_cb, &g) == 0)
@@ -373,30 +370,25 @@ void mem_hook_stop(Glue &g)
 void mem_leaked_iovas(Glue &g, std::vector<std::pair<uint64_t, uint64_t>> &out)
 {
 	std::shared_lock lk(g.map.lock());
-	for (const auto &[va, c] : g.map.stale())
-		out.emplace_back(c.iova, c.iova + c.len - 1);
+	for (const auto &[va, c] : g.map.stale()) out.emplace_back(c.iova, c.iova + c.len - 1);
 }
 
 uint64_t mem_retry_failed_unmaps(Glue &g)
 {
-	if (g.ctr.unmaps_retrying.load(std::memory_order_relaxed) == 0)
-		return 0;
+	if (g.ctr.unmaps_retrying.load(std::memory_order_relaxed) == 0) return 0;
 	std::unique_lock lk(g.map.lock());
 	return retry_stale_locked(g);
 }
 
 int mem_replay(Glue &g)
 {
-	if (g.ctr.dma_queued.load(std::memory_order_relaxed) == 0)
-		return 0;
+	if (g.ctr.dma_queued.load(std::memory_order_relaxed) == 0) return 0;
 	std::unique_lock lk(g.map.lock());
 	int n = 0;
 	for (auto &[va, c] : g.map.chunks()) {
-		if (c.mapped)
-			continue;
+		if (c.mapped) continue;
 		VfioMapper::Result r = g.vfio.map(va, c.iova, c.len);
-		if (r == VfioMapper::Result::kQueued)
-			break; // still no device
+		if (r == VfioMapper::Result::kQueued) break; // still no device
 		if (r == VfioMapper::Result::kFailed) {
 			g.ctr.dma_failures.fetch_add(1, std::memory_order_relaxed);
 			return -EIO;
@@ -406,12 +398,11 @@ int mem_replay(Glue &g)
 		count_map(g, c);
 		n++;
 	}
-	if (n > 0)
-		IOVAM_LOG(INFO, "replayed %d queued mapping(s)", n);
+	if (n > 0) IOVAM_LOG(INFO, "replayed %d queued mapping(s)", n);
 	return n;
 }
 
-}  // namespace iovam::glue
+} // namespace iovam::glue
 
 #ifdef IOVAM_DPDK_TEST_HOOKS
 extern "C" void iovam_dpdk_test_set_unmap_hook(iovam_dpdk_unmap_hook_t hook, void *arg)

@@ -66,9 +66,11 @@
 #include "glue.h"
 #include "log.h"
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
-namespace {
+namespace
+{
 
 constexpr const char *kRingOps = "ring_mp_mc";
 
@@ -105,28 +107,26 @@ const rte_mempool_ops &ring_ops()
 // plugin initialises or attaches on first use, from the environment.
 bool ensure_attached()
 {
-	if (glue() != nullptr || secondary() != nullptr)
-		return true;
+	if (glue() != nullptr || secondary() != nullptr) return true;
 	(void)ensure_init();
 	return glue() != nullptr || secondary() != nullptr;
 }
 
 int ops_alloc(rte_mempool *mp)
 {
-	if (!ensure_attached())
-		return -ENODEV;
+	if (!ensure_attached()) return -ENODEV;
 	if (ring_index() < 0) {
-		IOVAM_LOG(ERR, "pool %s: mempool ops %s not registered (librte_mempool_ring "
-			  "not loaded?)", mp->name, kRingOps);
+		IOVAM_LOG(ERR,
+		          "pool %s: mempool ops %s not registered (librte_mempool_ring "
+		          "not loaded?)",
+		          mp->name, kRingOps);
 		return -ENOTSUP;
 	}
 	// ring_mp_mc's ring has count+1 entries rounded to a power of two: past
 	// IOVAM_DPDK_POOL_MAX_OBJS that size would wrap (2^32 -> 0) and crash.
-	if (mp->size == 0 || mp->size > IOVAM_DPDK_POOL_MAX_OBJS)
-		return -EINVAL;
+	if (mp->size == 0 || mp->size > IOVAM_DPDK_POOL_MAX_OBJS) return -EINVAL;
 	int rc = ring_ops().alloc(mp);
-	if (rc != 0)
-		return rc;
+	if (rc != 0) return rc;
 	if (Glue *g = glue(); g != nullptr) {
 		std::lock_guard lk(g->pools_lock);
 		PoolInfo &p = g->pools[mp];
@@ -166,8 +166,7 @@ unsigned ops_get_count(const rte_mempool *mp)
 }
 
 // VA -> IOVA run, from the primary's map or the shared table.
-bool translate_run(Glue *g, SharedPages *sp, uintptr_t va, size_t len, uint64_t *iova,
-		   size_t *run)
+bool translate_run(Glue *g, SharedPages *sp, uintptr_t va, size_t len, uint64_t *iova, size_t *run)
 {
 	if (g != nullptr) {
 		std::shared_lock lk(g->map.lock());
@@ -177,12 +176,11 @@ bool translate_run(Glue *g, SharedPages *sp, uintptr_t va, size_t len, uint64_t 
 }
 
 int ops_populate(rte_mempool *mp, unsigned max_objs, void *vaddr, rte_iova_t, size_t len,
-		 rte_mempool_populate_obj_cb_t *obj_cb, void *obj_cb_arg)
+                 rte_mempool_populate_obj_cb_t *obj_cb, void *obj_cb_arg)
 {
 	Glue *g = glue();
 	SharedPages *sp = g == nullptr ? secondary() : nullptr;
-	if (g == nullptr && (sp == nullptr || !sp->alive()))
-		return -ENODEV;
+	if (g == nullptr && (sp == nullptr || !sp->alive())) return -ENODEV;
 	auto va = reinterpret_cast<uintptr_t>(vaddr);
 	size_t done = 0;
 	int objs = 0;
@@ -194,17 +192,17 @@ int ops_populate(rte_mempool *mp, unsigned max_objs, void *vaddr, rte_iova_t, si
 			return objs > 0 ? objs : -EFAULT;
 		}
 		int n = rte_mempool_op_populate_helper(mp, 0, max_objs - objs,
-						       reinterpret_cast<void *>(va + done), iova,
-						       run, obj_cb, obj_cb_arg);
-		if (n < 0)
-			return n;
+		                                       reinterpret_cast<void *>(va + done), iova,
+		                                       run, obj_cb, obj_cb_arg);
+		if (n < 0) return n;
 		if (n > 0 && g != nullptr) {
 			std::lock_guard lk(g->pools_lock);
 			PoolInfo &p = g->pools[mp];
 			p.iova_lo = std::min(p.iova_lo, iova);
 			p.iova_hi = std::max(p.iova_hi, iova + run - 1);
 			const int socket = dpdk_socket_of(reinterpret_cast<void *>(va + done));
-			p.socket_of_memory = p.runs == 0 || p.socket_of_memory == socket ? socket : -2;
+			p.socket_of_memory =
+			        p.runs == 0 || p.socket_of_memory == socket ? socket : -2;
 			p.runs++;
 			p.objs += n;
 		}
@@ -247,18 +245,16 @@ void collect_pool_cb(rte_mempool *mp, void *arg)
 	static_cast<LivePools *>(arg)->pools.emplace_back(mp, mp->pool_data);
 }
 
-}  // namespace
+} // namespace
 
 void mempool_ops_register()
 {
-	if (g_ops_registered.exchange(true))
-		return;
-	if (find_ops(IOVAM_DPDK_MEMPOOL_OPS) >= 0)
-		return;
+	if (g_ops_registered.exchange(true)) return;
+	if (find_ops(IOVAM_DPDK_MEMPOOL_OPS) >= 0) return;
 	fill_ops(g_ops);
 	if (rte_mempool_register_ops(&g_ops) < 0)
 		IOVAM_LOG(ERR, "cannot register mempool ops \"%s\" (table full?)",
-			  IOVAM_DPDK_MEMPOOL_OPS);
+		          IOVAM_DPDK_MEMPOOL_OPS);
 }
 
 // Cold path (stats, telemetry, fini): pools handed to ring_mp_mc are freed
@@ -271,7 +267,8 @@ void prune_pools(Glue &g)
 	std::lock_guard lk(g.pools_lock);
 	for (auto it = g.pools.begin(); it != g.pools.end();) {
 		auto key = std::make_pair(it->first, it->second.pool_data);
-		bool alive = std::find(live.pools.begin(), live.pools.end(), key) != live.pools.end();
+		bool alive =
+		        std::find(live.pools.begin(), live.pools.end(), key) != live.pools.end();
 		it = alive ? std::next(it) : g.pools.erase(it);
 	}
 }
@@ -283,7 +280,7 @@ size_t pool_count(Glue &g)
 	return g.pools.size();
 }
 
-}  // namespace iovam::glue
+} // namespace iovam::glue
 
 // A constructor, like RTE_MEMPOOL_REGISTER_OPS, but it only asks the vdev
 // bus to call us back when EAL scans it (see the top): the ops must exist
@@ -292,12 +289,15 @@ size_t pool_count(Glue &g)
 RTE_INIT(iovam_mempool_ops_init)
 {
 	if (rte_vdev_add_custom_scan(iovam::glue::vdev_scan_cb, nullptr) != 0)
-		IOVAM_LOG(ERR, "cannot hook the vdev bus scan: mempool ops \"%s\" are "
-			  "registered by iovam_dpdk_init()", IOVAM_DPDK_MEMPOOL_OPS);
+		IOVAM_LOG(ERR,
+		          "cannot hook the vdev bus scan: mempool ops \"%s\" are "
+		          "registered by iovam_dpdk_init()",
+		          IOVAM_DPDK_MEMPOOL_OPS);
 }
 
-extern "C" struct rte_mempool *iovam_dpdk_pktmbuf_pool_create(const char *name, unsigned n,
-		unsigned cache_size, uint16_t priv_size, uint16_t data_room_size, int socket_id)
+extern "C" struct rte_mempool *
+iovam_dpdk_pktmbuf_pool_create(const char *name, unsigned n, unsigned cache_size,
+                               uint16_t priv_size, uint16_t data_room_size, int socket_id)
 {
 	if (name == nullptr || n == 0 || n > IOVAM_DPDK_POOL_MAX_OBJS) {
 		rte_errno = EINVAL;
@@ -308,5 +308,5 @@ extern "C" struct rte_mempool *iovam_dpdk_pktmbuf_pool_create(const char *name, 
 		return nullptr;
 	}
 	return rte_pktmbuf_pool_create_by_ops(name, n, cache_size, priv_size, data_room_size,
-					      socket_id, IOVAM_DPDK_MEMPOOL_OPS);
+	                                      socket_id, IOVAM_DPDK_MEMPOOL_OPS);
 }

@@ -23,9 +23,11 @@
 #include "iovam_numa.h"
 #include "log.h"
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
-namespace {
+namespace
+{
 
 // EAL lcores and service lcores: both have an lcore id, hence a cache, and
 // both are counted by rte_lcore_count().
@@ -39,7 +41,10 @@ void *socket_alloc(void *, size_t bytes, int socket)
 	return rte_zmalloc_socket("iovam_magazines", bytes, RTE_CACHE_LINE_SIZE, socket);
 }
 
-void socket_free(void *, void *p, size_t) { rte_free(p); }
+void socket_free(void *, void *p, size_t)
+{
+	rte_free(p);
+}
 
 // {"socket_<s>": [lcores, caches_on_socket, then IOVAM_CACHE_STATS_FIELDS:
 //   alloc_hits, alloc_misses, free_hits, free_misses, cached_ranges, then
@@ -56,14 +61,13 @@ int numa_fill(Glue &g, rte_tel_data *d)
 	};
 	std::map<unsigned, Row> rows;
 	for (unsigned lc = 0; lc < RTE_MAX_LCORE; ++lc) {
-		if (!has_cache_lcore(lc))
-			continue;
+		if (!has_cache_lcore(lc)) continue;
 		Row &r = rows[rte_lcore_to_socket_id(lc)];
 		++r.lcores;
-		r.placed += iovam_cache_get_node(g.dom, lc) == static_cast<int>(rte_lcore_to_socket_id(lc));
+		r.placed += iovam_cache_get_node(g.dom, lc) ==
+		            static_cast<int>(rte_lcore_to_socket_id(lc));
 		iovam_cache_stats st{};
-		if (iovam_cache_stats_get(g.dom, lc, &st) == 0)
-			add_cache_stats(r.st, st);
+		if (iovam_cache_stats_get(g.dom, lc, &st) == 0) add_cache_stats(r.st, st);
 	}
 	char key[RTE_TEL_MAX_STRING_LEN];
 	int rc = 0;
@@ -73,18 +77,17 @@ int numa_fill(Glue &g, rte_tel_data *d)
 		const uint64_t depot_ranges = depot > 0 ? static_cast<uint64_t>(depot) : 0;
 #define X(name) , r.st.name
 		rc = tel_add_array(d, key,
-				   {r.lcores, r.placed IOVAM_CACHE_STATS_FIELDS(X), depot_ranges});
+		                   {r.lcores, r.placed IOVAM_CACHE_STATS_FIELDS(X), depot_ranges});
 #undef X
-		if (rc != 0)
-			return rc;
+		if (rc != 0) return rc;
 	}
 	std::lock_guard lk(g.pools_lock);
 	for (auto &[mp, p] : g.pools) {
 		snprintf(key, sizeof(key), "pool_%s", p.name.c_str());
-		rc = tel_add_array(d, key, {p.socket_asked, p.socket_of_memory,
-					    static_cast<int>(std::min<uint64_t>(p.runs, INT32_MAX))});
-		if (rc != 0)
-			return rc;
+		rc = tel_add_array(d, key,
+		                   {p.socket_asked, p.socket_of_memory,
+		                    static_cast<int>(std::min<uint64_t>(p.runs, INT32_MAX))});
+		if (rc != 0) return rc;
 	}
 	return 0;
 }
@@ -106,14 +109,13 @@ void place_lcore_caches(Glue &g)
 {
 	const iovam_cache_mem mem{socket_alloc, socket_free, nullptr};
 	for (unsigned lc = 0; lc < RTE_MAX_LCORE; ++lc) {
-		if (!has_cache_lcore(lc))
-			continue;
+		if (!has_cache_lcore(lc)) continue;
 		const int socket = static_cast<int>(rte_lcore_to_socket_id(lc));
-		if (socket < 0 || socket == SOCKET_ID_ANY)
-			continue;
+		if (socket < 0 || socket == SOCKET_ID_ANY) continue;
 		int rc = iovam_cache_set_node(g.dom, lc, socket, &mem);
 		if (rc != 0)
-			IOVAM_LOG(WARNING, "lcore %u: cache not placed on socket %d: %d", lc, socket, rc);
+			IOVAM_LOG(WARNING, "lcore %u: cache not placed on socket %d: %d", lc,
+			          socket, rc);
 	}
 }
 
@@ -122,7 +124,8 @@ void place_lcore_caches(Glue &g)
 RTE_INIT(iovam_numa_telemetry_init)
 {
 	// The help text must fit RTE_TEL_MAX_STRING_LEN (128), or nothing registers.
-	rte_telemetry_register_cmd("/iovam/numa", iovam::glue::numa_cmd,
-		"Per socket: caches [lcores, placed, hits, misses, ...]; pools: [socket asked, "
-		"socket of memory, runs]");
+	rte_telemetry_register_cmd(
+	        "/iovam/numa", iovam::glue::numa_cmd,
+	        "Per socket: caches [lcores, placed, hits, misses, ...]; pools: [socket asked, "
+	        "socket of memory, runs]");
 }

@@ -42,9 +42,11 @@
 #include "glue.h"
 #include "log.h"
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
-namespace {
+namespace
+{
 
 constexpr uint64_t kMaintainUs = 1000;
 constexpr uint64_t kAlarmUs = 10000;
@@ -52,7 +54,7 @@ constexpr uint64_t kReplayUs = 1000000;
 // A service lcore's drain period (a half-full queue asks for one sooner).
 constexpr uint64_t kServiceDrainUs = 1000;
 
-}  // namespace
+} // namespace
 
 struct ServiceState {
 	uint32_t id = 0;
@@ -65,7 +67,8 @@ struct ServiceState {
 	uint64_t next_replay_tsc = 0;
 };
 
-namespace {
+namespace
+{
 
 // The glue as the service lcore and the alarm thread see it, and how many of
 // them are inside a callback. rte_service's run-state handshake and the alarm
@@ -91,10 +94,8 @@ bool service_due(Glue &g)
 	ServiceState &s = *g.svc;
 	const uint64_t now = rte_get_tsc_cycles();
 	const bool wanted = g.dyn->drain_wanted.load(std::memory_order_relaxed);
-	if (now < s.next_drain_tsc && !wanted)
-		return false;
-	if (wanted)
-		g.dyn->drain_wanted.store(false, std::memory_order_relaxed);
+	if (now < s.next_drain_tsc && !wanted) return false;
+	if (wanted) g.dyn->drain_wanted.store(false, std::memory_order_relaxed);
 	s.next_drain_tsc = now + rte_get_tsc_hz() / 1000000 * kServiceDrainUs;
 	return true;
 }
@@ -120,14 +121,13 @@ void alarm_cb(void *)
 	g_in_flight.fetch_sub(1);
 }
 
-}  // namespace
+} // namespace
 
 int service_run(Glue &g, bool until_empty)
 {
 	ServiceState &s = *g.svc;
 	std::unique_lock lk(s.run_lock, std::try_to_lock);
-	if (!lk.owns_lock())
-		return -EBUSY;
+	if (!lk.owns_lock()) return -EBUSY;
 	g.ctr.service_runs.fetch_add(1, std::memory_order_relaxed);
 	int returned = dyn_drain(g, until_empty);
 	(void)mem_retry_failed_unmaps(g);
@@ -149,8 +149,7 @@ int service_run(Glue &g, bool until_empty)
 int service_start(Glue &g)
 {
 	auto *s = new (std::nothrow) ServiceState;
-	if (s == nullptr)
-		return -ENOMEM;
+	if (s == nullptr) return -ENOMEM;
 	g.svc = s;
 
 	rte_service_spec spec;
@@ -172,8 +171,7 @@ int service_start(Glue &g)
 	rte_service_runstate_set(s->id, 1);
 
 	g_callback_glue.store(&g); // everything the callbacks read is built
-	if (g.conf.flags & IOVAM_DPDK_F_NO_SERVICE)
-		return 0;
+	if (g.conf.flags & IOVAM_DPDK_F_NO_SERVICE) return 0;
 	uint32_t lcores[RTE_MAX_LCORE];
 	int n = rte_service_lcore_list(lcores, RTE_MAX_LCORE);
 	if (n > 0 && rte_service_map_lcore_set(s->id, lcores[0], 1) == 0) {
@@ -187,7 +185,7 @@ int service_start(Glue &g)
 		IOVAM_LOG(WARNING, "no service lcore and no alarm: call iovam_dpdk_service_run()");
 	} else {
 		IOVAM_LOG(INFO, "service %u runs from an EAL alarm every %u ms", s->id,
-			  static_cast<unsigned>(kAlarmUs / 1000));
+		          static_cast<unsigned>(kAlarmUs / 1000));
 	}
 	return 0;
 }
@@ -195,8 +193,7 @@ int service_start(Glue &g)
 void service_stop(Glue &g)
 {
 	ServiceState *s = g.svc;
-	if (s == nullptr)
-		return;
+	if (s == nullptr) return;
 	if (s->alarm_on.exchange(false)) {
 		// Waits for a callback in progress (we are not on the alarm thread).
 		rte_eal_alarm_cancel(alarm_cb, reinterpret_cast<void *>(-1));
@@ -208,15 +205,13 @@ void service_stop(Glue &g)
 		// before unmapping the lcore: the lcore clears its "active" flag
 		// only for services still mapped to it, so unmapping first would
 		// leave the flag set and this loop spinning forever.
-		while (rte_service_may_be_active(s->id) == 1)
-			rte_pause();
+		while (rte_service_may_be_active(s->id) == 1) rte_pause();
 		if (s->mapped_lcore != RTE_MAX_LCORE)
 			rte_service_map_lcore_set(s->id, s->mapped_lcore, 0);
 		rte_service_component_unregister(s->id);
 	}
 	g_callback_glue.store(nullptr);
-	while (g_in_flight.load() != 0)
-		rte_pause();
+	while (g_in_flight.load() != 0) rte_pause();
 	g.svc = nullptr;
 	delete s;
 }
@@ -227,4 +222,4 @@ int service_id(Glue &g, uint32_t *id)
 	return 0;
 }
 
-}  // namespace iovam::glue
+} // namespace iovam::glue

@@ -14,9 +14,11 @@
 
 #include "log.h"
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
-namespace {
+namespace
+{
 
 struct ListsCtx {
 	const rte_memseg_list *lists[RTE_MAX_MEMSEG_LISTS];
@@ -27,14 +29,13 @@ struct ListsCtx {
 int collect_list_cb(const rte_memseg_list *msl, void *arg)
 {
 	auto &ctx = *static_cast<ListsCtx *>(arg);
-	if (msl->base_va == nullptr || msl->page_sz == 0 || ctx.n == RTE_MAX_MEMSEG_LISTS)
-		return 0;
+	if (msl->base_va == nullptr || msl->page_sz == 0 || ctx.n == RTE_MAX_MEMSEG_LISTS) return 0;
 	ctx.lists[ctx.n++] = msl;
 	ctx.pages += msl->memseg_arr.len;
 	return 0;
 }
 
-}  // namespace
+} // namespace
 
 SharedPages *SharedPages::create_primary()
 {
@@ -56,7 +57,7 @@ SharedPages *SharedPages::create_primary()
 	mz = rte_memzone_reserve(kMemzoneName, bytes, SOCKET_ID_ANY, 0);
 	if (mz == nullptr) {
 		IOVAM_LOG(ERR, "memzone %s (%zu bytes): %s", kMemzoneName, bytes,
-			  rte_strerror(rte_errno));
+		          rte_strerror(rte_errno));
 		return nullptr;
 	}
 	// Memzone memory is zeroed by DPDK: every entry starts as "none".
@@ -69,12 +70,11 @@ SharedPages *SharedPages::create_primary()
 	for (unsigned i = 0; i < ctx.n; i++) {
 		const rte_memseg_list *msl = ctx.lists[i];
 		sp->slots_[i] = {reinterpret_cast<uint64_t>(msl->base_va), msl->page_sz,
-				 msl->memseg_arr.len, first};
+		                 msl->memseg_arr.len, first};
 		first += msl->memseg_arr.len;
 	}
 	sp->n_entries_ = first;
-	for (uint64_t i = 0; i < first; i++)
-		new (&sp->entries()[i]) std::atomic<uint64_t>(0);
+	for (uint64_t i = 0; i < first; i++) new (&sp->entries()[i]) std::atomic<uint64_t>(0);
 	return sp;
 }
 
@@ -92,8 +92,7 @@ const SharedPages::ListSlot *SharedPages::slot_of(uintptr_t va) const
 {
 	for (uint32_t i = 0; i < n_slots_; i++) {
 		const ListSlot &s = slots_[i];
-		if (va >= s.base_va && (va - s.base_va) / s.page_bytes < s.n_pages)
-			return &s;
+		if (va >= s.base_va && (va - s.base_va) / s.page_bytes < s.n_pages) return &s;
 	}
 	return nullptr;
 }
@@ -104,11 +103,11 @@ void SharedPages::set(uintptr_t va, uint64_t len, uint64_t iova)
 	// run); walk page by page and find each page's list when it changes.
 	for (uint64_t off = 0; off < len;) {
 		const ListSlot *s = slot_of(va + off);
-		if (s == nullptr)
-			return; // a list created after the table: primary-only
+		if (s == nullptr) return; // a list created after the table: primary-only
 		uint64_t page = (va + off - s->base_va) / s->page_bytes;
 		for (; page < s->n_pages && off < len; page++, off += s->page_bytes)
-			entries()[s->first_entry + page].store(iova + off, std::memory_order_relaxed);
+			entries()[s->first_entry + page].store(iova + off,
+			                                       std::memory_order_relaxed);
 	}
 }
 
@@ -116,8 +115,7 @@ void SharedPages::clear(uintptr_t va, uint64_t len)
 {
 	for (uint64_t off = 0; off < len;) {
 		const ListSlot *s = slot_of(va + off);
-		if (s == nullptr)
-			return;
+		if (s == nullptr) return;
 		uint64_t page = (va + off - s->base_va) / s->page_bytes;
 		for (; page < s->n_pages && off < len; page++, off += s->page_bytes)
 			entries()[s->first_entry + page].store(0, std::memory_order_relaxed);
@@ -127,22 +125,18 @@ void SharedPages::clear(uintptr_t va, uint64_t len)
 bool SharedPages::translate(uintptr_t va, uint64_t *iova) const
 {
 	const ListSlot *s = slot_of(va);
-	if (s == nullptr)
-		return false;
+	if (s == nullptr) return false;
 	uint64_t off = (va - s->base_va) % s->page_bytes;
 	uint64_t e = entries()[s->first_entry + (va - s->base_va) / s->page_bytes].load(
-		std::memory_order_relaxed);
-	if (e == 0)
-		return false;
+	        std::memory_order_relaxed);
+	if (e == 0) return false;
 	*iova = e + off;
 	return true;
 }
 
-bool SharedPages::translate_run(uintptr_t va, size_t max_len, uint64_t *iova,
-				size_t *run_len) const
+bool SharedPages::translate_run(uintptr_t va, size_t max_len, uint64_t *iova, size_t *run_len) const
 {
-	if (!translate(va, iova))
-		return false;
+	if (!translate(va, iova)) return false;
 	const ListSlot *s = slot_of(va);
 	uint64_t len = s->page_bytes - (va - s->base_va) % s->page_bytes;
 	// Extend page by page while the next page continues the IOVA.
@@ -155,4 +149,4 @@ bool SharedPages::translate_run(uintptr_t va, size_t max_len, uint64_t *iova,
 	return true;
 }
 
-}  // namespace iovam::glue
+} // namespace iovam::glue

@@ -31,9 +31,11 @@
 
 #include <rte_config.h>
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
-class SharedPages {
+class SharedPages
+{
 public:
 	static constexpr const char *kMemzoneName = "iovam_shared";
 
@@ -73,7 +75,10 @@ private:
 	static constexpr uint64_t kMagic = 0x3148535f4d41564full; // "OVAM_SH1"
 
 	const ListSlot *slot_of(uintptr_t va) const;
-	std::atomic<uint64_t> *entries() { return reinterpret_cast<std::atomic<uint64_t> *>(this + 1); }
+	std::atomic<uint64_t> *entries()
+	{
+		return reinterpret_cast<std::atomic<uint64_t> *>(this + 1);
+	}
 	const std::atomic<uint64_t> *entries() const
 	{
 		return reinterpret_cast<const std::atomic<uint64_t> *>(this + 1);
@@ -89,6 +94,6 @@ private:
 };
 
 static_assert(sizeof(std::atomic<uint64_t>) == 8 && std::atomic<uint64_t>::is_always_lock_free,
-	      "page entries are read in place from other processes");
+              "page entries are read in place from other processes");
 
-}  // namespace iovam::glue
+} // namespace iovam::glue

@@ -21,9 +21,11 @@
 
 #include "glue.h"
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
-namespace {
+namespace
+{
 
 // Every row of stats_fields.h, in the struct's order.
 int stats_cmd(const char *, const char *, rte_tel_data *d)
@@ -45,10 +47,10 @@ int pools_fill(Glue &g, rte_tel_data *d)
 	prune_pools(g);
 	std::lock_guard lk(g.pools_lock);
 	for (auto &[mp, p] : g.pools) {
-		int rc = tel_add_array(d, p.name.c_str(),
-				       {p.iova_lo == UINT64_MAX ? 0 : p.iova_lo, p.iova_hi, p.runs, p.objs});
-		if (rc != 0)
-			return rc;
+		int rc = tel_add_array(
+		        d, p.name.c_str(),
+		        {p.iova_lo == UINT64_MAX ? 0 : p.iova_lo, p.iova_hi, p.runs, p.objs});
+		if (rc != 0) return rc;
 	}
 	return 0;
 }
@@ -62,25 +64,21 @@ template <class T>
 int add_array(rte_tel_data *d, const char *key, std::initializer_list<T> values)
 {
 	rte_tel_data *a = rte_tel_data_alloc();
-	if (a == nullptr)
-		return -ENOMEM;
+	if (a == nullptr) return -ENOMEM;
 	if constexpr (std::is_same_v<T, int>) {
 		rte_tel_data_start_array(a, RTE_TEL_INT_VAL);
-		for (int v : values)
-			rte_tel_data_add_array_int(a, v);
+		for (int v : values) rte_tel_data_add_array_int(a, v);
 	} else {
 		rte_tel_data_start_array(a, RTE_TEL_U64_VAL);
-		for (uint64_t v : values)
-			rte_tel_data_add_array_u64(a, v);
+		for (uint64_t v : values) rte_tel_data_add_array_u64(a, v);
 	}
 	// A full dict (RTE_TEL_MAX_DICT_ENTRIES) keeps what fits, as DPDK's
 	// own commands do.
-	if (rte_tel_data_add_dict_container(d, key, a, 0) != 0)
-		rte_tel_data_free(a);
+	if (rte_tel_data_add_dict_container(d, key, a, 0) != 0) rte_tel_data_free(a);
 	return 0;
 }
 
-}  // namespace
+} // namespace
 
 int tel_glue_dict(rte_tel_data *d, int (*fill)(Glue &g, rte_tel_data *d))
 {
@@ -100,13 +98,15 @@ int tel_add_array(rte_tel_data *d, const char *key, std::initializer_list<int> v
 	return add_array(d, key, values);
 }
 
-}  // namespace iovam::glue
+} // namespace iovam::glue
 
 RTE_INIT(iovam_telemetry_init)
 {
-	rte_telemetry_register_cmd("/iovam/stats", iovam::glue::stats_cmd,
-		"iovam IOVA manager and DMA mapping counters. Takes no parameters");
-	rte_telemetry_register_cmd("/iovam/pools", iovam::glue::pools_cmd,
-		"Mempools with iovam IOVAs: name: [iova_lo, iova_hi, runs, objects]. "
-		"Takes no parameters");
+	rte_telemetry_register_cmd(
+	        "/iovam/stats", iovam::glue::stats_cmd,
+	        "iovam IOVA manager and DMA mapping counters. Takes no parameters");
+	rte_telemetry_register_cmd(
+	        "/iovam/pools", iovam::glue::pools_cmd,
+	        "Mempools with iovam IOVAs: name: [iova_lo, iova_hi, runs, objects]. "
+	        "Takes no parameters");
 }

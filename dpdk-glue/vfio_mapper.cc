@@ -21,26 +21,25 @@
 
 #include "log.h"
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
-namespace {
+namespace
+{
 
 // The lowest fd open on /dev/vfio/vfio that answers VFIO_GET_API_VERSION.
 int find_default_container_fd()
 {
 	DIR *d = opendir("/proc/self/fd");
-	if (d == nullptr)
-		return -1;
+	if (d == nullptr) return -1;
 	int best = -1;
 	while (dirent *e = readdir(d)) {
 		char path[64], target[64];
 		int fd = atoi(e->d_name);
-		if (e->d_name[0] == '.' || fd == dirfd(d))
-			continue;
+		if (e->d_name[0] == '.' || fd == dirfd(d)) continue;
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 		ssize_t n = readlink(path, target, sizeof(target) - 1);
-		if (n <= 0)
-			continue;
+		if (n <= 0) continue;
 		target[n] = '\0';
 		if (strcmp(target, "/dev/vfio/vfio") == 0 && (best < 0 || fd < best) &&
 		    ioctl(fd, VFIO_GET_API_VERSION) == VFIO_API_VERSION)
@@ -50,7 +49,7 @@ int find_default_container_fd()
 	return best;
 }
 
-}  // namespace
+} // namespace
 
 void VfioMapper::init(bool force_no_iommu, bool dyn_via_dpdk)
 {
@@ -68,16 +67,17 @@ void VfioMapper::init(bool force_no_iommu, bool dyn_via_dpdk)
 		if (ioctl(container_fd_, VFIO_IOMMU_GET_INFO, &info) == 0)
 			device_seen_.store(true, std::memory_order_relaxed);
 	}
-	IOVAM_LOG(INFO, "DMA mapping: %s", no_iommu_ ? "no-IOMMU (calls skipped)" :
-		  "VFIO default container");
+	IOVAM_LOG(INFO, "DMA mapping: %s",
+	          no_iommu_ ? "no-IOMMU (calls skipped)" : "VFIO default container");
 	if (!no_iommu_)
 		IOVAM_LOG(INFO, "dynamic mappings: %s (fd %d)",
-			  container_fd_ >= 0 ? "raw VFIO ioctls" : "DPDK user maps", container_fd_);
+		          container_fd_ >= 0 ? "raw VFIO ioctls" : "DPDK user maps", container_fd_);
 }
 
 std::atomic<bool> g_vfio_test_hooks{false};
 
-namespace {
+namespace
+{
 
 struct FailInjection {
 	std::atomic<uint32_t> one_in{0};
@@ -88,8 +88,7 @@ struct FailInjection {
 	bool now()
 	{
 		uint32_t n = one_in.load(std::memory_order_relaxed);
-		if (n == 0)
-			return false;
+		if (n == 0) return false;
 		return calls.fetch_add(1, std::memory_order_relaxed) % n == n - 1;
 	}
 
@@ -103,13 +102,17 @@ struct FailInjection {
 FailInjection g_fail_map;
 FailInjection g_fail_unmap;
 
-bool injected_failure() { return g_fail_map.now(); }
+bool injected_failure()
+{
+	return g_fail_map.now();
+}
 
-}  // namespace
+} // namespace
 
-namespace {
+namespace
+{
 std::atomic<bool> g_sim_no_device{false};
-}  // namespace
+} // namespace
 
 void vfio_test_simulate_no_device(bool on)
 {
@@ -130,8 +133,7 @@ void vfio_test_fail_unmap_one_in(uint32_t n)
 
 VfioMapper::Result VfioMapper::map(uint64_t va, uint64_t iova, uint64_t len)
 {
-	if (injected_failure())
-		return Result::kFailed;
+	if (injected_failure()) return Result::kFailed;
 	if (no_iommu_) {
 		// Test hook: behave like VFIO before its first device.
 		if (g_sim_no_device.load(std::memory_order_relaxed) &&
@@ -145,10 +147,9 @@ VfioMapper::Result VfioMapper::map(uint64_t va, uint64_t iova, uint64_t len)
 	}
 	// Without a group the container has no IOMMU type and DPDK refuses the
 	// map; that is not an error until a device has been seen.
-	if (!device_seen_.load(std::memory_order_relaxed))
-		return Result::kQueued;
-	IOVAM_LOG(ERR, "VFIO map va 0x%" PRIx64 " iova 0x%" PRIx64 " len 0x%" PRIx64
-		  " failed: %s", va, iova, len, rte_strerror(rte_errno));
+	if (!device_seen_.load(std::memory_order_relaxed)) return Result::kQueued;
+	IOVAM_LOG(ERR, "VFIO map va 0x%" PRIx64 " iova 0x%" PRIx64 " len 0x%" PRIx64 " failed: %s",
+	          va, iova, len, rte_strerror(rte_errno));
 	return Result::kFailed;
 }
 
@@ -160,8 +161,7 @@ VfioMapper::Result VfioMapper::map(uint64_t va, uint64_t iova, uint64_t len)
 // VFIO_IOMMU_GET_INFO, harmless otherwise, tells apart.
 bool VfioMapper::container_torn_down() const
 {
-	if (container_fd_ < 0)
-		return false;
+	if (container_fd_ < 0) return false;
 	vfio_iommu_type1_info info;
 	memset(&info, 0, sizeof(info));
 	info.argsz = sizeof(info);
@@ -170,8 +170,7 @@ bool VfioMapper::container_torn_down() const
 
 bool VfioMapper::valid_iova_ranges(std::vector<std::pair<uint64_t, uint64_t>> &out) const
 {
-	if (no_iommu_ || container_fd_ < 0)
-		return false;
+	if (no_iommu_ || container_fd_ < 0) return false;
 	// First call: the kernel says how big the info with its capability
 	// chain is; second call: fetch it.
 	vfio_iommu_type1_info head;
@@ -183,25 +182,24 @@ bool VfioMapper::valid_iova_ranges(std::vector<std::pair<uint64_t, uint64_t>> &o
 	std::vector<uint8_t> buf(head.argsz);
 	head.argsz = static_cast<uint32_t>(buf.size());
 	memcpy(buf.data(), &head, sizeof(head));
-	if (ioctl(container_fd_, VFIO_IOMMU_GET_INFO, buf.data()) != 0)
-		return false;
+	if (ioctl(container_fd_, VFIO_IOMMU_GET_INFO, buf.data()) != 0) return false;
 	memcpy(&head, buf.data(), sizeof(head));
 	for (uint64_t off = head.cap_offset; off != 0;) {
 		vfio_info_cap_header cap;
-		if (off + sizeof(cap) > buf.size())
-			return false;
+		if (off + sizeof(cap) > buf.size()) return false;
 		memcpy(&cap, buf.data() + off, sizeof(cap));
 		if (cap.id == VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE) {
 			vfio_iommu_type1_info_cap_iova_range ranges;
-			if (off + sizeof(ranges) > buf.size())
-				return false;
+			if (off + sizeof(ranges) > buf.size()) return false;
 			memcpy(&ranges, buf.data() + off, sizeof(ranges));
-			if (off + sizeof(ranges) + uint64_t{ranges.nr_iovas} * sizeof(vfio_iova_range) >
+			if (off + sizeof(ranges) +
+			            uint64_t{ranges.nr_iovas} * sizeof(vfio_iova_range) >
 			    buf.size())
 				return false;
 			for (uint32_t i = 0; i < ranges.nr_iovas; i++) {
 				vfio_iova_range r;
-				memcpy(&r, buf.data() + off + sizeof(ranges) + i * sizeof(r), sizeof(r));
+				memcpy(&r, buf.data() + off + sizeof(ranges) + i * sizeof(r),
+				       sizeof(r));
 				out.emplace_back(r.start, r.end);
 			}
 			std::sort(out.begin(), out.end());
@@ -218,26 +216,26 @@ bool VfioMapper::unmap(uint64_t va, uint64_t iova, uint64_t len)
 		IOVAM_LOG(DEBUG, "unmap iova 0x%" PRIx64 ": failure injected", iova);
 		return false;
 	}
-	if (no_iommu_)
-		return true;
+	if (no_iommu_) return true;
 	if (rte_vfio_container_dma_unmap(RTE_VFIO_DEFAULT_CONTAINER_FD, va, iova, len) == 0)
 		return true;
 	if (container_torn_down()) {
-		IOVAM_LOG(DEBUG, "unmap iova 0x%" PRIx64 ": container has no device left, "
-			  "its mappings are gone", iova);
+		IOVAM_LOG(DEBUG,
+		          "unmap iova 0x%" PRIx64 ": container has no device left, "
+		          "its mappings are gone",
+		          iova);
 		return true;
 	}
-	IOVAM_LOG(ERR, "VFIO unmap va 0x%" PRIx64 " iova 0x%" PRIx64 " len 0x%" PRIx64
-		  " failed: %s", va, iova, len, rte_strerror(rte_errno));
+	IOVAM_LOG(ERR,
+	          "VFIO unmap va 0x%" PRIx64 " iova 0x%" PRIx64 " len 0x%" PRIx64 " failed: %s", va,
+	          iova, len, rte_strerror(rte_errno));
 	return false;
 }
 
 VfioMapper::Result VfioMapper::map_dyn_slow(uint64_t va, uint64_t iova, uint64_t len)
 {
-	if (no_iommu_ || container_fd_ < 0)
-		return map(va, iova, len);
-	if (injected_failure())
-		return Result::kFailed;
+	if (no_iommu_ || container_fd_ < 0) return map(va, iova, len);
+	if (injected_failure()) return Result::kFailed;
 	vfio_iommu_type1_dma_map m;
 	memset(&m, 0, sizeof(m));
 	m.argsz = sizeof(m);
@@ -255,24 +253,20 @@ VfioMapper::Result VfioMapper::map_dyn_slow(uint64_t va, uint64_t iova, uint64_t
 
 bool VfioMapper::unmap_dyn(uint64_t va, uint64_t iova, uint64_t len)
 {
-	if (no_iommu_ || container_fd_ < 0)
-		return unmap(va, iova, len);
-	if (g_fail_unmap.now())
-		return false;
+	if (no_iommu_ || container_fd_ < 0) return unmap(va, iova, len);
+	if (g_fail_unmap.now()) return false;
 	vfio_iommu_type1_dma_unmap u;
 	memset(&u, 0, sizeof(u));
 	u.argsz = sizeof(u);
 	u.iova = iova;
 	u.size = len;
 	// The kernel reports how much it unmapped: all of it, or it failed.
-	if (ioctl(container_fd_, VFIO_IOMMU_UNMAP_DMA, &u) == 0 && u.size == len)
-		return true;
+	if (ioctl(container_fd_, VFIO_IOMMU_UNMAP_DMA, &u) == 0 && u.size == len) return true;
 	const int err = errno;
-	if (container_torn_down())
-		return true;
-	IOVAM_LOG(ERR, "VFIO_IOMMU_UNMAP_DMA iova 0x%" PRIx64 " len 0x%" PRIx64 " failed: %s",
-		  iova, len, strerror(err));
+	if (container_torn_down()) return true;
+	IOVAM_LOG(ERR, "VFIO_IOMMU_UNMAP_DMA iova 0x%" PRIx64 " len 0x%" PRIx64 " failed: %s", iova,
+	          len, strerror(err));
 	return false;
 }
 
-}  // namespace iovam::glue
+} // namespace iovam::glue

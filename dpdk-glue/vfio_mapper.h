@@ -25,12 +25,14 @@
 #include <utility>
 #include <vector>
 
-namespace iovam::glue {
+namespace iovam::glue
+{
 
 // Any test hook armed (fail injection, simulated missing device).
 extern std::atomic<bool> g_vfio_test_hooks;
 
-class VfioMapper {
+class VfioMapper
+{
 public:
 	enum class Result { kMapped, kQueued, kFailed };
 
@@ -90,4 +92,4 @@ void vfio_test_fail_unmap_one_in(uint32_t n);
 // kQueued like VFIO does before its first device, until note_device().
 void vfio_test_simulate_no_device(bool on);
 
-}  // namespace iovam::glue
+} // namespace iovam::glue

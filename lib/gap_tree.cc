@@ -9,22 +9,23 @@
 #include <cstddef>
 #include <cstring>
 
-namespace iovam::detail {
+namespace iovam::detail
+{
 
 struct GapTree::Leaf {
-  uint8_t count;
-  uint8_t unused[7];
-  uint64_t tags;
-  uint64_t pivot[kLeafSlots - 1];
+	uint8_t count;
+	uint8_t unused[7];
+	uint64_t tags;
+	uint64_t pivot[kLeafSlots - 1];
 };
 
 struct GapTree::Inner {
-  uint8_t count;
-  uint8_t order1[kInnerSlots];  // Gap::order1 of each child
-  uint8_t spare[13];
-  uint64_t pivot[kInnerSlots - 1];
-  uint64_t max_gap[kInnerSlots];  // Gap::len of each child
-  void* child[kInnerSlots];
+	uint8_t count;
+	uint8_t order1[kInnerSlots]; // Gap::order1 of each child
+	uint8_t spare[13];
+	uint64_t pivot[kInnerSlots - 1];
+	uint64_t max_gap[kInnerSlots]; // Gap::len of each child
+	void *child[kInnerSlots];
 };
 
 static_assert(sizeof(GapTree::Leaf) == NodePool::kNodeBytes, "leaf is one pool node");
@@ -32,347 +33,390 @@ static_assert(sizeof(GapTree::Inner) == NodePool::kNodeBytes, "inner node is one
 static_assert(offsetof(GapTree::Leaf, count) == 0 && offsetof(GapTree::Inner, count) == 0,
               "count first in both kinds: node_count() reads it without knowing the kind");
 static_assert(offsetof(GapTree::Inner, pivot) == 24 && offsetof(GapTree::Inner, max_gap) == 96 &&
-                  offsetof(GapTree::Inner, child) == 176,
+                      offsetof(GapTree::Inner, child) == 176,
               "inner layout as pictured in gap_tree.h");
 static_assert(GapTree::kLeafSlots < 256 && GapTree::kInnerSlots < 256, "counts fit a byte");
 static_assert(2 * GapTree::kLeafSlots <= 64, "two tag bits per segment fit one u64");
 static_assert(NodePool::kNodeBytes % NodePool::kNodeAlign == 0, "nodes tile cache lines");
 
-namespace {
-constexpr uint32_t kRunMax = GapTree::kLeafSlots + 2;  // a leaf plus two new segments
+namespace
+{
+constexpr uint32_t kRunMax = GapTree::kLeafSlots + 2; // a leaf plus two new segments
 }
 
 // A run of segments with explicit upper bounds: a leaf unpacked for a split or
 // a merge, or the up-to-three segments that replace one.
 struct GapTree::Run {
-  uint64_t hi[kRunMax];
-  Tag tag[kRunMax];
-  uint32_t n = 0;
-  void push(uint64_t h, Tag t) {
-    hi[n] = h;
-    tag[n] = t;
-    ++n;
-  }
+	uint64_t hi[kRunMax];
+	Tag tag[kRunMax];
+	uint32_t n = 0;
+	void push(uint64_t h, Tag t)
+	{
+		hi[n] = h;
+		tag[n] = t;
+		++n;
+	}
 };
 
 // Nodes reserved from the pool before a mutation starts, so that a mutation
 // either has every node it needs or does not begin.
 struct GapTree::Stash {
-  void* node[2 * kMaxHeight + 4];
-  uint32_t n = 0;
+	void *node[2 * kMaxHeight + 4];
+	uint32_t n = 0;
 };
 
-namespace {
+namespace
+{
 
 using Leaf = GapTree::Leaf;
 
-inline Tag tag_at(const Leaf* l, uint32_t i) { return static_cast<Tag>((l->tags >> (2 * i)) & 3); }
+inline Tag tag_at(const Leaf *l, uint32_t i)
+{
+	return static_cast<Tag>((l->tags >> (2 * i)) & 3);
+}
 
-inline void set_tag(Leaf* l, uint32_t i, Tag t) {
-  l->tags = (l->tags & ~(3ULL << (2 * i))) | (static_cast<uint64_t>(t) << (2 * i));
+inline void set_tag(Leaf *l, uint32_t i, Tag t)
+{
+	l->tags = (l->tags & ~(3ULL << (2 * i))) | (static_cast<uint64_t>(t) << (2 * i));
 }
 
 // One bit per FREE segment (tag 00), at bit 2i: the segments a gap scan visits.
-inline uint64_t free_mask(const Leaf* l) {
-  const uint64_t used = l->tags | (l->tags >> 1);
-  const uint64_t live = l->count == 32 ? ~0ULL : (1ULL << (2 * l->count)) - 1;
-  return ~used & live & 0x5555555555555555ULL;
+inline uint64_t free_mask(const Leaf *l)
+{
+	const uint64_t used = l->tags | (l->tags >> 1);
+	const uint64_t live = l->count == 32 ? ~0ULL : (1ULL << (2 * l->count)) - 1;
+	return ~used & live & 0x5555555555555555ULL;
 }
 
-inline uint64_t remove_tag(uint64_t tags, uint32_t i) {
-  uint64_t low = tags & ((1ULL << (2 * i)) - 1);
-  uint64_t high = (tags >> (2 * i + 2)) << (2 * i);
-  return low | high;
+inline uint64_t remove_tag(uint64_t tags, uint32_t i)
+{
+	uint64_t low = tags & ((1ULL << (2 * i)) - 1);
+	uint64_t high = (tags >> (2 * i + 2)) << (2 * i);
+	return low | high;
 }
 
-inline uint64_t seg_lo(const Leaf* l, uint32_t i, uint64_t min) { return i == 0 ? min : l->pivot[i - 1] + 1; }
+inline uint64_t seg_lo(const Leaf *l, uint32_t i, uint64_t min)
+{
+	return i == 0 ? min : l->pivot[i - 1] + 1;
+}
 
-inline uint64_t seg_hi(const Leaf* l, uint32_t i, uint64_t max) {
-  return i + 1 == l->count ? max : l->pivot[i];
+inline uint64_t seg_hi(const Leaf *l, uint32_t i, uint64_t max)
+{
+	return i + 1 == l->count ? max : l->pivot[i];
 }
 
 // 1 + the order of the largest naturally aligned power-of-two block inside
 // [lo, hi]. With 2^j <= len < 2^(j+1) the answer is j or j - 1: any run of
 // 2^j pages holds an aligned block of 2^(j-1), so one test decides.
-inline uint8_t block_order1(uint64_t lo, uint64_t hi) {
-  const uint64_t len = hi - lo + 1;
-  const int j = 63 - std::countl_zero(len);
-  const uint64_t size = 1ULL << j;
-  const uint64_t start = (lo + size - 1) & ~(size - 1);  // no overflow: lo < 2^63
-  return static_cast<uint8_t>(start <= hi - (size - 1) ? j + 1 : j);
+inline uint8_t block_order1(uint64_t lo, uint64_t hi)
+{
+	const uint64_t len = hi - lo + 1;
+	const int j = 63 - std::countl_zero(len);
+	const uint64_t size = 1ULL << j;
+	const uint64_t start = (lo + size - 1) & ~(size - 1); // no overflow: lo < 2^63
+	return static_cast<uint8_t>(start <= hi - (size - 1) ? j + 1 : j);
 }
 
 // The four cache lines of a node, requested together: a descent that misses
 // the cache waits for one node instead of for each line its search touches.
-inline void prefetch_node(const void* node) {
-  const char* c = static_cast<const char*>(node);
-  __builtin_prefetch(c);
-  __builtin_prefetch(c + 64);
-  __builtin_prefetch(c + 128);
-  __builtin_prefetch(c + 192);
+inline void prefetch_node(const void *node)
+{
+	const char *c = static_cast<const char *>(node);
+	__builtin_prefetch(c);
+	__builtin_prefetch(c + 64);
+	__builtin_prefetch(c + 128);
+	__builtin_prefetch(c + 192);
 }
 
 // Index of the entry whose range holds pfn: the first pivot >= pfn, or the
 // last. A binary search without branches on the data (the compiler turns
 // the select into a conditional move): random pfns mispredict a branchy
 // search at every step, about as costly as the search itself.
-inline uint32_t pivot_index(const uint64_t* pivot, uint32_t count, uint64_t pfn) {
-  uint32_t n = count - 1;  // pivots: the last entry has none
-  if (n == 0) return 0;
-  // The answer stays in [base, base + n]; each step halves n.
-  const uint64_t* base = pivot;
-  while (n > 1) {
-    const uint32_t half = n / 2;
-    base = base[half] < pfn ? base + half : base;
-    n -= half;
-  }
-  return static_cast<uint32_t>(base - pivot) + (*base < pfn);
+inline uint32_t pivot_index(const uint64_t *pivot, uint32_t count, uint64_t pfn)
+{
+	uint32_t n = count - 1; // pivots: the last entry has none
+	if (n == 0) return 0;
+	// The answer stays in [base, base + n]; each step halves n.
+	const uint64_t *base = pivot;
+	while (n > 1) {
+		const uint32_t half = n / 2;
+		base = base[half] < pfn ? base + half : base;
+		n -= half;
+	}
+	return static_cast<uint32_t>(base - pivot) + (*base < pfn);
 }
 
-inline uint32_t inner_index(const uint64_t* pivot, uint32_t count, uint64_t pfn) {
-  return pivot_index(pivot, count, pfn);
+inline uint32_t inner_index(const uint64_t *pivot, uint32_t count, uint64_t pfn)
+{
+	return pivot_index(pivot, count, pfn);
 }
 
-}  // namespace
+} // namespace
 
 // ---------------------------------------------------------------------------
 // Small node helpers
 
-GapTree::Gap GapTree::leaf_gap(const Leaf* l, uint64_t min, uint64_t max, Gap enough) noexcept {
-  Gap best;
-  for (uint64_t free_bits = free_mask(l); free_bits != 0; free_bits &= free_bits - 1) {
-    const uint32_t i = static_cast<uint32_t>(std::countr_zero(free_bits)) / 2;
-    const uint64_t lo = seg_lo(l, i, min), hi = seg_hi(l, i, max);
-    const uint64_t len = hi - lo + 1;
-    if (len <= best.len && 64 - std::countl_zero(len) <= best.order1) continue;  // no better
-    best.len = std::max(best.len, len);
-    best.order1 = std::max(best.order1, block_order1(lo, hi));
-    if (best.len >= enough.len && best.order1 >= enough.order1) break;  // nothing more to find
-  }
-  return best;
+GapTree::Gap GapTree::leaf_gap(const Leaf *l, uint64_t min, uint64_t max, Gap enough) noexcept
+{
+	Gap best;
+	for (uint64_t free_bits = free_mask(l); free_bits != 0; free_bits &= free_bits - 1) {
+		const uint32_t i = static_cast<uint32_t>(std::countr_zero(free_bits)) / 2;
+		const uint64_t lo = seg_lo(l, i, min), hi = seg_hi(l, i, max);
+		const uint64_t len = hi - lo + 1;
+		if (len <= best.len && 64 - std::countl_zero(len) <= best.order1)
+			continue; // no better
+		best.len = std::max(best.len, len);
+		best.order1 = std::max(best.order1, block_order1(lo, hi));
+		if (best.len >= enough.len && best.order1 >= enough.order1)
+			break; // nothing more to find
+	}
+	return best;
 }
 
-GapTree::Gap GapTree::inner_gap(const Inner* in) noexcept {
-  Gap best;
-  for (uint32_t i = 0; i < in->count; ++i) best = best.join(child_gap(in, i));
-  return best;
+GapTree::Gap GapTree::inner_gap(const Inner *in) noexcept
+{
+	Gap best;
+	for (uint32_t i = 0; i < in->count; ++i) best = best.join(child_gap(in, i));
+	return best;
 }
 
-GapTree::Gap GapTree::child_gap(const Inner* in, uint32_t i) noexcept {
-  return Gap{in->max_gap[i], in->order1[i]};
+GapTree::Gap GapTree::child_gap(const Inner *in, uint32_t i) noexcept
+{
+	return Gap{in->max_gap[i], in->order1[i]};
 }
 
-void GapTree::set_child_gap(Inner* in, uint32_t i, Gap g) noexcept {
-  in->max_gap[i] = g.len;
-  in->order1[i] = g.order1;
+void GapTree::set_child_gap(Inner *in, uint32_t i, Gap g) noexcept
+{
+	in->max_gap[i] = g.len;
+	in->order1[i] = g.order1;
 }
 
-GapTree::Gap GapTree::node_gap(const void* node, uint32_t level, uint64_t min,
-                               uint64_t max) const noexcept {
-  if (level + 1 == height_) return leaf_gap(static_cast<const Leaf*>(node), min, max);
-  return inner_gap(static_cast<const Inner*>(node));
+GapTree::Gap GapTree::node_gap(const void *node, uint32_t level, uint64_t min,
+                               uint64_t max) const noexcept
+{
+	if (level + 1 == height_) return leaf_gap(static_cast<const Leaf *>(node), min, max);
+	return inner_gap(static_cast<const Inner *>(node));
 }
 
-uint32_t GapTree::node_count(const void* node) noexcept {
-  // count is the first byte of both kinds.
-  return *static_cast<const uint8_t*>(node);
+uint32_t GapTree::node_count(const void *node) noexcept
+{
+	// count is the first byte of both kinds.
+	return *static_cast<const uint8_t *>(node);
 }
 
-Segment GapTree::leaf_segment(const void* leaf, uint32_t i, uint64_t min,
-                                       uint64_t max) noexcept {
-  auto* l = static_cast<const Leaf*>(leaf);
-  return Segment{seg_lo(l, i, min), seg_hi(l, i, max), tag_at(l, i)};
+Segment GapTree::leaf_segment(const void *leaf, uint32_t i, uint64_t min, uint64_t max) noexcept
+{
+	auto *l = static_cast<const Leaf *>(leaf);
+	return Segment{seg_lo(l, i, min), seg_hi(l, i, max), tag_at(l, i)};
 }
 
-const void* GapTree::inner_child(const void* inner, uint32_t i, uint64_t min, uint64_t max,
-                                 uint64_t* cmin, uint64_t* cmax) noexcept {
-  auto* in = static_cast<const Inner*>(inner);
-  *cmin = i == 0 ? min : in->pivot[i - 1] + 1;
-  *cmax = i + 1 == in->count ? max : in->pivot[i];
-  return in->child[i];
+const void *GapTree::inner_child(const void *inner, uint32_t i, uint64_t min, uint64_t max,
+                                 uint64_t *cmin, uint64_t *cmax) noexcept
+{
+	auto *in = static_cast<const Inner *>(inner);
+	*cmin = i == 0 ? min : in->pivot[i - 1] + 1;
+	*cmax = i + 1 == in->count ? max : in->pivot[i];
+	return in->child[i];
 }
 
-void GapTree::free_node(void* node) noexcept {
-  pool_.put(node);
-  --nodes_;
-  ++shape_;
+void GapTree::free_node(void *node) noexcept
+{
+	pool_.put(node);
+	--nodes_;
+	++shape_;
 }
 
-void* GapTree::take_node(Stash& st) noexcept {
-  assert(st.n > 0 && "node need was under-estimated");
-  ++nodes_;
-  ++shape_;
-  void* node = st.node[--st.n];
-  std::memset(node, 0, NodePool::kNodeBytes);
-  return node;
+void *GapTree::take_node(Stash &st) noexcept
+{
+	assert(st.n > 0 && "node need was under-estimated");
+	++nodes_;
+	++shape_;
+	void *node = st.node[--st.n];
+	std::memset(node, 0, NodePool::kNodeBytes);
+	return node;
 }
 
-int GapTree::take_stash(Stash& st, uint32_t n) noexcept {
-  while (st.n < n) {
-    void* node = pool_.take();
-    if (node == nullptr) {
-      return_stash(st);
-      return -EAGAIN;
-    }
-    st.node[st.n++] = node;
-  }
-  return 0;
+int GapTree::take_stash(Stash &st, uint32_t n) noexcept
+{
+	while (st.n < n) {
+		void *node = pool_.take();
+		if (node == nullptr) {
+			return_stash(st);
+			return -EAGAIN;
+		}
+		st.node[st.n++] = node;
+	}
+	return 0;
 }
 
-void GapTree::return_stash(Stash& st) noexcept {
-  while (st.n > 0) pool_.put(st.node[--st.n]);
+void GapTree::return_stash(Stash &st) noexcept
+{
+	while (st.n > 0) pool_.put(st.node[--st.n]);
 }
 
 // ---------------------------------------------------------------------------
 // Life cycle
 
-GapTree::~GapTree() {
-  if (root_ == nullptr) return;
-  // Free bottom-up without recursion limits: the tree is at most kMaxHeight deep.
-  struct Frame {
-    void* node;
-    uint32_t level;
-    uint32_t next;
-  } stack[kMaxHeight];
-  uint32_t sp = 0;
-  stack[sp++] = {root_, 0, 0};
-  while (sp > 0) {
-    Frame& f = stack[sp - 1];
-    if (f.level + 1 < height_ && f.next < node_count(f.node)) {
-      void* child = static_cast<Inner*>(f.node)->child[f.next++];
-      stack[sp++] = {child, f.level + 1, 0};
-      continue;
-    }
-    free_node(f.node);
-    --sp;
-  }
-  root_ = nullptr;
+GapTree::~GapTree()
+{
+	if (root_ == nullptr) return;
+	// Free bottom-up without recursion limits: the tree is at most kMaxHeight deep.
+	struct Frame {
+		void *node;
+		uint32_t level;
+		uint32_t next;
+	} stack[kMaxHeight];
+	uint32_t sp = 0;
+	stack[sp++] = {root_, 0, 0};
+	while (sp > 0) {
+		Frame &f = stack[sp - 1];
+		if (f.level + 1 < height_ && f.next < node_count(f.node)) {
+			void *child = static_cast<Inner *>(f.node)->child[f.next++];
+			stack[sp++] = {child, f.level + 1, 0};
+			continue;
+		}
+		free_node(f.node);
+		--sp;
+	}
+	root_ = nullptr;
 }
 
-int GapTree::init(uint64_t max_pfn) noexcept {
-  assert(root_ == nullptr);
-  Stash st;
-  if (take_stash(st, 1) != 0) return -ENOMEM;
-  auto* l = static_cast<Leaf*>(take_node(st));
-  l->count = 1;
-  l->tags = static_cast<uint64_t>(Tag::kFree);
-  root_ = l;
-  height_ = 1;
-  max_pfn_ = max_pfn;
-  return 0;
+int GapTree::init(uint64_t max_pfn) noexcept
+{
+	assert(root_ == nullptr);
+	Stash st;
+	if (take_stash(st, 1) != 0) return -ENOMEM;
+	auto *l = static_cast<Leaf *>(take_node(st));
+	l->count = 1;
+	l->tags = static_cast<uint64_t>(Tag::kFree);
+	root_ = l;
+	height_ = 1;
+	max_pfn_ = max_pfn;
+	return 0;
 }
 
 // ---------------------------------------------------------------------------
 // Descent and gap maintenance
 
-void GapTree::descend(uint64_t pfn, Path& p) const noexcept {
-  void* node = root_;
-  uint64_t min = 0, max = max_pfn_;
-  p.n = height_;
-  for (uint32_t l = 0; l + 1 < height_; ++l) {
-    auto* in = static_cast<Inner*>(node);
-    uint32_t i = inner_index(in->pivot, in->count, pfn);
-    p.s[l] = Step{node, i, min, max};
-    if (i > 0) min = in->pivot[i - 1] + 1;
-    if (i + 1 < in->count) max = in->pivot[i];
-    node = in->child[i];
-    prefetch_node(node);
-  }
-  auto* leaf = static_cast<Leaf*>(node);
-  p.s[height_ - 1] = Step{node, pivot_index(leaf->pivot, leaf->count, pfn), min, max};
+void GapTree::descend(uint64_t pfn, Path &p) const noexcept
+{
+	void *node = root_;
+	uint64_t min = 0, max = max_pfn_;
+	p.n = height_;
+	for (uint32_t l = 0; l + 1 < height_; ++l) {
+		auto *in = static_cast<Inner *>(node);
+		uint32_t i = inner_index(in->pivot, in->count, pfn);
+		p.s[l] = Step{node, i, min, max};
+		if (i > 0) min = in->pivot[i - 1] + 1;
+		if (i + 1 < in->count) max = in->pivot[i];
+		node = in->child[i];
+		prefetch_node(node);
+	}
+	auto *leaf = static_cast<Leaf *>(node);
+	p.s[height_ - 1] = Step{node, pivot_index(leaf->pivot, leaf->count, pfn), min, max};
 }
 
 // The node at from_level changed; recompute its largest gap and carry it up.
-void GapTree::fix_gaps(Path& p, uint32_t from_level, bool stop_early) noexcept {
-  const Step& s = p.s[from_level];
-  carry_gap(p, from_level, node_gap(s.node, from_level, s.min, s.max), stop_early);
+void GapTree::fix_gaps(Path &p, uint32_t from_level, bool stop_early) noexcept
+{
+	const Step &s = p.s[from_level];
+	carry_gap(p, from_level, node_gap(s.node, from_level, s.min, s.max), stop_early);
 }
 
 // The node at `level` on p now has largest gap g: store it in its parent and
 // carry the parent's up, stopping where an annotation is already right.
-void GapTree::carry_gap(Path& p, uint32_t level, Gap g, bool stop_early) noexcept {
-  for (uint32_t l = level; l-- > 0;) {
-    auto* in = static_cast<Inner*>(p.s[l].node);
-    if (stop_early && child_gap(in, p.s[l].idx) == g) return;  // nothing above changes
-    set_child_gap(in, p.s[l].idx, g);
-    g = inner_gap(in);
-  }
+void GapTree::carry_gap(Path &p, uint32_t level, Gap g, bool stop_early) noexcept
+{
+	for (uint32_t l = level; l-- > 0;) {
+		auto *in = static_cast<Inner *>(p.s[l].node);
+		if (stop_early && child_gap(in, p.s[l].idx) == g) return; // nothing above changes
+		set_child_gap(in, p.s[l].idx, g);
+		g = inner_gap(in);
+	}
 }
 
 // After structural changes above a leaf: recompute the whole path to pfn.
-void GapTree::fix_gaps_at(uint64_t pfn) noexcept {
-  Path p;
-  descend(pfn, p);
-  fix_gaps(p, height_ - 1, false);
+void GapTree::fix_gaps_at(uint64_t pfn) noexcept
+{
+	Path p;
+	descend(pfn, p);
+	fix_gaps(p, height_ - 1, false);
 }
 
 // A FREE segment grew by merging its FREE neighbours: it contains each of
 // them, so its length and block order bound theirs, and the node's gap is the
 // old one joined with it.
-void GapTree::gap_grew(Path& p, uint64_t lo, uint64_t hi) noexcept {
-  const Gap grown{hi - lo + 1, block_order1(lo, hi)};
-  for (uint32_t l = p.n - 1; l-- > 0;) {
-    auto* in = static_cast<Inner*>(p.s[l].node);
-    const Gap old = child_gap(in, p.s[l].idx);
-    const Gap now = old.join(grown);
-    if (now == old) return;
-    set_child_gap(in, p.s[l].idx, now);
-  }
+void GapTree::gap_grew(Path &p, uint64_t lo, uint64_t hi) noexcept
+{
+	const Gap grown{hi - lo + 1, block_order1(lo, hi)};
+	for (uint32_t l = p.n - 1; l-- > 0;) {
+		auto *in = static_cast<Inner *>(p.s[l].node);
+		const Gap old = child_gap(in, p.s[l].idx);
+		const Gap now = old.join(grown);
+		if (now == old) return;
+		set_child_gap(in, p.s[l].idx, now);
+	}
 }
 
-void GapTree::gap_shrank(Path& p, uint64_t old_lo, uint64_t old_hi) noexcept {
-  if (p.n < 2) return;
-  auto* parent = static_cast<Inner*>(p.s[p.n - 2].node);
-  const Gap was = child_gap(parent, p.s[p.n - 2].idx);
-  // Not the leaf's largest hole nor its best aligned block: nothing changes.
-  // (A shorter hole can hold the larger aligned block, so test both.)
-  if (was.len > old_hi - old_lo + 1 && was.order1 > block_order1(old_lo, old_hi)) return;
-  // The leaf's gap can only have shrunk: stop scanning once the old one is
-  // matched (in a fragmented space the next 1-page hole ends the scan).
-  const Step& s = p.s[p.n - 1];
-  carry_gap(p, p.n - 1, leaf_gap(static_cast<Leaf*>(s.node), s.min, s.max, was), true);
+void GapTree::gap_shrank(Path &p, uint64_t old_lo, uint64_t old_hi) noexcept
+{
+	if (p.n < 2) return;
+	auto *parent = static_cast<Inner *>(p.s[p.n - 2].node);
+	const Gap was = child_gap(parent, p.s[p.n - 2].idx);
+	// Not the leaf's largest hole nor its best aligned block: nothing changes.
+	// (A shorter hole can hold the larger aligned block, so test both.)
+	if (was.len > old_hi - old_lo + 1 && was.order1 > block_order1(old_lo, old_hi)) return;
+	// The leaf's gap can only have shrunk: stop scanning once the old one is
+	// matched (in a fragmented space the next 1-page hole ends the scan).
+	const Step &s = p.s[p.n - 1];
+	carry_gap(p, p.n - 1, leaf_gap(static_cast<Leaf *>(s.node), s.min, s.max, was), true);
 }
 
 // Nodes a leaf needs to grow by `extra` segments: one per split on the way up,
 // plus a new root if the root splits.
-uint32_t GapTree::nodes_for_growth(const Path& p, uint32_t extra) const noexcept {
-  if (node_count(p.s[p.n - 1].node) + extra <= kLeafSlots) return 0;
-  uint32_t need = 1;
-  for (uint32_t l = p.n - 1; l-- > 0;) {
-    if (node_count(p.s[l].node) < kInnerSlots) return need;
-    ++need;
-  }
-  return need + 1;
+uint32_t GapTree::nodes_for_growth(const Path &p, uint32_t extra) const noexcept
+{
+	if (node_count(p.s[p.n - 1].node) + extra <= kLeafSlots) return 0;
+	uint32_t need = 1;
+	for (uint32_t l = p.n - 1; l-- > 0;) {
+		if (node_count(p.s[l].node) < kInnerSlots) return need;
+		++need;
+	}
+	return need + 1;
 }
 
 // ---------------------------------------------------------------------------
 // Queries
 
-Segment GapTree::lookup(uint64_t pfn) const noexcept {
-  assert(pfn <= max_pfn_);
-  Path p;
-  descend(pfn, p);
-  const Step& s = p.s[p.n - 1];
-  return leaf_segment(s.node, s.idx, s.min, s.max);
+Segment GapTree::lookup(uint64_t pfn) const noexcept
+{
+	assert(pfn <= max_pfn_);
+	Path p;
+	descend(pfn, p);
+	const Step &s = p.s[p.n - 1];
+	return leaf_segment(s.node, s.idx, s.min, s.max);
 }
 
-Segment GapTree::lookup_near(uint64_t pfn) noexcept {
-  assert(pfn <= max_pfn_);
-  const Step& s = finger_at(pfn).leaf();
-  return leaf_segment(s.node, s.idx, s.min, s.max);
-}
-
-std::optional<uint64_t> GapTree::find_gap(uint64_t npages, uint64_t align, uint64_t lo_pfn,
-                                          uint64_t hi_pfn) const noexcept {
-  return find_gap(npages, align, lo_pfn, hi_pfn, nullptr);
+Segment GapTree::lookup_near(uint64_t pfn) noexcept
+{
+	assert(pfn <= max_pfn_);
+	const Step &s = finger_at(pfn).leaf();
+	return leaf_segment(s.node, s.idx, s.min, s.max);
 }
 
 std::optional<uint64_t> GapTree::find_gap(uint64_t npages, uint64_t align, uint64_t lo_pfn,
-                                          uint64_t hi_pfn, Path* path) const noexcept {
-  assert(npages > 0 && align > 0 && (align & (align - 1)) == 0);
-  hi_pfn = std::min(hi_pfn, max_pfn_);
-  if (hi_pfn < lo_pfn || hi_pfn - lo_pfn < npages - 1) return std::nullopt;
-  return search(npages, align, lo_pfn, hi_pfn, path);
+                                          uint64_t hi_pfn) const noexcept
+{
+	return find_gap(npages, align, lo_pfn, hi_pfn, nullptr);
+}
+
+std::optional<uint64_t> GapTree::find_gap(uint64_t npages, uint64_t align, uint64_t lo_pfn,
+                                          uint64_t hi_pfn, Path *path) const noexcept
+{
+	assert(npages > 0 && align > 0 && (align & (align - 1)) == 0);
+	hi_pfn = std::min(hi_pfn, max_pfn_);
+	if (hi_pfn < lo_pfn || hi_pfn - lo_pfn < npages - 1) return std::nullopt;
+	return search(npages, align, lo_pfn, hi_pfn, path);
 }
 
 // The order a FREE block must have for a subtree to be worth entering, plus
@@ -381,11 +425,12 @@ std::optional<uint64_t> GapTree::find_gap(uint64_t npages, uint64_t align, uint6
 // npages <= align; any run of npages pages contains one of
 // 2^(floor(log2(npages + 1)) - 1). Unaligned requests need no order: the
 // length test is exact for them.
-uint8_t GapTree::needed_order1(uint64_t npages, uint64_t align) noexcept {
-  if (align == 1) return 0;
-  const int floor_log2 = 63 - std::countl_zero(npages);
-  if (npages <= align) return static_cast<uint8_t>(floor_log2 + 1);
-  return static_cast<uint8_t>(63 - std::countl_zero(npages + 1));
+uint8_t GapTree::needed_order1(uint64_t npages, uint64_t align) noexcept
+{
+	if (align == 1) return 0;
+	const int floor_log2 = 63 - std::countl_zero(npages);
+	if (npages <= align) return static_cast<uint8_t>(floor_log2 + 1);
+	return static_cast<uint8_t>(63 - std::countl_zero(npages + 1));
 }
 
 // Top-down, right to left: the first fit found is the highest. A child is
@@ -399,101 +444,104 @@ uint8_t GapTree::needed_order1(uint64_t npages, uint64_t align) noexcept {
 // align rounded up may be entered and left: see find_gap() in gap_tree.h.
 // Iterative: the path doubles as the backtracking stack.
 std::optional<uint64_t> GapTree::search(uint64_t npages, uint64_t align, uint64_t lo_pfn,
-                                        uint64_t hi_pfn, Path* path) const noexcept {
-  Path local;
-  Path& p = path != nullptr ? *path : local;
-  p.n = height_;
-  const uint64_t lowest_end = lo_pfn + npages - 1;  // a fit must end at or above this
-  const uint8_t need_order1 = needed_order1(npages, align);
-  const uint32_t leaf_level = height_ - 1;
-  uint64_t visited = 1;  // nodes entered, for tests of the bound above
-  const void* node = root_;
-  uint64_t min = 0, max = max_pfn_;
-  uint32_t level = 0;
-  uint32_t next;  // the highest index still to try in `node`
-  auto top_index = [&](const void* n, uint64_t nmax, bool leaf) -> uint32_t {
-    uint32_t count = node_count(n);
-    if (hi_pfn >= nmax) return count - 1;
-    return leaf ? pivot_index(static_cast<const Leaf*>(n)->pivot, count, hi_pfn)
-                : inner_index(static_cast<const Inner*>(n)->pivot, count, hi_pfn);
-  };
-  next = top_index(node, max, level == leaf_level);
-  for (;;) {
-    bool found_child = false;
-    if (level == leaf_level) {
-      auto* l = static_cast<const Leaf*>(node);
-      // FREE segments at or below `next`, highest first, one bit each.
-      uint64_t free_bits = free_mask(l) & (~0ULL >> (63 - 2 * next));
-      while (free_bits != 0) {
-        const uint32_t i = static_cast<uint32_t>(63 - std::countl_zero(free_bits)) / 2;
-        free_bits &= ~(3ULL << (2 * i));
-        uint64_t hi = seg_hi(l, i, max);
-        if (hi < lowest_end) break;
-        uint64_t a = std::max(seg_lo(l, i, min), lo_pfn);
-        uint64_t b = std::min(hi, hi_pfn);
-        if (b < a || b - a < npages - 1) continue;
-        uint64_t pfn = (b - npages + 1) & ~(align - 1);
-        if (pfn >= a) {
-          p.s[level] = Step{const_cast<void*>(node), i, min, max};
-          last_search_nodes_ = visited;
-          return pfn;
-        }
-      }
-    } else {
-      auto* in = static_cast<const Inner*>(node);
-      // The highest child at or below `next` with a large enough hole and
-      // block (usually the first one tried). If it ends below lowest_end,
-      // every lower one does too.
-      uint32_t i = next + 1;
-      while (i-- > 0 && ((in->max_gap[i] < npages) | (in->order1[i] < need_order1))) {
-      }
-      if (i <= next) {
-        uint64_t cmin, cmax;
-        const void* child = inner_child(in, i, min, max, &cmin, &cmax);
-        if (cmax >= lowest_end) {
-          p.s[level] = Step{const_cast<void*>(node), i, min, max};
-          prefetch_node(child);
-          ++visited;
-          node = child;
-          min = cmin;
-          max = cmax;
-          ++level;
-          next = top_index(node, max, level == leaf_level);
-          found_child = true;
-        }
-      }
-    }
-    if (found_child) continue;
-    // Nothing here: back up to the parent's next lower child.
-    for (;;) {
-      if (level == 0) {
-        last_search_nodes_ = visited;
-        return std::nullopt;
-      }
-      --level;
-      const Step& s = p.s[level];
-      if (s.idx > 0) {
-        node = s.node;
-        min = s.min;
-        max = s.max;
-        next = s.idx - 1;
-        break;
-      }
-    }
-  }
+                                        uint64_t hi_pfn, Path *path) const noexcept
+{
+	Path local;
+	Path &p = path != nullptr ? *path : local;
+	p.n = height_;
+	const uint64_t lowest_end = lo_pfn + npages - 1; // a fit must end at or above this
+	const uint8_t need_order1 = needed_order1(npages, align);
+	const uint32_t leaf_level = height_ - 1;
+	uint64_t visited = 1; // nodes entered, for tests of the bound above
+	const void *node = root_;
+	uint64_t min = 0, max = max_pfn_;
+	uint32_t level = 0;
+	uint32_t next; // the highest index still to try in `node`
+	auto top_index = [&](const void *n, uint64_t nmax, bool leaf) -> uint32_t {
+		uint32_t count = node_count(n);
+		if (hi_pfn >= nmax) return count - 1;
+		return leaf ? pivot_index(static_cast<const Leaf *>(n)->pivot, count, hi_pfn)
+		            : inner_index(static_cast<const Inner *>(n)->pivot, count, hi_pfn);
+	};
+	next = top_index(node, max, level == leaf_level);
+	for (;;) {
+		bool found_child = false;
+		if (level == leaf_level) {
+			auto *l = static_cast<const Leaf *>(node);
+			// FREE segments at or below `next`, highest first, one bit each.
+			uint64_t free_bits = free_mask(l) & (~0ULL >> (63 - 2 * next));
+			while (free_bits != 0) {
+				const uint32_t i =
+				        static_cast<uint32_t>(63 - std::countl_zero(free_bits)) / 2;
+				free_bits &= ~(3ULL << (2 * i));
+				uint64_t hi = seg_hi(l, i, max);
+				if (hi < lowest_end) break;
+				uint64_t a = std::max(seg_lo(l, i, min), lo_pfn);
+				uint64_t b = std::min(hi, hi_pfn);
+				if (b < a || b - a < npages - 1) continue;
+				uint64_t pfn = (b - npages + 1) & ~(align - 1);
+				if (pfn >= a) {
+					p.s[level] = Step{const_cast<void *>(node), i, min, max};
+					last_search_nodes_ = visited;
+					return pfn;
+				}
+			}
+		} else {
+			auto *in = static_cast<const Inner *>(node);
+			// The highest child at or below `next` with a large enough hole and
+			// block (usually the first one tried). If it ends below lowest_end,
+			// every lower one does too.
+			uint32_t i = next + 1;
+			while (i-- > 0 &&
+			       ((in->max_gap[i] < npages) | (in->order1[i] < need_order1))) {}
+			if (i <= next) {
+				uint64_t cmin, cmax;
+				const void *child = inner_child(in, i, min, max, &cmin, &cmax);
+				if (cmax >= lowest_end) {
+					p.s[level] = Step{const_cast<void *>(node), i, min, max};
+					prefetch_node(child);
+					++visited;
+					node = child;
+					min = cmin;
+					max = cmax;
+					++level;
+					next = top_index(node, max, level == leaf_level);
+					found_child = true;
+				}
+			}
+		}
+		if (found_child) continue;
+		// Nothing here: back up to the parent's next lower child.
+		for (;;) {
+			if (level == 0) {
+				last_search_nodes_ = visited;
+				return std::nullopt;
+			}
+			--level;
+			const Step &s = p.s[level];
+			if (s.idx > 0) {
+				node = s.node;
+				min = s.min;
+				max = s.max;
+				next = s.idx - 1;
+				break;
+			}
+		}
+	}
 }
 
-std::optional<Segment> GapTree::next_tagged(uint64_t pfn, Tag tag) const noexcept {
-  for (uint64_t at = pfn;;) {
-    Path p;
-    descend(at, p);
-    const Step& s = p.s[p.n - 1];
-    auto* l = static_cast<const Leaf*>(s.node);
-    for (uint32_t i = s.idx; i < l->count; ++i)
-      if (tag_at(l, i) == tag) return leaf_segment(l, i, s.min, s.max);
-    if (s.max == max_pfn_) return std::nullopt;
-    at = s.max + 1;
-  }
+std::optional<Segment> GapTree::next_tagged(uint64_t pfn, Tag tag) const noexcept
+{
+	for (uint64_t at = pfn;;) {
+		Path p;
+		descend(at, p);
+		const Step &s = p.s[p.n - 1];
+		auto *l = static_cast<const Leaf *>(s.node);
+		for (uint32_t i = s.idx; i < l->count; ++i)
+			if (tag_at(l, i) == tag) return leaf_segment(l, i, s.min, s.max);
+		if (s.max == max_pfn_) return std::nullopt;
+		at = s.max + 1;
+	}
 }
 
 // ---------------------------------------------------------------------------
@@ -503,362 +551,384 @@ std::optional<Segment> GapTree::next_tagged(uint64_t pfn, Tag tag) const noexcep
 // the same leaf and no node has changed shape since (shape_ counts every
 // change of an inner node, a root or a node's range): the free that follows
 // an allocation nearby, the common pattern, skips its descent.
-GapTree::Path& GapTree::finger_at(uint64_t pfn) noexcept {
-  if (finger_shape_ == shape_) {  // else finger_ may hold no path at all
-    Step& s = finger_.leaf();
-    if (pfn >= s.min && pfn <= s.max) {
-      auto* l = static_cast<const Leaf*>(s.node);
-      // The look-then-erase of a free asks twice for the same segment.
-      if (s.idx >= l->count || pfn < seg_lo(l, s.idx, s.min) || pfn > seg_hi(l, s.idx, s.max))
-        s.idx = pivot_index(l->pivot, l->count, pfn);
-      return finger_;
-    }
-  }
-  descend(pfn, finger_);
-  finger_shape_ = shape_;
-  return finger_;
+GapTree::Path &GapTree::finger_at(uint64_t pfn) noexcept
+{
+	if (finger_shape_ == shape_) { // else finger_ may hold no path at all
+		Step &s = finger_.leaf();
+		if (pfn >= s.min && pfn <= s.max) {
+			auto *l = static_cast<const Leaf *>(s.node);
+			// The look-then-erase of a free asks twice for the same segment.
+			if (s.idx >= l->count || pfn < seg_lo(l, s.idx, s.min) ||
+			    pfn > seg_hi(l, s.idx, s.max))
+				s.idx = pivot_index(l->pivot, l->count, pfn);
+			return finger_;
+		}
+	}
+	descend(pfn, finger_);
+	finger_shape_ = shape_;
+	return finger_;
 }
 
 int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn, Tag tag,
-                      uint64_t* pfn_lo) noexcept {
-  assert(npages > 0 && align > 0 && (align & (align - 1)) == 0 && tag != Tag::kFree);
-  hi_pfn = std::min(hi_pfn, max_pfn_);
-  if (hi_pfn < lo_pfn || hi_pfn - lo_pfn < npages - 1) return -ENOMEM;
-  finger_shape_ = kNoShape;  // the search writes its backtracking into the finger
-  std::optional<uint64_t> pfn = search(npages, align, lo_pfn, hi_pfn, &finger_);
-  if (!pfn) return -ENOMEM;
-  finger_shape_ = shape_;
-  int rc = carve(finger_, *pfn, *pfn + npages - 1, tag);
-  if (rc != 0) return rc;
-  *pfn_lo = *pfn;
-  return 0;
+                      uint64_t *pfn_lo) noexcept
+{
+	assert(npages > 0 && align > 0 && (align & (align - 1)) == 0 && tag != Tag::kFree);
+	hi_pfn = std::min(hi_pfn, max_pfn_);
+	if (hi_pfn < lo_pfn || hi_pfn - lo_pfn < npages - 1) return -ENOMEM;
+	finger_shape_ = kNoShape; // the search writes its backtracking into the finger
+	std::optional<uint64_t> pfn = search(npages, align, lo_pfn, hi_pfn, &finger_);
+	if (!pfn) return -ENOMEM;
+	finger_shape_ = shape_;
+	int rc = carve(finger_, *pfn, *pfn + npages - 1, tag);
+	if (rc != 0) return rc;
+	*pfn_lo = *pfn;
+	return 0;
 }
 
-int GapTree::carve(uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept {
-  Path p;
-  descend(pfn_lo, p);
-  return carve(p, pfn_lo, pfn_hi, tag);
+int GapTree::carve(uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept
+{
+	Path p;
+	descend(pfn_lo, p);
+	return carve(p, pfn_lo, pfn_hi, tag);
 }
 
-int GapTree::carve(Path& p, uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept {
-  assert(tag != Tag::kFree && pfn_lo <= pfn_hi && pfn_hi <= max_pfn_);
-  Step& s = p.leaf();
-  auto* l = static_cast<Leaf*>(s.node);
-  uint64_t a = seg_lo(l, s.idx, s.min), b = seg_hi(l, s.idx, s.max);
-  assert(tag_at(l, s.idx) == Tag::kFree && a <= pfn_lo && pfn_hi <= b);
+int GapTree::carve(Path &p, uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept
+{
+	assert(tag != Tag::kFree && pfn_lo <= pfn_hi && pfn_hi <= max_pfn_);
+	Step &s = p.leaf();
+	auto *l = static_cast<Leaf *>(s.node);
+	uint64_t a = seg_lo(l, s.idx, s.min), b = seg_hi(l, s.idx, s.max);
+	assert(tag_at(l, s.idx) == Tag::kFree && a <= pfn_lo && pfn_hi <= b);
 
-  Run run;
-  if (a < pfn_lo) run.push(pfn_lo - 1, Tag::kFree);
-  run.push(pfn_hi, tag);
-  if (pfn_hi < b) run.push(b, Tag::kFree);
+	Run run;
+	if (a < pfn_lo) run.push(pfn_lo - 1, Tag::kFree);
+	run.push(pfn_hi, tag);
+	if (pfn_hi < b) run.push(b, Tag::kFree);
 
-  Stash st;
-  if (take_stash(st, nodes_for_growth(p, run.n - 1)) != 0) return -EAGAIN;
-  replace_segment(p, run, st);
-  assert(st.n == 0);
-  return_stash(st);
-  return 0;
+	Stash st;
+	if (take_stash(st, nodes_for_growth(p, run.n - 1)) != 0) return -EAGAIN;
+	replace_segment(p, run, st);
+	assert(st.n == 0);
+	return_stash(st);
+	return 0;
 }
 
-void GapTree::retag_occupied(uint64_t pfn, Tag tag) noexcept {
-  assert(tag != Tag::kFree);
-  Path p;
-  descend(pfn, p);
-  auto* l = static_cast<Leaf*>(p.leaf().node);
-  assert(tag_at(l, p.leaf().idx) != Tag::kFree);
-  set_tag(l, p.leaf().idx, tag);
+void GapTree::retag_occupied(uint64_t pfn, Tag tag) noexcept
+{
+	assert(tag != Tag::kFree);
+	Path p;
+	descend(pfn, p);
+	auto *l = static_cast<Leaf *>(p.leaf().node);
+	assert(tag_at(l, p.leaf().idx) != Tag::kFree);
+	set_tag(l, p.leaf().idx, tag);
 }
 
 // Replace segment p.leaf().idx by the segments of `run` (same total extent).
-void GapTree::replace_segment(Path& p, const Run& run, Stash& st) noexcept {
-  Step& s = p.leaf();
-  auto* l = static_cast<Leaf*>(s.node);
-  const uint32_t i = s.idx, extra = run.n - 1;
-  if (l->count + extra <= kLeafSlots) {
-    const uint64_t old_lo = seg_lo(l, i, s.min), old_hi = seg_hi(l, i, s.max);
-    const bool was_free = tag_at(l, i) == Tag::kFree;
-    // In place: the new inner bounds go in as pivots before pivot[i].
-    uint32_t tail = l->count - 1 - i;  // pivots after segment i-1's
-    std::memmove(&l->pivot[i + extra], &l->pivot[i], tail * sizeof(uint64_t));
-    for (uint32_t j = 0; j < extra; ++j) l->pivot[i + j] = run.hi[j];
-    uint64_t low = l->tags & ((1ULL << (2 * i)) - 1);
-    uint64_t high = (l->tags >> (2 * i + 2)) << (2 * (i + run.n));
-    uint64_t mid = 0;
-    for (uint32_t j = 0; j < run.n; ++j) mid |= static_cast<uint64_t>(run.tag[j]) << (2 * (i + j));
-    l->tags = low | mid | high;
-    l->count += extra;
-    // A FREE segment was cut (carve) or split (split_at): the leaf's largest
-    // hole can only shrink, and only if it was that one.
-    if (was_free) gap_shrank(p, old_lo, old_hi);
-    return;
-  }
-  Run all;
-  for (uint32_t j = 0; j < l->count; ++j) {
-    if (j == i) {
-      for (uint32_t k = 0; k < run.n; ++k) all.push(run.hi[k], run.tag[k]);
-    } else {
-      all.push(seg_hi(l, j, s.max), tag_at(l, j));
-    }
-  }
-  split_leaf(p, all, st);
+void GapTree::replace_segment(Path &p, const Run &run, Stash &st) noexcept
+{
+	Step &s = p.leaf();
+	auto *l = static_cast<Leaf *>(s.node);
+	const uint32_t i = s.idx, extra = run.n - 1;
+	if (l->count + extra <= kLeafSlots) {
+		const uint64_t old_lo = seg_lo(l, i, s.min), old_hi = seg_hi(l, i, s.max);
+		const bool was_free = tag_at(l, i) == Tag::kFree;
+		// In place: the new inner bounds go in as pivots before pivot[i].
+		uint32_t tail = l->count - 1 - i; // pivots after segment i-1's
+		std::memmove(&l->pivot[i + extra], &l->pivot[i], tail * sizeof(uint64_t));
+		for (uint32_t j = 0; j < extra; ++j) l->pivot[i + j] = run.hi[j];
+		uint64_t low = l->tags & ((1ULL << (2 * i)) - 1);
+		uint64_t high = (l->tags >> (2 * i + 2)) << (2 * (i + run.n));
+		uint64_t mid = 0;
+		for (uint32_t j = 0; j < run.n; ++j)
+			mid |= static_cast<uint64_t>(run.tag[j]) << (2 * (i + j));
+		l->tags = low | mid | high;
+		l->count += extra;
+		// A FREE segment was cut (carve) or split (split_at): the leaf's largest
+		// hole can only shrink, and only if it was that one.
+		if (was_free) gap_shrank(p, old_lo, old_hi);
+		return;
+	}
+	Run all;
+	for (uint32_t j = 0; j < l->count; ++j) {
+		if (j == i) {
+			for (uint32_t k = 0; k < run.n; ++k) all.push(run.hi[k], run.tag[k]);
+		} else {
+			all.push(seg_hi(l, j, s.max), tag_at(l, j));
+		}
+	}
+	split_leaf(p, all, st);
 }
 
-namespace {
+namespace
+{
 
 // Where to split a node that overflowed to `total` entries after an insert at
 // [pos, pos + k). Inserts at an edge keep coming there (a top-down allocator
 // carves the top of the lowest hole again and again), so leave the far node
 // full and the edge node nearly empty; otherwise split in half.
-uint32_t split_point(uint32_t total, uint32_t pos, uint32_t k, uint32_t cap) {
-  uint32_t left;
-  if (pos <= 1)
-    left = pos + k;
-  else if (pos + k + 1 >= total)
-    left = pos;
-  else
-    left = total / 2;
-  uint32_t lo = total > cap ? total - cap : 1;
-  return std::clamp(left, std::max(lo, 1U), std::min(cap, total - 1));
+uint32_t split_point(uint32_t total, uint32_t pos, uint32_t k, uint32_t cap)
+{
+	uint32_t left;
+	if (pos <= 1)
+		left = pos + k;
+	else if (pos + k + 1 >= total)
+		left = pos;
+	else
+		left = total / 2;
+	uint32_t lo = total > cap ? total - cap : 1;
+	return std::clamp(left, std::max(lo, 1U), std::min(cap, total - 1));
 }
 
-void pack_leaf(GapTree::Leaf* l, const uint64_t* hi, const Tag* tag, uint32_t n) {
-  l->count = static_cast<uint8_t>(n);
-  l->tags = 0;
-  for (uint32_t j = 0; j < n; ++j) {
-    l->tags |= static_cast<uint64_t>(tag[j]) << (2 * j);
-    if (j + 1 < n) l->pivot[j] = hi[j];
-  }
+void pack_leaf(GapTree::Leaf *l, const uint64_t *hi, const Tag *tag, uint32_t n)
+{
+	l->count = static_cast<uint8_t>(n);
+	l->tags = 0;
+	for (uint32_t j = 0; j < n; ++j) {
+		l->tags |= static_cast<uint64_t>(tag[j]) << (2 * j);
+		if (j + 1 < n) l->pivot[j] = hi[j];
+	}
 }
 
-}  // namespace
+} // namespace
 
-void GapTree::split_leaf(Path& p, const Run& all, Stash& st) noexcept {
-  Step& s = p.leaf();
-  auto* left = static_cast<Leaf*>(s.node);
-  uint32_t k = all.n - left->count + 1;
-  uint32_t cut = split_point(all.n, s.idx, k, kLeafSlots);
-  auto* right = static_cast<Leaf*>(take_node(st));
-  pack_leaf(left, all.hi, all.tag, cut);
-  pack_leaf(right, all.hi + cut, all.tag + cut, all.n - cut);
-  uint64_t sep = all.hi[cut - 1];
-  Gap gl = leaf_gap(left, s.min, sep);
-  Gap gr = leaf_gap(right, sep + 1, s.max);
-  insert_child(p, static_cast<int>(p.n) - 2, sep, right, gr, gl, st);
+void GapTree::split_leaf(Path &p, const Run &all, Stash &st) noexcept
+{
+	Step &s = p.leaf();
+	auto *left = static_cast<Leaf *>(s.node);
+	uint32_t k = all.n - left->count + 1;
+	uint32_t cut = split_point(all.n, s.idx, k, kLeafSlots);
+	auto *right = static_cast<Leaf *>(take_node(st));
+	pack_leaf(left, all.hi, all.tag, cut);
+	pack_leaf(right, all.hi + cut, all.tag + cut, all.n - cut);
+	uint64_t sep = all.hi[cut - 1];
+	Gap gl = leaf_gap(left, s.min, sep);
+	Gap gr = leaf_gap(right, sep + 1, s.max);
+	insert_child(p, static_cast<int>(p.n) - 2, sep, right, gr, gl, st);
 }
 
 // The child at p.s[level].idx split into itself (gap gl) and `right` (gap gr)
 // at `sep`; insert `right` after it, splitting upward as needed. level -1
 // means the root split.
-void GapTree::insert_child(Path& p, int level, uint64_t sep, void* right, Gap gr, Gap gl,
-                           Stash& st) noexcept {
-  ++shape_;
-  if (level < 0) {
-    auto* root = static_cast<Inner*>(take_node(st));
-    root->count = 2;
-    root->child[0] = root_;
-    root->child[1] = right;
-    root->pivot[0] = sep;
-    set_child_gap(root, 0, gl);
-    set_child_gap(root, 1, gr);
-    root_ = root;
-    ++height_;
-    return;
-  }
-  auto* in = static_cast<Inner*>(p.s[level].node);
-  const uint32_t j = p.s[level].idx, n = in->count;
-  if (n < kInnerSlots) {
-    std::memmove(&in->child[j + 2], &in->child[j + 1], (n - j - 1) * sizeof(void*));
-    std::memmove(&in->max_gap[j + 2], &in->max_gap[j + 1], (n - j - 1) * sizeof(uint64_t));
-    std::memmove(&in->order1[j + 2], &in->order1[j + 1], n - j - 1);
-    std::memmove(&in->pivot[j + 1], &in->pivot[j], (n - 1 - j) * sizeof(uint64_t));
-    in->pivot[j] = sep;
-    in->child[j + 1] = right;
-    set_child_gap(in, j, gl);
-    set_child_gap(in, j + 1, gr);
-    in->count = static_cast<uint8_t>(n + 1);
-    fix_gaps(p, static_cast<uint32_t>(level));
-    return;
-  }
-  // Full: lay out n + 1 children and n pivots, then cut in two.
-  void* ch[kInnerSlots + 1];
-  Gap gp[kInnerSlots + 1];
-  uint64_t pv[kInnerSlots];
-  for (uint32_t c = 0, o = 0; c < n; ++c) {
-    ch[o] = in->child[c];
-    gp[o] = c == j ? gl : child_gap(in, c);
-    ++o;
-    if (c == j) {
-      ch[o] = right;
-      gp[o] = gr;
-      ++o;
-    }
-  }
-  for (uint32_t c = 0, o = 0; c < n; ++c) {
-    if (c == j) pv[o++] = sep;
-    if (c + 1 < n) pv[o++] = in->pivot[c];
-  }
-  const uint32_t total = n + 1;
-  uint32_t cut = split_point(total, j + 1, 1, kInnerSlots);
-  auto* in2 = static_cast<Inner*>(take_node(st));
-  in->count = static_cast<uint8_t>(cut);
-  in2->count = static_cast<uint8_t>(total - cut);
-  for (uint32_t c = 0; c < total; ++c) {
-    Inner* dst = c < cut ? in : in2;
-    uint32_t o = c < cut ? c : c - cut;
-    dst->child[o] = ch[c];
-    set_child_gap(dst, o, gp[c]);
-    if (c + 1 < total && c + 1 != cut) dst->pivot[o] = pv[c];
-  }
-  uint64_t sep_up = pv[cut - 1];
-  insert_child(p, level - 1, sep_up, in2, inner_gap(in2), inner_gap(in), st);
+void GapTree::insert_child(Path &p, int level, uint64_t sep, void *right, Gap gr, Gap gl,
+                           Stash &st) noexcept
+{
+	++shape_;
+	if (level < 0) {
+		auto *root = static_cast<Inner *>(take_node(st));
+		root->count = 2;
+		root->child[0] = root_;
+		root->child[1] = right;
+		root->pivot[0] = sep;
+		set_child_gap(root, 0, gl);
+		set_child_gap(root, 1, gr);
+		root_ = root;
+		++height_;
+		return;
+	}
+	auto *in = static_cast<Inner *>(p.s[level].node);
+	const uint32_t j = p.s[level].idx, n = in->count;
+	if (n < kInnerSlots) {
+		std::memmove(&in->child[j + 2], &in->child[j + 1], (n - j - 1) * sizeof(void *));
+		std::memmove(&in->max_gap[j + 2], &in->max_gap[j + 1],
+		             (n - j - 1) * sizeof(uint64_t));
+		std::memmove(&in->order1[j + 2], &in->order1[j + 1], n - j - 1);
+		std::memmove(&in->pivot[j + 1], &in->pivot[j], (n - 1 - j) * sizeof(uint64_t));
+		in->pivot[j] = sep;
+		in->child[j + 1] = right;
+		set_child_gap(in, j, gl);
+		set_child_gap(in, j + 1, gr);
+		in->count = static_cast<uint8_t>(n + 1);
+		fix_gaps(p, static_cast<uint32_t>(level));
+		return;
+	}
+	// Full: lay out n + 1 children and n pivots, then cut in two.
+	void *ch[kInnerSlots + 1];
+	Gap gp[kInnerSlots + 1];
+	uint64_t pv[kInnerSlots];
+	for (uint32_t c = 0, o = 0; c < n; ++c) {
+		ch[o] = in->child[c];
+		gp[o] = c == j ? gl : child_gap(in, c);
+		++o;
+		if (c == j) {
+			ch[o] = right;
+			gp[o] = gr;
+			++o;
+		}
+	}
+	for (uint32_t c = 0, o = 0; c < n; ++c) {
+		if (c == j) pv[o++] = sep;
+		if (c + 1 < n) pv[o++] = in->pivot[c];
+	}
+	const uint32_t total = n + 1;
+	uint32_t cut = split_point(total, j + 1, 1, kInnerSlots);
+	auto *in2 = static_cast<Inner *>(take_node(st));
+	in->count = static_cast<uint8_t>(cut);
+	in2->count = static_cast<uint8_t>(total - cut);
+	for (uint32_t c = 0; c < total; ++c) {
+		Inner *dst = c < cut ? in : in2;
+		uint32_t o = c < cut ? c : c - cut;
+		dst->child[o] = ch[c];
+		set_child_gap(dst, o, gp[c]);
+		if (c + 1 < total && c + 1 != cut) dst->pivot[o] = pv[c];
+	}
+	uint64_t sep_up = pv[cut - 1];
+	insert_child(p, level - 1, sep_up, in2, inner_gap(in2), inner_gap(in), st);
 }
 
 // Make sure a segment starts at pfn, splitting the one that holds it.
-void GapTree::split_at(uint64_t pfn, Stash& st) noexcept {
-  Path p;
-  descend(pfn, p);
-  Step& s = p.leaf();
-  auto* l = static_cast<Leaf*>(s.node);
-  if (seg_lo(l, s.idx, s.min) == pfn) return;
-  Run run;
-  Tag t = tag_at(l, s.idx);
-  run.push(pfn - 1, t);
-  run.push(seg_hi(l, s.idx, s.max), t);
-  replace_segment(p, run, st);
+void GapTree::split_at(uint64_t pfn, Stash &st) noexcept
+{
+	Path p;
+	descend(pfn, p);
+	Step &s = p.leaf();
+	auto *l = static_cast<Leaf *>(s.node);
+	if (seg_lo(l, s.idx, s.min) == pfn) return;
+	Run run;
+	Tag t = tag_at(l, s.idx);
+	run.push(pfn - 1, t);
+	run.push(seg_hi(l, s.idx, s.max), t);
+	replace_segment(p, run, st);
 }
 
-int GapTree::reserve(uint64_t pfn_lo, uint64_t pfn_hi, Segment* merged) noexcept {
-  // Common case: the range lies in one segment; one descent does it all.
-  Path p;
-  descend(pfn_lo, p);
-  const Step& s = p.leaf();
-  const Segment first = leaf_segment(s.node, s.idx, s.min, s.max);
-  if (first.pfn_hi >= pfn_hi) {
-    if (first.tag == Tag::kReserved) {
-      *merged = first;
-      return 0;
-    }
-    *merged = Segment{pfn_lo, pfn_hi, Tag::kReserved};
-    return carve(p, pfn_lo, pfn_hi, Tag::kReserved);
-  }
-  const Segment last = lookup(pfn_hi);
-  uint64_t lo = first.tag == Tag::kReserved ? first.pfn_lo : pfn_lo;
-  uint64_t hi = last.tag == Tag::kReserved ? last.pfn_hi : pfn_hi;
-  *merged = Segment{lo, hi, Tag::kReserved};
-  // Cold path: split the FREE ends off, then fold everything in between into
-  // the first segment. The worst case of two splits is stashed up front.
-  ++shape_;
-  bool split_lo = first.pfn_lo < lo, split_hi = hi < last.pfn_hi;
-  Stash st;
-  if ((split_lo || split_hi) && take_stash(st, 2 * (height_ + 2)) != 0) return -EAGAIN;
-  if (split_lo) split_at(lo, st);
-  if (split_hi) split_at(hi + 1, st);
-  return_stash(st);
-  {
-    Path p;
-    descend(lo, p);
-    set_tag(static_cast<Leaf*>(p.leaf().node), p.leaf().idx, Tag::kReserved);
-  }
-  while (lookup(lo).pfn_hi < hi) absorb_next(lo);
-  fix_gaps_at(lo);
-  return 0;
+int GapTree::reserve(uint64_t pfn_lo, uint64_t pfn_hi, Segment *merged) noexcept
+{
+	// Common case: the range lies in one segment; one descent does it all.
+	Path p;
+	descend(pfn_lo, p);
+	const Step &s = p.leaf();
+	const Segment first = leaf_segment(s.node, s.idx, s.min, s.max);
+	if (first.pfn_hi >= pfn_hi) {
+		if (first.tag == Tag::kReserved) {
+			*merged = first;
+			return 0;
+		}
+		*merged = Segment{pfn_lo, pfn_hi, Tag::kReserved};
+		return carve(p, pfn_lo, pfn_hi, Tag::kReserved);
+	}
+	const Segment last = lookup(pfn_hi);
+	uint64_t lo = first.tag == Tag::kReserved ? first.pfn_lo : pfn_lo;
+	uint64_t hi = last.tag == Tag::kReserved ? last.pfn_hi : pfn_hi;
+	*merged = Segment{lo, hi, Tag::kReserved};
+	// Cold path: split the FREE ends off, then fold everything in between into
+	// the first segment. The worst case of two splits is stashed up front.
+	++shape_;
+	bool split_lo = first.pfn_lo < lo, split_hi = hi < last.pfn_hi;
+	Stash st;
+	if ((split_lo || split_hi) && take_stash(st, 2 * (height_ + 2)) != 0) return -EAGAIN;
+	if (split_lo) split_at(lo, st);
+	if (split_hi) split_at(hi + 1, st);
+	return_stash(st);
+	{
+		Path p;
+		descend(lo, p);
+		set_tag(static_cast<Leaf *>(p.leaf().node), p.leaf().idx, Tag::kReserved);
+	}
+	while (lookup(lo).pfn_hi < hi) absorb_next(lo);
+	fix_gaps_at(lo);
+	return 0;
 }
 
 // ---------------------------------------------------------------------------
 // Shrinking: erase, absorbing a neighbour, rebalancing
 
-Segment GapTree::erase(uint64_t pfn) noexcept {
-  Segment seg = erase_if(pfn, lookup(pfn).tag);
-  assert(seg.tag != Tag::kFree);
-  return seg;
+Segment GapTree::erase(uint64_t pfn) noexcept
+{
+	Segment seg = erase_if(pfn, lookup(pfn).tag);
+	assert(seg.tag != Tag::kFree);
+	return seg;
 }
 
 // Common case in one descent: the neighbours that merge are in the same leaf.
-Segment GapTree::erase_if(uint64_t pfn, Tag expect) noexcept {
-  Path& p = finger_at(pfn);
-  Step& s = p.leaf();
-  auto* l = static_cast<Leaf*>(s.node);
-  const uint32_t i = s.idx;
-  Segment seg = leaf_segment(l, i, s.min, s.max);
-  if (seg.tag != expect || expect == Tag::kFree) return seg;
-  const bool next_in = i + 1 < l->count, prev_in = i > 0;
-  const bool next_free = next_in && tag_at(l, i + 1) == Tag::kFree;
-  const bool prev_free = prev_in && tag_at(l, i - 1) == Tag::kFree;
-  // A neighbour in another leaf may be FREE too: that merge moves a boundary.
-  if ((!next_in && seg.pfn_hi < max_pfn_) || (!prev_in && seg.pfn_lo > 0)) return erase_slow(p, seg);
-  set_tag(l, i, Tag::kFree);
-  uint64_t lo = seg.pfn_lo, hi = seg.pfn_hi;
-  if (next_free) {  // drop segment i's pivot and segment i+1's tag
-    hi = seg_hi(l, i + 1, s.max);
-    std::memmove(&l->pivot[i], &l->pivot[i + 1], (l->count - 2 - i) * sizeof(uint64_t));
-    l->tags = remove_tag(l->tags, i + 1);
-    --l->count;
-  }
-  if (prev_free) {  // drop segment i-1's pivot and segment i's tag
-    lo = seg_lo(l, i - 1, s.min);
-    std::memmove(&l->pivot[i - 1], &l->pivot[i], (l->count - 1 - i) * sizeof(uint64_t));
-    l->tags = remove_tag(l->tags, i);
-    --l->count;
-  }
-  gap_grew(p, lo, hi);
-  if (l->count < kLeafMin && (next_free || prev_free)) rebalance_at(lo);
-  return seg;
+Segment GapTree::erase_if(uint64_t pfn, Tag expect) noexcept
+{
+	Path &p = finger_at(pfn);
+	Step &s = p.leaf();
+	auto *l = static_cast<Leaf *>(s.node);
+	const uint32_t i = s.idx;
+	Segment seg = leaf_segment(l, i, s.min, s.max);
+	if (seg.tag != expect || expect == Tag::kFree) return seg;
+	const bool next_in = i + 1 < l->count, prev_in = i > 0;
+	const bool next_free = next_in && tag_at(l, i + 1) == Tag::kFree;
+	const bool prev_free = prev_in && tag_at(l, i - 1) == Tag::kFree;
+	// A neighbour in another leaf may be FREE too: that merge moves a boundary.
+	if ((!next_in && seg.pfn_hi < max_pfn_) || (!prev_in && seg.pfn_lo > 0))
+		return erase_slow(p, seg);
+	set_tag(l, i, Tag::kFree);
+	uint64_t lo = seg.pfn_lo, hi = seg.pfn_hi;
+	if (next_free) { // drop segment i's pivot and segment i+1's tag
+		hi = seg_hi(l, i + 1, s.max);
+		std::memmove(&l->pivot[i], &l->pivot[i + 1], (l->count - 2 - i) * sizeof(uint64_t));
+		l->tags = remove_tag(l->tags, i + 1);
+		--l->count;
+	}
+	if (prev_free) { // drop segment i-1's pivot and segment i's tag
+		lo = seg_lo(l, i - 1, s.min);
+		std::memmove(&l->pivot[i - 1], &l->pivot[i], (l->count - 1 - i) * sizeof(uint64_t));
+		l->tags = remove_tag(l->tags, i);
+		--l->count;
+	}
+	gap_grew(p, lo, hi);
+	if (l->count < kLeafMin && (next_free || prev_free)) rebalance_at(lo);
+	return seg;
 }
 
-Segment GapTree::erase_slow(Path& p, Segment seg) noexcept {
-  Step& s = p.leaf();
-  auto* l = static_cast<Leaf*>(s.node);
-  set_tag(l, s.idx, Tag::kFree);
-  bool next_free = seg.pfn_hi < max_pfn_ && lookup(seg.pfn_hi + 1).tag == Tag::kFree;
-  bool prev_free = seg.pfn_lo > 0 && lookup(seg.pfn_lo - 1).tag == Tag::kFree;
-  if (!next_free && !prev_free) {
-    gap_grew(p, seg.pfn_lo, seg.pfn_hi);
-    return seg;
-  }
-  if (next_free) absorb_next(seg.pfn_lo);
-  if (prev_free) absorb_next(seg.pfn_lo - 1);
-  return seg;
+Segment GapTree::erase_slow(Path &p, Segment seg) noexcept
+{
+	Step &s = p.leaf();
+	auto *l = static_cast<Leaf *>(s.node);
+	set_tag(l, s.idx, Tag::kFree);
+	bool next_free = seg.pfn_hi < max_pfn_ && lookup(seg.pfn_hi + 1).tag == Tag::kFree;
+	bool prev_free = seg.pfn_lo > 0 && lookup(seg.pfn_lo - 1).tag == Tag::kFree;
+	if (!next_free && !prev_free) {
+		gap_grew(p, seg.pfn_lo, seg.pfn_hi);
+		return seg;
+	}
+	if (next_free) absorb_next(seg.pfn_lo);
+	if (prev_free) absorb_next(seg.pfn_lo - 1);
+	return seg;
 }
 
 // The segment holding pfn grows over the next one, which disappears. Within a
 // leaf that drops a pivot; across leaves it moves the one stored boundary (at
 // the leaves' lowest common ancestor) and takes the first segment off the next
 // leaf, removing that leaf (and any ancestor left empty) if it was its last.
-void GapTree::absorb_next(uint64_t pfn) noexcept {
-  Path p;
-  descend(pfn, p);
-  Step& s = p.leaf();
-  auto* l = static_cast<Leaf*>(s.node);
-  const uint32_t i = s.idx;
-  if (i + 1 < l->count) {
-    std::memmove(&l->pivot[i], &l->pivot[i + 1], (l->count - 2 - i) * sizeof(uint64_t));
-    l->tags = remove_tag(l->tags, i + 1);
-    --l->count;
-    fix_gaps(p, p.n - 1);
-    if (l->count < kLeafMin) rebalance_at(pfn);
-    return;
-  }
-  const uint64_t boundary = s.max;
-  assert(boundary < max_pfn_);
-  ++shape_;  // a leaf boundary moves
-  Path q;
-  descend(boundary + 1, q);
-  auto* r = static_cast<Leaf*>(q.leaf().node);
-  assert(q.leaf().idx == 0);
-  const uint64_t new_hi = r->count > 1 ? r->pivot[0] : q.leaf().max;
-  uint32_t lca = 0;
-  while (lca + 2 < p.n && p.s[lca + 1].node == q.s[lca + 1].node) ++lca;
-  assert(q.s[lca].idx == p.s[lca].idx + 1);
-  static_cast<Inner*>(p.s[lca].node)->pivot[p.s[lca].idx] = new_hi;
-  if (r->count > 1) std::memmove(&r->pivot[0], &r->pivot[1], (r->count - 2) * sizeof(uint64_t));
-  r->tags >>= 2;
-  --r->count;
-  if (r->count == 0) remove_empty_branch(q, lca);
-  fix_gaps_at(pfn);
-  if (new_hi < max_pfn_) {
-    fix_gaps_at(new_hi + 1);
-    rebalance_at(new_hi + 1);
-  }
+void GapTree::absorb_next(uint64_t pfn) noexcept
+{
+	Path p;
+	descend(pfn, p);
+	Step &s = p.leaf();
+	auto *l = static_cast<Leaf *>(s.node);
+	const uint32_t i = s.idx;
+	if (i + 1 < l->count) {
+		std::memmove(&l->pivot[i], &l->pivot[i + 1], (l->count - 2 - i) * sizeof(uint64_t));
+		l->tags = remove_tag(l->tags, i + 1);
+		--l->count;
+		fix_gaps(p, p.n - 1);
+		if (l->count < kLeafMin) rebalance_at(pfn);
+		return;
+	}
+	const uint64_t boundary = s.max;
+	assert(boundary < max_pfn_);
+	++shape_; // a leaf boundary moves
+	Path q;
+	descend(boundary + 1, q);
+	auto *r = static_cast<Leaf *>(q.leaf().node);
+	assert(q.leaf().idx == 0);
+	const uint64_t new_hi = r->count > 1 ? r->pivot[0] : q.leaf().max;
+	uint32_t lca = 0;
+	while (lca + 2 < p.n && p.s[lca + 1].node == q.s[lca + 1].node) ++lca;
+	assert(q.s[lca].idx == p.s[lca].idx + 1);
+	static_cast<Inner *>(p.s[lca].node)->pivot[p.s[lca].idx] = new_hi;
+	if (r->count > 1)
+		std::memmove(&r->pivot[0], &r->pivot[1], (r->count - 2) * sizeof(uint64_t));
+	r->tags >>= 2;
+	--r->count;
+	if (r->count == 0) remove_empty_branch(q, lca);
+	fix_gaps_at(pfn);
+	if (new_hi < max_pfn_) {
+		fix_gaps_at(new_hi + 1);
+		rebalance_at(new_hi + 1);
+	}
 }
 
 // q's leaf is empty (its range was given away); unlink it and every ancestor
@@ -870,219 +940,239 @@ void GapTree::absorb_next(uint64_t pfn) noexcept {
 // build this (the domain's top-down allocator rarely does); each case --
 // the leaf's parent emptied too, a first child below lca, a leaf in the
 // middle of the tree -- is built in tests/unit/gap_tree_test.cc.
-void GapTree::remove_empty_branch(Path& q, uint32_t lca) noexcept {
-  for (uint32_t l = q.n - 1; l > lca; --l) {
-    free_node(q.s[l].node);
-    auto* parent = static_cast<Inner*>(q.s[l - 1].node);
-    const uint32_t j = q.s[l - 1].idx, n = parent->count;
-    // Child j's range is empty: drop the child and the pivot between it and
-    // its left neighbour (or, for the first child, the one after it).
-    uint32_t pv = j > 0 ? j - 1 : 0;
-    std::memmove(&parent->child[j], &parent->child[j + 1], (n - 1 - j) * sizeof(void*));
-    std::memmove(&parent->max_gap[j], &parent->max_gap[j + 1], (n - 1 - j) * sizeof(uint64_t));
-    std::memmove(&parent->order1[j], &parent->order1[j + 1], n - 1 - j);
-    if (n >= 2) std::memmove(&parent->pivot[pv], &parent->pivot[pv + 1], (n - 2 - pv) * sizeof(uint64_t));
-    parent->count = static_cast<uint8_t>(n - 1);
-    if (parent->count > 0) return;
-  }
-  assert(false && "the common ancestor keeps both branches");
+void GapTree::remove_empty_branch(Path &q, uint32_t lca) noexcept
+{
+	for (uint32_t l = q.n - 1; l > lca; --l) {
+		free_node(q.s[l].node);
+		auto *parent = static_cast<Inner *>(q.s[l - 1].node);
+		const uint32_t j = q.s[l - 1].idx, n = parent->count;
+		// Child j's range is empty: drop the child and the pivot between it and
+		// its left neighbour (or, for the first child, the one after it).
+		uint32_t pv = j > 0 ? j - 1 : 0;
+		std::memmove(&parent->child[j], &parent->child[j + 1],
+		             (n - 1 - j) * sizeof(void *));
+		std::memmove(&parent->max_gap[j], &parent->max_gap[j + 1],
+		             (n - 1 - j) * sizeof(uint64_t));
+		std::memmove(&parent->order1[j], &parent->order1[j + 1], n - 1 - j);
+		if (n >= 2)
+			std::memmove(&parent->pivot[pv], &parent->pivot[pv + 1],
+			             (n - 2 - pv) * sizeof(uint64_t));
+		parent->count = static_cast<uint8_t>(n - 1);
+		if (parent->count > 0) return;
+	}
+	assert(false && "the common ancestor keeps both branches");
 }
 
 // Restore fill after nodes on the path to pfn lost entries; collapse the root.
-void GapTree::rebalance_at(uint64_t pfn) noexcept {
-  Path p;
-  descend(pfn, p);
-  bool changed = false;
-  for (uint32_t l = p.n - 1; l >= 1; --l) {
-    uint32_t min = l + 1 == p.n ? kLeafMin : kInnerMin;
-    if (node_count(p.s[l].node) < min) changed |= rebalance_step(p, l);
-  }
-  while (height_ > 1 && node_count(root_) == 1) {
-    void* old = root_;
-    root_ = static_cast<Inner*>(old)->child[0];
-    --height_;
-    free_node(old);
-    changed = true;
-  }
-  if (changed) fix_gaps_at(pfn);
+void GapTree::rebalance_at(uint64_t pfn) noexcept
+{
+	Path p;
+	descend(pfn, p);
+	bool changed = false;
+	for (uint32_t l = p.n - 1; l >= 1; --l) {
+		uint32_t min = l + 1 == p.n ? kLeafMin : kInnerMin;
+		if (node_count(p.s[l].node) < min) changed |= rebalance_step(p, l);
+	}
+	while (height_ > 1 && node_count(root_) == 1) {
+		void *old = root_;
+		root_ = static_cast<Inner *>(old)->child[0];
+		--height_;
+		free_node(old);
+		changed = true;
+	}
+	if (changed) fix_gaps_at(pfn);
 }
 
-namespace {
+namespace
+{
 
 // An inner node's entries laid out flat with the separator between two nodes.
 struct InnerRun {
-  void* child[2 * GapTree::kInnerSlots];
-  GapTree::Gap gap[2 * GapTree::kInnerSlots];
-  uint64_t pivot[2 * GapTree::kInnerSlots];
-  uint32_t n = 0;
+	void *child[2 * GapTree::kInnerSlots];
+	GapTree::Gap gap[2 * GapTree::kInnerSlots];
+	uint64_t pivot[2 * GapTree::kInnerSlots];
+	uint32_t n = 0;
 };
 
-}  // namespace
+} // namespace
 
 // Merge the node at p.s[level] with a sibling, or even them out when together
 // they do not fit one node. Returns true if anything moved.
-bool GapTree::rebalance_step(Path& p, uint32_t level) noexcept {
-  ++shape_;  // leaf ranges or inner pivots may move
-  auto* parent = static_cast<Inner*>(p.s[level - 1].node);
-  if (parent->count < 2) return false;  // no sibling: the parent level deals with it
-  const uint32_t j = p.s[level - 1].idx;
-  const uint32_t ja = j > 0 ? j - 1 : j;  // left of the pair
-  const uint64_t pmin = p.s[level - 1].min, pmax = p.s[level - 1].max;
-  const uint64_t amin = ja == 0 ? pmin : parent->pivot[ja - 1] + 1;
-  const uint64_t amax = parent->pivot[ja];
-  const uint64_t bmax = ja + 2 == parent->count ? pmax : parent->pivot[ja + 1];
-  void* a = parent->child[ja];
-  void* b = parent->child[ja + 1];
-  const bool leaf = level + 1 == p.n;
-  const uint32_t cap = leaf ? kLeafSlots : kInnerSlots;
-  const uint32_t total = node_count(a) + node_count(b);
+bool GapTree::rebalance_step(Path &p, uint32_t level) noexcept
+{
+	++shape_; // leaf ranges or inner pivots may move
+	auto *parent = static_cast<Inner *>(p.s[level - 1].node);
+	if (parent->count < 2) return false; // no sibling: the parent level deals with it
+	const uint32_t j = p.s[level - 1].idx;
+	const uint32_t ja = j > 0 ? j - 1 : j; // left of the pair
+	const uint64_t pmin = p.s[level - 1].min, pmax = p.s[level - 1].max;
+	const uint64_t amin = ja == 0 ? pmin : parent->pivot[ja - 1] + 1;
+	const uint64_t amax = parent->pivot[ja];
+	const uint64_t bmax = ja + 2 == parent->count ? pmax : parent->pivot[ja + 1];
+	void *a = parent->child[ja];
+	void *b = parent->child[ja + 1];
+	const bool leaf = level + 1 == p.n;
+	const uint32_t cap = leaf ? kLeafSlots : kInnerSlots;
+	const uint32_t total = node_count(a) + node_count(b);
 
-  if (leaf) {
-    auto *la = static_cast<Leaf*>(a), *lb = static_cast<Leaf*>(b);
-    uint64_t hi[2 * kLeafSlots];
-    Tag tag[2 * kLeafSlots];
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < la->count; ++i, ++n) hi[n] = seg_hi(la, i, amax), tag[n] = tag_at(la, i);
-    for (uint32_t i = 0; i < lb->count; ++i, ++n) hi[n] = seg_hi(lb, i, bmax), tag[n] = tag_at(lb, i);
-    if (total <= cap) {
-      pack_leaf(la, hi, tag, n);
-    } else {
-      uint32_t cut = total / 2;
-      pack_leaf(la, hi, tag, cut);
-      pack_leaf(lb, hi + cut, tag + cut, n - cut);
-      parent->pivot[ja] = hi[cut - 1];
-      set_child_gap(parent, ja, leaf_gap(la, amin, hi[cut - 1]));
-      set_child_gap(parent, ja + 1, leaf_gap(lb, hi[cut - 1] + 1, bmax));
-      return true;
-    }
-    set_child_gap(parent, ja, leaf_gap(la, amin, bmax));
-  } else {
-    auto *ia = static_cast<Inner*>(a), *ib = static_cast<Inner*>(b);
-    InnerRun run;
-    for (uint32_t i = 0; i < ia->count; ++i, ++run.n) {
-      run.child[run.n] = ia->child[i];
-      run.gap[run.n] = child_gap(ia, i);
-      run.pivot[run.n] = i + 1 < ia->count ? ia->pivot[i] : amax;
-    }
-    for (uint32_t i = 0; i < ib->count; ++i, ++run.n) {
-      run.child[run.n] = ib->child[i];
-      run.gap[run.n] = child_gap(ib, i);
-      run.pivot[run.n] = i + 1 < ib->count ? ib->pivot[i] : bmax;
-    }
-    auto fill = [&run](Inner* dst, uint32_t from, uint32_t to) {
-      dst->count = static_cast<uint8_t>(to - from);
-      for (uint32_t i = from; i < to; ++i) {
-        dst->child[i - from] = run.child[i];
-        set_child_gap(dst, i - from, run.gap[i]);
-        if (i + 1 < to) dst->pivot[i - from] = run.pivot[i];
-      }
-    };
-    if (total <= cap) {
-      fill(ia, 0, total);
-    } else {
-      uint32_t cut = total / 2;
-      fill(ia, 0, cut);
-      fill(ib, cut, total);
-      parent->pivot[ja] = run.pivot[cut - 1];
-      set_child_gap(parent, ja, inner_gap(ia));
-      set_child_gap(parent, ja + 1, inner_gap(ib));
-      return true;
-    }
-    set_child_gap(parent, ja, inner_gap(ia));
-  }
-  // Merged into a: drop b and the pivot between them.
-  const uint32_t n = parent->count;
-  std::memmove(&parent->child[ja + 1], &parent->child[ja + 2], (n - 2 - ja) * sizeof(void*));
-  std::memmove(&parent->max_gap[ja + 1], &parent->max_gap[ja + 2], (n - 2 - ja) * sizeof(uint64_t));
-  std::memmove(&parent->order1[ja + 1], &parent->order1[ja + 2], n - 2 - ja);
-  std::memmove(&parent->pivot[ja], &parent->pivot[ja + 1], (n - 2 - ja) * sizeof(uint64_t));
-  parent->count = static_cast<uint8_t>(n - 1);
-  free_node(b);
-  return true;
+	if (leaf) {
+		auto *la = static_cast<Leaf *>(a), *lb = static_cast<Leaf *>(b);
+		uint64_t hi[2 * kLeafSlots];
+		Tag tag[2 * kLeafSlots];
+		uint32_t n = 0;
+		for (uint32_t i = 0; i < la->count; ++i, ++n)
+			hi[n] = seg_hi(la, i, amax), tag[n] = tag_at(la, i);
+		for (uint32_t i = 0; i < lb->count; ++i, ++n)
+			hi[n] = seg_hi(lb, i, bmax), tag[n] = tag_at(lb, i);
+		if (total <= cap) {
+			pack_leaf(la, hi, tag, n);
+		} else {
+			uint32_t cut = total / 2;
+			pack_leaf(la, hi, tag, cut);
+			pack_leaf(lb, hi + cut, tag + cut, n - cut);
+			parent->pivot[ja] = hi[cut - 1];
+			set_child_gap(parent, ja, leaf_gap(la, amin, hi[cut - 1]));
+			set_child_gap(parent, ja + 1, leaf_gap(lb, hi[cut - 1] + 1, bmax));
+			return true;
+		}
+		set_child_gap(parent, ja, leaf_gap(la, amin, bmax));
+	} else {
+		auto *ia = static_cast<Inner *>(a), *ib = static_cast<Inner *>(b);
+		InnerRun run;
+		for (uint32_t i = 0; i < ia->count; ++i, ++run.n) {
+			run.child[run.n] = ia->child[i];
+			run.gap[run.n] = child_gap(ia, i);
+			run.pivot[run.n] = i + 1 < ia->count ? ia->pivot[i] : amax;
+		}
+		for (uint32_t i = 0; i < ib->count; ++i, ++run.n) {
+			run.child[run.n] = ib->child[i];
+			run.gap[run.n] = child_gap(ib, i);
+			run.pivot[run.n] = i + 1 < ib->count ? ib->pivot[i] : bmax;
+		}
+		auto fill = [&run](Inner *dst, uint32_t from, uint32_t to) {
+			dst->count = static_cast<uint8_t>(to - from);
+			for (uint32_t i = from; i < to; ++i) {
+				dst->child[i - from] = run.child[i];
+				set_child_gap(dst, i - from, run.gap[i]);
+				if (i + 1 < to) dst->pivot[i - from] = run.pivot[i];
+			}
+		};
+		if (total <= cap) {
+			fill(ia, 0, total);
+		} else {
+			uint32_t cut = total / 2;
+			fill(ia, 0, cut);
+			fill(ib, cut, total);
+			parent->pivot[ja] = run.pivot[cut - 1];
+			set_child_gap(parent, ja, inner_gap(ia));
+			set_child_gap(parent, ja + 1, inner_gap(ib));
+			return true;
+		}
+		set_child_gap(parent, ja, inner_gap(ia));
+	}
+	// Merged into a: drop b and the pivot between them.
+	const uint32_t n = parent->count;
+	std::memmove(&parent->child[ja + 1], &parent->child[ja + 2], (n - 2 - ja) * sizeof(void *));
+	std::memmove(&parent->max_gap[ja + 1], &parent->max_gap[ja + 2],
+	             (n - 2 - ja) * sizeof(uint64_t));
+	std::memmove(&parent->order1[ja + 1], &parent->order1[ja + 2], n - 2 - ja);
+	std::memmove(&parent->pivot[ja], &parent->pivot[ja + 1], (n - 2 - ja) * sizeof(uint64_t));
+	parent->count = static_cast<uint8_t>(n - 1);
+	free_node(b);
+	return true;
 }
 
 // ---------------------------------------------------------------------------
 // Verification
 
-namespace {
+namespace
+{
 
 // block_order1() the slow way, for verify(): try every order from the top.
-uint8_t block_order1_by_search(uint64_t lo, uint64_t hi) {
-  for (int k = 63 - std::countl_zero(hi - lo + 1); k >= 0; --k) {
-    const uint64_t size = 1ULL << k;
-    const uint64_t start = lo % size == 0 ? lo : lo + (size - lo % size);
-    if (start >= lo && start <= hi && hi - start >= size - 1) return static_cast<uint8_t>(k + 1);
-  }
-  return 0;
+uint8_t block_order1_by_search(uint64_t lo, uint64_t hi)
+{
+	for (int k = 63 - std::countl_zero(hi - lo + 1); k >= 0; --k) {
+		const uint64_t size = 1ULL << k;
+		const uint64_t start = lo % size == 0 ? lo : lo + (size - lo % size);
+		if (start >= lo && start <= hi && hi - start >= size - 1)
+			return static_cast<uint8_t>(k + 1);
+	}
+	return 0;
 }
 
-}  // namespace
+} // namespace
 
-bool GapTree::verify_node(const void* node, uint32_t level, uint64_t min, uint64_t max,
-                          Gap* gap, Tag* first, Tag* last, Census* c,
-                          const char** why) const noexcept {
-  c->nodes++;
-  const uint32_t n = node_count(node);
-  if (min > max) return *why = "node range empty", false;
-  if (level + 1 == height_) {
-    auto* l = static_cast<const Leaf*>(node);
-    if (n < 1 || n > kLeafSlots) return *why = "leaf count out of range", false;
-    if ((l->tags >> (2 * n)) != 0) return *why = "stray tag bits", false;
-    uint64_t prev_hi = 0;
-    Gap best;
-    for (uint32_t i = 0; i < n; ++i) {
-      uint64_t lo = seg_lo(l, i, min), hi = seg_hi(l, i, max);
-      if (i > 0 && lo != prev_hi + 1) return *why = "segments not contiguous", false;
-      if (hi < lo || hi > max || lo < min) return *why = "pivots out of order", false;
-      Tag t = tag_at(l, i);
-      if (i > 0 && t == Tag::kFree && tag_at(l, i - 1) == Tag::kFree)
-        return *why = "adjacent FREE segments in a leaf", false;
-      c->segments[static_cast<int>(t)]++;
-      c->pages[static_cast<int>(t)] += hi - lo + 1;
-      if (t == Tag::kFree) best = best.join(Gap{hi - lo + 1, block_order1_by_search(lo, hi)});
-      prev_hi = hi;
-    }
-    *gap = best;
-    *first = tag_at(l, 0);
-    *last = tag_at(l, n - 1);
-    return true;
-  }
-  auto* in = static_cast<const Inner*>(node);
-  if (n < 1 || n > kInnerSlots) return *why = "inner count out of range", false;
-  Gap best;
-  Tag prev_last = Tag::kAllocated;
-  for (uint32_t i = 0; i < n; ++i) {
-    uint64_t cmin, cmax;
-    const void* child = inner_child(in, i, min, max, &cmin, &cmax);
-    if (cmin > cmax || cmax > max) return *why = "inner pivots out of order", false;
-    Gap g;
-    Tag f = Tag::kFree, la = Tag::kFree;
-    if (!verify_node(child, level + 1, cmin, cmax, &g, &f, &la, c, why)) return false;
-    if (g.len != in->max_gap[i]) return *why = "max_gap annotation wrong", false;
-    if (g.order1 != in->order1[i]) return *why = "aligned block annotation wrong", false;
-    if (i > 0 && prev_last == Tag::kFree && f == Tag::kFree)
-      return *why = "adjacent FREE segments across nodes", false;
-    if (i == 0) *first = f;
-    prev_last = la;
-    best = best.join(g);
-  }
-  *last = prev_last;
-  *gap = best;
-  return true;
+bool GapTree::verify_node(const void *node, uint32_t level, uint64_t min, uint64_t max, Gap *gap,
+                          Tag *first, Tag *last, Census *c, const char **why) const noexcept
+{
+	c->nodes++;
+	const uint32_t n = node_count(node);
+	if (min > max) return *why = "node range empty", false;
+	if (level + 1 == height_) {
+		auto *l = static_cast<const Leaf *>(node);
+		if (n < 1 || n > kLeafSlots) return *why = "leaf count out of range", false;
+		if ((l->tags >> (2 * n)) != 0) return *why = "stray tag bits", false;
+		uint64_t prev_hi = 0;
+		Gap best;
+		for (uint32_t i = 0; i < n; ++i) {
+			uint64_t lo = seg_lo(l, i, min), hi = seg_hi(l, i, max);
+			if (i > 0 && lo != prev_hi + 1)
+				return *why = "segments not contiguous", false;
+			if (hi < lo || hi > max || lo < min)
+				return *why = "pivots out of order", false;
+			Tag t = tag_at(l, i);
+			if (i > 0 && t == Tag::kFree && tag_at(l, i - 1) == Tag::kFree)
+				return *why = "adjacent FREE segments in a leaf", false;
+			c->segments[static_cast<int>(t)]++;
+			c->pages[static_cast<int>(t)] += hi - lo + 1;
+			if (t == Tag::kFree)
+				best = best.join(Gap{hi - lo + 1, block_order1_by_search(lo, hi)});
+			prev_hi = hi;
+		}
+		*gap = best;
+		*first = tag_at(l, 0);
+		*last = tag_at(l, n - 1);
+		return true;
+	}
+	auto *in = static_cast<const Inner *>(node);
+	if (n < 1 || n > kInnerSlots) return *why = "inner count out of range", false;
+	Gap best;
+	Tag prev_last = Tag::kAllocated;
+	for (uint32_t i = 0; i < n; ++i) {
+		uint64_t cmin, cmax;
+		const void *child = inner_child(in, i, min, max, &cmin, &cmax);
+		if (cmin > cmax || cmax > max) return *why = "inner pivots out of order", false;
+		Gap g;
+		Tag f = Tag::kFree, la = Tag::kFree;
+		if (!verify_node(child, level + 1, cmin, cmax, &g, &f, &la, c, why)) return false;
+		if (g.len != in->max_gap[i]) return *why = "max_gap annotation wrong", false;
+		if (g.order1 != in->order1[i])
+			return *why = "aligned block annotation wrong", false;
+		if (i > 0 && prev_last == Tag::kFree && f == Tag::kFree)
+			return *why = "adjacent FREE segments across nodes", false;
+		if (i == 0) *first = f;
+		prev_last = la;
+		best = best.join(g);
+	}
+	*last = prev_last;
+	*gap = best;
+	return true;
 }
 
-bool GapTree::verify(Census* census, const char** why) const noexcept {
-  Census local;
-  Census* c = census != nullptr ? census : &local;
-  *c = Census{};
-  const char* dummy;
-  if (why == nullptr) why = &dummy;
-  if (root_ == nullptr || height_ == 0 || height_ > kMaxHeight) return *why = "no root", false;
-  Gap g;
-  Tag f = Tag::kFree, l = Tag::kFree;
-  if (!verify_node(root_, 0, 0, max_pfn_, &g, &f, &l, c, why)) return false;
-  if (c->nodes != nodes_) return *why = "node count mismatch", false;
-  return true;
+bool GapTree::verify(Census *census, const char **why) const noexcept
+{
+	Census local;
+	Census *c = census != nullptr ? census : &local;
+	*c = Census{};
+	const char *dummy;
+	if (why == nullptr) why = &dummy;
+	if (root_ == nullptr || height_ == 0 || height_ > kMaxHeight)
+		return *why = "no root", false;
+	Gap g;
+	Tag f = Tag::kFree, l = Tag::kFree;
+	if (!verify_node(root_, 0, 0, max_pfn_, &g, &f, &l, c, why)) return false;
+	if (c->nodes != nodes_) return *why = "node count mismatch", false;
+	return true;
 }
 
-}  // namespace iovam::detail
+} // namespace iovam::detail

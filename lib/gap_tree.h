@@ -8,7 +8,8 @@
 
 #include "node_pool.h"
 
-namespace iovam::detail {
+namespace iovam::detail
+{
 
 // What a range of pfns is. FREE is the only kind the allocator may hand out;
 // DEFERRED is a freed range whose erase has not been done yet (docs/DESIGN.md, L1): it is
@@ -16,9 +17,9 @@ namespace iovam::detail {
 enum class Tag : uint8_t { kFree = 0, kAllocated = 1, kReserved = 2, kDeferred = 3 };
 
 struct Segment {
-  uint64_t pfn_lo;
-  uint64_t pfn_hi;  // inclusive
-  Tag tag;
+	uint64_t pfn_lo;
+	uint64_t pfn_hi; // inclusive
+	Tag tag;
 };
 
 // GapTree: an augmented B+tree that partitions the pfn space [0, max_pfn] into
@@ -71,216 +72,222 @@ struct Segment {
 // the NodePool; operations that may split nodes first reserve what they need
 // and fail with -EAGAIN (changing nothing) when the pool cannot supply it.
 // Erasing never needs a node: it only merges segments and frees nodes.
-class GapTree {
- public:
-  static constexpr uint32_t kLeafSlots = 31;
-  static constexpr uint32_t kInnerSlots = 10;
-  // Rebalance a node that falls below half full after an erase.
-  static constexpr uint32_t kLeafMin = kLeafSlots / 2;
-  static constexpr uint32_t kInnerMin = kInnerSlots / 2;
-  // Height bound: even with every inner node at 2 children after edge splits,
-  // 40 levels cover 2^40 leaves; the pfn space has at most 2^63 segments but
-  // memory bounds the tree long before that.
-  static constexpr uint32_t kMaxHeight = 40;
+class GapTree
+{
+public:
+	static constexpr uint32_t kLeafSlots = 31;
+	static constexpr uint32_t kInnerSlots = 10;
+	// Rebalance a node that falls below half full after an erase.
+	static constexpr uint32_t kLeafMin = kLeafSlots / 2;
+	static constexpr uint32_t kInnerMin = kInnerSlots / 2;
+	// Height bound: even with every inner node at 2 children after edge splits,
+	// 40 levels cover 2^40 leaves; the pfn space has at most 2^63 segments but
+	// memory bounds the tree long before that.
+	static constexpr uint32_t kMaxHeight = 40;
 
-  // Node layouts and scratch types, defined in gap_tree.cc.
-  struct Leaf;
-  struct Inner;
-  struct Run;
-  struct Stash;
+	// Node layouts and scratch types, defined in gap_tree.cc.
+	struct Leaf;
+	struct Inner;
+	struct Run;
+	struct Stash;
 
-  explicit GapTree(NodePool& pool) noexcept : pool_(pool) {}
-  ~GapTree();
-  GapTree(const GapTree&) = delete;
-  GapTree& operator=(const GapTree&) = delete;
+	explicit GapTree(NodePool &pool) noexcept : pool_(pool) {}
+	~GapTree();
+	GapTree(const GapTree &) = delete;
+	GapTree &operator=(const GapTree &) = delete;
 
-  // One FREE segment [0, max_pfn]. -ENOMEM if the pool has no node.
-  int init(uint64_t max_pfn) noexcept;
+	// One FREE segment [0, max_pfn]. -ENOMEM if the pool has no node.
+	int init(uint64_t max_pfn) noexcept;
 
-  uint64_t max_pfn() const noexcept { return max_pfn_; }
-  uint32_t height() const noexcept { return height_; }
-  uint64_t nodes() const noexcept { return nodes_; }
-  // Nodes the last find_gap() entered, root and leaf included: what the
-  // white-box tests hold to O(height x fanout).
-  uint64_t last_search_nodes() const noexcept { return last_search_nodes_; }
+	uint64_t max_pfn() const noexcept { return max_pfn_; }
+	uint32_t height() const noexcept { return height_; }
+	uint64_t nodes() const noexcept { return nodes_; }
+	// Nodes the last find_gap() entered, root and leaf included: what the
+	// white-box tests hold to O(height x fanout).
+	uint64_t last_search_nodes() const noexcept { return last_search_nodes_; }
 
-  // What an inner node keeps per child about the FREE segments below it: the
-  // longest (len, in pages) and 1 + the order of the largest naturally
-  // aligned power-of-two block inside one (order1; 0 when none is FREE).
-  struct Gap {
-    uint64_t len = 0;
-    uint8_t order1 = 0;
-    Gap join(Gap o) const noexcept {
-      return Gap{len > o.len ? len : o.len, order1 > o.order1 ? order1 : o.order1};
-    }
-    bool operator==(const Gap&) const noexcept = default;
-  };
+	// What an inner node keeps per child about the FREE segments below it: the
+	// longest (len, in pages) and 1 + the order of the largest naturally
+	// aligned power-of-two block inside one (order1; 0 when none is FREE).
+	struct Gap {
+		uint64_t len = 0;
+		uint8_t order1 = 0;
+		Gap join(Gap o) const noexcept
+		{
+			return Gap{len > o.len ? len : o.len,
+			           order1 > o.order1 ? order1 : o.order1};
+		}
+		bool operator==(const Gap &) const noexcept = default;
+	};
 
-  // The segment containing pfn (pfn <= max_pfn). O(log n).
-  Segment lookup(uint64_t pfn) const noexcept;
-  // lookup() through the finger: no descent when pfn is in the leaf of the
-  // last operation, and the path stays as the finger, so an erase_if() of the
-  // same pfn that follows (a checked free: look, check, erase) needs no
-  // second descent.
-  Segment lookup_near(uint64_t pfn) noexcept;
+	// The segment containing pfn (pfn <= max_pfn). O(log n).
+	Segment lookup(uint64_t pfn) const noexcept;
+	// lookup() through the finger: no descent when pfn is in the leaf of the
+	// last operation, and the path stays as the finger, so an erase_if() of the
+	// same pfn that follows (a checked free: look, check, erase) needs no
+	// second descent.
+	Segment lookup_near(uint64_t pfn) noexcept;
 
-  // The highest p with lo_pfn <= p, p + npages - 1 <= hi_pfn, p % align == 0
-  // (align a power of two) and [p, p + npages - 1] inside one FREE segment.
-  // Bounded, at any fragmentation, by O(height x fanout) nodes for unaligned
-  // requests and for npages == align (every size-aligned power of two: the
-  // domain's and the caches' requests): a subtree is entered only if it holds
-  // a fit, except the ones cut by lo_pfn or hi_pfn, one per level each.
-  // Other shapes (npages not a power of two, aligned to bit_ceil(npages)) are
-  // exact but not bounded that way: a subtree whose best aligned block is of
-  // order floor(log2 npages) may hold no fit and is entered and left, so the
-  // worst case adds the number of such holes above the answer (holes of
-  // npages pages that start one page past an aligned block); tested in
-  // tests/unit/gap_tree_test.cc.
-  std::optional<uint64_t> find_gap(uint64_t npages, uint64_t align, uint64_t lo_pfn,
-                                   uint64_t hi_pfn) const noexcept;
+	// The highest p with lo_pfn <= p, p + npages - 1 <= hi_pfn, p % align == 0
+	// (align a power of two) and [p, p + npages - 1] inside one FREE segment.
+	// Bounded, at any fragmentation, by O(height x fanout) nodes for unaligned
+	// requests and for npages == align (every size-aligned power of two: the
+	// domain's and the caches' requests): a subtree is entered only if it holds
+	// a fit, except the ones cut by lo_pfn or hi_pfn, one per level each.
+	// Other shapes (npages not a power of two, aligned to bit_ceil(npages)) are
+	// exact but not bounded that way: a subtree whose best aligned block is of
+	// order floor(log2 npages) may hold no fit and is entered and left, so the
+	// worst case adds the number of such holes above the answer (holes of
+	// npages pages that start one page past an aligned block); tested in
+	// tests/unit/gap_tree_test.cc.
+	std::optional<uint64_t> find_gap(uint64_t npages, uint64_t align, uint64_t lo_pfn,
+	                                 uint64_t hi_pfn) const noexcept;
 
-  // A descent's record: where a pfn lives, root to leaf. find_gap() can hand
-  // its path to carve(), saving a second descent on the allocation path.
-  struct Step {
-    void* node;
-    uint32_t idx;  // child (inner) or segment (leaf) index on the way to pfn
-    uint64_t min, max;
-  };
-  struct Path {
-    Step s[kMaxHeight];
-    uint32_t n;  // == height; s[0] is the root, s[n - 1] the leaf
-    Step& leaf() { return s[n - 1]; }
-  };
-  std::optional<uint64_t> find_gap(uint64_t npages, uint64_t align, uint64_t lo_pfn,
-                                   uint64_t hi_pfn, Path* path) const noexcept;
-  // carve() on the path find_gap() returned for pfn_lo (nothing changed since).
-  int carve(Path& path, uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept;
+	// A descent's record: where a pfn lives, root to leaf. find_gap() can hand
+	// its path to carve(), saving a second descent on the allocation path.
+	struct Step {
+		void *node;
+		uint32_t idx; // child (inner) or segment (leaf) index on the way to pfn
+		uint64_t min, max;
+	};
+	struct Path {
+		Step s[kMaxHeight];
+		uint32_t n; // == height; s[0] is the root, s[n - 1] the leaf
+		Step &leaf() { return s[n - 1]; }
+	};
+	std::optional<uint64_t> find_gap(uint64_t npages, uint64_t align, uint64_t lo_pfn,
+	                                 uint64_t hi_pfn, Path *path) const noexcept;
+	// carve() on the path find_gap() returned for pfn_lo (nothing changed since).
+	int carve(Path &path, uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept;
 
-  // find_gap() and carve() in one: the domain's allocation. 0 and *pfn_lo,
-  // -ENOMEM (no fit) or -EAGAIN (no node for a split); nothing changed on
-  // error. Leaves the path as the finger for a free that follows nearby.
-  int allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn, Tag tag,
-               uint64_t* pfn_lo) noexcept;
+	// find_gap() and carve() in one: the domain's allocation. 0 and *pfn_lo,
+	// -ENOMEM (no fit) or -EAGAIN (no node for a split); nothing changed on
+	// error. Leaves the path as the finger for a free that follows nearby.
+	int allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn, Tag tag,
+	             uint64_t *pfn_lo) noexcept;
 
-  // If the segment containing pfn is tagged `expect`, erase it (as erase());
-  // either way return the segment as it was. One descent in the common case.
-  Segment erase_if(uint64_t pfn, Tag expect) noexcept;
+	// If the segment containing pfn is tagged `expect`, erase it (as erase());
+	// either way return the segment as it was. One descent in the common case.
+	Segment erase_if(uint64_t pfn, Tag expect) noexcept;
 
-  // Turn [pfn_lo, pfn_hi], which lies inside one FREE segment, into one
-  // segment tagged `tag` (not kFree). 0, or -EAGAIN with nothing changed when
-  // the pool cannot supply the nodes a split needs.
-  int carve(uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept;
+	// Turn [pfn_lo, pfn_hi], which lies inside one FREE segment, into one
+	// segment tagged `tag` (not kFree). 0, or -EAGAIN with nothing changed when
+	// the pool cannot supply the nodes a split needs.
+	int carve(uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept;
 
-  // Re-tag, in place, the occupied segment containing pfn as another occupied
-  // kind (ALLOCATED -> DEFERRED). No structural change: needs no node, cannot
-  // fail, and leaves every gap annotation as it was.
-  void retag_occupied(uint64_t pfn, Tag tag) noexcept;
+	// Re-tag, in place, the occupied segment containing pfn as another occupied
+	// kind (ALLOCATED -> DEFERRED). No structural change: needs no node, cannot
+	// fail, and leaves every gap annotation as it was.
+	void retag_occupied(uint64_t pfn, Tag tag) noexcept;
 
-  // Make the segment containing pfn FREE and merge it with FREE neighbours.
-  // Needs no node. Returns the segment as it was.
-  Segment erase(uint64_t pfn) noexcept;
+	// Make the segment containing pfn FREE and merge it with FREE neighbours.
+	// Needs no node. Returns the segment as it was.
+	Segment erase(uint64_t pfn) noexcept;
 
-  // Store one RESERVED segment over [pfn_lo, pfn_hi] extended to cover the
-  // RESERVED segments it overlaps. Precondition: nothing in [pfn_lo, pfn_hi]
-  // is ALLOCATED or DEFERRED. 0 and *merged, or -EAGAIN with nothing changed.
-  int reserve(uint64_t pfn_lo, uint64_t pfn_hi, Segment* merged) noexcept;
+	// Store one RESERVED segment over [pfn_lo, pfn_hi] extended to cover the
+	// RESERVED segments it overlaps. Precondition: nothing in [pfn_lo, pfn_hi]
+	// is ALLOCATED or DEFERRED. 0 and *merged, or -EAGAIN with nothing changed.
+	int reserve(uint64_t pfn_lo, uint64_t pfn_hi, Segment *merged) noexcept;
 
-  // The first segment tagged `tag` that ends at or after pfn, if any.
-  std::optional<Segment> next_tagged(uint64_t pfn, Tag tag) const noexcept;
+	// The first segment tagged `tag` that ends at or after pfn, if any.
+	std::optional<Segment> next_tagged(uint64_t pfn, Tag tag) const noexcept;
 
-  // Calls fn(const Segment&) for every segment, in order. O(n).
-  template <class Fn>
-  void for_each(Fn&& fn) const {
-    walk(root_, 0, 0, max_pfn_, fn);
-  }
+	// Calls fn(const Segment&) for every segment, in order. O(n).
+	template <class Fn>
+	void for_each(Fn &&fn) const
+	{
+		walk(root_, 0, 0, max_pfn_, fn);
+	}
 
-  // Counts of what verify() saw, for the domain's own cross-checks.
-  struct Census {
-    uint64_t segments[4] = {0, 0, 0, 0};  // by Tag
-    uint64_t pages[4] = {0, 0, 0, 0};
-    uint64_t nodes = 0;
-  };
-  // Every invariant above; false (and *why set) on the first broken one.
-  bool verify(Census* census, const char** why) const noexcept;
+	// Counts of what verify() saw, for the domain's own cross-checks.
+	struct Census {
+		uint64_t segments[4] = {0, 0, 0, 0}; // by Tag
+		uint64_t pages[4] = {0, 0, 0, 0};
+		uint64_t nodes = 0;
+	};
+	// Every invariant above; false (and *why set) on the first broken one.
+	bool verify(Census *census, const char **why) const noexcept;
 
- private:
-  void descend(uint64_t pfn, Path& p) const noexcept;
-  Path& finger_at(uint64_t pfn) noexcept;
-  // stop_early: only the subtree of p.s[from_level] changed, so the walk may
-  // stop where an annotation is already right.
-  void fix_gaps(Path& p, uint32_t from_level, bool stop_early = true) noexcept;
-  void fix_gaps_at(uint64_t pfn) noexcept;
-  // Cheaper than fix_gaps when the change is known: a FREE segment of the
-  // leaf on p grew to len pages, or one of old_len pages shrank or vanished.
-  void gap_grew(Path& p, uint64_t lo, uint64_t hi) noexcept;
-  void gap_shrank(Path& p, uint64_t old_lo, uint64_t old_hi) noexcept;
-  Segment erase_slow(Path& p, Segment seg) noexcept;
-  uint32_t nodes_for_growth(const Path& p, uint32_t extra) const noexcept;
-  int take_stash(Stash& st, uint32_t n) noexcept;
-  void return_stash(Stash& st) noexcept;
-  void replace_segment(Path& p, const Run& run, Stash& st) noexcept;
-  void split_leaf(Path& p, const Run& all, Stash& st) noexcept;
-  void insert_child(Path& p, int level, uint64_t sep, void* right, Gap right_gap, Gap left_gap,
-                    Stash& st) noexcept;
-  void split_at(uint64_t pfn, Stash& st) noexcept;
-  void absorb_next(uint64_t pfn) noexcept;
-  void remove_empty_branch(Path& q, uint32_t lca) noexcept;
-  void rebalance_at(uint64_t pfn) noexcept;
-  bool rebalance_step(Path& p, uint32_t level) noexcept;
-  void free_node(void* node) noexcept;
-  void* take_node(Stash& st) noexcept;
+private:
+	void descend(uint64_t pfn, Path &p) const noexcept;
+	Path &finger_at(uint64_t pfn) noexcept;
+	// stop_early: only the subtree of p.s[from_level] changed, so the walk may
+	// stop where an annotation is already right.
+	void fix_gaps(Path &p, uint32_t from_level, bool stop_early = true) noexcept;
+	void fix_gaps_at(uint64_t pfn) noexcept;
+	// Cheaper than fix_gaps when the change is known: a FREE segment of the
+	// leaf on p grew to len pages, or one of old_len pages shrank or vanished.
+	void gap_grew(Path &p, uint64_t lo, uint64_t hi) noexcept;
+	void gap_shrank(Path &p, uint64_t old_lo, uint64_t old_hi) noexcept;
+	Segment erase_slow(Path &p, Segment seg) noexcept;
+	uint32_t nodes_for_growth(const Path &p, uint32_t extra) const noexcept;
+	int take_stash(Stash &st, uint32_t n) noexcept;
+	void return_stash(Stash &st) noexcept;
+	void replace_segment(Path &p, const Run &run, Stash &st) noexcept;
+	void split_leaf(Path &p, const Run &all, Stash &st) noexcept;
+	void insert_child(Path &p, int level, uint64_t sep, void *right, Gap right_gap,
+	                  Gap left_gap, Stash &st) noexcept;
+	void split_at(uint64_t pfn, Stash &st) noexcept;
+	void absorb_next(uint64_t pfn) noexcept;
+	void remove_empty_branch(Path &q, uint32_t lca) noexcept;
+	void rebalance_at(uint64_t pfn) noexcept;
+	bool rebalance_step(Path &p, uint32_t level) noexcept;
+	void free_node(void *node) noexcept;
+	void *take_node(Stash &st) noexcept;
 
-  std::optional<uint64_t> search(uint64_t npages, uint64_t align, uint64_t lo_pfn,
-                                 uint64_t hi_pfn, Path* path) const noexcept;
-  bool verify_node(const void* node, uint32_t level, uint64_t min, uint64_t max, Gap* gap,
-                   Tag* first, Tag* last, Census* c, const char** why) const noexcept;
-  // A leaf's Gap over its FREE segments; may stop early once both fields
-  // reach `enough` (an upper bound the caller knows).
-  static Gap leaf_gap(const Leaf* l, uint64_t min, uint64_t max,
-                      Gap enough = Gap{UINT64_MAX, UINT8_MAX}) noexcept;
-  static Gap inner_gap(const Inner* in) noexcept;
-  static Gap child_gap(const Inner* in, uint32_t i) noexcept;
-  static void set_child_gap(Inner* in, uint32_t i, Gap g) noexcept;
-  Gap node_gap(const void* node, uint32_t level, uint64_t min, uint64_t max) const noexcept;
-  void carry_gap(Path& p, uint32_t level, Gap g, bool stop_early) noexcept;
-  static uint8_t needed_order1(uint64_t npages, uint64_t align) noexcept;
+	std::optional<uint64_t> search(uint64_t npages, uint64_t align, uint64_t lo_pfn,
+	                               uint64_t hi_pfn, Path *path) const noexcept;
+	bool verify_node(const void *node, uint32_t level, uint64_t min, uint64_t max, Gap *gap,
+	                 Tag *first, Tag *last, Census *c, const char **why) const noexcept;
+	// A leaf's Gap over its FREE segments; may stop early once both fields
+	// reach `enough` (an upper bound the caller knows).
+	static Gap leaf_gap(const Leaf *l, uint64_t min, uint64_t max,
+	                    Gap enough = Gap{UINT64_MAX, UINT8_MAX}) noexcept;
+	static Gap inner_gap(const Inner *in) noexcept;
+	static Gap child_gap(const Inner *in, uint32_t i) noexcept;
+	static void set_child_gap(Inner *in, uint32_t i, Gap g) noexcept;
+	Gap node_gap(const void *node, uint32_t level, uint64_t min, uint64_t max) const noexcept;
+	void carry_gap(Path &p, uint32_t level, Gap g, bool stop_early) noexcept;
+	static uint8_t needed_order1(uint64_t npages, uint64_t align) noexcept;
 
-  template <class Fn>
-  void walk(const void* node, uint32_t level, uint64_t min, uint64_t max, Fn& fn) const;
-  // Out-of-line helpers for walk() so the template needs no node definitions.
-  static uint32_t node_count(const void* node) noexcept;
-  static Segment leaf_segment(const void* leaf, uint32_t i, uint64_t min, uint64_t max) noexcept;
-  static const void* inner_child(const void* inner, uint32_t i, uint64_t min, uint64_t max,
-                                 uint64_t* cmin, uint64_t* cmax) noexcept;
+	template <class Fn>
+	void walk(const void *node, uint32_t level, uint64_t min, uint64_t max, Fn &fn) const;
+	// Out-of-line helpers for walk() so the template needs no node definitions.
+	static uint32_t node_count(const void *node) noexcept;
+	static Segment leaf_segment(const void *leaf, uint32_t i, uint64_t min,
+	                            uint64_t max) noexcept;
+	static const void *inner_child(const void *inner, uint32_t i, uint64_t min, uint64_t max,
+	                               uint64_t *cmin, uint64_t *cmax) noexcept;
 
-  NodePool& pool_;
-  void* root_ = nullptr;
-  uint32_t height_ = 0;  // levels; 1 = the root is a leaf
-  uint64_t max_pfn_ = 0;
-  uint64_t nodes_ = 0;   // nodes in the tree (not in the pool)
-  mutable uint64_t last_search_nodes_ = 0;
-  // The finger: a root-to-leaf path kept between operations, valid while
-  // finger_shape_ == shape_ (see finger_at()).
-  static constexpr uint64_t kNoShape = UINT64_MAX;
-  uint64_t shape_ = 0;
-  uint64_t finger_shape_ = kNoShape;
-  Path finger_{};
+	NodePool &pool_;
+	void *root_ = nullptr;
+	uint32_t height_ = 0; // levels; 1 = the root is a leaf
+	uint64_t max_pfn_ = 0;
+	uint64_t nodes_ = 0; // nodes in the tree (not in the pool)
+	mutable uint64_t last_search_nodes_ = 0;
+	// The finger: a root-to-leaf path kept between operations, valid while
+	// finger_shape_ == shape_ (see finger_at()).
+	static constexpr uint64_t kNoShape = UINT64_MAX;
+	uint64_t shape_ = 0;
+	uint64_t finger_shape_ = kNoShape;
+	Path finger_{};
 };
 
 template <class Fn>
-void GapTree::walk(const void* node, uint32_t level, uint64_t min, uint64_t max, Fn& fn) const {
-  uint32_t count = node_count(node);
-  if (level + 1 == height_) {
-    for (uint32_t i = 0; i < count; ++i) fn(leaf_segment(node, i, min, max));
-    return;
-  }
-  for (uint32_t i = 0; i < count; ++i) {
-    uint64_t cmin, cmax;
-    const void* child = inner_child(node, i, min, max, &cmin, &cmax);
-    walk(child, level + 1, cmin, cmax, fn);
-  }
+void GapTree::walk(const void *node, uint32_t level, uint64_t min, uint64_t max, Fn &fn) const
+{
+	uint32_t count = node_count(node);
+	if (level + 1 == height_) {
+		for (uint32_t i = 0; i < count; ++i) fn(leaf_segment(node, i, min, max));
+		return;
+	}
+	for (uint32_t i = 0; i < count; ++i) {
+		uint64_t cmin, cmax;
+		const void *child = inner_child(node, i, min, max, &cmin, &cmax);
+		walk(child, level + 1, cmin, cmax, fn);
+	}
 }
 
-}  // namespace iovam::detail
+} // namespace iovam::detail
 
-#endif  // IOVAM_GAP_TREE_H
+#endif // IOVAM_GAP_TREE_H

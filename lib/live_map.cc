@@ -8,27 +8,31 @@
 
 #include "range_cache.h"
 
-namespace iovam::detail {
+namespace iovam::detail
+{
 
-bool LiveMap::init(uint64_t start_pfn, uint64_t end_pfn) noexcept {
-  const uint64_t window = end_pfn - start_pfn;  // pages - 1
-  pages_ = std::min(window, kMaxPages - 1) + 1;
-  lo_pfn_ = end_pfn - (pages_ - 1);
-  if (create_alloc_fails()) return false;
-  void* p = mmap(nullptr, pages_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
-  if (p == MAP_FAILED) return false;
-  bytes_ = static_cast<uint8_t*>(p);
-  return true;
+bool LiveMap::init(uint64_t start_pfn, uint64_t end_pfn) noexcept
+{
+	const uint64_t window = end_pfn - start_pfn; // pages - 1
+	pages_ = std::min(window, kMaxPages - 1) + 1;
+	lo_pfn_ = end_pfn - (pages_ - 1);
+	if (create_alloc_fails()) return false;
+	void *p = mmap(nullptr, pages_, PROT_READ | PROT_WRITE,
+	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED) return false;
+	bytes_ = static_cast<uint8_t *>(p);
+	return true;
 }
 
-LiveMap::~LiveMap() {
-  if (bytes_ != nullptr) munmap(bytes_, pages_);
+LiveMap::~LiveMap()
+{
+	if (bytes_ != nullptr) munmap(bytes_, pages_);
 }
 
-void LiveMap::clear() noexcept {
-  // Private anonymous memory reads back as zeros after MADV_DONTNEED.
-  if (bytes_ != nullptr) madvise(bytes_, pages_, MADV_DONTNEED);
+void LiveMap::clear() noexcept
+{
+	// Private anonymous memory reads back as zeros after MADV_DONTNEED.
+	if (bytes_ != nullptr) madvise(bytes_, pages_, MADV_DONTNEED);
 }
 
-}  // namespace iovam::detail
+} // namespace iovam::detail

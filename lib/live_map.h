@@ -6,7 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace iovam::detail {
+namespace iovam::detail
+{
 
 // The checked mode's record of which cacheable ranges are with a caller.
 //
@@ -27,33 +28,34 @@ namespace iovam::detail {
 // IOVA with 4 KiB pages). It covers at most kMaxPages pages at the top of the
 // window, where the tree allocates first; a range below that is never cached
 // and its fast free goes to the tree, checked there.
-class LiveMap {
- public:
-  static constexpr uint64_t kMaxPages = uint64_t{1} << 30;  // 1 GiB of reserved address space
+class LiveMap
+{
+public:
+	static constexpr uint64_t kMaxPages = uint64_t{1} << 30; // 1 GiB of reserved address space
 
-  LiveMap() = default;
-  ~LiveMap();
-  LiveMap(const LiveMap&) = delete;
-  LiveMap& operator=(const LiveMap&) = delete;
+	LiveMap() = default;
+	~LiveMap();
+	LiveMap(const LiveMap &) = delete;
+	LiveMap &operator=(const LiveMap &) = delete;
 
-  // Reserve the map for [max(start_pfn, end_pfn - kMaxPages + 1), end_pfn].
-  // false on ENOMEM.
-  bool init(uint64_t start_pfn, uint64_t end_pfn) noexcept;
-  // Back to all zeros, the memory returned to the system (not a hot path).
-  void clear() noexcept;
+	// Reserve the map for [max(start_pfn, end_pfn - kMaxPages + 1), end_pfn].
+	// false on ENOMEM.
+	bool init(uint64_t start_pfn, uint64_t end_pfn) noexcept;
+	// Back to all zeros, the memory returned to the system (not a hot path).
+	void clear() noexcept;
 
-  uint8_t* bytes() const noexcept { return bytes_; }
-  uint64_t lo_pfn() const noexcept { return lo_pfn_; }
-  uint64_t pages() const noexcept { return pages_; }
-  bool covers(uint64_t pfn) const noexcept { return pfn - lo_pfn_ < pages_; }
-  uint8_t* at(uint64_t pfn) const noexcept { return bytes_ + (pfn - lo_pfn_); }
+	uint8_t *bytes() const noexcept { return bytes_; }
+	uint64_t lo_pfn() const noexcept { return lo_pfn_; }
+	uint64_t pages() const noexcept { return pages_; }
+	bool covers(uint64_t pfn) const noexcept { return pfn - lo_pfn_ < pages_; }
+	uint8_t *at(uint64_t pfn) const noexcept { return bytes_ + (pfn - lo_pfn_); }
 
- private:
-  uint8_t* bytes_ = nullptr;
-  uint64_t lo_pfn_ = 0;
-  uint64_t pages_ = 0;
+private:
+	uint8_t *bytes_ = nullptr;
+	uint64_t lo_pfn_ = 0;
+	uint64_t pages_ = 0;
 };
 
-}  // namespace iovam::detail
+} // namespace iovam::detail
 
-#endif  // IOVAM_LIVE_MAP_H
+#endif // IOVAM_LIVE_MAP_H

@@ -8,7 +8,8 @@
 
 #include "spin_lock.h"
 
-namespace iovam::detail {
+namespace iovam::detail
+{
 
 // Where tree nodes live: 2 MiB chunks, each 2 MiB aligned, cut into 256-byte
 // nodes. Why not one malloc per node, as before: glibc's aligned allocation
@@ -33,38 +34,39 @@ namespace iovam::detail {
 //
 // Cold path only: alloc() and free() run outside the domain lock (node pool
 // refill and trim), take the slab's own lock and may call mmap/munmap.
-class NodeSlab {
- public:
-  static constexpr size_t kNodeBytes = 256;
-  static constexpr size_t kChunkBytes = size_t{2} << 20;
-  static constexpr uint32_t kNodesPerChunk = kChunkBytes / kNodeBytes;
+class NodeSlab
+{
+public:
+	static constexpr size_t kNodeBytes = 256;
+	static constexpr size_t kChunkBytes = size_t{2} << 20;
+	static constexpr uint32_t kNodesPerChunk = kChunkBytes / kNodeBytes;
 
-  NodeSlab() = default;
-  ~NodeSlab();
-  NodeSlab(const NodeSlab&) = delete;
-  NodeSlab& operator=(const NodeSlab&) = delete;
+	NodeSlab() = default;
+	~NodeSlab();
+	NodeSlab(const NodeSlab &) = delete;
+	NodeSlab &operator=(const NodeSlab &) = delete;
 
-  // A 256-byte, 256-aligned node, or nullptr when no memory can be mapped.
-  void* alloc() noexcept;
-  void free(void* node) noexcept;
+	// A 256-byte, 256-aligned node, or nullptr when no memory can be mapped.
+	void *alloc() noexcept;
+	void free(void *node) noexcept;
 
-  // Chunks mapped now (for tests and statistics).
-  uint32_t chunks() const noexcept;
+	// Chunks mapped now (for tests and statistics).
+	uint32_t chunks() const noexcept;
 
- private:
-  struct Chunk;
-  static Chunk* chunk_of(void* node) noexcept;
-  Chunk* map_chunk(bool huge) noexcept;
-  void unmap_chunk(Chunk* c) noexcept;
-  void link_partial(Chunk* c) noexcept;
-  void unlink_partial(Chunk* c) noexcept;
+private:
+	struct Chunk;
+	static Chunk *chunk_of(void *node) noexcept;
+	Chunk *map_chunk(bool huge) noexcept;
+	void unmap_chunk(Chunk *c) noexcept;
+	void link_partial(Chunk *c) noexcept;
+	void unlink_partial(Chunk *c) noexcept;
 
-  mutable SpinLock lock_;
-  Chunk* partial_ = nullptr;  // chunks with a free slot (lock_)
-  Chunk* empty_ = nullptr;    // the one unused chunk kept mapped (lock_)
-  uint32_t chunks_ = 0;       // (lock_)
+	mutable SpinLock lock_;
+	Chunk *partial_ = nullptr; // chunks with a free slot (lock_)
+	Chunk *empty_ = nullptr;   // the one unused chunk kept mapped (lock_)
+	uint32_t chunks_ = 0;      // (lock_)
 };
 
-}  // namespace iovam::detail
+} // namespace iovam::detail
 
-#endif  // IOVAM_NODE_SLAB_H
+#endif // IOVAM_NODE_SLAB_H

@@ -28,12 +28,12 @@
 // (as a range in a caller's hands does): verify() and the cache counters do
 // not see them until a put or a flush moves them into the depot.
 struct iovam_return_batch {
-  iovam_domain* dom;
-  // Whose depots it feeds (iovam_return_batch_set_node(), iovam_numa.h):
-  // node 0's unless told, node 0's too while the node has none.
-  uint32_t node;
-  iovam::detail::RangeCache::Magazine mag[IOVAM_CACHE_CLASSES];  // private, never exchanged
-  iovam_return_batch_stats stats;
+	iovam_domain *dom;
+	// Whose depots it feeds (iovam_return_batch_set_node(), iovam_numa.h):
+	// node 0's unless told, node 0's too while the node has none.
+	uint32_t node;
+	iovam::detail::RangeCache::Magazine mag[IOVAM_CACHE_CLASSES]; // private, never exchanged
+	iovam_return_batch_stats stats;
 };
 
-#endif  // IOVAM_RETURN_BATCH_H
+#endif // IOVAM_RETURN_BATCH_H

@@ -10,7 +10,8 @@
 #include <sched.h>
 #include <pthread.h>
 
-namespace iovam::detail {
+namespace iovam::detail
+{
 
 // A test-and-test-and-set spin lock, like rte_spinlock: the domain lock is held
 // for a tree descent (a few hundred ns at most), far less than a futex round
@@ -21,56 +22,61 @@ namespace iovam::detail {
 // The holder is recorded so that functions can assert they run under the lock
 // (the kernel's assert_spin_locked()): in builds with assertions only, since
 // pthread_self() is a call on every lock of the allocation path.
-class SpinLock {
- public:
-  void lock() noexcept {
-    for (uint32_t spins = 0;; ++spins) {
-      if (!locked_.exchange(true, std::memory_order_acquire)) break;
-      while (locked_.load(std::memory_order_relaxed)) {
-        if (++spins > kSpinsBeforeYield) {
-          sched_yield();
-          spins = 0;
-        }
-        __builtin_ia32_pause();
-      }
-    }
+class SpinLock
+{
+public:
+	void lock() noexcept
+	{
+		for (uint32_t spins = 0;; ++spins) {
+			if (!locked_.exchange(true, std::memory_order_acquire)) break;
+			while (locked_.load(std::memory_order_relaxed)) {
+				if (++spins > kSpinsBeforeYield) {
+					sched_yield();
+					spins = 0;
+				}
+				__builtin_ia32_pause();
+			}
+		}
 #ifndef NDEBUG
-    owner_.store(pthread_self(), std::memory_order_relaxed);
+		owner_.store(pthread_self(), std::memory_order_relaxed);
 #endif
-  }
+	}
 
-  void unlock() noexcept {
+	void unlock() noexcept
+	{
 #ifndef NDEBUG
-    owner_.store(pthread_t{}, std::memory_order_relaxed);
+		owner_.store(pthread_t{}, std::memory_order_relaxed);
 #endif
-    locked_.store(false, std::memory_order_release);
-  }
+		locked_.store(false, std::memory_order_release);
+	}
 
-  // True if the calling thread holds the lock. Only meaningful as an assertion.
-  bool held_by_me() const noexcept {
-    return locked_.load(std::memory_order_relaxed) &&
-           pthread_equal(owner_.load(std::memory_order_relaxed), pthread_self());
-  }
+	// True if the calling thread holds the lock. Only meaningful as an assertion.
+	bool held_by_me() const noexcept
+	{
+		return locked_.load(std::memory_order_relaxed) &&
+		       pthread_equal(owner_.load(std::memory_order_relaxed), pthread_self());
+	}
 
- private:
-  static constexpr uint32_t kSpinsBeforeYield = 1024;
-  std::atomic<bool> locked_{false};
-  std::atomic<pthread_t> owner_{};
+private:
+	static constexpr uint32_t kSpinsBeforeYield = 1024;
+	std::atomic<bool> locked_{false};
+	std::atomic<pthread_t> owner_{};
 };
 
-class SpinGuard {
- public:
-  explicit SpinGuard(SpinLock& l) noexcept : l_(l) { l_.lock(); }
-  ~SpinGuard() { l_.unlock(); }
-  SpinGuard(const SpinGuard&) = delete;
-  SpinGuard& operator=(const SpinGuard&) = delete;
+class SpinGuard
+{
+public:
+	explicit SpinGuard(SpinLock &l) noexcept : l_(l) { l_.lock(); }
+	~SpinGuard() { l_.unlock(); }
+	SpinGuard(const SpinGuard &) = delete;
+	SpinGuard &operator=(const SpinGuard &) = delete;
 
- private:
-  SpinLock& l_;
+private:
+	SpinLock &l_;
 };
 
-}  // namespace iovam::detail
+} // namespace iovam::detail
 
 #define IOVAM_ASSERT_HELD(lock) assert((lock).held_by_me())
 
-#endif  // IOVAM_SPIN_LOCK_H
+#endif // IOVAM_SPIN_LOCK_H

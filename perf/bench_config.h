@@ -12,7 +12,8 @@
 #include <cstdint>
 #include <vector>
 
-namespace iovam::perf {
+namespace iovam::perf
+{
 
 struct BenchConfig {
 	bool smoke = false;

@@ -22,8 +22,10 @@
 #include "iovam_allocator.h"
 #include "layout.h"
 
-namespace iovam::perf {
-namespace {
+namespace iovam::perf
+{
+namespace
+{
 
 /* The fast-path figure the magazine issue tracks: cache 0, 1 page. */
 constexpr uint32_t kCacheId = 0;
@@ -53,7 +55,8 @@ Layout<IovamAllocator> &fast_layout(const std::string &name, benchmark::State &s
  * anything is allocated): the fast free trusts its range, as the kernel's
  * free_iova_fast() does. Against BM_Fast_Pair1Page (checked, the default):
  * what the live-map check costs a pair. */
-class UncheckedIovamAllocator : public IovamAllocator {
+class UncheckedIovamAllocator : public IovamAllocator
+{
 public:
 	explicit UncheckedIovamAllocator(const DomainShape &shape) : IovamAllocator(shape)
 	{
@@ -61,15 +64,14 @@ public:
 	}
 };
 
-
 void set_rate(benchmark::State &state, uint64_t pairs_per_iteration)
 {
-	state.counters["pairs_per_s"] = benchmark::Counter(
-		static_cast<double>(state.iterations() * pairs_per_iteration),
-		benchmark::Counter::kIsRate);
-	state.counters["ns_per_pair"] = benchmark::Counter(
-		static_cast<double>(state.iterations() * pairs_per_iteration),
-		benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+	state.counters["pairs_per_s"] =
+	        benchmark::Counter(static_cast<double>(state.iterations() * pairs_per_iteration),
+	                           benchmark::Counter::kIsRate);
+	state.counters["ns_per_pair"] =
+	        benchmark::Counter(static_cast<double>(state.iterations() * pairs_per_iteration),
+	                           benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 /* One alloc_fast + free_fast of one page an iteration. */
@@ -116,7 +118,8 @@ void bm_fast_burst(benchmark::State &state, const std::string &name)
 			      "iovam_alloc_fast failed");
 		benchmark::DoNotOptimize(pfns.data());
 		for (const auto pfn_lo : pfns)
-			check(iovam_free_fast(d, kCacheId, pfn_lo, 1) == 0, "iovam_free_fast failed");
+			check(iovam_free_fast(d, kCacheId, pfn_lo, 1) == 0,
+			      "iovam_free_fast failed");
 	}
 	set_rate(state, pfns.size());
 	state.counters["live_ranges"] = static_cast<double>(layout.live_pfns.size());
@@ -134,7 +137,8 @@ void bm_fast_bulk32(benchmark::State &state, const std::string &name)
 	iovam_domain *d = layout.allocator->domain();
 	uint64_t pfns[kBulkRanges];
 	for (auto _ : state) {
-		check(iovam_alloc_fast_bulk(d, kCacheId, 1, layout.limit_pfn, pfns, kBulkRanges) == 0,
+		check(iovam_alloc_fast_bulk(d, kCacheId, 1, layout.limit_pfn, pfns, kBulkRanges) ==
+		              0,
 		      "iovam_alloc_fast_bulk failed");
 		benchmark::DoNotOptimize(pfns);
 		check(iovam_free_fast_bulk(d, kCacheId, pfns, kBulkRanges, 1) == 0,
@@ -155,7 +159,8 @@ void bm_fast_singles32(benchmark::State &state, const std::string &name)
 			      "iovam_alloc_fast failed");
 		benchmark::DoNotOptimize(pfns);
 		for (const auto pfn_lo : pfns)
-			check(iovam_free_fast(d, kCacheId, pfn_lo, 1) == 0, "iovam_free_fast failed");
+			check(iovam_free_fast(d, kCacheId, pfn_lo, 1) == 0,
+			      "iovam_free_fast failed");
 	}
 	set_rate(state, kBulkRanges);
 	state.counters["live_ranges"] = static_cast<double>(layout.live_pfns.size());
@@ -170,7 +175,8 @@ void bm_lazy_free(benchmark::State &state, const std::string &name)
 	uint64_t since_maintain = 0;
 	for (auto _ : state) {
 		uint64_t pfn_lo = 0;
-		check(iovam_alloc(d, 1, layout.limit_pfn, false, &pfn_lo) == 0, "iovam_alloc failed");
+		check(iovam_alloc(d, 1, layout.limit_pfn, false, &pfn_lo) == 0,
+		      "iovam_alloc failed");
 		check(iovam_free_deferred(d, pfn_lo) == 0, "iovam_free_deferred failed");
 		if (++since_maintain == kMaintainEvery) {
 			check(iovam_maintain(d) >= 0, "iovam_maintain failed");
@@ -186,10 +192,10 @@ void bm_lazy_free(benchmark::State &state, const std::string &name)
 using BenchFn = void (*)(benchmark::State &, const std::string &);
 
 void add(const std::string &name, BenchFn fn, const BenchConfig &config,
-	 const std::vector<int64_t> &bursts = {})
+         const std::vector<int64_t> &bursts = {})
 {
 	auto *bench = benchmark::RegisterBenchmark(
-		name.c_str(), [fn, name](benchmark::State &state) { fn(state, name); });
+	        name.c_str(), [fn, name](benchmark::State &state) { fn(state, name); });
 	if (bursts.empty())
 		bench->ArgsProduct({config.fast_live_ranges})->ArgNames({"live"});
 	else

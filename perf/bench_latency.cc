@@ -41,8 +41,10 @@
 #include "layout.h"
 #include "proc_statm.h"
 
-namespace iovam::perf {
-namespace {
+namespace iovam::perf
+{
+namespace
+{
 
 using Clock = std::chrono::steady_clock;
 
@@ -60,18 +62,18 @@ struct Percentiles {
 Percentiles percentiles(std::vector<double> ns)
 {
 	Percentiles p;
-	if (ns.empty())
-		return p;
+	if (ns.empty()) return p;
 	std::sort(ns.begin(), ns.end());
-	auto at = [&](double q) { return ns[static_cast<size_t>(q * static_cast<double>(ns.size() - 1))]; };
+	auto at = [&](double q) {
+		return ns[static_cast<size_t>(q * static_cast<double>(ns.size() - 1))];
+	};
 	p.p50 = at(0.50);
 	p.p90 = at(0.90);
 	p.p99 = at(0.99);
 	p.p999 = at(0.999);
 	p.max = ns.back();
 	double sum = 0;
-	for (double v : ns)
-		sum += v;
+	for (double v : ns) sum += v;
 	p.mean = sum / static_cast<double>(ns.size());
 	return p;
 }
@@ -82,7 +84,10 @@ const CycleClock &cycle_clock()
 	return clock;
 }
 
-double ns_between(uint64_t tick0, uint64_t tick1) { return cycle_clock().to_ns(tick1 - tick0); }
+double ns_between(uint64_t tick0, uint64_t tick1)
+{
+	return cycle_clock().to_ns(tick1 - tick0);
+}
 
 /* The smallest interval two back-to-back clock reads can show. */
 double timer_overhead_ns()
@@ -99,13 +104,13 @@ double timer_overhead_ns()
 void print_percentiles(const char *key, const Percentiles &p)
 {
 	std::printf("    \"%s\": {\"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, \"p999\": %.1f, "
-		    "\"max\": %.0f, \"mean\": %.1f}",
-		    key, p.p50, p.p90, p.p99, p.p999, p.max, p.mean);
+	            "\"max\": %.0f, \"mean\": %.1f}",
+	            key, p.p50, p.p90, p.p99, p.p999, p.max, p.mean);
 }
 
 template <RangeAllocator A>
 void time_calls(A &a, uint64_t limit_pfn, const SizeSequence &sizes, uint64_t calls,
-		const char *label, bool last)
+                const char *label, bool last)
 {
 	std::vector<double> alloc_ns;
 	std::vector<double> free_ns;
@@ -128,7 +133,8 @@ void time_calls(A &a, uint64_t limit_pfn, const SizeSequence &sizes, uint64_t ca
 		free_ns.push_back(ns_between(t2, t3));
 	}
 	std::printf("  \"%s\": {\n    \"calls\": %llu, \"failed_allocs\": %llu,\n", label,
-		    static_cast<unsigned long long>(calls), static_cast<unsigned long long>(failures));
+	            static_cast<unsigned long long>(calls),
+	            static_cast<unsigned long long>(failures));
 	print_percentiles("alloc_ns", percentiles(std::move(alloc_ns)));
 	std::printf(",\n");
 	print_percentiles("free_ns", percentiles(std::move(free_ns)));
@@ -146,7 +152,7 @@ std::unique_ptr<Layout<A>> build_measured(const Options &opt, uint64_t *rss_delt
 	const bool packed = opt.layout == "packed";
 	const DomainShape shape = fragmented_shape(opt.live, packed ? 100 : 50);
 	const uint64_t total =
-		packed ? opt.live : shape.end_pfn - shape.start_pfn + 1 - kSlackPages;
+	        packed ? opt.live : shape.end_pfn - shape.start_pfn + 1 - kSlackPages;
 	std::vector<uint64_t> pfns(total, 0);
 	auto layout = std::make_unique<Layout<A>>();
 	layout->limit_pfn = shape.end_pfn;
@@ -165,11 +171,12 @@ std::unique_ptr<Layout<A>> build_measured(const Options &opt, uint64_t *rss_delt
 	const uint64_t rss_after = resident_bytes();
 	*rss_delta_bytes = rss_after - std::min(rss_after, rss_before);
 	std::copy(pfns.begin() + static_cast<ptrdiff_t>(n_free), pfns.end(),
-		  layout->live_pfns.begin());
+	          layout->live_pfns.begin());
 	return layout;
 }
 
-template <RangeAllocator A> int run(const Options &opt)
+template <RangeAllocator A>
+int run(const Options &opt)
 {
 	const auto t0 = Clock::now();
 	uint64_t rss_delta_bytes = 0;
@@ -178,28 +185,28 @@ template <RangeAllocator A> int run(const Options &opt)
 	const double live = static_cast<double>(layout->live_pfns.size());
 
 	std::printf("{\n  \"impl\": \"%s\", \"layout\": \"%s\", \"live_ranges\": %.0f, "
-		    "\"setup_s\": %.3f,\n",
-		    A::kName, opt.layout.c_str(), live, setup_s);
+	            "\"setup_s\": %.3f,\n",
+	            A::kName, opt.layout.c_str(), live, setup_s);
 	std::printf("  \"rss_delta_bytes\": %llu, \"rss_bytes_per_range\": %.1f,\n",
-		    static_cast<unsigned long long>(rss_delta_bytes),
-		    static_cast<double>(rss_delta_bytes) / live);
+	            static_cast<unsigned long long>(rss_delta_bytes),
+	            static_cast<double>(rss_delta_bytes) / live);
 	if constexpr (std::is_same_v<A, IovamAllocator>) {
 		iovam_stats st{};
 		check(iovam_stats_get(layout->allocator->domain(), &st) == 0, "stats_get failed");
 		std::printf("  \"tree_bytes\": %llu, \"tree_bytes_per_range\": %.1f,\n",
-			    static_cast<unsigned long long>(st.tree_bytes),
-			    static_cast<double>(st.tree_bytes) / live);
+		            static_cast<unsigned long long>(st.tree_bytes),
+		            static_cast<double>(st.tree_bytes) / live);
 	}
 	std::printf("  \"timer_overhead_ns\": %.1f, \"ns_per_tick\": %.4f,\n", timer_overhead_ns(),
-		    cycle_clock().ns_per_tick());
+	            cycle_clock().ns_per_tick());
 	if (opt.calls == 0) {
 		std::printf("  \"latency_1page\": null\n}\n");
 		return 0;
 	}
 	time_calls(*layout->allocator, layout->limit_pfn, SizeSequence::constant(1), opt.calls,
-		   "latency_1page", false);
+	           "latency_1page", false);
 	time_calls(*layout->allocator, layout->limit_pfn, SizeSequence::uniform(1, 4), opt.calls,
-		   "latency_mixed", true);
+	           "latency_mixed", true);
 	std::printf("}\n");
 	return 0;
 }
@@ -227,12 +234,9 @@ int main(int argc, char **argv)
 {
 	using namespace iovam::perf;
 	const Options opt = parse(argc, argv);
-	if (opt.impl == IovamAllocator::kName)
-		return run<IovamAllocator>(opt);
-	if (opt.impl == CachedWalkAllocator::kName)
-		return run<CachedWalkAllocator>(opt);
-	if (opt.impl == FirstFitAllocator::kName)
-		return run<FirstFitAllocator>(opt);
+	if (opt.impl == IovamAllocator::kName) return run<IovamAllocator>(opt);
+	if (opt.impl == CachedWalkAllocator::kName) return run<CachedWalkAllocator>(opt);
+	if (opt.impl == FirstFitAllocator::kName) return run<FirstFitAllocator>(opt);
 	std::fprintf(stderr, "unknown --impl %s\n", opt.impl.c_str());
 	return 2;
 }

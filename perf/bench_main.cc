@@ -32,8 +32,7 @@ int main(int argc, char **argv)
 	iovam::perf::register_iovam_benchmarks(config);
 
 	benchmark::Initialize(&n_args, args.data());
-	if (benchmark::ReportUnrecognizedArguments(n_args, args.data()))
-		return 1;
+	if (benchmark::ReportUnrecognizedArguments(n_args, args.data())) return 1;
 	benchmark::AddCustomContext("iovam_perf_mode", smoke ? "smoke" : "full");
 	benchmark::RunSpecifiedBenchmarks();
 	benchmark::Shutdown();

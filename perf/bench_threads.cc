@@ -54,8 +54,10 @@
 #include "spsc_ring.h"
 #include "topology.h"
 
-namespace iovam::perf {
-namespace {
+namespace iovam::perf
+{
+namespace
+{
 
 using Clock = std::chrono::steady_clock;
 
@@ -64,10 +66,10 @@ using Clock = std::chrono::steady_clock;
  * not the thread's: tree and classic workloads have no cache). */
 struct Where {
 	int cpu = -1;
-	int node = -1;           /* NUMA node of that CPU */
-	int memory_node = -1;    /* a page the thread allocated and touched */
-	int cache_node = -1;     /* its iovam cache's slot */
-	int magazine_node = -1;  /* its cache's loaded class-0 magazine */
+	int node = -1;          /* NUMA node of that CPU */
+	int memory_node = -1;   /* a page the thread allocated and touched */
+	int cache_node = -1;    /* its iovam cache's slot */
+	int magazine_node = -1; /* its cache's loaded class-0 magazine */
 };
 
 struct Options {
@@ -122,7 +124,7 @@ Where where_now(const Topology &topo, iovam_domain *d, unsigned cache_id)
 	w.node = cpu >= 0 ? topo.numa_of_cpu(static_cast<unsigned>(cpu)) : -1;
 	const long page_bytes = sysconf(_SC_PAGESIZE);
 	void *page = mmap(nullptr, static_cast<size_t>(page_bytes), PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (page != MAP_FAILED) {
 		*static_cast<volatile char *>(page) = 1; /* fault it in here */
 		w.memory_node = topo.numa_of_memory(page);
@@ -133,8 +135,7 @@ Where where_now(const Topology &topo, iovam_domain *d, unsigned cache_id)
 		const iovam_lcore_fast *slot = iovam_lcore_(view, cache_id);
 		w.cache_node = topo.numa_of_memory(slot);
 		const iovam_magazine *mag = __atomic_load_n(&slot->loaded[0], __ATOMIC_RELAXED);
-		if (mag)
-			w.magazine_node = topo.numa_of_memory(mag);
+		if (mag) w.magazine_node = topo.numa_of_memory(mag);
 	}
 	return w;
 }
@@ -154,7 +155,7 @@ Where where_now(const Topology &topo, iovam_domain *d, unsigned cache_id)
  * is one worker fewer than the CPUs). */
 template <class Body>
 Run measure(const Topology &topo, const Options &opt, unsigned n_threads, const char *workload,
-	    iovam_domain *d, Body body)
+            iovam_domain *d, Body body)
 {
 	Run run;
 	run.workload = workload;
@@ -167,28 +168,25 @@ Run measure(const Topology &topo, const Options &opt, unsigned n_threads, const 
 	std::atomic<bool> stop{false};
 	tbb::global_control workers(tbb::global_control::max_allowed_parallelism, n_threads + 1);
 	std::map<int, unsigned> threads_on_node;
-	for (const auto &p : run.placement)
-		++threads_on_node[p.numa_os];
+	for (const auto &p : run.placement) ++threads_on_node[p.numa_os];
 	std::map<int, std::unique_ptr<tbb::task_arena>> arenas;
 	for (const auto &[node, count] : threads_on_node) {
 		tbb::task_arena::constraints where;
 		where.set_numa_id(topo.tbb_numa_id(node))
-			.set_max_concurrency(static_cast<int>(count));
+		        .set_max_concurrency(static_cast<int>(count));
 		arenas[node] = std::make_unique<tbb::task_arena>(where, 0);
 	}
 	for (unsigned t = 0; t < n_threads; ++t) {
 		arenas[run.placement[t].numa_os]->enqueue([&, t] {
 			results[t].bind_error = topo.bind_current_thread(run.placement[t]);
 			ready.fetch_add(1);
-			while (!start.load(std::memory_order_acquire))
-				std::this_thread::yield();
+			while (!start.load(std::memory_order_acquire)) std::this_thread::yield();
 			uint64_t pairs = 0;
 			const double cpu0_s = thread_cpu_s();
 			/* Check the flag every 64 pairs: a relaxed load per pair
 			 * would cost more than the fast path's own work. */
 			while (!stop.load(std::memory_order_relaxed)) {
-				for (int i = 0; i < 64; ++i)
-					pairs += body(t);
+				for (int i = 0; i < 64; ++i) pairs += body(t);
 			}
 			results[t].cpu_s = thread_cpu_s() - cpu0_s;
 			results[t].pairs = pairs;
@@ -196,14 +194,12 @@ Run measure(const Topology &topo, const Options &opt, unsigned n_threads, const 
 			done.fetch_add(1, std::memory_order_release);
 		});
 	}
-	while (ready.load() != n_threads)
-		std::this_thread::yield();
+	while (ready.load() != n_threads) std::this_thread::yield();
 	const auto t0 = Clock::now();
 	start.store(true, std::memory_order_release);
 	std::this_thread::sleep_for(std::chrono::duration<double>(opt.seconds));
 	stop.store(true);
-	while (done.load(std::memory_order_acquire) != n_threads)
-		std::this_thread::yield();
+	while (done.load(std::memory_order_acquire) != n_threads) std::this_thread::yield();
 	const double elapsed_s = std::chrono::duration<double>(Clock::now() - t0).count();
 	double cpu_s = 0;
 	double pairs = 0;
@@ -222,13 +218,13 @@ Run measure(const Topology &topo, const Options &opt, unsigned n_threads, const 
 
 /* The median of a few repetitions: other users of the machine make single
  * runs noisy, and the median ignores one disturbed run. */
-template <class Once> Run median_of(int repetitions, Once once)
+template <class Once>
+Run median_of(int repetitions, Once once)
 {
 	std::vector<Run> runs;
-	for (int i = 0; i < repetitions; ++i)
-		runs.push_back(once());
+	for (int i = 0; i < repetitions; ++i) runs.push_back(once());
 	std::sort(runs.begin(), runs.end(),
-		  [](const Run &a, const Run &b) { return a.pairs_per_s < b.pairs_per_s; });
+	          [](const Run &a, const Run &b) { return a.pairs_per_s < b.pairs_per_s; });
 	return runs[runs.size() / 2];
 }
 
@@ -238,13 +234,13 @@ template <class Once> Run median_of(int repetitions, Once once)
 void place_caches(const Topology &topo, const Options &opt, iovam_domain *d, unsigned n_threads)
 {
 	const iovam_cache_mem mem{
-		[](void *arg, size_t bytes, int node) {
-			return static_cast<const Topology *>(arg)->alloc_on_node(bytes, node);
-		},
-		[](void *arg, void *p, size_t bytes) {
-			static_cast<const Topology *>(arg)->free_on_node(p, bytes);
-		},
-		const_cast<Topology *>(&topo)};
+	        [](void *arg, size_t bytes, int node) {
+		        return static_cast<const Topology *>(arg)->alloc_on_node(bytes, node);
+	        },
+	        [](void *arg, void *p, size_t bytes) {
+		        static_cast<const Topology *>(arg)->free_on_node(p, bytes);
+	        },
+	        const_cast<Topology *>(&topo)};
 	const auto placement = topo.place(n_threads, opt.placement);
 	for (unsigned t = 0; t < n_threads; ++t)
 		if (placement[t].numa_os >= 0)
@@ -261,7 +257,8 @@ Run fast_pair(const Topology &topo, const Options &opt, unsigned n_threads)
 	return median_of(opt.repetitions, [&] {
 		return measure(topo, opt, n_threads, "fast_pair", d, [&](unsigned t) {
 			uint64_t pfn_lo = 0;
-			check(iovam_alloc_fast(d, t, 1, limit_pfn, &pfn_lo) == 0, "alloc_fast failed");
+			check(iovam_alloc_fast(d, t, 1, limit_pfn, &pfn_lo) == 0,
+			      "alloc_fast failed");
 			check(iovam_free_fast(d, t, pfn_lo, 1) == 0, "free_fast failed");
 			return uint64_t{1};
 		});
@@ -291,13 +288,16 @@ Run fast_pipeline(const Topology &topo, const Options &opt, unsigned n_threads)
 			if (!rings[t].push(burst, kPipelineBurst)) {
 				/* Consumer behind: free here rather than wait. */
 				for (const auto pfn_lo : burst)
-					check(iovam_free_fast(d, t, pfn_lo, 1) == 0, "free_fast failed");
+					check(iovam_free_fast(d, t, pfn_lo, 1) == 0,
+					      "free_fast failed");
 				pairs += kPipelineBurst;
 			}
 			uint64_t received[2 * kPipelineBurst];
-			const size_t n = rings[(t + n_threads - 1) % n_threads].pop(received, 2 * kPipelineBurst);
+			const size_t n = rings[(t + n_threads - 1) % n_threads].pop(
+			        received, 2 * kPipelineBurst);
 			for (size_t i = 0; i < n; ++i)
-				check(iovam_free_fast(d, t, received[i], 1) == 0, "free_fast failed");
+				check(iovam_free_fast(d, t, received[i], 1) == 0,
+				      "free_fast failed");
 			return pairs + n;
 		});
 	});
@@ -336,32 +336,32 @@ Run classic_walk_mutex(const Topology &topo, const Options &opt, unsigned n_thre
 std::string json_string(const std::string &s)
 {
 	std::string out = "\"";
-	for (char c : s)
-		out += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
+	for (char c : s) out += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
 	return out + "\"";
 }
 
 void print_run(const Run &run, const Run &one_thread, bool first)
 {
 	std::printf("%s\n    {\"workload\": \"%s\", \"threads\": %u, \"pairs_per_s\": %.0f, "
-		    "\"scaling\": %.3f, \"pairs_per_cpu_s\": %.0f, \"cpu_share\": %.3f, "
-		    "\"cpu_scaling\": %.3f, \"per_thread_pairs_per_s\": [",
-		    first ? "" : ",", run.workload.c_str(), run.threads, run.pairs_per_s,
-		    run.pairs_per_s / one_thread.pairs_per_s, run.pairs_per_cpu_s, run.cpu_share,
-		    run.pairs_per_cpu_s * run.threads / one_thread.pairs_per_cpu_s);
+	            "\"scaling\": %.3f, \"pairs_per_cpu_s\": %.0f, \"cpu_share\": %.3f, "
+	            "\"cpu_scaling\": %.3f, \"per_thread_pairs_per_s\": [",
+	            first ? "" : ",", run.workload.c_str(), run.threads, run.pairs_per_s,
+	            run.pairs_per_s / one_thread.pairs_per_s, run.pairs_per_cpu_s, run.cpu_share,
+	            run.pairs_per_cpu_s * run.threads / one_thread.pairs_per_cpu_s);
 	for (size_t i = 0; i < run.per_thread_pairs_per_s.size(); ++i)
 		std::printf("%s%.0f", i ? ", " : "", run.per_thread_pairs_per_s[i]);
 	std::printf("], \"placement\": [");
 	for (size_t i = 0; i < run.placement.size(); ++i)
 		std::printf("%s{\"core\": %u, \"cpu\": %u, \"numa_node\": %d}", i ? ", " : "",
-			    run.placement[i].core_logical, run.placement[i].pu_os,
-			    run.placement[i].numa_os);
+		            run.placement[i].core_logical, run.placement[i].pu_os,
+		            run.placement[i].numa_os);
 	std::printf("], \"where\": [");
 	for (size_t i = 0; i < run.where.size(); ++i) {
 		const Where &w = run.where[i];
 		std::printf("%s{\"cpu\": %d, \"numa_node\": %d, \"memory_node\": %d, "
-			    "\"cache_node\": %d, \"magazine_node\": %d}",
-			    i ? ", " : "", w.cpu, w.node, w.memory_node, w.cache_node, w.magazine_node);
+		            "\"cache_node\": %d, \"magazine_node\": %d}",
+		            i ? ", " : "", w.cpu, w.node, w.memory_node, w.cache_node,
+		            w.magazine_node);
 	}
 	std::printf("], \"bind_errors\": %s}", json_string(run.bind_errors).c_str());
 }
@@ -383,8 +383,8 @@ Options parse(int argc, char **argv)
 			opt.live = std::strtoull(argv[++i], nullptr, 0);
 		} else {
 			std::fprintf(stderr,
-				     "usage: %s [--smoke] [--spread] [--seconds S] [--live N]\n",
-				     argv[0]);
+			             "usage: %s [--smoke] [--spread] [--seconds S] [--live N]\n",
+			             argv[0]);
 			std::exit(2);
 		}
 	}
@@ -403,25 +403,24 @@ int main(int argc, char **argv)
 	 * and answers one node, id -1 (automatic), and ignores numa_id. */
 	const std::vector<tbb::numa_node_id> tbb_nodes = tbb::info::numa_nodes();
 	const bool tbbbind = std::all_of(tbb_nodes.begin(), tbb_nodes.end(),
-					 [](tbb::numa_node_id id) { return id >= 0; });
+	                                 [](tbb::numa_node_id id) { return id >= 0; });
 	std::string tbb_ids;
 	for (const auto id : tbb_nodes)
 		tbb_ids += (tbb_ids.empty() ? "" : ", ") + std::to_string(id);
 	std::printf("{\n  \"tbb\": {\"version\": \"%s\", \"numa_nodes\": [%s], \"tbbbind\": %s},\n",
-		    TBB_runtime_version(), tbb_ids.c_str(), tbbbind ? "true" : "false");
+	            TBB_runtime_version(), tbb_ids.c_str(), tbbbind ? "true" : "false");
 	std::printf("  \"topology\": %s,\n  \"placement\": \"%s\",\n  \"seconds_per_run\": %g,\n"
-		    "  \"live_ranges\": %llu,\n  \"repetitions\": %d,\n  \"runs\": [",
-		    topo.to_json().c_str(),
-		    opt.placement == Placement::kCompact ? "compact" : "spread", opt.seconds,
-		    static_cast<unsigned long long>(opt.live), opt.repetitions);
+	            "  \"live_ranges\": %llu,\n  \"repetitions\": %d,\n  \"runs\": [",
+	            topo.to_json().c_str(),
+	            opt.placement == Placement::kCompact ? "compact" : "spread", opt.seconds,
+	            static_cast<unsigned long long>(opt.live), opt.repetitions);
 	bool first = true;
 	using Workload = Run (*)(const Topology &, const Options &, unsigned);
 	for (Workload workload : {fast_pair, fast_pipeline, tree_pair, classic_walk_mutex}) {
 		Run one_thread;
 		for (unsigned n = 1; n <= topo.cores(); ++n) {
 			const Run run = workload(topo, opt, n);
-			if (n == 1)
-				one_thread = run;
+			if (n == 1) one_thread = run;
 			print_run(run, one_thread, first);
 			first = false;
 			std::fflush(stdout);

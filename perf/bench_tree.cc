@@ -22,8 +22,10 @@
 #include "iovam_allocator.h"
 #include "layout.h"
 
-namespace iovam::perf {
-namespace {
+namespace iovam::perf
+{
+namespace
+{
 
 /*
  * The timed loop of every pair scenario: one alloc and, if it succeeded, its
@@ -32,7 +34,7 @@ namespace {
  */
 template <RangeAllocator A>
 void run_pairs(benchmark::State &state, A &a, const SizeSequence &sizes, uint64_t limit_pfn,
-	       bool size_aligned)
+               bool size_aligned)
 {
 	size_t i = 0;
 	uint64_t failures = 0;
@@ -46,9 +48,9 @@ void run_pairs(benchmark::State &state, A &a, const SizeSequence &sizes, uint64_
 		}
 	}
 	state.counters["failed_allocs"] = benchmark::Counter(static_cast<double>(failures),
-							     benchmark::Counter::kAvgIterations);
-	state.counters["pairs_per_s"] =
-		benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+	                                                     benchmark::Counter::kAvgIterations);
+	state.counters["pairs_per_s"] = benchmark::Counter(static_cast<double>(state.iterations()),
+	                                                   benchmark::Counter::kIsRate);
 }
 
 template <RangeAllocator A>
@@ -57,7 +59,8 @@ Layout<A> &fragmented(const std::string &name, benchmark::State &state, uint32_t
 	const auto live = static_cast<uint64_t>(state.range(0));
 	const auto occupancy_pct = static_cast<uint64_t>(state.range(1));
 	return FixtureCache::get<Layout<A>>(fixture_key(name, state, 2), [&] {
-		return std::shared_ptr<Layout<A>>(make_fragmented<A>(live, occupancy_pct, n_caches));
+		return std::shared_ptr<Layout<A>>(
+		        make_fragmented<A>(live, occupancy_pct, n_caches));
 	});
 }
 
@@ -99,7 +102,7 @@ void bm_pair_limit32(benchmark::State &state, const std::string &name)
 		return std::shared_ptr<Layout<A>>(make_full_32bit<A>(live));
 	});
 	run_pairs(state, *layout.allocator, SizeSequence::uniform(1, 4, layout.unit_npages),
-		  layout.limit_pfn, false);
+	          layout.limit_pfn, false);
 	state.counters["live_ranges"] = static_cast<double>(layout.live_pfns.size());
 	state.counters["unit_npages"] = static_cast<double>(layout.unit_npages);
 }
@@ -133,7 +136,8 @@ void bm_reserve(benchmark::State &state, const std::string &name)
 	state.counters["live_ranges"] = static_cast<double>(live);
 }
 
-template <RangeAllocator A> void bm_find(benchmark::State &state, const std::string &name)
+template <RangeAllocator A>
+void bm_find(benchmark::State &state, const std::string &name)
 {
 	auto &layout = fragmented<A>(name, state);
 	const auto &pfns = layout.live_pfns;
@@ -155,7 +159,8 @@ template <RangeAllocator A> void bm_find(benchmark::State &state, const std::str
  * so a search that trusts hole lengths alone enters every subtree on the way
  * down to the free space: O(N) per call.
  */
-template <RangeAllocator A> std::unique_ptr<Layout<A>> make_near_fit(uint64_t holes)
+template <RangeAllocator A>
+std::unique_ptr<Layout<A>> make_near_fit(uint64_t holes)
 {
 	const uint64_t total = 4 * holes;
 	const uint64_t start_pfn = kLimit32Pfn + 1; /* even: the period starts aligned */
@@ -170,8 +175,7 @@ template <RangeAllocator A> std::unique_ptr<Layout<A>> make_near_fit(uint64_t ho
 		const uint64_t phase = (pfn - base) % 4;
 		if (phase == 1 || phase == 2) {
 			check(layout->allocator->free(pfn), "layout: free failed");
-			if (phase == 1)
-				layout->hole_pfns.push_back(pfn);
+			if (phase == 1) layout->hole_pfns.push_back(pfn);
 		} else {
 			layout->live_pfns.push_back(pfn);
 		}
@@ -201,14 +205,15 @@ void bm_near_fit(benchmark::State &state, const std::string &name)
  */
 template <RangeAllocator A>
 void run_churn(benchmark::State &state, Layout<A> &layout, const SizeSequence &sizes,
-	       bool size_aligned)
+               bool size_aligned)
 {
 	std::vector<uint64_t> &live = layout.live_pfns;
 	SeededRandom rng(kPerfSeed ^ 0xc4u);
 	size_t i = 0;
 	uint64_t failures = 0;
 	for (auto _ : state) {
-		const auto pfn_lo = layout.allocator->alloc(sizes[i++], layout.limit_pfn, size_aligned);
+		const auto pfn_lo =
+		        layout.allocator->alloc(sizes[i++], layout.limit_pfn, size_aligned);
 		if (pfn_lo)
 			live.push_back(*pfn_lo);
 		else
@@ -219,7 +224,7 @@ void run_churn(benchmark::State &state, Layout<A> &layout, const SizeSequence &s
 		live.pop_back();
 	}
 	state.counters["failed_allocs"] = benchmark::Counter(static_cast<double>(failures),
-							     benchmark::Counter::kAvgIterations);
+	                                                     benchmark::Counter::kAvgIterations);
 	state.counters["live_ranges"] = static_cast<double>(live.size());
 }
 
@@ -246,19 +251,20 @@ void bm_churn_1page(benchmark::State &state, const std::string &name)
 using BenchFn = void (*)(benchmark::State &, const std::string &);
 
 void add(const std::string &name, BenchFn fn, const std::vector<std::vector<int64_t>> &args,
-	 const std::vector<std::string> &arg_names, const BenchConfig &config)
+         const std::vector<std::string> &arg_names, const BenchConfig &config)
 {
 	benchmark::RegisterBenchmark(name.c_str(),
-				     [fn, name](benchmark::State &state) { fn(state, name); })
-		->ArgsProduct(args)
-		->ArgNames(arg_names)
-		->MinTime(config.min_time_s)
-		->Unit(benchmark::kNanosecond);
+	                             [fn, name](benchmark::State &state) { fn(state, name); })
+	        ->ArgsProduct(args)
+	        ->ArgNames(arg_names)
+	        ->MinTime(config.min_time_s)
+	        ->Unit(benchmark::kNanosecond);
 }
 
 /* Scenario-major order: the three allocators of one scenario run back to back,
  * so they see the same background load from other users of the machine. */
-template <RangeAllocator A> void register_scenario(int scenario, const BenchConfig &config)
+template <RangeAllocator A>
+void register_scenario(int scenario, const BenchConfig &config)
 {
 	const std::string impl = std::string("<") + A::kName + ">";
 	const auto &live = config.live_ranges;
@@ -279,15 +285,11 @@ template <RangeAllocator A> void register_scenario(int scenario, const BenchConf
 	case 3:
 		add("BM_Tree_PairLimit32" + impl, bm_pair_limit32<A>, {live}, {"live"}, config);
 		break;
-	case 4:
-		add("BM_Tree_Reserve" + impl, bm_reserve<A>, {live}, {"live"}, config);
-		break;
+	case 4: add("BM_Tree_Reserve" + impl, bm_reserve<A>, {live}, {"live"}, config); break;
 	case 5:
 		add("BM_Tree_Find" + impl, bm_find<A>, {live, {50}}, {"live", "occ_pct"}, config);
 		break;
-	case 6:
-		add("BM_Tree_NearFit" + impl, bm_near_fit<A>, {live}, {"live"}, config);
-		break;
+	case 6: add("BM_Tree_NearFit" + impl, bm_near_fit<A>, {live}, {"live"}, config); break;
 	case 7:
 		add("BM_Tree_ChurnAligned" + impl, bm_churn_aligned<A>, {live, {50}},
 		    {"live", "occ_pct"}, config);

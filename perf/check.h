@@ -11,12 +11,12 @@
 #include <cstdio>
 #include <cstdlib>
 
-namespace iovam::perf {
+namespace iovam::perf
+{
 
 inline void check(bool ok, const char *what)
 {
-	if (ok)
-		return;
+	if (ok) return;
 	std::fprintf(stderr, "iovam perf: %s\n", what);
 	std::abort();
 }

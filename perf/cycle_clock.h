@@ -21,9 +21,11 @@
 #include <x86intrin.h>
 #endif
 
-namespace iovam::perf {
+namespace iovam::perf
+{
 
-class CycleClock {
+class CycleClock
+{
 public:
 	static uint64_t now()
 	{
@@ -31,7 +33,8 @@ public:
 		unsigned aux;
 		return __rdtscp(&aux);
 #else
-		return static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+		return static_cast<uint64_t>(
+		        std::chrono::steady_clock::now().time_since_epoch().count());
 #endif
 	}
 
@@ -43,12 +46,19 @@ public:
 		std::this_thread::sleep_for(std::chrono::milliseconds(calibration_ms));
 		const uint64_t tick1 = now();
 		const auto wall1 = std::chrono::steady_clock::now();
-		const double wall_ns = std::chrono::duration<double, std::nano>(wall1 - wall0).count();
+		const double wall_ns =
+		        std::chrono::duration<double, std::nano>(wall1 - wall0).count();
 		ns_per_tick_ = wall_ns / static_cast<double>(tick1 - tick0);
 	}
 
-	double to_ns(uint64_t ticks) const { return static_cast<double>(ticks) * ns_per_tick_; }
-	double ns_per_tick() const { return ns_per_tick_; }
+	double to_ns(uint64_t ticks) const
+	{
+		return static_cast<double>(ticks) * ns_per_tick_;
+	}
+	double ns_per_tick() const
+	{
+		return ns_per_tick_;
+	}
 
 private:
 	double ns_per_tick_ = 1.0;

@@ -21,7 +21,8 @@
 
 #include "iovam.h"
 
-namespace {
+namespace
+{
 constexpr uint64_t kDomainEndPfn = (uint64_t{1} << 30) - 1;
 constexpr uint64_t kWarmupPairs = 10000;
 
@@ -30,10 +31,8 @@ constexpr uint64_t kWarmupPairs = 10000;
 {
 	for (uint64_t i = 0; i < pairs; ++i) {
 		uint64_t pfn_lo;
-		if (iovam_alloc_fast(d, 0, 1, kDomainEndPfn, &pfn_lo) != 0)
-			return -1;
-		if (iovam_free_fast(d, 0, pfn_lo, 1) != 0)
-			return -1;
+		if (iovam_alloc_fast(d, 0, 1, kDomainEndPfn, &pfn_lo) != 0) return -1;
+		if (iovam_free_fast(d, 0, pfn_lo, 1) != 0) return -1;
 	}
 	return 0;
 }
@@ -63,8 +62,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	/* Fill the magazines first: the count is of the steady state. */
-	if (iovam_perf_warmup_pairs(d, kWarmupPairs) != 0)
-		return 1;
+	if (iovam_perf_warmup_pairs(d, kWarmupPairs) != 0) return 1;
 	const auto t0 = std::chrono::steady_clock::now();
 	const int rc = iovam_perf_timed_pairs(d, pairs);
 	const auto t1 = std::chrono::steady_clock::now();
@@ -74,8 +72,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	std::printf("{\"pairs\": %llu, \"ns_per_pair\": %.2f}\n",
-		    static_cast<unsigned long long>(pairs),
-		    std::chrono::duration<double, std::nano>(t1 - t0).count() /
-			    static_cast<double>(pairs));
+	            static_cast<unsigned long long>(pairs),
+	            std::chrono::duration<double, std::nano>(t1 - t0).count() /
+	                    static_cast<double>(pairs));
 	return 0;
 }

@@ -18,11 +18,14 @@
 
 #include <benchmark/benchmark.h>
 
-namespace iovam::perf {
+namespace iovam::perf
+{
 
-class FixtureCache {
+class FixtureCache
+{
 public:
-	template <class T, class Make> static T &get(const std::string &key, Make &&make)
+	template <class T, class Make>
+	static T &get(const std::string &key, Make &&make)
 	{
 		if (key != key_ || !fixture_) {
 			fixture_.reset(); /* free the old layout before building the new one */
@@ -45,14 +48,12 @@ private:
 };
 
 /** "name/live:N/occ_pct:P" style key for the current arguments. */
-inline std::string fixture_key(const std::string &name, const benchmark::State &state,
-			       int n_args)
+inline std::string fixture_key(const std::string &name, const benchmark::State &state, int n_args)
 {
 	/* append(), not "/" + to_string(): GCC 12 -O3 reports a false -Wrestrict
 	 * on operator+ of a literal and a temporary (GCC bug 105651). */
 	std::string key = name;
-	for (int i = 0; i < n_args; ++i)
-		key.append("/").append(std::to_string(state.range(i)));
+	for (int i = 0; i < n_args; ++i) key.append("/").append(std::to_string(state.range(i)));
 	return key;
 }
 

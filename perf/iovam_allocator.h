@@ -19,16 +19,18 @@
 #include "baselines/range_allocator.h"
 #include "check.h"
 
-namespace iovam::perf {
+namespace iovam::perf
+{
 
-class IovamAllocator {
+class IovamAllocator
+{
 public:
 	static constexpr const char *kName = "iovam";
 
 	explicit IovamAllocator(const DomainShape &shape)
 	{
 		const iovam_domain_conf conf{shape.granule, shape.start_pfn, shape.end_pfn,
-					     shape.n_caches};
+		                             shape.n_caches};
 		domain_ = iovam_domain_create(&conf);
 		check(domain_ != nullptr, "iovam_domain_create failed");
 	}
@@ -46,8 +48,7 @@ public:
 			(void)iovam_maintain(domain_);
 			rc = iovam_alloc(domain_, npages, limit_pfn, size_aligned, &pfn_lo);
 		}
-		if (rc != 0)
-			return std::nullopt;
+		if (rc != 0) return std::nullopt;
 		return pfn_lo;
 	}
 

@@ -33,7 +33,8 @@
 #include "check.h"
 #include "seeded_random.h"
 
-namespace iovam::perf {
+namespace iovam::perf
+{
 
 /** Free space left beside a fragmented layout: room for any 1..4-page request. */
 inline constexpr uint64_t kSlackPages = 1024;
@@ -45,7 +46,8 @@ inline constexpr uint64_t kEnd48Pfn = (uint64_t{1} << 48) / kGranuleBytes - 1;
 /** One range in kFree32OneIn freed: "nearly full". */
 inline constexpr uint64_t kFree32OneIn = 64;
 
-template <RangeAllocator A> struct Layout {
+template <RangeAllocator A>
+struct Layout {
 	std::unique_ptr<A> allocator;
 	std::vector<uint64_t> live_pfns; /* pfn_lo of each live range */
 	std::vector<uint64_t> hole_pfns; /* pfn_lo of each freed range */
@@ -54,14 +56,17 @@ template <RangeAllocator A> struct Layout {
 };
 
 template <class A>
-concept PlacesDirectly = requires(A a, uint64_t pfn) {
-	{ a.place(pfn, pfn) } -> std::same_as<bool>;
+concept PlacesDirectly = requires(A a, uint64_t pfn)
+{
+	{
+		a.place(pfn, pfn)
+		} -> std::same_as<bool>;
 };
 
 /** Fill out.size() ranges of npages at or below limit_pfn; their pfn_lo in order. */
 template <RangeAllocator A>
 void fill_into(A &a, const DomainShape &shape, uint64_t npages, std::span<uint64_t> out,
-	       uint64_t limit_pfn)
+               uint64_t limit_pfn)
 {
 	for (uint64_t i = 0; i < out.size(); ++i) {
 		if constexpr (PlacesDirectly<A>) {
@@ -78,7 +83,7 @@ void fill_into(A &a, const DomainShape &shape, uint64_t npages, std::span<uint64
 
 template <RangeAllocator A>
 std::vector<uint64_t> fill(A &a, const DomainShape &shape, uint64_t npages, uint64_t count,
-			   uint64_t limit_pfn)
+                           uint64_t limit_pfn)
 {
 	std::vector<uint64_t> pfns(count);
 	fill_into(a, shape, npages, std::span<uint64_t>(pfns), limit_pfn);
@@ -113,7 +118,7 @@ inline DomainShape fragmented_shape(uint64_t live, uint64_t occupancy_pct, uint3
 
 template <RangeAllocator A>
 std::unique_ptr<Layout<A>> make_fragmented(uint64_t live, uint64_t occupancy_pct,
-					   uint32_t n_caches = 0)
+                                           uint32_t n_caches = 0)
 {
 	const DomainShape shape = fragmented_shape(live, occupancy_pct, n_caches);
 	const uint64_t total = shape.end_pfn - shape.start_pfn + 1 - kSlackPages;
@@ -125,7 +130,8 @@ std::unique_ptr<Layout<A>> make_fragmented(uint64_t live, uint64_t occupancy_pct
 	return layout;
 }
 
-template <RangeAllocator A> std::unique_ptr<Layout<A>> make_full_32bit(uint64_t live)
+template <RangeAllocator A>
+std::unique_ptr<Layout<A>> make_full_32bit(uint64_t live)
 {
 	const DomainShape shape{kGranuleBytes, 1, kEnd48Pfn, 0};
 	const uint64_t space_npages = kLimit32Pfn - shape.start_pfn + 1;
@@ -137,7 +143,7 @@ template <RangeAllocator A> std::unique_ptr<Layout<A>> make_full_32bit(uint64_t 
 	layout->limit_pfn = kLimit32Pfn;
 	auto pfns = fill(*layout->allocator, shape, unit_npages, count, kLimit32Pfn);
 	free_random(*layout, std::move(pfns), std::max<uint64_t>(1, count / kFree32OneIn),
-		    kPerfSeed ^ 32);
+	            kPerfSeed ^ 32);
 	return layout;
 }
 

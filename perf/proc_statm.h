@@ -13,19 +13,18 @@
 
 #include <unistd.h>
 
-namespace iovam::perf {
+namespace iovam::perf
+{
 
 inline uint64_t resident_bytes()
 {
 	FILE *f = std::fopen("/proc/self/statm", "r");
-	if (!f)
-		return 0;
+	if (!f) return 0;
 	unsigned long long size_pages = 0;
 	unsigned long long resident_pages = 0;
 	const int n = std::fscanf(f, "%llu %llu", &size_pages, &resident_pages);
 	std::fclose(f);
-	if (n != 2)
-		return 0;
+	if (n != 2) return 0;
 	return resident_pages * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
 }
 

@@ -14,12 +14,14 @@
 #include <utility>
 #include <vector>
 
-namespace iovam::perf {
+namespace iovam::perf
+{
 
 /** The seed of every layout and sequence in perf/ (any fixed value will do). */
 inline constexpr uint64_t kPerfSeed = 0x10a3'5eed'2026'0004;
 
-class SeededRandom {
+class SeededRandom
+{
 public:
 	explicit SeededRandom(uint64_t seed) : state_(seed ? seed : 1) {}
 
@@ -35,10 +37,10 @@ public:
 	uint64_t below(uint64_t bound) { return next() % bound; }
 
 	/** Fisher-Yates. */
-	template <class T> void shuffle(std::vector<T> &items)
+	template <class T>
+	void shuffle(std::vector<T> &items)
 	{
-		for (size_t i = items.size(); i > 1; --i)
-			std::swap(items[i - 1], items[below(i)]);
+		for (size_t i = items.size(); i > 1; --i) std::swap(items[i - 1], items[below(i)]);
 	}
 
 private:
@@ -49,7 +51,8 @@ private:
  * Request sizes cycled by the pair benchmarks: a power-of-two-long table so
  * the timed loop indexes it with a mask, no division and no generator call.
  */
-class SizeSequence {
+class SizeSequence
+{
 public:
 	static constexpr size_t kLength = 4096;
 
@@ -58,12 +61,13 @@ public:
 
 	/** Uniform in [min_npages, max_npages] times unit_npages, fixed seed. */
 	static SizeSequence uniform(uint64_t min_npages, uint64_t max_npages,
-				    uint64_t unit_npages = 1)
+	                            uint64_t unit_npages = 1)
 	{
 		SizeSequence seq(0, 0, 0);
 		SeededRandom rng(kPerfSeed ^ 0x5153);
 		for (auto &npages : seq.npages_)
-			npages = (min_npages + rng.below(max_npages - min_npages + 1)) * unit_npages;
+			npages =
+			        (min_npages + rng.below(max_npages - min_npages + 1)) * unit_npages;
 		return seq;
 	}
 

@@ -16,9 +16,11 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace iovam::perf {
+namespace iovam::perf
+{
 
-class SpscRing {
+class SpscRing
+{
 public:
 	/* A power of two; 4096 in-flight ranges cover many bursts of 32. */
 	static constexpr size_t kCapacity = 4096;
@@ -28,10 +30,8 @@ public:
 	{
 		const size_t tail = tail_.load(std::memory_order_relaxed);
 		const size_t head = head_.load(std::memory_order_acquire);
-		if (kCapacity - (tail - head) < n)
-			return false;
-		for (size_t i = 0; i < n; ++i)
-			slots_[(tail + i) & (kCapacity - 1)] = pfns[i];
+		if (kCapacity - (tail - head) < n) return false;
+		for (size_t i = 0; i < n; ++i) slots_[(tail + i) & (kCapacity - 1)] = pfns[i];
 		tail_.store(tail + n, std::memory_order_release);
 		return true;
 	}
@@ -42,8 +42,7 @@ public:
 		const size_t head = head_.load(std::memory_order_relaxed);
 		const size_t tail = tail_.load(std::memory_order_acquire);
 		const size_t n = std::min(max, tail - head);
-		for (size_t i = 0; i < n; ++i)
-			pfns[i] = slots_[(head + i) & (kCapacity - 1)];
+		for (size_t i = 0; i < n; ++i) pfns[i] = slots_[(head + i) & (kCapacity - 1)];
 		head_.store(head + n, std::memory_order_release);
 		return n;
 	}

@@ -10,7 +10,8 @@
 
 #include "check.h"
 
-namespace iovam::perf {
+namespace iovam::perf
+{
 
 Topology::Topology()
 {
@@ -18,7 +19,10 @@ Topology::Topology()
 	check(hwloc_topology_load(topology_) == 0, "hwloc_topology_load failed");
 }
 
-Topology::~Topology() { hwloc_topology_destroy(topology_); }
+Topology::~Topology()
+{
+	hwloc_topology_destroy(topology_);
+}
 
 unsigned Topology::count(hwloc_obj_type_t type) const
 {
@@ -26,12 +30,25 @@ unsigned Topology::count(hwloc_obj_type_t type) const
 	return n > 0 ? static_cast<unsigned>(n) : 0;
 }
 
-unsigned Topology::packages() const { return count(HWLOC_OBJ_PACKAGE); }
-unsigned Topology::numa_nodes() const { return count(HWLOC_OBJ_NUMANODE); }
-unsigned Topology::cores() const { return count(HWLOC_OBJ_CORE); }
-unsigned Topology::pus() const { return count(HWLOC_OBJ_PU); }
+unsigned Topology::packages() const
+{
+	return count(HWLOC_OBJ_PACKAGE);
+}
+unsigned Topology::numa_nodes() const
+{
+	return count(HWLOC_OBJ_NUMANODE);
+}
+unsigned Topology::cores() const
+{
+	return count(HWLOC_OBJ_CORE);
+}
+unsigned Topology::pus() const
+{
+	return count(HWLOC_OBJ_PU);
+}
 
-namespace {
+namespace
+{
 
 ThreadPlacement placement_of(hwloc_obj_t core)
 {
@@ -80,7 +97,7 @@ std::string Topology::bind_current_thread(const ThreadPlacement &placement) cons
 		hwloc_bitmap_t nodeset = hwloc_bitmap_alloc();
 		hwloc_bitmap_only(nodeset, static_cast<unsigned>(placement.numa_os));
 		if (hwloc_set_membind(topology_, nodeset, HWLOC_MEMBIND_BIND,
-				      HWLOC_MEMBIND_THREAD | HWLOC_MEMBIND_BYNODESET) != 0)
+		                      HWLOC_MEMBIND_THREAD | HWLOC_MEMBIND_BYNODESET) != 0)
 			failures += std::string("membind: ") + std::strerror(errno) + "; ";
 		hwloc_bitmap_free(nodeset);
 	}
@@ -89,33 +106,33 @@ std::string Topology::bind_current_thread(const ThreadPlacement &placement) cons
 
 int Topology::tbb_numa_id(int numa_os) const
 {
-	if (numa_os < 0)
-		return -1;
-	hwloc_obj_t node = hwloc_get_numanode_obj_by_os_index(topology_, static_cast<unsigned>(numa_os));
+	if (numa_os < 0) return -1;
+	hwloc_obj_t node =
+	        hwloc_get_numanode_obj_by_os_index(topology_, static_cast<unsigned>(numa_os));
 	return node ? static_cast<int>(node->logical_index) : -1;
 }
 
 void *Topology::alloc_on_node(size_t bytes, int numa_os) const
 {
-	if (numa_os < 0)
-		return nullptr;
+	if (numa_os < 0) return nullptr;
 	hwloc_bitmap_t nodeset = hwloc_bitmap_alloc();
 	hwloc_bitmap_only(nodeset, static_cast<unsigned>(numa_os));
 	void *p = hwloc_alloc_membind(topology_, bytes, nodeset, HWLOC_MEMBIND_BIND,
-				      HWLOC_MEMBIND_BYNODESET);
+	                              HWLOC_MEMBIND_BYNODESET);
 	hwloc_bitmap_free(nodeset);
-	if (p)
-		std::memset(p, 0, bytes);
+	if (p) std::memset(p, 0, bytes);
 	return p;
 }
 
-void Topology::free_on_node(void *p, size_t bytes) const { hwloc_free(topology_, p, bytes); }
+void Topology::free_on_node(void *p, size_t bytes) const
+{
+	hwloc_free(topology_, p, bytes);
+}
 
 int Topology::numa_of_cpu(unsigned pu_os) const
 {
 	hwloc_obj_t pu = hwloc_get_pu_obj_by_os_index(topology_, pu_os);
-	if (!pu || !pu->nodeset)
-		return -1;
+	if (!pu || !pu->nodeset) return -1;
 	return hwloc_bitmap_first(pu->nodeset);
 }
 
@@ -137,7 +154,7 @@ std::string Topology::to_json() const
 	for (unsigned i = 0; i < numa_nodes(); ++i) {
 		hwloc_obj_t node = hwloc_get_obj_by_type(topology_, HWLOC_OBJ_NUMANODE, i);
 		const int n_cores = hwloc_get_nbobjs_inside_cpuset_by_type(topology_, node->cpuset,
-									   HWLOC_OBJ_CORE);
+		                                                           HWLOC_OBJ_CORE);
 		out << (i ? ", " : "") << "{\"os_index\": " << node->os_index
 		    << ", \"cores\": " << n_cores
 		    << ", \"local_memory_bytes\": " << node->attr->numanode.local_memory << "}";

@@ -16,7 +16,8 @@
 
 #include <hwloc.h>
 
-namespace iovam::perf {
+namespace iovam::perf
+{
 
 /** Where one benchmark thread runs. */
 struct ThreadPlacement {
@@ -33,7 +34,8 @@ struct ThreadPlacement {
  */
 enum class Placement { kCompact, kSpread };
 
-class Topology {
+class Topology
+{
 public:
 	Topology();
 	~Topology();

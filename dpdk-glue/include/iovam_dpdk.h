@@ -350,39 +350,41 @@ int iovam_dpdk_dma_replay(void);
  *   DMA mapping failed).
  */
 struct rte_mempool *iovam_dpdk_pktmbuf_pool_create(const char *name, unsigned int n,
-		unsigned int cache_size, uint16_t priv_size, uint16_t data_room_size,
-		int socket_id);
+                                                   unsigned int cache_size, uint16_t priv_size,
+                                                   uint16_t data_room_size, int socket_id);
 
 /** Counters (the telemetry command /iovam/stats prints every field, by these names). */
 struct iovam_dpdk_stats {
-	uint64_t live_ranges;     /**< domain: ALLOCATED ranges */
-	uint64_t deferred_ranges; /**< domain: DEFERRED markers */
-	uint64_t cache_hits;      /**< alloc_fast hits, summed over caches */
-	uint64_t cache_misses;    /**< alloc_fast misses, summed over caches */
-	uint64_t mem_events;      /**< memory events handled (ALLOC and FREE) */
+	uint64_t live_ranges;        /**< domain: ALLOCATED ranges */
+	uint64_t deferred_ranges;    /**< domain: DEFERRED markers */
+	uint64_t cache_hits;         /**< alloc_fast hits, summed over caches */
+	uint64_t cache_misses;       /**< alloc_fast misses, summed over caches */
+	uint64_t mem_events;         /**< memory events handled (ALLOC and FREE) */
 	uint64_t mem_event_failures; /**< ALLOC events that could not be mapped */
-	uint64_t mapped_bytes;    /**< bytes with a live DMA mapping (or skipped one) */
-	uint64_t mappings;        /**< live DMA mappings (VFIO entries) */
-	uint64_t dma_maps;        /**< DMA map operations done (or skipped) */
-	uint64_t dma_unmaps;      /**< DMA unmap operations done (or skipped) */
-	uint64_t dma_skipped;     /**< of those, skipped in no-IOMMU mode */
-	uint64_t dma_failures;    /**< map or unmap calls that failed */
-	uint64_t dma_queued;      /**< mappings waiting for a VFIO device */
-	uint64_t pools;           /**< live mempools with ops "iovam" */
-	uint64_t dyn_maps;        /**< iovam_dpdk_map() successes */
-	uint64_t dyn_unmaps;      /**< dynamic mappings whose IOVA was returned */
-	uint64_t dyn_pending;     /**< dynamic unmaps queued, not completed */
-	uint64_t dyn_sync_unmaps; /**< unmaps that found their queue full and drained it */
-	uint64_t bad_unmaps;      /**< iovam_dpdk_unmap() refused (not counted: NULL va,
+	uint64_t mapped_bytes;       /**< bytes with a live DMA mapping (or skipped one) */
+	uint64_t mappings;           /**< live DMA mappings (VFIO entries) */
+	uint64_t dma_maps;           /**< DMA map operations done (or skipped) */
+	uint64_t dma_unmaps;         /**< DMA unmap operations done (or skipped) */
+	uint64_t dma_skipped;        /**< of those, skipped in no-IOMMU mode */
+	uint64_t dma_failures;       /**< map or unmap calls that failed */
+	uint64_t dma_queued;         /**< mappings waiting for a VFIO device */
+	uint64_t pools;              /**< live mempools with ops "iovam" */
+	uint64_t dyn_maps;           /**< iovam_dpdk_map() successes */
+	uint64_t dyn_unmaps;         /**< dynamic mappings whose IOVA was returned */
+	uint64_t dyn_pending;        /**< dynamic unmaps queued, not completed */
+	uint64_t dyn_sync_unmaps;    /**< unmaps that found their queue full and drained it */
+	uint64_t bad_unmaps;         /**< iovam_dpdk_unmap() refused (not counted: NULL va,
 	                               len 0, va + len overflows) */
-	uint64_t unmaps_retrying; /**< failed unmaps whose IOVA is held until a retry succeeds */
-	uint64_t dyn_table_full;  /**< maps refused with -ENOSPC */
-	uint64_t service_runs;    /**< service iterations */
-	uint32_t no_iommu;        /**< 1 in no-IOMMU mode */
-	uint32_t static_memory;   /**< 1 without memory events (--legacy-mem, --no-huge) */
-	uint64_t dyn_strict_unmaps;     /**< strict unmaps (completed before returning) */
-	uint64_t dyn_returned_to_depot; /**< unmapped IOVA ranges given to the depot (for the mapping lcores) */
-	uint64_t dyn_returned_to_tree;  /**< unmapped IOVA ranges freed to the tree (depot full, or large) */
+	uint64_t unmaps_retrying;    /**< failed unmaps whose IOVA is held until a retry succeeds */
+	uint64_t dyn_table_full;     /**< maps refused with -ENOSPC */
+	uint64_t service_runs;       /**< service iterations */
+	uint32_t no_iommu;           /**< 1 in no-IOMMU mode */
+	uint32_t static_memory;      /**< 1 without memory events (--legacy-mem, --no-huge) */
+	uint64_t dyn_strict_unmaps;  /**< strict unmaps (completed before returning) */
+	uint64_t
+	        dyn_returned_to_depot; /**< unmapped IOVA ranges given to the depot (for the mapping lcores) */
+	uint64_t
+	        dyn_returned_to_tree; /**< unmapped IOVA ranges freed to the tree (depot full, or large) */
 	/** DMA mappings made for DPDK memory since init, by kind (each counts
 	 *  once, also if it was queued or is unmapped by now), and their bytes.
 	 *  Preallocated = never freed (--socket-mem/-m in dynamic mode,

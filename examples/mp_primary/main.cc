@@ -49,7 +49,8 @@
 #include "iovam.h"
 #include "iovam_dpdk.h"
 
-namespace {
+namespace
+{
 
 constexpr const char *kPoolName = "mp_primary_pool";
 constexpr unsigned kPoolSize = 8191;
@@ -60,20 +61,23 @@ constexpr unsigned kBurst = 32;
 volatile sig_atomic_t g_stop;
 volatile sig_atomic_t g_verify_requests;
 
-void on_stop(int) { g_stop = 1; }
-void on_verify(int) { g_verify_requests = g_verify_requests + 1; }
+void on_stop(int)
+{
+	g_stop = 1;
+}
+void on_verify(int)
+{
+	g_verify_requests = g_verify_requests + 1;
+}
 
 int setup_port(uint16_t port, rte_mempool *mp)
 {
 	rte_eth_conf conf{};
 	int socket = rte_eth_dev_socket_id(port);
 	int rc = rte_eth_dev_configure(port, 1, 1, &conf);
-	if (rc == 0)
-		rc = rte_eth_rx_queue_setup(port, 0, kRingSize, socket, nullptr, mp);
-	if (rc == 0)
-		rc = rte_eth_tx_queue_setup(port, 0, kRingSize, socket, nullptr);
-	if (rc == 0)
-		rc = rte_eth_dev_start(port);
+	if (rc == 0) rc = rte_eth_rx_queue_setup(port, 0, kRingSize, socket, nullptr, mp);
+	if (rc == 0) rc = rte_eth_tx_queue_setup(port, 0, kRingSize, socket, nullptr);
+	if (rc == 0) rc = rte_eth_dev_start(port);
 	return rc;
 }
 
@@ -84,25 +88,24 @@ bool verify(const char *when, uint64_t forwarded)
 	iovam_dpdk_stats st{};
 	bool ok = d != nullptr && iovam_verify(d) == 0 && iovam_dpdk_stats_get(&st) == 0;
 	printf("mp_primary: verify %s (%s): live_ranges %" PRIu64 ", pools %" PRIu64
-	       ", forwarded %" PRIu64 " packets%s%s\n", ok ? "ok" : "FAILED", when,
-	       st.live_ranges, st.pools, forwarded, d != nullptr && !ok ? ", " : "",
-	       d != nullptr && !ok ? iovam_verify_error(d) : "");
+	       ", forwarded %" PRIu64 " packets%s%s\n",
+	       ok ? "ok" : "FAILED", when, st.live_ranges, st.pools, forwarded,
+	       d != nullptr && !ok ? ", " : "", d != nullptr && !ok ? iovam_verify_error(d) : "");
 	fflush(stdout);
 	return ok;
 }
 
-}  // namespace
+} // namespace
 
 int main(int argc, char **argv)
 {
 	int n = eal_start(argc, argv, "mp_primary");
-	if (n < 0)
-		return 1;
+	if (n < 0) return 1;
 	uint64_t seconds = eal_app_arg_u64(argc, argv, n, 1, 0);
 	uint64_t pps = eal_app_arg_u64(argc, argv, n, 2, 0);
 	if (rte_eal_process_type() != RTE_PROC_PRIMARY || rte_eth_dev_count_avail() < 1) {
 		fprintf(stderr, "mp_primary: must be the primary, with ports "
-				"(--vdev net_null0 --vdev net_null1)\n");
+		                "(--vdev net_null0 --vdev net_null1)\n");
 		return eal_exit(1);
 	}
 	signal(SIGINT, on_stop);
@@ -116,8 +119,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mp_primary: iovam_dpdk_init: %s\n", strerror(-rc));
 		return eal_exit(1);
 	}
-	rte_mempool *mp = iovam_dpdk_pktmbuf_pool_create(kPoolName, kPoolSize, kPoolCache, 0,
-							 RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
+	rte_mempool *mp = iovam_dpdk_pktmbuf_pool_create(
+	        kPoolName, kPoolSize, kPoolCache, 0, RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
 	if (mp == nullptr) {
 		fprintf(stderr, "mp_primary: pool: %s\n", rte_strerror(rte_errno));
 		(void)iovam_dpdk_fini();
@@ -126,14 +129,16 @@ int main(int argc, char **argv)
 	// The table a capture tool must share with us (see the file comment).
 	std::string table;
 	for (unsigned i = 0; i < rte_mempool_ops_table.num_ops; i++)
-		table += (i ? ", " : "") + std::to_string(i) + " " + rte_mempool_ops_table.ops[i].name;
+		table += (i ? ", " : "") + std::to_string(i) + " " +
+		         rte_mempool_ops_table.ops[i].name;
 	printf("mp_primary: ops table: %s\n", table.c_str());
 	printf("mp_primary: pool %s, %u mbufs, ops %s (index %d)\n", kPoolName, kPoolSize,
 	       rte_mempool_get_ops(mp->ops_index)->name, mp->ops_index);
 
 	bool ok = true;
 	uint16_t port;
-	RTE_ETH_FOREACH_DEV(port) {
+	RTE_ETH_FOREACH_DEV(port)
+	{
 		rc = setup_port(port, mp);
 		if (rc != 0) {
 			fprintf(stderr, "mp_primary: port %u: %s\n", port, strerror(-rc));
@@ -159,17 +164,18 @@ int main(int argc, char **argv)
 	const uint64_t end = seconds ? start + seconds * hz : 0;
 	while (ok && !g_stop) {
 		uint64_t now = rte_get_tsc_cycles();
-		if (end != 0 && now >= end)
-			break;
+		if (end != 0 && now >= end) break;
 		// Under a rate cap, receive only what the elapsed time allows.
 		uint64_t budget = UINT64_MAX;
 		if (pps != 0) {
-			double allowed = static_cast<double>(now - start) / static_cast<double>(hz) *
-					 static_cast<double>(pps);
-			budget = allowed > static_cast<double>(received) ?
-				 static_cast<uint64_t>(allowed) - received : 0;
+			double allowed = static_cast<double>(now - start) /
+			                 static_cast<double>(hz) * static_cast<double>(pps);
+			budget = allowed > static_cast<double>(received)
+			                 ? static_cast<uint64_t>(allowed) - received
+			                 : 0;
 		}
-		RTE_ETH_FOREACH_DEV(port) {
+		RTE_ETH_FOREACH_DEV(port)
+		{
 			uint16_t peer = (port ^ 1) < nb_ports ? port ^ 1 : port;
 			rte_mbuf *burst[kBurst];
 			uint16_t want = static_cast<uint16_t>(RTE_MIN(budget, uint64_t{kBurst}));
@@ -177,8 +183,7 @@ int main(int argc, char **argv)
 			budget -= pps != 0 ? rx : 0;
 			received += rx;
 			uint16_t tx = rte_eth_tx_burst(peer, 0, burst, rx);
-			for (uint16_t i = tx; i < rx; i++)
-				rte_pktmbuf_free(burst[i]);
+			for (uint16_t i = tx; i < rx; i++) rte_pktmbuf_free(burst[i]);
 			forwarded += tx;
 		}
 		// One verify per request; requests that arrive together get one.
@@ -191,7 +196,8 @@ int main(int argc, char **argv)
 			rte_delay_us_sleep(100); // capped: leave the CPU to the captures
 	}
 
-	RTE_ETH_FOREACH_DEV(port) {
+	RTE_ETH_FOREACH_DEV(port)
+	{
 		(void)rte_eth_dev_stop(port);
 		(void)rte_eth_dev_close(port);
 	}

@@ -41,7 +41,8 @@
 #include "eal_leftovers.h"
 #include "iovam_dpdk.h"
 
-namespace {
+namespace
+{
 
 constexpr unsigned kBuffers = 4096;
 constexpr unsigned kBufSize = 16384; // room for the largest payload, 4 KiB aligned
@@ -69,8 +70,7 @@ uint32_t g_service;
 void tx_done(void *addr, void *opaque)
 {
 	auto *s = static_cast<Slot *>(opaque);
-	if (iovam_dpdk_unmap(addr, s->iova, s->len) != 0)
-		g_errors++;
+	if (iovam_dpdk_unmap(addr, s->iova, s->len) != 0) g_errors++;
 	s->in_flight = false;
 	g_free[g_nfree++] = static_cast<unsigned>(s - g_slots);
 }
@@ -112,10 +112,10 @@ double run_zero_copy(rte_mempool *hdr, unsigned len, uint64_t packets)
 			}
 			s.len = len;
 			s.in_flight = true;
-			if (s.iova + len > (uint64_t{1} << 32))
-				g_above_4g++;
+			if (s.iova + len > (uint64_t{1} << 32)) g_above_4g++;
 			rte_mbuf_ext_refcnt_set(&s.shinfo, 1);
-			rte_pktmbuf_attach_extbuf(m, s.va, s.iova, static_cast<uint16_t>(len), &s.shinfo);
+			rte_pktmbuf_attach_extbuf(m, s.va, s.iova, static_cast<uint16_t>(len),
+			                          &s.shinfo);
 			m->data_off = 0;
 			m->data_len = static_cast<uint16_t>(len);
 			m->pkt_len = len;
@@ -125,7 +125,8 @@ double run_zero_copy(rte_mempool *hdr, unsigned len, uint64_t packets)
 		if (!g_have_service_lcore && (sent / kBurst) % 8 == 0)
 			(void)rte_service_run_iter_on_app_lcore(g_service, 1);
 	}
-	return static_cast<double>(rte_get_tsc_cycles() - start) / static_cast<double>(rte_get_tsc_hz());
+	return static_cast<double>(rte_get_tsc_cycles() - start) /
+	       static_cast<double>(rte_get_tsc_hz());
 }
 
 // Baseline: copy the same application buffers into mbufs and send.
@@ -149,16 +150,16 @@ double run_memcpy(rte_mempool *big, unsigned len, uint64_t packets)
 		}
 		sent += send(burst, kBurst);
 	}
-	return static_cast<double>(rte_get_tsc_cycles() - start) / static_cast<double>(rte_get_tsc_hz());
+	return static_cast<double>(rte_get_tsc_cycles() - start) /
+	       static_cast<double>(rte_get_tsc_hz());
 }
 
-}  // namespace
+} // namespace
 
 int main(int argc, char **argv)
 {
 	int n = eal_start(argc, argv, "zero_copy_tx");
-	if (n < 0)
-		return 1;
+	if (n < 0) return 1;
 	uint64_t packets = eal_app_arg_u64(argc, argv, n, 1, 1000000);
 	if (rte_eth_dev_count_avail() < 1) {
 		fprintf(stderr, "no port: add --vdev net_null0\n");
@@ -168,8 +169,7 @@ int main(int argc, char **argv)
 	// lcore if there is one; otherwise we run it here (no alarm thread).
 	iovam_dpdk_conf conf{};
 	g_have_service_lcore = rte_service_lcore_count() > 0;
-	if (!g_have_service_lcore)
-		conf.flags = IOVAM_DPDK_F_NO_SERVICE;
+	if (!g_have_service_lcore) conf.flags = IOVAM_DPDK_F_NO_SERVICE;
 	int rc = iovam_dpdk_init(&conf);
 	if (rc != 0) {
 		fprintf(stderr, "iovam_dpdk_init: %s\n", strerror(-rc));
@@ -179,16 +179,16 @@ int main(int argc, char **argv)
 
 	// Header mbufs for zero-copy (the payload is attached, never copied);
 	// mbufs with room for the largest payload for the memcpy baseline.
-	rte_mempool *hdr = iovam_dpdk_pktmbuf_pool_create("zc_hdr", 8191, 256, 0,
-							 RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
-	rte_mempool *big = iovam_dpdk_pktmbuf_pool_create("zc_copy", 4095, 256, 0,
-							 RTE_PKTMBUF_HEADROOM + kMaxPayload, rte_socket_id());
+	rte_mempool *hdr = iovam_dpdk_pktmbuf_pool_create(
+	        "zc_hdr", 8191, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
+	rte_mempool *big = iovam_dpdk_pktmbuf_pool_create(
+	        "zc_copy", 4095, 256, 0, RTE_PKTMBUF_HEADROOM + kMaxPayload, rte_socket_id());
 	if (hdr == nullptr || big == nullptr || setup_port(0, hdr) != 0) {
 		fprintf(stderr, "pool/port setup: %s\n", rte_strerror(rte_errno));
 		return eal_exit(1);
 	}
 	void *mem = mmap(nullptr, size_t{kBuffers} * kBufSize, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (mem == MAP_FAILED) {
 		perror("mmap");
 		return eal_exit(1);
@@ -207,7 +207,8 @@ int main(int argc, char **argv)
 		double cp = run_memcpy(big, len, packets);
 		double zc_mpps = static_cast<double>(packets) / zc / 1e6;
 		double cp_mpps = static_cast<double>(packets) / cp / 1e6;
-		printf("zero_copy_tx: %4u B: zero-copy %7.2f Mpps (%7.1f Gbit/s), memcpy %7.2f Mpps "
+		printf("zero_copy_tx: %4u B: zero-copy %7.2f Mpps (%7.1f Gbit/s), memcpy %7.2f "
+		       "Mpps "
 		       "(%7.1f Gbit/s), zero-copy/memcpy %.2fx\n",
 		       len, zc_mpps, zc_mpps * len * 8 / 1e3, cp_mpps, cp_mpps * len * 8 / 1e3,
 		       zc_mpps / cp_mpps);
@@ -216,14 +217,13 @@ int main(int argc, char **argv)
 	// Let the service finish the lazy unmaps.
 	iovam_dpdk_stats st{};
 	for (int i = 0; i < 1000000; i++) {
-		if (!g_have_service_lcore)
-			(void)rte_service_run_iter_on_app_lcore(g_service, 1);
+		if (!g_have_service_lcore) (void)rte_service_run_iter_on_app_lcore(g_service, 1);
 		(void)iovam_dpdk_stats_get(&st);
-		if (st.dyn_pending == 0)
-			break;
+		if (st.dyn_pending == 0) break;
 	}
 	printf("zero_copy_tx: %" PRIu64 " packets per size and mode; IOVAs above 4 GiB: %" PRIu64
-	       ", errors: %" PRIu64 "\n", packets, g_above_4g, g_errors);
+	       ", errors: %" PRIu64 "\n",
+	       packets, g_above_4g, g_errors);
 	printf("iovam: dyn_maps %" PRIu64 " dyn_unmaps %" PRIu64 " dyn_pending %" PRIu64
 	       " dma_maps %" PRIu64 " dma_unmaps %" PRIu64 " cache_hits %" PRIu64
 	       " cache_misses %" PRIu64 " service_runs %" PRIu64 "\n",
@@ -237,7 +237,7 @@ int main(int argc, char **argv)
 	rc = iovam_dpdk_fini();
 	munmap(mem, size_t{kBuffers} * kBufSize);
 	bool ok = rc == 0 && g_errors == 0 && g_above_4g == 0 && st.dyn_pending == 0 &&
-		  st.dyn_maps == st.dyn_unmaps && st.dyn_maps >= packets * std::size(kSizes);
+	          st.dyn_maps == st.dyn_unmaps && st.dyn_maps >= packets * std::size(kSizes);
 	printf("zero_copy_tx: %s\n", ok ? "OK" : "FAILED");
 	return eal_exit(ok ? 0 : 1);
 }

@@ -45,21 +45,21 @@ struct iovam_domain_conf {
 };
 
 struct iovam_stats {
-	uint64_t live_ranges;     /**< ALLOCATED ranges, including those held in caches */
-	uint64_t live_pages;      /**< pages in ALLOCATED ranges */
-	uint64_t reserved_ranges; /**< RESERVED ranges */
-	uint64_t deferred_ranges; /**< DEFERRED markers not yet erased */
-	uint64_t cached_ranges;   /**< ranges held in magazines and depots */
-	uint64_t tree_bytes;      /**< bytes held by tree nodes, node pool included */
+	uint64_t live_ranges;         /**< ALLOCATED ranges, including those held in caches */
+	uint64_t live_pages;          /**< pages in ALLOCATED ranges */
+	uint64_t reserved_ranges;     /**< RESERVED ranges */
+	uint64_t deferred_ranges;     /**< DEFERRED markers not yet erased */
+	uint64_t cached_ranges;       /**< ranges held in magazines and depots */
+	uint64_t tree_bytes;          /**< bytes held by tree nodes, node pool included */
 	uint64_t node_alloc_failures; /**< node requests the pool could not serve */
 };
 
 /** Per-cache counters; cache_id IOVAM_CACHE_NONE reads the shared path's. */
 struct iovam_cache_stats {
-	uint64_t alloc_hits;   /**< alloc_fast served from this cache's magazines or the depot */
-	uint64_t alloc_misses; /**< alloc_fast that went to the tree */
-	uint64_t free_hits;    /**< free_fast kept in this cache */
-	uint64_t free_misses;  /**< free_fast to the tree, or a full magazine returned to it */
+	uint64_t alloc_hits;    /**< alloc_fast served from this cache's magazines or the depot */
+	uint64_t alloc_misses;  /**< alloc_fast that went to the tree */
+	uint64_t free_hits;     /**< free_fast kept in this cache */
+	uint64_t free_misses;   /**< free_fast to the tree, or a full magazine returned to it */
 	uint64_t cached_ranges; /**< ranges held in this cache's magazines now */
 };
 
@@ -84,8 +84,8 @@ void iovam_domain_destroy(struct iovam_domain *d);
  *   limit_pfn < start_pfn; -ENOMEM nothing fits; -EAGAIN the node pool could not
  *   supply a node (transient: retry after iovam_maintain()).
  */
-int iovam_alloc(struct iovam_domain *d, uint64_t npages, uint64_t limit_pfn,
-		bool size_aligned, uint64_t *pfn_lo);
+int iovam_alloc(struct iovam_domain *d, uint64_t npages, uint64_t limit_pfn, bool size_aligned,
+                uint64_t *pfn_lo);
 
 /**
  * Free the ALLOCATED range containing pfn.
@@ -141,8 +141,9 @@ int iovam_find(struct iovam_domain *d, uint64_t pfn, uint64_t *pfn_lo, uint64_t 
 #ifndef IOVAM_NO_INLINE_FAST_PATH
 static inline
 #endif
-int iovam_alloc_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
-		     uint64_t limit_pfn, uint64_t *pfn_lo);
+        int
+        iovam_alloc_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
+                         uint64_t limit_pfn, uint64_t *pfn_lo);
 
 /**
  * Free a range from iovam_alloc_fast() (or a size-aligned iovam_alloc() range
@@ -165,14 +166,15 @@ int iovam_alloc_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
 #ifndef IOVAM_NO_INLINE_FAST_PATH
 static inline
 #endif
-int iovam_free_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t pfn_lo,
-		    uint64_t npages);
+        int
+        iovam_free_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t pfn_lo,
+                        uint64_t npages);
 
 /** The out-of-line rest of iovam_alloc_fast()/iovam_free_fast(): same contract. */
 int iovam_alloc_fast_slow(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
-			  uint64_t limit_pfn, uint64_t *pfn_lo);
+                          uint64_t limit_pfn, uint64_t *pfn_lo);
 int iovam_free_fast_slow(struct iovam_domain *d, uint32_t cache_id, uint64_t pfn_lo,
-			 uint64_t npages);
+                         uint64_t npages);
 
 /**
  * Allocate n ranges of npages pages each through the fast path, all or none
@@ -194,8 +196,9 @@ int iovam_free_fast_slow(struct iovam_domain *d, uint32_t cache_id, uint64_t pfn
 #ifndef IOVAM_NO_INLINE_FAST_PATH
 static inline
 #endif
-int iovam_alloc_fast_bulk(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
-			  uint64_t limit_pfn, uint64_t *pfn_lo, unsigned int n);
+        int
+        iovam_alloc_fast_bulk(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
+                              uint64_t limit_pfn, uint64_t *pfn_lo, unsigned int n);
 
 /**
  * Free n ranges from iovam_alloc_fast() or iovam_alloc_fast_bulk(), all
@@ -215,14 +218,15 @@ int iovam_alloc_fast_bulk(struct iovam_domain *d, uint32_t cache_id, uint64_t np
 #ifndef IOVAM_NO_INLINE_FAST_PATH
 static inline
 #endif
-int iovam_free_fast_bulk(struct iovam_domain *d, uint32_t cache_id, const uint64_t *pfn_lo,
-			 unsigned int n, uint64_t npages);
+        int
+        iovam_free_fast_bulk(struct iovam_domain *d, uint32_t cache_id, const uint64_t *pfn_lo,
+                             unsigned int n, uint64_t npages);
 
 /** The out-of-line rest of the two bulk calls: same contract. */
 int iovam_alloc_fast_bulk_slow(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
-			       uint64_t limit_pfn, uint64_t *pfn_lo, unsigned int n);
+                               uint64_t limit_pfn, uint64_t *pfn_lo, unsigned int n);
 int iovam_free_fast_bulk_slow(struct iovam_domain *d, uint32_t cache_id, const uint64_t *pfn_lo,
-			      unsigned int n, uint64_t npages);
+                              unsigned int n, uint64_t npages);
 
 /**
  * Return the ranges held by cache cache_id, or by every cache and the depots
@@ -250,8 +254,7 @@ int iovam_stats_get(struct iovam_domain *d, struct iovam_stats *st);
  * Counters of one cache (or the shared path with IOVAM_CACHE_NONE).
  * @return 0; -EINVAL NULL d or st, bad cache_id.
  */
-int iovam_cache_stats_get(struct iovam_domain *d, uint32_t cache_id,
-			  struct iovam_cache_stats *st);
+int iovam_cache_stats_get(struct iovam_domain *d, uint32_t cache_id, struct iovam_cache_stats *st);
 
 /**
  * Read back a domain's configuration.
@@ -323,8 +326,9 @@ struct iovam_return_batch_stats {
 	uint64_t ranges_added;    /**< iovam_return_batch_add() successes */
 	uint64_t puts_to_depot;   /**< magazines (whole or flushed partial) moved into the depot */
 	uint64_t ranges_to_depot; /**< ranges they carried */
-	uint64_t ranges_to_tree;  /**< ranges freed to the tree (depot full, or > IOVAM_CACHE_MAX_PAGES) */
-	uint64_t ranges_held;     /**< ranges in the batch now */
+	uint64_t
+	        ranges_to_tree; /**< ranges freed to the tree (depot full, or > IOVAM_CACHE_MAX_PAGES) */
+	uint64_t ranges_held; /**< ranges in the batch now */
 };
 
 /**
@@ -364,8 +368,7 @@ int iovam_return_batch_flush(struct iovam_return_batch *rb);
 
 /** @return 0 and *st; -EINVAL NULL rb or st. */
 int iovam_return_batch_stats_get(const struct iovam_return_batch *rb,
-				 struct iovam_return_batch_stats *st);
-
+                                 struct iovam_return_batch_stats *st);
 
 /* ------------------------------------------------------------------------
  * The inline fast path (as rte_mempool_get()/rte_mempool_put() are inline).
@@ -379,9 +382,9 @@ int iovam_return_batch_stats_get(const struct iovam_return_batch *rb,
  * read-modify-write, no syscall.
  * ------------------------------------------------------------------------ */
 
-#define IOVAM_MAG_SIZE 127      /* + a size word: a magazine is 1 KiB */
+#define IOVAM_MAG_SIZE      127 /* + a size word: a magazine is 1 KiB */
 #define IOVAM_CACHE_CLASSES 6   /* 1, 2, 4, 8, 16, 32 pages */
-#define IOVAM_LCORE_STRIDE 256  /* bytes from one lcore's slot to the next */
+#define IOVAM_LCORE_STRIDE  256 /* bytes from one lcore's slot to the next */
 
 struct iovam_magazine {
 	uint64_t size;
@@ -395,18 +398,18 @@ struct iovam_lcore_fast {
 	uint32_t in_use;
 	uint32_t flush_req;
 	struct iovam_magazine *loaded[IOVAM_CACHE_CLASSES];
-	uint64_t alloc_hits;  /* ranges popped from this lcore's magazines */
-	uint64_t free_hits;   /* ranges pushed */
+	uint64_t alloc_hits; /* ranges popped from this lcore's magazines */
+	uint64_t free_hits;  /* ranges pushed */
 };
 
 /* What *d starts with. */
 struct iovam_fast_view {
 	uint32_t n_caches;
 	uint32_t reserved;
-	uint64_t free_max;    /* free_fast caches npages - 1 < free_max (<= 32) */
-	uint64_t cache_lo_pfn; /* lowest pfn a cached range may start at */
-	uint64_t span[IOVAM_CACHE_CLASSES];  /* highest pfn_lo - cache_lo_pfn per class */
-	char *lcores;         /* n_caches slots of IOVAM_LCORE_STRIDE bytes */
+	uint64_t free_max;                  /* free_fast caches npages - 1 < free_max (<= 32) */
+	uint64_t cache_lo_pfn;              /* lowest pfn a cached range may start at */
+	uint64_t span[IOVAM_CACHE_CLASSES]; /* highest pfn_lo - cache_lo_pfn per class */
+	char *lcores;                       /* n_caches slots of IOVAM_LCORE_STRIDE bytes */
 	/* Checked mode (the default): live[pfn_lo - cache_lo_pfn] is class + 1
 	 * while a range of that class starting at pfn_lo is with the caller,
 	 * 0 while it is cached or not allocated. NULL: unchecked mode. */
@@ -486,26 +489,30 @@ static inline struct iovam_lcore_fast *iovam_lcore_(const struct iovam_fast_view
  * costs nothing, and it proves cls < IOVAM_CACHE_CLASSES for any npages.
  */
 static inline int iovam_free_fast_inline_(struct iovam_domain *d, uint32_t cache_id,
-					  uint64_t pfn_lo, uint64_t npages)
+                                          uint64_t pfn_lo, uint64_t npages)
 {
 	const struct iovam_fast_view *v = (const struct iovam_fast_view *)d;
 	if (__builtin_expect(d != NULL && npages - 1 < IOVAM_CACHE_MAX_PAGES &&
-			     npages - 1 < v->free_max && cache_id < v->n_caches, 1)) {
+	                             npages - 1 < v->free_max && cache_id < v->n_caches,
+	                     1)) {
 		unsigned int cls = iovam_size_class_(npages);
 		uint8_t *live = NULL;
 		/* O(1) sanity: naturally aligned, inside the cached window. */
 		if (__builtin_expect((pfn_lo & ((1ULL << cls) - 1)) == 0 &&
-				     pfn_lo - v->cache_lo_pfn <= v->span[cls], 1) &&
+		                             pfn_lo - v->cache_lo_pfn <= v->span[cls],
+		                     1) &&
 		    (v->live == NULL ||
 		     __builtin_expect(__atomic_load_n(live = iovam_live_byte_(v, pfn_lo),
-						      __ATOMIC_RELAXED) == cls + 1, 1))) {
+		                                      __ATOMIC_RELAXED) == cls + 1,
+		                      1))) {
 			struct iovam_lcore_fast *l = iovam_lcore_(v, cache_id);
 			if (__builtin_expect(iovam_lcore_enter_(l), 1)) {
 				struct iovam_magazine *m = l->loaded[cls];
 				uint64_t n = m->size;
 				if (__builtin_expect(n < IOVAM_MAG_SIZE, 1)) {
 					if (live != NULL)
-						__atomic_store_n(live, (uint8_t)0, __ATOMIC_RELAXED);
+						__atomic_store_n(live, (uint8_t)0,
+						                 __ATOMIC_RELAXED);
 					m->pfn[n] = pfn_lo;
 					m->size = n + 1;
 					iovam_count_(&l->free_hits);
@@ -521,17 +528,15 @@ static inline int iovam_free_fast_inline_(struct iovam_domain *d, uint32_t cache
 
 /* Whether the n ranges on top of m all end at or below limit_pfn. */
 static inline int iovam_mag_top_fits_(const struct iovam_fast_view *v,
-				      const struct iovam_magazine *m, uint64_t size, unsigned int n,
-				      uint64_t mask, uint64_t limit_pfn)
+                                      const struct iovam_magazine *m, uint64_t size, unsigned int n,
+                                      uint64_t mask, uint64_t limit_pfn)
 {
 	uint64_t i;
 	/* No limit at or above end_pfn excludes a cached range, so the usual
 	 * call compares nothing per range. */
-	if (__builtin_expect(limit_pfn >= v->end_pfn, 1))
-		return 1;
+	if (__builtin_expect(limit_pfn >= v->end_pfn, 1)) return 1;
 	for (i = size - n; i < size; ++i)
-		if (m->pfn[i] + mask > limit_pfn)
-			return 0;
+		if (m->pfn[i] + mask > limit_pfn) return 0;
 	return 1;
 }
 
@@ -540,17 +545,16 @@ static inline int iovam_mag_top_fits_(const struct iovam_fast_view *v,
  * not the class's, restore those cleared and fail (the slow path then names
  * the error). Unchecked: nothing to do. */
 static inline int iovam_live_take_all_(const struct iovam_fast_view *v, const uint64_t *pfn_lo,
-				       unsigned int n, unsigned int cls)
+                                       unsigned int n, unsigned int cls)
 {
 	unsigned int i, j;
-	if (v->live == NULL)
-		return 1;
+	if (v->live == NULL) return 1;
 	for (i = 0; i < n; ++i) {
 		uint8_t *b = iovam_live_byte_(v, pfn_lo[i]);
 		if (__builtin_expect(__atomic_load_n(b, __ATOMIC_RELAXED) != cls + 1, 0)) {
 			for (j = 0; j < i; ++j)
 				__atomic_store_n(iovam_live_byte_(v, pfn_lo[j]), (uint8_t)(cls + 1),
-						 __ATOMIC_RELAXED);
+				                 __ATOMIC_RELAXED);
 			return 0;
 		}
 		__atomic_store_n(b, (uint8_t)0, __ATOMIC_RELAXED);
@@ -566,11 +570,12 @@ static inline int iovam_live_take_all_(const struct iovam_fast_view *v, const ui
  * lock, no atomic read-modify-write, no syscall, no allocation.
  */
 static inline int iovam_alloc_fast_bulk_inline_(struct iovam_domain *d, uint32_t cache_id,
-						uint64_t npages, uint64_t limit_pfn, uint64_t *pfn_lo,
-						unsigned int n)
+                                                uint64_t npages, uint64_t limit_pfn,
+                                                uint64_t *pfn_lo, unsigned int n)
 {
 	const struct iovam_fast_view *v = (const struct iovam_fast_view *)d;
-	if (__builtin_expect(d != NULL && pfn_lo != NULL && npages - 1 < IOVAM_CACHE_MAX_PAGES, 1) &&
+	if (__builtin_expect(d != NULL && pfn_lo != NULL && npages - 1 < IOVAM_CACHE_MAX_PAGES,
+	                     1) &&
 	    __builtin_expect(cache_id < v->n_caches, 1)) {
 		struct iovam_lcore_fast *l = iovam_lcore_(v, cache_id);
 		unsigned int cls = iovam_size_class_(npages);
@@ -582,13 +587,13 @@ static inline int iovam_alloc_fast_bulk_inline_(struct iovam_domain *d, uint32_t
 			    iovam_mag_top_fits_(v, m, size, n, (1ULL << cls) - 1, limit_pfn)) {
 				unsigned int i;
 				/* Popped in the order n single calls would pop. */
-				for (i = 0; i < n; ++i)
-					pfn_lo[i] = m->pfn[size - 1 - i];
+				for (i = 0; i < n; ++i) pfn_lo[i] = m->pfn[size - 1 - i];
 				m->size = size - n;
 				if (v->live != NULL)
 					for (i = 0; i < n; ++i)
 						__atomic_store_n(iovam_live_byte_(v, pfn_lo[i]),
-								 (uint8_t)(cls + 1), __ATOMIC_RELAXED);
+						                 (uint8_t)(cls + 1),
+						                 __ATOMIC_RELAXED);
 				iovam_count_n_(&l->alloc_hits, n);
 				iovam_lcore_leave_(l);
 				return 0;
@@ -602,17 +607,19 @@ static inline int iovam_alloc_fast_bulk_inline_(struct iovam_domain *d, uint32_t
 /* A single allocation is a bulk of one: the compiler folds the loops, so
  * the hit is the same few instructions, and there is one ladder to keep. */
 static inline int iovam_alloc_fast_inline_(struct iovam_domain *d, uint32_t cache_id,
-					   uint64_t npages, uint64_t limit_pfn, uint64_t *pfn_lo)
+                                           uint64_t npages, uint64_t limit_pfn, uint64_t *pfn_lo)
 {
 	return iovam_alloc_fast_bulk_inline_(d, cache_id, npages, limit_pfn, pfn_lo, 1);
 }
 
 static inline int iovam_free_fast_bulk_inline_(struct iovam_domain *d, uint32_t cache_id,
-					       const uint64_t *pfn_lo, unsigned int n, uint64_t npages)
+                                               const uint64_t *pfn_lo, unsigned int n,
+                                               uint64_t npages)
 {
 	const struct iovam_fast_view *v = (const struct iovam_fast_view *)d;
 	if (__builtin_expect(d != NULL && pfn_lo != NULL && npages - 1 < IOVAM_CACHE_MAX_PAGES &&
-			     npages - 1 < v->free_max && cache_id < v->n_caches, 1)) {
+	                             npages - 1 < v->free_max && cache_id < v->n_caches,
+	                     1)) {
 		unsigned int cls = iovam_size_class_(npages);
 		uint64_t mask = (1ULL << cls) - 1, bad = 0;
 		unsigned int i;
@@ -628,8 +635,7 @@ static inline int iovam_free_fast_bulk_inline_(struct iovam_domain *d, uint32_t 
 				uint64_t size = m->size;
 				if (__builtin_expect(n <= IOVAM_MAG_SIZE - size, 1) &&
 				    iovam_live_take_all_(v, pfn_lo, n, cls)) {
-					for (i = 0; i < n; ++i)
-						m->pfn[size + i] = pfn_lo[i];
+					for (i = 0; i < n; ++i) m->pfn[size + i] = pfn_lo[i];
 					m->size = size + n;
 					iovam_count_n_(&l->free_hits, n);
 					iovam_lcore_leave_(l);
@@ -644,25 +650,25 @@ static inline int iovam_free_fast_bulk_inline_(struct iovam_domain *d, uint32_t 
 
 #ifndef IOVAM_NO_INLINE_FAST_PATH
 static inline int iovam_alloc_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
-				   uint64_t limit_pfn, uint64_t *pfn_lo)
+                                   uint64_t limit_pfn, uint64_t *pfn_lo)
 {
 	return iovam_alloc_fast_inline_(d, cache_id, npages, limit_pfn, pfn_lo);
 }
 
 static inline int iovam_free_fast(struct iovam_domain *d, uint32_t cache_id, uint64_t pfn_lo,
-				  uint64_t npages)
+                                  uint64_t npages)
 {
 	return iovam_free_fast_inline_(d, cache_id, pfn_lo, npages);
 }
 
 static inline int iovam_alloc_fast_bulk(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
-					uint64_t limit_pfn, uint64_t *pfn_lo, unsigned int n)
+                                        uint64_t limit_pfn, uint64_t *pfn_lo, unsigned int n)
 {
 	return iovam_alloc_fast_bulk_inline_(d, cache_id, npages, limit_pfn, pfn_lo, n);
 }
 
 static inline int iovam_free_fast_bulk(struct iovam_domain *d, uint32_t cache_id,
-				       const uint64_t *pfn_lo, unsigned int n, uint64_t npages)
+                                       const uint64_t *pfn_lo, unsigned int n, uint64_t npages)
 {
 	return iovam_free_fast_bulk_inline_(d, cache_id, pfn_lo, n, npages);
 }

@@ -81,7 +81,7 @@ struct iovam_cache_mem {
  *   returned NULL. On error nothing changes.
  */
 int iovam_cache_set_node(struct iovam_domain *d, uint32_t cache_id, int numa_node,
-			 const struct iovam_cache_mem *mem);
+                         const struct iovam_cache_mem *mem);
 
 /**
  * @return the node iovam_cache_set_node() last gave cache_id; -ENOENT none;

@@ -28,9 +28,11 @@
 #include "range_allocator.h"
 #include "range_map.h"
 
-namespace iovam::perf {
+namespace iovam::perf
+{
 
-class CachedWalkAllocator {
+class CachedWalkAllocator
+{
 public:
 	static constexpr const char *kName = "classic_walk";
 
@@ -49,7 +51,7 @@ private:
 
 	Iter containing(uint64_t pfn);
 	Iter walk_down(Iter from, uint64_t high_pfn_excl, uint64_t low_pfn, uint64_t npages,
-		       uint64_t align_mask, uint64_t *pfn_lo);
+	               uint64_t align_mask, uint64_t *pfn_lo);
 	void update_cache_on_insert(Iter inserted);
 	void update_cache_on_erase(Iter erased);
 

@@ -23,9 +23,11 @@
 #include "range_allocator.h"
 #include "range_map.h"
 
-namespace iovam::perf {
+namespace iovam::perf
+{
 
-class FirstFitAllocator {
+class FirstFitAllocator
+{
 public:
 	static constexpr const char *kName = "first_fit";
 

@@ -16,7 +16,8 @@
 #include <cstdint>
 #include <optional>
 
-namespace iovam::perf {
+namespace iovam::perf
+{
 
 /** An inclusive range of page frame numbers, as in the C API. */
 struct PfnRange {
@@ -34,27 +35,37 @@ struct DomainShape {
 
 template <class A>
 concept RangeAllocator = std::constructible_from<A, const DomainShape &> &&
-	requires(A a, uint64_t pfn, uint64_t npages, uint64_t limit_pfn, bool size_aligned) {
-		/* Highest-fit (iovam, classic walk) or lowest-fit (first fit) range of
+        requires(A a, uint64_t pfn, uint64_t npages, uint64_t limit_pfn, bool size_aligned)
+{
+	/* Highest-fit (iovam, classic walk) or lowest-fit (first fit) range of
 		 * npages at or below limit_pfn; the lowest pfn of the range. */
-		{ a.alloc(npages, limit_pfn, size_aligned) } -> std::same_as<std::optional<uint64_t>>;
-		/* Free the allocated range containing pfn. */
-		{ a.free(pfn) } -> std::same_as<bool>;
-		/* Reserve [pfn_lo, pfn_hi], merging with overlapping reserved ranges;
+	{
+		a.alloc(npages, limit_pfn, size_aligned)
+		} -> std::same_as<std::optional<uint64_t>>;
+	/* Free the allocated range containing pfn. */
+	{
+		a.free(pfn)
+		} -> std::same_as<bool>;
+	/* Reserve [pfn_lo, pfn_hi], merging with overlapping reserved ranges;
 		 * refused if it overlaps an allocated range. */
-		{ a.reserve(pfn, pfn) } -> std::same_as<bool>;
-		/* The allocated or reserved range containing pfn. */
-		{ a.find(pfn) } -> std::same_as<std::optional<PfnRange>>;
-		/* Short label used in benchmark names and the report. */
-		{ A::kName } -> std::convertible_to<const char *>;
-	};
+	{
+		a.reserve(pfn, pfn)
+		} -> std::same_as<bool>;
+	/* The allocated or reserved range containing pfn. */
+	{
+		a.find(pfn)
+		} -> std::same_as<std::optional<PfnRange>>;
+	/* Short label used in benchmark names and the report. */
+	{
+		A::kName
+		} -> std::convertible_to<const char *>;
+};
 
 /** roundup_pow_of_two for npages >= 1 (size-aligned allocations align to it). */
 constexpr uint64_t align_npages(uint64_t npages)
 {
 	uint64_t align = 1;
-	while (align < npages)
-		align <<= 1;
+	while (align < npages) align <<= 1;
 	return align;
 }
 

@@ -16,7 +16,8 @@
 #include <map>
 #include <optional>
 
-namespace iovam::perf {
+namespace iovam::perf
+{
 
 struct RangeEntry {
 	uint64_t pfn_hi;
@@ -31,8 +32,7 @@ template <typename Map>
 auto range_containing(Map &ranges, uint64_t pfn) -> decltype(ranges.end())
 {
 	auto it = ranges.upper_bound(pfn);
-	if (it == ranges.begin())
-		return ranges.end();
+	if (it == ranges.begin()) return ranges.end();
 	--it;
 	return it->second.pfn_hi >= pfn ? it : ranges.end();
 }
@@ -49,14 +49,13 @@ struct ReserveSpan {
  * nothing if it overlaps an allocated range (the C API's -EBUSY).
  */
 inline std::optional<ReserveSpan> reserve_span(RangeMap &ranges, RangeMap::iterator stop,
-					       uint64_t pfn_lo, uint64_t pfn_hi)
+                                               uint64_t pfn_lo, uint64_t pfn_hi)
 {
 	ReserveSpan span{ranges.upper_bound(pfn_lo), {}, pfn_lo, pfn_hi};
 	if (span.first != ranges.begin() && std::prev(span.first)->second.pfn_hi >= pfn_lo)
 		--span.first;
 	for (span.last = span.first; span.last != stop && span.last->first <= pfn_hi; ++span.last) {
-		if (!span.last->second.reserved)
-			return std::nullopt;
+		if (!span.last->second.reserved) return std::nullopt;
 		span.pfn_lo = std::min(span.pfn_lo, span.last->first);
 		span.pfn_hi = std::max(span.pfn_hi, span.last->second.pfn_hi);
 	}

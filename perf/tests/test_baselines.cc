@@ -23,8 +23,10 @@
 #include "baselines/first_fit_allocator.h"
 #include "seeded_random.h"
 
-namespace iovam::perf {
-namespace {
+namespace iovam::perf
+{
+namespace
+{
 
 /* 4 MiB granule: the 32-bit boundary falls at pfn 1024, inside a small domain. */
 constexpr DomainShape kShape{uint64_t{1} << 22, 8, 2047, 0};
@@ -35,8 +37,7 @@ int g_failures = 0;
 
 void expect(bool ok, const char *what, int step)
 {
-	if (!ok && g_failures++ < 20)
-		std::fprintf(stderr, "step %d: %s\n", step, what);
+	if (!ok && g_failures++ < 20) std::fprintf(stderr, "step %d: %s\n", step, what);
 }
 
 enum class Page : uint8_t { kFree, kAllocated, kReserved };
@@ -48,34 +49,30 @@ struct Reference {
 	bool free_span(uint64_t lo, uint64_t npages) const
 	{
 		for (uint64_t p = lo; p < lo + npages; ++p)
-			if (pages[p] != Page::kFree)
-				return false;
+			if (pages[p] != Page::kFree) return false;
 		return true;
 	}
 
-	std::optional<uint64_t> lowest_fit(uint64_t npages, uint64_t limit_pfn, uint64_t align) const
+	std::optional<uint64_t> lowest_fit(uint64_t npages, uint64_t limit_pfn,
+	                                   uint64_t align) const
 	{
 		for (uint64_t lo = (kShape.start_pfn + align - 1) / align * align;
 		     lo + npages - 1 <= limit_pfn; lo += align)
-			if (free_span(lo, npages))
-				return lo;
+			if (free_span(lo, npages)) return lo;
 		return std::nullopt;
 	}
 
 	void mark(uint64_t lo, uint64_t hi, Page state)
 	{
-		for (uint64_t p = lo; p <= hi; ++p)
-			pages[p] = state;
+		for (uint64_t p = lo; p <= hi; ++p) pages[p] = state;
 	}
 
 	std::optional<PfnRange> containing(uint64_t pfn) const
 	{
 		auto it = ranges.upper_bound(pfn);
-		if (it == ranges.begin())
-			return std::nullopt;
+		if (it == ranges.begin()) return std::nullopt;
 		--it;
-		if (it->second.pfn_hi < pfn)
-			return std::nullopt;
+		if (it->second.pfn_hi < pfn) return std::nullopt;
 		return it->second;
 	}
 };
@@ -101,32 +98,32 @@ struct Model {
 		 * or below 4 GiB, so a failure under a low limit also refuses
 		 * that size under kLimit32Pfn (faithful, not a test bug). */
 		const uint64_t pick = rng.below(3);
-		const uint64_t limit_pfn = pick == 0   ? kShape.end_pfn
-					   : pick == 1 ? kLimit32Pfn
-						       : kLimit32Pfn + 1 + rng.below(kShape.end_pfn - kLimit32Pfn);
+		const uint64_t limit_pfn =
+		        pick == 0   ? kShape.end_pfn
+		        : pick == 1 ? kLimit32Pfn
+		                    : kLimit32Pfn + 1 + rng.below(kShape.end_pfn - kLimit32Pfn);
 		const bool size_aligned = rng.below(2) == 0;
 		const uint64_t align = size_aligned ? align_npages(npages) : 1;
-		const auto expected = ref.lowest_fit(npages, std::min(limit_pfn, kShape.end_pfn), align);
+		const auto expected =
+		        ref.lowest_fit(npages, std::min(limit_pfn, kShape.end_pfn), align);
 		const auto got = a.alloc(npages, limit_pfn, size_aligned);
 		/* The kernel's memo does not tell aligned from unaligned
 		 * requests: after an aligned size fails below 4 GiB, the same
 		 * size unaligned is refused too, until a free below 4 GiB. */
 		const bool refused_by_memo =
-			!exact_lowest && limit_pfn == kLimit32Pfn && npages >= memo32_npages;
+		        !exact_lowest && limit_pfn == kLimit32Pfn && npages >= memo32_npages;
 		expect(got.has_value() == expected.has_value() || (!got && refused_by_memo),
 		       "alloc success differs", step);
 		if (!got && limit_pfn == kLimit32Pfn)
 			memo32_npages = std::min(memo32_npages, npages);
-		if (!got)
-			return true;
+		if (!got) return true;
 		const uint64_t lo = *got;
-		expect(lo >= kShape.start_pfn && lo + npages - 1 <= limit_pfn, "out of bounds", step);
+		expect(lo >= kShape.start_pfn && lo + npages - 1 <= limit_pfn, "out of bounds",
+		       step);
 		expect(lo % align == 0, "misaligned", step);
 		expect(ref.free_span(lo, npages), "overlaps", step);
-		if (exact_lowest)
-			expect(lo == *expected, "first fit is not the lowest fit", step);
-		if (!ref.free_span(lo, npages))
-			return false;
+		if (exact_lowest) expect(lo == *expected, "first fit is not the lowest fit", step);
+		if (!ref.free_span(lo, npages)) return false;
 		ref.mark(lo, lo + npages - 1, Page::kAllocated);
 		ref.ranges[lo] = PfnRange{lo, lo + npages - 1};
 		live.push_back(lo);
@@ -139,8 +136,7 @@ struct Model {
 		const uint64_t lo = live[i];
 		const uint64_t pfn = lo + rng.below(ref.ranges[lo].pfn_hi - lo + 1);
 		expect(a.free(pfn), "free of a live range failed", step);
-		if (lo <= kLimit32Pfn)
-			memo32_npages = UINT64_MAX;
+		if (lo <= kLimit32Pfn) memo32_npages = UINT64_MAX;
 		ref.mark(lo, ref.ranges[lo].pfn_hi, Page::kFree);
 		ref.ranges.erase(lo);
 		live[i] = live.back();
@@ -156,8 +152,7 @@ struct Model {
 			any_allocated |= ref.pages[p] == Page::kAllocated;
 		const bool ok = a.reserve(lo, hi);
 		expect(ok == !any_allocated, "reserve result differs", step);
-		if (!ok)
-			return;
+		if (!ok) return;
 		uint64_t merged_lo = lo, merged_hi = hi;
 		for (auto it = ref.ranges.begin(); it != ref.ranges.end();) {
 			if (it->second.pfn_hi >= lo && it->first <= hi) {
@@ -192,8 +187,7 @@ void model_test(bool exact_lowest)
 	for (m.step = 0; m.step < kSteps; ++m.step) {
 		const uint64_t op = m.rng.below(10);
 		if (op < 5) {
-			if (!m.alloc())
-				return;
+			if (!m.alloc()) return;
 		} else if (op < 8 && !m.live.empty()) {
 			m.free();
 		} else if (op == 8) {
@@ -214,6 +208,6 @@ int main()
 	const int first_fit_failures = g_failures;
 	model_test<CachedWalkAllocator>(false);
 	std::printf("first_fit: %d failures, classic_walk: %d failures\n", first_fit_failures,
-		    g_failures - first_fit_failures);
+	            g_failures - first_fit_failures);
 	return g_failures == 0 ? 0 : 1;
 }

@@ -16,7 +16,8 @@
 
 #include "dyn_table.h"
 
-namespace {
+namespace
+{
 
 using iovam::glue::DynTable;
 
@@ -160,17 +161,15 @@ TEST(DynTable, RefusesWhenFullAndReusesDeadSlots)
 	DynTable &t = tb.t;
 	ASSERT_EQ(t.slots(), 24u);
 	std::vector<uint64_t> s;
-	for (uint64_t pfn = 1; pfn <= 24; pfn++)
-		s.push_back(t.insert(pfn, pfn, 1));
-	for (uint64_t x : s)
-		ASSERT_NE(x, DynTable::kNone);
+	for (uint64_t pfn = 1; pfn <= 24; pfn++) s.push_back(t.insert(pfn, pfn, 1));
+	for (uint64_t x : s) ASSERT_NE(x, DynTable::kNone);
 	EXPECT_EQ(s[4], 5u); // pfn 5 in its near home
 	EXPECT_EQ(t.insert(25, 25, 1), DynTable::kNone);
 	uint64_t got;
 	ASSERT_EQ(t.claim(5, 5, 1, &got), 0);
 	EXPECT_EQ(t.insert(25, 25, 1), DynTable::kNone); // claimed is not free
 	t.release(got);
-	EXPECT_EQ(t.insert(25, 25, 1), got); // the dead slot
+	EXPECT_EQ(t.insert(25, 25, 1), got);          // the dead slot
 	EXPECT_EQ(t.claim(99, 99, 1, &got), -ENOENT); // probes all 24, finds none
 	// A key in the far part is found there.
 	ASSERT_GE(s[20], 8u);
@@ -215,11 +214,10 @@ TEST(DynTable, ConcurrentMapsAndClaimsClaimEachMappingOnce)
 			}
 		});
 	}
-	for (auto &x : th)
-		x.join();
+	for (auto &x : th) x.join();
 	EXPECT_EQ(errors.load(), 0u);
 	// Every mapping was claimed once: by its owner or by a rival.
 	EXPECT_EQ(wins.load(), maps.load());
 }
 
-}  // namespace
+} // namespace

@@ -49,7 +49,8 @@
 #include "iovam_dpdk.h"
 #include "stats_fields.h"
 
-namespace {
+namespace
+{
 
 struct Mode {
 	const char *name;
@@ -59,15 +60,15 @@ struct Mode {
 };
 
 const Mode kModes[] = {
-	{"default", {}, true, false},
-	{"in-memory", {"--in-memory"}, true, false},
-	{"single-file-segments", {"--single-file-segments"}, true, false},
-	{"legacy-mem", {"--legacy-mem", "-m", "256"}, false, false},
-	{"no-huge", {"--no-huge", "-m", "256"}, false, false},
-	{"iova-va", {"--iova-mode=va"}, true, false},
-	// 16 MiB preallocated (EAL marks it never-freed), the rest dynamic.
-	{"socket-mem", {"--socket-mem", "16"}, true, false},
-	{"service", {"-s", "0x2"}, true, true},
+        {"default", {}, true, false},
+        {"in-memory", {"--in-memory"}, true, false},
+        {"single-file-segments", {"--single-file-segments"}, true, false},
+        {"legacy-mem", {"--legacy-mem", "-m", "256"}, false, false},
+        {"no-huge", {"--no-huge", "-m", "256"}, false, false},
+        {"iova-va", {"--iova-mode=va"}, true, false},
+        // 16 MiB preallocated (EAL marks it never-freed), the rest dynamic.
+        {"socket-mem", {"--socket-mem", "16"}, true, false},
+        {"service", {"-s", "0x2"}, true, true},
 };
 
 const Mode *g_mode;
@@ -126,7 +127,8 @@ void drain()
 		usleep(200000);
 		fprintf(stderr, "DBG service_runs %lu -> %lu\n", r0, stats().service_runs);
 		std::string cmd = "gdb -p " + std::to_string(getpid()) +
-				  " -batch -ex 'thread apply all bt' 2>/dev/null | grep -E '^#|^Thread' | head -80";
+		                  " -batch -ex 'thread apply all bt' 2>/dev/null | grep -E "
+		                  "'^#|^Thread' | head -80";
 		(void)system(cmd.c_str());
 	}
 	ASSERT_EQ(stats().dyn_pending, 0u);
@@ -137,7 +139,8 @@ void expect_translated(const void *p, size_t len)
 	auto a = reinterpret_cast<uintptr_t>(p);
 	for (uintptr_t va = a; va < a + len; va += kPage4k) {
 		uint64_t iova = 0;
-		ASSERT_EQ(iovam_dpdk_virt2iova(reinterpret_cast<void *>(va), &iova), 0) << std::hex << va;
+		ASSERT_EQ(iovam_dpdk_virt2iova(reinterpret_cast<void *>(va), &iova), 0)
+		        << std::hex << va;
 		ASSERT_GE(iova, kPage4k);
 		ASSERT_LT(iova, kWindowEnd);
 		ASSERT_EQ(iova % kPage4k, va % kPage4k);
@@ -179,9 +182,10 @@ TEST(Glue, NumaCachesOnTheirSocket)
 	ASSERT_NE(msl, nullptr) << "magazines not in DPDK memory";
 	EXPECT_EQ(msl->socket_id, socket);
 	void *page = reinterpret_cast<void *>(reinterpret_cast<uintptr_t>(mag) &
-					      ~static_cast<uintptr_t>(getpagesize() - 1));
+	                                      ~static_cast<uintptr_t>(getpagesize() - 1));
 	int status = -1;
-	ASSERT_EQ(syscall(SYS_move_pages, 0, 1UL, &page, nullptr, &status, 0), 0) << strerror(errno);
+	ASSERT_EQ(syscall(SYS_move_pages, 0, 1UL, &page, nullptr, &status, 0), 0)
+	        << strerror(errno);
 	EXPECT_EQ(status, socket) << "the kernel puts the magazines elsewhere";
 }
 
@@ -236,7 +240,7 @@ TEST(Glue, LargeMallocMapsAndFreeUnmaps)
 		EXPECT_GE(mid.mappings, before.mappings + len / (2u << 20));
 		// One mapping per 2 MiB memseg page: 512 per GiB.
 		EXPECT_EQ((mid.mapped_bytes - before.mapped_bytes) / (2u << 20),
-			  mid.mappings - before.mappings);
+		          mid.mappings - before.mappings);
 		EXPECT_EQ(last - first, len - 1);
 	} else {
 		EXPECT_EQ(mid.mem_events, 0u);
@@ -284,7 +288,8 @@ TEST(Glue, PartialFreeUnmapsExactly)
 	// The region x came from, and its last page (shared with x's tail).
 	uintptr_t reg_lo = 0, reg_hi = 0;
 	for (const Event &e : g_events)
-		if (e.type == RTE_MEM_EVENT_ALLOC && e.va <= reinterpret_cast<uintptr_t>(x) + x_len - 1 &&
+		if (e.type == RTE_MEM_EVENT_ALLOC &&
+		    e.va <= reinterpret_cast<uintptr_t>(x) + x_len - 1 &&
 		    reinterpret_cast<uintptr_t>(x) + x_len - 1 < e.va + e.len) {
 			reg_lo = e.va;
 			reg_hi = e.va + e.len;
@@ -304,8 +309,7 @@ TEST(Glue, PartialFreeUnmapsExactly)
 		ASSERT_NE(p, nullptr);
 		small.push_back(p);
 		uintptr_t a = RTE_ALIGN_FLOOR(reinterpret_cast<uintptr_t>(p), pg);
-		if (a == x_first || a == x_last)
-			shared = a;
+		if (a == x_first || a == x_last) shared = a;
 	}
 	if (g_mode->events) { // static memory is never freed: any layout will do
 		ASSERT_NE(shared, 0u) << "no small block landed in a page of x";
@@ -328,10 +332,12 @@ TEST(Glue, PartialFreeUnmapsExactly)
 			EXPECT_EQ(e.type, RTE_MEM_EVENT_FREE);
 			EXPECT_GE(e.va, reg_lo);
 			EXPECT_LE(e.va + e.len, reg_hi);
-			EXPECT_FALSE(e.va <= shared && shared < e.va + e.len) << "shared page freed";
+			EXPECT_FALSE(e.va <= shared && shared < e.va + e.len)
+			        << "shared page freed";
 			freed += e.len;
 			uint64_t iova;
-			EXPECT_EQ(iovam_dpdk_virt2iova(reinterpret_cast<void *>(e.va), &iova), -ENOENT);
+			EXPECT_EQ(iovam_dpdk_virt2iova(reinterpret_cast<void *>(e.va), &iova),
+			          -ENOENT);
 		}
 		EXPECT_GT(freed, 0u);
 		EXPECT_LT(freed, reg_hi - reg_lo);
@@ -341,8 +347,7 @@ TEST(Glue, PartialFreeUnmapsExactly)
 		EXPECT_EQ(mid.mappings - after_x.mappings, freed / (2u << 20));
 		EXPECT_EQ(after_x.dma_unmaps - mid.dma_unmaps, freed / (2u << 20));
 	}
-	for (void *p : small)
-		rte_free(p);
+	for (void *p : small) rte_free(p);
 	if (g_mode->events) {
 		EXPECT_EQ(rte_mem_event_callback_unregister("iovam_test", nullptr), 0);
 	}
@@ -361,7 +366,7 @@ TEST(Glue, ExternalHeapMemoryIsTranslated)
 {
 	const size_t len = 2u << 20, page = 4096;
 	void *mem = mmap(nullptr, len, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	ASSERT_NE(mem, MAP_FAILED);
 	iovam_dpdk_stats before = stats();
 	ASSERT_EQ(rte_malloc_heap_create("iovam_ext"), 0);
@@ -400,7 +405,8 @@ void check_pool(rte_mempool *mp, unsigned n)
 		// The whole buffer is one IOVA run.
 		uint64_t end_iova;
 		ASSERT_EQ(iovam_dpdk_virt2iova(static_cast<char *>(b->buf_addr) + b->buf_len - 1,
-					       &end_iova), 0);
+		                               &end_iova),
+		          0);
 		ASSERT_EQ(end_iova, iova + b->buf_len - 1);
 	}
 	rte_pktmbuf_free_bulk(m.data(), n);
@@ -416,16 +422,17 @@ TEST(Glue, PoolSizesItCannotHoldAreRefused)
 	for (unsigned int n : bad) {
 		rte_errno = 0;
 		EXPECT_EQ(iovam_dpdk_pktmbuf_pool_create("iovam_huge_pool", n, 0, 0,
-							 RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY),
-			  nullptr) << n;
+		                                         RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY),
+		          nullptr)
+		        << n;
 		EXPECT_EQ(rte_errno, EINVAL) << n;
-		if (n == 0)
-			continue; // DPDK's own call answers 0 itself
+		if (n == 0) continue; // DPDK's own call answers 0 itself
 		rte_errno = 0;
 		EXPECT_EQ(rte_pktmbuf_pool_create_by_ops("iovam_huge_ops", n, 0, 0,
-							 RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY,
-							 IOVAM_DPDK_MEMPOOL_OPS),
-			  nullptr) << n;
+		                                         RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY,
+		                                         IOVAM_DPDK_MEMPOOL_OPS),
+		          nullptr)
+		        << n;
 		EXPECT_NE(rte_errno, 0) << n;
 		EXPECT_EQ(rte_mempool_lookup("iovam_huge_ops"), nullptr);
 	}
@@ -437,11 +444,11 @@ TEST(Glue, MbufPoolsCarryWindowIovas)
 	iovam_dpdk_stats before = stats();
 	uint64_t ranges_before = live_ranges();
 	rte_mempool *a = rte_pktmbuf_pool_create_by_ops("iovam_ops_pool", 8191, 256, 0,
-						RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY,
-						IOVAM_DPDK_MEMPOOL_OPS);
+	                                                RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY,
+	                                                IOVAM_DPDK_MEMPOOL_OPS);
 	ASSERT_NE(a, nullptr) << rte_strerror(rte_errno);
 	rte_mempool *b = iovam_dpdk_pktmbuf_pool_create("iovam_api_pool", 4095, 0, 0,
-						       RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+	                                                RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
 	ASSERT_NE(b, nullptr) << rte_strerror(rte_errno);
 	EXPECT_EQ(stats().pools, 2u);
 	check_pool(a, 8191);
@@ -462,7 +469,7 @@ TEST(Glue, PacketsForwardBetweenRingPorts)
 {
 	ASSERT_GE(rte_eth_dev_count_avail(), 2u);
 	rte_mempool *mp = iovam_dpdk_pktmbuf_pool_create("iovam_fwd_pool", 1023, 32, 0,
-							RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+	                                                 RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
 	ASSERT_NE(mp, nullptr);
 	for (uint16_t port = 0; port < 2; port++) {
 		rte_eth_conf conf{};
@@ -509,11 +516,11 @@ void mark(uint64_t iova, uint64_t len, bool set)
 {
 	for (uint64_t pfn = iova / kPage4k; pfn < (iova + len + kPage4k - 1) / kPage4k; pfn++) {
 		uint64_t bit = uint64_t{1} << (pfn % 64);
-		uint64_t old = set ? g_busy[pfn / 64].fetch_or(bit) : g_busy[pfn / 64].fetch_and(~bit);
+		uint64_t old =
+		        set ? g_busy[pfn / 64].fetch_or(bit) : g_busy[pfn / 64].fetch_and(~bit);
 		// Setting a set bit: handed out again before its unmap. (Clearing a
 		// clear bit is fine: the hook also reports memory-event unmaps.)
-		if (set && (old & bit) != 0)
-			g_reuse_errors++;
+		if (set && (old & bit) != 0) g_reuse_errors++;
 	}
 }
 
@@ -526,8 +533,8 @@ void unmap_hook(uint64_t iova, uint64_t len, void *)
 {
 	uint64_t lo, hi;
 	iovam_domain *dom = iovam_dpdk_domain();
-	if (dom != nullptr && (iovam_find(dom, iova / kPage4k, &lo, &hi) != 0 ||
-			       hi < (iova + len - 1) / kPage4k))
+	if (dom != nullptr &&
+	    (iovam_find(dom, iova / kPage4k, &lo, &hi) != 0 || hi < (iova + len - 1) / kPage4k))
 		g_early_frees++;
 	mark(iova, len, false);
 }
@@ -545,8 +552,7 @@ struct DynArgs {
 void wait_workers(DynArgs &a, unsigned launched)
 {
 	rte_eal_mp_wait_lcore();
-	while (a.finished.load(std::memory_order_acquire) != launched)
-		std::this_thread::yield();
+	while (a.finished.load(std::memory_order_acquire) != launched) std::this_thread::yield();
 }
 
 int dyn_worker(void *arg)
@@ -568,8 +574,7 @@ int dyn_worker(void *arg)
 		size_t len = 1 + (seed >> 4) % 65536;
 		uint64_t iova;
 		int rc = iovam_dpdk_map(a.buf->data() + off, len, &iova);
-		if (rc == -ENOMEM || rc == -EAGAIN)
-			continue;
+		if (rc == -ENOMEM || rc == -EAGAIN) continue;
 		if (rc != 0) {
 			(*a.errors)++;
 			continue;
@@ -582,7 +587,8 @@ int dyn_worker(void *arg)
 			(void)iovam_dpdk_service_run();
 	}
 	for (unsigned s = 0; s < 8; s++)
-		if (held_len[s] != 0 && iovam_dpdk_unmap(held_va[s], held_iova[s], held_len[s]) != 0)
+		if (held_len[s] != 0 &&
+		    iovam_dpdk_unmap(held_va[s], held_iova[s], held_len[s]) != 0)
 			(*a.errors)++;
 	a.finished.fetch_add(1, std::memory_order_release);
 	return 0;
@@ -593,9 +599,9 @@ int dyn_worker(void *arg)
 unsigned launch_dyn_workers(DynArgs &a)
 {
 	unsigned lcore, launched = 0;
-	RTE_LCORE_FOREACH_WORKER(lcore) {
-		if (rte_eal_lcore_role(lcore) != ROLE_RTE)
-			continue;
+	RTE_LCORE_FOREACH_WORKER(lcore)
+	{
+		if (rte_eal_lcore_role(lcore) != ROLE_RTE) continue;
 		if (rte_eal_remote_launch(dyn_worker, &a, lcore) == 0)
 			launched++;
 		else
@@ -655,15 +661,15 @@ TEST(Glue, EventsPoolsAndDynamicMapsTogether)
 		ASSERT_NE(p, nullptr);
 		expect_translated(p, len);
 		if (i % 4 == 0) {
-			rte_mempool *mp = iovam_dpdk_pktmbuf_pool_create("iovam_stress_pool", 2047, 0,
-								0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+			rte_mempool *mp = iovam_dpdk_pktmbuf_pool_create(
+			        "iovam_stress_pool", 2047, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+			        SOCKET_ID_ANY);
 			ASSERT_NE(mp, nullptr);
 			check_pool(mp, 2047);
 			rte_mempool_free(mp);
 		}
 		rte_free(p);
-		if (!g_mode->service_lcore)
-			(void)iovam_dpdk_service_run();
+		if (!g_mode->service_lcore) (void)iovam_dpdk_service_run();
 	}
 	other.join();
 	wait_workers(args, launched + 1); // + the std::thread
@@ -726,8 +732,9 @@ TEST(Glue, MappingsAreCountedByKindOfMemory)
 {
 	iovam_dpdk_stats st = stats();
 	EXPECT_EQ(st.mem_maps_preallocated + st.mem_maps_init_pages + st.mem_maps_grown +
-			  st.dyn_maps, st.dma_maps + st.dma_queued)
-		<< "every DMA map is of one kind";
+	                  st.dyn_maps,
+	          st.dma_maps + st.dma_queued)
+	        << "every DMA map is of one kind";
 	if (!g_mode->events) {
 		EXPECT_GE(st.mem_maps_preallocated, 1u);
 		EXPECT_EQ(st.mem_maps_init_pages + st.mem_maps_grown, 0u);
@@ -737,7 +744,7 @@ TEST(Glue, MappingsAreCountedByKindOfMemory)
 		EXPECT_GE(st.mem_maps_preallocated, 1u);
 		EXPECT_GE(st.mem_bytes_preallocated, 16u << 20);
 		EXPECT_LT(st.mem_maps_preallocated, st.mem_bytes_preallocated / (2u << 20))
-			<< "preallocated memory is mapped per run, not per page";
+		        << "preallocated memory is mapped per run, not per page";
 	}
 	// Grow the heap: each new page is one mapping of its page size.
 	void *p = rte_malloc("iovam_kinds", 64u << 20, 0);
@@ -762,8 +769,7 @@ struct UnmapLog {
 	{
 		std::lock_guard lk(lock);
 		for (uint64_t i : iovas)
-			if (i == (iova & ~(kPage4k - 1)))
-				return true;
+			if (i == (iova & ~(kPage4k - 1))) return true;
 		return false;
 	}
 };
@@ -789,8 +795,9 @@ TEST(Glue, StrictUnmapIsDoneBeforeItReturns)
 		ASSERT_EQ(iovam_dpdk_map(buf.data() + i * 8192, 100, &iova[i]), 0);
 	for (int i = 0; i < 3; i++)
 		ASSERT_EQ(iovam_dpdk_unmap_ex(buf.data() + i * 8192, iova[i], 100, 0, &seq[i]), 0);
-	ASSERT_EQ(iovam_dpdk_unmap_ex(buf.data() + 3 * 8192, iova[3], 100, IOVAM_DPDK_UNMAP_F_STRICT,
-				      &seq[3]), 0);
+	ASSERT_EQ(iovam_dpdk_unmap_ex(buf.data() + 3 * 8192, iova[3], 100,
+	                              IOVAM_DPDK_UNMAP_F_STRICT, &seq[3]),
+	          0);
 	for (int i = 0; i < 4; i++) {
 		EXPECT_TRUE(log.saw(iova[i])) << i;
 		EXPECT_EQ(iovam_dpdk_unmap_done(seq[i]), 1) << i;
@@ -830,8 +837,7 @@ TEST(Glue, UnmapWaitReturnsOnlyAfterThatUnmapCompleted)
 		EXPECT_TRUE(log.saw(iova[i])) << i;
 		EXPECT_EQ(iovam_dpdk_unmap_done(seq[i]), 1) << i;
 	}
-	for (int i = 3; i < 6; i++)
-		EXPECT_EQ(iovam_dpdk_unmap_wait(seq[i]), 0) << i;
+	for (int i = 3; i < 6; i++) EXPECT_EQ(iovam_dpdk_unmap_wait(seq[i]), 0) << i;
 	EXPECT_TRUE(log.saw(iova[5]));
 	// From a thread without an lcore id: the shared queue, same contract.
 	std::thread t([&] {
@@ -893,7 +899,8 @@ TEST(Glue, FailedUnmapIsNotReportedDoneUntilItsRetrySucceeds)
 	// Strict, failing: accepted, -EIO, and pending too.
 	ASSERT_EQ(iovam_dpdk_map(buf.data() + 16384, 10, &iova[2]), 0);
 	EXPECT_EQ(iovam_dpdk_unmap_ex(buf.data() + 16384, iova[2], 10, IOVAM_DPDK_UNMAP_F_STRICT,
-				      &seq[2]), -EIO);
+	                              &seq[2]),
+	          -EIO);
 	EXPECT_EQ(iovam_dpdk_unmap_done(seq[2]), 0);
 	EXPECT_EQ(iovam_dpdk_unmap_done(seq[0]), 1);
 	EXPECT_EQ(stats().unmaps_retrying, 2u);
@@ -923,7 +930,9 @@ TEST(Glue, DrainOnAnotherThreadRefillsTheMappingLcoresMagazines)
 	};
 	auto unmap_all = [&] {
 		for (unsigned i = 0; i < n; i++)
-			ASSERT_EQ(iovam_dpdk_unmap_ex(buf.data() + i * kPage4k, iova[i], 64, 0, &seq[i]), 0);
+			ASSERT_EQ(iovam_dpdk_unmap_ex(buf.data() + i * kPage4k, iova[i], 64, 0,
+			                              &seq[i]),
+			          0);
 	};
 	(void)iovam_cache_flush(dom, IOVAM_CACHE_NONE); // empty magazines and depot
 	map_all();
@@ -931,12 +940,12 @@ TEST(Glue, DrainOnAnotherThreadRefillsTheMappingLcoresMagazines)
 	iovam_dpdk_stats before = stats();
 	// Completed by another thread.
 	std::thread t([&] {
-		for (unsigned i = 0; i < n; i++)
-			ASSERT_EQ(iovam_dpdk_unmap_wait(seq[i]), 0);
+		for (unsigned i = 0; i < n; i++) ASSERT_EQ(iovam_dpdk_unmap_wait(seq[i]), 0);
 	});
 	t.join();
 	iovam_dpdk_stats st = stats();
-	EXPECT_GE(st.dyn_returned_to_depot - before.dyn_returned_to_depot, n - (g_mode->service_lcore ? n : 0));
+	EXPECT_GE(st.dyn_returned_to_depot - before.dyn_returned_to_depot,
+	          n - (g_mode->service_lcore ? n : 0));
 	EXPECT_EQ(st.dyn_returned_to_tree, before.dyn_returned_to_tree);
 	iovam_cache_stats c0{}, c1{};
 	ASSERT_EQ(iovam_cache_stats_get(dom, rte_lcore_id(), &c0), 0);
@@ -955,8 +964,7 @@ std::string telemetry(const char *cmd)
 {
 	std::string path = std::string(rte_eal_get_runtime_dir()) + "/dpdk_telemetry.v2";
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
-	if (fd < 0)
-		return "socket failed";
+	if (fd < 0) return "socket failed";
 	sockaddr_un sun{};
 	sun.sun_family = AF_UNIX;
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path.c_str());
@@ -966,8 +974,7 @@ std::string telemetry(const char *cmd)
 	    read(fd, buf, sizeof(buf)) > 0 && // the greeting
 	    write(fd, cmd, strlen(cmd)) == static_cast<ssize_t>(strlen(cmd))) {
 		ssize_t n = read(fd, buf, sizeof(buf) - 1);
-		if (n > 0)
-			out.assign(buf, static_cast<size_t>(n));
+		if (n > 0) out.assign(buf, static_cast<size_t>(n));
 	} else {
 		out = "cannot talk to " + path;
 	}
@@ -978,7 +985,7 @@ std::string telemetry(const char *cmd)
 TEST(Glue, TelemetryReportsStatsAndPools)
 {
 	rte_mempool *mp = iovam_dpdk_pktmbuf_pool_create("iovam_tel_pool", 511, 0, 0,
-							RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+	                                                 RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
 	ASSERT_NE(mp, nullptr);
 	// Every field of struct iovam_dpdk_stats (stats_fields.h fails to
 	// compile unless its rows are the struct's fields), and nothing else.
@@ -987,7 +994,8 @@ TEST(Glue, TelemetryReportsStatsAndPools)
 #define X(type, name, source) #name,
 	for (const char *key : {IOVAM_DPDK_STATS_FIELDS(X)}) {
 #undef X
-		EXPECT_NE(st.find(std::string("\"") + key + "\":"), std::string::npos) << key << ": " << st;
+		EXPECT_NE(st.find(std::string("\"") + key + "\":"), std::string::npos)
+		        << key << ": " << st;
 		keys++;
 	}
 	size_t printed = 0;
@@ -1008,17 +1016,18 @@ TEST(Glue, NumaTelemetryPerSocket)
 {
 	const int socket = static_cast<int>(rte_lcore_to_socket_id(rte_lcore_id()));
 	rte_mempool *mp = iovam_dpdk_pktmbuf_pool_create("iovam_numa_pool", 511, 0, 0,
-							RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+	                                                 RTE_MBUF_DEFAULT_BUF_SIZE, socket);
 	ASSERT_NE(mp, nullptr);
 	const std::string numa = telemetry("/iovam/numa");
 	const std::string pool_key = "\"pool_iovam_numa_pool\":[" + std::to_string(socket) + "," +
-				     std::to_string(socket) + ",";
+	                             std::to_string(socket) + ",";
 	EXPECT_NE(numa.find(pool_key), std::string::npos) << numa;
 	const std::string socket_key = "\"socket_" + std::to_string(socket) + "\":[";
 	const size_t at = numa.find(socket_key);
 	ASSERT_NE(at, std::string::npos) << numa;
 	unsigned long lcores = 0, placed = 0;
-	ASSERT_EQ(sscanf(numa.c_str() + at + socket_key.size(), "%lu,%lu", &lcores, &placed), 2) << numa;
+	ASSERT_EQ(sscanf(numa.c_str() + at + socket_key.size(), "%lu,%lu", &lcores, &placed), 2)
+	        << numa;
 	const size_t end = numa.find(']', at);
 	ASSERT_NE(end, std::string::npos) << numa;
 	const size_t values = std::count(numa.begin() + at, numa.begin() + end, ',') + 1;
@@ -1057,7 +1066,7 @@ TEST(Glue, FailedMappingFailsTheEventCleanly)
 	// A pool on memory without IOVAs cannot be created.
 	iovam_dpdk_test_fail_dma_map(1);
 	rte_mempool *mp = iovam_dpdk_pktmbuf_pool_create("iovam_fail_pool", 16383, 0, 0,
-							RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+	                                                 RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
 	iovam_dpdk_test_fail_dma_map(0);
 	if (g_mode->events) {
 		EXPECT_EQ(mp, nullptr);
@@ -1097,7 +1106,7 @@ TEST(Glue, BadInputGetsDocumentedErrors)
 	EXPECT_EQ(conf.iova_end, 100000000000u);
 	const iovam_dpdk_conf before = conf;
 	for (const char *bad : {"abc", "3", "0x", "0x0x10", " 4096", "+4096", "-1", "4096 ",
-				"99999999999999999999"}) {
+	                        "99999999999999999999"}) {
 		setenv("IOVAM_GRANULE", bad, 1);
 		EXPECT_EQ(iovam_dpdk_conf_from_env(&conf), -EINVAL) << bad;
 		EXPECT_EQ(memcmp(&conf, &before, sizeof(conf)), 0) << bad;
@@ -1108,7 +1117,8 @@ TEST(Glue, BadInputGetsDocumentedErrors)
 	rte_errno = 0;
 	EXPECT_EQ(iovam_dpdk_pktmbuf_pool_create(nullptr, 63, 0, 0, 2048, SOCKET_ID_ANY), nullptr);
 	EXPECT_EQ(rte_errno, EINVAL);
-	EXPECT_EQ(iovam_dpdk_pktmbuf_pool_create("iovam_zero", 0, 0, 0, 2048, SOCKET_ID_ANY), nullptr);
+	EXPECT_EQ(iovam_dpdk_pktmbuf_pool_create("iovam_zero", 0, 0, 0, 2048, SOCKET_ID_ANY),
+	          nullptr);
 	EXPECT_EQ(rte_errno, EINVAL);
 }
 
@@ -1121,8 +1131,8 @@ struct DynSnapshot {
 DynSnapshot dyn_snapshot()
 {
 	iovam_dpdk_stats st = stats();
-	return {st.dyn_maps, st.dyn_unmaps, st.dyn_pending, st.mappings, st.mapped_bytes,
-		st.unmaps_retrying};
+	return {st.dyn_maps, st.dyn_unmaps,   st.dyn_pending,
+	        st.mappings, st.mapped_bytes, st.unmaps_retrying};
 }
 
 // The glue API's bad-input table for unmap: each bad call gets its documented
@@ -1139,8 +1149,7 @@ TEST(Glue, BadUnmapsAreRefusedAndChangeNothing)
 	// An IOVA page in the window that no dynamic mapping starts at (maps
 	// allocate top-down: go below).
 	uint64_t never = (ia / kPage4k - 1000) * kPage4k;
-	if (never / kPage4k == ib / kPage4k)
-		never -= 1000 * kPage4k;
+	if (never / kPage4k == ib / kPage4k) never -= 1000 * kPage4k;
 	ASSERT_GE(never, kPage4k);
 	void *dpdk = rte_malloc("iovam_bad_unmap", 4096, 4096);
 	ASSERT_NE(dpdk, nullptr);
@@ -1156,20 +1165,20 @@ TEST(Glue, BadUnmapsAreRefusedAndChangeNothing)
 		bool counted; // in bad_unmaps (not: NULL va, len 0, va + len overflows)
 	};
 	const Case cases[] = {
-		{"never mapped", a, never + off_a, 5000, -ENOENT, true},
-		{"inside a mapping, not its start", a + 4096, ia + 4096, 100, -ENOENT, true},
-		{"DPDK memory, mapped by the memory-event hook", dpdk, idpdk, 4096, -ENOENT, true},
-		{"another length", a, ia, 4000, -EINVAL, true},
-		{"another length, same pages", a, ia, 4999, -EINVAL, true},
-		{"another va at the same offset", a + 8192, ia, 5000, -EINVAL, true},
-		{"someone else's mapping", a, ib - ib % kPage4k + off_a, 5000, -EINVAL, true},
-		{"va and iova at different offsets", a + 1, ia, 5000, -EINVAL, true},
-		{"below the window", a, off_a, 5000, -EINVAL, true},
-		{"above the window", a, kWindowEnd + off_a, 5000, -EINVAL, true},
-		{"va + len overflows", reinterpret_cast<void *>(UINTPTR_MAX - 100), ia, 5000,
-		 -EINVAL, false},
-		{"NULL va", nullptr, ia, 5000, -EINVAL, false},
-		{"zero length", a, ia, 0, -EINVAL, false},
+	        {"never mapped", a, never + off_a, 5000, -ENOENT, true},
+	        {"inside a mapping, not its start", a + 4096, ia + 4096, 100, -ENOENT, true},
+	        {"DPDK memory, mapped by the memory-event hook", dpdk, idpdk, 4096, -ENOENT, true},
+	        {"another length", a, ia, 4000, -EINVAL, true},
+	        {"another length, same pages", a, ia, 4999, -EINVAL, true},
+	        {"another va at the same offset", a + 8192, ia, 5000, -EINVAL, true},
+	        {"someone else's mapping", a, ib - ib % kPage4k + off_a, 5000, -EINVAL, true},
+	        {"va and iova at different offsets", a + 1, ia, 5000, -EINVAL, true},
+	        {"below the window", a, off_a, 5000, -EINVAL, true},
+	        {"above the window", a, kWindowEnd + off_a, 5000, -EINVAL, true},
+	        {"va + len overflows", reinterpret_cast<void *>(UINTPTR_MAX - 100), ia, 5000,
+	         -EINVAL, false},
+	        {"NULL va", nullptr, ia, 5000, -EINVAL, false},
+	        {"zero length", a, ia, 0, -EINVAL, false},
 	};
 	for (const Case &c : cases) {
 		DynSnapshot before = dyn_snapshot();
@@ -1205,8 +1214,7 @@ bool service_until(Pred pred)
 {
 	uint64_t deadline = rte_get_timer_cycles() + 10 * rte_get_timer_hz();
 	while (!pred()) {
-		if (rte_get_timer_cycles() >= deadline)
-			return false;
+		if (rte_get_timer_cycles() >= deadline) return false;
 		if (g_mode->service_lcore)
 			std::this_thread::yield();
 		else
@@ -1222,8 +1230,7 @@ std::mutex g_released_lock;
 void record_release(uint64_t iova, uint64_t len, void *)
 {
 	std::lock_guard lk(g_released_lock);
-	for (uint64_t p = iova / kPage4k; p < (iova + len) / kPage4k; p++)
-		g_released.insert(p);
+	for (uint64_t p = iova / kPage4k; p < (iova + len) / kPage4k; p++) g_released.insert(p);
 }
 
 bool released(uint64_t iova)
@@ -1254,9 +1261,8 @@ TEST(Glue, FailedUnmapsHoldTheIovaUntilARetrySucceeds)
 	iovam_dpdk_test_fail_dma_unmap(1);
 	for (unsigned i = 0; i < kHeld; i++)
 		ASSERT_EQ(iovam_dpdk_unmap(buf.data() + i * kPage4k, held[i], 100), 0);
-	ASSERT_TRUE(service_until([&] {
-		return stats().unmaps_retrying == before.unmaps_retrying + kHeld;
-	}));
+	ASSERT_TRUE(service_until(
+	        [&] { return stats().unmaps_retrying == before.unmaps_retrying + kHeld; }));
 	iovam_dpdk_stats mid = stats();
 	EXPECT_EQ(mid.dyn_pending, kHeld);
 	EXPECT_GT(mid.dma_failures, before.dma_failures);
@@ -1267,8 +1273,7 @@ TEST(Glue, FailedUnmapsHoldTheIovaUntilARetrySucceeds)
 	}
 	// New mappings never get a held IOVA.
 	std::set<uint64_t> held_pages;
-	for (uint64_t h : held)
-		held_pages.insert(h / kPage4k);
+	for (uint64_t h : held) held_pages.insert(h / kPage4k);
 	uint64_t more[kMore];
 	for (unsigned i = 0; i < kMore; i++) {
 		ASSERT_EQ(iovam_dpdk_map(buf.data() + (kHeld + i) * kPage4k, 100, &more[i]), 0);
@@ -1311,8 +1316,7 @@ TEST(Glue, FailedUnmapsHoldTheIovaUntilARetrySucceeds)
 		return st.unmaps_retrying == before.unmaps_retrying && st.dyn_pending == 0;
 	}));
 	iovam_dpdk_test_set_unmap_hook(nullptr, nullptr);
-	for (uint64_t h : held)
-		EXPECT_TRUE(released(h));
+	for (uint64_t h : held) EXPECT_TRUE(released(h));
 	if (g_mode->events) {
 		EXPECT_TRUE(released(p_first));
 		EXPECT_TRUE(released(p_last));
@@ -1345,7 +1349,8 @@ TEST(Glue, FaultsInsideAnEventUndoCleanlyAndDrain)
 		EXPECT_EQ(mid.mem_event_failures, before.mem_event_failures + 1);
 		uint64_t iova;
 		for (size_t off = 0; off < big(24); off += 2u << 20)
-			EXPECT_EQ(iovam_dpdk_virt2iova(static_cast<char *>(p) + off, &iova), -ENOENT);
+			EXPECT_EQ(iovam_dpdk_virt2iova(static_cast<char *>(p) + off, &iova),
+			          -ENOENT);
 		// Maps 1-3 done, map 4 failed; the undo's unmaps (3, 2, 1):
 		// the 2nd of them failed. (A service lcore may already have
 		// retried it, even before the faults stopped.)
@@ -1359,7 +1364,8 @@ TEST(Glue, FaultsInsideAnEventUndoCleanlyAndDrain)
 		EXPECT_EQ(mid.dma_failures, before.dma_failures); // no event: nothing mapped
 	}
 	EXPECT_EQ(iovam_verify(iovam_dpdk_domain()), 0) << iovam_verify_error(iovam_dpdk_domain());
-	ASSERT_TRUE(service_until([&] { return stats().unmaps_retrying == before.unmaps_retrying; }));
+	ASSERT_TRUE(
+	        service_until([&] { return stats().unmaps_retrying == before.unmaps_retrying; }));
 	iovam_dpdk_stats after = stats();
 	EXPECT_EQ(after.mappings, before.mappings);
 	EXPECT_EQ(after.mapped_bytes, before.mapped_bytes);
@@ -1378,14 +1384,13 @@ TEST(GlueZ, FiniLeavesNothingAndInitValidates)
 {
 	static std::atomic<uint64_t> unmapped{0};
 	iovam_dpdk_test_set_unmap_hook([](uint64_t, uint64_t len, void *) { unmapped += len; },
-				       nullptr);
+	                               nullptr);
 	rte_mempool *mp = iovam_dpdk_pktmbuf_pool_create("iovam_busy", 511, 0, 0,
-							RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+	                                                 RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
 	ASSERT_NE(mp, nullptr);
 	std::vector<char> buf(4 * 4096);
 	uint64_t iova;
-	for (int i = 0; i < 4; i++)
-		ASSERT_EQ(iovam_dpdk_map(buf.data() + i * 4096, 10, &iova), 0);
+	for (int i = 0; i < 4; i++) ASSERT_EQ(iovam_dpdk_map(buf.data() + i * 4096, 10, &iova), 0);
 	ASSERT_EQ(iovam_dpdk_unmap(buf.data() + 3 * 4096, iova, 10), 0);
 	// More queued unmaps than the service takes from a queue per iteration:
 	// fini must complete them all, not leave them allocated.
@@ -1393,8 +1398,7 @@ TEST(GlueZ, FiniLeavesNothingAndInitValidates)
 		ASSERT_EQ(iovam_dpdk_map(buf.data(), 10, &iova), 0);
 		ASSERT_EQ(iovam_dpdk_unmap(buf.data(), iova, 10), 0);
 	}
-	if (g_mode->service_lcore)
-		drain(); // the service lcore would race the snapshot below
+	if (g_mode->service_lcore) drain(); // the service lcore would race the snapshot below
 	iovam_dpdk_stats st = stats();
 	uint64_t unmapped_before = unmapped.load();
 	EXPECT_EQ(iovam_dpdk_fini(), 4); // 1 pool + 3 dynamic mappings
@@ -1414,16 +1418,14 @@ TEST(GlueZ, FiniLeavesNothingAndInitValidates)
 
 	// {dma_bits, flags, granule, iova_base, iova_end, unmap_queue_size, max_dyn_mappings}
 	const iovam_dpdk_conf bad[] = {
-		{19, 0, 0, 0, 0, 0, 0}, {65, 0, 0, 0, 0, 0, 0}, {0, 0x80, 0, 0, 0, 0, 0},
-		{0, 0, 6000, 0, 0, 0, 0}, {0, 0, 2048, 0, 0, 0, 0},
-		{0, 0, 0, 100, 0, 0, 0}, {0, 0, 0, 0, 4097, 0, 0},
-		{32, 0, 0, 0, (uint64_t{1} << 32) + 4096, 0, 0},
-		{0, 0, 0, 8192, 8192, 0, 0},
-		{0, 0, 0, 0, 0, 100, 0}, {0, 0, 0, 0, 0, 8, 0},
-		{0, 0, 0, 0, 0, 0, (1u << 24) + 1},
+	        {19, 0, 0, 0, 0, 0, 0},      {65, 0, 0, 0, 0, 0, 0},
+	        {0, 0x80, 0, 0, 0, 0, 0},    {0, 0, 6000, 0, 0, 0, 0},
+	        {0, 0, 2048, 0, 0, 0, 0},    {0, 0, 0, 100, 0, 0, 0},
+	        {0, 0, 0, 0, 4097, 0, 0},    {32, 0, 0, 0, (uint64_t{1} << 32) + 4096, 0, 0},
+	        {0, 0, 0, 8192, 8192, 0, 0}, {0, 0, 0, 0, 0, 100, 0},
+	        {0, 0, 0, 0, 0, 8, 0},       {0, 0, 0, 0, 0, 0, (1u << 24) + 1},
 	};
-	for (const auto &b : bad)
-		EXPECT_EQ(iovam_dpdk_init(&b), -EINVAL);
+	for (const auto &b : bad) EXPECT_EQ(iovam_dpdk_init(&b), -EINVAL);
 	EXPECT_EQ(iovam_dpdk_is_initialised(), 0);
 
 	iovam_dpdk_test_fail_dma_map(1);
@@ -1452,15 +1454,15 @@ TEST(GlueZ, FirstIovamPoolSelfInitialisesFromEnvironment)
 	ASSERT_EQ(iovam_dpdk_is_initialised(), 0);
 	setenv("IOVAM_DISABLE", "1", 1);
 	rte_mempool *mp = rte_pktmbuf_pool_create_by_ops("iovam_env_off", 511, 0, 0,
-							 RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY,
-							 IOVAM_DPDK_MEMPOOL_OPS);
+	                                                 RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY,
+	                                                 IOVAM_DPDK_MEMPOOL_OPS);
 	EXPECT_EQ(mp, nullptr);
 	EXPECT_EQ(iovam_dpdk_is_initialised(), 0);
 	unsetenv("IOVAM_DISABLE");
 	setenv("IOVAM_DMA_BITS", "31", 1);
 	setenv("IOVAM_NO_SERVICE", "1", 1);
 	mp = rte_pktmbuf_pool_create_by_ops("iovam_env_on", 511, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-					    SOCKET_ID_ANY, IOVAM_DPDK_MEMPOOL_OPS);
+	                                    SOCKET_ID_ANY, IOVAM_DPDK_MEMPOOL_OPS);
 	unsetenv("IOVAM_DMA_BITS");
 	unsetenv("IOVAM_NO_SERVICE");
 	ASSERT_NE(mp, nullptr) << rte_strerror(rte_errno);
@@ -1520,10 +1522,12 @@ TEST(GlueZ, InitWalkFailingAtItsLastMappingLeavesNothing)
 	static std::atomic<uint64_t> undone_bytes{0}, undone{0};
 	undone_bytes = 0;
 	undone = 0;
-	iovam_dpdk_test_set_unmap_hook([](uint64_t, uint64_t len, void *) {
-		undone_bytes += len;
-		undone++;
-	}, nullptr);
+	iovam_dpdk_test_set_unmap_hook(
+	        [](uint64_t, uint64_t len, void *) {
+		        undone_bytes += len;
+		        undone++;
+	        },
+	        nullptr);
 	iovam_dpdk_test_fail_dma_map(static_cast<uint32_t>(walk.mappings));
 	EXPECT_EQ(iovam_dpdk_init(&conf), -EIO);
 	iovam_dpdk_test_fail_dma_map(0);
@@ -1547,19 +1551,24 @@ TEST(GlueZ, IommuReservedRegionsAreKeptOutOfTheWindow)
 	}
 	// In $TMPDIR (or /tmp), removed on every way out of the test (ASSERTs return).
 	std::string dir = (std::filesystem::temp_directory_path() /
-			   ("iovam_iommu_groups_" + std::to_string(getpid()))).string();
+	                   ("iovam_iommu_groups_" + std::to_string(getpid())))
+	                          .string();
 	struct RemoveDir {
 		std::string path;
-		~RemoveDir() { std::error_code ec; std::filesystem::remove_all(path, ec); }
+		~RemoveDir()
+		{
+			std::error_code ec;
+			std::filesystem::remove_all(path, ec);
+		}
 	} remove_dir{dir};
 	std::filesystem::create_directories(dir + "/0");
 	std::filesystem::create_directories(dir + "/7");
 	std::ofstream(dir + "/0/reserved_regions") << "0x00000000fee00000 0x00000000feefffff msi\n";
 	std::ofstream(dir + "/7/reserved_regions")
-		<< "0x00000000000a0000 0x00000000000bffff direct\n"
-		<< "garbage\n"
-		<< "0x00000000fee00000 0x00000000feefffff msi\n"
-		<< "0x0000000200000000 0x00000002ffffffff reserved\n"; // above the window
+	        << "0x00000000000a0000 0x00000000000bffff direct\n"
+	        << "garbage\n"
+	        << "0x00000000fee00000 0x00000000feefffff msi\n"
+	        << "0x0000000200000000 0x00000002ffffffff reserved\n"; // above the window
 	setenv("IOVAM_IOMMU_GROUPS_DIR", dir.c_str(), 1);
 	iovam_dpdk_conf conf{};
 	conf.flags = IOVAM_DPDK_F_NO_SERVICE;
@@ -1582,12 +1591,11 @@ TEST(GlueZ, IommuReservedRegionsAreKeptOutOfTheWindow)
 		uint64_t iova;
 		ASSERT_EQ(iovam_dpdk_map(buf.data(), buf.size(), &iova), 0);
 		EXPECT_TRUE(iova + buf.size() <= 0xfee00000u || iova > 0xfeefffffu)
-			<< std::hex << iova << " is in the MSI window";
+		        << std::hex << iova << " is in the MSI window";
 		iovas.push_back(iova);
 	}
 	EXPECT_LT(iovas.back(), 0xfee00000u) << "the maps did not get past the window";
-	for (uint64_t iova : iovas)
-		ASSERT_EQ(iovam_dpdk_unmap(buf.data(), iova, buf.size()), 0);
+	for (uint64_t iova : iovas) ASSERT_EQ(iovam_dpdk_unmap(buf.data(), iova, buf.size()), 0);
 	(void)iovam_dpdk_service_run();
 	EXPECT_EQ(iovam_verify(dom), 0);
 	EXPECT_EQ(iovam_dpdk_fini(), 0);
@@ -1612,7 +1620,7 @@ TEST(GlueZ, FiniReportsIovasItCouldNotUnmap)
 	ASSERT_EQ(iovam_dpdk_init(&conf), 0);
 	uint64_t lo, hi;
 	ASSERT_EQ(iovam_find(iovam_dpdk_domain(), leaked / kPage4k, &lo, &hi), 0)
-		<< "a leaked IOVA is not reserved in the next domain";
+	        << "a leaked IOVA is not reserved in the next domain";
 	// Maps that would have got it (the same request, top-down) get others.
 	for (int i = 0; i < 64; i++) {
 		uint64_t iova;
@@ -1639,8 +1647,7 @@ TEST(GlueZ, DynamicMappingsBeyondTheTableAreRefused)
 	while (iovas.size() < 64) {
 		uint64_t iova;
 		rc = iovam_dpdk_map(buf.data() + iovas.size() * 4096, 10, &iova);
-		if (rc != 0)
-			break;
+		if (rc != 0) break;
 		iovas.push_back(iova);
 	}
 	EXPECT_EQ(rc, -ENOSPC);
@@ -1665,47 +1672,48 @@ bool hugepages_ok()
 	std::string key;
 	long val;
 	while (f >> key >> val) {
-		if (key == "HugePages_Free:")
-			return val >= 128;
+		if (key == "HugePages_Free:") return val >= 128;
 		f.ignore(256, '\n');
 	}
 	return false;
 }
 
-}  // namespace
+} // namespace
 
 int main(int argc, char **argv)
 {
 	testing::InitGoogleTest(&argc, argv);
 	std::string mode = "default";
 	for (int i = 1; i < argc; i++)
-		if (strncmp(argv[i], "--mode=", 7) == 0)
-			mode = argv[i] + 7;
+		if (strncmp(argv[i], "--mode=", 7) == 0) mode = argv[i] + 7;
 	for (const Mode &m : kModes)
-		if (mode == m.name)
-			g_mode = &m;
+		if (mode == m.name) g_mode = &m;
 	if (g_mode == nullptr) {
 		fprintf(stderr, "unknown --mode=%s\n", mode.c_str());
 		return 2;
 	}
 	if (std::string(g_mode->name) != "no-huge" && !hugepages_ok()) {
 		fprintf(stderr, "FAIL: fewer than 128 free 2 MiB hugepages. As root:\n"
-			"  echo 512 > /proc/sys/vm/nr_hugepages\n"
-			"  mount -t hugetlbfs nodev /dev/hugepages\n");
+		                "  echo 512 > /proc/sys/vm/nr_hugepages\n"
+		                "  mount -t hugetlbfs nodev /dev/hugepages\n");
 		return 1;
 	}
 	// A prefix of its own per run (tests/dpdk/eal_run.sh passes one and
 	// cleans up after a crash or a timeout too).
 	std::string prefix = "--file-prefix=iovam_t_" + mode + "_" + std::to_string(getpid());
 	for (int i = 1; i < argc; i++)
-		if (strncmp(argv[i], "--file-prefix=", 14) == 0)
-			prefix = argv[i];
-	std::vector<std::string> args = {"glue_test", "-l", "0-1", "--no-pci", prefix, "--vdev=net_ring0",
-					 "--vdev=net_ring1", "--log-level=lib.iovam:info"};
+		if (strncmp(argv[i], "--file-prefix=", 14) == 0) prefix = argv[i];
+	std::vector<std::string> args = {"glue_test",
+	                                 "-l",
+	                                 "0-1",
+	                                 "--no-pci",
+	                                 prefix,
+	                                 "--vdev=net_ring0",
+	                                 "--vdev=net_ring1",
+	                                 "--log-level=lib.iovam:info"};
 	args.insert(args.end(), g_mode->eal.begin(), g_mode->eal.end());
 	std::vector<char *> cargs;
-	for (auto &s : args)
-		cargs.push_back(s.data());
+	for (auto &s : args) cargs.push_back(s.data());
 	if (rte_eal_init(static_cast<int>(cargs.size()), cargs.data()) < 0) {
 		fprintf(stderr, "FAIL: rte_eal_init: %s\n", rte_strerror(rte_errno));
 		return 1;
@@ -1714,16 +1722,14 @@ int main(int argc, char **argv)
 	// service lcore the tests run the service themselves (no alarm), so that
 	// they decide when unmaps complete.
 	iovam_dpdk_conf conf{};
-	if (!g_mode->service_lcore)
-		conf.flags = IOVAM_DPDK_F_NO_SERVICE;
+	if (!g_mode->service_lcore) conf.flags = IOVAM_DPDK_F_NO_SERVICE;
 	int rc = iovam_dpdk_init(&conf);
 	if (rc != 0) {
 		fprintf(stderr, "FAIL: iovam_dpdk_init: %d\n", rc);
 		return 1;
 	}
 	int ret = RUN_ALL_TESTS();
-	if (iovam_dpdk_is_initialised())
-		(void)iovam_dpdk_fini();
+	if (iovam_dpdk_is_initialised()) (void)iovam_dpdk_fini();
 	// EAL leaves its runtime directory and hugepage files behind; each run
 	// has its own prefix, so remove them.
 	std::string runtime_dir = rte_eal_get_runtime_dir();

@@ -16,7 +16,8 @@
 #include "iovam.h"
 #include "iovam_test.h"
 
-namespace {
+namespace
+{
 
 using iovam::glue::IovaWindow;
 
@@ -68,8 +69,7 @@ TEST(IovaWindow, EagainMaintainsRetriesOnceThenIsEnomem)
 	int rc = 0;
 	for (int i = 0; i < 1000 && rc == 0; i++) { // carves that fit their leaf succeed
 		rc = iovam_alloc(d.get(), 4, kLimitPfn, true, &pfn);
-		if (rc == 0)
-			lowest = std::min(lowest, pfn);
+		if (rc == 0) lowest = std::min(lowest, pfn);
 	}
 	ASSERT_EQ(rc, -EAGAIN) << "no node shortage";
 	ASSERT_EQ(iovam_free_deferred(d.get(), marker), 0);
@@ -156,4 +156,4 @@ TEST(IovaWindow, ContainsAndFastPathBounds)
 	EXPECT_EQ(iovam_free_fast(d.get(), 0, pfn, 4), 0);
 }
 
-}  // namespace
+} // namespace

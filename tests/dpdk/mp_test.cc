@@ -37,11 +37,12 @@
 #include "iovam.h"
 #include "iovam_dpdk.h"
 
-namespace {
+namespace
+{
 
 const char *g_role = "primary";
-std::string g_prefix;       // the primary's, for its cleanup
-pid_t g_child = -1;         // a secondary still running
+std::string g_prefix; // the primary's, for its cleanup
+pid_t g_child = -1;   // a secondary still running
 
 // The primary's exit, also after a failed CHECK: no secondary left running,
 // no runtime directory, no hugepage files of this prefix.
@@ -58,13 +59,13 @@ void cleanup_at_exit()
 			std::filesystem::remove(e.path(), ec);
 }
 
-#define CHECK(cond)                                                                   \
-	do {                                                                          \
-		if (!(cond)) {                                                        \
-			fprintf(stderr, "FAIL [%s] %s:%d: %s\n", g_role, __FILE__,    \
-				__LINE__, #cond);                                     \
-			exit(1);                                                      \
-		}                                                                     \
+#define CHECK(cond)                                                                          \
+	do {                                                                                 \
+		if (!(cond)) {                                                               \
+			fprintf(stderr, "FAIL [%s] %s:%d: %s\n", g_role, __FILE__, __LINE__, \
+			        #cond);                                                      \
+			exit(1);                                                             \
+		}                                                                            \
 	} while (0)
 
 constexpr const char *kPool = "mp13_pool";
@@ -75,8 +76,7 @@ constexpr unsigned kHeld = 16;
 int eal_init(std::vector<std::string> args)
 {
 	std::vector<char *> cargs;
-	for (auto &s : args)
-		cargs.push_back(s.data());
+	for (auto &s : args) cargs.push_back(s.data());
 	return rte_eal_init(static_cast<int>(cargs.size()), cargs.data());
 }
 
@@ -115,7 +115,7 @@ int secondary(const std::string &prefix, const std::string &mode)
 {
 	g_role = mode == "use" ? "secondary use" : "secondary hold";
 	if (eal_init({"mp_test", "-l", "1", "--proc-type=secondary", "--no-pci",
-		      "--file-prefix=" + prefix, "--log-level=lib.iovam:info"}) < 0) {
+	              "--file-prefix=" + prefix, "--log-level=lib.iovam:info"}) < 0) {
 		fprintf(stderr, "FAIL [%s]: rte_eal_init: %s\n", g_role, rte_strerror(rte_errno));
 		return 1;
 	}
@@ -135,13 +135,11 @@ int secondary(const std::string &prefix, const std::string &mode)
 	rte_mbuf *m[64];
 	unsigned n = mode == "use" ? 64 : kHeld;
 	CHECK(rte_pktmbuf_alloc_bulk(mp, m, n) == 0);
-	for (unsigned i = 0; i < n; i++)
-		check_obj_iova(mp, nullptr, m[i], i);
+	for (unsigned i = 0; i < n; i++) check_obj_iova(mp, nullptr, m[i], i);
 	if (mode == "hold") {
 		// Tell the primary, then wait to be killed holding the mbufs.
 		CHECK(write(STDOUT_FILENO, "R", 1) == 1);
-		for (;;)
-			pause();
+		for (;;) pause();
 	}
 	// DPDK's own translation of the same memory is another address space's
 	// (VA or PA); iovam's is below 2^32 (the primary's default window).
@@ -163,7 +161,7 @@ int secondary(const std::string &prefix, const std::string &mode)
 
 	// A pool of the secondary's own, populated from the shared table.
 	rte_mempool *sp = iovam_dpdk_pktmbuf_pool_create(kSecPool, 511, 0, 0,
-							 RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+	                                                 RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
 	CHECK(sp != nullptr);
 	CHECK(strcmp(ops_name(sp), "ring_mp_mc") == 0);
 	CHECK(rte_mempool_obj_iter(sp, check_obj_iova, nullptr) == 511);
@@ -212,7 +210,7 @@ int primary()
 	g_prefix = prefix;
 	atexit(cleanup_at_exit);
 	if (eal_init({"mp_test", "-l", "0", "--no-pci", "-m", "128", "--file-prefix=" + prefix,
-		      "--vdev=net_null0", "--log-level=lib.iovam:info"}) < 0) {
+	              "--vdev=net_null0", "--log-level=lib.iovam:info"}) < 0) {
 		fprintf(stderr, "FAIL [primary]: rte_eal_init: %s\n", rte_strerror(rte_errno));
 		return 1;
 	}
@@ -222,7 +220,7 @@ int primary()
 	verify();
 
 	rte_mempool *mp = iovam_dpdk_pktmbuf_pool_create(kPool, kPoolSize, 32, 0,
-							 RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+	                                                 RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
 	CHECK(mp != nullptr);
 	// Populated, then handed over to DPDK's ring ops: a secondary that never
 	// loaded iovam uses it as a ring pool.
@@ -263,12 +261,12 @@ int primary()
 	// the pool; iovam held nothing for it.
 	CHECK(rte_mempool_avail_count(mp) == kPoolSize - kHeld);
 	printf("primary: secondary killed holding %u mbufs; avail %u of %u, live ranges %" PRIu64
-	       " as before\n", kHeld, rte_mempool_avail_count(mp), kPoolSize, live);
+	       " as before\n",
+	       kHeld, rte_mempool_avail_count(mp), kPoolSize, live);
 
 	// The primary's mapping survived the secondaries' refused unmaps.
 	CHECK(iovam_dpdk_unmap(buf, dyn_iova, sizeof(buf)) == 0);
-	while (iovam_dpdk_service_run() > 0) {
-	}
+	while (iovam_dpdk_service_run() > 0) {}
 	rte_mempool_free(mp);
 	verify();
 	CHECK(iovam_dpdk_fini() == 0);
@@ -277,7 +275,7 @@ int primary()
 	return 0;
 }
 
-}  // namespace
+} // namespace
 
 // LeakSanitizer (ASan builds): a secondary's vdev bus (DPDK's, not
 // instrumented) keeps the device entries it got from the primary past
@@ -289,7 +287,6 @@ extern "C" const char *__lsan_default_suppressions()
 
 int main(int argc, char **argv)
 {
-	if (argc == 4 && strcmp(argv[1], "secondary") == 0)
-		return secondary(argv[2], argv[3]);
+	if (argc == 4 && strcmp(argv[1], "secondary") == 0) return secondary(argv[2], argv[3]);
 	return primary();
 }

@@ -15,7 +15,7 @@
 
 int consumer_constant_args(struct iovam_domain *d);
 int consumer_variable_args(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
-			   uint64_t limit_pfn, uint64_t *pfn_lo, unsigned int n);
+                           uint64_t limit_pfn, uint64_t *pfn_lo, unsigned int n);
 
 int consumer_constant_args(struct iovam_domain *d)
 {
@@ -52,7 +52,7 @@ int consumer_constant_args(struct iovam_domain *d)
 }
 
 int consumer_variable_args(struct iovam_domain *d, uint32_t cache_id, uint64_t npages,
-			   uint64_t limit_pfn, uint64_t *pfn_lo, unsigned int n)
+                           uint64_t limit_pfn, uint64_t *pfn_lo, unsigned int n)
 {
 	int rc = 0;
 	rc |= iovam_alloc_fast(d, cache_id, npages, limit_pfn, pfn_lo);

@@ -27,7 +27,8 @@
 #include "gap_tree.h"
 #include "node_pool.h"
 
-namespace {
+namespace
+{
 
 using iovam::detail::GapTree;
 using iovam::detail::NodePool;
@@ -42,114 +43,130 @@ constexpr uint64_t kRangePages = 100;
 // A tree on its own pool, and the occupied segments it must hold: the
 // reference. FREE space is what the reference does not cover, as maximal
 // holes (the tree's invariant).
-class Harness {
- public:
-  explicit Harness(uint64_t max_pfn = kMaxPfn) : max_pfn_(max_pfn) {
-    top_up();
-    EXPECT_EQ(tree_.init(max_pfn), 0);
-  }
+class Harness
+{
+public:
+	explicit Harness(uint64_t max_pfn = kMaxPfn) : max_pfn_(max_pfn)
+	{
+		top_up();
+		EXPECT_EQ(tree_.init(max_pfn), 0);
+	}
 
-  GapTree& tree() { return tree_; }
+	GapTree &tree() { return tree_; }
 
-  // Each mutation is checked against the reference and followed by verify().
-  void carve(uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) {
-    top_up();
-    ASSERT_EQ(tree_.carve(pfn_lo, pfn_hi, tag), 0) << "carve [" << pfn_lo << ", " << pfn_hi << "]";
-    ref_[pfn_lo] = Occupied{pfn_hi, tag};
-    check("carve", pfn_lo);
-  }
+	// Each mutation is checked against the reference and followed by verify().
+	void carve(uint64_t pfn_lo, uint64_t pfn_hi, Tag tag)
+	{
+		top_up();
+		ASSERT_EQ(tree_.carve(pfn_lo, pfn_hi, tag), 0)
+		        << "carve [" << pfn_lo << ", " << pfn_hi << "]";
+		ref_[pfn_lo] = Occupied{pfn_hi, tag};
+		check("carve", pfn_lo);
+	}
 
-  // count ALLOCATED ranges of kRangePages from pfn 0 up, back to back.
-  void carve_ranges(uint64_t count) {
-    for (uint64_t i = 0; i < count && !::testing::Test::HasFatalFailure(); ++i)
-      carve(i * kRangePages, i * kRangePages + kRangePages - 1, Tag::kAllocated);
-  }
+	// count ALLOCATED ranges of kRangePages from pfn 0 up, back to back.
+	void carve_ranges(uint64_t count)
+	{
+		for (uint64_t i = 0; i < count && !::testing::Test::HasFatalFailure(); ++i)
+			carve(i * kRangePages, i * kRangePages + kRangePages - 1, Tag::kAllocated);
+	}
 
-  void erase(uint64_t pfn) {
-    auto it = ref_.upper_bound(pfn);
-    ASSERT_NE(it, ref_.begin()) << pfn << " is not occupied";
-    --it;
-    ASSERT_GE(it->second.hi, pfn) << pfn << " is not occupied";
-    const Segment was = tree_.erase(pfn);
-    EXPECT_EQ(was.pfn_lo, it->first);
-    EXPECT_EQ(was.pfn_hi, it->second.hi);
-    EXPECT_EQ(was.tag, it->second.tag);
-    ref_.erase(it);
-    check("erase", pfn);
-  }
+	void erase(uint64_t pfn)
+	{
+		auto it = ref_.upper_bound(pfn);
+		ASSERT_NE(it, ref_.begin()) << pfn << " is not occupied";
+		--it;
+		ASSERT_GE(it->second.hi, pfn) << pfn << " is not occupied";
+		const Segment was = tree_.erase(pfn);
+		EXPECT_EQ(was.pfn_lo, it->first);
+		EXPECT_EQ(was.pfn_hi, it->second.hi);
+		EXPECT_EQ(was.tag, it->second.tag);
+		ref_.erase(it);
+		check("erase", pfn);
+	}
 
-  // The descent to the FREE segment holding pfn: its leaf's range and, per
-  // level, the child taken. The allocator's own search hands it out.
-  GapTree::Path path_to_free(uint64_t pfn) {
-    const Segment s = tree_.lookup(pfn);
-    EXPECT_EQ(s.tag, Tag::kFree) << pfn;
-    GapTree::Path p{};
-    auto got = tree_.find_gap(s.pfn_hi - s.pfn_lo + 1, 1, s.pfn_lo, s.pfn_hi, &p);
-    EXPECT_TRUE(got.has_value() && *got == s.pfn_lo) << pfn;
-    return p;
-  }
+	// The descent to the FREE segment holding pfn: its leaf's range and, per
+	// level, the child taken. The allocator's own search hands it out.
+	GapTree::Path path_to_free(uint64_t pfn)
+	{
+		const Segment s = tree_.lookup(pfn);
+		EXPECT_EQ(s.tag, Tag::kFree) << pfn;
+		GapTree::Path p{};
+		auto got = tree_.find_gap(s.pfn_hi - s.pfn_lo + 1, 1, s.pfn_lo, s.pfn_hi, &p);
+		EXPECT_TRUE(got.has_value() && *got == s.pfn_lo) << pfn;
+		return p;
+	}
 
-  // True when the FREE segment holding pfn is all its leaf holds.
-  bool alone_in_leaf(uint64_t pfn) {
-    const Segment s = tree_.lookup(pfn);
-    GapTree::Path p = path_to_free(pfn);
-    return p.leaf().min == s.pfn_lo && p.leaf().max == s.pfn_hi;
-  }
+	// True when the FREE segment holding pfn is all its leaf holds.
+	bool alone_in_leaf(uint64_t pfn)
+	{
+		const Segment s = tree_.lookup(pfn);
+		GapTree::Path p = path_to_free(pfn);
+		return p.leaf().min == s.pfn_lo && p.leaf().max == s.pfn_hi;
+	}
 
-  uint64_t occupied() const { return ref_.size(); }
+	uint64_t occupied() const { return ref_.size(); }
 
- private:
-  struct Occupied {
-    uint64_t hi;
-    Tag tag;
-  };
+private:
+	struct Occupied {
+		uint64_t hi;
+		Tag tag;
+	};
 
-  // Erasing gives nodes back; carving may take up to one per level plus a
-  // root. Keep far more than that so only the shape decides.
-  void top_up() {
-    if (pool_.free_nodes() < 2 * GapTree::kMaxHeight) pool_.splice(pool_.alloc_chain(256));
-  }
+	// Erasing gives nodes back; carving may take up to one per level plus a
+	// root. Keep far more than that so only the shape decides.
+	void top_up()
+	{
+		if (pool_.free_nodes() < 2 * GapTree::kMaxHeight)
+			pool_.splice(pool_.alloc_chain(256));
+	}
 
-  void check(const char* what, uint64_t pfn) {
-    const char* why = "";
-    ASSERT_TRUE(tree_.verify(nullptr, &why)) << what << " " << pfn << ": " << why;
-    std::vector<Segment> want;
-    uint64_t next_pfn = 0;
-    for (auto& [lo, o] : ref_) {
-      if (lo > next_pfn) want.push_back(Segment{next_pfn, lo - 1, Tag::kFree});
-      want.push_back(Segment{lo, o.hi, o.tag});
-      next_pfn = o.hi + 1;
-    }
-    if (next_pfn <= max_pfn_ && (ref_.empty() || std::prev(ref_.end())->second.hi < max_pfn_))
-      want.push_back(Segment{next_pfn, max_pfn_, Tag::kFree});
-    std::vector<Segment> got;
-    tree_.for_each([&got](const Segment& s) { got.push_back(s); });
-    ASSERT_EQ(got.size(), want.size()) << what << " " << pfn;
-    for (size_t i = 0; i < got.size(); ++i) {
-      ASSERT_TRUE(got[i].pfn_lo == want[i].pfn_lo && got[i].pfn_hi == want[i].pfn_hi && got[i].tag == want[i].tag)
-          << what << " " << pfn << ": segment " << i << " is [" << got[i].pfn_lo << ", " << got[i].pfn_hi
-          << "] tag " << static_cast<int>(got[i].tag) << ", want [" << want[i].pfn_lo << ", " << want[i].pfn_hi
-          << "] tag " << static_cast<int>(want[i].tag);
-    }
-  }
+	void check(const char *what, uint64_t pfn)
+	{
+		const char *why = "";
+		ASSERT_TRUE(tree_.verify(nullptr, &why)) << what << " " << pfn << ": " << why;
+		std::vector<Segment> want;
+		uint64_t next_pfn = 0;
+		for (auto &[lo, o] : ref_) {
+			if (lo > next_pfn) want.push_back(Segment{next_pfn, lo - 1, Tag::kFree});
+			want.push_back(Segment{lo, o.hi, o.tag});
+			next_pfn = o.hi + 1;
+		}
+		if (next_pfn <= max_pfn_ &&
+		    (ref_.empty() || std::prev(ref_.end())->second.hi < max_pfn_))
+			want.push_back(Segment{next_pfn, max_pfn_, Tag::kFree});
+		std::vector<Segment> got;
+		tree_.for_each([&got](const Segment &s) { got.push_back(s); });
+		ASSERT_EQ(got.size(), want.size()) << what << " " << pfn;
+		for (size_t i = 0; i < got.size(); ++i) {
+			ASSERT_TRUE(got[i].pfn_lo == want[i].pfn_lo &&
+			            got[i].pfn_hi == want[i].pfn_hi && got[i].tag == want[i].tag)
+			        << what << " " << pfn << ": segment " << i << " is ["
+			        << got[i].pfn_lo << ", " << got[i].pfn_hi << "] tag "
+			        << static_cast<int>(got[i].tag) << ", want [" << want[i].pfn_lo
+			        << ", " << want[i].pfn_hi << "] tag "
+			        << static_cast<int>(want[i].tag);
+		}
+	}
 
-  // The pool outlives the tree, which gives its nodes back when destroyed.
-  NodePool pool_;
-  GapTree tree_{pool_};
-  const uint64_t max_pfn_;
-  std::map<uint64_t, Occupied> ref_;
+	// The pool outlives the tree, which gives its nodes back when destroyed.
+	NodePool pool_;
+	GapTree tree_{pool_};
+	const uint64_t max_pfn_;
+	std::map<uint64_t, Occupied> ref_;
 };
 
 // Ascending allocations of `range_pages` pages from pfn 0 until the tree is
 // `height` levels high; returns how many were carved.
-uint64_t grow_ascending_until(Harness& h, uint64_t range_pages, uint32_t height) {
-  uint64_t n = 0;
-  while (h.tree().height() < height) {
-    h.carve(n * range_pages, n * range_pages + range_pages - 1, Tag::kAllocated);
-    if (::testing::Test::HasFatalFailure()) return n;
-    ++n;
-  }
-  return n;
+uint64_t grow_ascending_until(Harness &h, uint64_t range_pages, uint32_t height)
+{
+	uint64_t n = 0;
+	while (h.tree().height() < height) {
+		h.carve(n * range_pages, n * range_pages + range_pages - 1, Tag::kAllocated);
+		if (::testing::Test::HasFatalFailure()) return n;
+		++n;
+	}
+	return n;
 }
 
 // The simplest case: the right spine. Single pages carved upwards until the
@@ -157,34 +174,36 @@ uint64_t grow_ascending_until(Harness& h, uint64_t range_pages, uint32_t height)
 // node; freeing A makes that leaf one FREE segment; freeing the page before
 // (the last segment of the previous leaf) merges across the leaf boundary
 // and must unlink the emptied leaf.
-TEST(GapTreeEmptyBranch, LastLeafOfTheRightSpine) {
-  Harness h;
-  const uint64_t n = grow_ascending_until(h, 1, 3);
-  ASSERT_FALSE(::testing::Test::HasFatalFailure());
-  const uint64_t last_pfn = n - 1;  // the last page carved: first of the last leaf
-  {
-    GapTree::Path p = h.path_to_free(kMaxPfn);
-    ASSERT_EQ(p.leaf().min, last_pfn) << "the split left [A, FREE] in the last leaf";
-    ASSERT_EQ(p.s[0].idx, 1u) << "and the new root has two children";
-  }
-  h.erase(last_pfn);
-  ASSERT_TRUE(h.alone_in_leaf(kMaxPfn)) << "the leaf holds one FREE segment";
-  const uint64_t nodes = h.tree().nodes();
-  h.erase(last_pfn - 1);
-  EXPECT_EQ(h.tree().nodes(), nodes - 1) << "exactly the emptied leaf is freed";
-  GapTree::Path p = h.path_to_free(kMaxPfn);
-  EXPECT_LT(p.leaf().min, last_pfn - 1) << "the merged hole lives in the previous leaf";
+TEST(GapTreeEmptyBranch, LastLeafOfTheRightSpine)
+{
+	Harness h;
+	const uint64_t n = grow_ascending_until(h, 1, 3);
+	ASSERT_FALSE(::testing::Test::HasFatalFailure());
+	const uint64_t last_pfn = n - 1; // the last page carved: first of the last leaf
+	{
+		GapTree::Path p = h.path_to_free(kMaxPfn);
+		ASSERT_EQ(p.leaf().min, last_pfn) << "the split left [A, FREE] in the last leaf";
+		ASSERT_EQ(p.s[0].idx, 1u) << "and the new root has two children";
+	}
+	h.erase(last_pfn);
+	ASSERT_TRUE(h.alone_in_leaf(kMaxPfn)) << "the leaf holds one FREE segment";
+	const uint64_t nodes = h.tree().nodes();
+	h.erase(last_pfn - 1);
+	EXPECT_EQ(h.tree().nodes(), nodes - 1) << "exactly the emptied leaf is freed";
+	GapTree::Path p = h.path_to_free(kMaxPfn);
+	EXPECT_LT(p.leaf().min, last_pfn - 1) << "the merged hole lives in the previous leaf";
 }
 
 // Erasing the range at hole_pfn, the last in a leaf of one segment, frees
 // exactly that leaf: the merged hole lives in the previous leaf.
-void expect_leaf_freed_by_erase(Harness& h, uint64_t hole_pfn) {
-  const uint64_t nodes = h.tree().nodes();
-  h.erase(hole_pfn);
-  EXPECT_EQ(h.tree().nodes(), nodes - 1);
-  GapTree::Path p = h.path_to_free(hole_pfn);
-  EXPECT_EQ(p.leaf().max, hole_pfn + kRangePages - 1);
-  EXPECT_LT(p.leaf().min, hole_pfn);
+void expect_leaf_freed_by_erase(Harness &h, uint64_t hole_pfn)
+{
+	const uint64_t nodes = h.tree().nodes();
+	h.erase(hole_pfn);
+	EXPECT_EQ(h.tree().nodes(), nodes - 1);
+	GapTree::Path p = h.path_to_free(hole_pfn);
+	EXPECT_EQ(p.leaf().max, hole_pfn + kRangePages - 1);
+	EXPECT_LT(p.leaf().min, hole_pfn);
 }
 
 // A hole at the end of a full leaf that is the last child of a full inner
@@ -192,37 +211,39 @@ void expect_leaf_freed_by_erase(Harness& h, uint64_t hole_pfn) {
 // leaf 30 | 2 and its parent 10 | 1 in the middle of the tree. The emptied
 // leaf's range then ends below max_pfn and the rebalance after the merge
 // starts at the next leaf.
-TEST(GapTreeEmptyBranch, LeafInTheMiddleOfTheTree) {
-  Harness h;
-  // 700 ranges: leaves of 30 (the first 10 under the root's first child, the
-  // next 10 under its second) and a root of 3 children.
-  h.carve_ranges(700);
-  ASSERT_FALSE(::testing::Test::HasFatalFailure());
-  ASSERT_EQ(h.tree().height(), 3u);
-  // Free the last range of the root's first child's last leaf.
-  const uint64_t hole_pfn = 299 * kRangePages;
-  h.erase(hole_pfn);
-  {
-    GapTree::Path p = h.path_to_free(hole_pfn);
-    ASSERT_EQ(p.s[0].idx, 0u);
-    ASSERT_EQ(p.s[1].idx, 9u) << "the last child of a full inner node";
-    ASSERT_EQ(p.leaf().max, hole_pfn + kRangePages - 1) << "the hole ends its leaf";
-  }
-  h.carve(hole_pfn, hole_pfn, Tag::kAllocated);
-  h.carve(hole_pfn + 1, hole_pfn + 1, Tag::kAllocated);
-  {
-    GapTree::Path p = h.path_to_free(hole_pfn + 2);
-    ASSERT_EQ(p.leaf().min, hole_pfn + 1) << "the split left [A, FREE] in a new leaf";
-    ASSERT_EQ(p.s[0].idx, 1u) << "under a new one-child node after the root's first child";
-  }
-  h.erase(hole_pfn + 1);
-  ASSERT_TRUE(h.alone_in_leaf(hole_pfn + 1));
-  {
-    GapTree::Path p = h.path_to_free(hole_pfn + 1);
-    ASSERT_GT(p.s[1].idx, 0u) << "the leaf has a left sibling in its parent now";
-    ASSERT_LT(p.leaf().max, kMaxPfn);
-  }
-  expect_leaf_freed_by_erase(h, hole_pfn);
+TEST(GapTreeEmptyBranch, LeafInTheMiddleOfTheTree)
+{
+	Harness h;
+	// 700 ranges: leaves of 30 (the first 10 under the root's first child, the
+	// next 10 under its second) and a root of 3 children.
+	h.carve_ranges(700);
+	ASSERT_FALSE(::testing::Test::HasFatalFailure());
+	ASSERT_EQ(h.tree().height(), 3u);
+	// Free the last range of the root's first child's last leaf.
+	const uint64_t hole_pfn = 299 * kRangePages;
+	h.erase(hole_pfn);
+	{
+		GapTree::Path p = h.path_to_free(hole_pfn);
+		ASSERT_EQ(p.s[0].idx, 0u);
+		ASSERT_EQ(p.s[1].idx, 9u) << "the last child of a full inner node";
+		ASSERT_EQ(p.leaf().max, hole_pfn + kRangePages - 1) << "the hole ends its leaf";
+	}
+	h.carve(hole_pfn, hole_pfn, Tag::kAllocated);
+	h.carve(hole_pfn + 1, hole_pfn + 1, Tag::kAllocated);
+	{
+		GapTree::Path p = h.path_to_free(hole_pfn + 2);
+		ASSERT_EQ(p.leaf().min, hole_pfn + 1) << "the split left [A, FREE] in a new leaf";
+		ASSERT_EQ(p.s[0].idx, 1u)
+		        << "under a new one-child node after the root's first child";
+	}
+	h.erase(hole_pfn + 1);
+	ASSERT_TRUE(h.alone_in_leaf(hole_pfn + 1));
+	{
+		GapTree::Path p = h.path_to_free(hole_pfn + 1);
+		ASSERT_GT(p.s[1].idx, 0u) << "the leaf has a left sibling in its parent now";
+		ASSERT_LT(p.leaf().max, kMaxPfn);
+	}
+	expect_leaf_freed_by_erase(h, hole_pfn);
 }
 
 // As above, but the one-child node lands first in its parent: the root is
@@ -231,50 +252,53 @@ TEST(GapTreeEmptyBranch, LeafInTheMiddleOfTheTree) {
 // shrinks merges that node with its right sibling, so the leaf is the first
 // of several children. Unlinking it there drops the pivot after it, and the
 // common ancestor of the two leaves is two levels above the emptied one.
-TEST(GapTreeEmptyBranch, FirstChildBelowTheCommonAncestor) {
-  Harness h;
-  // 2800 ranges: 93 leaves, the root's first 9 children full, its 10th
-  // (the right spine) not yet.
-  h.carve_ranges(2800);
-  ASSERT_FALSE(::testing::Test::HasFatalFailure());
-  ASSERT_EQ(h.tree().height(), 3u);
-  const uint64_t hole_pfn = 2699 * kRangePages;  // the last range of the 9th child's last leaf
-  // FREE markers in the leaves on either side (their neighbours stay
-  // ALLOCATED, so nothing merges): descents to them show where the leaves are.
-  const uint64_t probe_pfn = 2701 * kRangePages, probe_prev_pfn = 2680 * kRangePages;
-  h.erase(probe_pfn);
-  h.erase(probe_prev_pfn);
-  h.erase(hole_pfn);
-  {
-    GapTree::Path p = h.path_to_free(hole_pfn);
-    ASSERT_EQ(p.s[0].idx, 8u);
-    ASSERT_EQ(p.s[1].idx, 9u);
-    ASSERT_EQ(p.leaf().max, hole_pfn + kRangePages - 1);
-    ASSERT_EQ(h.path_to_free(probe_pfn).s[0].idx, 9u);
-  }
-  h.carve(hole_pfn, hole_pfn, Tag::kAllocated);
-  h.carve(hole_pfn + 1, hole_pfn + 1, Tag::kAllocated);
-  ASSERT_EQ(h.tree().height(), 4u) << "the full root split";
-  {
-    GapTree::Path p = h.path_to_free(hole_pfn + 2);
-    ASSERT_EQ(p.leaf().min, hole_pfn + 1);
-    ASSERT_EQ(p.s[0].idx, 1u);
-    ASSERT_EQ(p.s[1].idx, 0u) << "the one-child node is first in the root's right half";
-  }
-  h.erase(hole_pfn + 1);
-  ASSERT_TRUE(h.alone_in_leaf(hole_pfn + 1));
-  {
-    // The rebalance merged the one-child node into its sibling, and then the
-    // root's halves back into one: height 3 again.
-    GapTree::Path p = h.path_to_free(hole_pfn + 1), q = h.path_to_free(probe_pfn);
-    ASSERT_EQ(p.s[p.n - 2].idx, 0u) << "the one-segment leaf is its parent's first child";
-    ASSERT_EQ(p.s[p.n - 2].node, q.s[q.n - 2].node) << "and the next leaf is its sibling";
-    ASSERT_NE(p.s[p.n - 2].node, h.path_to_free(probe_prev_pfn).s[p.n - 2].node)
-        << "the previous leaf has another parent";
-  }
-  expect_leaf_freed_by_erase(h, hole_pfn);
-  // The leaf after the removed one still starts where the hole ends.
-  EXPECT_EQ(h.path_to_free(probe_pfn).leaf().min, hole_pfn + kRangePages);
+TEST(GapTreeEmptyBranch, FirstChildBelowTheCommonAncestor)
+{
+	Harness h;
+	// 2800 ranges: 93 leaves, the root's first 9 children full, its 10th
+	// (the right spine) not yet.
+	h.carve_ranges(2800);
+	ASSERT_FALSE(::testing::Test::HasFatalFailure());
+	ASSERT_EQ(h.tree().height(), 3u);
+	const uint64_t hole_pfn = 2699 * kRangePages; // the last range of the 9th child's last leaf
+	// FREE markers in the leaves on either side (their neighbours stay
+	// ALLOCATED, so nothing merges): descents to them show where the leaves are.
+	const uint64_t probe_pfn = 2701 * kRangePages, probe_prev_pfn = 2680 * kRangePages;
+	h.erase(probe_pfn);
+	h.erase(probe_prev_pfn);
+	h.erase(hole_pfn);
+	{
+		GapTree::Path p = h.path_to_free(hole_pfn);
+		ASSERT_EQ(p.s[0].idx, 8u);
+		ASSERT_EQ(p.s[1].idx, 9u);
+		ASSERT_EQ(p.leaf().max, hole_pfn + kRangePages - 1);
+		ASSERT_EQ(h.path_to_free(probe_pfn).s[0].idx, 9u);
+	}
+	h.carve(hole_pfn, hole_pfn, Tag::kAllocated);
+	h.carve(hole_pfn + 1, hole_pfn + 1, Tag::kAllocated);
+	ASSERT_EQ(h.tree().height(), 4u) << "the full root split";
+	{
+		GapTree::Path p = h.path_to_free(hole_pfn + 2);
+		ASSERT_EQ(p.leaf().min, hole_pfn + 1);
+		ASSERT_EQ(p.s[0].idx, 1u);
+		ASSERT_EQ(p.s[1].idx, 0u) << "the one-child node is first in the root's right half";
+	}
+	h.erase(hole_pfn + 1);
+	ASSERT_TRUE(h.alone_in_leaf(hole_pfn + 1));
+	{
+		// The rebalance merged the one-child node into its sibling, and then the
+		// root's halves back into one: height 3 again.
+		GapTree::Path p = h.path_to_free(hole_pfn + 1), q = h.path_to_free(probe_pfn);
+		ASSERT_EQ(p.s[p.n - 2].idx, 0u)
+		        << "the one-segment leaf is its parent's first child";
+		ASSERT_EQ(p.s[p.n - 2].node, q.s[q.n - 2].node)
+		        << "and the next leaf is its sibling";
+		ASSERT_NE(p.s[p.n - 2].node, h.path_to_free(probe_prev_pfn).s[p.n - 2].node)
+		        << "the previous leaf has another parent";
+	}
+	expect_leaf_freed_by_erase(h, hole_pfn);
+	// The leaf after the removed one still starts where the hole ends.
+	EXPECT_EQ(h.path_to_free(probe_pfn).leaf().min, hole_pfn + kRangePages);
 }
 
 // Ascending growth until the tree is 4 levels high splits full nodes at two
@@ -282,71 +306,79 @@ TEST(GapTreeEmptyBranch, FirstChildBelowTheCommonAncestor) {
 // The rebalance after the leaf shrinks to one segment evens out the upper
 // node only (the lower one has no sibling when its level is visited), so the
 // cross-leaf merge empties the leaf and then its parent: two levels unlinked.
-TEST(GapTreeEmptyBranch, ChainOfOneChildNodes) {
-  Harness h;
-  const uint64_t n = grow_ascending_until(h, kRangePages, 4);
-  ASSERT_FALSE(::testing::Test::HasFatalFailure());
-  const uint64_t last_pfn = (n - 1) * kRangePages;
-  ASSERT_EQ(h.path_to_free(kMaxPfn).leaf().min, last_pfn);
-  h.erase(last_pfn);
-  ASSERT_TRUE(h.alone_in_leaf(kMaxPfn));
-  const uint64_t nodes = h.tree().nodes();
-  h.erase(last_pfn - kRangePages);
-  EXPECT_EQ(h.tree().nodes(), nodes - 2) << "the leaf and its one-child parent";
-  EXPECT_LT(h.path_to_free(kMaxPfn).leaf().min, last_pfn - kRangePages);
+TEST(GapTreeEmptyBranch, ChainOfOneChildNodes)
+{
+	Harness h;
+	const uint64_t n = grow_ascending_until(h, kRangePages, 4);
+	ASSERT_FALSE(::testing::Test::HasFatalFailure());
+	const uint64_t last_pfn = (n - 1) * kRangePages;
+	ASSERT_EQ(h.path_to_free(kMaxPfn).leaf().min, last_pfn);
+	h.erase(last_pfn);
+	ASSERT_TRUE(h.alone_in_leaf(kMaxPfn));
+	const uint64_t nodes = h.tree().nodes();
+	h.erase(last_pfn - kRangePages);
+	EXPECT_EQ(h.tree().nodes(), nodes - 2) << "the leaf and its one-child parent";
+	EXPECT_LT(h.path_to_free(kMaxPfn).leaf().min, last_pfn - kRangePages);
 }
 
 // The emptied leaf holds the segment being erased: a RESERVED top segment
 // left alone in its leaf (its FREE neighbour was merged away into the
 // previous leaf) is erased, and the previous leaf's FREE tail absorbs it.
-TEST(GapTreeEmptyBranch, ErasedSegmentAloneInItsLeaf) {
-  Harness h;
-  const uint64_t top_lo_pfn = kMaxPfn - 9;
-  h.carve(top_lo_pfn, kMaxPfn, Tag::kReserved);
-  const uint64_t n = grow_ascending_until(h, kRangePages, 4);
-  ASSERT_FALSE(::testing::Test::HasFatalFailure());
-  const uint64_t last_pfn = (n - 1) * kRangePages;
-  ASSERT_EQ(h.path_to_free(top_lo_pfn - 1).leaf().min, last_pfn) << "the last leaf is [A, FREE, RESERVED]";
-  h.erase(last_pfn);
-  h.erase(last_pfn - kRangePages);
-  {
-    GapTree::Path p = h.path_to_free(top_lo_pfn - 1);
-    ASSERT_EQ(p.leaf().max, top_lo_pfn - 1) << "the RESERVED segment is alone in the last leaf";
-  }
-  const uint64_t nodes = h.tree().nodes();
-  h.erase(top_lo_pfn);
-  EXPECT_EQ(h.tree().nodes(), nodes - 1);
-  EXPECT_LT(h.path_to_free(kMaxPfn).leaf().min, top_lo_pfn) << "the previous leaf is the last now";
+TEST(GapTreeEmptyBranch, ErasedSegmentAloneInItsLeaf)
+{
+	Harness h;
+	const uint64_t top_lo_pfn = kMaxPfn - 9;
+	h.carve(top_lo_pfn, kMaxPfn, Tag::kReserved);
+	const uint64_t n = grow_ascending_until(h, kRangePages, 4);
+	ASSERT_FALSE(::testing::Test::HasFatalFailure());
+	const uint64_t last_pfn = (n - 1) * kRangePages;
+	ASSERT_EQ(h.path_to_free(top_lo_pfn - 1).leaf().min, last_pfn)
+	        << "the last leaf is [A, FREE, RESERVED]";
+	h.erase(last_pfn);
+	h.erase(last_pfn - kRangePages);
+	{
+		GapTree::Path p = h.path_to_free(top_lo_pfn - 1);
+		ASSERT_EQ(p.leaf().max, top_lo_pfn - 1)
+		        << "the RESERVED segment is alone in the last leaf";
+	}
+	const uint64_t nodes = h.tree().nodes();
+	h.erase(top_lo_pfn);
+	EXPECT_EQ(h.tree().nodes(), nodes - 1);
+	EXPECT_LT(h.path_to_free(kMaxPfn).leaf().min, top_lo_pfn)
+	        << "the previous leaf is the last now";
 }
 
 // Random ascending carves with erases biased to the highest live range: the
 // pattern that keeps making one-child nodes and one-segment leaves, checked
 // against the reference after every step.
-TEST(GapTreeModel, AscendingCarvesAndTopErases) {
-  for (uint64_t seed = 1; seed <= 6; ++seed) {
-    std::mt19937_64 rng(seed);
-    const uint64_t max_pfn = 20000 + rng() % 100000;
-    Harness h(max_pfn);
-    std::map<uint64_t, uint64_t> live;  // pfn_lo -> pfn_hi
-    for (int op = 0; op < 6000; ++op) {
-      if (rng() % 100 < 60) {
-        // The lowest FREE segment at or above a random pfn (or the lowest).
-        auto s = h.tree().next_tagged(rng() % max_pfn, Tag::kFree);
-        if (!s) s = h.tree().next_tagged(0, Tag::kFree);
-        if (!s) continue;
-        const uint64_t npages = std::min<uint64_t>(1 + rng() % 3, s->pfn_hi - s->pfn_lo + 1);
-        const Tag tag = rng() % 8 == 0 ? Tag::kReserved : Tag::kAllocated;
-        h.carve(s->pfn_lo, s->pfn_lo + npages - 1, tag);
-        live[s->pfn_lo] = s->pfn_lo + npages - 1;
-      } else if (!live.empty()) {
-        auto it = live.lower_bound(rng() % (max_pfn + 1));
-        if (it == live.end() || rng() % 2 == 0) it = std::prev(live.end());
-        h.erase(it->first);
-        live.erase(it);
-      }
-      ASSERT_FALSE(::testing::Test::HasFatalFailure()) << "seed " << seed << " op " << op;
-    }
-  }
+TEST(GapTreeModel, AscendingCarvesAndTopErases)
+{
+	for (uint64_t seed = 1; seed <= 6; ++seed) {
+		std::mt19937_64 rng(seed);
+		const uint64_t max_pfn = 20000 + rng() % 100000;
+		Harness h(max_pfn);
+		std::map<uint64_t, uint64_t> live; // pfn_lo -> pfn_hi
+		for (int op = 0; op < 6000; ++op) {
+			if (rng() % 100 < 60) {
+				// The lowest FREE segment at or above a random pfn (or the lowest).
+				auto s = h.tree().next_tagged(rng() % max_pfn, Tag::kFree);
+				if (!s) s = h.tree().next_tagged(0, Tag::kFree);
+				if (!s) continue;
+				const uint64_t npages = std::min<uint64_t>(
+				        1 + rng() % 3, s->pfn_hi - s->pfn_lo + 1);
+				const Tag tag = rng() % 8 == 0 ? Tag::kReserved : Tag::kAllocated;
+				h.carve(s->pfn_lo, s->pfn_lo + npages - 1, tag);
+				live[s->pfn_lo] = s->pfn_lo + npages - 1;
+			} else if (!live.empty()) {
+				auto it = live.lower_bound(rng() % (max_pfn + 1));
+				if (it == live.end() || rng() % 2 == 0) it = std::prev(live.end());
+				h.erase(it->first);
+				live.erase(it);
+			}
+			ASSERT_FALSE(::testing::Test::HasFatalFailure())
+			        << "seed " << seed << " op " << op;
+		}
+	}
 }
 
 // ---------------------------------------------------------------------------
@@ -357,135 +389,142 @@ TEST(GapTreeModel, AscendingCarvesAndTopErases) {
 // hole is `hole_pages` long and starts `skew` pages past a multiple of 4, and
 // 1024 pages below them are free. Built with carves in the pool it owns.
 struct NearFitTree {
-  NodePool pool;
-  GapTree tree{pool};
-  uint64_t base = 0;  // first pfn of the patterned region (a multiple of 4)
-  uint64_t slack_hi = 0;
+	NodePool pool;
+	GapTree tree{pool};
+	uint64_t base = 0; // first pfn of the patterned region (a multiple of 4)
+	uint64_t slack_hi = 0;
 
-  NearFitTree(uint64_t holes, uint64_t skew, uint64_t hole_pages) {
-    const uint64_t max_pfn = 1024 + 4 * holes + 3;
-    base = 1024;
-    slack_hi = base - 1;
-    top_up();
-    EXPECT_EQ(tree.init(max_pfn), 0);
-    // Occupy the patterned region whole, then carve the holes out of it by
-    // erasing: everything not a hole is one ALLOCATED page.
-    for (uint64_t i = 0; i < holes; ++i) {
-      const uint64_t at = base + 4 * i;
-      for (uint64_t pfn = at; pfn < at + 4; ++pfn) {
-        top_up();
-        EXPECT_EQ(tree.carve(pfn, pfn, Tag::kAllocated), 0);
-      }
-    }
-    top_up();
-    EXPECT_EQ(tree.carve(max_pfn - 3, max_pfn, Tag::kReserved), 0);
-    for (uint64_t i = 0; i < holes; ++i) {
-      const uint64_t lo = base + 4 * i + skew;
-      for (uint64_t pfn = lo; pfn < lo + hole_pages; ++pfn) tree.erase(pfn);
-    }
-    const char* why = "";
-    EXPECT_TRUE(tree.verify(nullptr, &why)) << why;
-  }
-  ~NearFitTree() = default;
+	NearFitTree(uint64_t holes, uint64_t skew, uint64_t hole_pages)
+	{
+		const uint64_t max_pfn = 1024 + 4 * holes + 3;
+		base = 1024;
+		slack_hi = base - 1;
+		top_up();
+		EXPECT_EQ(tree.init(max_pfn), 0);
+		// Occupy the patterned region whole, then carve the holes out of it by
+		// erasing: everything not a hole is one ALLOCATED page.
+		for (uint64_t i = 0; i < holes; ++i) {
+			const uint64_t at = base + 4 * i;
+			for (uint64_t pfn = at; pfn < at + 4; ++pfn) {
+				top_up();
+				EXPECT_EQ(tree.carve(pfn, pfn, Tag::kAllocated), 0);
+			}
+		}
+		top_up();
+		EXPECT_EQ(tree.carve(max_pfn - 3, max_pfn, Tag::kReserved), 0);
+		for (uint64_t i = 0; i < holes; ++i) {
+			const uint64_t lo = base + 4 * i + skew;
+			for (uint64_t pfn = lo; pfn < lo + hole_pages; ++pfn) tree.erase(pfn);
+		}
+		const char *why = "";
+		EXPECT_TRUE(tree.verify(nullptr, &why)) << why;
+	}
+	~NearFitTree() = default;
 
-  void top_up() {
-    if (pool.free_nodes() < 2 * GapTree::kMaxHeight) pool.splice(pool.alloc_chain(256));
-  }
+	void top_up()
+	{
+		if (pool.free_nodes() < 2 * GapTree::kMaxHeight) pool.splice(pool.alloc_chain(256));
+	}
 };
 
 // Power-of-two sizes aligned to themselves: the answer is in the free space
 // below every hole, and the search enters no hole's subtree on the way: the
 // nodes it enters stay within a few per level, whatever the number of holes.
-TEST(GapTreeAlignedSearch, MisalignedNearFitHolesAreNeverEntered) {
-  for (uint64_t holes : {1000u, 10000u, 100000u}) {
-    NearFitTree t(holes, 1, 2);  // [4i + 1, 4i + 2]: long enough, misaligned
-    const uint64_t height = t.tree.height();
-    for (uint64_t npages : {2u, 4u, 8u, 64u}) {
-      auto got = t.tree.find_gap(npages, npages, 0, t.tree.max_pfn());
-      ASSERT_TRUE(got.has_value()) << holes << " holes, " << npages;
-      EXPECT_EQ(*got, (t.slack_hi + 1 - npages) & ~(npages - 1)) << holes << " holes, " << npages;
-      EXPECT_LE(t.tree.last_search_nodes(), 3 * height)
-          << holes << " holes, " << npages << " pages: height " << height;
-    }
-    // A 1-page request takes the highest hole at once.
-    auto one = t.tree.find_gap(1, 1, 0, t.tree.max_pfn());
-    ASSERT_TRUE(one.has_value());
-    EXPECT_EQ(*one, t.base + 4 * (holes - 1) + 2);
-    EXPECT_LE(t.tree.last_search_nodes(), 3 * height);
-  }
+TEST(GapTreeAlignedSearch, MisalignedNearFitHolesAreNeverEntered)
+{
+	for (uint64_t holes : {1000u, 10000u, 100000u}) {
+		NearFitTree t(holes, 1, 2); // [4i + 1, 4i + 2]: long enough, misaligned
+		const uint64_t height = t.tree.height();
+		for (uint64_t npages : {2u, 4u, 8u, 64u}) {
+			auto got = t.tree.find_gap(npages, npages, 0, t.tree.max_pfn());
+			ASSERT_TRUE(got.has_value()) << holes << " holes, " << npages;
+			EXPECT_EQ(*got, (t.slack_hi + 1 - npages) & ~(npages - 1))
+			        << holes << " holes, " << npages;
+			EXPECT_LE(t.tree.last_search_nodes(), 3 * height)
+			        << holes << " holes, " << npages << " pages: height " << height;
+		}
+		// A 1-page request takes the highest hole at once.
+		auto one = t.tree.find_gap(1, 1, 0, t.tree.max_pfn());
+		ASSERT_TRUE(one.has_value());
+		EXPECT_EQ(*one, t.base + 4 * (holes - 1) + 2);
+		EXPECT_LE(t.tree.last_search_nodes(), 3 * height);
+	}
 }
 
 // An exactly fitting aligned hole is found, however many near misses lie
 // above it: one aligned [4j + 2, 4j + 3] hole among misaligned ones.
-TEST(GapTreeAlignedSearch, ExactFitAmongNearFits) {
-  NearFitTree t(20000, 1, 2);
-  const uint64_t j = 7777;
-  const uint64_t fit = t.base + 4 * j + 2;  // hole [4j + 1, 4j + 2]; free 4j + 3
-  t.top_up();
-  t.tree.erase(fit + 1);
-  auto got = t.tree.find_gap(2, 2, 0, t.tree.max_pfn());
-  ASSERT_TRUE(got.has_value());
-  EXPECT_EQ(*got, fit);
-  EXPECT_LE(t.tree.last_search_nodes(), 3 * t.tree.height());
-  // Below a limit under the fit: the free space at the bottom again.
-  got = t.tree.find_gap(2, 2, 0, fit);
-  ASSERT_TRUE(got.has_value());
-  EXPECT_EQ(*got, t.slack_hi - 1);
-  EXPECT_LE(t.tree.last_search_nodes(), 4 * t.tree.height());
+TEST(GapTreeAlignedSearch, ExactFitAmongNearFits)
+{
+	NearFitTree t(20000, 1, 2);
+	const uint64_t j = 7777;
+	const uint64_t fit = t.base + 4 * j + 2; // hole [4j + 1, 4j + 2]; free 4j + 3
+	t.top_up();
+	t.tree.erase(fit + 1);
+	auto got = t.tree.find_gap(2, 2, 0, t.tree.max_pfn());
+	ASSERT_TRUE(got.has_value());
+	EXPECT_EQ(*got, fit);
+	EXPECT_LE(t.tree.last_search_nodes(), 3 * t.tree.height());
+	// Below a limit under the fit: the free space at the bottom again.
+	got = t.tree.find_gap(2, 2, 0, fit);
+	ASSERT_TRUE(got.has_value());
+	EXPECT_EQ(*got, t.slack_hi - 1);
+	EXPECT_LE(t.tree.last_search_nodes(), 4 * t.tree.height());
 }
 
 // The stated limit of the bound (gap_tree.h, find_gap): 3 pages aligned to 4
 // in holes [4i + 1, 4i + 3]. Each hole holds an aligned block of 2 pages, as
 // every fit of 3 would, but no fit: the search enters the leaves that hold
 // such holes (about holes / 15 of them) and still returns the exact answer.
-TEST(GapTreeAlignedSearch, NonPowerOfTwoWorstCaseIsTheStatedOne) {
-  const uint64_t holes = 30000;
-  NearFitTree t(holes, 1, 3);
-  auto got = t.tree.find_gap(3, 4, 0, t.tree.max_pfn());
-  ASSERT_TRUE(got.has_value());
-  EXPECT_EQ(*got, (t.slack_hi - 2) & ~3ULL);
-  // Leaves hold 4..31 segments, two per hole here: at most holes / 2 + the
-  // inner nodes above them; at least one leaf per 15 holes.
-  EXPECT_GE(t.tree.last_search_nodes(), holes / 16);
-  EXPECT_LE(t.tree.last_search_nodes(), t.tree.nodes());
-  // Power-of-two requests on the same layout stay bounded.
-  got = t.tree.find_gap(4, 4, 0, t.tree.max_pfn());
-  ASSERT_TRUE(got.has_value());
-  EXPECT_LE(t.tree.last_search_nodes(), 3 * t.tree.height());
+TEST(GapTreeAlignedSearch, NonPowerOfTwoWorstCaseIsTheStatedOne)
+{
+	const uint64_t holes = 30000;
+	NearFitTree t(holes, 1, 3);
+	auto got = t.tree.find_gap(3, 4, 0, t.tree.max_pfn());
+	ASSERT_TRUE(got.has_value());
+	EXPECT_EQ(*got, (t.slack_hi - 2) & ~3ULL);
+	// Leaves hold 4..31 segments, two per hole here: at most holes / 2 + the
+	// inner nodes above them; at least one leaf per 15 holes.
+	EXPECT_GE(t.tree.last_search_nodes(), holes / 16);
+	EXPECT_LE(t.tree.last_search_nodes(), t.tree.nodes());
+	// Power-of-two requests on the same layout stay bounded.
+	got = t.tree.find_gap(4, 4, 0, t.tree.max_pfn());
+	ASSERT_TRUE(got.has_value());
+	EXPECT_LE(t.tree.last_search_nodes(), 3 * t.tree.height());
 }
 
 // block_order1 through the tree: every FREE segment [lo, hi] of a small
 // region, under an inner node (200 pages carved above it make the tree two
 // levels deep), against the aligned blocks found by brute force; verify()
 // recomputes every annotation its own way.
-TEST(GapTreeAlignedSearch, AlignedFitMatchesBruteForceOnEverySegment) {
-  NodePool pool;
-  const uint64_t region_hi = 70, max_pfn = 1000;
-  for (uint64_t lo = 1; lo < region_hi; ++lo) {
-    for (uint64_t hi = lo; hi < region_hi; ++hi) {
-      if (pool.free_nodes() < 64) pool.splice(pool.alloc_chain(64));
-      GapTree tree(pool);
-      ASSERT_EQ(tree.init(max_pfn), 0);
-      ASSERT_EQ(tree.carve(0, lo - 1, Tag::kAllocated), 0);
-      ASSERT_EQ(tree.carve(hi + 1, region_hi + 99, Tag::kAllocated), 0);
-      for (uint64_t pfn = region_hi + 100; pfn < region_hi + 500; pfn += 2)
-        ASSERT_EQ(tree.carve(pfn, pfn, Tag::kAllocated), 0);
-      ASSERT_GE(tree.height(), 2u);
-      for (uint64_t k = 0; k < 7; ++k) {
-        const uint64_t size = 1ULL << k;
-        std::optional<uint64_t> want;
-        for (uint64_t p = hi + 1; p-- > lo;)
-          if (p % size == 0 && p + size - 1 <= hi) {
-            want = p;
-            break;
-          }
-        EXPECT_EQ(tree.find_gap(size, size, 0, region_hi + 99), want)
-            << "[" << lo << ", " << hi << "] 2^" << k;
-      }
-      const char* why = "";
-      ASSERT_TRUE(tree.verify(nullptr, &why)) << why;
-    }
-  }
+TEST(GapTreeAlignedSearch, AlignedFitMatchesBruteForceOnEverySegment)
+{
+	NodePool pool;
+	const uint64_t region_hi = 70, max_pfn = 1000;
+	for (uint64_t lo = 1; lo < region_hi; ++lo) {
+		for (uint64_t hi = lo; hi < region_hi; ++hi) {
+			if (pool.free_nodes() < 64) pool.splice(pool.alloc_chain(64));
+			GapTree tree(pool);
+			ASSERT_EQ(tree.init(max_pfn), 0);
+			ASSERT_EQ(tree.carve(0, lo - 1, Tag::kAllocated), 0);
+			ASSERT_EQ(tree.carve(hi + 1, region_hi + 99, Tag::kAllocated), 0);
+			for (uint64_t pfn = region_hi + 100; pfn < region_hi + 500; pfn += 2)
+				ASSERT_EQ(tree.carve(pfn, pfn, Tag::kAllocated), 0);
+			ASSERT_GE(tree.height(), 2u);
+			for (uint64_t k = 0; k < 7; ++k) {
+				const uint64_t size = 1ULL << k;
+				std::optional<uint64_t> want;
+				for (uint64_t p = hi + 1; p-- > lo;)
+					if (p % size == 0 && p + size - 1 <= hi) {
+						want = p;
+						break;
+					}
+				EXPECT_EQ(tree.find_gap(size, size, 0, region_hi + 99), want)
+				        << "[" << lo << ", " << hi << "] 2^" << k;
+			}
+			const char *why = "";
+			ASSERT_TRUE(tree.verify(nullptr, &why)) << why;
+		}
+	}
 }
 
-}  // namespace
+} // namespace

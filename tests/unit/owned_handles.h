@@ -12,20 +12,21 @@
 
 #include "iovam.h"
 
-namespace iovam::test {
+namespace iovam::test
+{
 
 struct DomainDeleter {
-  void operator()(iovam_domain* d) const { iovam_domain_destroy(d); }
+	void operator()(iovam_domain *d) const { iovam_domain_destroy(d); }
 };
 using DomainPtr = std::unique_ptr<iovam_domain, DomainDeleter>;
 struct BatchDeleter {
-  void operator()(iovam_return_batch* b) const { iovam_return_batch_destroy(b); }
+	void operator()(iovam_return_batch *b) const { iovam_return_batch_destroy(b); }
 };
 using BatchPtr = std::unique_ptr<iovam_return_batch, BatchDeleter>;
 
-}  // namespace iovam::test
+} // namespace iovam::test
 
 // Every invariant of d holds; else the one that broke.
 #define VERIFY(d) ASSERT_EQ(iovam_verify(d), 0) << iovam_verify_error(d)
 
-#endif  // IOVAM_TESTS_OWNED_HANDLES_H
+#endif // IOVAM_TESTS_OWNED_HANDLES_H

@@ -38,13 +38,13 @@
 
 static int failures;
 
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			printf("FAIL: " __VA_ARGS__);                                              \
-			printf("\n");                                                              \
-			failures++;                                                                \
-		}                                                                                  \
+#define CHECK(cond, ...)                              \
+	do {                                          \
+		if (!(cond)) {                        \
+			printf("FAIL: " __VA_ARGS__); \
+			printf("\n");                 \
+			failures++;                   \
+		}                                     \
 	} while (0)
 
 /* The node the kernel holds the page of p on (-errno if it cannot say). */
@@ -52,8 +52,7 @@ static int kernel_node_of(const void *p)
 {
 	void *page = (void *)((uintptr_t)p & ~(uintptr_t)(getpagesize() - 1));
 	int status = -1;
-	if (syscall(SYS_move_pages, 0, 1UL, &page, NULL, &status, 0) != 0)
-		return -errno;
+	if (syscall(SYS_move_pages, 0, 1UL, &page, NULL, &status, 0) != 0) return -errno;
 	return status;
 }
 
@@ -95,7 +94,7 @@ struct chunk_check {
 };
 
 static void chunk_cb(struct rte_mempool *mp, void *opaque, struct rte_mempool_memhdr *memhdr,
-		     unsigned int idx)
+                     unsigned int idx)
 {
 	struct chunk_check *c = opaque;
 	(void)mp;
@@ -104,8 +103,8 @@ static void chunk_cb(struct rte_mempool *mp, void *opaque, struct rte_mempool_me
 	int last = kernel_node_of((const char *)memhdr->addr + memhdr->len - 1);
 	c->chunks++;
 	if (first != c->socket || last != c->socket) {
-		printf("pool chunk %p len %zu on nodes %d..%d, asked %d\n", memhdr->addr, memhdr->len,
-		       first, last, c->socket);
+		printf("pool chunk %p len %zu on nodes %d..%d, asked %d\n", memhdr->addr,
+		       memhdr->len, first, last, c->socket);
 		c->bad++;
 	}
 }
@@ -115,11 +114,10 @@ static void telemetry(const char *cmd, char *buf, size_t size)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/dpdk_telemetry.v2",
-		 rte_eal_get_runtime_dir());
+	         rte_eal_get_runtime_dir());
 	buf[0] = 0;
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
-	if (fd < 0)
-		return;
+	if (fd < 0) return;
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 && read(fd, buf, size) > 0 &&
 	    write(fd, cmd, strlen(cmd)) == (ssize_t)strlen(cmd)) {
 		ssize_t n = read(fd, buf, size - 1);
@@ -145,32 +143,33 @@ int main(int argc, char **argv)
 	struct iovam_domain *d = iovam_dpdk_domain();
 	unsigned int lc;
 	RTE_LCORE_FOREACH(lc)
-		check_cache(d, lc, "after init");
+	check_cache(d, lc, "after init");
 	RTE_LCORE_FOREACH_WORKER(lc)
-		rte_eal_remote_launch(pairs, d, lc);
+	rte_eal_remote_launch(pairs, d, lc);
 	CHECK(pairs(d) == 0, "fast-path pairs on the main lcore failed");
 	RTE_LCORE_FOREACH_WORKER(lc)
-		CHECK(rte_eal_wait_lcore(lc) == 0, "fast-path pairs on lcore %u failed", lc);
+	CHECK(rte_eal_wait_lcore(lc) == 0, "fast-path pairs on lcore %u failed", lc);
 	RTE_LCORE_FOREACH(lc)
-		check_cache(d, lc, "after 10000 pairs on its lcore");
+	check_cache(d, lc, "after 10000 pairs on its lcore");
 
 	struct rte_mempool *pools[RTE_MAX_NUMA_NODES] = {0};
 	for (unsigned int i = 0; i < rte_socket_count(); i++) {
 		int socket = rte_socket_id_by_idx(i);
 		char name[RTE_MEMPOOL_NAMESIZE];
 		snprintf(name, sizeof(name), "numa_pool_%d", socket);
-		pools[i] = iovam_dpdk_pktmbuf_pool_create(name, 1023, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-							  socket);
+		pools[i] = iovam_dpdk_pktmbuf_pool_create(name, 1023, 0, 0,
+		                                          RTE_MBUF_DEFAULT_BUF_SIZE, socket);
 		CHECK(pools[i] != NULL, "pool on socket %d: %s", socket, rte_strerror(rte_errno));
-		if (pools[i] == NULL)
-			continue;
+		if (pools[i] == NULL) continue;
 		struct chunk_check c = {.socket = socket};
 		rte_mempool_mem_iter(pools[i], chunk_cb, &c);
 		struct rte_mbuf *m = rte_pktmbuf_alloc(pools[i]);
 		int obj_node = m ? kernel_node_of(m->buf_addr) : -1;
-		printf("pool %s socket_asked=%d chunks=%u chunks_elsewhere=%u mbuf_kernel_node=%d\n",
+		printf("pool %s socket_asked=%d chunks=%u chunks_elsewhere=%u "
+		       "mbuf_kernel_node=%d\n",
 		       name, socket, c.chunks, c.bad, obj_node);
-		CHECK(c.chunks > 0 && c.bad == 0, "pool %s memory not all on node %d", name, socket);
+		CHECK(c.chunks > 0 && c.bad == 0, "pool %s memory not all on node %d", name,
+		      socket);
 		CHECK(obj_node == socket, "pool %s mbuf on node %d", name, obj_node);
 		rte_pktmbuf_free(m);
 	}
@@ -183,19 +182,20 @@ int main(int argc, char **argv)
 		char want[64];
 		unsigned int lcores_here = 0;
 		RTE_LCORE_FOREACH(lc)
-			lcores_here += (int)rte_lcore_to_socket_id(lc) == socket;
-		snprintf(want, sizeof(want), "\"socket_%d\":[%u,%u,", socket, lcores_here, lcores_here);
+		lcores_here += (int)rte_lcore_to_socket_id(lc) == socket;
+		snprintf(want, sizeof(want), "\"socket_%d\":[%u,%u,", socket, lcores_here,
+		         lcores_here);
 		CHECK(lcores_here == 0 || strstr(reply, want) != NULL, "telemetry lacks %s", want);
-		snprintf(want, sizeof(want), "\"pool_numa_pool_%d\":[%d,%d,", socket, socket, socket);
+		snprintf(want, sizeof(want), "\"pool_numa_pool_%d\":[%d,%d,", socket, socket,
+		         socket);
 		CHECK(pools[i] == NULL || strstr(reply, want) != NULL, "telemetry lacks %s", want);
 	}
 
-	for (unsigned int i = 0; i < rte_socket_count(); i++)
-		rte_mempool_free(pools[i]);
+	for (unsigned int i = 0; i < rte_socket_count(); i++) rte_mempool_free(pools[i]);
 	rc = iovam_dpdk_fini();
 	CHECK(rc == 0, "iovam_dpdk_fini: %d", rc);
-	printf("NUMA_PROBE: sockets=%u lcores=%u result=%s\n", rte_socket_count(), rte_lcore_count(),
-	       failures == 0 ? "PASS" : "FAIL");
+	printf("NUMA_PROBE: sockets=%u lcores=%u result=%s\n", rte_socket_count(),
+	       rte_lcore_count(), failures == 0 ? "PASS" : "FAIL");
 	rte_eal_cleanup();
 	return failures == 0 ? 0 : 1;
 }
