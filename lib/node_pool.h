@@ -23,7 +23,9 @@ namespace iovam::detail
 class NodePool
 {
 public:
-	static constexpr size_t kNodeBytes = 256;
+	// The slab owns the node size; a node is cache-line aligned (slab nodes
+	// are aligned to their size).
+	static constexpr size_t kNodeBytes = NodeSlab::kNodeBytes;
 	static constexpr size_t kNodeAlign = 64;
 
 	// Refill when fewer than kLowWater nodes are free, up to kRefillTo. The worst
@@ -73,7 +75,7 @@ public:
 private:
 	bool injected_failure() noexcept;
 
-	static_assert(kNodeBytes == NodeSlab::kNodeBytes && NodeSlab::kNodeBytes % kNodeAlign == 0);
+	static_assert(NodeSlab::kNodeBytes % kNodeAlign == 0);
 	NodeSlab slab_; // where nodes come from and go back to, outside the owner's lock
 
 	void *head_ = nullptr;

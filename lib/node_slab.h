@@ -41,10 +41,12 @@ public:
 	static constexpr size_t kChunkBytes = size_t{2} << 20;
 	static constexpr uint32_t kNodesPerChunk = kChunkBytes / kNodeBytes;
 
-	NodeSlab() = default;
+	// Unmaps every chunk: each node must be back by then. Not copyable: it
+	// owns its mappings.
 	~NodeSlab();
 	NodeSlab(const NodeSlab &) = delete;
 	NodeSlab &operator=(const NodeSlab &) = delete;
+	NodeSlab() = default;
 
 	// A 256-byte, 256-aligned node, or nullptr when no memory can be mapped.
 	void *alloc() noexcept;
