@@ -17,7 +17,7 @@ bool LiveMap::init(uint64_t start_pfn, uint64_t end_pfn) noexcept
 	pages_ = std::min(window, kMaxPages - 1) + 1;
 	lo_pfn_ = end_pfn - (pages_ - 1);
 	if (create_alloc_fails()) return false;
-	void *p = mmap(nullptr, pages_, PROT_READ | PROT_WRITE,
+	void *p = mmap(nullptr, map_bytes(), PROT_READ | PROT_WRITE,
 	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED) return false;
 	bytes_ = static_cast<uint8_t *>(p);
@@ -26,13 +26,13 @@ bool LiveMap::init(uint64_t start_pfn, uint64_t end_pfn) noexcept
 
 LiveMap::~LiveMap()
 {
-	if (bytes_ != nullptr) munmap(bytes_, pages_);
+	if (bytes_ != nullptr) munmap(bytes_, map_bytes());
 }
 
 void LiveMap::clear() noexcept
 {
 	// Private anonymous memory reads back as zeros after MADV_DONTNEED.
-	if (bytes_ != nullptr) madvise(bytes_, pages_, MADV_DONTNEED);
+	if (bytes_ != nullptr) madvise(bytes_, map_bytes(), MADV_DONTNEED);
 }
 
 } // namespace iovam::detail

@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "iovam.h"
+
 namespace iovam::detail
 {
 
@@ -14,8 +16,8 @@ namespace iovam::detail
 // A range in a magazine stays ALLOCATED in the tree, so the tree cannot tell
 // "live with the caller" from "cached" (its 2-bit tag has no value left, and
 // a re-tag would take the tree lock on every fast free, which the magazines
-// exist to avoid). One byte per page of the cached window does: byte
-// pfn_lo - lo_pfn holds class + 1 while a range of that class (2^class pages,
+// exist to avoid). One byte per page of the cached window does: the byte at
+// iovam_live_index_(pfn_lo - lo_pfn) holds class + 1 while a range of that class (2^class pages,
 // aligned) starting at pfn_lo is with a caller, and 0 otherwise (cached, free,
 // RESERVED, inside another range). A fast free then costs one load, one
 // compare and one store; a range's owner is the only legitimate writer of
@@ -48,7 +50,15 @@ public:
 	uint64_t lo_pfn() const noexcept { return lo_pfn_; }
 	uint64_t pages() const noexcept { return pages_; }
 	bool covers(uint64_t pfn) const noexcept { return pfn - lo_pfn_ < pages_; }
-	uint8_t *at(uint64_t pfn) const noexcept { return bytes_ + (pfn - lo_pfn_); }
+	// The byte's place: iovam_live_index_() (iovam.h), which the inline
+	// fast path uses too.
+	uint8_t *at(uint64_t pfn) const noexcept
+	{
+		return bytes_ + iovam_live_index_(pfn - lo_pfn_);
+	}
+	// The mapping's length: whole 4096-byte blocks, as the index permutes
+	// inside a block.
+	uint64_t map_bytes() const noexcept { return (pages_ + 4095) & ~uint64_t{4095}; }
 
 private:
 	uint8_t *bytes_ = nullptr;

@@ -751,7 +751,7 @@ const char *RangeCache::verify_live_map_locked(const GapTree &tree) const noexce
 	if (live_.pages() <= (uint64_t{1} << 16)) {
 		const uint8_t *b = live_.bytes();
 		uint64_t set = 0;
-		for (uint64_t i = 0; i < live_.pages(); ++i) set += b[i] != 0;
+		for (uint64_t i = 0; i < live_.map_bytes(); ++i) set += b[i] != 0;
 		if (set != live) return "live map: a byte is set outside a live range";
 	}
 	return nullptr;
