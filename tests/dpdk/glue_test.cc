@@ -274,6 +274,33 @@ void record_event(rte_mem_event type, const void *addr, size_t len, void *)
 // 36 + 2 MiB): x gets a fresh region with room left in an end page; small
 // blocks are allocated until one lands there; freeing x then frees every page
 // of the region but that one, and freeing the small blocks frees the rest.
+// After x's rte_free in PartialFreeUnmapsExactly: DPDK freed part of x's
+// region, never the page a small block shares, and iovam unmapped exactly that.
+void expect_partial_free(size_t n_events, uintptr_t reg_lo, uintptr_t reg_hi, uintptr_t shared,
+                         const iovam_dpdk_stats &mid, const iovam_dpdk_stats &after_x)
+{
+	// DPDK freed part of the region: every page but the shared one
+	// (and maybe the first, if x began in an older page).
+	size_t freed = 0;
+	for (size_t i = n_events; i < g_events.size(); i++) {
+		const Event &e = g_events[i];
+		EXPECT_EQ(e.type, RTE_MEM_EVENT_FREE);
+		EXPECT_GE(e.va, reg_lo);
+		EXPECT_LE(e.va + e.len, reg_hi);
+		EXPECT_FALSE(e.va <= shared && shared < e.va + e.len) << "shared page freed";
+		freed += e.len;
+		uint64_t iova;
+		EXPECT_EQ(iovam_dpdk_virt2iova(reinterpret_cast<void *>(e.va), &iova), -ENOENT);
+	}
+	EXPECT_GT(freed, 0u);
+	EXPECT_LT(freed, reg_hi - reg_lo);
+	printf("partial FREE: ALLOC event %zu MiB, FREE event(s) %zu MiB\n",
+	       static_cast<size_t>((reg_hi - reg_lo) >> 20), freed >> 20);
+	EXPECT_EQ(mid.mapped_bytes - after_x.mapped_bytes, freed);
+	EXPECT_EQ(mid.mappings - after_x.mappings, freed / (2u << 20));
+	EXPECT_EQ(after_x.dma_unmaps - mid.dma_unmaps, freed / (2u << 20));
+}
+
 TEST(Glue, PartialFreeUnmapsExactly)
 {
 	if (g_mode->events) {
@@ -323,30 +350,7 @@ TEST(Glue, PartialFreeUnmapsExactly)
 	uint64_t y_iova2;
 	ASSERT_EQ(iovam_dpdk_virt2iova(small.back(), &y_iova2), 0);
 	EXPECT_EQ(y_iova, y_iova2);
-	if (g_mode->events) {
-		// DPDK freed part of the region: every page but the shared one
-		// (and maybe the first, if x began in an older page).
-		size_t freed = 0;
-		for (size_t i = n_events; i < g_events.size(); i++) {
-			const Event &e = g_events[i];
-			EXPECT_EQ(e.type, RTE_MEM_EVENT_FREE);
-			EXPECT_GE(e.va, reg_lo);
-			EXPECT_LE(e.va + e.len, reg_hi);
-			EXPECT_FALSE(e.va <= shared && shared < e.va + e.len)
-			        << "shared page freed";
-			freed += e.len;
-			uint64_t iova;
-			EXPECT_EQ(iovam_dpdk_virt2iova(reinterpret_cast<void *>(e.va), &iova),
-			          -ENOENT);
-		}
-		EXPECT_GT(freed, 0u);
-		EXPECT_LT(freed, reg_hi - reg_lo);
-		printf("partial FREE: ALLOC event %zu MiB, FREE event(s) %zu MiB\n",
-		       static_cast<size_t>((reg_hi - reg_lo) >> 20), freed >> 20);
-		EXPECT_EQ(mid.mapped_bytes - after_x.mapped_bytes, freed);
-		EXPECT_EQ(mid.mappings - after_x.mappings, freed / (2u << 20));
-		EXPECT_EQ(after_x.dma_unmaps - mid.dma_unmaps, freed / (2u << 20));
-	}
+	if (g_mode->events) expect_partial_free(n_events, reg_lo, reg_hi, shared, mid, after_x);
 	for (void *p : small) rte_free(p);
 	if (g_mode->events) {
 		EXPECT_EQ(rte_mem_event_callback_unregister("iovam_test", nullptr), 0);
@@ -1243,6 +1247,46 @@ bool released(uint64_t iova)
 // must not be handed out again, neither for a dynamic mapping nor for freed
 // DPDK memory; the service retries, and once the failures stop everything
 // drains back to where it was.
+// New mappings never get an IOVA whose unmap is still failing.
+void expect_held_iovas_not_reused(std::vector<char> &buf, const uint64_t *held, unsigned n_held)
+{
+	constexpr unsigned kMore = 64;
+	std::set<uint64_t> held_pages;
+	for (unsigned i = 0; i < n_held; i++) held_pages.insert(held[i] / kPage4k);
+	uint64_t more[kMore];
+	for (unsigned i = 0; i < kMore; i++) {
+		ASSERT_EQ(iovam_dpdk_map(buf.data() + (n_held + i) * kPage4k, 100, &more[i]), 0);
+		EXPECT_EQ(held_pages.count(more[i] / kPage4k), 0u) << "held IOVA handed out again";
+	}
+	for (unsigned i = 0; i < kMore; i++)
+		ASSERT_EQ(iovam_dpdk_unmap(buf.data() + (n_held + i) * kPage4k, more[i], 100), 0);
+}
+
+// Freed DPDK memory whose unmap fails: the translation goes, the IOVA range
+// stays out of the domain, and new memory (maybe at the same VA) gets other
+// IOVAs. *first and *last: the freed memory's first and last IOVA.
+void free_memory_whose_unmap_fails(uint64_t *first, uint64_t *last)
+{
+	const size_t len = big(38);
+	void *p = rte_malloc("iovam_unmap_fail", len, 0);
+	ASSERT_NE(p, nullptr);
+	ASSERT_EQ(iovam_dpdk_virt2iova(p, first), 0);
+	ASSERT_EQ(iovam_dpdk_virt2iova(static_cast<char *>(p) + len - 1, last), 0);
+	uint64_t retrying = stats().unmaps_retrying;
+	rte_free(p);
+	EXPECT_GE(stats().unmaps_retrying, retrying + len / (2u << 20));
+	uint64_t iova;
+	EXPECT_EQ(iovam_dpdk_virt2iova(p, &iova), -ENOENT);
+	EXPECT_FALSE(released(*first));
+	void *q = rte_malloc("iovam_unmap_fail2", len, 0);
+	ASSERT_NE(q, nullptr);
+	uint64_t q_first, q_last;
+	ASSERT_EQ(iovam_dpdk_virt2iova(q, &q_first), 0);
+	ASSERT_EQ(iovam_dpdk_virt2iova(static_cast<char *>(q) + len - 1, &q_last), 0);
+	EXPECT_TRUE(q_last < *first || q_first > *last) << "held IOVA range reused";
+	rte_free(q);
+}
+
 TEST(Glue, FailedUnmapsHoldTheIovaUntilARetrySucceeds)
 {
 	iovam_dpdk_stats before = stats();
@@ -1253,7 +1297,7 @@ TEST(Glue, FailedUnmapsHoldTheIovaUntilARetrySucceeds)
 	}
 	iovam_dpdk_test_set_unmap_hook(record_release, nullptr);
 	std::vector<char> buf(1 << 20);
-	constexpr unsigned kHeld = 16, kMore = 64;
+	constexpr unsigned kHeld = 16;
 	uint64_t held[kHeld];
 	for (unsigned i = 0; i < kHeld; i++)
 		ASSERT_EQ(iovam_dpdk_map(buf.data() + i * kPage4k, 100, &held[i]), 0);
@@ -1271,41 +1315,10 @@ TEST(Glue, FailedUnmapsHoldTheIovaUntilARetrySucceeds)
 		// Claimed by its unmap: a second one is refused.
 		EXPECT_EQ(iovam_dpdk_unmap(buf.data() + i * kPage4k, held[i], 100), -ENOENT);
 	}
-	// New mappings never get a held IOVA.
-	std::set<uint64_t> held_pages;
-	for (uint64_t h : held) held_pages.insert(h / kPage4k);
-	uint64_t more[kMore];
-	for (unsigned i = 0; i < kMore; i++) {
-		ASSERT_EQ(iovam_dpdk_map(buf.data() + (kHeld + i) * kPage4k, 100, &more[i]), 0);
-		EXPECT_EQ(held_pages.count(more[i] / kPage4k), 0u) << "held IOVA handed out again";
-	}
-	for (unsigned i = 0; i < kMore; i++)
-		ASSERT_EQ(iovam_dpdk_unmap(buf.data() + (kHeld + i) * kPage4k, more[i], 100), 0);
-
-	// Freed DPDK memory whose unmap fails: the translation goes, the IOVA
-	// range stays out of the domain.
-	void *p = nullptr, *q = nullptr;
+	ASSERT_NO_FATAL_FAILURE(expect_held_iovas_not_reused(buf, held, kHeld));
 	uint64_t p_first = 0, p_last = 0;
-	const size_t len = big(38);
 	if (g_mode->events) {
-		p = rte_malloc("iovam_unmap_fail", len, 0);
-		ASSERT_NE(p, nullptr);
-		ASSERT_EQ(iovam_dpdk_virt2iova(p, &p_first), 0);
-		ASSERT_EQ(iovam_dpdk_virt2iova(static_cast<char *>(p) + len - 1, &p_last), 0);
-		uint64_t retrying = stats().unmaps_retrying;
-		rte_free(p);
-		EXPECT_GE(stats().unmaps_retrying, retrying + len / (2u << 20));
-		uint64_t iova;
-		EXPECT_EQ(iovam_dpdk_virt2iova(p, &iova), -ENOENT);
-		EXPECT_FALSE(released(p_first));
-		// New memory (possibly at the same VA) gets other IOVAs.
-		q = rte_malloc("iovam_unmap_fail2", len, 0);
-		ASSERT_NE(q, nullptr);
-		uint64_t q_first, q_last;
-		ASSERT_EQ(iovam_dpdk_virt2iova(q, &q_first), 0);
-		ASSERT_EQ(iovam_dpdk_virt2iova(static_cast<char *>(q) + len - 1, &q_last), 0);
-		EXPECT_TRUE(q_last < p_first || q_first > p_last) << "held IOVA range reused";
-		rte_free(q);
+		ASSERT_NO_FATAL_FAILURE(free_memory_whose_unmap_fails(&p_first, &p_last));
 	}
 	EXPECT_EQ(iovam_verify(iovam_dpdk_domain()), 0) << iovam_verify_error(iovam_dpdk_domain());
 	EXPECT_FALSE(released(held[0]));
