@@ -146,9 +146,8 @@ extern "C" int iovam_dpdk_unmap_ex(void *va, uint64_t iova, size_t len, uint32_t
 			iovam::glue::bump(q.ctr[iovam::glue::kSyncUnmaps]);
 			iovam::glue::drain_own(*g, q);
 			(void)q.push(e); // at pos: a drain does not move head
-		} else if (unlikely(q.half_full()) &&
-		           !d.drain_wanted.load(std::memory_order_relaxed)) {
-			d.drain_wanted.store(true, std::memory_order_relaxed);
+		} else {
+			d.want_drain_if_half_full(q);
 		}
 	} else {
 		std::unique_lock lk(d.shared_lock);
@@ -158,9 +157,11 @@ extern "C" int iovam_dpdk_unmap_ex(void *va, uint64_t iova, size_t len, uint32_t
 		d.table.set_tag(slot, iovam::glue::seq_of(qi, pos));
 		if (!q.push(e)) {
 			q.ctr[iovam::glue::kSyncUnmaps].fetch_add(1, std::memory_order_relaxed);
-			iovam::glue::drain_own(
-			        *g, q); // drain_lock after shared_lock: never the reverse
+			// drain_lock after shared_lock: never the reverse
+			iovam::glue::drain_own(*g, q);
 			(void)q.push(e);
+		} else {
+			d.want_drain_if_half_full(q); // tail_seen: under shared_lock
 		}
 	}
 	if (seq != nullptr) *seq = iovam::glue::seq_of(qi, pos);

@@ -55,6 +55,15 @@ struct DynState {
 	// map or an unmap writes.
 	alignas(64) std::atomic<bool> drain_wanted{false};
 
+	// After a push by q's producer: ask a service lcore for a drain now if q
+	// is half full. Cost while it is not: a load of q's head and a compare.
+	void want_drain_if_half_full(Queue &q)
+	{
+		if (__builtin_expect(q.half_full(), 0) &&
+		    !drain_wanted.load(std::memory_order_relaxed))
+			drain_wanted.store(true, std::memory_order_relaxed);
+	}
+
 	void count(DrainCounter c, uint64_t v = 1)
 	{
 		ctr[c].fetch_add(v, std::memory_order_relaxed);

@@ -2,8 +2,6 @@
 // Copyright (c) 2026 The iovam authors.
 #include "node_pool.h"
 
-#include <new>
-
 namespace iovam::detail
 {
 

@@ -75,7 +75,6 @@ public:
 private:
 	bool injected_failure() noexcept;
 
-	static_assert(NodeSlab::kNodeBytes % kNodeAlign == 0);
 	NodeSlab slab_; // where nodes come from and go back to, outside the owner's lock
 
 	void *head_ = nullptr;

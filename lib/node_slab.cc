@@ -25,7 +25,6 @@ struct NodeSlab::Chunk {
 	void *free_head; // nodes that came back, threaded through their first word
 	Chunk *prev;     // partial list
 	Chunk *next;
-	bool on_partial;
 };
 
 namespace
@@ -70,7 +69,7 @@ NodeSlab::Chunk *NodeSlab::map_chunk(bool huge) noexcept
 	// Advice only: without THP (or with it disabled) the chunk is 4 KiB pages.
 	if (huge) (void)madvise(mem, kChunkBytes, MADV_HUGEPAGE);
 	auto *c = static_cast<Chunk *>(mem);
-	*c = Chunk{0, 1, nullptr, nullptr, nullptr, false};
+	*c = Chunk{0, 1, nullptr, nullptr, nullptr};
 	IOVAM_POISON(static_cast<char *>(mem) + kNodeBytes, kChunkBytes - kNodeBytes);
 	return c;
 }
@@ -83,23 +82,19 @@ void NodeSlab::unmap_chunk(Chunk *c) noexcept
 
 void NodeSlab::link_partial(Chunk *c) noexcept
 {
-	assert(!c->on_partial);
 	c->prev = nullptr;
 	c->next = partial_;
 	if (partial_ != nullptr) partial_->prev = c;
 	partial_ = c;
-	c->on_partial = true;
 }
 
 void NodeSlab::unlink_partial(Chunk *c) noexcept
 {
-	assert(c->on_partial);
 	if (c->prev != nullptr)
 		c->prev->next = c->next;
 	else
 		partial_ = c->next;
 	if (c->next != nullptr) c->next->prev = c->prev;
-	c->on_partial = false;
 }
 
 void *NodeSlab::alloc() noexcept
@@ -145,7 +140,7 @@ void NodeSlab::free(void *node) noexcept
 		next_of(node) = c->free_head;
 		c->free_head = node;
 		IOVAM_POISON(node, kNodeBytes);
-		if (!c->on_partial) link_partial(c);
+		if (c->used == kNodesPerChunk - 1) link_partial(c); // was full: off the list
 		if (--c->used == 0) {
 			if (empty_ == nullptr) {
 				empty_ = c; // keep one: hysteresis at a chunk boundary
