@@ -848,11 +848,14 @@ Segment GapTree::erase_if(uint64_t pfn, Tag expect) noexcept
 	Segment seg = leaf_segment(l, i, s.min, s.max);
 	if (seg.tag != expect || expect == Tag::kFree) return seg;
 	const bool next_in = i + 1 < l->count, prev_in = i > 0;
-	const bool next_free = next_in && tag_at(l, i + 1) == Tag::kFree;
-	const bool prev_free = prev_in && tag_at(l, i - 1) == Tag::kFree;
-	// A neighbour in another leaf may be FREE too: that merge moves a boundary.
-	if ((!next_in && seg.pfn_hi < max_pfn_) || (!prev_in && seg.pfn_lo > 0))
-		return erase_slow(p, seg);
+	// A neighbour in the next or previous leaf is read through the path (no
+	// descent from the root); only when it is FREE does the erase move a leaf
+	// boundary, the slow case.
+	const bool next_free = next_in ? tag_at(l, i + 1) == Tag::kFree
+	                               : seg.pfn_hi < max_pfn_ && edge_tag(p, true) == Tag::kFree;
+	const bool prev_free = prev_in ? tag_at(l, i - 1) == Tag::kFree
+	                               : seg.pfn_lo > 0 && edge_tag(p, false) == Tag::kFree;
+	if ((!next_in && next_free) || (!prev_in && prev_free)) return erase_slow(p, seg);
 	set_tag(l, i, Tag::kFree);
 	uint64_t lo = seg.pfn_lo, hi = seg.pfn_hi;
 	if (next_free) { // drop segment i's pivot and segment i+1's tag
@@ -872,6 +875,29 @@ Segment GapTree::erase_if(uint64_t pfn, Tag expect) noexcept
 	return seg;
 }
 
+// The tag of the segment beside p's leaf: the first one of the next leaf
+// (next) or the last one of the previous leaf. The caller knows there is one.
+// Climbs to the lowest ancestor with a sibling on that side and goes down its
+// edge: about two nodes on average, each already near in memory.
+Tag GapTree::edge_tag(const Path &p, bool next) const noexcept
+{
+	uint32_t l = p.n - 1;
+	while (l-- > 0) {
+		const uint32_t idx = p.s[l].idx;
+		if (next ? idx + 1 < node_count(p.s[l].node) : idx > 0) break;
+	}
+	assert(l < p.n && "an edge neighbour exists");
+	auto *in = static_cast<const Inner *>(p.s[l].node);
+	const void *node = in->child[next ? p.s[l].idx + 1 : p.s[l].idx - 1];
+	while (++l + 1 < p.n) {
+		in = static_cast<const Inner *>(node);
+		node = in->child[next ? 0 : in->count - 1];
+	}
+	auto *leaf = static_cast<const Leaf *>(node);
+	return tag_at(leaf, next ? 0 : leaf->count - 1u);
+}
+
+// A FREE neighbour lies in another leaf: merging moves a leaf boundary.
 Segment GapTree::erase_slow(Path &p, Segment seg) noexcept
 {
 	Step &s = p.leaf();
@@ -879,10 +905,7 @@ Segment GapTree::erase_slow(Path &p, Segment seg) noexcept
 	set_tag(l, s.idx, Tag::kFree);
 	bool next_free = seg.pfn_hi < max_pfn_ && lookup(seg.pfn_hi + 1).tag == Tag::kFree;
 	bool prev_free = seg.pfn_lo > 0 && lookup(seg.pfn_lo - 1).tag == Tag::kFree;
-	if (!next_free && !prev_free) {
-		gap_grew(p, seg.pfn_lo, seg.pfn_hi);
-		return seg;
-	}
+	assert((next_free || prev_free) && "erase_if() takes the fast path otherwise");
 	if (next_free) absorb_next(seg.pfn_lo);
 	if (prev_free) absorb_next(seg.pfn_lo - 1);
 	return seg;

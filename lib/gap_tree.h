@@ -220,6 +220,7 @@ private:
 	void gap_grew(Path &p, uint64_t lo, uint64_t hi) noexcept;
 	void gap_shrank(Path &p, uint64_t old_lo, uint64_t old_hi) noexcept;
 	Segment erase_slow(Path &p, Segment seg) noexcept;
+	Tag edge_tag(const Path &p, bool next) const noexcept;
 	uint32_t nodes_for_growth(const Path &p, uint32_t extra) const noexcept;
 	int take_stash(Stash &st, uint32_t n) noexcept;
 	void return_stash(Stash &st) noexcept;
