@@ -327,6 +327,7 @@ void GapTree::fix_gaps(Path &p, uint32_t from_level, bool stop_early) noexcept
 // carry the parent's up, stopping where an annotation is already right.
 void GapTree::carry_gap(Path &p, uint32_t level, Gap g, bool stop_early) noexcept
 {
+	if (&p != &finger_) beside_shape_ = kNoShape; // may change what alloc_near() passed over
 	for (uint32_t l = level; l-- > 0;) {
 		auto *in = static_cast<Inner *>(p.s[l].node);
 		if (stop_early && child_gap(in, p.s[l].idx) == g) return; // nothing above changes
@@ -349,6 +350,7 @@ void GapTree::fix_gaps_at(uint64_t pfn) noexcept
 void GapTree::gap_grew(Path &p, uint64_t lo, uint64_t hi) noexcept
 {
 	const Gap grown{hi - lo + 1, block_order1(lo, hi)};
+	if (&p != &finger_) beside_shape_ = kNoShape; // as in carry_gap()
 	for (uint32_t l = p.n - 1; l-- > 0;) {
 		auto *in = static_cast<Inner *>(p.s[l].node);
 		const Gap old = child_gap(in, p.s[l].idx);
@@ -416,7 +418,7 @@ std::optional<uint64_t> GapTree::find_gap(uint64_t npages, uint64_t align, uint6
 	assert(npages > 0 && align > 0 && (align & (align - 1)) == 0);
 	hi_pfn = std::min(hi_pfn, max_pfn_);
 	if (hi_pfn < lo_pfn || hi_pfn - lo_pfn < npages - 1) return std::nullopt;
-	return search(npages, align, lo_pfn, hi_pfn, path);
+	return search(npages, align, lo_pfn, hi_pfn, path, nullptr);
 }
 
 // The order a FREE block must have for a subtree to be worth entering, plus
@@ -433,6 +435,32 @@ uint8_t GapTree::needed_order1(uint64_t npages, uint64_t align) noexcept
 	return static_cast<uint8_t>(63 - std::countl_zero(npages + 1));
 }
 
+// The highest fit in leaf l (range [min, max]) among its segments 0..top:
+// FREE segments highest first, one bit each in the scan mask. *idx is the
+// segment that holds it.
+std::optional<uint64_t> GapTree::leaf_fit(const Leaf *l, uint64_t min, uint64_t max, uint32_t top,
+                                          uint64_t npages, uint64_t align, uint64_t lo_pfn,
+                                          uint64_t hi_pfn, uint32_t *idx) noexcept
+{
+	const uint64_t lowest_end = lo_pfn + npages - 1; // a fit must end at or above this
+	uint64_t free_bits = free_mask(l) & (~0ULL >> (63 - 2 * top));
+	while (free_bits != 0) {
+		const uint32_t i = static_cast<uint32_t>(63 - std::countl_zero(free_bits)) / 2;
+		free_bits &= ~(3ULL << (2 * i));
+		const uint64_t hi = seg_hi(l, i, max);
+		if (hi < lowest_end) break;
+		const uint64_t a = std::max(seg_lo(l, i, min), lo_pfn);
+		const uint64_t b = std::min(hi, hi_pfn);
+		if (b < a || b - a < npages - 1) continue;
+		const uint64_t pfn = (b - npages + 1) & ~(align - 1);
+		if (pfn >= a) {
+			*idx = i;
+			return pfn;
+		}
+	}
+	return std::nullopt;
+}
+
 // Top-down, right to left: the first fit found is the highest. A child is
 // entered only if its largest hole could hold npages and, for an aligned
 // request, its largest aligned FREE block is of the needed order. For a
@@ -444,8 +472,13 @@ uint8_t GapTree::needed_order1(uint64_t npages, uint64_t align) noexcept
 // align rounded up may be entered and left: see find_gap() in gap_tree.h.
 // Iterative: the path doubles as the backtracking stack.
 std::optional<uint64_t> GapTree::search(uint64_t npages, uint64_t align, uint64_t lo_pfn,
-                                        uint64_t hi_pfn, Path *path) const noexcept
+                                        uint64_t hi_pfn, Path *path, Gap *right) const noexcept
 {
+	// `beside`: the join of every subtree the search passed over on its way to
+	// the answer (tried and found wanting, or rejected by its annotation). They
+	// cover every pfn between the answer's leaf and hi_pfn: what allocate()
+	// keeps to serve the next request from the same leaf (see alloc_near()).
+	Gap beside;
 	Path local;
 	Path &p = path != nullptr ? *path : local;
 	p.n = height_;
@@ -467,24 +500,15 @@ std::optional<uint64_t> GapTree::search(uint64_t npages, uint64_t align, uint64_
 	for (;;) {
 		bool found_child = false;
 		if (level == leaf_level) {
-			auto *l = static_cast<const Leaf *>(node);
-			// FREE segments at or below `next`, highest first, one bit each.
-			uint64_t free_bits = free_mask(l) & (~0ULL >> (63 - 2 * next));
-			while (free_bits != 0) {
-				const uint32_t i =
-				        static_cast<uint32_t>(63 - std::countl_zero(free_bits)) / 2;
-				free_bits &= ~(3ULL << (2 * i));
-				uint64_t hi = seg_hi(l, i, max);
-				if (hi < lowest_end) break;
-				uint64_t a = std::max(seg_lo(l, i, min), lo_pfn);
-				uint64_t b = std::min(hi, hi_pfn);
-				if (b < a || b - a < npages - 1) continue;
-				uint64_t pfn = (b - npages + 1) & ~(align - 1);
-				if (pfn >= a) {
-					p.s[level] = Step{const_cast<void *>(node), i, min, max};
-					last_search_nodes_ = visited;
-					return pfn;
-				}
+			uint32_t i;
+			const std::optional<uint64_t> pfn =
+			        leaf_fit(static_cast<const Leaf *>(node), min, max, next, npages,
+			                 align, lo_pfn, hi_pfn, &i);
+			if (pfn) {
+				p.s[level] = Step{const_cast<void *>(node), i, min, max};
+				last_search_nodes_ = visited;
+				if (right != nullptr) *right = beside;
+				return pfn;
 			}
 		} else {
 			auto *in = static_cast<const Inner *>(node);
@@ -493,7 +517,8 @@ std::optional<uint64_t> GapTree::search(uint64_t npages, uint64_t align, uint64_
 			// every lower one does too.
 			uint32_t i = next + 1;
 			while (i-- > 0 &&
-			       ((in->max_gap[i] < npages) | (in->order1[i] < need_order1))) {}
+			       ((in->max_gap[i] < npages) | (in->order1[i] < need_order1)))
+				beside = beside.join(child_gap(in, i));
 			if (i <= next) {
 				uint64_t cmin, cmax;
 				const void *child = inner_child(in, i, min, max, &cmin, &cmax);
@@ -519,6 +544,7 @@ std::optional<uint64_t> GapTree::search(uint64_t npages, uint64_t align, uint64_
 			}
 			--level;
 			const Step &s = p.s[level];
+			beside = beside.join(child_gap(static_cast<const Inner *>(s.node), s.idx));
 			if (s.idx > 0) {
 				node = s.node;
 				min = s.min;
@@ -566,7 +592,48 @@ GapTree::Path &GapTree::finger_at(uint64_t pfn) noexcept
 	}
 	descend(pfn, finger_);
 	finger_shape_ = shape_;
+	beside_shape_ = kNoShape; // known for the old path only
 	return finger_;
+}
+
+// The highest fit when it lies in the finger's leaf, without a descent: the
+// pattern of a free followed by an allocation nearby, and of allocations that
+// carve one hole from the top. Exact: the leaf's own segments are scanned, and
+// everything between the leaf and hi_pfn is known to hold no fit, because the
+// last search passed over it (beside_gap_, which covers up to beside_hi_pfn_)
+// and no annotation off the finger's path has changed since (carry_gap() and
+// gap_grew() through any other path, and every change of shape, forget it).
+// nullopt: not known here; the caller searches from the root.
+std::optional<uint64_t> GapTree::alloc_near(uint64_t npages, uint64_t align, uint64_t lo_pfn,
+                                            uint64_t hi_pfn) noexcept
+{
+	if (beside_shape_ != shape_ || finger_shape_ != shape_) return std::nullopt;
+	Step &s = finger_.leaf();
+	if (hi_pfn < s.min) return std::nullopt;
+	auto *l = static_cast<const Leaf *>(s.node);
+	if (finger_.n > 1) { // the leaf's own annotation: skip a scan that cannot succeed
+		const Step &up = finger_.s[finger_.n - 2];
+		const Gap g = child_gap(static_cast<const Inner *>(up.node), up.idx);
+		if (g.len < npages || g.order1 < needed_order1(npages, align)) return std::nullopt;
+	}
+	uint32_t top = l->count - 1u;
+	if (hi_pfn > s.max) {
+		// A fit above the leaf would be the answer; there is none if the
+		// annotations passed over cannot hold one (the search's own tests).
+		if (hi_pfn > beside_hi_pfn_) return std::nullopt;
+		if (beside_gap_.len >= npages && beside_gap_.order1 >= needed_order1(npages, align))
+			return std::nullopt;
+	} else if (hi_pfn < s.max) {
+		top = pivot_index(l->pivot, l->count, hi_pfn);
+	}
+	uint32_t i;
+	const std::optional<uint64_t> pfn =
+	        leaf_fit(l, s.min, s.max, top, npages, align, lo_pfn, hi_pfn, &i);
+	if (pfn) {
+		s.idx = i;
+		last_search_nodes_ = 1; // the leaf alone
+	}
+	return pfn;
 }
 
 int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn, Tag tag,
@@ -575,10 +642,18 @@ int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t
 	assert(npages > 0 && align > 0 && (align & (align - 1)) == 0 && tag != Tag::kFree);
 	hi_pfn = std::min(hi_pfn, max_pfn_);
 	if (hi_pfn < lo_pfn || hi_pfn - lo_pfn < npages - 1) return -ENOMEM;
-	finger_shape_ = kNoShape; // the search writes its backtracking into the finger
-	std::optional<uint64_t> pfn = search(npages, align, lo_pfn, hi_pfn, &finger_);
-	if (!pfn) return -ENOMEM;
-	finger_shape_ = shape_;
+	std::optional<uint64_t> pfn = alloc_near(npages, align, lo_pfn, hi_pfn);
+	if (!pfn) {
+		finger_shape_ = kNoShape; // the search writes its backtracking into the finger
+		beside_shape_ = kNoShape;
+		Gap beside;
+		pfn = search(npages, align, lo_pfn, hi_pfn, &finger_, &beside);
+		if (!pfn) return -ENOMEM;
+		finger_shape_ = shape_;
+		beside_shape_ = shape_;
+		beside_gap_ = beside;
+		beside_hi_pfn_ = hi_pfn;
+	}
 	int rc = carve(finger_, *pfn, *pfn + npages - 1, tag);
 	if (rc != 0) return rc;
 	*pfn_lo = *pfn;

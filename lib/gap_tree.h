@@ -102,8 +102,9 @@ public:
 	uint64_t max_pfn() const noexcept { return max_pfn_; }
 	uint32_t height() const noexcept { return height_; }
 	uint64_t nodes() const noexcept { return nodes_; }
-	// Nodes the last find_gap() entered, root and leaf included: what the
-	// white-box tests hold to O(height x fanout).
+	// Nodes the last find_gap() or allocate() entered, root and leaf included:
+	// what the white-box tests hold to O(height x fanout). 1 when allocate()
+	// found its answer in the finger's leaf without a descent.
 	uint64_t last_search_nodes() const noexcept { return last_search_nodes_; }
 
 	// What an inner node keeps per child about the FREE segments below it: the
@@ -162,7 +163,9 @@ public:
 
 	// find_gap() and carve() in one: the domain's allocation. 0 and *pfn_lo,
 	// -ENOMEM (no fit) or -EAGAIN (no node for a split); nothing changed on
-	// error. Leaves the path as the finger for a free that follows nearby.
+	// error. Leaves the path as the finger for a free that follows nearby, and
+	// serves the next allocation from the finger's leaf without a descent when
+	// the answer is known to lie there (alloc_near() in gap_tree.cc).
 	int allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn, Tag tag,
 	             uint64_t *pfn_lo) noexcept;
 
@@ -237,7 +240,13 @@ private:
 	void *take_node(Stash &st) noexcept;
 
 	std::optional<uint64_t> search(uint64_t npages, uint64_t align, uint64_t lo_pfn,
-	                               uint64_t hi_pfn, Path *path) const noexcept;
+	                               uint64_t hi_pfn, Path *path, Gap *right) const noexcept;
+	static std::optional<uint64_t> leaf_fit(const Leaf *l, uint64_t min, uint64_t max,
+	                                        uint32_t top, uint64_t npages, uint64_t align,
+	                                        uint64_t lo_pfn, uint64_t hi_pfn,
+	                                        uint32_t *idx) noexcept;
+	std::optional<uint64_t> alloc_near(uint64_t npages, uint64_t align, uint64_t lo_pfn,
+	                                   uint64_t hi_pfn) noexcept;
 	bool verify_node(const void *node, uint32_t level, uint64_t min, uint64_t max, Gap *gap,
 	                 Tag *first, Tag *last, Census *c, const char **why) const noexcept;
 	// A leaf's Gap over its FREE segments; may stop early once both fields
@@ -272,6 +281,11 @@ private:
 	uint64_t shape_ = 0;
 	uint64_t finger_shape_ = kNoShape;
 	Path finger_{};
+	// What the search that built the finger passed over on its right, up to
+	// beside_hi_pfn_: valid while beside_shape_ == shape_ (see alloc_near()).
+	uint64_t beside_shape_ = kNoShape;
+	Gap beside_gap_{};
+	uint64_t beside_hi_pfn_ = 0;
 };
 
 template <class Fn>

@@ -492,6 +492,71 @@ TEST(GapTreeAlignedSearch, NonPowerOfTwoWorstCaseIsTheStatedOne)
 	EXPECT_LE(t.tree.last_search_nodes(), 3 * t.tree.height());
 }
 
+// allocate() serves a request from the finger's leaf, without a descent, only
+// while everything between that leaf and the limit is known to hold no fit:
+// the pair pattern (allocate, free, allocate again) is served there, and a fit
+// that appears higher up (a free elsewhere), a limit below the leaf or above
+// what the last search covered, or another size all get the exact answer.
+TEST(GapTreeNearAlloc, ServedFromTheFingerLeafOnlyWhileExact)
+{
+	NearFitTree t(20000, 1, 2);
+	GapTree &tree = t.tree;
+	const uint64_t max_pfn = tree.max_pfn();
+	auto allocate = [&](uint64_t npages, uint64_t align, uint64_t hi_pfn) {
+		t.top_up();
+		uint64_t pfn = 0;
+		EXPECT_EQ(tree.allocate(npages, align, 0, hi_pfn, Tag::kAllocated, &pfn), 0);
+		const char *why = "";
+		EXPECT_TRUE(tree.verify(nullptr, &why)) << why;
+		return pfn;
+	};
+	auto erase = [&](uint64_t pfn) {
+		tree.erase(pfn);
+		const char *why = "";
+		EXPECT_TRUE(tree.verify(nullptr, &why)) << why;
+	};
+	const uint64_t slack_fit = t.slack_hi - 1; // every 2-page aligned fit is below the holes
+	EXPECT_EQ(allocate(2, 2, max_pfn), slack_fit);
+	EXPECT_GT(tree.last_search_nodes(), 1U); // a descent from the root
+	for (int round = 0; round < 3; ++round) {
+		erase(slack_fit);
+		EXPECT_EQ(allocate(2, 2, max_pfn), slack_fit);
+		EXPECT_EQ(tree.last_search_nodes(), 1U) << "round " << round;
+	}
+	erase(slack_fit);
+
+	// A fit appears far above the finger's leaf: the next answer is that one.
+	auto fit_at = [&](uint64_t hole) { return t.base + 4 * hole + 2; }; // [4j + 1, 4j + 2]
+	const uint64_t high = fit_at(12345), low = fit_at(2345);
+	erase(high + 1);
+	EXPECT_EQ(allocate(2, 2, max_pfn), high);
+	erase(high);
+	EXPECT_EQ(allocate(2, 2, max_pfn), high);
+	EXPECT_EQ(tree.last_search_nodes(), 1U);
+	erase(high);
+	// A second, lower fit: the free that makes it moves the finger to its
+	// leaf, where the answer is not (what was passed over belongs to the old
+	// finger's path).
+	erase(low + 1);
+	EXPECT_EQ(allocate(2, 2, max_pfn), high);
+	erase(high);
+	// A limit below both: the search covers only up to the limit, so a later
+	// request with a higher limit cannot be served from the slack's leaf.
+	EXPECT_EQ(allocate(2, 2, t.base + 8), slack_fit);
+	erase(slack_fit);
+	EXPECT_EQ(allocate(2, 2, max_pfn), high);
+	erase(high);
+	// Another size: 1 page goes to the highest hole.
+	const uint64_t top_hole = t.base + 4 * 19999 + 2;
+	EXPECT_EQ(allocate(1, 1, max_pfn), top_hole);
+	erase(top_hole);
+	EXPECT_EQ(allocate(1, 1, max_pfn), top_hole);
+	EXPECT_EQ(tree.last_search_nodes(), 1U);
+	erase(top_hole);
+	// A limit inside the finger's leaf, below its highest hole.
+	EXPECT_EQ(allocate(1, 1, top_hole - 1), top_hole - 1);
+}
+
 // block_order1 through the tree: every FREE segment [lo, hi] of a small
 // region, under an inner node (200 pages carved above it make the tree two
 // levels deep), against the aligned blocks found by brute force; verify()
