@@ -438,9 +438,11 @@ uint8_t GapTree::needed_order1(uint64_t npages, uint64_t align) noexcept
 // The highest fit in leaf l (range [min, max]) among its segments 0..top:
 // FREE segments highest first, one bit each in the scan mask. *idx is the
 // segment that holds it.
-std::optional<uint64_t> GapTree::leaf_fit(const Leaf *l, uint64_t min, uint64_t max, uint32_t top,
-                                          uint64_t npages, uint64_t align, uint64_t lo_pfn,
-                                          uint64_t hi_pfn, uint32_t *idx) noexcept
+// Inlined into its two callers: the call itself (nine arguments) cost a third
+// of a one-step scan.
+[[gnu::always_inline]] inline std::optional<uint64_t>
+GapTree::leaf_fit(const Leaf *l, uint64_t min, uint64_t max, uint32_t top, uint64_t npages,
+                  uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn, uint32_t *idx) noexcept
 {
 	const uint64_t lowest_end = lo_pfn + npages - 1; // a fit must end at or above this
 	uint64_t free_bits = free_mask(l) & (~0ULL >> (63 - 2 * top));
