@@ -502,7 +502,7 @@ std::optional<uint64_t> GapTree::search(uint64_t npages, uint64_t align, uint64_
 	for (;;) {
 		bool found_child = false;
 		if (level == leaf_level) {
-			uint32_t i;
+			uint32_t i = 0;
 			const std::optional<uint64_t> pfn =
 			        leaf_fit(static_cast<const Leaf *>(node), min, max, next, npages,
 			                 align, lo_pfn, hi_pfn, &i);
@@ -628,7 +628,7 @@ std::optional<uint64_t> GapTree::alloc_near(uint64_t npages, uint64_t align, uin
 	} else if (hi_pfn < s.max) {
 		top = pivot_index(l->pivot, l->count, hi_pfn);
 	}
-	uint32_t i;
+	uint32_t i = 0;
 	const std::optional<uint64_t> pfn =
 	        leaf_fit(l, s.min, s.max, top, npages, align, lo_pfn, hi_pfn, &i);
 	if (pfn) {
