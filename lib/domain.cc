@@ -189,6 +189,7 @@ int Domain::alloc_locked(uint64_t npages, uint64_t align, uint64_t hi_pfn,
 
 int Domain::free(uint64_t pfn) noexcept
 {
+	cache_->prefetch_live(pfn);
 	SpinGuard g(tree_lock_);
 	Segment seg;
 	if (int rc = free_checked_locked(pfn, &seg); rc != 0) return rc;
