@@ -368,10 +368,34 @@ void GapTree::gap_shrank(Path &p, uint64_t old_lo, uint64_t old_hi) noexcept
 	// Not the leaf's largest hole nor its best aligned block: nothing changes.
 	// (A shorter hole can hold the larger aligned block, so test both.)
 	if (was.len > old_hi - old_lo + 1 && was.order1 > block_order1(old_lo, old_hi)) return;
+	if (&p == &finger_ && finger_shape_ == shape_) {
+		// A carve by allocate() is often undone by the next free (a mapping's
+		// life): leave the over-estimate until then, see settle().
+		assert(pending_leaf_ == nullptr && "every mutation settles first");
+		pending_leaf_ = p.leaf().node;
+		pending_lo_ = old_lo;
+		pending_hi_ = old_hi;
+		return;
+	}
 	// The leaf's gap can only have shrunk: stop scanning once the old one is
 	// matched (in a fragmented space the next 1-page hole ends the scan).
 	const Step &s = p.s[p.n - 1];
 	carry_gap(p, p.n - 1, leaf_gap(static_cast<Leaf *>(s.node), s.min, s.max, was), true);
+}
+
+// The pending shrink's leaf gap, computed and carried up the finger's path
+// (which still leads to it: the finger does not move, and no node changes
+// shape, before a settle). Every operation but a free in the same leaf calls
+// this first, so at most one leaf is pending and only its path over-estimates;
+// a search that trusts the over-estimate enters that subtree, finds no fit
+// and backtracks: still exact.
+void GapTree::settle_slow() noexcept
+{
+	assert(finger_shape_ == shape_ && finger_.leaf().node == pending_leaf_);
+	const Step &s = finger_.leaf();
+	pending_leaf_ = nullptr;
+	carry_gap(finger_, finger_.n - 1, leaf_gap(static_cast<Leaf *>(s.node), s.min, s.max),
+	          true);
 }
 
 // Nodes a leaf needs to grow by `extra` segments: one per split on the way up,
@@ -592,6 +616,7 @@ GapTree::Path &GapTree::finger_at(uint64_t pfn) noexcept
 			return finger_;
 		}
 	}
+	settle(); // the path to the pending leaf is about to go
 	descend(pfn, finger_);
 	finger_shape_ = shape_;
 	beside_shape_ = kNoShape; // known for the old path only
@@ -644,6 +669,7 @@ int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t
 	assert(npages > 0 && align > 0 && (align & (align - 1)) == 0 && tag != Tag::kFree);
 	hi_pfn = std::min(hi_pfn, max_pfn_);
 	if (hi_pfn < lo_pfn || hi_pfn - lo_pfn < npages - 1) return -ENOMEM;
+	settle();
 	std::optional<uint64_t> pfn = alloc_near(npages, align, lo_pfn, hi_pfn);
 	if (!pfn) {
 		finger_shape_ = kNoShape; // the search writes its backtracking into the finger
@@ -664,6 +690,7 @@ int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t
 
 int GapTree::carve(uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept
 {
+	settle();
 	Path p;
 	descend(pfn_lo, p);
 	return carve(p, pfn_lo, pfn_hi, tag);
@@ -672,6 +699,7 @@ int GapTree::carve(uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept
 int GapTree::carve(Path &p, uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept
 {
 	assert(tag != Tag::kFree && pfn_lo <= pfn_hi && pfn_hi <= max_pfn_);
+	settle(); // annotations only: p stays valid
 	Step &s = p.leaf();
 	auto *l = static_cast<Leaf *>(s.node);
 	uint64_t a = seg_lo(l, s.idx, s.min), b = seg_hi(l, s.idx, s.max);
@@ -869,6 +897,7 @@ void GapTree::split_at(uint64_t pfn, Stash &st) noexcept
 
 int GapTree::reserve(uint64_t pfn_lo, uint64_t pfn_hi, Segment *merged) noexcept
 {
+	settle();
 	// Common case: the range lies in one segment; one descent does it all.
 	Path p;
 	descend(pfn_lo, p);
@@ -932,7 +961,10 @@ Segment GapTree::erase_if(uint64_t pfn, Tag expect) noexcept
 	                               : seg.pfn_hi < max_pfn_ && edge_tag(p, true) == Tag::kFree;
 	const bool prev_free = prev_in ? tag_at(l, i - 1) == Tag::kFree
 	                               : seg.pfn_lo > 0 && edge_tag(p, false) == Tag::kFree;
-	if ((!next_in && next_free) || (!prev_in && prev_free)) return erase_slow(p, seg);
+	if ((!next_in && next_free) || (!prev_in && prev_free)) {
+		settle();
+		return erase_slow(p, seg);
+	}
 	set_tag(l, i, Tag::kFree);
 	uint64_t lo = seg.pfn_lo, hi = seg.pfn_hi;
 	if (next_free) { // drop segment i's pivot and segment i+1's tag
@@ -947,7 +979,12 @@ Segment GapTree::erase_if(uint64_t pfn, Tag expect) noexcept
 		l->tags = remove_tag(l->tags, i);
 		--l->count;
 	}
-	gap_grew(p, lo, hi);
+	if (pending_leaf_ == nullptr)
+		gap_grew(p, lo, hi);
+	else if (lo == pending_lo_ && hi == pending_hi_)
+		pending_leaf_ = nullptr; // the carve undone: the leaf is as it was
+	else
+		settle();
 	if (l->count < kLeafMin && (next_free || prev_free)) rebalance_at(lo);
 	return seg;
 }
@@ -1245,8 +1282,13 @@ bool GapTree::verify_node(const void *node, uint32_t level, uint64_t min, uint64
 		Gap g;
 		Tag f = Tag::kFree, la = Tag::kFree;
 		if (!verify_node(child, level + 1, cmin, cmax, &g, &f, &la, c, why)) return false;
-		if (g.len != in->max_gap[i]) return *why = "max_gap annotation wrong", false;
-		if (g.order1 != in->order1[i])
+		// On the path to a leaf whose shrink is pending (settle()), the
+		// annotations are still those from before the carve: upper bounds.
+		const bool pending =
+		        pending_leaf_ != nullptr && pending_lo_ >= cmin && pending_lo_ <= cmax;
+		if (pending ? g.len > in->max_gap[i] : g.len != in->max_gap[i])
+			return *why = "max_gap annotation wrong", false;
+		if (pending ? g.order1 > in->order1[i] : g.order1 != in->order1[i])
 			return *why = "aligned block annotation wrong", false;
 		if (i > 0 && prev_last == Tag::kFree && f == Tag::kFree)
 			return *why = "adjacent FREE segments across nodes", false;
@@ -1270,6 +1312,10 @@ bool GapTree::verify(Census *census, const char **why) const noexcept
 		return *why = "no root", false;
 	Gap g;
 	Tag f = Tag::kFree, l = Tag::kFree;
+	if (pending_leaf_ != nullptr &&
+	    (finger_shape_ != shape_ || finger_.s[finger_.n - 1].node != pending_leaf_ ||
+	     (lookup(pending_lo_).tag == Tag::kFree && lookup(pending_lo_).pfn_hi == pending_hi_)))
+		return *why = "pending shrink not on the finger's leaf", false;
 	if (!verify_node(root_, 0, 0, max_pfn_, &g, &f, &l, c, why)) return false;
 	if (c->nodes != nodes_) return *why = "node count mismatch", false;
 	return true;

@@ -221,6 +221,11 @@ private:
 	// Cheaper than fix_gaps when the change is known: a FREE segment of the
 	// leaf on p grew to len pages, or one of old_len pages shrank or vanished.
 	void gap_grew(Path &p, uint64_t lo, uint64_t hi) noexcept;
+	void settle() noexcept
+	{
+		if (pending_leaf_ != nullptr) settle_slow();
+	}
+	void settle_slow() noexcept;
 	void gap_shrank(Path &p, uint64_t old_lo, uint64_t old_hi) noexcept;
 	Segment erase_slow(Path &p, Segment seg) noexcept;
 	Tag edge_tag(const Path &p, bool next) const noexcept;
@@ -286,6 +291,13 @@ private:
 	uint64_t beside_shape_ = kNoShape;
 	Gap beside_gap_{};
 	uint64_t beside_hi_pfn_ = 0;
+	// A carve through the finger that cut its leaf's largest hole or best
+	// block and has not recomputed the leaf's gap yet: the annotations on the
+	// finger's path over-estimate until settle(), or until the free that
+	// restores the FREE segment [pending_lo_, pending_hi_] makes them exact.
+	void *pending_leaf_ = nullptr;
+	uint64_t pending_lo_ = 0;
+	uint64_t pending_hi_ = 0;
 };
 
 template <class Fn>

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -555,6 +556,50 @@ TEST(GapTreeNearAlloc, ServedFromTheFingerLeafOnlyWhileExact)
 	erase(top_hole);
 	// A limit inside the finger's leaf, below its highest hole.
 	EXPECT_EQ(allocate(1, 1, top_hole - 1), top_hole - 1);
+}
+
+// A carve by allocate() that shrinks its leaf's largest hole leaves the
+// annotations above as they were until the next operation (the free that
+// undoes it restores them exactly; anything else recomputes the leaf): in
+// between, searches still get exact answers, and verify() accepts the
+// over-estimate only on that leaf's path.
+TEST(GapTreeNearAlloc, PendingShrinkStaysExact)
+{
+	NearFitTree t(20000, 1, 2);
+	GapTree &tree = t.tree;
+	const uint64_t max_pfn = tree.max_pfn(), slack_pages = t.slack_hi + 1;
+	const char *why = "";
+	auto allocate = [&](uint64_t npages, uint64_t align) {
+		t.top_up();
+		uint64_t pfn = 0;
+		EXPECT_EQ(tree.allocate(npages, align, 0, max_pfn, Tag::kAllocated, &pfn), 0);
+		EXPECT_TRUE(tree.verify(nullptr, &why)) << why;
+		return pfn;
+	};
+	ASSERT_EQ(tree.find_gap(slack_pages, 1, 0, max_pfn), std::optional<uint64_t>(0));
+	for (int round = 0; round < 3; ++round) {
+		const uint64_t pfn = allocate(2, 2); // cuts the top off the slack: the largest hole
+		EXPECT_EQ(pfn, t.slack_hi - 1);
+		// The path still says slack_pages; the search enters, finds less, and says so.
+		EXPECT_FALSE(tree.find_gap(slack_pages, 1, 0, max_pfn).has_value());
+		EXPECT_EQ(tree.find_gap(slack_pages - 2, 1, 0, max_pfn),
+		          std::optional<uint64_t>(0));
+		tree.erase(pfn); // undoes the carve
+		EXPECT_TRUE(tree.verify(nullptr, &why)) << why;
+		EXPECT_EQ(tree.find_gap(slack_pages, 1, 0, max_pfn), std::optional<uint64_t>(0));
+	}
+	// Two carves, then their frees in the other order: nothing is undone
+	// exactly, so each step recomputes, and verify() sees exact annotations.
+	const uint64_t a = allocate(2, 2), b = allocate(2, 2);
+	EXPECT_EQ(b, a - 2);
+	tree.erase(a);
+	EXPECT_TRUE(tree.verify(nullptr, &why)) << why;
+	// [0, b - 1] FREE, b ALLOCATED, a FREE again, between b and the holes.
+	EXPECT_EQ(tree.find_gap(slack_pages - 4, 1, 0, max_pfn), std::optional<uint64_t>(0));
+	EXPECT_FALSE(tree.find_gap(slack_pages - 3, 1, 0, max_pfn).has_value());
+	tree.erase(b);
+	EXPECT_TRUE(tree.verify(nullptr, &why)) << why;
+	EXPECT_EQ(tree.find_gap(slack_pages, 1, 0, max_pfn), std::optional<uint64_t>(0));
 }
 
 // block_order1 through the tree: every FREE segment [lo, hi] of a small
