@@ -170,8 +170,9 @@ int Domain::alloc(uint64_t npages, uint64_t limit_pfn, bool size_aligned, uint64
 	return rc;
 }
 
-// Cost: one O(log n) descent for the hole, one for the carve; no allocation
-// (nodes come from the pool), no syscall.
+// Cost: one O(log n) descent for the hole, none when the tree's finger leaf
+// is known to hold it (gap_tree.h, allocate()), and the carve on that path;
+// no allocation (nodes come from the pool), no syscall.
 int Domain::alloc_locked(uint64_t npages, uint64_t align, uint64_t hi_pfn,
                          uint64_t *pfn_lo) noexcept
 {
