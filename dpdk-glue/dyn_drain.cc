@@ -3,13 +3,14 @@
  */
 // The drain of the dynamic unmaps (dyn_state.h): pops each queue, sorts the
 // batch, issues one VFIO unmap per run of VA- and IOVA-adjacent mappings,
-// and only after each unmap returned frees the slot and gives the range to
-// the drain's return batch (iovam.h), which moves whole magazines into the
-// depot: the mapping lcores take them back there, whatever thread drains (a
-// service lcore, an app lcore, the EAL alarm thread). So an IOVA is never
-// allocated again while the IOMMU may still translate it (the stale-DMA bug
-// users hit with eager reuse), and a mapping lcore's steady state is a
-// magazine pop. The drain leaves the slot of an unmap that succeeded alone:
+// and only after each unmap returned publishes the queue's completed
+// position. The lcore that queued them then reaps their IOVAs into its own
+// cache (reap_some(), dyn_queue.h), whatever thread drains (a service lcore,
+// an app lcore, the EAL alarm thread); the shared queue's go to the drain's
+// return batch (iovam.h), which moves whole magazines into the depot. So an
+// IOVA is never allocated again while the IOMMU may still translate it (the
+// stale-DMA bug users hit with eager reuse), and a mapping lcore's steady
+// state is a magazine pop on lines of its own. The drain leaves the slot of an unmap that succeeded alone:
 // the queue's completed position frees it (dyn_table.h), so the mapping
 // lcores' table lines stay theirs. A failed unmap keeps its IOVA and its
 // slot (still "unmapping") on a retry list threaded through the slots' tags;

@@ -21,11 +21,11 @@
 // Who gives the IOVA back: an lcore's queue is reaped by its producer. The
 // drain only unmaps and publishes `done`; the lcore's next map, unmap or
 // iovam_dpdk_service_run() frees the ranges of its entries below `done`
-// into its own cache (`reaped` follows), and a queue slot is free for a new
+// into its own cache (`free_below` follows), and a queue slot is free for a new
 // entry once reaped. So the live bytes and magazines of those ranges stay
 // in the lcore's cache: a drain on another core does not take their lines
-// away (bench_dyn_map --drain=service at full rate: 32 ns a pair against
-// 75-83 when the drain returned the ranges through the depot, same minute).
+// away (bench_dyn_map --drain=service at full rate: 31-32 ns a pair against
+// 88-93 when the drain returned the ranges through the depot, same minute).
 // A failed unmap's entry is marked (npages 0) before `done` passes it: the
 // retry list owns that IOVA. The shared queue has no cache to reap into:
 // the drain returns its ranges (dyn_drain.cc), and its slots are free once

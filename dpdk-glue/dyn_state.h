@@ -7,8 +7,10 @@
 //   dyn_map.cc    the C entry points: map, unmap (lazy or strict), done, wait
 //   dyn_table.h   the live mappings, so that unmap refuses what is not one
 //   dyn_queue.h   the per-lcore unmap queues and their sequence numbers
-//   dyn_drain.cc  the drain: batched DMA unmaps, then the slots and IOVAs
-//                 back (through a return batch), retries of failed unmaps
+//   dyn_drain.cc  the drain: batched DMA unmaps, then the completed
+//                 positions (each lcore reaps its IOVAs: reap_some(); the
+//                 shared queue's through a return batch), retries of failed
+//                 unmaps
 //   dyn_state.cc  start, stop and the stats
 #pragma once
 
