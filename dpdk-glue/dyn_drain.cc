@@ -189,7 +189,7 @@ void flush_returns(Glue &g)
 uint64_t reap_some(Glue &g, Queue &q, uint32_t cache, uint64_t max)
 {
 	const uint64_t done = q.done.load(std::memory_order_acquire);
-	const uint64_t from = q.free_below;
+	const uint64_t from = q.free_below.load(std::memory_order_relaxed);
 	const uint64_t n = std::min(done - from, max);
 	for (uint64_t pos = from; pos != from + n; pos++) {
 		const UnmapEntry &e = q.slots[pos & q.mask];
@@ -197,7 +197,7 @@ uint64_t reap_some(Glue &g, Queue &q, uint32_t cache, uint64_t max)
 		int rc = iovam_free_fast(g.dom, cache, e.pfn, e.npages);
 		if (rc != 0) IOVAM_LOG(ERR, "reap pfn 0x%" PRIx64 ": %d", e.pfn, rc);
 	}
-	q.free_below = from + n;
+	q.free_below.store(from + n, std::memory_order_relaxed);
 	return n;
 }
 

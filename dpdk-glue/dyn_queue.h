@@ -96,7 +96,9 @@ struct alignas(64) Queue {
 	// the entries it reaped; the shared queue, its producers' last view of
 	// tail (popped entries are done with their slot), reloaded only when
 	// this view says full.
-	uint64_t free_below = 0;
+	// Written by the producer side and fini only (relaxed: fini runs after the
+	// lcores stopped).
+	std::atomic<uint64_t> free_below{0};
 	// The producer's last view of tail: it reloads tail (a line the drain
 	// writes, on another core) only when this view says half full.
 	uint64_t tail_seen = 0;
@@ -128,7 +130,7 @@ struct alignas(64) Queue {
 	bool push(const UnmapEntry &e)
 	{
 		uint64_t h = head.load(std::memory_order_relaxed);
-		if (h - free_below > mask) return false;
+		if (h - free_below.load(std::memory_order_relaxed) > mask) return false;
 		prefetch_for_write(&slots[(h + kClaimAhead) & mask]);
 		slots[h & mask] = e;
 		head.store(h + 1, std::memory_order_release);

@@ -51,13 +51,14 @@ void dyn_stop(Glue &g)
 		for (unsigned i = 0; i < kSharedQueue; i++) {
 			Queue &q = g.dyn->queues[i];
 			const uint64_t done = q.done.load(std::memory_order_acquire);
-			for (uint64_t pos = q.free_below; pos != done; pos++) {
+			for (uint64_t pos = q.free_below.load(std::memory_order_relaxed);
+			     pos != done; pos++) {
 				const UnmapEntry &e = q.slots[pos & q.mask];
 				if (e.npages != 0)
 					(void)iovam_return_batch_add(g.dyn->returns, e.pfn,
 					                             e.npages);
 			}
-			q.free_below = done;
+			q.free_below.store(done, std::memory_order_relaxed);
 		}
 	}
 	for (unsigned i = kQueues; i-- > 0;) delete[] g.dyn->queues[i].slots;

@@ -92,7 +92,9 @@ uint64_t reap_some(Glue &g, Queue &q, uint32_t cache, uint64_t max);
 // the consumer line (which the drain writes once per pass) and a compare.
 inline void reap(Glue &g, Queue &q, uint32_t cache)
 {
-	if (__builtin_expect(q.done.load(std::memory_order_acquire) != q.free_below, 0))
+	if (__builtin_expect(q.done.load(std::memory_order_acquire) !=
+	                             q.free_below.load(std::memory_order_relaxed),
+	                     0))
 		(void)reap_some(g, q, cache, kReapPerCall);
 }
 
