@@ -96,8 +96,8 @@ struct alignas(64) Queue {
 	// the entries it reaped; the shared queue, its producers' last view of
 	// tail (popped entries are done with their slot), reloaded only when
 	// this view says full.
-	// Written by the producer side and fini only (relaxed: fini runs after the
-	// lcores stopped).
+	// Written by the producer side and fini only; an lcore's reap
+	// release-stores it, which fini acquires.
 	std::atomic<uint64_t> free_below{0};
 	// The producer's last view of tail: it reloads tail (a line the drain
 	// writes, on another core) only when this view says half full.

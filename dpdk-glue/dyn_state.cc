@@ -51,7 +51,7 @@ void dyn_stop(Glue &g)
 		for (unsigned i = 0; i < kSharedQueue; i++) {
 			Queue &q = g.dyn->queues[i];
 			const uint64_t done = q.done.load(std::memory_order_acquire);
-			for (uint64_t pos = q.free_below.load(std::memory_order_relaxed);
+			for (uint64_t pos = q.free_below.load(std::memory_order_acquire);
 			     pos != done; pos++) {
 				const UnmapEntry &e = q.slots[pos & q.mask];
 				if (e.npages != 0)
