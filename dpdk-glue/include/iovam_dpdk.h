@@ -71,7 +71,7 @@ struct rte_mempool;
 /**
  * Do not run the service by itself. Without this flag the service is mapped
  * to the first service lcore if there is one (it completes lazy unmaps every
- * millisecond, sooner when an lcore's unmap queue is half full), else it runs
+ * 10 ms, sooner when an lcore's unmap queue is half full), else it runs
  * from an EAL alarm every 10 ms. With it, the application runs it: on a service lcore it maps
  * itself, with rte_service_run_iter_on_app_lcore(), or iovam_dpdk_service_run().
  */
