@@ -104,7 +104,7 @@ extern "C" int iovam_dpdk_map(void *va, size_t len, uint64_t *iova)
 // queue (a write prefetch, release store of the head). A refused unmap costs at
 // most DynTable::kNearProbe + kMaxProbe slot loads and one shared counter. Strict: add the
 // drain of this lcore's queue (the drain lock, one VFIO unmap per run of
-// adjacent mappings, the return to the depot).
+// adjacent mappings), then the reap of its IOVAs.
 extern "C" int iovam_dpdk_unmap_ex(void *va, uint64_t iova, size_t len, uint32_t flags,
                                    uint64_t *seq)
 {

@@ -91,8 +91,8 @@ std::atomic<uint32_t> g_in_flight{0};
 // producers rarely write. Each pass still costs a mapping lcore the lines
 // it shares with the drain (its queue's head, which the pass reads, and the
 // completed position, which it writes): with the two cores 240 ns apart
-// (a cache-line round trip of 475 ns on the 2-vCPU CI machine) a pass every
-// millisecond put them before nearly every burst of a lcore mapping 50K
+// (a cache-line round trip of 475 ns on the 2-vCPU test machine) a pass every
+// millisecond put them before nearly every burst of an lcore mapping 50K
 // pairs/s, and the pair took 58-60 ns against 39-40 with a pass every 10 ms
 // (bench_dyn_map --drain=service --rate=50000, same minute). A lazy unmap
 // completes within about 10 ms, as with the alarm (and the kernel's lazy
