@@ -3,13 +3,14 @@
  */
 // The drain of the dynamic unmaps (dyn_state.h): pops each queue, sorts the
 // batch, issues one VFIO unmap per run of VA- and IOVA-adjacent mappings,
-// and only after each unmap returned frees the slot and gives the range to
-// the drain's return batch (iovam.h), which moves whole magazines into the
-// depot: the mapping lcores take them back there, whatever thread drains (a
-// service lcore, an app lcore, the EAL alarm thread). So an IOVA is never
-// allocated again while the IOMMU may still translate it (the stale-DMA bug
-// users hit with eager reuse), and a mapping lcore's steady state is a
-// magazine pop. The drain leaves the slot of an unmap that succeeded alone:
+// and only after each unmap returned publishes the queue's completed
+// position. The lcore that queued them then reaps their IOVAs into its own
+// cache (reap_some(), dyn_queue.h), whatever thread drains (a service lcore,
+// an app lcore, the EAL alarm thread); the shared queue's go to the drain's
+// return batch (iovam.h), which moves whole magazines into the depot. So an
+// IOVA is never allocated again while the IOMMU may still translate it (the
+// stale-DMA bug users hit with eager reuse), and a mapping lcore's steady
+// state is a magazine pop on lines of its own. The drain leaves the slot of an unmap that succeeded alone:
 // the queue's completed position frees it (dyn_table.h), so the mapping
 // lcores' table lines stay theirs. A failed unmap keeps its IOVA and its
 // slot (still "unmapping") on a retry list threaded through the slots' tags;
@@ -52,20 +53,22 @@ enum class Source {
 	kFini,    // claimed at fini, untagged: the drain frees it
 };
 
-// Return the IOVA ranges of entries whose unmap completed: the slot first
-// (unless its sequence number frees it), then the IOVA (a pfn is live in at
-// most one slot), into the return batch: the depot, not this thread's cache,
-// whose lcore (if it has one) may never map. The caller flushes the batch
-// when its pass is over, and counts the pages returned (*pages). Caller
-// holds drain_lock.
-void release(Glue &g, const UnmapEntry *e, size_t n, Source src, uint64_t *pages)
+// Finish entries whose unmap completed: the slot first (unless its sequence
+// number frees it), then the IOVA (a pfn is live in at most one slot). An
+// lcore queue's producer reaps the IOVA itself (dyn_queue.h: give_back
+// false); the others go into the return batch: the depot, not this thread's
+// cache, whose lcore (if it has one) may never map. The caller flushes the
+// batch when its pass is over, and counts the pages unmapped (*pages).
+// Caller holds drain_lock.
+void release(Glue &g, const UnmapEntry *e, size_t n, Source src, bool give_back, uint64_t *pages)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (src != Source::kQueued) g.dyn->table.release(e[i].slot);
 		unmap_hook_call(e[i].pfn << g.shift, e[i].npages << g.shift);
+		*pages += e[i].npages;
+		if (!give_back) continue;
 		int rc = iovam_return_batch_add(g.dyn->returns, e[i].pfn, e[i].npages);
 		if (rc != 0) IOVAM_LOG(ERR, "return pfn 0x%" PRIx64 ": %d", e[i].pfn, rc);
-		*pages += e[i].npages;
 	}
 }
 
@@ -73,9 +76,11 @@ void release(Glue &g, const UnmapEntry *e, size_t n, Source src, uint64_t *pages
 // and IOVA-adjacent entries (VFIO type1 unmaps whole mappings; a run covers
 // whole ones). A run whose unmap fails keeps its IOVAs (the IOMMU may still
 // map them) and goes on the retry list (kRetried: they come from it, already
-// counted in retrying). *failed: whether some unmap failed. Caller holds
-// drain_lock.
-int complete(Glue &g, UnmapEntry *e, size_t n, Source src, bool *failed = nullptr)
+// counted in retrying). *failed: whether some unmap failed. give_back: the
+// IOVAs of those that succeeded go to the return batch (false: an lcore
+// queue's, which its producer reaps). Caller holds drain_lock.
+int complete(Glue &g, UnmapEntry *e, size_t n, Source src, bool *failed = nullptr,
+             bool give_back = true)
 {
 	const bool retried = src == Source::kRetried;
 	DynState &d = *g.dyn;
@@ -92,7 +97,7 @@ int complete(Glue &g, UnmapEntry *e, size_t n, Source src, bool *failed = nullpt
 		}
 		runs++;
 		if (g.vfio.unmap_dyn(e[i].va, e[i].pfn << g.shift, pages << g.shift)) {
-			release(g, e + i, j - i, src, &returned_pages);
+			release(g, e + i, j - i, src, give_back, &returned_pages);
 			returned += static_cast<int>(j - i);
 			if (retried) d.retrying.fetch_sub(j - i, std::memory_order_relaxed);
 		} else {
@@ -141,8 +146,22 @@ int retry_failed(Glue &g)
 	return returned;
 }
 
+// An lcore queue's entries in [first, first + n) whose unmap failed: their
+// slots' tags are retry-list links now, not their sequence numbers. Mark
+// them (npages 0) so that the producer does not reap their IOVAs: the retry
+// list owns them. Before `done` passes them; the producer writes only at
+// head, beyond. Caller holds drain_lock.
+void mark_failed(Glue &g, Queue &q, uint64_t first, size_t n)
+{
+	const auto qi = static_cast<unsigned>(&q - g.dyn->queues);
+	for (uint64_t pos = first; pos != first + n; pos++) {
+		UnmapEntry &e = q.slots[pos & q.mask];
+		if (g.dyn->table.tag(e.slot) != seq_of(qi, pos)) e.npages = 0;
+	}
+}
+
 // Pop and complete up to kBatch entries of queue q; how many were popped
-// (*returned: ranges returned). Caller holds drain_lock.
+// (*returned: unmaps completed). Caller holds drain_lock.
 size_t drain_queue(Glue &g, Queue &q, int *returned)
 {
 	UnmapEntry batch[kBatch];
@@ -150,7 +169,9 @@ size_t drain_queue(Glue &g, Queue &q, int *returned)
 	size_t n = q.pop(batch, kBatch, &first);
 	if (n == 0) return 0;
 	bool failed = false;
-	*returned += complete(g, batch, n, Source::kQueued, &failed);
+	const bool producer_reaps = &q != &g.dyn->queues[kSharedQueue];
+	*returned += complete(g, batch, n, Source::kQueued, &failed, !producer_reaps);
+	if (failed && producer_reaps) mark_failed(g, q, first, n);
 	if (failed && q.failed_floor.load(std::memory_order_relaxed) == UINT64_MAX)
 		q.failed_floor.store(first, std::memory_order_relaxed);
 	q.done.store(first + n, std::memory_order_release);
@@ -164,6 +185,29 @@ void flush_returns(Glue &g)
 }
 
 } // namespace
+
+uint64_t reap_some(Glue &g, Queue &q, uint32_t cache, uint64_t max)
+{
+	const uint64_t done = q.done.load(std::memory_order_acquire);
+	const uint64_t from = q.free_below.load(std::memory_order_relaxed);
+	const uint64_t n = std::min(done - from, max);
+	for (uint64_t pos = from; pos != from + n; pos++) {
+		const UnmapEntry &e = q.slots[pos & q.mask];
+		if (e.npages == 0) continue; // failed: on the retry list
+		int rc = iovam_free_fast(g.dom, cache, e.pfn, e.npages);
+		if (rc != 0) IOVAM_LOG(ERR, "reap pfn 0x%" PRIx64 ": %d", e.pfn, rc);
+	}
+	// Release: fini's acquire of it orders this lcore's frees before the
+	// queue is deleted (DPDK's lcore wait is invisible to ThreadSanitizer).
+	q.free_below.store(from + n, std::memory_order_release);
+	return n;
+}
+
+void dyn_reap_caller(Glue &g)
+{
+	const unsigned lc = rte_lcore_id();
+	if (lc < RTE_MAX_LCORE) reap_all(g, g.dyn->queues[lc], lc);
+}
 
 [[gnu::noinline]] void drain_own(Glue &g, Queue &q)
 {

@@ -44,6 +44,23 @@ int dyn_start(Glue &g)
 void dyn_stop(Glue &g)
 {
 	if (g.dyn == nullptr) return;
+	// Completed entries their lcores never reaped: their IOVAs go back
+	// through the return batch (no lcore maps any more).
+	{
+		std::lock_guard lk(g.dyn->drain_lock);
+		for (unsigned i = 0; i < kSharedQueue; i++) {
+			Queue &q = g.dyn->queues[i];
+			const uint64_t done = q.done.load(std::memory_order_acquire);
+			for (uint64_t pos = q.free_below.load(std::memory_order_acquire);
+			     pos != done; pos++) {
+				const UnmapEntry &e = q.slots[pos & q.mask];
+				if (e.npages != 0)
+					(void)iovam_return_batch_add(g.dyn->returns, e.pfn,
+					                             e.npages);
+			}
+			q.free_below.store(done, std::memory_order_relaxed);
+		}
+	}
 	for (unsigned i = kQueues; i-- > 0;) delete[] g.dyn->queues[i].slots;
 	g.dyn->table.fini();
 	iovam_return_batch_destroy(g.dyn->returns); // flushes: its ranges go to the depot

@@ -139,8 +139,11 @@ int dyn_start(Glue &g);
 void dyn_stop(Glue &g);
 // Retry failed unmaps and complete queued ones (up to a batch per queue, or,
 // until_empty, every entry queued when it started: the queues are empty
-// unless producers kept pushing); the number of IOVA ranges returned.
+// unless producers kept pushing); the number of unmaps completed.
 int dyn_drain(Glue &g, bool until_empty = false);
+// The calling lcore's completed unmaps (if it has an lcore queue): their
+// IOVAs back into its cache now, not at its next map or unmap.
+void dyn_reap_caller(Glue &g);
 // fini: unmap every mapping the application left live; how many there were.
 uint64_t dyn_unmap_all_live(Glue &g);
 // IOVA ranges [lo, hi] (bytes, inclusive) whose unmap failed for good, of

@@ -263,7 +263,9 @@ extern "C" int iovam_dpdk_service_run(void)
 {
 	Glue *g = glue();
 	if (g == nullptr) return no_glue_errno();
-	return service_run(*g);
+	int rc = service_run(*g);
+	dyn_reap_caller(*g);
+	return rc;
 }
 
 extern "C" int iovam_dpdk_service_id(uint32_t *id)

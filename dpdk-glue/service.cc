@@ -51,8 +51,9 @@ namespace
 constexpr uint64_t kMaintainUs = 1000;
 constexpr uint64_t kAlarmUs = 10000;
 constexpr uint64_t kReplayUs = 1000000;
-// A service lcore's drain period (a half-full queue asks for one sooner).
-constexpr uint64_t kServiceDrainUs = 1000;
+// A service lcore's drain period (a half-full queue asks for one sooner):
+// the alarm's, and the kernel's lazy IOMMU flush queue's (IOVA_FQ_TIMEOUT).
+constexpr uint64_t kServiceDrainUs = 10000;
 
 } // namespace
 
@@ -87,8 +88,15 @@ std::atomic<uint32_t> g_in_flight{0};
 // lcore against 47 with the 10 ms alarm, at 50K pairs/s). So the service
 // drains every kServiceDrainUs, or at once when a producer found its queue
 // half full (drain_wanted); in between a call reads the clock and one line
-// producers rarely write. A lazy unmap completes within about a millisecond;
-// iovam_dpdk_unmap_wait() and strict unmaps drain at once.
+// producers rarely write. Each pass still costs a mapping lcore the lines
+// it shares with the drain (its queue's head, which the pass reads, and the
+// completed position, which it writes): with the two cores 240 ns apart
+// (a cache-line round trip of 475 ns on the 2-vCPU test machine) a pass every
+// millisecond put them before nearly every burst of an lcore mapping 50K
+// pairs/s, and the pair took 58-60 ns against 39-40 with a pass every 10 ms
+// (bench_dyn_map --drain=service --rate=50000, same minute). A lazy unmap
+// completes within about 10 ms, as with the alarm (and the kernel's lazy
+// mode); iovam_dpdk_unmap_wait() and strict unmaps drain at once.
 bool service_due(Glue &g)
 {
 	ServiceState &s = *g.svc;

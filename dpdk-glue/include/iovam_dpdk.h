@@ -71,7 +71,7 @@ struct rte_mempool;
 /**
  * Do not run the service by itself. Without this flag the service is mapped
  * to the first service lcore if there is one (it completes lazy unmaps every
- * millisecond, sooner when an lcore's unmap queue is half full), else it runs
+ * 10 ms, sooner when an lcore's unmap queue is half full), else it runs
  * from an EAL alarm every 10 ms. With it, the application runs it: on a service lcore it maps
  * itself, with rte_service_run_iter_on_app_lcore(), or iovam_dpdk_service_run().
  */
@@ -230,7 +230,9 @@ int iovam_dpdk_map(void *va, size_t len, uint64_t *iova);
  * number. With the same va and len and the IOVA it returned. The device must be done with it. The VFIO unmap
  * happens later, batched, on the service; the IOVA returns to the domain only
  * after that unmap completed, so it cannot be handed out while the IOMMU
- * still maps it. If the VFIO unmap fails, the IOVA stays out and the service
+ * still maps it: it goes back into the calling lcore's cache at the lcore's
+ * next iovam_dpdk_map(), iovam_dpdk_unmap() or iovam_dpdk_service_run() (up
+ * to 16 per call; a thread without an lcore: the drain returns it). If the VFIO unmap fails, the IOVA stays out and the service
  * retries the unmap (unmaps_retrying) until it succeeds. When the calling
  * lcore's queue is full, the call first completes that queue's unmaps itself
  * (dyn_sync_unmaps). (DPDK's VFIO unmap needs the VA as well as the IOVA.)
@@ -289,7 +291,8 @@ int iovam_dpdk_unmap_ex(void *va, uint64_t iova, size_t len, uint32_t flags, uin
 
 /**
  * Poll the completion of an unmap (non-blocking, any thread, lock-free: two
- * loads). Done means its VFIO unmap was done and its IOVA returned. Unmaps
+ * loads). Done means its VFIO unmap was done: the buffer's memory may be
+ * reused (the IOVA goes back as iovam_dpdk_unmap() says). Unmaps
  * of one lcore complete in order; after a VFIO unmap failed, later unmaps of
  * its lcore report pending until every failed unmap has been retried
  * successfully.
@@ -312,11 +315,12 @@ int iovam_dpdk_unmap_wait(uint64_t seq);
 
 /**
  * Run one iteration of the service on the calling thread: complete queued
- * unmaps, return their IOVAs, retry mappings waiting for a VFIO device, run
- * iovam_maintain(). Serialised with the service lcore by a try-lock.
- * @return the number of ranges returned to the domain (>= 0); -ENODEV not
- *   initialised; -ENOTSUP a secondary process; -EBUSY another thread is
- *   running it.
+ * unmaps, retry mappings waiting for a VFIO device, run iovam_maintain();
+ * serialised with the service lcore by a try-lock. Then (even on -EBUSY)
+ * the calling lcore takes the IOVAs of its completed unmaps back into its
+ * cache.
+ * @return the number of unmaps completed (>= 0); -ENODEV not initialised;
+ *   -ENOTSUP a secondary process; -EBUSY another thread is running it.
  */
 int iovam_dpdk_service_run(void);
 
@@ -382,7 +386,7 @@ struct iovam_dpdk_stats {
 	uint32_t static_memory;      /**< 1 without memory events (--legacy-mem, --no-huge) */
 	uint64_t dyn_strict_unmaps;  /**< strict unmaps (completed before returning) */
 	uint64_t
-	        dyn_returned_to_depot; /**< unmapped IOVA ranges given to the depot (for the mapping lcores) */
+	        dyn_returned_to_depot; /**< unmapped IOVA ranges the drain gave to the depot (threads without an lcore, retried unmaps; an lcore takes its own back into its cache) */
 	uint64_t
 	        dyn_returned_to_tree; /**< unmapped IOVA ranges freed to the tree (depot full, or large) */
 	/** DMA mappings made for DPDK memory since init, by kind (each counts
