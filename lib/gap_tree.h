@@ -40,7 +40,9 @@ struct Segment {
 //    what makes a marker-in-the-gap scheme hard; we never split one);
 //  - max_gap[i] == the largest FREE segment under child i, and order1[i] ==
 //    1 + the order of the largest naturally aligned power-of-two block that
-//    lies inside one FREE segment under child i (0: nothing FREE there).
+//    lies inside one FREE segment under child i (0: nothing FREE there);
+//    on the path to the one leaf whose shrink is pending (settle() in
+//    gap_tree.cc) both are upper bounds instead.
 //
 // Why order1: a size-aligned request of 2^k pages fits a subtree if and only
 // if order1 > k, so the search never enters a subtree whose holes are long
@@ -134,7 +136,9 @@ public:
 	// Bounded, at any fragmentation, by O(height x fanout) nodes for unaligned
 	// requests and for npages == align (every size-aligned power of two: the
 	// domain's and the caches' requests): a subtree is entered only if it holds
-	// a fit, except the ones cut by lo_pfn or hi_pfn, one per level each.
+	// a fit, except the ones cut by lo_pfn or hi_pfn, one per level each, and
+	// the path to a leaf whose shrink is pending (its annotations may
+	// over-estimate until the next mutation settles it).
 	// Other shapes (npages not a power of two, aligned to bit_ceil(npages)) are
 	// exact but not bounded that way: a subtree whose best aligned block is of
 	// order floor(log2 npages) may hold no fit and is entered and left, so the
