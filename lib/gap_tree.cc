@@ -350,7 +350,9 @@ void GapTree::fix_gaps_at(uint64_t pfn) noexcept
 void GapTree::gap_grew(Path &p, uint64_t lo, uint64_t hi) noexcept
 {
 	const Gap grown{hi - lo + 1, block_order1(lo, hi)};
-	if (&p != &finger_) beside_shape_ = kNoShape; // as in carry_gap()
+	// Only erase_if() grows a gap, on the finger: what alloc_near() passed
+	// over is unchanged (carry_gap() forgets it for other paths).
+	assert(&p == &finger_);
 	for (uint32_t l = p.n - 1; l-- > 0;) {
 		auto *in = static_cast<Inner *>(p.s[l].node);
 		const Gap old = child_gap(in, p.s[l].idx);
@@ -638,17 +640,18 @@ std::optional<uint64_t> GapTree::alloc_near(uint64_t npages, uint64_t align, uin
 	Step &s = finger_.leaf();
 	if (hi_pfn < s.min) return std::nullopt;
 	auto *l = static_cast<const Leaf *>(s.node);
+	const uint8_t need_order1 = needed_order1(npages, align);
 	if (finger_.n > 1) { // the leaf's own annotation: skip a scan that cannot succeed
 		const Step &up = finger_.s[finger_.n - 2];
 		const Gap g = child_gap(static_cast<const Inner *>(up.node), up.idx);
-		if (g.len < npages || g.order1 < needed_order1(npages, align)) return std::nullopt;
+		if (g.len < npages || g.order1 < need_order1) return std::nullopt;
 	}
 	uint32_t top = l->count - 1u;
 	if (hi_pfn > s.max) {
 		// A fit above the leaf would be the answer; there is none if the
 		// annotations passed over cannot hold one (the search's own tests).
 		if (hi_pfn > beside_hi_pfn_) return std::nullopt;
-		if (beside_gap_.len >= npages && beside_gap_.order1 >= needed_order1(npages, align))
+		if (beside_gap_.len >= npages && beside_gap_.order1 >= need_order1)
 			return std::nullopt;
 	} else if (hi_pfn < s.max) {
 		top = pivot_index(l->pivot, l->count, hi_pfn);
@@ -1312,10 +1315,12 @@ bool GapTree::verify(Census *census, const char **why) const noexcept
 		return *why = "no root", false;
 	Gap g;
 	Tag f = Tag::kFree, l = Tag::kFree;
-	if (pending_leaf_ != nullptr &&
-	    (finger_shape_ != shape_ || finger_.s[finger_.n - 1].node != pending_leaf_ ||
-	     (lookup(pending_lo_).tag == Tag::kFree && lookup(pending_lo_).pfn_hi == pending_hi_)))
-		return *why = "pending shrink not on the finger's leaf", false;
+	if (pending_leaf_ != nullptr) {
+		const Segment cut = lookup(pending_lo_);
+		if (finger_shape_ != shape_ || finger_.s[finger_.n - 1].node != pending_leaf_ ||
+		    (cut.tag == Tag::kFree && cut.pfn_hi == pending_hi_))
+			return *why = "pending shrink not on the finger's leaf", false;
+	}
 	if (!verify_node(root_, 0, 0, max_pfn_, &g, &f, &l, c, why)) return false;
 	if (c->nodes != nodes_) return *why = "node count mismatch", false;
 	return true;
