@@ -167,15 +167,13 @@ extern "C" int iovam_dpdk_unmap_ex(void *va, uint64_t iova, size_t len, uint32_t
 		if (!q.push(e)) {
 			// Popped entries are done with their slot: a fresh view of
 			// tail, then drain ourselves if the drain thread is behind.
-			q.free_below.store(q.tail.load(std::memory_order_acquire),
-			                   std::memory_order_relaxed);
+			q.reload_free_below_from_tail();
 			if (!q.push(e)) {
 				q.ctr[iovam::glue::kSyncUnmaps].fetch_add(
 				        1, std::memory_order_relaxed);
 				// drain_lock after shared_lock: never the reverse
 				iovam::glue::drain_own(*g, q);
-				q.free_below.store(q.tail.load(std::memory_order_acquire),
-				                   std::memory_order_relaxed);
+				q.reload_free_below_from_tail();
 				(void)q.push(e);
 			}
 		} else {

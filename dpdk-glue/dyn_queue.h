@@ -137,6 +137,13 @@ struct alignas(64) Queue {
 		return true;
 	}
 
+	// The shared queue's producers (under its lock), when a push found it
+	// full: a popped entry is done with its slot, so tail is the bound.
+	void reload_free_below_from_tail()
+	{
+		free_below.store(tail.load(std::memory_order_acquire), std::memory_order_relaxed);
+	}
+
 	// Producer, after a push: the queue is at least half full, by a fresh
 	// view of tail. Cost while it is not: a load of head (this lcore's
 	// line) and a compare; tail (the drain's line) is loaded only when the
