@@ -119,7 +119,7 @@ inline uint8_t block_order1(uint64_t lo, uint64_t hi)
 
 // The four cache lines of a node, requested together: a descent that misses
 // the cache waits for one node instead of for each line its search touches.
-inline void prefetch_node(const void *node)
+[[gnu::always_inline]] inline void prefetch_node(const void *node) // see prefetch_live()
 {
 	const char *c = static_cast<const char *>(node);
 	__builtin_prefetch(c);

@@ -155,6 +155,8 @@ meson_tests meson build --num-processes 1
 step headers tests/headers/check_headers.sh
 # The libraries export exactly their version.map (nm -D).
 step exports tests/headers/check_exports.sh build
+# The prefetches of a free's live byte and of each node are in that -O2 build.
+step prefetch tests/codegen/check_prefetch.sh build
 # Every C and C++ file as .clang-format says (tests/format/reformat.sh fixes).
 step format tests/format/check_format.sh
 
