@@ -707,6 +707,11 @@ int GapTree::carve(Path &p, uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept
 	auto *l = static_cast<Leaf *>(s.node);
 	uint64_t a = seg_lo(l, s.idx, s.min), b = seg_hi(l, s.idx, s.max);
 	assert(tag_at(l, s.idx) == Tag::kFree && a <= pfn_lo && pfn_hi <= b);
+	const uint32_t below = a < pfn_lo, above = pfn_hi < b;
+	if (l->count + below + above <= kLeafSlots) {
+		carve_in_leaf(p, a, b, pfn_lo, pfn_hi, tag);
+		return 0;
+	}
 
 	Run run;
 	if (a < pfn_lo) run.push(pfn_lo - 1, Tag::kFree);
@@ -719,6 +724,39 @@ int GapTree::carve(Path &p, uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept
 	assert(st.n == 0);
 	return_stash(st);
 	return 0;
+}
+
+// The FREE segment [a, b] at p's leaf index becomes [a, pfn_lo - 1] FREE (if
+// a < pfn_lo), [pfn_lo, pfn_hi] `tag` and [pfn_hi + 1, b] FREE (if pfn_hi < b),
+// in a leaf with room for them: one or two pivots go in before the segment's
+// own, and two tag bits become up to six. replace_segment()'s in-place case
+// for the shape every allocation and reservation has, without building a run
+// or reserving nodes (about 40 instructions instead of 150). The finger is
+// left on the new segment, for the free that looks it up next.
+void GapTree::carve_in_leaf(Path &p, uint64_t a, uint64_t b, uint64_t pfn_lo, uint64_t pfn_hi,
+                            Tag tag) noexcept
+{
+	Step &s = p.leaf();
+	auto *l = static_cast<Leaf *>(s.node);
+	const uint32_t i = s.idx, below = a < pfn_lo, above = pfn_hi < b, extra = below + above;
+	assert(l->count + extra <= kLeafSlots);
+	if (extra != 0) {
+		// Pivots i .. count - 2 move up by extra (none when i is the last
+		// segment, whose end is the leaf's max and stored by no pivot).
+		for (uint32_t j = l->count - 1u; j-- > i;) l->pivot[j + extra] = l->pivot[j];
+		if (below) l->pivot[i] = pfn_lo - 1;
+		if (above) l->pivot[i + below] = pfn_hi;
+		const uint64_t low = l->tags & ((1ULL << (2 * i)) - 1);
+		const uint64_t high = (l->tags >> (2 * i + 2)) << (2 * (i + 1 + extra));
+		// FREE is 0: only the carved segment's tag needs setting.
+		static_assert(static_cast<uint64_t>(Tag::kFree) == 0);
+		l->tags = low | (static_cast<uint64_t>(tag) << (2 * (i + below))) | high;
+		l->count = static_cast<uint8_t>(l->count + extra);
+	} else {
+		set_tag(l, i, tag);
+	}
+	s.idx = i + below;
+	gap_shrank(p, a, b);
 }
 
 void GapTree::retag_occupied(uint64_t pfn, Tag tag) noexcept

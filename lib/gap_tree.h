@@ -237,6 +237,8 @@ private:
 	int take_stash(Stash &st, uint32_t n) noexcept;
 	void return_stash(Stash &st) noexcept;
 	void replace_segment(Path &p, const Run &run, Stash &st) noexcept;
+	void carve_in_leaf(Path &p, uint64_t a, uint64_t b, uint64_t pfn_lo, uint64_t pfn_hi,
+	                   Tag tag) noexcept;
 	void split_leaf(Path &p, const Run &all, Stash &st) noexcept;
 	void insert_child(Path &p, int level, uint64_t sep, void *right, Gap right_gap,
 	                  Gap left_gap, Stash &st) noexcept;
