@@ -194,7 +194,9 @@ int Domain::free(uint64_t pfn) noexcept
 	SpinGuard g(tree_lock_);
 	Segment seg;
 	if (int rc = free_checked_locked(pfn, &seg); rc != 0) return rc;
-	free_locked(seg.pfn_lo);
+	seg = tree_.erase_looked_up(Tag::kAllocated); // the finger is on seg
+	assert(seg.tag == Tag::kAllocated);
+	count_freed_locked(seg);
 	return 0;
 }
 

@@ -347,7 +347,7 @@ void GapTree::fix_gaps_at(uint64_t pfn) noexcept
 // A FREE segment grew by merging its FREE neighbours: it contains each of
 // them, so its length and block order bound theirs, and the node's gap is the
 // old one joined with it.
-void GapTree::gap_grew(Path &p, uint64_t lo, uint64_t hi) noexcept
+[[gnu::always_inline]] inline void GapTree::gap_grew(Path &p, uint64_t lo, uint64_t hi) noexcept
 {
 	const Gap grown{hi - lo + 1, block_order1(lo, hi)};
 	// Only erase_if() grows a gap, on the finger: what alloc_near() passed
@@ -633,8 +633,10 @@ GapTree::Path &GapTree::finger_at(uint64_t pfn) noexcept
 // and no annotation off the finger's path has changed since (carry_gap() and
 // gap_grew() through any other path, and every change of shape, forget it).
 // nullopt: not known here; the caller searches from the root.
-std::optional<uint64_t> GapTree::alloc_near(uint64_t npages, uint64_t align, uint64_t lo_pfn,
-                                            uint64_t hi_pfn) noexcept
+// Inlined into allocate(), its only caller (like leaf_fit(): the call's own cost
+// was a sixth of the function's).
+[[gnu::always_inline]] inline std::optional<uint64_t>
+GapTree::alloc_near(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn) noexcept
 {
 	if (beside_shape_ != shape_ || finger_shape_ != shape_) return std::nullopt;
 	Step &s = finger_.leaf();
@@ -733,8 +735,9 @@ int GapTree::carve(Path &p, uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept
 // for the shape every allocation and reservation has, without building a run
 // or reserving nodes (about 40 instructions instead of 150). The finger is
 // left on the new segment, for the free that looks it up next.
-void GapTree::carve_in_leaf(Path &p, uint64_t a, uint64_t b, uint64_t pfn_lo, uint64_t pfn_hi,
-                            Tag tag) noexcept
+[[gnu::always_inline]] inline void GapTree::carve_in_leaf(Path &p, uint64_t a, uint64_t b,
+                                                          uint64_t pfn_lo, uint64_t pfn_hi,
+                                                          Tag tag) noexcept
 {
 	Step &s = p.leaf();
 	auto *l = static_cast<Leaf *>(s.node);
@@ -985,10 +988,21 @@ Segment GapTree::erase(uint64_t pfn) noexcept
 	return seg;
 }
 
-// Common case in one descent: the neighbours that merge are in the same leaf.
 Segment GapTree::erase_if(uint64_t pfn, Tag expect) noexcept
 {
-	Path &p = finger_at(pfn);
+	return erase_at(finger_at(pfn), expect);
+}
+
+Segment GapTree::erase_looked_up(Tag expect) noexcept
+{
+	assert(finger_shape_ == shape_ && finger_.leaf().idx < node_count(finger_.leaf().node));
+	return erase_at(finger_, expect);
+}
+
+// Common case in one descent: the neighbours that merge are in the same leaf.
+// p is the finger, on the segment to erase.
+Segment GapTree::erase_at(Path &p, Tag expect) noexcept
+{
 	Step &s = p.leaf();
 	auto *l = static_cast<Leaf *>(s.node);
 	const uint32_t i = s.idx;

@@ -176,6 +176,10 @@ public:
 	// If the segment containing pfn is tagged `expect`, erase it (as erase());
 	// either way return the segment as it was. One descent in the common case.
 	Segment erase_if(uint64_t pfn, Tag expect) noexcept;
+	// erase_if() of the segment the last lookup_near() returned, when nothing
+	// has changed the tree since (a checked free: look, check, erase): the
+	// finger is already on it, so no second finger check.
+	Segment erase_looked_up(Tag expect) noexcept;
 
 	// Turn [pfn_lo, pfn_hi], which lies inside one FREE segment, into one
 	// segment tagged `tag` (not kFree). 0, or -EAGAIN with nothing changed when
@@ -237,6 +241,7 @@ private:
 	int take_stash(Stash &st, uint32_t n) noexcept;
 	void return_stash(Stash &st) noexcept;
 	void replace_segment(Path &p, const Run &run, Stash &st) noexcept;
+	Segment erase_at(Path &p, Tag expect) noexcept;
 	void carve_in_leaf(Path &p, uint64_t a, uint64_t b, uint64_t pfn_lo, uint64_t pfn_hi,
 	                   Tag tag) noexcept;
 	void split_leaf(Path &p, const Run &all, Stash &st) noexcept;
