@@ -320,14 +320,17 @@ void GapTree::descend(uint64_t pfn, Path &p) const noexcept
 void GapTree::fix_gaps(Path &p, uint32_t from_level, bool stop_early) noexcept
 {
 	const Step &s = p.s[from_level];
-	carry_gap(p, from_level, node_gap(s.node, from_level, s.min, s.max), stop_early);
+	carry_gap(p, from_level, node_gap(s.node, from_level, s.min, s.max), stop_early, true);
 }
 
 // The node at `level` on p now has largest gap g: store it in its parent and
 // carry the parent's up, stopping where an annotation is already right.
-void GapTree::carry_gap(Path &p, uint32_t level, Gap g, bool stop_early) noexcept
+// may_grow: g may exceed the annotation it replaces. A grown annotation off
+// another finger's path may hold what that finger's search passed over as
+// holding no fit; a shrunk one still holds none.
+void GapTree::carry_gap(Path &p, uint32_t level, Gap g, bool stop_early, bool may_grow) noexcept
 {
-	if (&p != &finger_) beside_shape_ = kNoShape; // may change what alloc_near() passed over
+	if (may_grow) note_growth(&p);
 	for (uint32_t l = level; l-- > 0;) {
 		auto *in = static_cast<Inner *>(p.s[l].node);
 		if (stop_early && child_gap(in, p.s[l].idx) == g) return; // nothing above changes
@@ -350,14 +353,15 @@ void GapTree::fix_gaps_at(uint64_t pfn) noexcept
 [[gnu::always_inline]] inline void GapTree::gap_grew(Path &p, uint64_t lo, uint64_t hi) noexcept
 {
 	const Gap grown{hi - lo + 1, block_order1(lo, hi)};
-	// Only erase_if() grows a gap, on the finger: what alloc_near() passed
-	// over is unchanged (carry_gap() forgets it for other paths).
-	assert(&p == &finger_);
+	// Only erase_if() grows a gap, on the active finger: what its search
+	// passed over is unchanged, but the other fingers' may have grown.
+	assert(&p == &cur().path);
 	for (uint32_t l = p.n - 1; l-- > 0;) {
 		auto *in = static_cast<Inner *>(p.s[l].node);
 		const Gap old = child_gap(in, p.s[l].idx);
 		const Gap now = old.join(grown);
 		if (now == old) return;
+		if (l == p.n - 2) note_growth(&p); // the first change
 		set_child_gap(in, p.s[l].idx, now);
 	}
 }
@@ -370,7 +374,7 @@ void GapTree::gap_shrank(Path &p, uint64_t old_lo, uint64_t old_hi) noexcept
 	// Not the leaf's largest hole nor its best aligned block: nothing changes.
 	// (A shorter hole can hold the larger aligned block, so test both.)
 	if (was.len > old_hi - old_lo + 1 && was.order1 > block_order1(old_lo, old_hi)) return;
-	if (&p == &finger_ && finger_shape_ == shape_) {
+	if (&p == &cur().path && cur().shape == shape_) {
 		// A carve by allocate() is often undone by the next free (a mapping's
 		// life): leave the over-estimate until then, see settle().
 		assert(pending_leaf_ == nullptr && "every mutation settles first");
@@ -382,7 +386,8 @@ void GapTree::gap_shrank(Path &p, uint64_t old_lo, uint64_t old_hi) noexcept
 	// The leaf's gap can only have shrunk: stop scanning once the old one is
 	// matched (in a fragmented space the next 1-page hole ends the scan).
 	const Step &s = p.s[p.n - 1];
-	carry_gap(p, p.n - 1, leaf_gap(static_cast<Leaf *>(s.node), s.min, s.max, was), true);
+	carry_gap(p, p.n - 1, leaf_gap(static_cast<Leaf *>(s.node), s.min, s.max, was), true,
+	          false);
 }
 
 // The pending shrink's leaf gap, computed and carried up the finger's path
@@ -391,13 +396,14 @@ void GapTree::gap_shrank(Path &p, uint64_t old_lo, uint64_t old_hi) noexcept
 // this first, so at most one leaf is pending and only its path over-estimates;
 // a search that trusts the over-estimate enters that subtree, finds no fit
 // and backtracks: still exact.
-void GapTree::settle_slow() noexcept
+void GapTree::settle_slow(bool may_grow) noexcept
 {
-	assert(finger_shape_ == shape_ && finger_.leaf().node == pending_leaf_);
-	const Step &s = finger_.leaf();
+	Finger &f = cur();
+	assert(f.shape == shape_ && f.path.leaf().node == pending_leaf_);
+	const Step &s = f.path.leaf();
 	pending_leaf_ = nullptr;
-	carry_gap(finger_, finger_.n - 1, leaf_gap(static_cast<Leaf *>(s.node), s.min, s.max),
-	          true);
+	carry_gap(f.path, f.path.n - 1, leaf_gap(static_cast<Leaf *>(s.node), s.min, s.max), true,
+	          may_grow);
 }
 
 // Nodes a leaf needs to grow by `extra` segments: one per split on the way up,
@@ -607,44 +613,65 @@ std::optional<Segment> GapTree::next_tagged(uint64_t pfn, Tag tag) const noexcep
 // an allocation nearby, the common pattern, skips its descent.
 GapTree::Path &GapTree::finger_at(uint64_t pfn) noexcept
 {
-	if (finger_shape_ == shape_) { // else finger_ may hold no path at all
-		Step &s = finger_.leaf();
+	Finger &f = cur();
+	if (f.shape == shape_) { // else its path may be no path at all
+		Step &s = f.path.leaf();
 		if (pfn >= s.min && pfn <= s.max) {
 			auto *l = static_cast<const Leaf *>(s.node);
 			// The look-then-erase of a free asks twice for the same segment.
 			if (s.idx >= l->count || pfn < seg_lo(l, s.idx, s.min) ||
 			    pfn > seg_hi(l, s.idx, s.max))
 				s.idx = pivot_index(l->pivot, l->count, pfn);
-			return finger_;
+			return f.path;
 		}
 	}
-	settle(); // the path to the pending leaf is about to go
-	descend(pfn, finger_);
-	finger_shape_ = shape_;
-	beside_shape_ = kNoShape; // known for the old path only
-	return finger_;
+	return finger_at_slow(pfn);
 }
 
-// The highest fit when it lies in the finger's leaf, without a descent: the
-// pattern of a free followed by an allocation nearby, and of allocations that
-// carve one hole from the top. Exact: the leaf's own segments are scanned, and
+// The finger active before (the free of the first of two allocations of
+// different sizes), or a descent into the lookup finger.
+GapTree::Path &GapTree::finger_at_slow(uint64_t pfn) noexcept
+{
+	settle(); // the pending shrink is the active finger's, and that is about to change
+	Finger &p = fingers_[prev_];
+	if (Step &s = p.path.leaf(); p.shape == shape_ && pfn >= s.min && pfn <= s.max) {
+		auto *l = static_cast<const Leaf *>(s.node);
+		s.idx = pivot_index(l->pivot, l->count, pfn);
+		activate(prev_);
+		return p.path;
+	}
+	Finger &f = fingers_[kLookupFinger];
+	descend(pfn, f.path);
+	f.shape = shape_;
+	f.beside_shape = kNoShape; // known for the old path only
+	activate(kLookupFinger);
+	return f.path;
+}
+
+// The highest fit when it lies in the active finger's leaf, without a
+// descent: the pattern of a free followed by an allocation nearby, of
+// allocations that carve one hole from the top, and of a few sizes in turn
+// (each has its finger). Exact: the leaf's own segments are scanned, and
 // everything between the leaf and hi_pfn is known to hold no fit, because the
-// last search passed over it (beside_gap_, which covers up to beside_hi_pfn_)
-// and no annotation off the finger's path has changed since (carry_gap() and
-// gap_grew() through any other path, and every change of shape, forget it).
+// finger's last search passed over it (beside_gap, which covers up to
+// beside_hi_pfn) and no annotation off the finger's path has grown since
+// (carry_gap() and gap_grew() through any other path, and every change of
+// shape, forget it).
 // nullopt: not known here; the caller searches from the root.
 // Inlined into allocate(), its only caller (like leaf_fit(): the call's own cost
 // was a sixth of the function's).
 [[gnu::always_inline]] inline std::optional<uint64_t>
 GapTree::alloc_near(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn) noexcept
 {
-	if (beside_shape_ != shape_ || finger_shape_ != shape_) return std::nullopt;
-	Step &s = finger_.leaf();
+	Finger &f = cur();
+	if (f.beside_shape != shape_ || f.beside_epoch != grown_ || f.shape != shape_)
+		return std::nullopt;
+	Step &s = f.path.leaf();
 	if (hi_pfn < s.min) return std::nullopt;
 	auto *l = static_cast<const Leaf *>(s.node);
 	const uint8_t need_order1 = needed_order1(npages, align);
-	if (finger_.n > 1) { // the leaf's own annotation: skip a scan that cannot succeed
-		const Step &up = finger_.s[finger_.n - 2];
+	if (f.path.n > 1) { // the leaf's own annotation: skip a scan that cannot succeed
+		const Step &up = f.path.s[f.path.n - 2];
 		const Gap g = child_gap(static_cast<const Inner *>(up.node), up.idx);
 		if (g.len < npages || g.order1 < need_order1) return std::nullopt;
 	}
@@ -652,8 +679,8 @@ GapTree::alloc_near(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t h
 	if (hi_pfn > s.max) {
 		// A fit above the leaf would be the answer; there is none if the
 		// annotations passed over cannot hold one (the search's own tests).
-		if (hi_pfn > beside_hi_pfn_) return std::nullopt;
-		if (beside_gap_.len >= npages && beside_gap_.order1 >= need_order1)
+		if (hi_pfn > f.beside_hi_pfn) return std::nullopt;
+		if (f.beside_gap.len >= npages && f.beside_gap.order1 >= need_order1)
 			return std::nullopt;
 	} else if (hi_pfn < s.max) {
 		top = pivot_index(l->pivot, l->count, hi_pfn);
@@ -674,20 +701,25 @@ int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t
 	assert(npages > 0 && align > 0 && (align & (align - 1)) == 0 && tag != Tag::kFree);
 	hi_pfn = std::min(hi_pfn, max_pfn_);
 	if (hi_pfn < lo_pfn || hi_pfn - lo_pfn < npages - 1) return -ENOMEM;
-	settle();
+	settle(); // before the active finger changes: the pending shrink is its
+	const uint32_t k = size_class(npages);
+	if (fingers_[k].shape == shape_) activate(k);
 	std::optional<uint64_t> pfn = alloc_near(npages, align, lo_pfn, hi_pfn);
 	if (!pfn) {
-		finger_shape_ = kNoShape; // the search writes its backtracking into the finger
-		beside_shape_ = kNoShape;
+		activate(k);
+		Finger &f = fingers_[k];
+		f.shape = kNoShape; // the search writes its backtracking into the path
+		f.beside_shape = kNoShape;
 		Gap beside;
-		pfn = search(npages, align, lo_pfn, hi_pfn, &finger_, &beside);
+		pfn = search(npages, align, lo_pfn, hi_pfn, &f.path, &beside);
 		if (!pfn) return -ENOMEM;
-		finger_shape_ = shape_;
-		beside_shape_ = shape_;
-		beside_gap_ = beside;
-		beside_hi_pfn_ = hi_pfn;
+		f.shape = shape_;
+		f.beside_shape = shape_;
+		f.beside_epoch = grown_;
+		f.beside_gap = beside;
+		f.beside_hi_pfn = hi_pfn;
 	}
-	int rc = carve(finger_, *pfn, *pfn + npages - 1, tag);
+	int rc = carve(cur().path, *pfn, *pfn + npages - 1, tag);
 	if (rc != 0) return rc;
 	*pfn_lo = *pfn;
 	return 0;
@@ -995,8 +1027,8 @@ Segment GapTree::erase_if(uint64_t pfn, Tag expect) noexcept
 
 Segment GapTree::erase_looked_up(Tag expect) noexcept
 {
-	assert(finger_shape_ == shape_ && finger_.leaf().idx < node_count(finger_.leaf().node));
-	return erase_at(finger_, expect);
+	assert(cur().shape == shape_ && cur().path.leaf().idx < node_count(cur().path.leaf().node));
+	return erase_at(cur().path, expect);
 }
 
 // Common case in one descent: the neighbours that merge are in the same leaf.
@@ -1039,7 +1071,7 @@ Segment GapTree::erase_at(Path &p, Tag expect) noexcept
 	else if (lo == pending_lo_ && hi == pending_hi_)
 		pending_leaf_ = nullptr; // the carve undone: the leaf is as it was
 	else
-		settle();
+		settle_slow(true); // this erase may have grown the leaf's gap past the estimate
 	if (l->count < kLeafMin && (next_free || prev_free)) rebalance_at(lo);
 	return seg;
 }
@@ -1369,7 +1401,7 @@ bool GapTree::verify(Census *census, const char **why) const noexcept
 	Tag f = Tag::kFree, l = Tag::kFree;
 	if (pending_leaf_ != nullptr) {
 		const Segment cut = lookup(pending_lo_);
-		if (finger_shape_ != shape_ || finger_.s[finger_.n - 1].node != pending_leaf_ ||
+		if (cur().shape != shape_ || cur().path.s[cur().path.n - 1].node != pending_leaf_ ||
 		    (cut.tag == Tag::kFree && cut.pfn_hi == pending_hi_))
 			return *why = "pending shrink not on the finger's leaf", false;
 	}

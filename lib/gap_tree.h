@@ -222,6 +222,23 @@ public:
 private:
 	void descend(uint64_t pfn, Path &p) const noexcept;
 	Path &finger_at(uint64_t pfn) noexcept;
+	Path &finger_at_slow(uint64_t pfn) noexcept;
+	// npages 1, 2, 3, 4, 5-8, 9 and more: the finger an allocation uses.
+	static uint32_t size_class(uint64_t npages) noexcept
+	{
+		return npages <= 4 ? static_cast<uint32_t>(npages) - 1 : npages <= 8 ? 4 : 5;
+	}
+	// An annotation on the path p may have grown: what the fingers' searches
+	// passed over may now hold a fit, except the active finger's when p is its
+	// path (its search passed over what lies beside the path, not the path).
+	// O(1): the fingers compare their beside_epoch with grown_.
+	void note_growth(const Path *p) noexcept
+	{
+		Finger &f = cur();
+		const bool keep = &f.path == p && f.beside_epoch == grown_;
+		++grown_;
+		if (keep) f.beside_epoch = grown_;
+	}
 	// stop_early: only the subtree of p.s[from_level] changed, so the walk may
 	// stop where an annotation is already right.
 	void fix_gaps(Path &p, uint32_t from_level, bool stop_early = true) noexcept;
@@ -233,7 +250,9 @@ private:
 	{
 		if (pending_leaf_ != nullptr) settle_slow();
 	}
-	void settle_slow() noexcept;
+	// may_grow: an erase in the pending leaf changed it since the carve (every
+	// other settle finds the leaf as the carve left it: the estimate comes down).
+	void settle_slow(bool may_grow = false) noexcept;
 	void gap_shrank(Path &p, uint64_t old_lo, uint64_t old_hi) noexcept;
 	Segment erase_slow(Path &p, Segment seg) noexcept;
 	Tag edge_tag(const Path &p, bool next) const noexcept;
@@ -273,7 +292,7 @@ private:
 	static Gap child_gap(const Inner *in, uint32_t i) noexcept;
 	static void set_child_gap(Inner *in, uint32_t i, Gap g) noexcept;
 	Gap node_gap(const void *node, uint32_t level, uint64_t min, uint64_t max) const noexcept;
-	void carry_gap(Path &p, uint32_t level, Gap g, bool stop_early) noexcept;
+	void carry_gap(Path &p, uint32_t level, Gap g, bool stop_early, bool may_grow) noexcept;
 	static uint8_t needed_order1(uint64_t npages, uint64_t align) noexcept;
 
 	template <class Fn>
@@ -291,17 +310,40 @@ private:
 	uint64_t max_pfn_ = 0;
 	uint64_t nodes_ = 0; // nodes in the tree (not in the pool)
 	mutable uint64_t last_search_nodes_ = 0;
-	// The finger: a root-to-leaf path kept between operations, valid while
-	// finger_shape_ == shape_ (see finger_at()).
+	// The fingers: root-to-leaf paths kept between operations, one per size
+	// class of allocation (size_class()) and one for lookups, so requests of
+	// a few sizes in turn each find their own hole again without a search.
+	// A finger is valid while its shape == shape_ (see finger_at()); cur_ is
+	// the active one, the one lookups, erases, carves and the pending shrink
+	// use. 7 x 1.3 KiB per domain.
 	static constexpr uint64_t kNoShape = UINT64_MAX;
+	static constexpr uint32_t kSizeClasses = 6;
+	static constexpr uint32_t kLookupFinger = kSizeClasses;
+	struct Finger {
+		Path path{};
+		uint64_t shape = kNoShape;
+		// What the search that built the path passed over on its right, up to
+		// beside_hi_pfn: valid while beside_shape == shape_ and beside_epoch
+		// == grown_ (see alloc_near()).
+		uint64_t beside_shape = kNoShape;
+		uint64_t beside_epoch = 0;
+		Gap beside_gap{};
+		uint64_t beside_hi_pfn = 0;
+	};
 	uint64_t shape_ = 0;
-	uint64_t finger_shape_ = kNoShape;
-	Path finger_{};
-	// What the search that built the finger passed over on its right, up to
-	// beside_hi_pfn_: valid while beside_shape_ == shape_ (see alloc_near()).
-	uint64_t beside_shape_ = kNoShape;
-	Gap beside_gap_{};
-	uint64_t beside_hi_pfn_ = 0;
+	// Counts the annotation changes that may have grown one: each makes what
+	// every finger but the one it went through passed over unknown.
+	uint64_t grown_ = 0;
+	Finger fingers_[kSizeClasses + 1];
+	uint32_t cur_ = kLookupFinger;
+	uint32_t prev_ = kLookupFinger; // active before cur_: a free often follows two allocations
+	void activate(uint32_t j) noexcept
+	{
+		if (j != cur_) prev_ = cur_;
+		cur_ = j;
+	}
+	Finger &cur() noexcept { return fingers_[cur_]; }
+	const Finger &cur() const noexcept { return fingers_[cur_]; }
 	// A carve through the finger that cut its leaf's largest hole or best
 	// block and has not recomputed the leaf's gap yet: the annotations on the
 	// finger's path over-estimate until settle(), or until the free that

@@ -558,6 +558,51 @@ TEST(GapTreeNearAlloc, ServedFromTheFingerLeafOnlyWhileExact)
 	EXPECT_EQ(allocate(1, 1, top_hole - 1), top_hole - 1);
 }
 
+// Requests of two sizes in turn, whose answers lie in different leaves: each
+// size class keeps its own finger, so after one search each the answers come
+// from the leaves. A free that grows a hole in one finger's leaf past what was
+// there before (not the undo of its carve) makes what the other finger's
+// search passed over unknown: its next answer is that new hole.
+TEST(GapTreeNearAlloc, EachSizeClassKeepsItsFinger)
+{
+	NearFitTree t(20000, 1, 2);
+	GapTree &tree = t.tree;
+	const uint64_t max_pfn = tree.max_pfn();
+	const char *why = "";
+	auto allocate = [&](uint64_t npages, uint64_t align) {
+		t.top_up();
+		uint64_t pfn = 0;
+		EXPECT_EQ(tree.allocate(npages, align, 0, max_pfn, Tag::kAllocated, &pfn), 0);
+		EXPECT_TRUE(tree.verify(nullptr, &why)) << why;
+		return pfn;
+	};
+	auto erase = [&](uint64_t pfn) {
+		tree.erase(pfn);
+		EXPECT_TRUE(tree.verify(nullptr, &why)) << why;
+	};
+	const uint64_t slack_fit = t.slack_hi - 1;        // the highest 2-page aligned fit
+	const uint64_t top_hole = t.base + 4 * 19999 + 2; // the highest page of the top hole
+	for (int round = 0; round < 4; ++round) {
+		EXPECT_EQ(allocate(1, 1), top_hole);
+		if (round > 0) {
+			EXPECT_EQ(tree.last_search_nodes(), 1U) << "1 page, round " << round;
+		}
+		erase(top_hole);
+		EXPECT_EQ(allocate(2, 2), slack_fit);
+		if (round > 0) {
+			EXPECT_EQ(tree.last_search_nodes(), 1U) << "2 pages, round " << round;
+		}
+		erase(slack_fit);
+	}
+	// The 1-page finger cuts the top hole [top_hole - 1, top_hole]; freeing
+	// the page below it makes [top_hole - 2, top_hole - 1] FREE: an aligned
+	// 2-page fit far above the slack.
+	EXPECT_EQ(allocate(1, 1), top_hole);
+	erase(top_hole - 2);
+	EXPECT_EQ(allocate(2, 2), top_hole - 2);
+	EXPECT_EQ(tree.find_gap(2, 2, 0, max_pfn), std::optional<uint64_t>(slack_fit));
+}
+
 // A carve by allocate() that shrinks its leaf's largest hole leaves the
 // annotations above as they were until the next operation (the free that
 // undoes it restores them exactly; anything else recomputes the leaf): in
