@@ -633,12 +633,14 @@ GapTree::Path &GapTree::finger_at(uint64_t pfn) noexcept
 GapTree::Path &GapTree::finger_at_slow(uint64_t pfn) noexcept
 {
 	settle(); // the pending shrink is the active finger's, and that is about to change
-	Finger &p = fingers_[prev_];
-	if (Step &s = p.path.leaf(); p.shape == shape_ && pfn >= s.min && pfn <= s.max) {
-		auto *l = static_cast<const Leaf *>(s.node);
-		s.idx = pivot_index(l->pivot, l->count, pfn);
-		activate(prev_);
-		return p.path;
+	if (Finger &p = fingers_[prev_]; p.shape == shape_) { // else its path may be no path
+		Step &s = p.path.leaf();
+		if (pfn >= s.min && pfn <= s.max) {
+			auto *l = static_cast<const Leaf *>(s.node);
+			s.idx = pivot_index(l->pivot, l->count, pfn);
+			activate(prev_);
+			return p.path;
+		}
 	}
 	Finger &f = fingers_[kLookupFinger];
 	descend(pfn, f.path);
@@ -680,6 +682,10 @@ GapTree::alloc_near(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t h
 		// A fit above the leaf would be the answer; there is none if the
 		// annotations passed over cannot hold one (the search's own tests).
 		if (hi_pfn > f.beside_hi_pfn) return std::nullopt;
+		// Only the annotations say what lies there. (Not "the search's own
+		// request found nothing there": a subtree it entered and left, cut by
+		// the limit or holding a long misaligned hole, can gain a fit by a
+		// free that grows no annotation. The model test caught that.)
 		if (f.beside_gap.len >= npages && f.beside_gap.order1 >= need_order1)
 			return std::nullopt;
 	} else if (hi_pfn < s.max) {

@@ -106,7 +106,7 @@ public:
 	uint64_t nodes() const noexcept { return nodes_; }
 	// Nodes the last find_gap() or allocate() entered, root and leaf included:
 	// what the white-box tests hold to O(height x fanout). 1 when allocate()
-	// found its answer in the finger's leaf without a descent.
+	// found its answer in its size class's finger leaf without a descent.
 	uint64_t last_search_nodes() const noexcept { return last_search_nodes_; }
 
 	// What an inner node keeps per child about the FREE segments below it: the
@@ -125,8 +125,9 @@ public:
 
 	// The segment containing pfn (pfn <= max_pfn). O(log n).
 	Segment lookup(uint64_t pfn) const noexcept;
-	// lookup() through the finger: no descent when pfn is in the leaf of the
-	// last operation, and the path stays as the finger, so an erase_if() of the
+	// lookup() through the fingers: no descent when pfn is in the leaf of the
+	// last operation (or the one before), and the path stays as the active
+	// finger, so an erase_if() of the
 	// same pfn that follows (a checked free: look, check, erase) needs no
 	// second descent.
 	Segment lookup_near(uint64_t pfn) noexcept;
@@ -167,9 +168,10 @@ public:
 
 	// find_gap() and carve() in one: the domain's allocation. 0 and *pfn_lo,
 	// -ENOMEM (no fit) or -EAGAIN (no node for a split); nothing changed on
-	// error. Leaves the path as the finger for a free that follows nearby, and
-	// serves the next allocation from the finger's leaf without a descent when
-	// the answer is known to lie there (alloc_near() in gap_tree.cc).
+	// error. Leaves the path as the finger of npages' size class, for a free
+	// that follows nearby, and serves the next allocation of that class from
+	// the finger's leaf without a descent when the answer is known to lie there
+	// (alloc_near() in gap_tree.cc).
 	int allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn, Tag tag,
 	             uint64_t *pfn_lo) noexcept;
 
