@@ -784,7 +784,8 @@ int GapTree::carve(Path &p, uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept
 	if (extra != 0) {
 		// Pivots i .. count - 2 move up by extra (none when i is the last
 		// segment, whose end is the leaf's max and stored by no pivot).
-		for (uint32_t j = l->count - 1u; j-- > i;) l->pivot[j + extra] = l->pivot[j];
+		std::memmove(&l->pivot[i + extra], &l->pivot[i],
+		             (l->count - 1u - i) * sizeof(uint64_t));
 		if (below) l->pivot[i] = pfn_lo - 1;
 		if (above) l->pivot[i + below] = pfn_hi;
 		const uint64_t low = l->tags & ((1ULL << (2 * i)) - 1);
