@@ -72,9 +72,16 @@ void release(Glue &g, const UnmapEntry *e, size_t n, Source src, bool give_back,
 	}
 }
 
-// Unmap a batch of claimed mappings: sorted, one DMA unmap per run of VA-
-// and IOVA-adjacent entries (VFIO type1 unmaps whole mappings; a run covers
-// whole ones). A run whose unmap fails keeps its IOVAs (the IOMMU may still
+// Unmap a batch of claimed mappings: one DMA unmap per run of VA- and
+// IOVA-adjacent entries (VFIO type1 unmaps whole mappings; a run covers
+// whole ones). With an IOMMU the batch is sorted first, so that adjacent
+// mappings unmapped out of order share one ioctl (each costs microseconds,
+// the sort about 60 ns an entry). Without one there is no DMA unmap to save,
+// and the sort of a batch of magazine-ordered (random) pfns was the drain's
+// largest cost: bench_dyn_map --drain=service at full rate, 85-130 cycles an
+// entry with it, 18-30 without, so a drain slower than the mapping lcore
+// left it draining its own full queue (a run is then only what adjacent
+// queue entries form). A run whose unmap fails keeps its IOVAs (the IOMMU may still
 // map them) and goes on the retry list (kRetried: they come from it, already
 // counted in retrying). *failed: whether some unmap failed. give_back: the
 // IOVAs of those that succeeded go to the return batch (false: an lcore
@@ -84,7 +91,9 @@ int complete(Glue &g, UnmapEntry *e, size_t n, Source src, bool *failed = nullpt
 {
 	const bool retried = src == Source::kRetried;
 	DynState &d = *g.dyn;
-	std::sort(e, e + n, [](const UnmapEntry &a, const UnmapEntry &b) { return a.pfn < b.pfn; });
+	if (!g.vfio.no_iommu()) // see above
+		std::sort(e, e + n,
+		          [](const UnmapEntry &a, const UnmapEntry &b) { return a.pfn < b.pfn; });
 	int returned = 0;
 	uint64_t runs = 0, returned_pages = 0;
 	for (size_t i = 0; i < n;) {
@@ -217,26 +226,60 @@ void dyn_reap_caller(Glue &g)
 	flush_returns(g);
 }
 
-int dyn_drain(Glue &g, bool until_empty)
+bool drain_own_unless_busy(Glue &g, Queue &q)
+{
+	std::unique_lock lk(g.dyn->drain_lock, std::try_to_lock);
+	if (!lk.owns_lock()) return false;
+	int returned = 0;
+	while (drain_queue(g, q, &returned) != 0) {}
+	flush_returns(g);
+	return true;
+}
+
+namespace
+{
+
+// One drain (dyn_drain()). A pass takes up to a batch from each queue, and
+// takes more rounds while a queue still gives a full batch: a service lcore
+// asked for a drain by a half-full queue empties it in one pass, instead
+// of a batch per request while the mapping lcore keeps pushing (at full rate
+// it pushes a batch in about 8 us). until_empty: rounds while any queue
+// gives anything. Either way enough rounds to empty a queue that was full
+// when we started (what was queued before us is done), then stop even if
+// producers keep pushing: the drain lock's hold stays bounded. Caller holds
+// drain_lock.
+int drain_locked(Glue &g, bool until_empty)
 {
 	DynState &d = *g.dyn;
-	std::lock_guard lk(d.drain_lock);
 	int returned = retry_failed(g);
-	// until_empty: enough rounds to empty a queue that was full when we
-	// started (what was queued before us is done), then stop even if
-	// producers keep pushing: the drain lock's hold stays bounded.
-	const uint64_t max_rounds = until_empty ? g.conf.unmap_queue_size / kBatch + 1 : 1;
-	size_t popped;
+	const uint64_t max_rounds = g.conf.unmap_queue_size / kBatch + 1;
+	bool again;
 	uint64_t rounds = 0;
 	do {
-		popped = 0;
+		again = false;
 		for (unsigned i = 0; i < kQueues; i++) {
-			if (d.active[i].load(std::memory_order_relaxed))
-				popped += drain_queue(g, d.queues[i], &returned);
+			if (!d.active[i].load(std::memory_order_relaxed)) continue;
+			const size_t n = drain_queue(g, d.queues[i], &returned);
+			again |= until_empty ? n != 0 : n == kBatch;
 		}
-	} while (popped != 0 && ++rounds < max_rounds);
+	} while (again && ++rounds < max_rounds);
 	flush_returns(g);
 	return returned;
+}
+
+} // namespace
+
+int dyn_drain(Glue &g, bool until_empty)
+{
+	std::lock_guard lk(g.dyn->drain_lock);
+	return drain_locked(g, until_empty);
+}
+
+int dyn_drain_unless_busy(Glue &g)
+{
+	std::unique_lock lk(g.dyn->drain_lock, std::try_to_lock);
+	if (!lk.owns_lock()) return -EBUSY;
+	return drain_locked(g, false);
 }
 
 void dyn_leaked_iovas(Glue &g, std::vector<std::pair<uint64_t, uint64_t>> &out)

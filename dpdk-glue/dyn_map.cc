@@ -17,6 +17,7 @@
 
 #include <rte_branch_prediction.h>
 #include <rte_lcore.h>
+#include <rte_pause.h>
 
 #include "dyn_state.h"
 
@@ -37,6 +38,26 @@ namespace
 	else
 		g.dyn->count(kDmaFailures);
 	return -ENOSPC;
+}
+
+// Lcore qi's queue q was full of entries it had not reaped: push e anyway.
+// Reap what completed first. If that frees nothing and another thread is
+// draining (a service lcore, which may be completing this very queue), spin
+// until it is done rather than sleep on the drain lock (an lcore must not)
+// or wait to drain behind it; drain our own queue (a sync unmap: up to the
+// whole queue's unmaps on this lcore, with VFIO its ioctls) only when
+// nobody else drains.
+[[gnu::noinline, gnu::cold]] void push_full(Glue &g, Queue &q, unsigned qi,
+                                            const UnmapEntry &e)
+{
+	reap_all(g, q, qi);
+	while (!q.push(e)) {
+		if (drain_own_unless_busy(g, q))
+			bump(q.ctr[kSyncUnmaps]);
+		else
+			rte_pause();
+		reap_all(g, q, qi);
+	}
 }
 
 } // namespace
@@ -145,19 +166,10 @@ extern "C" int iovam_dpdk_unmap_ex(void *va, uint64_t iova, size_t len, uint32_t
 		// once that position completed (dyn_table.h).
 		pos = q.head.load(std::memory_order_relaxed);
 		d.table.set_tag(slot, iovam::glue::seq_of(qi, pos));
-		if (unlikely(!q.push(e))) {
-			// Full of entries not reaped: drain it ourselves if the
-			// drain thread is behind, reap, then there is room.
-			iovam::glue::reap_all(*g, q, qi);
-			if (!q.push(e)) {
-				iovam::glue::bump(q.ctr[iovam::glue::kSyncUnmaps]);
-				iovam::glue::drain_own(*g, q);
-				iovam::glue::reap_all(*g, q, qi);
-				(void)q.push(e); // at pos: a drain does not move head
-			}
-		} else {
+		if (unlikely(!q.push(e)))
+			iovam::glue::push_full(*g, q, qi, e); // at pos: a drain does not move head
+		else
 			d.want_drain_if_half_full(q);
-		}
 	} else {
 		std::unique_lock lk(d.shared_lock);
 		d.active[qi].store(true, std::memory_order_relaxed);
