@@ -226,14 +226,15 @@ void dyn_reap_caller(Glue &g)
 	flush_returns(g);
 }
 
-bool drain_own_unless_busy(Glue &g, Queue &q)
+int64_t drain_own_unless_busy(Glue &g, Queue &q)
 {
 	std::unique_lock lk(g.dyn->drain_lock, std::try_to_lock);
-	if (!lk.owns_lock()) return false;
+	if (!lk.owns_lock()) return -1;
 	int returned = 0;
-	while (drain_queue(g, q, &returned) != 0) {}
+	int64_t popped = 0;
+	for (size_t n; (n = drain_queue(g, q, &returned)) != 0;) popped += static_cast<int64_t>(n);
 	flush_returns(g);
-	return true;
+	return popped;
 }
 
 namespace

@@ -50,13 +50,14 @@ namespace
 [[gnu::noinline, gnu::cold]] void push_full(Glue &g, Queue &q, unsigned qi,
                                             const UnmapEntry &e)
 {
-	reap_all(g, q, qi);
-	while (!q.push(e)) {
-		if (drain_own_unless_busy(g, q))
-			bump(q.ctr[kSyncUnmaps]);
-		else
-			rte_pause();
+	for (;;) {
 		reap_all(g, q, qi);
+		if (q.push(e)) return;
+		const int64_t popped = drain_own_unless_busy(g, q);
+		if (popped > 0)
+			bump(q.ctr[kSyncUnmaps]);
+		else if (popped < 0)
+			rte_pause();
 	}
 }
 
