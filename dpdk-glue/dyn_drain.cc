@@ -2,7 +2,7 @@
  * Copyright (c) 2026 The iovam authors.
  */
 // The drain of the dynamic unmaps (dyn_state.h): pops each queue, sorts the
-// batch, issues one VFIO unmap per run of VA- and IOVA-adjacent mappings,
+// batch (with an IOMMU), issues one VFIO unmap per run of VA- and IOVA-adjacent mappings,
 // and only after each unmap returned publishes the queue's completed
 // position. The lcore that queued them then reaps their IOVAs into its own
 // cache (reap_some(), dyn_queue.h), whatever thread drains (a service lcore,
@@ -18,8 +18,9 @@
 // the slot dead.
 //
 // Who drains: the service; a producer whose queue is full (it drains its own
-// queue, then queues); a strict unmap (its own queue, its entry included);
-// iovam_dpdk_unmap_wait().
+// queue, then queues, unless another thread drains: then it waits for that
+// drain, dyn_map.cc push_full()); a strict unmap (its own queue, its entry
+// included); iovam_dpdk_unmap_wait().
 #include <algorithm>
 #include <cinttypes>
 #include <mutex>

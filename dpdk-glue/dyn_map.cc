@@ -47,8 +47,7 @@ namespace
 // or wait to drain behind it; drain our own queue (a sync unmap: up to the
 // whole queue's unmaps on this lcore, with VFIO its ioctls) only when
 // nobody else drains.
-[[gnu::noinline, gnu::cold]] void push_full(Glue &g, Queue &q, unsigned qi,
-                                            const UnmapEntry &e)
+[[gnu::noinline, gnu::cold]] void push_full(Glue &g, Queue &q, unsigned qi, const UnmapEntry &e)
 {
 	for (;;) {
 		reap_all(g, q, qi);

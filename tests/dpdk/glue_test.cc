@@ -815,8 +815,7 @@ TEST(Glue, AFullQueueWaitsForTheDrainInProgressInsteadOfDrainingItself)
 	// a service lcore's own (its period or the half-full request), or,
 	// without one, a thread without an lcore running the service.
 	std::thread drainer;
-	if (!g_mode->service_lcore)
-		drainer = std::thread([] { (void)iovam_dpdk_service_run(); });
+	if (!g_mode->service_lcore) drainer = std::thread([] { (void)iovam_dpdk_service_run(); });
 	const uint64_t deadline = rte_get_timer_cycles() + 10 * rte_get_timer_hz();
 	while (g_drain_gate_waits.load() == 0 && rte_get_timer_cycles() < deadline) usleep(100);
 	ASSERT_NE(g_drain_gate_waits.load(), 0u) << "no drain started";
@@ -830,8 +829,8 @@ TEST(Glue, AFullQueueWaitsForTheDrainInProgressInsteadOfDrainingItself)
 	});
 	const uint64_t t0 = rte_get_timer_cycles();
 	for (int i = 0; i < 1024 - 300 + 1; i++) pair();
-	const double waited_s =
-	        static_cast<double>(rte_get_timer_cycles() - t0) / static_cast<double>(rte_get_timer_hz());
+	const double waited_s = static_cast<double>(rte_get_timer_cycles() - t0) /
+	                        static_cast<double>(rte_get_timer_hz());
 	opener.join();
 	if (drainer.joinable()) drainer.join();
 	iovam_dpdk_test_set_unmap_hook(nullptr, nullptr);
