@@ -22,7 +22,11 @@
 // halves without a fence, so a hint), wall ns per pair at full
 // rate, and the share of the
 // mapping lcores' IOVA allocations served by magazines (their iovam cache
-// hits and misses over the measured interval, after a warm-up).
+// hits and misses over the measured interval, after a warm-up), the unmaps
+// that found their queue full and drained it (sync_unmaps), and how often
+// the service lcore was preempted meanwhile (service_lcore_preemptions: on
+// a shared machine those, not the code, decide most self-drains at full
+// rate with a service lcore).
 // Not a test: numbers only.
 #include <algorithm>
 #include <atomic>
