@@ -219,23 +219,32 @@ void dyn_reap_caller(Glue &g)
 	if (lc < RTE_MAX_LCORE) reap_all(g, g.dyn->queues[lc], lc);
 }
 
-[[gnu::noinline]] void drain_own(Glue &g, Queue &q)
+namespace
+{
+
+// Every entry of q, then the return batch. Caller holds drain_lock.
+int64_t drain_own_locked(Glue &g, Queue &q)
+{
+	int returned = 0;
+	int64_t popped = 0;
+	for (size_t n; (n = drain_queue(g, q, &returned)) != 0;) popped += static_cast<int64_t>(n);
+	flush_returns(g);
+	return popped;
+}
+
+} // namespace
+
+[[gnu::noinline]] int64_t drain_own(Glue &g, Queue &q)
 {
 	std::lock_guard lk(g.dyn->drain_lock);
-	int returned = 0;
-	while (drain_queue(g, q, &returned) != 0) {}
-	flush_returns(g);
+	return drain_own_locked(g, q);
 }
 
 int64_t drain_own_unless_busy(Glue &g, Queue &q)
 {
 	std::unique_lock lk(g.dyn->drain_lock, std::try_to_lock);
 	if (!lk.owns_lock()) return -1;
-	int returned = 0;
-	int64_t popped = 0;
-	for (size_t n; (n = drain_queue(g, q, &returned)) != 0;) popped += static_cast<int64_t>(n);
-	flush_returns(g);
-	return popped;
+	return drain_own_locked(g, q);
 }
 
 namespace

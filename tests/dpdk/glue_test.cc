@@ -794,9 +794,9 @@ void gated_unmap_hook(uint64_t, uint64_t, void *)
 }
 
 // An lcore whose queue is full while another thread drains waits for that
-// drain to complete its entries, and then queues: it does not drain its own
-// queue behind it (a sync unmap), which is what a full-rate lcore did each
-// time it caught up with the service lcore's drain.
+// drain to complete its entries (spinning, then on the drain lock), and then
+// queues: it does not drain its own queue behind it (a sync unmap), nor
+// count one when the drain it waited for left it nothing to do.
 TEST(Glue, AFullQueueWaitsForTheDrainInProgressInsteadOfDrainingItself)
 {
 	drain();
