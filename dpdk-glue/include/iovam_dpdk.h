@@ -238,8 +238,8 @@ int iovam_dpdk_map(void *va, size_t len, uint64_t *iova);
  * to 16 per call; a thread without an lcore: the drain returns it). If the VFIO unmap fails, the IOVA stays out and the service
  * retries the unmap (unmaps_retrying) until it succeeds. When the calling
  * lcore's queue is full, the call waits for a drain in progress on another
- * thread (spinning) or, when none is, first completes that queue's unmaps
- * itself (dyn_sync_unmaps). (DPDK's VFIO unmap needs the VA as well as the IOVA.)
+ * thread (spinning for up to 50 us, then on a lock) or, when none is, first
+ * completes that queue's unmaps itself (dyn_sync_unmaps). (DPDK's VFIO unmap needs the VA as well as the IOVA.)
  *
  * Until the VFIO unmap is done the device can still reach the buffer's pages
  * through the IOVA. Before the buffer's memory is reused for anything a
