@@ -166,7 +166,7 @@ int dpdk_socket_of(const void *addr);
 int service_start(Glue &g);
 void service_stop(Glue &g);
 // until_empty: drain every queue empty (the alarm, which runs every 10 ms:
-// one batch of 256 per queue and pass would cap an lcore at 25.6K unmaps/s).
+// whatever a queue holds, not only while it gives full batches of 256).
 // skip_busy_drain: no drain if another thread drains now (*drain_skipped).
 int service_run(Glue &g, bool until_empty = false, bool skip_busy_drain = false,
                 bool *drain_skipped = nullptr);

@@ -1518,8 +1518,8 @@ TEST(GlueZ, FiniLeavesNothingAndInitValidates)
 	uint64_t iova;
 	for (int i = 0; i < 4; i++) ASSERT_EQ(iovam_dpdk_map(buf.data() + i * 4096, 10, &iova), 0);
 	ASSERT_EQ(iovam_dpdk_unmap(buf.data() + 3 * 4096, iova, 10), 0);
-	// More queued unmaps than the service takes from a queue per iteration:
-	// fini must complete them all, not leave them allocated.
+	// More queued unmaps than one drain batch (256): fini must complete
+	// them all, not leave them allocated.
 	for (int i = 0; i < 600; i++) {
 		ASSERT_EQ(iovam_dpdk_map(buf.data(), 10, &iova), 0);
 		ASSERT_EQ(iovam_dpdk_unmap(buf.data(), iova, 10), 0);
