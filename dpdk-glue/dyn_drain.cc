@@ -2,7 +2,7 @@
  * Copyright (c) 2026 The iovam authors.
  */
 // The drain of the dynamic unmaps (dyn_state.h): pops each queue, sorts the
-// batch, issues one VFIO unmap per run of VA- and IOVA-adjacent mappings,
+// batch (with an IOMMU), issues one VFIO unmap per run of VA- and IOVA-adjacent mappings,
 // and only after each unmap returned publishes the queue's completed
 // position. The lcore that queued them then reaps their IOVAs into its own
 // cache (reap_some(), dyn_queue.h), whatever thread drains (a service lcore,
@@ -18,8 +18,9 @@
 // the slot dead.
 //
 // Who drains: the service; a producer whose queue is full (it drains its own
-// queue, then queues); a strict unmap (its own queue, its entry included);
-// iovam_dpdk_unmap_wait().
+// queue, then queues, unless another thread drains: then it waits for that
+// drain, dyn_map.cc push_full()); a strict unmap (its own queue, its entry
+// included); iovam_dpdk_unmap_wait().
 #include <algorithm>
 #include <cinttypes>
 #include <mutex>
@@ -72,9 +73,16 @@ void release(Glue &g, const UnmapEntry *e, size_t n, Source src, bool give_back,
 	}
 }
 
-// Unmap a batch of claimed mappings: sorted, one DMA unmap per run of VA-
-// and IOVA-adjacent entries (VFIO type1 unmaps whole mappings; a run covers
-// whole ones). A run whose unmap fails keeps its IOVAs (the IOMMU may still
+// Unmap a batch of claimed mappings: one DMA unmap per run of VA- and
+// IOVA-adjacent entries (VFIO type1 unmaps whole mappings; a run covers
+// whole ones). With an IOMMU the batch is sorted first, so that adjacent
+// mappings unmapped out of order share one ioctl (each costs microseconds,
+// the sort about 60 ns an entry). Without one there is no DMA unmap to save,
+// and the sort of a batch of magazine-ordered (random) pfns was the drain's
+// largest cost: bench_dyn_map --drain=service at full rate, 85-130 cycles an
+// entry with it, 18-30 without, so a drain slower than the mapping lcore
+// left it draining its own full queue (a run is then only what adjacent
+// queue entries form). A run whose unmap fails keeps its IOVAs (the IOMMU may still
 // map them) and goes on the retry list (kRetried: they come from it, already
 // counted in retrying). *failed: whether some unmap failed. give_back: the
 // IOVAs of those that succeeded go to the return batch (false: an lcore
@@ -84,7 +92,9 @@ int complete(Glue &g, UnmapEntry *e, size_t n, Source src, bool *failed = nullpt
 {
 	const bool retried = src == Source::kRetried;
 	DynState &d = *g.dyn;
-	std::sort(e, e + n, [](const UnmapEntry &a, const UnmapEntry &b) { return a.pfn < b.pfn; });
+	if (!g.vfio.no_iommu()) // see above
+		std::sort(e, e + n,
+		          [](const UnmapEntry &a, const UnmapEntry &b) { return a.pfn < b.pfn; });
 	int returned = 0;
 	uint64_t runs = 0, returned_pages = 0;
 	for (size_t i = 0; i < n;) {
@@ -209,34 +219,78 @@ void dyn_reap_caller(Glue &g)
 	if (lc < RTE_MAX_LCORE) reap_all(g, g.dyn->queues[lc], lc);
 }
 
-[[gnu::noinline]] void drain_own(Glue &g, Queue &q)
+namespace
+{
+
+// Every entry of q, then the return batch. Caller holds drain_lock.
+int64_t drain_own_locked(Glue &g, Queue &q)
+{
+	int returned = 0;
+	int64_t popped = 0;
+	for (size_t n; (n = drain_queue(g, q, &returned)) != 0;) popped += static_cast<int64_t>(n);
+	flush_returns(g);
+	return popped;
+}
+
+} // namespace
+
+[[gnu::noinline]] int64_t drain_own(Glue &g, Queue &q)
 {
 	std::lock_guard lk(g.dyn->drain_lock);
-	int returned = 0;
-	while (drain_queue(g, q, &returned) != 0) {}
-	flush_returns(g);
+	return drain_own_locked(g, q);
 }
+
+int64_t drain_own_unless_busy(Glue &g, Queue &q)
+{
+	std::unique_lock lk(g.dyn->drain_lock, std::try_to_lock);
+	if (!lk.owns_lock()) return -1;
+	return drain_own_locked(g, q);
+}
+
+namespace
+{
+
+// One drain (dyn_drain()). A pass takes up to a batch from each queue, and
+// takes more rounds while a queue still gives a full batch: a service lcore
+// asked for a drain by a half-full queue empties it in one pass, instead
+// of a batch per request while the mapping lcore keeps pushing (at full rate
+// it pushes a batch in about 8 us). until_empty: rounds while any queue
+// gives anything. Either way enough rounds to empty a queue that was full
+// when we started (what was queued before us is done), then stop even if
+// producers keep pushing: the drain lock's hold stays bounded. Caller holds
+// drain_lock.
+int drain_locked(Glue &g, bool until_empty)
+{
+	DynState &d = *g.dyn;
+	int returned = retry_failed(g);
+	const uint64_t max_rounds = g.conf.unmap_queue_size / kBatch + 1;
+	bool again;
+	uint64_t rounds = 0;
+	do {
+		again = false;
+		for (unsigned i = 0; i < kQueues; i++) {
+			if (!d.active[i].load(std::memory_order_relaxed)) continue;
+			const size_t n = drain_queue(g, d.queues[i], &returned);
+			again |= until_empty ? n != 0 : n == kBatch;
+		}
+	} while (again && ++rounds < max_rounds);
+	flush_returns(g);
+	return returned;
+}
+
+} // namespace
 
 int dyn_drain(Glue &g, bool until_empty)
 {
-	DynState &d = *g.dyn;
-	std::lock_guard lk(d.drain_lock);
-	int returned = retry_failed(g);
-	// until_empty: enough rounds to empty a queue that was full when we
-	// started (what was queued before us is done), then stop even if
-	// producers keep pushing: the drain lock's hold stays bounded.
-	const uint64_t max_rounds = until_empty ? g.conf.unmap_queue_size / kBatch + 1 : 1;
-	size_t popped;
-	uint64_t rounds = 0;
-	do {
-		popped = 0;
-		for (unsigned i = 0; i < kQueues; i++) {
-			if (d.active[i].load(std::memory_order_relaxed))
-				popped += drain_queue(g, d.queues[i], &returned);
-		}
-	} while (popped != 0 && ++rounds < max_rounds);
-	flush_returns(g);
-	return returned;
+	std::lock_guard lk(g.dyn->drain_lock);
+	return drain_locked(g, until_empty);
+}
+
+int dyn_drain_unless_busy(Glue &g)
+{
+	std::unique_lock lk(g.dyn->drain_lock, std::try_to_lock);
+	if (!lk.owns_lock()) return -EBUSY;
+	return drain_locked(g, false);
 }
 
 void dyn_leaked_iovas(Glue &g, std::vector<std::pair<uint64_t, uint64_t>> &out)

@@ -17,6 +17,8 @@
 
 #include <rte_branch_prediction.h>
 #include <rte_lcore.h>
+#include <rte_cycles.h>
+#include <rte_pause.h>
 
 #include "dyn_state.h"
 
@@ -37,6 +39,34 @@ namespace
 	else
 		g.dyn->count(kDmaFailures);
 	return -ENOSPC;
+}
+
+// Lcore qi's queue q was full of entries it had not reaped: push e anyway.
+// Reap what completed first. If that frees nothing and another thread is
+// draining (a service lcore, which may be completing this very queue), spin
+// for up to kSpinUs until it is done rather than drain behind it; drain our
+// own queue (a sync unmap: up to the whole queue's unmaps on this lcore, with
+// VFIO its ioctls) only when nobody else drains. After kSpinUs wait on the
+// drain lock instead: the thread holding it may have lost its CPU, maybe
+// this one (the EAL alarm thread shares a CPU with an lcore when EAL has no
+// spare CPU for its control threads), and spinning would keep it off.
+[[gnu::noinline, gnu::cold]] void push_full(Glue &g, Queue &q, unsigned qi, const UnmapEntry &e)
+{
+	// A service lcore's pass empties a full queue in 10-20 us without an
+	// IOMMU (1024 entries at 18-30 cycles, bench_dyn_map); with VFIO it can
+	// take longer, and then we wait on the lock.
+	constexpr uint64_t kSpinUs = 50;
+	const uint64_t spin_end = rte_get_tsc_cycles() + rte_get_tsc_hz() / 1000000 * kSpinUs;
+	for (;;) {
+		reap_all(g, q, qi);
+		if (q.push(e)) return;
+		const int64_t popped = rte_get_tsc_cycles() < spin_end ? drain_own_unless_busy(g, q)
+		                                                       : drain_own(g, q);
+		if (popped > 0)
+			bump(q.ctr[kSyncUnmaps]);
+		else if (popped < 0)
+			rte_pause();
+	}
 }
 
 } // namespace
@@ -145,19 +175,10 @@ extern "C" int iovam_dpdk_unmap_ex(void *va, uint64_t iova, size_t len, uint32_t
 		// once that position completed (dyn_table.h).
 		pos = q.head.load(std::memory_order_relaxed);
 		d.table.set_tag(slot, iovam::glue::seq_of(qi, pos));
-		if (unlikely(!q.push(e))) {
-			// Full of entries not reaped: drain it ourselves if the
-			// drain thread is behind, reap, then there is room.
-			iovam::glue::reap_all(*g, q, qi);
-			if (!q.push(e)) {
-				iovam::glue::bump(q.ctr[iovam::glue::kSyncUnmaps]);
-				iovam::glue::drain_own(*g, q);
-				iovam::glue::reap_all(*g, q, qi);
-				(void)q.push(e); // at pos: a drain does not move head
-			}
-		} else {
+		if (unlikely(!q.push(e)))
+			iovam::glue::push_full(*g, q, qi, e); // at pos: a drain does not move head
+		else
 			d.want_drain_if_half_full(q);
-		}
 	} else {
 		std::unique_lock lk(d.shared_lock);
 		d.active[qi].store(true, std::memory_order_relaxed);

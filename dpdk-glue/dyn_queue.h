@@ -115,8 +115,9 @@ struct alignas(64) Queue {
 	// several unmaps' time before the push that fills them.
 	static constexpr uint64_t kClaimAhead = 16;
 
-	// Producer. false: full (an lcore reaps, or drains and reaps, and
-	// tries again; the shared queue's producers reload tail first). Cost:
+	// Producer. false: full (an lcore reaps, waits for a drain in progress
+	// or drains, and tries again: dyn_map.cc push_full(); the shared
+	// queue's producers reload tail first). Cost:
 	// one entry store, a write prefetch, a release store of head.
 	//
 	// Why the prefetch: the drain read each entry's line the last time round

@@ -74,8 +74,11 @@ struct DynState {
 };
 
 // dyn_drain.cc: queue q's own producer drains it (the queue was full, or a
-// strict unmap). Takes drain_lock.
-void drain_own(Glue &g, Queue &q);
+// strict unmap). Takes drain_lock. How many entries it popped.
+int64_t drain_own(Glue &g, Queue &q);
+// The same unless another thread holds drain_lock: how many entries it
+// popped, -1 (nothing done) if busy.
+int64_t drain_own_unless_busy(Glue &g, Queue &q);
 
 // Entries an lcore reaps per call at most (reap()): bounds what a map or an
 // unmap adds to its own cost (16 fast frees, a few hundred ns) when a drain

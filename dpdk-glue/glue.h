@@ -137,10 +137,15 @@ uint64_t mem_retry_failed_unmaps(Glue &g);
 // dyn_state.cc, dyn_drain.cc
 int dyn_start(Glue &g);
 void dyn_stop(Glue &g);
-// Retry failed unmaps and complete queued ones (up to a batch per queue, or,
-// until_empty, every entry queued when it started: the queues are empty
-// unless producers kept pushing); the number of unmaps completed.
+// Retry failed unmaps and complete queued ones (a batch per queue, more
+// while a queue gives full batches; until_empty, every entry queued when it
+// started: the queues are empty unless producers kept pushing); the number
+// of unmaps completed.
 int dyn_drain(Glue &g, bool until_empty = false);
+// The same pass, unless another thread drains (-EBUSY): a service lcore
+// polls again rather than sleep on the drain lock, and the thread that
+// holds it (a producer draining its own full queue) need not wake it.
+int dyn_drain_unless_busy(Glue &g);
 // The calling lcore's completed unmaps (if it has an lcore queue): their
 // IOVAs back into its cache now, not at its next map or unmap.
 void dyn_reap_caller(Glue &g);
@@ -161,8 +166,10 @@ int dpdk_socket_of(const void *addr);
 int service_start(Glue &g);
 void service_stop(Glue &g);
 // until_empty: drain every queue empty (the alarm, which runs every 10 ms:
-// one batch of 256 per queue and pass would cap an lcore at 25.6K unmaps/s).
-int service_run(Glue &g, bool until_empty = false);
+// whatever a queue holds, not only while it gives full batches of 256).
+// skip_busy_drain: no drain if another thread drains now (*drain_skipped).
+int service_run(Glue &g, bool until_empty = false, bool skip_busy_drain = false,
+                bool *drain_skipped = nullptr);
 int service_id(Glue &g, uint32_t *id);
 
 // telemetry.cc: what the glue's telemetry commands share.

@@ -112,7 +112,16 @@ int32_t service_cb(void *)
 {
 	g_in_flight.fetch_add(1);
 	Glue *g = g_callback_glue.load();
-	int rc = g != nullptr && service_due(*g) ? service_run(*g) : 0;
+	int rc = 0;
+	if (g != nullptr && service_due(*g)) {
+		// A producer draining its own full queue holds the drain lock:
+		// poll again (drain_wanted) rather than sleep on the lock, which
+		// would cost that producer a futex wake and this lcore a wake-up
+		// latency, while its queue and the others fill.
+		bool skipped = false;
+		rc = service_run(*g, false, true, &skipped);
+		if (skipped) g->dyn->drain_wanted.store(true, std::memory_order_relaxed);
+	}
 	g_in_flight.fetch_sub(1);
 	// A service returning -EAGAIN did no work (DPDK counts it as idle).
 	return rc > 0 ? 0 : -EAGAIN;
@@ -131,13 +140,17 @@ void alarm_cb(void *)
 
 } // namespace
 
-int service_run(Glue &g, bool until_empty)
+int service_run(Glue &g, bool until_empty, bool skip_busy_drain, bool *drain_skipped)
 {
 	ServiceState &s = *g.svc;
 	std::unique_lock lk(s.run_lock, std::try_to_lock);
 	if (!lk.owns_lock()) return -EBUSY;
 	g.ctr.service_runs.fetch_add(1, std::memory_order_relaxed);
-	int returned = dyn_drain(g, until_empty);
+	int returned = skip_busy_drain ? dyn_drain_unless_busy(g) : dyn_drain(g, until_empty);
+	if (returned == -EBUSY) {
+		if (drain_skipped != nullptr) *drain_skipped = true;
+		returned = 0;
+	}
 	(void)mem_retry_failed_unmaps(g);
 	uint64_t now = rte_get_tsc_cycles();
 	// Memory waiting for a VFIO device: each try is a failing VFIO call

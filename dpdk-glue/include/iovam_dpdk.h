@@ -108,7 +108,10 @@ struct iovam_dpdk_conf {
 	 *  2^dma_bits. 0 = 2^dma_bits. */
 	uint64_t iova_end;
 	/** Entries of each lcore's lazy-unmap queue: a power of two, 16..65536.
-	 *  0 = 1024. A full queue makes iovam_dpdk_unmap() unmap synchronously. */
+	 *  0 = 1024. A full queue makes iovam_dpdk_unmap() wait for the drain in
+	 *  progress, or unmap synchronously when nobody drains. With the EAL alarm
+	 *  (every 10 ms), an lcore unmapping more than this many per 10 ms fills
+	 *  it each time. */
 	uint32_t unmap_queue_size;
 	/** Live dynamic mappings (iovam_dpdk_map()) the tracking table is sized
 	 *  for, 1..2^24: it takes 96 bytes per mapping. 0 = 65536 (a VFIO type1
@@ -234,8 +237,9 @@ int iovam_dpdk_map(void *va, size_t len, uint64_t *iova);
  * next iovam_dpdk_map(), iovam_dpdk_unmap() or iovam_dpdk_service_run() (up
  * to 16 per call; a thread without an lcore: the drain returns it). If the VFIO unmap fails, the IOVA stays out and the service
  * retries the unmap (unmaps_retrying) until it succeeds. When the calling
- * lcore's queue is full, the call first completes that queue's unmaps itself
- * (dyn_sync_unmaps). (DPDK's VFIO unmap needs the VA as well as the IOVA.)
+ * lcore's queue is full, the call waits for a drain in progress on another
+ * thread (spinning for up to 50 us, then on a lock) or, when none is, first
+ * completes that queue's unmaps itself (dyn_sync_unmaps). (DPDK's VFIO unmap needs the VA as well as the IOVA.)
  *
  * Until the VFIO unmap is done the device can still reach the buffer's pages
  * through the IOVA. Before the buffer's memory is reused for anything a
@@ -376,7 +380,7 @@ struct iovam_dpdk_stats {
 	uint64_t dyn_maps;           /**< iovam_dpdk_map() successes */
 	uint64_t dyn_unmaps;         /**< dynamic mappings whose IOVA was returned */
 	uint64_t dyn_pending;        /**< dynamic unmaps queued, not completed */
-	uint64_t dyn_sync_unmaps;    /**< unmaps that found their queue full and drained it */
+	uint64_t dyn_sync_unmaps;    /**< unmaps that drained their full queue themselves */
 	uint64_t bad_unmaps;         /**< iovam_dpdk_unmap() refused (not counted: NULL va,
 	                               len 0, va + len overflows) */
 	uint64_t unmaps_retrying;    /**< failed unmaps whose IOVA is held until a retry succeeds */

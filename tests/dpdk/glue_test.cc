@@ -756,6 +756,90 @@ TEST(Glue, UnmapQueueOverflowUnmapsSynchronously)
 	drain();
 }
 
+// One service run completes a queue that holds more than a drain batch
+// (256): a pass takes more rounds while a queue gives full batches, so a
+// service lcore asked by a half-full queue empties it at once.
+TEST(Glue, OneServiceRunCompletesAQueueLongerThanABatch)
+{
+	drain();
+	std::vector<char> buf(64 << 10);
+	constexpr unsigned kQueued = 700; // below the queue's 1024: no sync unmap
+	const iovam_dpdk_stats before = stats();
+	for (unsigned i = 0; i < kQueued; i++) {
+		uint64_t iova;
+		ASSERT_EQ(iovam_dpdk_map(buf.data(), 4096, &iova), 0);
+		ASSERT_EQ(iovam_dpdk_unmap(buf.data(), iova, 4096), 0);
+	}
+	if (!g_mode->service_lcore) { // a service lcore drains whenever it likes
+		EXPECT_EQ(stats().dyn_pending, kQueued);
+		ASSERT_GE(iovam_dpdk_service_run(), 0);
+		const iovam_dpdk_stats st = stats();
+		EXPECT_EQ(st.dyn_pending, 0u);
+		EXPECT_EQ(st.dyn_unmaps - before.dyn_unmaps, kQueued);
+		EXPECT_EQ(st.dyn_sync_unmaps, before.dyn_sync_unmaps);
+	}
+	drain();
+}
+
+// The drain in progress holds every completion until this gate opens (the
+// unmap hook runs under the drain lock, for each completed unmap).
+std::atomic<bool> g_drain_gate_open{true};
+std::atomic<uint64_t> g_drain_gate_waits{0};
+
+void gated_unmap_hook(uint64_t, uint64_t, void *)
+{
+	if (g_drain_gate_open.load()) return;
+	g_drain_gate_waits.fetch_add(1);
+	while (!g_drain_gate_open.load()) usleep(1000);
+}
+
+// An lcore whose queue is full while another thread drains waits for that
+// drain to complete its entries (spinning, then on the drain lock), and then
+// queues: it does not drain its own queue behind it (a sync unmap), nor
+// count one when the drain it waited for left it nothing to do.
+TEST(Glue, AFullQueueWaitsForTheDrainInProgressInsteadOfDrainingItself)
+{
+	drain();
+	std::vector<char> buf(64 << 10);
+	const iovam_dpdk_stats before = stats();
+	g_drain_gate_open.store(false);
+	g_drain_gate_waits.store(0);
+	iovam_dpdk_test_set_unmap_hook(gated_unmap_hook, nullptr);
+	auto pair = [&] {
+		uint64_t iova;
+		ASSERT_EQ(iovam_dpdk_map(buf.data(), 4096, &iova), 0);
+		ASSERT_EQ(iovam_dpdk_unmap(buf.data(), iova, 4096), 0);
+	};
+	for (int i = 0; i < 300; i++) pair();
+	// A drain that stops at its first completion, holding the drain lock:
+	// a service lcore's own (its period or the half-full request), or,
+	// without one, a thread without an lcore running the service.
+	std::thread drainer;
+	if (!g_mode->service_lcore) drainer = std::thread([] { (void)iovam_dpdk_service_run(); });
+	const uint64_t deadline = rte_get_timer_cycles() + 10 * rte_get_timer_hz();
+	while (g_drain_gate_waits.load() == 0 && rte_get_timer_cycles() < deadline) usleep(100);
+	ASSERT_NE(g_drain_gate_waits.load(), 0u) << "no drain started";
+	// Opens the gate in 200 ms. Until then nothing completes, so the queue
+	// is full after 1024 - 300 more unmaps and the next one must wait. No
+	// more than that one: once the gate opens and that drain ends, a full
+	// queue with nobody draining is drained by its lcore, as it should be.
+	std::thread opener([] {
+		usleep(200000);
+		g_drain_gate_open.store(true);
+	});
+	const uint64_t t0 = rte_get_timer_cycles();
+	for (int i = 0; i < 1024 - 300 + 1; i++) pair();
+	const double waited_s = static_cast<double>(rte_get_timer_cycles() - t0) /
+	                        static_cast<double>(rte_get_timer_hz());
+	opener.join();
+	if (drainer.joinable()) drainer.join();
+	iovam_dpdk_test_set_unmap_hook(nullptr, nullptr);
+	EXPECT_GE(waited_s, 0.1) << "the queue never filled: the test proves nothing";
+	EXPECT_EQ(stats().dyn_sync_unmaps, before.dyn_sync_unmaps);
+	drain();
+	EXPECT_EQ(stats().dyn_sync_unmaps, before.dyn_sync_unmaps);
+}
+
 // Each kind of DPDK memory is cut into mappings as the README says:
 // preallocated (never freed) one per VA-contiguous run, freeable memory one
 // per memseg page, at init or grown later by an ALLOC event.
@@ -1434,8 +1518,8 @@ TEST(GlueZ, FiniLeavesNothingAndInitValidates)
 	uint64_t iova;
 	for (int i = 0; i < 4; i++) ASSERT_EQ(iovam_dpdk_map(buf.data() + i * 4096, 10, &iova), 0);
 	ASSERT_EQ(iovam_dpdk_unmap(buf.data() + 3 * 4096, iova, 10), 0);
-	// More queued unmaps than the service takes from a queue per iteration:
-	// fini must complete them all, not leave them allocated.
+	// More queued unmaps than one drain batch (256): fini must complete
+	// them all, not leave them allocated.
 	for (int i = 0; i < 600; i++) {
 		ASSERT_EQ(iovam_dpdk_map(buf.data(), 10, &iova), 0);
 		ASSERT_EQ(iovam_dpdk_unmap(buf.data(), iova, 10), 0);
