@@ -1412,6 +1412,27 @@ bool GapTree::verify(Census *census, const char **why) const noexcept
 		    (cut.tag == Tag::kFree && cut.pfn_hi == pending_hi_))
 			return *why = "pending shrink not on the finger's leaf", false;
 	}
+	// Every finger that says it is valid is a path of this tree, root to leaf:
+	// each node the child its parent names, with the range its pivots give.
+	// (An operation that moved a node or a boundary without counting it in
+	// shape_ would leave a finger pointing at the old tree.)
+	for (const Finger &fg : fingers_) {
+		if (fg.shape != shape_) continue;
+		const Path &p = fg.path;
+		if (p.n != height_ || p.s[0].node != root_ || p.s[0].min != 0 ||
+		    p.s[0].max != max_pfn_)
+			return *why = "a finger's path does not start at the root", false;
+		for (uint32_t lv = 0; lv + 1 < p.n; ++lv) {
+			const Step &s = p.s[lv];
+			if (s.idx >= node_count(s.node))
+				return *why = "a finger's child index is out of range", false;
+			uint64_t cmin, cmax;
+			const void *child = inner_child(s.node, s.idx, s.min, s.max, &cmin, &cmax);
+			if (child != p.s[lv + 1].node || cmin != p.s[lv + 1].min ||
+			    cmax != p.s[lv + 1].max)
+				return *why = "a finger's path is not a path of the tree", false;
+		}
+	}
 	if (!verify_node(root_, 0, 0, max_pfn_, &g, &f, &l, c, why)) return false;
 	if (c->nodes != nodes_) return *why = "node count mismatch", false;
 	return true;
