@@ -426,6 +426,26 @@ struct NearFitTree {
 	{
 		if (pool.free_nodes() < 2 * GapTree::kMaxHeight) pool.splice(pool.alloc_chain(256));
 	}
+
+	// allocate() and erase() of the tree, each followed by verify().
+	uint64_t allocate(uint64_t npages, uint64_t align, uint64_t hi_pfn = UINT64_MAX)
+	{
+		top_up();
+		uint64_t pfn = 0;
+		EXPECT_EQ(tree.allocate(npages, align, 0, hi_pfn, Tag::kAllocated, &pfn), 0);
+		check();
+		return pfn;
+	}
+	void erase(uint64_t pfn)
+	{
+		tree.erase(pfn);
+		check();
+	}
+	void check()
+	{
+		const char *why = "";
+		EXPECT_TRUE(tree.verify(nullptr, &why)) << why;
+	}
 };
 
 // Power-of-two sizes aligned to themselves: the answer is in the free space
@@ -503,59 +523,46 @@ TEST(GapTreeNearAlloc, ServedFromTheFingerLeafOnlyWhileExact)
 	NearFitTree t(20000, 1, 2);
 	GapTree &tree = t.tree;
 	const uint64_t max_pfn = tree.max_pfn();
-	auto allocate = [&](uint64_t npages, uint64_t align, uint64_t hi_pfn) {
-		t.top_up();
-		uint64_t pfn = 0;
-		EXPECT_EQ(tree.allocate(npages, align, 0, hi_pfn, Tag::kAllocated, &pfn), 0);
-		const char *why = "";
-		EXPECT_TRUE(tree.verify(nullptr, &why)) << why;
-		return pfn;
-	};
-	auto erase = [&](uint64_t pfn) {
-		tree.erase(pfn);
-		const char *why = "";
-		EXPECT_TRUE(tree.verify(nullptr, &why)) << why;
-	};
 	const uint64_t slack_fit = t.slack_hi - 1; // every 2-page aligned fit is below the holes
-	EXPECT_EQ(allocate(2, 2, max_pfn), slack_fit);
+	EXPECT_EQ(t.allocate(2, 2, max_pfn), slack_fit);
 	EXPECT_GT(tree.last_search_nodes(), 1U); // a descent from the root
 	for (int round = 0; round < 3; ++round) {
-		erase(slack_fit);
-		EXPECT_EQ(allocate(2, 2, max_pfn), slack_fit);
+		t.erase(slack_fit);
+		EXPECT_EQ(t.allocate(2, 2, max_pfn), slack_fit);
 		EXPECT_EQ(tree.last_search_nodes(), 1U) << "round " << round;
 	}
-	erase(slack_fit);
+	t.erase(slack_fit);
 
 	// A fit appears far above the finger's leaf: the next answer is that one.
 	auto fit_at = [&](uint64_t hole) { return t.base + 4 * hole + 2; }; // [4j + 1, 4j + 2]
 	const uint64_t high = fit_at(12345), low = fit_at(2345);
-	erase(high + 1);
-	EXPECT_EQ(allocate(2, 2, max_pfn), high);
-	erase(high);
-	EXPECT_EQ(allocate(2, 2, max_pfn), high);
+	t.erase(high + 1);
+	EXPECT_EQ(t.allocate(2, 2, max_pfn), high);
+	t.erase(high);
+	EXPECT_EQ(t.allocate(2, 2, max_pfn), high);
 	EXPECT_EQ(tree.last_search_nodes(), 1U);
-	erase(high);
+	t.erase(high);
 	// A second, lower fit: the free that makes it moves the finger to its
 	// leaf, where the answer is not (what was passed over belongs to the old
 	// finger's path).
-	erase(low + 1);
-	EXPECT_EQ(allocate(2, 2, max_pfn), high);
-	erase(high);
+	t.erase(low + 1);
+	EXPECT_EQ(t.allocate(2, 2, max_pfn), high);
+	t.erase(high);
 	// A limit below both: the search covers only up to the limit, so a later
 	// request with a higher limit cannot be served from the slack's leaf.
-	EXPECT_EQ(allocate(2, 2, t.base + 8), slack_fit);
-	erase(slack_fit);
-	EXPECT_EQ(allocate(2, 2, max_pfn), high);
-	erase(high);
+	EXPECT_EQ(t.allocate(2, 2, t.base + 8), slack_fit);
+	t.erase(slack_fit);
+	EXPECT_EQ(t.allocate(2, 2, max_pfn), high);
+	t.erase(high);
 	// Another size: 1 page goes to the highest hole.
 	const uint64_t top_hole = t.base + 4 * 19999 + 2;
-	EXPECT_EQ(allocate(1, 1, max_pfn), top_hole);
-	erase(top_hole);
-	EXPECT_EQ(allocate(1, 1, max_pfn), top_hole);
+	EXPECT_EQ(t.allocate(1, 1, max_pfn), top_hole);
+	t.erase(top_hole);
+	EXPECT_EQ(t.allocate(1, 1, max_pfn), top_hole);
 	EXPECT_EQ(tree.last_search_nodes(), 1U);
-	erase(top_hole);
+	t.erase(top_hole);
 	// A limit inside the finger's leaf, below its highest hole.
-	EXPECT_EQ(allocate(1, 1, top_hole - 1), top_hole - 1);
+	EXPECT_EQ(t.allocate(1, 1, top_hole - 1), top_hole - 1);
 }
 
 // Requests of two sizes in turn, whose answers lie in different leaves: each
@@ -568,38 +575,26 @@ TEST(GapTreeNearAlloc, EachSizeClassKeepsItsFinger)
 	NearFitTree t(20000, 1, 2);
 	GapTree &tree = t.tree;
 	const uint64_t max_pfn = tree.max_pfn();
-	const char *why = "";
-	auto allocate = [&](uint64_t npages, uint64_t align) {
-		t.top_up();
-		uint64_t pfn = 0;
-		EXPECT_EQ(tree.allocate(npages, align, 0, max_pfn, Tag::kAllocated, &pfn), 0);
-		EXPECT_TRUE(tree.verify(nullptr, &why)) << why;
-		return pfn;
-	};
-	auto erase = [&](uint64_t pfn) {
-		tree.erase(pfn);
-		EXPECT_TRUE(tree.verify(nullptr, &why)) << why;
-	};
 	const uint64_t slack_fit = t.slack_hi - 1;        // the highest 2-page aligned fit
 	const uint64_t top_hole = t.base + 4 * 19999 + 2; // the highest page of the top hole
 	for (int round = 0; round < 4; ++round) {
-		EXPECT_EQ(allocate(1, 1), top_hole);
+		EXPECT_EQ(t.allocate(1, 1), top_hole);
 		if (round > 0) {
 			EXPECT_EQ(tree.last_search_nodes(), 1U) << "1 page, round " << round;
 		}
-		erase(top_hole);
-		EXPECT_EQ(allocate(2, 2), slack_fit);
+		t.erase(top_hole);
+		EXPECT_EQ(t.allocate(2, 2), slack_fit);
 		if (round > 0) {
 			EXPECT_EQ(tree.last_search_nodes(), 1U) << "2 pages, round " << round;
 		}
-		erase(slack_fit);
+		t.erase(slack_fit);
 	}
 	// The 1-page finger cuts the top hole [top_hole - 1, top_hole]; freeing
 	// the page below it makes [top_hole - 2, top_hole - 1] FREE: an aligned
 	// 2-page fit far above the slack.
-	EXPECT_EQ(allocate(1, 1), top_hole);
-	erase(top_hole - 2);
-	EXPECT_EQ(allocate(2, 2), top_hole - 2);
+	EXPECT_EQ(t.allocate(1, 1), top_hole);
+	t.erase(top_hole - 2);
+	EXPECT_EQ(t.allocate(2, 2), top_hole - 2);
 	EXPECT_EQ(tree.find_gap(2, 2, 0, max_pfn), std::optional<uint64_t>(slack_fit));
 }
 
@@ -613,37 +608,27 @@ TEST(GapTreeNearAlloc, PendingShrinkStaysExact)
 	NearFitTree t(20000, 1, 2);
 	GapTree &tree = t.tree;
 	const uint64_t max_pfn = tree.max_pfn(), slack_pages = t.slack_hi + 1;
-	const char *why = "";
-	auto allocate = [&](uint64_t npages, uint64_t align) {
-		t.top_up();
-		uint64_t pfn = 0;
-		EXPECT_EQ(tree.allocate(npages, align, 0, max_pfn, Tag::kAllocated, &pfn), 0);
-		EXPECT_TRUE(tree.verify(nullptr, &why)) << why;
-		return pfn;
-	};
 	ASSERT_EQ(tree.find_gap(slack_pages, 1, 0, max_pfn), std::optional<uint64_t>(0));
 	for (int round = 0; round < 3; ++round) {
-		const uint64_t pfn = allocate(2, 2); // cuts the top off the slack: the largest hole
+		const uint64_t pfn =
+		        t.allocate(2, 2); // cuts the top off the slack: the largest hole
 		EXPECT_EQ(pfn, t.slack_hi - 1);
 		// The path still says slack_pages; the search enters, finds less, and says so.
 		EXPECT_FALSE(tree.find_gap(slack_pages, 1, 0, max_pfn).has_value());
 		EXPECT_EQ(tree.find_gap(slack_pages - 2, 1, 0, max_pfn),
 		          std::optional<uint64_t>(0));
-		tree.erase(pfn); // undoes the carve
-		EXPECT_TRUE(tree.verify(nullptr, &why)) << why;
+		t.erase(pfn); // undoes the carve
 		EXPECT_EQ(tree.find_gap(slack_pages, 1, 0, max_pfn), std::optional<uint64_t>(0));
 	}
 	// Two carves, then their frees in the other order: nothing is undone
 	// exactly, so each step recomputes, and verify() sees exact annotations.
-	const uint64_t a = allocate(2, 2), b = allocate(2, 2);
+	const uint64_t a = t.allocate(2, 2), b = t.allocate(2, 2);
 	EXPECT_EQ(b, a - 2);
-	tree.erase(a);
-	EXPECT_TRUE(tree.verify(nullptr, &why)) << why;
+	t.erase(a);
 	// [0, b - 1] FREE, b ALLOCATED, a FREE again, between b and the holes.
 	EXPECT_EQ(tree.find_gap(slack_pages - 4, 1, 0, max_pfn), std::optional<uint64_t>(0));
 	EXPECT_FALSE(tree.find_gap(slack_pages - 3, 1, 0, max_pfn).has_value());
-	tree.erase(b);
-	EXPECT_TRUE(tree.verify(nullptr, &why)) << why;
+	t.erase(b);
 	EXPECT_EQ(tree.find_gap(slack_pages, 1, 0, max_pfn), std::optional<uint64_t>(0));
 }
 
