@@ -167,9 +167,9 @@ int service_start(Glue &g);
 void service_stop(Glue &g);
 // until_empty: drain every queue empty (the alarm, which runs every 10 ms:
 // whatever a queue holds, not only while it gives full batches of 256).
-// skip_busy_drain: no drain if another thread drains now (*drain_skipped).
-int service_run(Glue &g, bool until_empty = false, bool skip_busy_drain = false,
-                bool *drain_skipped = nullptr);
+// drain_skipped: when given, no drain if another thread drains now (then
+// *drain_skipped is set).
+int service_run(Glue &g, bool until_empty = false, bool *drain_skipped = nullptr);
 int service_id(Glue &g, uint32_t *id);
 
 // telemetry.cc: what the glue's telemetry commands share.

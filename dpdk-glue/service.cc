@@ -119,7 +119,7 @@ int32_t service_cb(void *)
 		// would cost that producer a futex wake and this lcore a wake-up
 		// latency, while its queue and the others fill.
 		bool skipped = false;
-		rc = service_run(*g, false, true, &skipped);
+		rc = service_run(*g, false, &skipped);
 		if (skipped) g->dyn->drain_wanted.store(true, std::memory_order_relaxed);
 	}
 	g_in_flight.fetch_sub(1);
@@ -140,15 +140,16 @@ void alarm_cb(void *)
 
 } // namespace
 
-int service_run(Glue &g, bool until_empty, bool skip_busy_drain, bool *drain_skipped)
+int service_run(Glue &g, bool until_empty, bool *drain_skipped)
 {
 	ServiceState &s = *g.svc;
 	std::unique_lock lk(s.run_lock, std::try_to_lock);
 	if (!lk.owns_lock()) return -EBUSY;
 	g.ctr.service_runs.fetch_add(1, std::memory_order_relaxed);
-	int returned = skip_busy_drain ? dyn_drain_unless_busy(g) : dyn_drain(g, until_empty);
+	int returned =
+	        drain_skipped != nullptr ? dyn_drain_unless_busy(g) : dyn_drain(g, until_empty);
 	if (returned == -EBUSY) {
-		if (drain_skipped != nullptr) *drain_skipped = true;
+		*drain_skipped = true;
 		returned = 0;
 	}
 	(void)mem_retry_failed_unmaps(g);

@@ -754,9 +754,9 @@ int GapTree::carve(Path &p, uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept
 	}
 
 	Run run;
-	if (a < pfn_lo) run.push(pfn_lo - 1, Tag::kFree);
+	if (below) run.push(pfn_lo - 1, Tag::kFree);
 	run.push(pfn_hi, tag);
-	if (pfn_hi < b) run.push(b, Tag::kFree);
+	if (above) run.push(b, Tag::kFree);
 
 	Stash st;
 	if (take_stash(st, nodes_for_growth(p, run.n - 1)) != 0) return -EAGAIN;
