@@ -658,7 +658,10 @@ GapTree::Path &GapTree::finger_at_slow(uint64_t pfn) noexcept
 // finger's last search passed over it (beside_gap, which covers up to
 // beside_hi_pfn) and no annotation off the finger's path has grown since
 // (carry_gap() and gap_grew() through any other path, and every change of
-// shape, forget it).
+// shape, forget it) -- or, for the very request that search was for, because
+// it found none there and no erase has made FREE space since (freed_): the
+// way a size whose annotations cannot rule out the holes it entered (3 pages
+// aligned to 4) is served from its leaf too.
 // nullopt: not known here; the caller searches from the root.
 // Inlined into allocate(), its only caller (like leaf_fit(): the call's own cost
 // was a sixth of the function's).
@@ -666,8 +669,15 @@ GapTree::Path &GapTree::finger_at_slow(uint64_t pfn) noexcept
 GapTree::alloc_near(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn) noexcept
 {
 	Finger &f = cur();
-	if (f.beside_shape != shape_ || f.beside_epoch != grown_ || f.shape != shape_)
-		return std::nullopt;
+	if (f.beside_shape != shape_ || f.shape != shape_) return std::nullopt;
+	// The same request as the finger's search, and no fit made since: what the
+	// search passed over still holds none, whatever the annotations say (for a
+	// size that is not a power of two they cannot tell, see find_gap()).
+	auto proven = [&] {
+		return f.proof_freed == freed_ && f.proof_npages == npages &&
+		       f.proof_align == align && f.proof_lo_pfn == lo_pfn;
+	};
+	if (f.beside_epoch != grown_ && !proven()) return std::nullopt;
 	Step &s = f.path.leaf();
 	if (hi_pfn < s.min) return std::nullopt;
 	auto *l = static_cast<const Leaf *>(s.node);
@@ -686,7 +696,7 @@ GapTree::alloc_near(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t h
 		// request found nothing there": a subtree it entered and left, cut by
 		// the limit or holding a long misaligned hole, can gain a fit by a
 		// free that grows no annotation. The model test caught that.)
-		if (f.beside_gap.len >= npages && f.beside_gap.order1 >= need_order1)
+		if (f.beside_gap.len >= npages && f.beside_gap.order1 >= need_order1 && !proven())
 			return std::nullopt;
 	} else if (hi_pfn < s.max) {
 		top = pivot_index(l->pivot, l->count, hi_pfn);
@@ -711,11 +721,13 @@ int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t
 	const uint32_t k = size_class(npages);
 	if (fingers_[k].shape == shape_) activate(k);
 	std::optional<uint64_t> pfn = alloc_near(npages, align, lo_pfn, hi_pfn);
+	const bool searched = !pfn;
 	if (!pfn) {
 		activate(k);
 		Finger &f = fingers_[k];
 		f.shape = kNoShape; // the search writes its backtracking into the path
 		f.beside_shape = kNoShape;
+		f.proof_freed = kNoShape;
 		Gap beside;
 		pfn = search(npages, align, lo_pfn, hi_pfn, &f.path, &beside);
 		if (!pfn) return -ENOMEM;
@@ -727,6 +739,15 @@ int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t
 	}
 	int rc = carve(cur().path, *pfn, *pfn + npages - 1, tag);
 	if (rc != 0) return rc;
+	if (searched) {
+		// After the carve, whose undo record replaced any older one: the
+		// undo of a carve the search saw done would make a fit it did not see.
+		Finger &f = cur();
+		f.proof_freed = freed_;
+		f.proof_npages = npages;
+		f.proof_align = align;
+		f.proof_lo_pfn = lo_pfn;
+	}
 	*pfn_lo = *pfn;
 	return 0;
 }
@@ -750,6 +771,8 @@ int GapTree::carve(Path &p, uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept
 	const uint32_t below = a < pfn_lo, above = pfn_hi < b;
 	if (l->count + below + above <= kLeafSlots) {
 		carve_in_leaf(p, a, b, pfn_lo, pfn_hi, tag);
+		undo_lo_ = a;
+		undo_hi_ = b;
 		return 0;
 	}
 
@@ -763,6 +786,8 @@ int GapTree::carve(Path &p, uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept
 	replace_segment(p, run, st);
 	assert(st.n == 0);
 	return_stash(st);
+	undo_lo_ = a;
+	undo_hi_ = b;
 	return 0;
 }
 
@@ -1073,6 +1098,7 @@ Segment GapTree::erase_at(Path &p, Tag expect) noexcept
 		l->tags = remove_tag(l->tags, i);
 		--l->count;
 	}
+	note_freed(lo, hi);
 	if (pending_leaf_ == nullptr)
 		gap_grew(p, lo, hi);
 	else if (lo == pending_lo_ && hi == pending_hi_)
@@ -1108,6 +1134,11 @@ Tag GapTree::edge_tag(const Path &p, bool next) const noexcept
 // A FREE neighbour lies in another leaf: merging moves a leaf boundary.
 Segment GapTree::erase_slow(Path &p, Segment seg) noexcept
 {
+	// Merges across a leaf boundary: never the undo of a carve, whose FREE
+	// segment lay in one leaf with occupied neighbours.
+	++freed_;
+	undo_lo_ = 1;
+	undo_hi_ = 0;
 	Step &s = p.leaf();
 	auto *l = static_cast<Leaf *>(s.node);
 	set_tag(l, s.idx, Tag::kFree);

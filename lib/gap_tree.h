@@ -331,8 +331,31 @@ private:
 		uint64_t beside_epoch = 0;
 		Gap beside_gap{};
 		uint64_t beside_hi_pfn = 0;
+		// The exact request that search was for, which it proved has no fit
+		// in what it passed over (subtrees it entered and left included):
+		// true while freed_ == proof_freed, whatever the annotations say.
+		uint64_t proof_freed = kNoShape;
+		uint64_t proof_npages = 0, proof_align = 0, proof_lo_pfn = 0;
 	};
 	uint64_t shape_ = 0;
+	// Counts the erases that may have made a fit where there was none: all but
+	// the undo of the carve just before (a mapping's life, map then unmap),
+	// which leaves the FREE space no larger than before that carve; carves,
+	// reserves and retags only take FREE space away. So a finger's proof
+	// (see Finger), taken no later than that carve, still holds. (A proof
+	// taken after it is the carving finger's own, about what lies beside the
+	// leaf of that carve.) Cost on a pair: two stores, two compares.
+	uint64_t freed_ = 0;
+	// The FREE segment the last carve cut its range from, while no erase has
+	// followed; empty (lo > hi) otherwise.
+	uint64_t undo_lo_ = 1, undo_hi_ = 0;
+	// An erase left [lo, hi] FREE.
+	void note_freed(uint64_t lo, uint64_t hi) noexcept
+	{
+		if (lo != undo_lo_ || hi != undo_hi_) ++freed_;
+		undo_lo_ = 1;
+		undo_hi_ = 0;
+	}
 	// Counts the annotation changes that may have grown one: each makes what
 	// every finger but the one it went through passed over unknown.
 	uint64_t grown_ = 0;

@@ -598,6 +598,45 @@ TEST(GapTreeNearAlloc, EachSizeClassKeepsItsFinger)
 	EXPECT_EQ(tree.find_gap(2, 2, 0, max_pfn), std::optional<uint64_t>(slack_fit));
 }
 
+// A size that is not a power of two, aligned: the annotations cannot tell
+// whether the holes the search entered and left hold a fit, so what the finger
+// passed over is known from the search alone. It stays known while no erase but
+// the undo of the carve just before it has made FREE space: pairs of two sizes
+// in turn are served from their fingers' leaves, and a free that makes a fit in
+// what the search passed over is found.
+TEST(GapTreeNearAlloc, NonPowerOfTwoPairsKeepWhatTheirSearchFound)
+{
+	const uint64_t holes = 3000;
+	NearFitTree t(holes, 1, 3); // [4i + 1, 4i + 3]: a 2-page block each, no 3 at 4
+	GapTree &tree = t.tree;
+	const uint64_t slack_fit = (t.slack_hi - 2) & ~3ULL;
+	const uint64_t top_hole = t.base + 4 * (holes - 1) + 3;
+	for (int round = 0; round < 4; ++round) {
+		EXPECT_EQ(t.allocate(3, 4), slack_fit);
+		if (round == 0) {
+			EXPECT_GT(tree.last_search_nodes(), holes / 16); // every hole's leaf
+		} else {
+			EXPECT_EQ(tree.last_search_nodes(), 1U) << "3 at 4, round " << round;
+		}
+		t.erase(slack_fit);
+		EXPECT_EQ(t.allocate(1, 1), top_hole);
+		t.erase(top_hole);
+	}
+	// The page between holes j and j + 1 freed: [4j + 1, 4j + 7] is FREE, and
+	// holds 3 pages at 4j + 4.
+	const uint64_t j = holes - 10, joint = t.base + 4 * (j + 1);
+	t.erase(joint);
+	EXPECT_EQ(t.allocate(3, 4), joint);
+	// Two carves, the second found by a search made while the first was
+	// taken: freeing the first is no undo of the carve just before, so what
+	// that search passed over (joint's leaf) is no longer trusted.
+	EXPECT_EQ(t.allocate(3, 4), slack_fit);
+	t.erase(joint);
+	t.erase(slack_fit);
+	EXPECT_EQ(t.allocate(3, 4), joint);
+	t.erase(joint);
+}
+
 // A carve by allocate() that shrinks its leaf's largest hole leaves the
 // annotations above as they were until the next operation (the free that
 // undoes it restores them exactly; anything else recomputes the leaf): in
