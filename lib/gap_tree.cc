@@ -719,8 +719,24 @@ int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t
 	if (hi_pfn < lo_pfn || hi_pfn - lo_pfn < npages - 1) return -ENOMEM;
 	settle(); // before the active finger changes: the pending shrink is its
 	const uint32_t k = size_class(npages);
-	if (fingers_[k].shape == shape_) activate(k);
-	std::optional<uint64_t> pfn = alloc_near(npages, align, lo_pfn, hi_pfn);
+	std::optional<uint64_t> pfn;
+	if (Finger &f = fingers_[k]; f.shape == shape_) {
+		activate(k);
+		if (f.again_freed == freed_ && f.again_npages == npages && f.again_align == align &&
+		    f.again_lo_pfn == lo_pfn && f.again_hi_pfn == hi_pfn) {
+			// The erase of a pair leaves the leaf index on the FREE segment.
+			Step &s = f.path.leaf();
+			auto *l = static_cast<const Leaf *>(s.node);
+			const uint64_t x = f.again_pfn;
+			if (s.idx < l->count && tag_at(l, s.idx) == Tag::kFree &&
+			    seg_lo(l, s.idx, s.min) <= x &&
+			    x + npages - 1 <= seg_hi(l, s.idx, s.max)) {
+				pfn = x;
+				last_search_nodes_ = 1;
+			}
+		}
+	}
+	if (!pfn) pfn = alloc_near(npages, align, lo_pfn, hi_pfn);
 	const bool searched = !pfn;
 	if (!pfn) {
 		activate(k);
@@ -739,15 +755,21 @@ int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t
 	}
 	int rc = carve(cur().path, *pfn, *pfn + npages - 1, tag);
 	if (rc != 0) return rc;
+	// After the carve, whose undo record replaced any older one: the undo of
+	// a carve made before these were taken would make a fit they did not see.
+	Finger &f = cur();
 	if (searched) {
-		// After the carve, whose undo record replaced any older one: the
-		// undo of a carve the search saw done would make a fit it did not see.
-		Finger &f = cur();
 		f.proof_freed = freed_;
 		f.proof_npages = npages;
 		f.proof_align = align;
 		f.proof_lo_pfn = lo_pfn;
 	}
+	f.again_freed = freed_;
+	f.again_pfn = *pfn;
+	f.again_npages = npages;
+	f.again_align = align;
+	f.again_lo_pfn = lo_pfn;
+	f.again_hi_pfn = hi_pfn;
 	*pfn_lo = *pfn;
 	return 0;
 }
@@ -1099,6 +1121,7 @@ Segment GapTree::erase_at(Path &p, Tag expect) noexcept
 		--l->count;
 	}
 	note_freed(lo, hi);
+	s.idx = prev_free ? i - 1 : i; // on the FREE segment, for the next allocation
 	if (pending_leaf_ == nullptr)
 		gap_grew(p, lo, hi);
 	else if (lo == pending_lo_ && hi == pending_hi_)

@@ -336,6 +336,13 @@ private:
 		// true while freed_ == proof_freed, whatever the annotations say.
 		uint64_t proof_freed = kNoShape;
 		uint64_t proof_npages = 0, proof_align = 0, proof_lo_pfn = 0;
+		// The finger's last allocation: its request and answer, and freed_
+		// after it. While freed_ stays, the FREE space is no larger than when
+		// that answer was the highest fit, so if it is FREE again (its range
+		// freed: a pair), it is the answer to the same request again.
+		uint64_t again_freed = kNoShape;
+		uint64_t again_pfn = 0, again_npages = 0, again_align = 0;
+		uint64_t again_lo_pfn = 0, again_hi_pfn = 0;
 	};
 	uint64_t shape_ = 0;
 	// Counts the erases that may have made a fit where there was none: all but

@@ -637,6 +637,34 @@ TEST(GapTreeNearAlloc, NonPowerOfTwoPairsKeepWhatTheirSearchFound)
 	t.erase(joint);
 }
 
+// A size class's last answer, freed again, is its next answer to the same
+// request while no erase but the undo of the carve just before has made FREE
+// space: the FREE space can only have shrunk since it was the highest fit. If
+// another request took it meanwhile, the answer is searched for as before.
+TEST(GapTreeNearAlloc, ThePairsAnswerComesAgainOnlyWhileItIsFree)
+{
+	NearFitTree t(20000, 1, 2); // every 2-page aligned fit is in the slack
+	GapTree &tree = t.tree;
+	const uint64_t x = t.slack_hi - 1;
+	const uint64_t top_hole = t.base + 4 * 19999 + 2;
+	EXPECT_EQ(t.allocate(2, 2), x);
+	t.erase(x);
+	EXPECT_EQ(t.allocate(1, 1), top_hole); // kept: FREE space only shrinks
+	EXPECT_EQ(t.allocate(2, 2), x);
+	EXPECT_EQ(tree.last_search_nodes(), 1U);
+	t.erase(x);
+	const uint64_t four = t.allocate(4, 4); // [x - 2, x + 1]: takes x's range
+	EXPECT_EQ(four, x - 2);
+	EXPECT_EQ(t.allocate(2, 2), x - 4);
+	t.erase(x - 4);
+	t.erase(four); // not the undo of the carve before it: x is FREE again
+	EXPECT_EQ(t.allocate(2, 2), x);
+	t.erase(x);
+	t.erase(top_hole);
+	EXPECT_EQ(t.allocate(2, 2), x);
+	t.erase(x);
+}
+
 // A carve by allocate() that shrinks its leaf's largest hole leaves the
 // annotations above as they were until the next operation (the free that
 // undoes it restores them exactly; anything else recomputes the leaf): in
