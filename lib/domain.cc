@@ -173,8 +173,8 @@ int Domain::alloc(uint64_t npages, uint64_t limit_pfn, bool size_aligned, uint64
 // Cost: one O(log n) descent for the hole, none when the tree's finger leaf
 // is known to hold it (gap_tree.h, allocate()), and the carve on that path;
 // no allocation (nodes come from the pool), no syscall.
-int Domain::alloc_locked(uint64_t npages, uint64_t align, uint64_t hi_pfn,
-                         uint64_t *pfn_lo) noexcept
+[[gnu::always_inline]] inline int Domain::alloc_locked(uint64_t npages, uint64_t align,
+                                                       uint64_t hi_pfn, uint64_t *pfn_lo) noexcept
 {
 	IOVAM_ASSERT_HELD(tree_lock_);
 	if (fails_32bit_estimate(npages, align, hi_pfn)) return -ENOMEM;
@@ -204,7 +204,7 @@ int Domain::free(uint64_t pfn) noexcept
 // range containing pfn, which (checked mode) must not be sitting in a cache:
 // a free_fast() already gave it back, and erasing it would let the tree and
 // the cache both hand it out. Clears its live byte; *seg is the range.
-int Domain::free_checked_locked(uint64_t pfn, Segment *seg) noexcept
+[[gnu::always_inline]] inline int Domain::free_checked_locked(uint64_t pfn, Segment *seg) noexcept
 {
 	IOVAM_ASSERT_HELD(tree_lock_);
 	if (pfn > conf_.end_pfn) return -ENOENT;

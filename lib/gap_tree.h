@@ -263,6 +263,7 @@ private:
 	void return_stash(Stash &st) noexcept;
 	void replace_segment(Path &p, const Run &run, Stash &st) noexcept;
 	Segment erase_at(Path &p, Tag expect) noexcept;
+	int carve_path(Path &p, uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept;
 	void carve_in_leaf(Path &p, uint64_t a, uint64_t b, uint64_t pfn_lo, uint64_t pfn_hi,
 	                   Tag tag) noexcept;
 	void split_leaf(Path &p, const Run &all, Stash &st) noexcept;
