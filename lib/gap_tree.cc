@@ -675,8 +675,7 @@ GapTree::alloc_near(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t h
 	// search passed over still holds none, whatever the annotations say (for a
 	// size that is not a power of two they cannot tell, see find_gap()).
 	auto proven = [&] {
-		return f.proof_freed == freed_ && f.proof_npages == npages &&
-		       f.proof_align == align && f.proof_lo_pfn == lo_pfn;
+		return f.proof_freed == freed_ && f.proof == Request{npages, align, lo_pfn, hi_pfn};
 	};
 	if (f.beside_epoch != grown_ && !proven()) return std::nullopt;
 	Step &s = f.path.leaf();
@@ -723,8 +722,7 @@ int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t
 	std::optional<uint64_t> pfn;
 	if (Finger &f = fingers_[k]; f.shape == shape_) {
 		activate(k);
-		if (f.again_freed == freed_ && f.again_npages == npages && f.again_align == align &&
-		    f.again_lo_pfn == lo_pfn && f.again_hi_pfn == hi_pfn) {
+		if (f.again_freed == freed_ && f.again == Request{npages, align, lo_pfn, hi_pfn}) {
 			// The erase of a pair leaves the leaf index on the FREE segment.
 			Step &s = f.path.leaf();
 			auto *l = static_cast<const Leaf *>(s.node);
@@ -761,16 +759,11 @@ int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t
 	Finger &f = cur();
 	if (searched) {
 		f.proof_freed = freed_;
-		f.proof_npages = npages;
-		f.proof_align = align;
-		f.proof_lo_pfn = lo_pfn;
+		f.proof = Request{npages, align, lo_pfn, hi_pfn};
 	}
 	f.again_freed = freed_;
+	f.again = Request{npages, align, lo_pfn, hi_pfn};
 	f.again_pfn = *pfn;
-	f.again_npages = npages;
-	f.again_align = align;
-	f.again_lo_pfn = lo_pfn;
-	f.again_hi_pfn = hi_pfn;
 	*pfn_lo = *pfn;
 	return 0;
 }

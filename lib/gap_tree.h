@@ -320,6 +320,11 @@ private:
 	// the active one, the one lookups, erases, carves and the pending shrink
 	// use. 7 x 1.3 KiB per domain.
 	static constexpr uint64_t kNoShape = UINT64_MAX;
+	// An allocation request, as allocate() passes it on (hi_pfn clamped).
+	struct Request {
+		uint64_t npages = 0, align = 0, lo_pfn = 0, hi_pfn = 0;
+		bool operator==(const Request &) const noexcept = default;
+	};
 	static constexpr uint32_t kSizeClasses = 6;
 	static constexpr uint32_t kLookupFinger = kSizeClasses;
 	struct Finger {
@@ -332,18 +337,18 @@ private:
 		uint64_t beside_epoch = 0;
 		Gap beside_gap{};
 		uint64_t beside_hi_pfn = 0;
-		// The exact request that search was for, which it proved has no fit
-		// in what it passed over (subtrees it entered and left included):
-		// true while freed_ == proof_freed, whatever the annotations say.
+		// The request that search was for, which it proved has no fit in
+		// what it passed over (subtrees it entered and left included): true
+		// while freed_ == proof_freed, whatever the annotations say.
 		uint64_t proof_freed = kNoShape;
-		uint64_t proof_npages = 0, proof_align = 0, proof_lo_pfn = 0;
+		Request proof{};
 		// The finger's last allocation: its request and answer, and freed_
 		// after it. While freed_ stays, the FREE space is no larger than when
 		// that answer was the highest fit, so if it is FREE again (its range
 		// freed: a pair), it is the answer to the same request again.
 		uint64_t again_freed = kNoShape;
-		uint64_t again_pfn = 0, again_npages = 0, again_align = 0;
-		uint64_t again_lo_pfn = 0, again_hi_pfn = 0;
+		Request again{};
+		uint64_t again_pfn = 0;
 	};
 	uint64_t shape_ = 0;
 	// Counts the erases that may have made a fit where there was none: all but
