@@ -662,25 +662,36 @@ GapTree::Path &GapTree::finger_at_slow(uint64_t pfn) noexcept
 // shape, forget it) -- or, for the very request that search was for, because
 // it found none there and no erase has made FREE space since (freed_): the
 // way a size whose annotations cannot rule out the holes it entered (3 pages
-// aligned to 4) is served from its leaf too.
+// aligned to 4) is served from its leaf too. First of all, the finger's last
+// answer is taken again when it is FREE again and no fit was made since.
 // nullopt: not known here; the caller searches from the root.
 // Inlined into allocate(), its only caller (like leaf_fit(): the call's own cost
 // was a sixth of the function's).
-[[gnu::always_inline]] inline std::optional<uint64_t>
-GapTree::alloc_near(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn) noexcept
+[[gnu::always_inline]] inline std::optional<uint64_t> GapTree::alloc_near(const Request &r) noexcept
 {
+	const uint64_t npages = r.npages, align = r.align, lo_pfn = r.lo_pfn, hi_pfn = r.hi_pfn;
 	Finger &f = cur();
-	if (f.beside_shape != shape_ || f.shape != shape_) return std::nullopt;
+	if (f.shape != shape_) return std::nullopt;
+	Step &s = f.path.leaf();
+	auto *l = static_cast<const Leaf *>(s.node);
+	// The finger's last answer, FREE again (its range freed: a pair), with no
+	// fit made since: still the highest fit for the same request. An erase
+	// leaves the leaf index on the FREE segment it made, so one segment tells.
+	if (f.again_freed == freed_ && f.again == r) {
+		const uint64_t x = f.again_pfn;
+		if (s.idx < l->count && tag_at(l, s.idx) == Tag::kFree &&
+		    seg_lo(l, s.idx, s.min) <= x && x + npages - 1 <= seg_hi(l, s.idx, s.max)) {
+			last_search_nodes_ = 1;
+			return x;
+		}
+	}
+	if (f.beside_shape != shape_) return std::nullopt;
 	// The same request as the finger's search, and no fit made since: what the
 	// search passed over still holds none, whatever the annotations say (for a
 	// size that is not a power of two they cannot tell, see find_gap()).
-	auto proven = [&] {
-		return f.proof_freed == freed_ && f.proof == Request{npages, align, lo_pfn, hi_pfn};
-	};
+	auto proven = [&] { return f.proof_freed == freed_ && f.proof == r; };
 	if (f.beside_epoch != grown_ && !proven()) return std::nullopt;
-	Step &s = f.path.leaf();
 	if (hi_pfn < s.min) return std::nullopt;
-	auto *l = static_cast<const Leaf *>(s.node);
 	const uint8_t need_order1 = needed_order1(npages, align);
 	if (f.path.n > 1) { // the leaf's own annotation: skip a scan that cannot succeed
 		const Step &up = f.path.s[f.path.n - 2];
@@ -718,24 +729,10 @@ int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t
 	hi_pfn = std::min(hi_pfn, max_pfn_);
 	if (hi_pfn < lo_pfn || hi_pfn - lo_pfn < npages - 1) return -ENOMEM;
 	settle(); // before the active finger changes: the pending shrink is its
+	const Request req{npages, align, lo_pfn, hi_pfn};
 	const uint32_t k = size_class(npages);
-	std::optional<uint64_t> pfn;
-	if (Finger &f = fingers_[k]; f.shape == shape_) {
-		activate(k);
-		if (f.again_freed == freed_ && f.again == Request{npages, align, lo_pfn, hi_pfn}) {
-			// The erase of a pair leaves the leaf index on the FREE segment.
-			Step &s = f.path.leaf();
-			auto *l = static_cast<const Leaf *>(s.node);
-			const uint64_t x = f.again_pfn;
-			if (s.idx < l->count && tag_at(l, s.idx) == Tag::kFree &&
-			    seg_lo(l, s.idx, s.min) <= x &&
-			    x + npages - 1 <= seg_hi(l, s.idx, s.max)) {
-				pfn = x;
-				last_search_nodes_ = 1;
-			}
-		}
-	}
-	if (!pfn) pfn = alloc_near(npages, align, lo_pfn, hi_pfn);
+	if (fingers_[k].shape == shape_) activate(k);
+	std::optional<uint64_t> pfn = alloc_near(req);
 	const bool searched = !pfn;
 	if (!pfn) {
 		activate(k);
@@ -759,10 +756,10 @@ int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t
 	Finger &f = cur();
 	if (searched) {
 		f.proof_freed = freed_;
-		f.proof = Request{npages, align, lo_pfn, hi_pfn};
+		f.proof = req;
 	}
 	f.again_freed = freed_;
-	f.again = Request{npages, align, lo_pfn, hi_pfn};
+	f.again = req;
 	f.again_pfn = *pfn;
 	*pfn_lo = *pfn;
 	return 0;

@@ -283,8 +283,8 @@ private:
 	                                        uint32_t top, uint64_t npages, uint64_t align,
 	                                        uint64_t lo_pfn, uint64_t hi_pfn,
 	                                        uint32_t *idx) noexcept;
-	std::optional<uint64_t> alloc_near(uint64_t npages, uint64_t align, uint64_t lo_pfn,
-	                                   uint64_t hi_pfn) noexcept;
+	struct Request;
+	std::optional<uint64_t> alloc_near(const Request &r) noexcept;
 	bool verify_node(const void *node, uint32_t level, uint64_t min, uint64_t max, Gap *gap,
 	                 Tag *first, Tag *last, Census *c, const char **why) const noexcept;
 	// A leaf's Gap over its FREE segments; may stop early once both fields
