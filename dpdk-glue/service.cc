@@ -146,9 +146,10 @@ int service_run(Glue &g, bool until_empty, bool *drain_skipped)
 	std::unique_lock lk(s.run_lock, std::try_to_lock);
 	if (!lk.owns_lock()) return -EBUSY;
 	g.ctr.service_runs.fetch_add(1, std::memory_order_relaxed);
-	int returned =
-	        drain_skipped != nullptr ? dyn_drain_unless_busy(g) : dyn_drain(g, until_empty);
-	if (returned == -EBUSY) {
+	int returned;
+	if (drain_skipped == nullptr) {
+		returned = dyn_drain(g, until_empty);
+	} else if ((returned = dyn_drain_unless_busy(g)) == -EBUSY) {
 		*drain_skipped = true;
 		returned = 0;
 	}
