@@ -667,7 +667,8 @@ GapTree::Path &GapTree::finger_at_slow(uint64_t pfn) noexcept
 // nullopt: not known here; the caller searches from the root.
 // Inlined into allocate(), its only caller (like leaf_fit(): the call's own cost
 // was a sixth of the function's).
-[[gnu::always_inline]] inline std::optional<uint64_t> GapTree::alloc_near(const Request &r) noexcept
+[[gnu::always_inline]] inline std::optional<uint64_t> GapTree::alloc_near(const Request &r,
+                                                                          Proof *proof) noexcept
 {
 	const uint64_t npages = r.npages, align = r.align, lo_pfn = r.lo_pfn, hi_pfn = r.hi_pfn;
 	Finger &f = cur();
@@ -689,7 +690,10 @@ GapTree::Path &GapTree::finger_at_slow(uint64_t pfn) noexcept
 	// The same request as the finger's search, and no fit made since: what the
 	// search passed over still holds none, whatever the annotations say (for a
 	// size that is not a power of two they cannot tell, see find_gap()).
-	auto proven = [&] { return f.proof_freed == freed_ && f.proof == r; };
+	auto proven = [&] {
+		if (*proof == Proof::kUnknown) *proof = proof_state(f, r, s.max);
+		return *proof == Proof::kHolds;
+	};
 	if (f.beside_epoch != grown_ && !proven()) return std::nullopt;
 	if (hi_pfn < s.min) return std::nullopt;
 	const uint8_t need_order1 = needed_order1(npages, align);
@@ -722,6 +726,68 @@ GapTree::Path &GapTree::finger_at_slow(uint64_t pfn) noexcept
 	return pfn;
 }
 
+// The highest fit for r inside [lo, hi].
+std::optional<uint64_t> GapTree::span_fit(uint64_t lo, uint64_t hi, const Request &r) noexcept
+{
+	const uint64_t a = std::max(lo, r.lo_pfn), b = std::min(hi, r.hi_pfn);
+	if (b < a || b - a < r.npages - 1) return std::nullopt;
+	const uint64_t pfn = (b - r.npages + 1) & ~(r.align - 1);
+	if (pfn < a) return std::nullopt;
+	return pfn;
+}
+
+// Whether finger f's proof for r (no fit in what its search passed over, all
+// of it above leaf_max) still holds. The FREE space is now what it was when
+// the proof was taken, less what carves took, plus the FREE segments the
+// counted erases since then made (an uncounted one, the undo of the carve
+// before it, restores a segment that was FREE). A FREE segment lies in one
+// leaf, so each of those lies at or below leaf_max or wholly above it: the
+// proof holds if those above hold no fit for r. If only the last one does,
+// it holds the answer (alloc_fresh()). O(frees since, at most kFreedLog).
+GapTree::Proof GapTree::proof_state(const Finger &f, const Request &r,
+                                    uint64_t leaf_max) const noexcept
+{
+	if (!(f.proof == r) || f.proof_freed > freed_ || freed_ - f.proof_freed > kFreedLog)
+		return Proof::kNone;
+	for (uint64_t c = f.proof_freed + 1; c <= freed_; ++c) {
+		const FreedSpan &e = freed_log_[c % kFreedLog];
+		if (e.hi <= leaf_max || (e.lo > leaf_max && !span_fit(e.lo, e.hi, r))) continue;
+		return c == freed_ && e.lo > leaf_max ? Proof::kFreshFit : Proof::kNone;
+	}
+	return Proof::kHolds;
+}
+
+// The last counted erase made FREE segment e above finger k's leaf, and e
+// holds the only fit for the finger's request above it (proof_state()): the
+// highest fit in e is the highest fit. The finger that erased is on e while
+// its leaf segment is exactly e (a carve from e since would have cut it): the
+// carve goes through it, without a descent. Finger k stays where it is, on
+// the holes it carves from the top; *keep_proof: what the carve leaves of e
+// holds no fit either, so k's proof holds after it (see allocate()). The
+// pattern of random frees whose range the next allocation takes: at 1M
+// ranges a search from the root per pair before.
+std::optional<uint64_t> GapTree::alloc_fresh(uint32_t k, const Request &r,
+                                             bool *keep_proof) noexcept
+{
+	const FreedSpan &e = freed_log_[freed_ % kFreedLog];
+	const uint32_t j = fresh_finger_;
+	Finger &from = fingers_[j];
+	if (j == k || from.shape != shape_) return std::nullopt;
+	const Step &s = from.path.leaf();
+	auto *l = static_cast<const Leaf *>(s.node);
+	if (s.idx >= l->count || tag_at(l, s.idx) != Tag::kFree ||
+	    seg_lo(l, s.idx, s.min) != e.lo || seg_hi(l, s.idx, s.max) != e.hi)
+		return std::nullopt;
+	const std::optional<uint64_t> pfn = span_fit(e.lo, e.hi, r);
+	assert(pfn && "proof_state() found a fit in e");
+	const uint64_t end = *pfn + r.npages - 1;
+	*keep_proof = (*pfn == e.lo || !span_fit(e.lo, *pfn - 1, r)) &&
+	              (end == e.hi || !span_fit(end + 1, e.hi, r));
+	activate(j);
+	last_search_nodes_ = 1;
+	return pfn;
+}
+
 int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn, Tag tag,
                       uint64_t *pfn_lo) noexcept
 {
@@ -732,8 +798,16 @@ int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t
 	const Request req{npages, align, lo_pfn, hi_pfn};
 	const uint32_t k = size_class(npages);
 	if (fingers_[k].shape == shape_) activate(k);
-	std::optional<uint64_t> pfn = alloc_near(req);
-	const bool searched = !pfn;
+	Proof proof = Proof::kUnknown;
+	std::optional<uint64_t> pfn = alloc_near(req, &proof);
+	bool fresh = false, keep_proof = false;
+	if (!pfn && proof == Proof::kFreshFit) {
+		pfn = alloc_fresh(k, req, &keep_proof);
+		fresh = pfn.has_value();
+	}
+	// The finger's proof holds after this allocation (the carve only takes
+	// FREE space away): taken by its search, or kept over frees below its leaf.
+	bool proved = pfn ? proof == Proof::kHolds : true;
 	if (!pfn) {
 		activate(k);
 		Finger &f = fingers_[k];
@@ -751,10 +825,19 @@ int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t
 	}
 	int rc = carve_path(cur().path, *pfn, *pfn + npages - 1, tag);
 	if (rc != 0) return rc;
+	if (fresh) {
+		// Finger k's proof covers this carve's segment, above its leaf: the
+		// free that undoes it must count (be logged) for k to see it.
+		undo_lo_ = 1;
+		undo_hi_ = 0;
+		if (keep_proof) fingers_[k].proof_freed = freed_;
+		*pfn_lo = *pfn;
+		return 0;
+	}
 	// After the carve, whose undo record replaced any older one: the undo of
 	// a carve made before these were taken would make a fit they did not see.
 	Finger &f = cur();
-	if (searched) {
+	if (proved) {
 		f.proof_freed = freed_;
 		f.proof = req;
 	}
@@ -1158,6 +1241,7 @@ Segment GapTree::erase_slow(Path &p, Segment seg) noexcept
 	// Merges across a leaf boundary: never the undo of a carve, whose FREE
 	// segment lay in one leaf with occupied neighbours.
 	++freed_;
+	freed_log_[freed_ % kFreedLog] = FreedSpan{}; // where it ends is not at hand
 	undo_lo_ = 1;
 	undo_hi_ = 0;
 	Step &s = p.leaf();

@@ -665,6 +665,61 @@ TEST(GapTreeNearAlloc, ThePairsAnswerComesAgainOnlyWhileItIsFree)
 	t.erase(x);
 }
 
+// Random frees around a finger that carves holes from the top down (the
+// pattern of random frees at 1M ranges): a free below its leaf leaves what
+// its search passed over without a fit, so the next page still comes from
+// the leaf; a free above it is the next answer, taken through the path of
+// that free. Neither needs a descent. What they cannot prove (two fits above,
+// what a carve leaves of a longer range) goes to a search.
+TEST(GapTreeNearAlloc, RandomFreesAboveOrBelowTheFingerNeedNoSearch)
+{
+	NearFitTree t(20000, 1, 2);
+	GapTree &tree = t.tree;
+	auto hole = [&](uint64_t j) { return t.base + 4 * j + 1; }; // [hole, hole + 1] FREE
+	// 1-page allocations take the holes' pages from the top: hole(19998) + 1,
+	// hole(19998), hole(19997) + 1, ...
+	auto front = [&](uint64_t i) { return hole(19998 - i / 2) + (i % 2 == 0 ? 1 : 0); };
+	const uint64_t pair = t.allocate(2, 1); // the top hole, as one range
+	EXPECT_EQ(pair, hole(19999));
+	std::vector<uint64_t> pages;
+	for (uint64_t i = 0; i < 400; ++i) {
+		pages.push_back(t.allocate(1, 1));
+		ASSERT_EQ(pages.back(), front(i));
+	}
+	uint64_t next = 400;
+	// Below the finger's leaf (a page that merges with hole 100).
+	t.erase(hole(100) - 1);
+	EXPECT_EQ(t.allocate(1, 1), front(next++));
+	EXPECT_EQ(tree.last_search_nodes(), 1U);
+	// Above it: the freed page, then the finger's holes again.
+	t.erase(pages[10]);
+	EXPECT_EQ(t.allocate(1, 1), pages[10]);
+	EXPECT_EQ(tree.last_search_nodes(), 1U);
+	EXPECT_EQ(t.allocate(1, 1), front(next++));
+	EXPECT_EQ(tree.last_search_nodes(), 1U);
+	// The free of a page taken that way, right after: not the undo of a carve
+	// the finger's proof saw, so the page is the answer again.
+	t.erase(pages[20]);
+	EXPECT_EQ(t.allocate(1, 1), pages[20]);
+	t.erase(pages[20]);
+	EXPECT_EQ(t.allocate(1, 1), pages[20]);
+	EXPECT_EQ(tree.last_search_nodes(), 1U);
+	// A freed 2-page range: its top page, then what the carve left of it
+	// (not the finger's next hole).
+	t.erase(pair);
+	EXPECT_EQ(t.allocate(1, 1), pair + 1);
+	EXPECT_EQ(tree.last_search_nodes(), 1U);
+	EXPECT_EQ(t.allocate(1, 1), pair);
+	// Two fits above: the higher one, found by a search.
+	t.erase(pages[30]);
+	t.erase(pages[5]);
+	EXPECT_EQ(t.allocate(1, 1), pages[5]);
+	EXPECT_EQ(t.allocate(1, 1), pages[30]);
+	EXPECT_EQ(t.allocate(1, 1), front(next++));
+	EXPECT_EQ(t.allocate(1, 1), front(next++));
+	EXPECT_EQ(tree.last_search_nodes(), 1U);
+}
+
 // A carve by allocate() that shrinks its leaf's largest hole leaves the
 // annotations above as they were until the next operation (the free that
 // undoes it restores them exactly; anything else recomputes the leaf): in
