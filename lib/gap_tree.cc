@@ -694,14 +694,21 @@ GapTree::Path &GapTree::finger_at_slow(uint64_t pfn) noexcept
 		if (*proof == Proof::kUnknown) *proof = proof_state(f, r, s.max);
 		return *proof == Proof::kHolds;
 	};
-	if (f.beside_epoch != grown_ && !proven()) return std::nullopt;
-	if (hi_pfn < s.min) return std::nullopt;
 	const uint8_t need_order1 = needed_order1(npages, align);
 	if (f.path.n > 1) { // the leaf's own annotation: skip a scan that cannot succeed
 		const Step &up = f.path.s[f.path.n - 2];
 		const Gap g = child_gap(static_cast<const Inner *>(up.node), up.idx);
-		if (g.len < npages || g.order1 < need_order1) return std::nullopt;
+		if (g.len < npages || g.order1 < need_order1) {
+			// Only a free above the leaf can spare the search now (as the
+			// answer, alloc_fresh()): worth the proof's scan if the last one
+			// made a fit there.
+			const FreedSpan &e = freed_log_[freed_ % kFreedLog];
+			if (e.lo > s.max && span_fit(e.lo, e.hi, r)) (void)proven();
+			return std::nullopt;
+		}
 	}
+	if (f.beside_epoch != grown_ && !proven()) return std::nullopt;
+	if (hi_pfn < s.min) return std::nullopt;
 	uint32_t top = l->count - 1u;
 	if (hi_pfn > s.max) {
 		// A fit above the leaf would be the answer; there is none if the
