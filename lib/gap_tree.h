@@ -171,7 +171,9 @@ public:
 	// error. Leaves the path as the finger of npages' size class, for a free
 	// that follows nearby, and serves the next allocation of that class from
 	// the finger's leaf without a descent when the answer is known to lie there
-	// (alloc_near() in gap_tree.cc).
+	// (alloc_near() in gap_tree.cc), or from the FREE segment the last free
+	// made, through that free's path, when it is known to be the highest fit
+	// (alloc_fresh()).
 	int allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn, Tag tag,
 	             uint64_t *pfn_lo) noexcept;
 
