@@ -468,6 +468,18 @@ uint8_t GapTree::needed_order1(uint64_t npages, uint64_t align) noexcept
 	return static_cast<uint8_t>(63 - std::countl_zero(npages + 1));
 }
 
+// The highest fit for r inside [lo, hi]: the test of one FREE segment, for
+// leaf_fit() and for the segments frees made (proof_state(), alloc_fresh()).
+[[gnu::always_inline]] inline std::optional<uint64_t> GapTree::span_fit(uint64_t lo, uint64_t hi,
+                                                                        const Request &r) noexcept
+{
+	const uint64_t a = std::max(lo, r.lo_pfn), b = std::min(hi, r.hi_pfn);
+	if (b < a || b - a < r.npages - 1) return std::nullopt;
+	const uint64_t pfn = (b - r.npages + 1) & ~(r.align - 1);
+	if (pfn < a) return std::nullopt;
+	return pfn;
+}
+
 // The highest fit in leaf l (range [min, max]) among its segments 0..top:
 // FREE segments highest first, one bit each in the scan mask. *idx is the
 // segment that holds it.
@@ -477,6 +489,7 @@ uint8_t GapTree::needed_order1(uint64_t npages, uint64_t align) noexcept
 GapTree::leaf_fit(const Leaf *l, uint64_t min, uint64_t max, uint32_t top, uint64_t npages,
                   uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn, uint32_t *idx) noexcept
 {
+	const Request r{npages, align, lo_pfn, hi_pfn};
 	const uint64_t lowest_end = lo_pfn + npages - 1; // a fit must end at or above this
 	uint64_t free_bits = free_mask(l) & (~0ULL >> (63 - 2 * top));
 	while (free_bits != 0) {
@@ -484,11 +497,7 @@ GapTree::leaf_fit(const Leaf *l, uint64_t min, uint64_t max, uint32_t top, uint6
 		free_bits &= ~(3ULL << (2 * i));
 		const uint64_t hi = seg_hi(l, i, max);
 		if (hi < lowest_end) break;
-		const uint64_t a = std::max(seg_lo(l, i, min), lo_pfn);
-		const uint64_t b = std::min(hi, hi_pfn);
-		if (b < a || b - a < npages - 1) continue;
-		const uint64_t pfn = (b - npages + 1) & ~(align - 1);
-		if (pfn >= a) {
+		if (const std::optional<uint64_t> pfn = span_fit(seg_lo(l, i, min), hi, r)) {
 			*idx = i;
 			return pfn;
 		}
@@ -730,16 +739,6 @@ GapTree::Path &GapTree::finger_at_slow(uint64_t pfn) noexcept
 		s.idx = i;
 		last_search_nodes_ = 1; // the leaf alone
 	}
-	return pfn;
-}
-
-// The highest fit for r inside [lo, hi].
-std::optional<uint64_t> GapTree::span_fit(uint64_t lo, uint64_t hi, const Request &r) noexcept
-{
-	const uint64_t a = std::max(lo, r.lo_pfn), b = std::min(hi, r.hi_pfn);
-	if (b < a || b - a < r.npages - 1) return std::nullopt;
-	const uint64_t pfn = (b - r.npages + 1) & ~(r.align - 1);
-	if (pfn < a) return std::nullopt;
 	return pfn;
 }
 
@@ -1247,10 +1246,7 @@ Segment GapTree::erase_slow(Path &p, Segment seg) noexcept
 {
 	// Merges across a leaf boundary: never the undo of a carve, whose FREE
 	// segment lay in one leaf with occupied neighbours.
-	++freed_;
-	freed_log_[freed_ % kFreedLog] = FreedSpan{}; // where it ends is not at hand
-	undo_lo_ = 1;
-	undo_hi_ = 0;
+	count_freed(FreedSpan{}); // where it ends is not at hand
 	Step &s = p.leaf();
 	auto *l = static_cast<Leaf *>(s.node);
 	set_tag(l, s.idx, Tag::kFree);

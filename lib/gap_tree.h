@@ -388,14 +388,20 @@ private:
 	};
 	FreedSpan freed_log_[kFreedLog];
 	uint32_t fresh_finger_ = kLookupFinger;
+	// An erase through the active finger made FREE segment `made` and was not
+	// the undo of the carve before it.
+	void count_freed(FreedSpan made) noexcept
+	{
+		++freed_;
+		freed_log_[freed_ % kFreedLog] = made;
+		fresh_finger_ = cur_;
+		undo_lo_ = 1;
+		undo_hi_ = 0;
+	}
 	// An erase through the active finger left [lo, hi] FREE.
 	void note_freed(uint64_t lo, uint64_t hi) noexcept
 	{
-		if (lo != undo_lo_ || hi != undo_hi_) {
-			++freed_;
-			freed_log_[freed_ % kFreedLog] = FreedSpan{lo, hi};
-			fresh_finger_ = cur_;
-		}
+		if (lo != undo_lo_ || hi != undo_hi_) return count_freed(FreedSpan{lo, hi});
 		undo_lo_ = 1;
 		undo_hi_ = 0;
 	}
