@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "leaf_hints.h"
 #include "node_pool.h"
 
 namespace iovam::detail
@@ -86,6 +87,10 @@ public:
 	// 40 levels cover 2^40 leaves; the pfn space has at most 2^63 segments but
 	// memory bounds the tree long before that.
 	static constexpr uint32_t kMaxHeight = 40;
+	// Descents read and write the leaf hints (leaf_hints.h) from this height
+	// on: 4 levels hold up to 1000 leaves (256 KiB), which stay in L2; below
+	// that the hint would only add instructions.
+	static constexpr uint32_t kHintMinHeight = 4;
 
 	// Node layouts and scratch types, defined in gap_tree.cc.
 	struct Leaf;
@@ -108,6 +113,12 @@ public:
 	// what the white-box tests hold to O(height x fanout). 1 when allocate()
 	// found its answer in its size class's finger leaf without a descent.
 	uint64_t last_search_nodes() const noexcept { return last_search_nodes_; }
+	// For tests of the leaf hints: the leaf a descent to pfn would prefetch
+	// first (nullptr: none yet; any node: a stale hint), and the leaf that
+	// holds pfn (found by a descent, which records it as the hint).
+	const void *leaf_hint(uint64_t pfn) const noexcept { return hints_.get(pfn); }
+	const void *leaf_of(uint64_t pfn) const noexcept;
+	uint64_t leaf_hint_slots() const noexcept { return hints_.slots(); }
 
 	// What an inner node keeps per child about the FREE segments below it: the
 	// longest (len, in pages) and 1 + the order of the largest naturally
@@ -365,6 +376,8 @@ private:
 		uint64_t again_pfn = 0;
 	};
 	uint64_t shape_ = 0;
+	// Written by descents, which are const: a cache of where they went.
+	mutable LeafHints hints_;
 	// Counts the erases that may have made a fit where there was none: all but
 	// the undo of the carve just before (a mapping's life, map then unmap),
 	// which leaves the FREE space no larger than before that carve; carves,

@@ -26,12 +26,14 @@
 #include <vector>
 
 #include "gap_tree.h"
+#include "leaf_hints.h"
 #include "node_pool.h"
 
 namespace
 {
 
 using iovam::detail::GapTree;
+using iovam::detail::LeafHints;
 using iovam::detail::NodePool;
 using iovam::detail::Segment;
 using iovam::detail::Tag;
@@ -107,6 +109,20 @@ public:
 	}
 
 	uint64_t occupied() const { return ref_.size(); }
+
+	// The segment holding pfn, by the reference.
+	Segment want_at(uint64_t pfn) const
+	{
+		auto it = ref_.upper_bound(pfn);
+		uint64_t free_lo = 0;
+		if (it != ref_.begin()) {
+			const auto &[lo, o] = *std::prev(it);
+			if (o.hi >= pfn) return Segment{lo, o.hi, o.tag};
+			free_lo = o.hi + 1;
+		}
+		const uint64_t free_hi = it == ref_.end() ? max_pfn_ : it->first - 1;
+		return Segment{free_lo, free_hi, Tag::kFree};
+	}
 
 private:
 	struct Occupied {
@@ -790,3 +806,88 @@ TEST(GapTreeAlignedSearch, AlignedFitMatchesBruteForceOnEverySegment)
 }
 
 } // namespace
+
+// ---------------------------------------------------------------------------
+// Leaf hints (leaf_hints.h): a descent records its leaf for its pfn's bucket
+// and prefetches the recorded leaf before it starts. The hint is only a
+// prefetch, so what matters is that it is right after a descent, that a stale
+// one changes no answer, and that small trees leave the table alone.
+
+TEST(GapTreeLeafHints, TableFollowsTheSpaceUpToItsCap)
+{
+	LeafHints small;
+	ASSERT_TRUE(small.init(1000)); // buckets 0..31
+	EXPECT_EQ(small.slots(), 32u);
+	LeafHints huge;
+	ASSERT_TRUE(huge.init(UINT64_MAX >> 12));
+	EXPECT_EQ(huge.slots(), LeafHints::kMaxSlots);
+	int a = 0, b = 0;
+	EXPECT_EQ(huge.get(64), nullptr);
+	huge.set(64, &a);
+	EXPECT_EQ(huge.get(64), &a);
+	EXPECT_EQ(huge.get(95), &a); // same bucket of 32
+	EXPECT_EQ(huge.get(96), nullptr);
+	// Buckets kMaxSlots apart share a slot: the later one wins.
+	huge.set(64 + (LeafHints::kMaxSlots << LeafHints::kBucketShift), &b);
+	EXPECT_EQ(huge.get(64), &b);
+	// Without a mapping every pfn shares one slot, and it still works.
+	LeafHints none;
+	EXPECT_EQ(none.slots(), 1u);
+	none.set(0, &a);
+	EXPECT_EQ(none.get(123456789), &a);
+}
+
+TEST(GapTreeLeafHints, SmallTreesDoNotUseThem)
+{
+	Harness h;
+	grow_ascending_until(h, 1, GapTree::kHintMinHeight - 1);
+	ASSERT_FALSE(::testing::Test::HasFatalFailure());
+	for (uint64_t pfn = 0; pfn < 64; ++pfn) {
+		EXPECT_EQ(h.tree().lookup(pfn).pfn_lo, pfn);
+		EXPECT_EQ(h.tree().leaf_hint(pfn), nullptr) << pfn;
+	}
+}
+
+TEST(GapTreeLeafHints, ADescentLeavesItsLeafAsTheHint)
+{
+	Harness h;
+	const uint64_t n = grow_ascending_until(h, 1, GapTree::kHintMinHeight);
+	ASSERT_FALSE(::testing::Test::HasFatalFailure());
+	std::mt19937_64 rng(11);
+	for (int i = 0; i < 4000; ++i) {
+		const uint64_t pfn = rng() % (n + 64);
+		const Segment got = h.tree().lookup(pfn), want = h.want_at(pfn);
+		ASSERT_TRUE(got.pfn_lo == want.pfn_lo && got.pfn_hi == want.pfn_hi &&
+		            got.tag == want.tag)
+		        << pfn;
+		const void *hint = h.tree().leaf_hint(pfn);
+		ASSERT_NE(hint, nullptr) << pfn;
+		EXPECT_EQ(hint, h.tree().leaf_of(pfn)) << pfn;
+	}
+}
+
+TEST(GapTreeLeafHints, StaleHintsChangeNoAnswer)
+{
+	Harness h;
+	const uint64_t n = grow_ascending_until(h, 1, GapTree::kHintMinHeight);
+	ASSERT_FALSE(::testing::Test::HasFatalFailure());
+	for (uint64_t pfn = 0; pfn < n; ++pfn) (void)h.tree().lookup(pfn);
+	// Frees merge leaves and carves split them: segments move to other leaves,
+	// and nodes are freed and taken again, while the hints stay as they were.
+	for (uint64_t pfn = 0; pfn < n; pfn += 3) h.erase(pfn);
+	for (uint64_t pfn = 0; pfn < n / 2; pfn += 3) h.carve(pfn, pfn, Tag::kReserved);
+	ASSERT_FALSE(::testing::Test::HasFatalFailure());
+	uint64_t stale = 0;
+	for (uint64_t pfn = 0; pfn < n; ++pfn) {
+		const void *hint = h.tree().leaf_hint(pfn);
+		const Segment got = h.tree().lookup(pfn), want = h.want_at(pfn);
+		ASSERT_TRUE(got.pfn_lo == want.pfn_lo && got.pfn_hi == want.pfn_hi &&
+		            got.tag == want.tag)
+		        << pfn;
+		const void *leaf = h.tree().leaf_of(pfn);
+		stale += hint != leaf;
+		EXPECT_EQ(h.tree().leaf_hint(pfn), leaf) << pfn;
+	}
+	// The layout made some stale, or this test tested nothing.
+	EXPECT_GT(stale, 0u);
+}
