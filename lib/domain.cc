@@ -360,19 +360,34 @@ int Domain::maintain() noexcept
 	int erased = drain_deferred();
 	cache_->trim_depots();
 	trim_pool();
+	trim_hints();
 	refill_pool();
 	return erased;
 }
 
+// A tree that has shrunk below GapTree::kHintMinHeight reads its leaf hints
+// no more until it grows back: their pages go back to the system.
+void Domain::trim_hints() noexcept
+{
+	bool drop;
+	{
+		SpinGuard g(tree_lock_);
+		drop = tree_.hints_in_use() && tree_.height() < GapTree::kHintMinHeight;
+		if (drop) tree_.note_hints_dropped();
+	}
+	if (drop) tree_.drop_hints();
+}
+
 void Domain::stats(iovam_stats *st) noexcept
 {
+	const uint64_t hint_bytes = tree_.hint_bytes(); // a system call: not under the lock
 	SpinGuard g(tree_lock_);
 	st->live_ranges = live_ranges_;
 	st->live_pages = live_pages_;
 	st->reserved_ranges = reserved_ranges_;
 	st->deferred_ranges = deferred_ranges_;
 	st->cached_ranges = cache_->cached_ranges();
-	st->tree_bytes = pool_.bytes();
+	st->tree_bytes = pool_.bytes() + hint_bytes;
 	st->node_alloc_failures = pool_.failures();
 }
 

@@ -90,6 +90,7 @@ private:
 	void count_freed_locked(const Segment &seg) noexcept;
 	void refill_pool() noexcept;
 	void trim_pool() noexcept;
+	void trim_hints() noexcept;
 	int drain_deferred() noexcept;
 	int verify_quiesced() noexcept;
 	void note_space_freed(uint64_t pfn_lo) noexcept;

@@ -1062,7 +1062,7 @@ void GapTree::insert_child(Path &p, int level, uint64_t sep, void *right, Gap gr
 		set_child_gap(root, 0, gl);
 		set_child_gap(root, 1, gr);
 		root_ = root;
-		++height_;
+		if (++height_ == kHintMinHeight) hints_in_use_ = true;
 		return;
 	}
 	auto *in = static_cast<Inner *>(p.s[level].node);

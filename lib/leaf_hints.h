@@ -30,7 +30,8 @@ namespace iovam::detail
 // Without the mapping (init() failed) every pfn shares one slot: the hint is
 // then mostly wrong, which costs nothing but the prefetch.
 //
-// Not thread-safe: the domain lock protects it, as it does the tree.
+// Not thread-safe: the domain lock protects get() and set(), as it does the
+// tree.
 class LeafHints
 {
 public:
@@ -51,6 +52,15 @@ public:
 	void set(uint64_t pfn, void *leaf) noexcept { slots_[slot(pfn)] = leaf; }
 
 	uint64_t slots() const noexcept { return mask_ + 1; }
+
+	// Maintenance, never under the domain lock (system calls). The slots
+	// and their size do not change after init(), so neither needs it; a
+	// descent that races drop() loses its hint, no more.
+	// Bytes of the mapping in memory (mincore()): what iovam_stats counts.
+	uint64_t resident_bytes() const noexcept;
+	// Every slot back to empty and its pages back to the system (the one
+	// slot without a mapping stays as it is).
+	void drop() noexcept;
 
 private:
 	uint64_t slot(uint64_t pfn) const noexcept { return (pfn >> kBucketShift) & mask_; }

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <random>
 #include <vector>
 
 #include "iovam.h"
@@ -1019,6 +1020,30 @@ TEST(Memory, TreeBytesFollowTheLiveSet)
 	iovam_maintain(d.get());
 	iovam_stats empty = stats_of(d.get());
 	EXPECT_LT(empty.tree_bytes, 128u * 256) << "pool trimmed after a mass free";
+	VERIFY(d.get());
+}
+
+// Random frees descend from the root, and at this size the descents use the
+// leaf hints (lib/leaf_hints.h): their pages count in tree_bytes, and go back
+// to the system once the tree is small again.
+TEST(Memory, LeafHintPagesCountAndGoBackAfterAMassFree)
+{
+	auto d = make(kG4K, 1, 1 << 24);
+	std::vector<uint64_t> p(100000);
+	for (auto &x : p) x = alloc_ok(d.get(), 1, UINT64_MAX, false);
+	const iovam_stats packed = stats_of(d.get());
+	std::mt19937_64 rng(5);
+	std::shuffle(p.begin(), p.end(), rng);
+	for (size_t i = 0; i < p.size() / 2; ++i) ASSERT_EQ(iovam_free(d.get(), p[i]), 0);
+	const iovam_stats half = stats_of(d.get());
+	// 50000 holes among 50000 ranges take more nodes, and the hints about 25
+	// KiB for the 100000 pages they touched.
+	EXPECT_GT(half.tree_bytes, packed.tree_bytes + 24 * 1024);
+	EXPECT_LT(half.tree_bytes, 100000u * 20);
+	for (size_t i = p.size() / 2; i < p.size(); ++i) ASSERT_EQ(iovam_free(d.get(), p[i]), 0);
+	iovam_maintain(d.get());
+	const iovam_stats empty = stats_of(d.get());
+	EXPECT_LT(empty.tree_bytes, 128u * 256) << "pool trimmed and hints dropped";
 	VERIFY(d.get());
 }
 

@@ -17,6 +17,7 @@
 // the test instead of silently testing nothing.
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <iterator>
@@ -835,6 +836,22 @@ TEST(GapTreeLeafHints, TableFollowsTheSpaceUpToItsCap)
 	EXPECT_EQ(none.slots(), 1u);
 	none.set(0, &a);
 	EXPECT_EQ(none.get(123456789), &a);
+	EXPECT_EQ(none.resident_bytes(), 0u);
+}
+
+TEST(GapTreeLeafHints, OnlyTouchedPagesAreResidentAndDropGivesThemBack)
+{
+	LeafHints h;
+	ASSERT_TRUE(h.init(UINT64_MAX >> 12)); // 8 MiB of address space
+	EXPECT_EQ(h.resident_bytes(), 0u);
+	int a = 0;
+	h.set(0, &a);
+	h.set(uint64_t{1} << 24, &a); // slot 2^19: another page
+	EXPECT_EQ(h.resident_bytes(), 2 * static_cast<uint64_t>(sysconf(_SC_PAGESIZE)));
+	h.drop();
+	EXPECT_EQ(h.resident_bytes(), 0u);
+	EXPECT_EQ(h.get(0), nullptr);
+	EXPECT_EQ(h.get(uint64_t{1} << 24), nullptr);
 }
 
 TEST(GapTreeLeafHints, SmallTreesDoNotUseThem)
