@@ -16,7 +16,8 @@ namespace iovam::detail
 // Why: a random free at 1M live ranges waits for memory at the bottom inner
 // levels and at its leaf, one after the other (the tree is ~19 MiB, the
 // inner nodes ~2.6 MiB; past L2 a load costs 110-170 ns on the perf machine).
-// With the hint the leaf and its parent arrive together: one wait less.
+// With the hint the leaf is on its way while the inner nodes are read: one
+// wait less.
 //
 // Only a prefetch: the descent decides. A stale slot (its leaf split, merged,
 // freed or reused since) costs one useless prefetch, never a wrong answer,
