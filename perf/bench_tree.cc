@@ -18,6 +18,7 @@
 #include "baselines/cached_walk_allocator.h"
 #include "baselines/first_fit_allocator.h"
 #include "bench_config.h"
+#include "churn.h"
 #include "fixture_cache.h"
 #include "iovam_allocator.h"
 #include "layout.h"
@@ -197,47 +198,23 @@ void bm_near_fit(benchmark::State &state, const std::string &name)
 /*
  * Churn on a fragmented space ("allocate 2N pages, free half at random"):
  * each iteration allocates one range and frees one live range chosen at
- * random (fixed seed), so the live set stays at N and the frees land all over
- * the tree, as they do under real traffic: most descents miss the cache at
- * 1M live ranges. The random choice costs the same for every allocator, and
- * is made one iteration ahead with its slot of `live` prefetched: at 1M that
- * array is 8 MiB, and reading a random element of it added a cache miss to
- * every allocator's pair (120-190 ns in alternated runs on the perf machine),
- * where a user frees an IOVA it already holds. So the range an iteration
- * allocates is never the one it frees (a 1-in-N difference). A later run
- * (Google Benchmark calls a benchmark more than once) continues the churn on
- * the same layout, and its random sequence with it (Layout::churn_rng): still
- * N live ranges on a fragmented space, still random frees. (Until 2026-11-27
- * each call restarted the generator, so every call after the first freed the
- * last call's allocations in the order it made them, mostly in leaves still
- * in cache: at 1M live the 1-page churn's later repetitions took 385-440 ns
- * against 656-683 for the first.)
+ * random (fixed seed; churn.h), so the live set stays at N and the frees land
+ * all over the tree, as they do under real traffic: most descents miss the
+ * cache at 1M live ranges. A later run (Google Benchmark calls a benchmark
+ * more than once) continues the churn on the same layout and its random
+ * sequence: still N live ranges on a fragmented space, still random frees.
  */
 template <RangeAllocator A>
 void run_churn(benchmark::State &state, Layout<A> &layout, const SizeSequence &sizes,
                bool size_aligned)
 {
-	std::vector<uint64_t> &live = layout.live_pfns;
-	SeededRandom &rng = layout.churn_rng;
+	Churn<A> churn(layout);
 	size_t i = 0;
 	uint64_t failures = 0;
-	size_t victim = rng.below(live.size());
-	for (auto _ : state) {
-		const auto pfn_lo =
-		        layout.allocator->alloc(sizes[i++], layout.limit_pfn, size_aligned);
-		if (pfn_lo)
-			live.push_back(*pfn_lo);
-		else
-			++failures;
-		check(layout.allocator->free(live[victim]), "free of a live range failed");
-		live[victim] = live.back();
-		live.pop_back();
-		victim = rng.below(live.size());
-		__builtin_prefetch(&live[victim]);
-	}
+	for (auto _ : state) failures += !churn.step(sizes[i++], size_aligned).allocated;
 	state.counters["failed_allocs"] = benchmark::Counter(static_cast<double>(failures),
 	                                                     benchmark::Counter::kAvgIterations);
-	state.counters["live_ranges"] = static_cast<double>(live.size());
+	state.counters["live_ranges"] = static_cast<double>(layout.live_pfns.size());
 }
 
 /* Size-aligned 1, 2, 4, 8 pages in turn: the DMA API's default. */

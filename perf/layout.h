@@ -53,11 +53,11 @@ struct Layout {
 	std::vector<uint64_t> hole_pfns; /* pfn_lo of each freed range */
 	uint64_t unit_npages = 1;        /* size of every range placed */
 	uint64_t limit_pfn = 0;          /* what requests on this layout pass */
-	/* Which live range a churn frees next (bench_tree.cc, run_churn()). It
-	 * lives with the layout, not with one call of the benchmark: a call that
-	 * restarted it would draw the same slots of live_pfns again, and those
-	 * now hold the ranges the last call allocated, so its frees would follow
-	 * that call's allocations in order instead of landing at random. */
+	/* Which live range a churn frees next (churn.h). It lives with the
+	 * layout, not with one call of the benchmark: a call that restarted it
+	 * would draw the same slots of live_pfns again, and those now hold the
+	 * ranges the last call allocated, so its frees would follow that call's
+	 * allocations in order instead of landing at random. */
 	SeededRandom churn_rng{kPerfSeed ^ 0xc4u};
 };
 
