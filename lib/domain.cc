@@ -372,8 +372,7 @@ void Domain::trim_hints() noexcept
 	bool drop;
 	{
 		SpinGuard g(tree_lock_);
-		drop = tree_.hints_in_use() && tree_.height() < GapTree::kHintMinHeight;
-		if (drop) tree_.note_hints_dropped();
+		drop = tree_.claim_idle_hints();
 	}
 	if (drop) tree_.drop_hints();
 }

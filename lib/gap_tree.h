@@ -120,14 +120,18 @@ public:
 	// holds pfn (found by a descent, which records it as the hint).
 	const void *leaf_hint(uint64_t pfn) const noexcept { return hints_.get(pfn); }
 	const void *leaf_of(uint64_t pfn) const noexcept;
-	uint64_t leaf_hint_slots() const noexcept { return hints_.slots(); }
+	// Under the domain lock: true once per shrink below kHintMinHeight after
+	// the tree had grown to it, when the hints have pages to give back and
+	// no descent reads them; the caller then calls drop_hints().
+	bool claim_idle_hints() noexcept
+	{
+		if (!hints_in_use_ || height_ >= kHintMinHeight) return false;
+		hints_in_use_ = false;
+		return true;
+	}
 	// Maintenance, outside the domain lock (see LeafHints::drop()).
 	uint64_t hint_bytes() const noexcept { return hints_.resident_bytes(); }
 	void drop_hints() noexcept { hints_.drop(); }
-	// True once the tree has grown to kHintMinHeight since the last
-	// drop_hints(), which resets it: whether there is anything to drop.
-	bool hints_in_use() const noexcept { return hints_in_use_; }
-	void note_hints_dropped() noexcept { hints_in_use_ = false; }
 
 	// What an inner node keeps per child about the FREE segments below it: the
 	// longest (len, in pages) and 1 + the order of the largest naturally
@@ -387,7 +391,7 @@ private:
 	uint64_t shape_ = 0;
 	// Written by descents, which are const: a cache of where they went.
 	mutable LeafHints hints_;
-	bool hints_in_use_ = false;
+	bool hints_in_use_ = false; // grown to kHintMinHeight since the last claim_idle_hints()
 	// Counts the erases that may have made a fit where there was none: all but
 	// the undo of the carve just before (a mapping's life, map then unmap),
 	// which leaves the FREE space no larger than before that carve; carves,

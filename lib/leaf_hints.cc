@@ -32,7 +32,7 @@ uint64_t LeafHints::resident_bytes() const noexcept
 {
 	if (slots_ == &fallback_) return 0;
 	const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-	const uint64_t bytes = (mask_ + 1) * sizeof(void *);
+	const uint64_t bytes = map_bytes();
 	unsigned char in_core[256];
 	uint64_t resident = 0;
 	for (uint64_t off = 0; off < bytes; off += sizeof in_core * page) {
@@ -47,13 +47,12 @@ uint64_t LeafHints::resident_bytes() const noexcept
 void LeafHints::drop() noexcept
 {
 	// Private anonymous memory reads back as zeros after MADV_DONTNEED.
-	if (slots_ != &fallback_)
-		(void)madvise(slots_, (mask_ + 1) * sizeof(void *), MADV_DONTNEED);
+	if (slots_ != &fallback_) (void)madvise(slots_, map_bytes(), MADV_DONTNEED);
 }
 
 LeafHints::~LeafHints()
 {
-	if (slots_ != &fallback_) munmap(slots_, (mask_ + 1) * sizeof(void *));
+	if (slots_ != &fallback_) munmap(slots_, map_bytes());
 }
 
 } // namespace iovam::detail

@@ -65,6 +65,7 @@ public:
 
 private:
 	uint64_t slot(uint64_t pfn) const noexcept { return (pfn >> kBucketShift) & mask_; }
+	uint64_t map_bytes() const noexcept { return slots() * sizeof(void *); }
 
 	void *fallback_ = nullptr; // the one slot without a mapping
 	void **slots_ = &fallback_;
