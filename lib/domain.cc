@@ -365,7 +365,7 @@ int Domain::maintain() noexcept
 	return erased;
 }
 
-// A tree that has shrunk below GapTree::kHintMinHeight reads its leaf hints
+// A tree that has shrunk below GapTree::kHintMinHeight reads its path hints
 // no more until it grows back: their pages go back to the system.
 void Domain::trim_hints() noexcept
 {

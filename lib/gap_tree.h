@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <optional>
 
-#include "leaf_hints.h"
+#include "path_hints.h"
 #include "node_pool.h"
 
 namespace iovam::detail
@@ -65,8 +65,9 @@ struct Segment {
 // A descent prefetches all four lines of the next node at once, so a random
 // descent at 1M ranges waits for about one memory latency per level instead
 // of one per line its binary search touches. From kHintMinHeight levels on it
-// first prefetches the leaf the last descent into its 32-pfn bucket reached
-// (leaf_hints.h), so that leaf arrives while the inner nodes are read.
+// first prefetches the leaf, parent and grandparent the last descent into the
+// same buckets of pfns went through (path_hints.h), so that those three
+// arrive together while the upper levels are read.
 //
 // A leaf holds 31 segments in 256 bytes: 8.3 bytes each when full. With leaves
 // about 3/4 full, a live range (one segment, half a hole on average in a
@@ -89,9 +90,10 @@ public:
 	// 40 levels cover 2^40 leaves; the pfn space has at most 2^63 segments but
 	// memory bounds the tree long before that.
 	static constexpr uint32_t kMaxHeight = 40;
-	// Descents read and write the leaf hints (leaf_hints.h) from this height
+	// Descents read and write the path hints (path_hints.h) from this height
 	// on: 4 levels hold up to 1000 leaves (256 KiB), which stay in L2; below
-	// that the hint would only add instructions.
+	// that the hints would only add instructions. From 4 levels on the
+	// grandparent of a leaf is never the root.
 	static constexpr uint32_t kHintMinHeight = 4;
 
 	// Node layouts and scratch types, defined in gap_tree.cc.
@@ -115,11 +117,15 @@ public:
 	// what the white-box tests hold to O(height x fanout). 1 when allocate()
 	// found its answer in its size class's finger leaf without a descent.
 	uint64_t last_search_nodes() const noexcept { return last_search_nodes_; }
-	// For tests of the leaf hints: the leaf a descent to pfn would prefetch
-	// first (nullptr: none yet; any node: a stale hint), and the leaf that
-	// holds pfn (found by a descent, which records it as the hint).
-	const void *leaf_hint(uint64_t pfn) const noexcept { return hints_.get(pfn); }
-	const void *leaf_of(uint64_t pfn) const noexcept;
+	// For tests of the path hints: the node `up` levels above the leaf (0:
+	// the leaf) that a descent to pfn would prefetch first (nullptr: none
+	// yet; any node: a stale hint), and the one on the path to pfn now (found
+	// by a descent, which records the hints).
+	const void *path_hint(uint32_t up, uint64_t pfn) const noexcept
+	{
+		return hints_.get(up, pfn);
+	}
+	const void *path_node(uint32_t up, uint64_t pfn) const noexcept;
 	// Under the domain lock: true once per shrink below kHintMinHeight after
 	// the tree had grown to it, when the hints have pages to give back and
 	// no descent reads them; the caller then calls drop_hints().
@@ -390,7 +396,7 @@ private:
 	};
 	uint64_t shape_ = 0;
 	// Written by descents, which are const: a cache of where they went.
-	mutable LeafHints hints_;
+	mutable PathHints hints_;
 	bool hints_in_use_ = false; // grown to kHintMinHeight since the last claim_idle_hints()
 	// Counts the erases that may have made a fit where there was none: all but
 	// the undo of the carve just before (a mapping's life, map then unmap),

@@ -1,77 +1,97 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Copyright (c) 2026 The iovam authors.
-#ifndef IOVAM_LEAF_HINTS_H
-#define IOVAM_LEAF_HINTS_H
+#ifndef IOVAM_PATH_HINTS_H
+#define IOVAM_PATH_HINTS_H
 
 #include <cstdint>
 
 namespace iovam::detail
 {
 
-// LeafHints: per bucket of 32 pfns, the leaf the last descent to a pfn of that
-// bucket reached. A descent reads its bucket's slot first and prefetches that
-// leaf, so the leaf's memory latency overlaps the inner nodes' instead of
-// following them.
+// PathHints: the bottom of the path the last descent to a pfn took, kept per
+// bucket of pfns: its leaf (buckets of 32 pfns), the leaf's parent (256) and
+// grandparent (2048). A descent reads its three slots first and prefetches
+// those nodes, so their memory latencies overlap each other and the upper
+// levels' instead of following one another.
 //
-// Why: a random free at 1M live ranges waits for memory at the bottom inner
-// levels and at its leaf, one after the other (the tree is ~19 MiB, the
-// inner nodes ~2.6 MiB; past L2 a load costs 110-170 ns on the perf machine).
-// With the hint the leaf is on its way while the inner nodes are read: one
-// wait less.
+// Why: at 1M live ranges the tree is ~20 MiB and its inner nodes ~2.6 MiB;
+// on the perf machine a load past the last-level cache costs 120-190 ns, and
+// the upper levels stay in cache but the three bottom ones mostly do not. A
+// random descent waited at each of them in turn. With the leaf hint alone the
+// leaf arrived early but the two inner levels above it were still read one
+// after the other (timed per level: 60-110 ns each).
 //
-// Only a prefetch: the descent decides. A stale slot (its leaf split, merged,
-// freed or reused since) costs one useless prefetch, never a wrong answer,
-// and x86 and Arm prefetches never fault, whatever the address. Buckets that
-// share a slot (the table is direct-mapped, pfn / 32 modulo its size) only
-// lower the share of right hints.
+// Buckets: in the worst layout a leaf spans about 32 pfns (1-page ranges
+// between 1-page holes, 23 segments per leaf), and each inner level multiplies
+// that by about 8 (fanout 10, nodes 3/4 full), hence 32, 256 and 2048. With
+// longer ranges a node spans more, and neighbouring buckets share a node:
+// still right, only more slots than needed.
 //
-// Memory: at most kMaxSlots slots of 8 bytes (8 MiB of address space),
-// reserved with MAP_NORESERVE and touched only where descents go: 4 KiB per
-// 16K pfns in use, about 0.25 byte per page (a quarter of the live map's).
-// Without the mapping (init() failed) every pfn shares one slot: the hint is
-// then mostly wrong, which costs nothing but the prefetch.
+// Only prefetches: the descent decides. A stale slot (its node split, merged,
+// freed or reused since) costs a useless prefetch, never a wrong answer, and
+// x86 and Arm prefetches never fault, whatever the address. Buckets that share
+// a slot (each table is direct-mapped, bucket modulo its size) only lower the
+// share of right hints.
+//
+// Memory: each level has at most kMaxSlots slots of 8 bytes (24 MiB of address
+// space in all), reserved with MAP_NORESERVE and touched only where descents
+// go: 4 KiB of the leaves' table per 16K pfns in use, an eighth of that for
+// the parents' and a sixty-fourth for the grandparents'; about 0.29 byte per
+// page in all (the live map takes 1). Without the mapping (init() failed)
+// each level's pfns share one slot: the hint is then mostly wrong, which
+// costs nothing but the prefetch.
 //
 // Not thread-safe: the domain lock protects get() and set(), as it does the
 // tree.
-class LeafHints
+class PathHints
 {
 public:
-	static constexpr uint32_t kBucketShift = 5;              // 32 pfns per slot
-	static constexpr uint64_t kMaxSlots = uint64_t{1} << 20; // 2^25 pfns before sharing
+	// Level 0 is the leaf, 1 its parent, 2 its grandparent.
+	static constexpr uint32_t kLevels = 3;
+	static constexpr uint32_t kBucketShift[kLevels] = {5, 8, 11};
+	static constexpr uint64_t kMaxSlots = uint64_t{1} << 20; // per level
 
-	LeafHints() = default;
-	~LeafHints();
-	LeafHints(const LeafHints &) = delete;
-	LeafHints &operator=(const LeafHints &) = delete;
+	PathHints() = default;
+	~PathHints();
+	PathHints(const PathHints &) = delete;
+	PathHints &operator=(const PathHints &) = delete;
 
-	// Slots for buckets 0 .. (max_pfn >> kBucketShift), at most kMaxSlots.
-	// false if the mapping failed (the hints still work, see above).
+	// Slots for buckets 0 .. (max_pfn >> kBucketShift[up]), at most
+	// kMaxSlots, per level. false if the mapping failed (the hints still
+	// work, see above).
 	bool init(uint64_t max_pfn) noexcept;
 
 	// Cost: a shift, a mask and one load or store, no branch.
-	void *get(uint64_t pfn) const noexcept { return slots_[slot(pfn)]; }
-	void set(uint64_t pfn, void *leaf) noexcept { slots_[slot(pfn)] = leaf; }
+	void *get(uint32_t up, uint64_t pfn) const noexcept { return table_[up][slot(up, pfn)]; }
+	void set(uint32_t up, uint64_t pfn, void *node) noexcept
+	{
+		table_[up][slot(up, pfn)] = node;
+	}
 
-	uint64_t slots() const noexcept { return mask_ + 1; }
+	uint64_t slots(uint32_t up) const noexcept { return mask_[up] + 1; }
 
 	// Maintenance, never under the domain lock (system calls). The slots
 	// and their size do not change after init(), so neither needs it; a
 	// descent that races drop() loses its hint, no more.
 	// Bytes of the mapping in memory (mincore()): what iovam_stats counts.
 	uint64_t resident_bytes() const noexcept;
-	// Every slot back to empty and its pages back to the system (the one
-	// slot without a mapping stays as it is).
+	// Every slot back to empty and its pages back to the system (the
+	// slots without a mapping stay as they are).
 	void drop() noexcept;
 
 private:
-	uint64_t slot(uint64_t pfn) const noexcept { return (pfn >> kBucketShift) & mask_; }
-	uint64_t map_bytes() const noexcept { return slots() * sizeof(void *); }
+	uint64_t slot(uint32_t up, uint64_t pfn) const noexcept
+	{
+		return (pfn >> kBucketShift[up]) & mask_[up];
+	}
 
-	void *fallback_ = nullptr; // the one slot without a mapping
-	void **slots_ = &fallback_;
-	uint64_t mask_ = 0;
+	void *fallback_[kLevels] = {}; // one slot per level without a mapping
+	void **table_[kLevels] = {&fallback_[0], &fallback_[1], &fallback_[2]};
+	uint64_t mask_[kLevels] = {};
+	void *map_ = nullptr; // the tables, one after the other, page-aligned
+	uint64_t map_bytes_ = 0;
 };
 
 } // namespace iovam::detail
 
-#endif // IOVAM_LEAF_HINTS_H
+#endif // IOVAM_PATH_HINTS_H

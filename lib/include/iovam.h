@@ -50,7 +50,7 @@ struct iovam_stats {
 	uint64_t reserved_ranges;     /**< RESERVED ranges */
 	uint64_t deferred_ranges;     /**< DEFERRED markers not yet erased */
 	uint64_t cached_ranges;       /**< ranges held in magazines and depots */
-	uint64_t tree_bytes;          /**< bytes of tree nodes, node pool, leaf hints */
+	uint64_t tree_bytes;          /**< bytes of tree nodes, node pool, path hints */
 	uint64_t node_alloc_failures; /**< node requests the pool could not serve */
 };
 

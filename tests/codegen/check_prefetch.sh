@@ -6,8 +6,8 @@
 #   tests/codegen/check_prefetch.sh [BUILD_DIR]
 #
 # Domain::free() asks for the range's live byte before its tree descent, and
-# GapTree::descend() for the hinted leaf's four lines (lib/leaf_hints.h) and
-# for each next node's four: 8 at least. GCC 12 at -O2 (meson's
+# GapTree::descend() for the four lines of each hinted node of the path's
+# bottom three (lib/path_hints.h) and for each next node's four: 16 at least. GCC 12 at -O2 (meson's
 # debugoptimized, this project's default) dropped the first one without a word
 # when it sat in an out-of-line helper; a default build then paid that cache
 # miss on every free of a large domain. Reads the disassembly (objdump) of
@@ -29,7 +29,7 @@ failed=0
 disasm=$(objdump -d --no-show-raw-insn -C "$lib") || { echo "FAIL objdump $lib"; exit 1; }
 declare -A want=(
 	['iovam::detail::Domain::free(unsigned long)']=1
-	['iovam::detail::GapTree::descend(unsigned long, iovam::detail::GapTree::Path&) const']=8
+	['iovam::detail::GapTree::descend(unsigned long, iovam::detail::GapTree::Path&) const']=16
 )
 for fn in "${!want[@]}"; do
 	body=$(awk -v f="<$fn>:" 'index($0, f) {on = 1; next} on && /^$/ {exit} on' <<<"$disasm")

@@ -27,15 +27,15 @@
 #include <vector>
 
 #include "gap_tree.h"
-#include "leaf_hints.h"
+#include "path_hints.h"
 #include "node_pool.h"
 
 namespace
 {
 
 using iovam::detail::GapTree;
-using iovam::detail::LeafHints;
 using iovam::detail::NodePool;
+using iovam::detail::PathHints;
 using iovam::detail::Segment;
 using iovam::detail::Tag;
 
@@ -809,63 +809,84 @@ TEST(GapTreeAlignedSearch, AlignedFitMatchesBruteForceOnEverySegment)
 } // namespace
 
 // ---------------------------------------------------------------------------
-// Leaf hints (leaf_hints.h): a descent records its leaf for its pfn's bucket
-// and prefetches the recorded leaf before it starts. The hint is only a
-// prefetch, so what matters is that it is right after a descent, that a stale
-// one changes no answer, and that small trees leave the table alone.
+// Path hints (path_hints.h): a descent records the bottom three nodes of its
+// path for its pfn's buckets and prefetches the recorded ones before it
+// starts. A hint is only a prefetch, so what matters is that the hints are
+// right after a descent, that stale ones change no answer, and that small
+// trees leave the tables alone.
 
-TEST(GapTreeLeafHints, TableFollowsTheSpaceUpToItsCap)
+TEST(GapTreePathHints, TablesFollowTheSpaceUpToTheirCap)
 {
-	LeafHints small;
-	ASSERT_TRUE(small.init(1000)); // buckets 0..31
-	EXPECT_EQ(small.slots(), 32u);
-	LeafHints huge;
+	PathHints small;
+	ASSERT_TRUE(small.init(1000)); // leaf buckets 0..31, parents 0..3, grandparents 0
+	EXPECT_EQ(small.slots(0), 32u);
+	EXPECT_EQ(small.slots(1), 4u);
+	EXPECT_EQ(small.slots(2), 1u);
+	PathHints huge;
 	ASSERT_TRUE(huge.init(UINT64_MAX >> 12));
-	EXPECT_EQ(huge.slots(), LeafHints::kMaxSlots);
-	int a = 0, b = 0;
-	EXPECT_EQ(huge.get(64), nullptr);
-	huge.set(64, &a);
-	EXPECT_EQ(huge.get(64), &a);
-	EXPECT_EQ(huge.get(95), &a); // same bucket of 32
-	EXPECT_EQ(huge.get(96), nullptr);
+	int a = 0, b = 0, c = 0;
+	for (uint32_t up = 0; up < PathHints::kLevels; ++up) {
+		EXPECT_EQ(huge.slots(up), PathHints::kMaxSlots) << up;
+		EXPECT_EQ(huge.get(up, 4096), nullptr) << up;
+	}
+	huge.set(0, 4096, &a);
+	huge.set(1, 4096, &b);
+	huge.set(2, 4096, &c);
+	EXPECT_EQ(huge.get(0, 4096 + 31), &a); // same bucket of 32
+	EXPECT_EQ(huge.get(0, 4096 + 32), nullptr);
+	EXPECT_EQ(huge.get(1, 4096 + 255), &b); // same bucket of 256
+	EXPECT_EQ(huge.get(1, 4096 + 256), nullptr);
+	EXPECT_EQ(huge.get(2, 4096 + 2047), &c); // same bucket of 2048
+	EXPECT_EQ(huge.get(2, 4096 + 2048), nullptr);
 	// Buckets kMaxSlots apart share a slot: the later one wins.
-	huge.set(64 + (LeafHints::kMaxSlots << LeafHints::kBucketShift), &b);
-	EXPECT_EQ(huge.get(64), &b);
-	// Without a mapping every pfn shares one slot, and it still works.
-	LeafHints none;
-	EXPECT_EQ(none.slots(), 1u);
-	none.set(0, &a);
-	EXPECT_EQ(none.get(123456789), &a);
+	huge.set(0, 4096 + (PathHints::kMaxSlots << PathHints::kBucketShift[0]), &b);
+	EXPECT_EQ(huge.get(0, 4096), &b);
+	EXPECT_EQ(huge.get(1, 4096), &b) << "the levels do not share slots";
+	// Without a mapping each level's pfns share one slot, and it still works.
+	PathHints none;
+	for (uint32_t up = 0; up < PathHints::kLevels; ++up) {
+		EXPECT_EQ(none.slots(up), 1u);
+		none.set(up, 0, &a);
+		EXPECT_EQ(none.get(up, 123456789), &a);
+	}
 	EXPECT_EQ(none.resident_bytes(), 0u);
 }
 
-TEST(GapTreeLeafHints, OnlyTouchedPagesAreResidentAndDropGivesThemBack)
+TEST(GapTreePathHints, OnlyTouchedPagesAreResidentAndDropGivesThemBack)
 {
-	LeafHints h;
-	ASSERT_TRUE(h.init(UINT64_MAX >> 12)); // 8 MiB of address space
+	PathHints h;
+	ASSERT_TRUE(h.init(UINT64_MAX >> 12)); // 3 x 8 MiB of address space
 	EXPECT_EQ(h.resident_bytes(), 0u);
 	int a = 0;
-	h.set(0, &a);
-	h.set(uint64_t{1} << 24, &a); // slot 2^19: another page
-	EXPECT_EQ(h.resident_bytes(), 2 * static_cast<uint64_t>(sysconf(_SC_PAGESIZE)));
+	const uint64_t far = uint64_t{1} << 24; // leaf slot 2^19: another page
+	for (uint32_t up = 0; up < PathHints::kLevels; ++up) {
+		h.set(up, 0, &a);
+		h.set(up, far, &a);
+	}
+	// Leaves: two pages; parents: slots 0 and 2^16, two pages; grandparents:
+	// slots 0 and 2^13, two pages.
+	EXPECT_EQ(h.resident_bytes(), 6 * static_cast<uint64_t>(sysconf(_SC_PAGESIZE)));
 	h.drop();
 	EXPECT_EQ(h.resident_bytes(), 0u);
-	EXPECT_EQ(h.get(0), nullptr);
-	EXPECT_EQ(h.get(uint64_t{1} << 24), nullptr);
+	for (uint32_t up = 0; up < PathHints::kLevels; ++up) {
+		EXPECT_EQ(h.get(up, 0), nullptr) << up;
+		EXPECT_EQ(h.get(up, far), nullptr) << up;
+	}
 }
 
-TEST(GapTreeLeafHints, SmallTreesDoNotUseThem)
+TEST(GapTreePathHints, SmallTreesDoNotUseThem)
 {
 	Harness h;
 	grow_ascending_until(h, 1, GapTree::kHintMinHeight - 1);
 	ASSERT_FALSE(::testing::Test::HasFatalFailure());
 	for (uint64_t pfn = 0; pfn < 64; ++pfn) {
 		EXPECT_EQ(h.tree().lookup(pfn).pfn_lo, pfn);
-		EXPECT_EQ(h.tree().leaf_hint(pfn), nullptr) << pfn;
+		for (uint32_t up = 0; up < PathHints::kLevels; ++up)
+			EXPECT_EQ(h.tree().path_hint(up, pfn), nullptr) << pfn << " " << up;
 	}
 }
 
-TEST(GapTreeLeafHints, ADescentLeavesItsLeafAsTheHint)
+TEST(GapTreePathHints, ADescentLeavesItsPathAsTheHints)
 {
 	Harness h;
 	const uint64_t n = grow_ascending_until(h, 1, GapTree::kHintMinHeight);
@@ -877,34 +898,45 @@ TEST(GapTreeLeafHints, ADescentLeavesItsLeafAsTheHint)
 		ASSERT_TRUE(got.pfn_lo == want.pfn_lo && got.pfn_hi == want.pfn_hi &&
 		            got.tag == want.tag)
 		        << pfn;
-		const void *hint = h.tree().leaf_hint(pfn);
-		ASSERT_NE(hint, nullptr) << pfn;
-		EXPECT_EQ(hint, h.tree().leaf_of(pfn)) << pfn;
+		for (uint32_t up = 0; up < PathHints::kLevels; ++up) {
+			const void *hint = h.tree().path_hint(up, pfn);
+			ASSERT_NE(hint, nullptr) << pfn << " " << up;
+			EXPECT_EQ(hint, h.tree().path_node(up, pfn)) << pfn << " " << up;
+		}
+		// Three different nodes, none of them the root.
+		EXPECT_NE(h.tree().path_hint(0, pfn), h.tree().path_hint(1, pfn));
+		EXPECT_NE(h.tree().path_hint(1, pfn), h.tree().path_hint(2, pfn));
+		EXPECT_NE(h.tree().path_hint(2, pfn),
+		          h.tree().path_node(h.tree().height() - 1, pfn));
 	}
 }
 
-TEST(GapTreeLeafHints, StaleHintsChangeNoAnswer)
+TEST(GapTreePathHints, StaleHintsChangeNoAnswer)
 {
 	Harness h;
 	const uint64_t n = grow_ascending_until(h, 1, GapTree::kHintMinHeight);
 	ASSERT_FALSE(::testing::Test::HasFatalFailure());
 	for (uint64_t pfn = 0; pfn < n; ++pfn) (void)h.tree().lookup(pfn);
-	// Frees merge leaves and carves split them: segments move to other leaves,
+	// Frees merge leaves and carves split them: segments move to other nodes,
 	// and nodes are freed and taken again, while the hints stay as they were.
 	for (uint64_t pfn = 0; pfn < n; pfn += 3) h.erase(pfn);
 	for (uint64_t pfn = 0; pfn < n / 2; pfn += 3) h.carve(pfn, pfn, Tag::kReserved);
 	ASSERT_FALSE(::testing::Test::HasFatalFailure());
-	uint64_t stale = 0;
+	uint64_t stale[PathHints::kLevels] = {};
 	for (uint64_t pfn = 0; pfn < n; ++pfn) {
-		const void *hint = h.tree().leaf_hint(pfn);
+		const void *hint[PathHints::kLevels];
+		for (uint32_t up = 0; up < PathHints::kLevels; ++up)
+			hint[up] = h.tree().path_hint(up, pfn);
 		const Segment got = h.tree().lookup(pfn), want = h.want_at(pfn);
 		ASSERT_TRUE(got.pfn_lo == want.pfn_lo && got.pfn_hi == want.pfn_hi &&
 		            got.tag == want.tag)
 		        << pfn;
-		const void *leaf = h.tree().leaf_of(pfn);
-		stale += hint != leaf;
-		EXPECT_EQ(h.tree().leaf_hint(pfn), leaf) << pfn;
+		for (uint32_t up = 0; up < PathHints::kLevels; ++up) {
+			const void *node = h.tree().path_node(up, pfn);
+			stale[up] += hint[up] != node;
+			EXPECT_EQ(h.tree().path_hint(up, pfn), node) << pfn << " " << up;
+		}
 	}
-	// The layout made some stale, or this test tested nothing.
-	EXPECT_GT(stale, 0u);
+	// The layout made some stale at each level, or this test tested nothing.
+	for (uint32_t up = 0; up < PathHints::kLevels; ++up) EXPECT_GT(stale[up], 0u) << up;
 }
