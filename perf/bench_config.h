@@ -43,6 +43,7 @@ inline BenchConfig make_bench_config(bool smoke)
 
 void register_tree_benchmarks(const BenchConfig &config);
 void register_iovam_benchmarks(const BenchConfig &config);
+void register_machine_benchmarks(const BenchConfig &config);
 
 } // namespace iovam::perf
 

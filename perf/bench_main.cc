@@ -30,6 +30,7 @@ int main(int argc, char **argv)
 	const auto config = iovam::perf::make_bench_config(smoke);
 	iovam::perf::register_tree_benchmarks(config);
 	iovam::perf::register_iovam_benchmarks(config);
+	iovam::perf::register_machine_benchmarks(config);
 
 	benchmark::Initialize(&n_args, args.data());
 	if (benchmark::ReportUnrecognizedArguments(n_args, args.data())) return 1;

@@ -139,11 +139,25 @@ def row(figure, iovam, classic, first, higher_is_better=False, unit=""):
     }
 
 
+def machine_rows(table):
+    """BM_Machine_*: what the machine charges for a random read that misses its
+    caches (perf/bench_machine.cc), from the same run as the tree figures."""
+    rows = []
+    for (component, scenario, args), by_impl in sorted(
+            table.items(), key=lambda kv: dict(kv[0][2]).get("bytes", 0)):
+        if component != "Machine":
+            continue
+        mib = dict(args).get("bytes", 0) / (1 << 20)
+        rows.append({"figure": f"{scenario}: one dependent read from a random line of {mib:g} MiB (ns)",
+                     "ns": by_impl.get("machine")})
+    return rows
+
+
 def iovam_only_rows(table):
     """Fast path and lazy free against the tree pairs of the baselines."""
     rows = []
     for (component, scenario, args), by_impl in sorted(table.items()):
-        if component == "Tree":
+        if component in ("Tree", "Machine"):
             continue
         live = dict(args).get("live")
         tree = table.get(("Tree", "Pair1Page", (("live", live), ("occ_pct", 50))), {})
@@ -348,7 +362,7 @@ def dyn_map_markdown(rows, skipped, meta):
     return lines
 
 
-def markdown(sections, meta, topology, threads=None, threads_spread=None):
+def markdown(sections, meta, topology, threads=None, threads_spread=None, machine=None):
     lines = [
         f"# iovam perf summary ({meta['mode']} run)",
         "",
@@ -396,6 +410,14 @@ def markdown(sections, meta, topology, threads=None, threads_spread=None):
             lines.append("| {} | {} | {} | {} | {} | {} |".format(
                 r["figure"], fmt(r["iovam"]), fmt(r["classic_walk"]), fmt(r["first_fit"]),
                 fmt(r["ratio_classic_walk"]), fmt(r["ratio_first_fit"])))
+    if machine:
+        lines += [
+            "",
+            "## The machine: a random read that misses the caches (no allocator; the floor under the 1M figures)",
+            "",
+            "| figure | ns |",
+            "|---|---:|",
+        ] + [f"| {r['figure']} | {fmt(r['ns'])} |" for r in machine]
     placement = placement_table(threads, "compact: " if threads_spread else "") + \
         placement_table(threads_spread, "spread: ")
     if placement:
@@ -509,6 +531,7 @@ def main():
         ("Call latency (an upper bound of the lock hold time) and memory", latency_rows(latency)),
         ("Instructions", callgrind_rows(cg)),
     ]
+    machine = machine_rows(table)
     rows = [r for _, section in sections for r in section]
     plots = plot(table, threads, opt.out)
     topology = (threads or {}).get("topology")
@@ -516,6 +539,7 @@ def main():
         "meta": meta,
         "topology": topology,
         "figures": rows,
+        "machine": machine,
         "plots": plots,
         "google_benchmark": gb,
         "threads": threads,
@@ -528,7 +552,7 @@ def main():
     with open(os.path.join(opt.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v)
     with open(os.path.join(opt.out, "summary.md"), "w") as f:
-        f.write(markdown(sections, meta, topology, threads, threads_spread))
+        f.write(markdown(sections, meta, topology, threads, threads_spread, machine))
         f.write("\n".join(dyn_map_markdown(dyn_rows, dyn_skipped, dyn_meta)) + "\n")
         if plots:
             f.write("\nPlots: " + ", ".join(f"[{p}]({p})" for p in plots) + "\n")
