@@ -19,7 +19,8 @@ namespace iovam::detail
 // the upper levels stay in cache but the three bottom ones mostly do not. A
 // random descent waited at each of them in turn. With the leaf hint alone the
 // leaf arrived early but the two inner levels above it were still read one
-// after the other (timed per level: 60-110 ns each).
+// after the other (timed per level with serialising timestamps: 66 and 106
+// ns, against 33 at the root, which is the timestamps' own cost).
 //
 // Buckets: in the worst layout a leaf spans about 32 pfns (1-page ranges
 // between 1-page holes, 23 segments per leaf), and each inner level multiplies
