@@ -135,7 +135,7 @@ public:
 		hints_in_use_ = false;
 		return true;
 	}
-	// Maintenance, outside the domain lock (see LeafHints::drop()).
+	// Maintenance, outside the domain lock (see PathHints::drop()).
 	uint64_t hint_bytes() const noexcept { return hints_.resident_bytes(); }
 	void drop_hints() noexcept { hints_.drop(); }
 

@@ -41,7 +41,7 @@ constexpr size_t kHugeBytes = size_t{2} << 20;
 class Chase
 {
 public:
-	explicit Chase(size_t bytes) : bytes_(bytes)
+	explicit Chase(size_t bytes)
 	{
 		map_bytes_ = bytes + kHugeBytes;
 		void *raw = mmap(nullptr, map_bytes_, PROT_READ | PROT_WRITE,
@@ -54,9 +54,9 @@ public:
 		const size_t n = bytes / kLineBytes;
 		std::vector<uint32_t> order(n);
 		for (size_t i = 0; i < n; ++i) order[i] = static_cast<uint32_t>(i);
-		/* Sattolo's shuffle: one cycle through every line. */
-		SeededRandom rng(kPerfSeed ^ 0x6d61u);
-		for (size_t i = n - 1; i > 0; --i) std::swap(order[i], order[rng.below(i)]);
+		/* Lines in a random order, each pointing at the next: one cycle
+		 * through every line, whatever the order. */
+		SeededRandom(kPerfSeed ^ 0x6d61u).shuffle(order);
 		for (size_t i = 0; i < n; ++i)
 			*reinterpret_cast<char **>(base_ + order[i] * kLineBytes) =
 			        base_ + order[(i + 1) % n] * kLineBytes;
@@ -68,7 +68,6 @@ public:
 	char *start() const { return base_; }
 
 private:
-	size_t bytes_;
 	size_t map_bytes_ = 0;
 	void *raw_ = nullptr;
 	char *base_ = nullptr;

@@ -5,7 +5,7 @@
  * @file
  * The churn's step (bench_tree.cc, BM_Tree_Churn*), apart from Google
  * Benchmark so that perf/tests/test_churn.cc can run it: allocate one range,
- * then free a live range chosen at random one step ahead.
+ * then free a live range chosen at random kAhead steps ahead.
  *
  * The random choice costs the same for every allocator, and is made kAhead
  * steps ahead with its slot of live_pfns prefetched: at 1M live ranges that
