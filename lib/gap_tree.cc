@@ -38,6 +38,8 @@ static_assert(offsetof(GapTree::Inner, pivot) == 24 && offsetof(GapTree::Inner, 
 static_assert(GapTree::kLeafSlots < 256 && GapTree::kInnerSlots < 256, "counts fit a byte");
 static_assert(2 * GapTree::kLeafSlots <= 64, "two tag bits per segment fit one u64");
 static_assert(NodePool::kNodeBytes % NodePool::kNodeAlign == 0, "nodes tile cache lines");
+static_assert(NodePool::kNodeBytes == size_t{1} << PathHints::kNodeShift,
+              "slab nodes are aligned to their size: a hint slot drops no address bit");
 
 namespace
 {

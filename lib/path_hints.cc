@@ -30,7 +30,7 @@ bool PathHints::init(uint64_t max_pfn) noexcept
 	for (uint32_t up = 0; up < kLevels; ++up) {
 		const uint64_t buckets = (max_pfn >> kBucketShift[up]) + 1;
 		n[up] = buckets >= kMaxSlots ? kMaxSlots : std::bit_ceil(buckets);
-		bytes += round_up(n[up] * sizeof(void *));
+		bytes += round_up(n[up] * sizeof(uint32_t));
 	}
 	void *p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
 	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -43,9 +43,9 @@ bool PathHints::init(uint64_t max_pfn) noexcept
 	map_bytes_ = bytes;
 	char *at = static_cast<char *>(p);
 	for (uint32_t up = 0; up < kLevels; ++up) {
-		table_[up] = reinterpret_cast<void **>(at);
+		table_[up] = reinterpret_cast<uint32_t *>(at);
 		mask_[up] = n[up] - 1;
-		at += round_up(n[up] * sizeof(void *));
+		at += round_up(n[up] * sizeof(uint32_t));
 	}
 	return true;
 }

@@ -815,16 +815,22 @@ TEST(GapTreeAlignedSearch, AlignedFitMatchesBruteForceOnEverySegment)
 // right after a descent, that stale ones change no answer, and that small
 // trees leave the tables alone.
 
+// What the tables record: nodes are 256-byte aligned (a slot keeps 32 bits of
+// the address above that).
+struct alignas(256) FakeNode {
+	char bytes[256];
+};
+
 TEST(GapTreePathHints, TablesFollowTheSpaceUpToTheirCap)
 {
 	PathHints small;
-	ASSERT_TRUE(small.init(1000)); // leaf buckets 0..31, parents 0..3, grandparents 0
-	EXPECT_EQ(small.slots(0), 32u);
-	EXPECT_EQ(small.slots(1), 4u);
+	ASSERT_TRUE(small.init(1000)); // leaf buckets 0..62, parents 0..7, grandparents 0
+	EXPECT_EQ(small.slots(0), 64u);
+	EXPECT_EQ(small.slots(1), 8u);
 	EXPECT_EQ(small.slots(2), 1u);
 	PathHints huge;
 	ASSERT_TRUE(huge.init(UINT64_MAX >> 12));
-	int a = 0, b = 0, c = 0;
+	FakeNode a, b, c;
 	for (uint32_t up = 0; up < PathHints::kLevels; ++up) {
 		EXPECT_EQ(huge.slots(up), PathHints::kMaxSlots) << up;
 		EXPECT_EQ(huge.get(up, 4096), nullptr) << up;
@@ -832,12 +838,12 @@ TEST(GapTreePathHints, TablesFollowTheSpaceUpToTheirCap)
 	huge.set(0, 4096, &a);
 	huge.set(1, 4096, &b);
 	huge.set(2, 4096, &c);
-	EXPECT_EQ(huge.get(0, 4096 + 31), &a); // same bucket of 32
-	EXPECT_EQ(huge.get(0, 4096 + 32), nullptr);
-	EXPECT_EQ(huge.get(1, 4096 + 255), &b); // same bucket of 256
-	EXPECT_EQ(huge.get(1, 4096 + 256), nullptr);
-	EXPECT_EQ(huge.get(2, 4096 + 2047), &c); // same bucket of 2048
-	EXPECT_EQ(huge.get(2, 4096 + 2048), nullptr);
+	EXPECT_EQ(huge.get(0, 4096 + 15), &a); // same bucket of 16
+	EXPECT_EQ(huge.get(0, 4096 + 16), nullptr);
+	EXPECT_EQ(huge.get(1, 4096 + 127), &b); // same bucket of 128
+	EXPECT_EQ(huge.get(1, 4096 + 128), nullptr);
+	EXPECT_EQ(huge.get(2, 4096 + 1023), &c); // same bucket of 1024
+	EXPECT_EQ(huge.get(2, 4096 + 1024), nullptr);
 	// Buckets kMaxSlots apart share a slot: the later one wins.
 	huge.set(0, 4096 + (PathHints::kMaxSlots << PathHints::kBucketShift[0]), &b);
 	EXPECT_EQ(huge.get(0, 4096), &b);
@@ -852,19 +858,48 @@ TEST(GapTreePathHints, TablesFollowTheSpaceUpToTheirCap)
 	EXPECT_EQ(none.resident_bytes(), 0u);
 }
 
+// A slot keeps 32 bits of a node's address: the bits above are the window's,
+// set by the first node recorded, and a node outside it gets no hint (a hint
+// that pointed elsewhere would be a wasted prefetch, not a wrong answer, but
+// none is cheaper).
+TEST(GapTreePathHints, ANodeOutsideTheFirstNodesWindowGetsNoHint)
+{
+	PathHints h;
+	ASSERT_TRUE(h.init(1 << 20));
+	FakeNode here;
+	const auto addr = reinterpret_cast<uint64_t>(&here);
+	// The same offset in the next 1 TiB window, and one just inside this one.
+	auto *elsewhere = reinterpret_cast<void *>(addr ^ (uint64_t{1} << PathHints::kWindowShift));
+	auto *near =
+	        reinterpret_cast<void *>(addr ^ (uint64_t{1} << (PathHints::kWindowShift - 1)));
+	h.set(0, 0, &here);
+	h.set(0, 16, elsewhere);
+	h.set(0, 32, near);
+	EXPECT_EQ(h.get(0, 0), &here);
+	EXPECT_EQ(h.get(0, 16), nullptr);
+	EXPECT_EQ(h.get(0, 32), near);
+	// The window is the first node's, whatever comes later.
+	PathHints g;
+	ASSERT_TRUE(g.init(1 << 20));
+	g.set(1, 0, elsewhere);
+	g.set(1, 128, &here);
+	EXPECT_EQ(g.get(1, 0), elsewhere);
+	EXPECT_EQ(g.get(1, 128), nullptr);
+}
+
 TEST(GapTreePathHints, OnlyTouchedPagesAreResidentAndDropGivesThemBack)
 {
 	PathHints h;
 	ASSERT_TRUE(h.init(UINT64_MAX >> 12)); // 3 x 8 MiB of address space
 	EXPECT_EQ(h.resident_bytes(), 0u);
-	int a = 0;
-	const uint64_t far = uint64_t{1} << 24; // leaf slot 2^19: another page
+	FakeNode a;
+	const uint64_t far = uint64_t{1} << 24; // leaf slot 2^20: another page
 	for (uint32_t up = 0; up < PathHints::kLevels; ++up) {
 		h.set(up, 0, &a);
 		h.set(up, far, &a);
 	}
-	// Leaves: two pages; parents: slots 0 and 2^16, two pages; grandparents:
-	// slots 0 and 2^13, two pages.
+	// Leaves: two pages; parents: slots 0 and 2^17, two pages; grandparents:
+	// slots 0 and 2^14, two pages.
 	EXPECT_EQ(h.resident_bytes(), 6 * static_cast<uint64_t>(sysconf(_SC_PAGESIZE)));
 	h.drop();
 	EXPECT_EQ(h.resident_bytes(), 0u);
