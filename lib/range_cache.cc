@@ -258,8 +258,9 @@ void RangeCache::give_back(const uint64_t *pfn_lo, uint32_t n, uint64_t size) no
 // Ranges for a cache: checked, each taken from the live map without the tree
 // lock, and only if one is refused are they all looked up (to name the first
 // bad entry); unchecked, the O(1) checks (as the inline path checks them).
-// Ranges for the tree are looked up, all of them under one lock hold before
-// any is freed: O(n log N) with the lock held.
+// Ranges for the tree are checked and held, all of them under one lock hold
+// before any is freed, then erased: O(n log N) with the lock held, one
+// descent per tracked range (the erase) and three per other range.
 int RangeCache::free_fast_bulk_slow(uint32_t c, const uint64_t *pfn_lo, uint32_t n,
                                     uint64_t npages) noexcept
 {
@@ -291,25 +292,34 @@ int RangeCache::free_fast_bulk_slow(uint32_t c, const uint64_t *pfn_lo, uint32_t
 
 // Check pfn_lo[0..n) in order, as a single free checks one, and hold each
 // accepted range so that a repeat fails as it would once the first was
-// freed: a tracked range by clearing its live byte, any other in the tree
-// (TreeBackend::hold_locked). On an error the holds are undone and the first
-// bad entry's error returned.
+// freed. A tracked range is checked and held by taking its live byte: the
+// byte says "live, this size" exactly when pfn_lo starts one ALLOCATED range
+// of that size that no cache holds (verify_live_map_locked() checks the map
+// for it, and iovam_free_fast() trusts it the same way), so it needs no
+// descent; only a refused one is looked up, to name its error. Until
+// 2026-11-28 every range was looked up too, and a bulk of 127 random 1-page
+// ranges at 1M live took 459 ns per range against 265 for single frees. Any
+// other range is looked up and held in the tree (TreeBackend::hold_locked).
+// On an error the holds are undone and the first bad entry's error returned.
 int RangeCache::hold_all_locked(const uint64_t *pfn_lo, uint32_t n, uint64_t npages) noexcept
 {
 	IOVAM_ASSERT_HELD(tree_.lock());
 	const uint64_t size = npages <= IOVAM_CACHE_MAX_PAGES ? std::bit_ceil(npages) : npages;
 	for (uint32_t i = 0; i < n; ++i) {
-		int rc = fast_free_in_bounds(pfn_lo[i], npages)
-		                 ? free_lookup_locked(pfn_lo[i], size)
-		                 : -EINVAL;
-		if (rc != 0) {
-			release_held_locked(pfn_lo, i, size);
-			return rc;
+		int rc = -EINVAL;
+		if (fast_free_in_bounds(pfn_lo[i], npages)) {
+			const bool by_byte = tracked(pfn_lo[i], size);
+			if (by_byte && take_live(pfn_lo[i], size)) continue;
+			rc = free_lookup_locked(pfn_lo[i], size);
+			if (rc == 0 && !by_byte) {
+				tree_.hold_locked(pfn_lo[i], true);
+				continue;
+			}
+			if (rc == 0)
+				rc = -ENOENT; // the byte changed since take_live(): a racing free
 		}
-		if (tracked(pfn_lo[i], size))
-			take_live(pfn_lo[i], size);
-		else
-			tree_.hold_locked(pfn_lo[i], true);
+		release_held_locked(pfn_lo, i, size);
+		return rc;
 	}
 	return 0;
 }

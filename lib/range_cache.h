@@ -240,7 +240,6 @@ private:
 	int free_lookup_locked(uint64_t pfn_lo, uint64_t size) const noexcept;
 	int alloc_from_tree(uint64_t size, uint64_t limit_pfn, uint64_t *pfn_lo) noexcept;
 	void give_back(const uint64_t *pfn_lo, uint32_t n, uint64_t size) noexcept;
-	int free_to_tree_checked(const uint64_t *pfn_lo, uint32_t n, uint64_t npages) noexcept;
 	int hold_all_locked(const uint64_t *pfn_lo, uint32_t n, uint64_t npages) noexcept;
 	void release_held_locked(const uint64_t *pfn_lo, uint32_t n, uint64_t size) noexcept;
 

@@ -3,12 +3,13 @@
  */
 /**
  * @file
- * BM_Fast_* and BM_Lazy_*: iovam paths that have no counterpart in the
- * baselines (the per-lcore magazine cache and its bulk calls, deferred
- * erase). The report
+ * BM_Fast_*, BM_Lazy_* and BM_Free_*: iovam paths that have no counterpart
+ * in the baselines (the per-lcore magazine cache and its bulk calls, deferred
+ * erase, the bulk free to the tree). The report
  * compares them with the tree pairs of all three allocators at the same
  * number of live ranges.
  */
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -166,6 +167,55 @@ void bm_fast_singles32(benchmark::State &state, const std::string &name)
 	state.counters["live_ranges"] = static_cast<double>(layout.live_pfns.size());
 }
 
+/* Ranges per call of the bulk free to the tree: a kernel magazine's worth,
+ * what a magazine flush to the tree frees under one lock hold. */
+constexpr uint32_t kTreeBulkRanges = 127;
+
+/* kTreeBulkRanges live 1-page ranges chosen at random, freed to the tree in
+ * one iovam_free_fast_bulk(.., IOVAM_CACHE_NONE, ..) (kBulk) or, as its
+ * baseline, one iovam_free() each. At 1M live each range's leaf is a cache
+ * miss of its own. Only the frees are timed (ns_per_pair is per range freed);
+ * the ranges are then allocated again, outside the timing, so that the
+ * layout keeps its size. */
+template <bool kBulk>
+void bm_free_to_tree(benchmark::State &state, const std::string &name)
+{
+	auto &layout = fast_layout(name, state);
+	iovam_domain *d = layout.allocator->domain();
+	std::vector<uint64_t> &live = layout.live_pfns;
+	check(live.size() > kTreeBulkRanges, "free to tree: too few live ranges");
+	uint64_t pfns[kTreeBulkRanges];
+	double free_ns = 0;
+	for (auto _ : state) {
+		for (auto &pfn_lo : pfns) {
+			const size_t victim = layout.churn_rng.below(live.size());
+			pfn_lo = live[victim];
+			live[victim] = live.back();
+			live.pop_back();
+		}
+		const auto start = std::chrono::steady_clock::now();
+		if (kBulk) {
+			check(iovam_free_fast_bulk(d, IOVAM_CACHE_NONE, pfns, kTreeBulkRanges, 1) ==
+			              0,
+			      "iovam_free_fast_bulk failed");
+		} else {
+			for (const auto pfn_lo : pfns)
+				check(iovam_free(d, pfn_lo) == 0, "iovam_free failed");
+		}
+		free_ns += std::chrono::duration<double, std::nano>(
+		                   std::chrono::steady_clock::now() - start)
+		                   .count();
+		for (uint32_t i = 0; i < kTreeBulkRanges; ++i) {
+			const auto pfn_lo = layout.allocator->alloc(1, layout.limit_pfn, false);
+			check(pfn_lo.has_value(), "free to tree: the allocation back failed");
+			live.push_back(*pfn_lo);
+		}
+	}
+	state.counters["ns_per_pair"] =
+	        free_ns / static_cast<double>(state.iterations() * kTreeBulkRanges);
+	state.counters["live_ranges"] = static_cast<double>(live.size());
+}
+
 /* alloc + lazy free, with the markers erased by iovam_maintain() every
  * kMaintainEvery pairs, the maintain call timed as part of the work. */
 void bm_lazy_free(benchmark::State &state, const std::string &name)
@@ -214,6 +264,8 @@ void register_iovam_benchmarks(const BenchConfig &config)
 	add("BM_Fast_Bulk32<iovam>", bm_fast_bulk32, config);
 	add("BM_Fast_Singles32<iovam>", bm_fast_singles32, config);
 	add("BM_Lazy_FreeDeferred<iovam>", bm_lazy_free, config);
+	add("BM_Free_TreeBulk127<iovam>", bm_free_to_tree<true>, config);
+	add("BM_Free_TreeSingles127<iovam>", bm_free_to_tree<false>, config);
 }
 
 } // namespace iovam::perf

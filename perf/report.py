@@ -157,12 +157,25 @@ def iovam_only_rows(table):
     """Fast path and lazy free against the tree pairs of the baselines."""
     rows = []
     for (component, scenario, args), by_impl in sorted(table.items()):
-        if component in ("Tree", "Machine"):
+        if component in ("Tree", "Machine", "Free"):
             continue
         live = dict(args).get("live")
         tree = table.get(("Tree", "Pair1Page", (("live", live), ("occ_pct", 50))), {})
         rows.append(row(f"{component} {scenario} {args_label(args)} (ns/pair; baselines: tree pair)",
                         by_impl.get("iovam"), tree.get("classic_walk"), tree.get("first_fit")))
+    return rows
+
+
+def free_rows(table):
+    """The bulk free to the tree against the same ranges freed one call each, same run."""
+    rows = []
+    for (component, scenario, args), by_impl in sorted(table.items()):
+        if component != "Free" or not scenario.startswith("TreeBulk"):
+            continue
+        singles = table.get((component, scenario.replace("Bulk", "Singles", 1), args), {})
+        bulk, one_by_one = by_impl.get("iovam"), singles.get("iovam")
+        rows.append({"figure": f"{scenario[len('TreeBulk'):]} random live 1-page ranges, {args_label(args)} (ns per range)",
+                     "bulk": bulk, "singles": one_by_one, "ratio": ratio(bulk, one_by_one)})
     return rows
 
 
@@ -362,7 +375,7 @@ def dyn_map_markdown(rows, skipped, meta):
     return lines
 
 
-def markdown(sections, meta, topology, threads=None, threads_spread=None, machine=None):
+def markdown(sections, meta, topology, threads=None, threads_spread=None, machine=None, free=None):
     lines = [
         f"# iovam perf summary ({meta['mode']} run)",
         "",
@@ -418,6 +431,14 @@ def markdown(sections, meta, topology, threads=None, threads_spread=None, machin
             "| figure | ns |",
             "|---|---:|",
         ] + [f"| {r['figure']} | {fmt(r['ns'])} |" for r in machine]
+    if free:
+        lines += [
+            "",
+            "## Freeing to the tree: one iovam_free_fast_bulk(IOVAM_CACHE_NONE) against one iovam_free() per range",
+            "",
+            "| figure | bulk | singles | ratio (singles / bulk) |",
+            "|---|---:|---:|---:|",
+        ] + [f"| {r['figure']} | {fmt(r['bulk'])} | {fmt(r['singles'])} | {fmt(r['ratio'])} |" for r in free]
     placement = placement_table(threads, "compact: " if threads_spread else "") + \
         placement_table(threads_spread, "spread: ")
     if placement:
@@ -532,6 +553,7 @@ def main():
         ("Instructions", callgrind_rows(cg)),
     ]
     machine = machine_rows(table)
+    free = free_rows(table)
     rows = [r for _, section in sections for r in section]
     plots = plot(table, threads, opt.out)
     topology = (threads or {}).get("topology")
@@ -540,6 +562,7 @@ def main():
         "topology": topology,
         "figures": rows,
         "machine": machine,
+        "free_to_tree": free,
         "plots": plots,
         "google_benchmark": gb,
         "threads": threads,
@@ -552,7 +575,7 @@ def main():
     with open(os.path.join(opt.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v)
     with open(os.path.join(opt.out, "summary.md"), "w") as f:
-        f.write(markdown(sections, meta, topology, threads, threads_spread, machine))
+        f.write(markdown(sections, meta, topology, threads, threads_spread, machine, free))
         f.write("\n".join(dyn_map_markdown(dyn_rows, dyn_skipped, dyn_meta)) + "\n")
         if plots:
             f.write("\nPlots: " + ", ".join(f"[{p}]({p})" for p in plots) + "\n")
