@@ -107,6 +107,33 @@ inline uint64_t seg_hi(const Leaf *l, uint32_t i, uint64_t max)
 	return i + 1 == l->count ? max : l->pivot[i];
 }
 
+// Move n pivots of a leaf from src to dst (overlapping, either way), 8 bytes
+// at a time. Why not memmove: its 16- and 32-byte loads read pivots that this
+// operation or the one before it stored 8 bytes at a time, and a load that
+// spans several stores still in the store buffer cannot take its data from
+// them: it waits until they are written to the cache. A 1-page alloc+free
+// pair that splits and merges a FREE segment (half the pages live) took 72
+// ns with memmove and 54 with this loop (AMD EPYC under KVM, built -fPIC);
+// the pair that only retags (90 % live) took 52 both ways. The empty asm
+// hides the value, so that GCC neither turns the loop back into a memmove
+// call nor vectorizes it. Cost: n loads and n stores, at most 30.
+inline void move_pivots(uint64_t *dst, const uint64_t *src, uint32_t n)
+{
+	if (dst > src) {
+		for (uint32_t k = n; k-- > 0;) {
+			uint64_t v = src[k];
+			__asm__("" : "+r"(v));
+			dst[k] = v;
+		}
+	} else {
+		for (uint32_t k = 0; k < n; ++k) {
+			uint64_t v = src[k];
+			__asm__("" : "+r"(v));
+			dst[k] = v;
+		}
+	}
+}
+
 // 1 + the order of the largest naturally aligned power-of-two block inside
 // [lo, hi]. With 2^j <= len < 2^(j+1) the answer is j or j - 1: any run of
 // 2^j pages holds an aligned block of 2^(j-1), so one test decides.
@@ -947,8 +974,7 @@ int GapTree::carve(Path &p, uint64_t pfn_lo, uint64_t pfn_hi, Tag tag) noexcept
 	if (extra != 0) {
 		// Pivots i .. count - 2 move up by extra (none when i is the last
 		// segment, whose end is the leaf's max and stored by no pivot).
-		std::memmove(&l->pivot[i + extra], &l->pivot[i],
-		             (l->count - 1u - i) * sizeof(uint64_t));
+		move_pivots(&l->pivot[i + extra], &l->pivot[i], l->count - 1u - i);
 		if (below) l->pivot[i] = pfn_lo - 1;
 		if (above) l->pivot[i + below] = pfn_hi;
 		const uint64_t low = l->tags & ((1ULL << (2 * i)) - 1);
@@ -985,7 +1011,7 @@ void GapTree::replace_segment(Path &p, const Run &run, Stash &st) noexcept
 		const bool was_free = tag_at(l, i) == Tag::kFree;
 		// In place: the new inner bounds go in as pivots before pivot[i].
 		uint32_t tail = l->count - 1 - i; // pivots after segment i-1's
-		std::memmove(&l->pivot[i + extra], &l->pivot[i], tail * sizeof(uint64_t));
+		move_pivots(&l->pivot[i + extra], &l->pivot[i], tail);
 		for (uint32_t j = 0; j < extra; ++j) l->pivot[i + j] = run.hi[j];
 		uint64_t low = l->tags & ((1ULL << (2 * i)) - 1);
 		uint64_t high = (l->tags >> (2 * i + 2)) << (2 * (i + run.n));
@@ -1226,13 +1252,13 @@ Segment GapTree::erase_looked_up(Tag expect) noexcept
 	uint64_t lo = seg.pfn_lo, hi = seg.pfn_hi;
 	if (next_free) { // drop segment i's pivot and segment i+1's tag
 		hi = seg_hi(l, i + 1, s.max);
-		std::memmove(&l->pivot[i], &l->pivot[i + 1], (l->count - 2 - i) * sizeof(uint64_t));
+		move_pivots(&l->pivot[i], &l->pivot[i + 1], l->count - 2 - i);
 		l->tags = remove_tag(l->tags, i + 1);
 		--l->count;
 	}
 	if (prev_free) { // drop segment i-1's pivot and segment i's tag
 		lo = seg_lo(l, i - 1, s.min);
-		std::memmove(&l->pivot[i - 1], &l->pivot[i], (l->count - 1 - i) * sizeof(uint64_t));
+		move_pivots(&l->pivot[i - 1], &l->pivot[i], l->count - 1 - i);
 		l->tags = remove_tag(l->tags, i);
 		--l->count;
 	}
@@ -1299,7 +1325,7 @@ void GapTree::absorb_next(uint64_t pfn) noexcept
 	auto *l = static_cast<Leaf *>(s.node);
 	const uint32_t i = s.idx;
 	if (i + 1 < l->count) {
-		std::memmove(&l->pivot[i], &l->pivot[i + 1], (l->count - 2 - i) * sizeof(uint64_t));
+		move_pivots(&l->pivot[i], &l->pivot[i + 1], l->count - 2 - i);
 		l->tags = remove_tag(l->tags, i + 1);
 		--l->count;
 		fix_gaps(p, p.n - 1);
@@ -1318,8 +1344,7 @@ void GapTree::absorb_next(uint64_t pfn) noexcept
 	while (lca + 2 < p.n && p.s[lca + 1].node == q.s[lca + 1].node) ++lca;
 	assert(q.s[lca].idx == p.s[lca].idx + 1);
 	static_cast<Inner *>(p.s[lca].node)->pivot[p.s[lca].idx] = new_hi;
-	if (r->count > 1)
-		std::memmove(&r->pivot[0], &r->pivot[1], (r->count - 2) * sizeof(uint64_t));
+	if (r->count > 1) move_pivots(&r->pivot[0], &r->pivot[1], r->count - 2);
 	r->tags >>= 2;
 	--r->count;
 	if (r->count == 0) remove_empty_branch(q, lca);

@@ -157,6 +157,8 @@ step headers tests/headers/check_headers.sh
 step exports tests/headers/check_exports.sh build
 # The prefetches of a free's live byte and of each node are in that -O2 build.
 step prefetch tests/codegen/check_prefetch.sh build
+# A leaf's pivots move 8 bytes at a time, never through memmove (store forwarding).
+step leaf-moves tests/codegen/check_leaf_moves.sh build
 # Every C and C++ file as .clang-format says (tests/format/reformat.sh fixes).
 step format tests/format/check_format.sh
 
