@@ -288,9 +288,12 @@ int Domain::reserve(uint64_t pfn_lo, uint64_t pfn_hi) noexcept
 		{
 			SpinGuard g(tree_lock_);
 			uint64_t merged_reserved = 0;
-			bool busy = false;
+			bool busy = false, one_segment = false;
 			for (uint64_t at = pfn_lo;;) {
-				Segment seg = tree_.lookup(at);
+				// The first lookup leaves the finger on the segment: the
+				// common reserve, inside one segment, carves from there.
+				Segment seg =
+				        at == pfn_lo ? tree_.lookup_near(at) : tree_.lookup(at);
 				if (seg.tag == Tag::kDeferred) return -EBUSY;
 				if (seg.tag == Tag::kAllocated) {
 					// A live range: -EBUSY at once, no flush (a failed call changes nothing).
@@ -300,12 +303,17 @@ int Domain::reserve(uint64_t pfn_lo, uint64_t pfn_hi) noexcept
 					busy = true;
 				}
 				if (seg.tag == Tag::kReserved) ++merged_reserved;
-				if (seg.pfn_hi >= pfn_hi) break;
+				if (seg.pfn_hi >= pfn_hi) {
+					one_segment = at == pfn_lo;
+					break;
+				}
 				at = seg.pfn_hi + 1;
 			}
 			if (!busy) {
 				Segment merged;
-				int rc = tree_.reserve(pfn_lo, pfn_hi, &merged);
+				int rc = one_segment
+				                 ? tree_.reserve_looked_up(pfn_lo, pfn_hi, &merged)
+				                 : tree_.reserve(pfn_lo, pfn_hi, &merged);
 				if (rc != 0) return rc;
 				reserved_ranges_ = reserved_ranges_ - merged_reserved + 1;
 				return 0;

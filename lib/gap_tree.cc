@@ -1206,6 +1206,24 @@ int GapTree::reserve(uint64_t pfn_lo, uint64_t pfn_hi, Segment *merged) noexcept
 	return 0;
 }
 
+int GapTree::reserve_looked_up(uint64_t pfn_lo, uint64_t pfn_hi, Segment *merged) noexcept
+{
+	assert(cur().shape == shape_);
+	Path &p = cur().path;
+	const Step &s = p.leaf();
+	const Segment seg = leaf_segment(s.node, s.idx, s.min, s.max);
+	assert(seg.pfn_lo <= pfn_lo && pfn_hi <= seg.pfn_hi);
+	assert(seg.tag == Tag::kFree || seg.tag == Tag::kReserved);
+	if (seg.tag == Tag::kReserved) {
+		*merged = seg;
+		return 0;
+	}
+	*merged = Segment{pfn_lo, pfn_hi, Tag::kReserved};
+	// A carve only takes FREE space: what the finger's last search proved
+	// holds no fit still holds none.
+	return carve_path(p, pfn_lo, pfn_hi, Tag::kReserved);
+}
+
 // ---------------------------------------------------------------------------
 // Shrinking: erase, absorbing a neighbour, rebalancing
 

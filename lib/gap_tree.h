@@ -233,6 +233,11 @@ public:
 	// RESERVED segments it overlaps. Precondition: nothing in [pfn_lo, pfn_hi]
 	// is ALLOCATED or DEFERRED. 0 and *merged, or -EAGAIN with nothing changed.
 	int reserve(uint64_t pfn_lo, uint64_t pfn_hi, Segment *merged) noexcept;
+	// reserve() when the last lookup_near(pfn_lo), with nothing changed since,
+	// returned one FREE or RESERVED segment that holds all of [pfn_lo,
+	// pfn_hi] (iovam_reserve's common case: look, check, reserve): the carve
+	// starts from the finger, as an allocation's does, without a descent.
+	int reserve_looked_up(uint64_t pfn_lo, uint64_t pfn_hi, Segment *merged) noexcept;
 
 	// The first segment tagged `tag` that ends at or after pfn, if any.
 	std::optional<Segment> next_tagged(uint64_t pfn, Tag tag) const noexcept;
