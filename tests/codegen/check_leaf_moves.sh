@@ -17,17 +17,10 @@ set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-build=${1:-$root/build}
-lib=$build/lib/libiovam.so
-
-if [ "$(uname -m)" != x86_64 ]; then
-	echo "FAIL check_leaf_moves: x86-64 only, this is $(uname -m)"
-	exit 1
-fi
-[ -f "$lib" ] || { echo "FAIL check_leaf_moves: no $lib"; exit 1; }
+. "$here/disasm.sh"
 
 failed=0
-disasm=$(objdump -d --no-show-raw-insn -C "$lib") || { echo "FAIL objdump $lib"; exit 1; }
+codegen_disasm check_leaf_moves "${1:-$root/build}"
 functions=(
 	'iovam::detail::GapTree::allocate(unsigned long, unsigned long, unsigned long, unsigned long, iovam::detail::Tag, unsigned long*)'
 	'iovam::detail::GapTree::carve(iovam::detail::GapTree::Path&, unsigned long, unsigned long, iovam::detail::Tag)'
@@ -36,7 +29,7 @@ functions=(
 	'iovam::detail::GapTree::absorb_next(unsigned long)'
 )
 for fn in "${functions[@]}"; do
-	body=$(awk -v f="<$fn>:" 'index($0, f) {on = 1; next} on && /^$/ {exit} on' <<<"$disasm")
+	body=$(fn_body "$fn")
 	if [ -z "$body" ]; then
 		echo "FAIL $fn: not found in $lib"
 		failed=$((failed + 1))

@@ -16,23 +16,16 @@ set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-build=${1:-$root/build}
-lib=$build/lib/libiovam.so
-
-if [ "$(uname -m)" != x86_64 ]; then
-	echo "FAIL check_prefetch: x86-64 only, this is $(uname -m)"
-	exit 1
-fi
-[ -f "$lib" ] || { echo "FAIL check_prefetch: no $lib"; exit 1; }
+. "$here/disasm.sh"
 
 failed=0
-disasm=$(objdump -d --no-show-raw-insn -C "$lib") || { echo "FAIL objdump $lib"; exit 1; }
+codegen_disasm check_prefetch "${1:-$root/build}"
 declare -A want=(
 	['iovam::detail::Domain::free(unsigned long)']=1
 	['iovam::detail::GapTree::descend(unsigned long, iovam::detail::GapTree::Path&) const']=16
 )
 for fn in "${!want[@]}"; do
-	body=$(awk -v f="<$fn>:" 'index($0, f) {on = 1; next} on && /^$/ {exit} on' <<<"$disasm")
+	body=$(fn_body "$fn")
 	if [ -z "$body" ]; then
 		echo "FAIL $fn: not found in $lib"
 		failed=$((failed + 1))
