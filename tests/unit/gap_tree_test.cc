@@ -352,8 +352,10 @@ TEST(GapTreeEmptyBranch, ErasedSegmentAloneInItsLeaf)
 	const uint64_t last_pfn = (n - 1) * kRangePages;
 	ASSERT_EQ(h.path_to_free(top_lo_pfn - 1).leaf().min, last_pfn)
 	        << "the last leaf is [A, FREE, RESERVED]";
-	h.erase(last_pfn);
+	// The previous leaf's last range first: erasing A then hands A and the
+	// FREE segment after it to the previous leaf (erase_across()).
 	h.erase(last_pfn - kRangePages);
+	h.erase(last_pfn);
 	{
 		GapTree::Path p = h.path_to_free(top_lo_pfn - 1);
 		ASSERT_EQ(p.leaf().max, top_lo_pfn - 1)
@@ -361,9 +363,70 @@ TEST(GapTreeEmptyBranch, ErasedSegmentAloneInItsLeaf)
 	}
 	const uint64_t nodes = h.tree().nodes();
 	h.erase(top_lo_pfn);
-	EXPECT_EQ(h.tree().nodes(), nodes - 1);
+	// The leaf and the one-child node above it (the chain ascending growth
+	// leaves, see ChainOfOneChildNodes: one rebalance, after the erase that
+	// left the leaf one segment, evened out the node above that only).
+	EXPECT_EQ(h.tree().nodes(), nodes - 2);
 	EXPECT_LT(h.path_to_free(kMaxPfn).leaf().min, top_lo_pfn)
 	        << "the previous leaf is the last now";
+}
+
+// An erase beside a FREE segment at the edge of the next or the previous leaf
+// moves the boundary between the two leaves (GapTree::erase_across()): the
+// erased segment, with its FREE neighbour in its own leaf if it has one,
+// joins the other leaf's FREE segment. No node is freed or taken, and the
+// merged hole lives in the neighbour leaf. Leaves of 30 ranges (as above):
+// leaf j holds ranges 30j..30j+29, the first 10 leaves under the root's
+// first child, so the boundary between leaves 9 and 10 is stored in the root.
+TEST(GapTreeEraseAcross, TheBoundaryMovesToTheNeighbourLeaf)
+{
+	Harness h;
+	h.carve_ranges(700);
+	ASSERT_FALSE(::testing::Test::HasFatalFailure());
+	ASSERT_EQ(h.tree().height(), 3u);
+	auto range = [](uint64_t j) { return j * kRangePages; };
+	const uint64_t nodes = h.tree().nodes();
+
+	// The previous leaf's last range is FREE; erasing the next leaf's first
+	// range hands it over (boundary in the root).
+	h.erase(range(299));
+	ASSERT_EQ(h.path_to_free(range(299)).leaf().max, range(300) - 1) << "299 ends leaf 9";
+	h.erase(range(300));
+	{
+		GapTree::Path p = h.path_to_free(range(300));
+		EXPECT_EQ(p.s[0].idx, 0u) << "the hole stays in the root's first child";
+		EXPECT_EQ(p.leaf().min, range(270));
+		EXPECT_EQ(p.leaf().max, range(301) - 1) << "leaf 9 took range 300";
+	}
+	EXPECT_EQ(h.tree().nodes(), nodes);
+
+	// The next leaf's first range is FREE; erasing the previous leaf's last
+	// range hands it over (boundary in their parent).
+	h.erase(range(330));
+	h.erase(range(329));
+	EXPECT_EQ(h.path_to_free(range(330)).leaf().min, range(329)) << "leaf 11 took range 329";
+	EXPECT_EQ(h.tree().nodes(), nodes);
+
+	// With a FREE neighbour inside the leaf: both leave it.
+	h.erase(range(358));
+	h.erase(range(360));
+	h.erase(range(359));
+	EXPECT_EQ(h.path_to_free(range(360)).leaf().min, range(358))
+	        << "leaf 12 took ranges 358 and 359";
+	h.erase(range(389));
+	h.erase(range(391));
+	h.erase(range(390));
+	{
+		GapTree::Path p = h.path_to_free(range(390));
+		EXPECT_EQ(p.leaf().max, range(392) - 1) << "leaf 12 took ranges 390 and 391";
+		EXPECT_EQ(h.tree().lookup(range(390)).pfn_lo, range(389));
+	}
+	EXPECT_EQ(h.tree().nodes(), nodes);
+
+	// Carving the moved holes again works from the leaves they now live in.
+	h.carve(range(300), range(301) - 1, Tag::kAllocated);
+	h.carve(range(359), range(360) - 1, Tag::kAllocated);
+	h.carve(range(391), range(392) - 1, Tag::kAllocated);
 }
 
 // Random ascending carves with erases biased to the highest live range: the
