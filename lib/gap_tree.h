@@ -294,7 +294,7 @@ private:
 	void settle_slow(bool may_grow = false) noexcept;
 	void gap_shrank(Path &p, uint64_t old_lo, uint64_t old_hi) noexcept;
 	Segment erase_slow(Path &p, Segment seg) noexcept;
-	bool erase_across(Path &p, const Segment &seg, bool prev_free, bool next_free) noexcept;
+	bool erase_across(Path &p, bool prev_free, bool next_free) noexcept;
 	Tag edge_tag(const Path &p, bool next) const noexcept;
 	uint32_t nodes_for_growth(const Path &p, uint32_t extra) const noexcept;
 	int take_stash(Stash &st, uint32_t n) noexcept;
