@@ -342,6 +342,7 @@ private:
 	static Gap inner_gap(const Inner *in) noexcept;
 	static Gap child_gap(const Inner *in, uint32_t i) noexcept;
 	static void set_child_gap(Inner *in, uint32_t i, Gap g) noexcept;
+	static void seal_pivots(Inner *in) noexcept;
 	Gap node_gap(const void *node, uint32_t level, uint64_t min, uint64_t max) const noexcept;
 	void carry_gap(Path &p, uint32_t level, Gap g, bool stop_early, bool may_grow) noexcept;
 	static uint8_t needed_order1(uint64_t npages, uint64_t align) noexcept;
