@@ -9,6 +9,7 @@
 #include <new>
 
 #include "range_cache.h"
+#include "hot_path.h"
 
 namespace iovam::detail
 {
@@ -155,7 +156,8 @@ void Domain::note_space_freed(uint64_t pfn_lo) noexcept
 // ---------------------------------------------------------------------------
 // Tree operations
 
-int Domain::alloc(uint64_t npages, uint64_t limit_pfn, bool size_aligned, uint64_t *pfn_lo) noexcept
+IOVAM_HOT int Domain::alloc(uint64_t npages, uint64_t limit_pfn, bool size_aligned,
+                            uint64_t *pfn_lo) noexcept
 {
 	if (pfn_lo == nullptr || npages == 0 || limit_pfn < conf_.start_pfn) return -EINVAL;
 	if (npages > kMaxPfnExclusive) return -ENOMEM;
@@ -188,7 +190,7 @@ int Domain::alloc(uint64_t npages, uint64_t limit_pfn, bool size_aligned, uint64
 	return 0;
 }
 
-int Domain::free(uint64_t pfn) noexcept
+IOVAM_HOT int Domain::free(uint64_t pfn) noexcept
 {
 	cache_->prefetch_live(pfn);
 	SpinGuard g(tree_lock_);

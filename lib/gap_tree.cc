@@ -9,6 +9,8 @@
 #include <cstddef>
 #include <cstring>
 
+#include "hot_path.h"
+
 namespace iovam::detail
 {
 
@@ -351,7 +353,7 @@ int GapTree::init(uint64_t max_pfn) noexcept
 // descent then waits for its two bottom inner levels and its leaf together,
 // not one after the other. Cost: a compare, three loads, up to twelve
 // prefetches and three stores.
-void GapTree::descend(uint64_t pfn, Path &p) const noexcept
+IOVAM_HOT void GapTree::descend(uint64_t pfn, Path &p) const noexcept
 {
 	const bool hinted = height_ >= kHintMinHeight;
 	if (hinted) {
@@ -506,7 +508,7 @@ Segment GapTree::lookup(uint64_t pfn) const noexcept
 	return leaf_segment(s.node, s.idx, s.min, s.max);
 }
 
-Segment GapTree::lookup_near(uint64_t pfn) noexcept
+IOVAM_HOT Segment GapTree::lookup_near(uint64_t pfn) noexcept
 {
 	assert(pfn <= max_pfn_);
 	const Step &s = finger_at(pfn).leaf();
@@ -868,8 +870,8 @@ std::optional<uint64_t> GapTree::alloc_fresh(uint32_t k, const Request &r,
 	return pfn;
 }
 
-int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn, Tag tag,
-                      uint64_t *pfn_lo) noexcept
+IOVAM_HOT int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn,
+                                Tag tag, uint64_t *pfn_lo) noexcept
 {
 	assert(npages > 0 && align > 0 && (align & (align - 1)) == 0 && tag != Tag::kFree);
 	hi_pfn = std::min(hi_pfn, max_pfn_);
@@ -1260,7 +1262,7 @@ Segment GapTree::erase_if(uint64_t pfn, Tag expect) noexcept
 	return erase_at(finger_at(pfn), expect);
 }
 
-Segment GapTree::erase_looked_up(Tag expect) noexcept
+IOVAM_HOT Segment GapTree::erase_looked_up(Tag expect) noexcept
 {
 	assert(cur().shape == shape_ && cur().path.leaf().idx < node_count(cur().path.leaf().node));
 	return erase_at(cur().path, expect);

@@ -36,6 +36,8 @@ struct Segment {
 //    (child i covers [pivot[i-1] + 1, pivot[i]], the last child up to the
 //    parent's max), so every boundary is stored exactly once;
 //  - pivots strictly increase; every non-root node has at least one entry;
+//    an inner node's unused pivots (from count - 1 on) are UINT64_MAX, so
+//    the child holding a pfn is the count of pivots below it;
 //  - no two FREE segments are adjacent, in a leaf or across leaves: free space
 //    is maximal, so max_gap is exact (docs/DESIGN.md, L4: a gap split over two nodes is
 //    what makes a marker-in-the-gap scheme hard; we never split one);
@@ -58,9 +60,10 @@ struct Segment {
 //   +0   u8 count   segments, 1..31        +0   u8 count (children, 1..10)
 //   +8   u64 tags   2 bits x 31 segments   +1   u8 order1[10]  aligned block
 //   +16  u64 pivot[30]                     +11  (13 bytes spare)
-//        pivot[i] = pfn_hi of segment i;   +24  u64 pivot[9]   child upper bounds
-//        the last one ends at the leaf's   +96  u64 max_gap[10] largest FREE
-//        max, given by the parent          +176 void* child[10]
+//        pivot[i] = pfn_hi of segment i;   +24  u64 pivot[9]   child upper bounds,
+//        the last one ends at the leaf's        UINT64_MAX where unused
+//        max, given by the parent          +96  u64 max_gap[10] largest FREE
+//                                          +176 void* child[10]
 //
 // A descent prefetches all four lines of the next node at once, so a random
 // descent at 1M ranges waits for about one memory latency per level instead

@@ -5,6 +5,7 @@
 #include <cerrno>
 
 #include "domain.h"
+#include "hot_path.h"
 #include "iovam.h"
 #include "iovam_test.h"
 
@@ -40,14 +41,14 @@ IOVAM_EXPORT void iovam_domain_destroy(iovam_domain *d)
 	if (d != nullptr) delete dom(d);
 }
 
-IOVAM_EXPORT int iovam_alloc(iovam_domain *d, uint64_t npages, uint64_t limit_pfn,
-                             bool size_aligned, uint64_t *pfn_lo)
+IOVAM_EXPORT IOVAM_HOT int iovam_alloc(iovam_domain *d, uint64_t npages, uint64_t limit_pfn,
+                                       bool size_aligned, uint64_t *pfn_lo)
 {
 	if (d == nullptr) return -EINVAL;
 	return dom(d)->alloc(npages, limit_pfn, size_aligned, pfn_lo);
 }
 
-IOVAM_EXPORT int iovam_free(iovam_domain *d, uint64_t pfn)
+IOVAM_EXPORT IOVAM_HOT int iovam_free(iovam_domain *d, uint64_t pfn)
 {
 	if (d == nullptr) return -EINVAL;
 	return dom(d)->free(pfn);

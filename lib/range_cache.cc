@@ -16,6 +16,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "hot_path.h"
+
 namespace iovam::detail
 {
 
@@ -142,14 +144,14 @@ bool RangeCache::tracked(uint64_t pfn_lo, uint64_t size) const noexcept
 }
 
 // Cost: a compare and a byte store (the range is ours: no other writer).
-void RangeCache::mark_live(uint64_t pfn_lo, uint64_t size) noexcept
+IOVAM_HOT void RangeCache::mark_live(uint64_t pfn_lo, uint64_t size) noexcept
 {
 	if (tracked(pfn_lo, size))
 		__atomic_store_n(live_.at(pfn_lo), static_cast<uint8_t>(std::countr_zero(size) + 1),
 		                 __ATOMIC_RELAXED);
 }
 
-bool RangeCache::take_live(uint64_t pfn_lo, uint64_t size) noexcept
+IOVAM_HOT bool RangeCache::take_live(uint64_t pfn_lo, uint64_t size) noexcept
 {
 	if (!tracked(pfn_lo, size)) return true;
 	uint8_t *b = live_.at(pfn_lo);
