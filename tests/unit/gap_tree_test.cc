@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <iterator>
 #include <map>
@@ -796,6 +797,47 @@ TEST(GapTreeNearAlloc, RandomFreesAboveOrBelowTheFingerNeedNoSearch)
 	EXPECT_EQ(t.allocate(1, 1), pages[5]);
 	EXPECT_EQ(t.allocate(1, 1), pages[30]);
 	EXPECT_EQ(t.allocate(1, 1), front(next++));
+	EXPECT_EQ(t.allocate(1, 1), front(next++));
+	EXPECT_EQ(tree.last_search_nodes(), 1U);
+}
+
+// A boundary moved far below the allocation finger (erase_across()) leaves
+// that finger a path of the tree and its finding standing: the next
+// allocation is served from its leaf, without a search. Before, every such
+// erase took erase_slow(), which changed the tree's shape and logged an
+// unknown FREE segment, and the next allocation searched from the root.
+TEST(GapTreeNearAlloc, ABoundaryMovedElsewhereKeepsTheFinger)
+{
+	NearFitTree t(20000, 1, 2);
+	GapTree &tree = t.tree;
+	auto hole = [&](uint64_t j) { return t.base + 4 * j + 1; }; // [hole, hole + 1] FREE
+	auto front = [&](uint64_t i) { return hole(19998 - i / 2) + (i % 2 == 0 ? 1 : 0); };
+	EXPECT_EQ(t.allocate(2, 1), hole(19999));
+	uint64_t next = 0;
+	for (; next < 10; ++next) ASSERT_EQ(t.allocate(1, 1), front(next));
+	// An ALLOCATED page far below whose FREE neighbour is the edge segment of
+	// the next leaf (a unit's first page, its hole after a boundary) or of
+	// the previous one (a unit's last page, its hole before a boundary).
+	uint64_t x = 0, other = 0;
+	for (uint64_t j = 100; j < 10000 && x == 0; ++j) {
+		const uint64_t first = t.base + 4 * j, last = first + 3;
+		if (tree.path_node(0, first) != tree.path_node(0, first + 1))
+			x = first, other = first + 1;
+		else if (tree.path_node(0, last - 1) != tree.path_node(0, last))
+			x = last, other = last - 1;
+	}
+	ASSERT_NE(x, 0u) << "no leaf boundary beside a hole";
+	const void *hole_leaf = tree.path_node(0, other);
+	const Segment merged = tree.lookup(other);
+	const uint64_t nodes = tree.nodes();
+	ASSERT_EQ(t.allocate(1, 1), front(next++)); // the finger is the active one again
+	t.erase(x);
+	EXPECT_EQ(tree.nodes(), nodes) << "a boundary moved, no node freed";
+	EXPECT_EQ(tree.path_node(0, x), hole_leaf) << "the page joined the hole's leaf";
+	EXPECT_EQ(tree.lookup(x).pfn_lo, std::min(x, merged.pfn_lo));
+	EXPECT_EQ(tree.lookup(x).pfn_hi, std::max(x, merged.pfn_hi));
+	EXPECT_EQ(t.allocate(1, 1), front(next++));
+	EXPECT_EQ(tree.last_search_nodes(), 1U) << "served from the finger's leaf";
 	EXPECT_EQ(t.allocate(1, 1), front(next++));
 	EXPECT_EQ(tree.last_search_nodes(), 1U);
 }
