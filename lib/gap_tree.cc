@@ -1322,20 +1322,35 @@ IOVAM_HOT Segment GapTree::erase_looked_up(Tag expect) noexcept
 // edge: about two nodes on average, each already near in memory.
 Tag GapTree::edge_tag(const Path &p, bool next) const noexcept
 {
-	uint32_t l = p.n - 1;
-	while (l-- > 0) {
-		const uint32_t idx = p.s[l].idx;
-		if (next ? idx + 1 < node_count(p.s[l].node) : idx > 0) break;
-	}
-	assert(l < p.n && "an edge neighbour exists");
-	auto *in = static_cast<const Inner *>(p.s[l].node);
-	const void *node = in->child[next ? p.s[l].idx + 1 : p.s[l].idx - 1];
-	while (++l + 1 < p.n) {
-		in = static_cast<const Inner *>(node);
-		node = in->child[next ? 0 : in->count - 1];
-	}
-	auto *leaf = static_cast<const Leaf *>(node);
+	auto *leaf = static_cast<const Leaf *>(edge_leaf(p, next, edge_ancestor(p, next), nullptr));
 	return tag_at(leaf, next ? 0 : leaf->count - 1u);
+}
+
+// The level of the lowest ancestor on p with a child beside p's branch on
+// that side: it stores the boundary between p's leaf and the one beside it.
+uint32_t GapTree::edge_ancestor(const Path &p, bool next) noexcept
+{
+	uint32_t a = p.n - 1;
+	while (a-- > 0) {
+		const uint32_t idx = p.s[a].idx;
+		if (next ? idx + 1 < node_count(p.s[a].node) : idx > 0) break;
+	}
+	assert(a < p.n && "an edge neighbour exists");
+	return a;
+}
+
+// The leaf beside p's leaf, down the edge of the ancestor at level a's other
+// child; side[lv] (if given) gets the inner node passed at each level below a.
+void *GapTree::edge_leaf(const Path &p, bool next, uint32_t a, Inner **side) noexcept
+{
+	const auto *lca = static_cast<const Inner *>(p.s[a].node);
+	void *node = lca->child[next ? p.s[a].idx + 1 : p.s[a].idx - 1];
+	for (uint32_t lv = a + 1; lv + 1 < p.n; ++lv) {
+		auto *in = static_cast<Inner *>(node);
+		if (side != nullptr) side[lv] = in;
+		node = in->child[next ? 0 : in->count - 1u];
+	}
+	return node;
 }
 
 // A FREE neighbour lies in the next (or previous) leaf: the erased segment,
@@ -1376,43 +1391,26 @@ bool GapTree::erase_across(Path &p, bool prev_free, bool next_free) noexcept
 	}
 	// The lowest ancestor with a child beside the leaf's branch on that side
 	// stores the boundary; its other child's edge leads to the neighbour leaf.
-	uint32_t a = p.n - 1;
-	while (a-- > 0) {
-		const uint32_t idx = p.s[a].idx;
-		if (next ? idx + 1 < node_count(p.s[a].node) : idx > 0) break;
-	}
-	assert(a < p.n && "an edge neighbour exists");
+	const uint32_t a = edge_ancestor(p, next);
 	auto *lca = static_cast<Inner *>(p.s[a].node);
 	const uint32_t ai = p.s[a].idx, bi = next ? ai + 1 : ai - 1;
-	// The neighbour's range end on the far side: its edge segment's bound
-	// when that segment is its only one.
-	uint64_t bmax = bi + 1 < lca->count ? lca->pivot[bi] : p.s[a].max;
-	uint64_t bmin = bi > 0 ? lca->pivot[bi - 1] + 1 : p.s[a].min;
 	Inner *side[kMaxHeight];
-	void *node = lca->child[bi];
-	for (uint32_t lv = a + 1; lv + 1 < p.n; ++lv) {
-		auto *in = static_cast<Inner *>(node);
-		side[lv] = in;
-		const uint32_t c = next ? 0 : in->count - 1u;
-		if (c + 1 < in->count) bmax = in->pivot[c];
-		if (c > 0) bmin = in->pivot[c - 1] + 1;
-		node = in->child[c];
-	}
-	auto *b = static_cast<Leaf *>(node);
+	auto *b = static_cast<Leaf *>(edge_leaf(p, next, a, side));
 	// A neighbour leaf of one segment would stay a node for one FREE segment:
-	// erase_slow() merges it away instead, and frees the node.
+	// erase_slow() merges it away instead, and frees the node. Any other
+	// neighbour stores both bounds of its edge segment as pivots.
 	if (b->count == 1) return false;
 	uint64_t lo, hi;
 	if (next) {
 		assert(tag_at(b, 0) == Tag::kFree);
 		lo = seg_lo(l, k, s.min);
-		hi = seg_hi(b, 0, bmax);
+		hi = b->pivot[0];
 		lca->pivot[ai] = l->pivot[k - 1];
 		l->count = static_cast<uint8_t>(k);
 		l->tags &= (1ULL << (2 * k)) - 1;
 	} else {
 		assert(tag_at(b, b->count - 1u) == Tag::kFree);
-		lo = seg_lo(b, b->count - 1u, bmin);
+		lo = b->pivot[b->count - 2u] + 1;
 		hi = l->pivot[m];
 		lca->pivot[bi] = hi;
 		move_pivots(&l->pivot[0], &l->pivot[m + 1], n - 2 - m);

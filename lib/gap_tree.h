@@ -299,6 +299,8 @@ private:
 	Segment erase_slow(Path &p, Segment seg) noexcept;
 	bool erase_across(Path &p, bool prev_free, bool next_free) noexcept;
 	Tag edge_tag(const Path &p, bool next) const noexcept;
+	static uint32_t edge_ancestor(const Path &p, bool next) noexcept;
+	static void *edge_leaf(const Path &p, bool next, uint32_t a, Inner **side) noexcept;
 	uint32_t nodes_for_growth(const Path &p, uint32_t extra) const noexcept;
 	int take_stash(Stash &st, uint32_t n) noexcept;
 	void return_stash(Stash &st) noexcept;
