@@ -182,7 +182,7 @@ void bm_free_to_tree(benchmark::State &state, const std::string &name)
 {
 	auto &layout = fast_layout(name, state);
 	iovam_domain *d = layout.allocator->domain();
-	std::vector<uint64_t> &live = layout.live_pfns;
+	PfnVector &live = layout.live_pfns;
 	check(live.size() > kTreeBulkRanges, "free to tree: too few live ranges");
 	uint64_t pfns[kTreeBulkRanges];
 	double free_ns = 0;

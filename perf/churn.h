@@ -66,7 +66,7 @@ public:
 
 	[[gnu::always_inline]] ChurnStep step(uint64_t npages, bool size_aligned)
 	{
-		std::vector<uint64_t> &live = layout_.live_pfns;
+		PfnVector &live = layout_.live_pfns;
 		const auto pfn_lo =
 		        layout_.allocator->alloc(npages, layout_.limit_pfn, size_aligned);
 		if (pfn_lo) live.push_back(*pfn_lo);

@@ -31,6 +31,7 @@
 
 #include "baselines/range_allocator.h"
 #include "check.h"
+#include "huge_page_allocator.h"
 #include "seeded_random.h"
 
 namespace iovam::perf
@@ -49,10 +50,11 @@ inline constexpr uint64_t kFree32OneIn = 64;
 template <RangeAllocator A>
 struct Layout {
 	std::unique_ptr<A> allocator;
-	std::vector<uint64_t> live_pfns; /* pfn_lo of each live range */
-	std::vector<uint64_t> hole_pfns; /* pfn_lo of each freed range */
-	uint64_t unit_npages = 1;        /* size of every range placed */
-	uint64_t limit_pfn = 0;          /* what requests on this layout pass */
+	/* On huge pages (huge_page_allocator.h): the churns index them at random. */
+	PfnVector live_pfns;      /* pfn_lo of each live range */
+	PfnVector hole_pfns;      /* pfn_lo of each freed range */
+	uint64_t unit_npages = 1; /* size of every range placed */
+	uint64_t limit_pfn = 0;   /* what requests on this layout pass */
 	/* Which live range a churn frees next (churn.h). It lives with the
 	 * layout, not with one call of the benchmark: a call that restarted it
 	 * would draw the same slots of live_pfns again, and those now hold the
