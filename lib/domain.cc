@@ -93,6 +93,7 @@ int Domain::set_checks(bool checked) noexcept
 	{
 		SpinGuard g(tree_lock_);
 		if (live_ranges_ != 0 || deferred_ranges_ != 0) return -EBUSY;
+		flush_pending_locked(); // a range of the other mode is no longer in the tree
 	}
 	cache_->set_checked(checked);
 	return 0;
@@ -125,6 +126,12 @@ void Domain::fail_node_alloc(uint32_t one_in, uint64_t seed) noexcept
 {
 	SpinGuard g(tree_lock_);
 	pool_.fail_injection(one_in, seed);
+}
+
+uint64_t Domain::pending_takes() noexcept
+{
+	SpinGuard g(tree_lock_);
+	return pending_takes_;
 }
 
 // ---------------------------------------------------------------------------
@@ -165,7 +172,13 @@ IOVAM_HOT int Domain::alloc(uint64_t npages, uint64_t limit_pfn, bool size_align
 	uint64_t hi_pfn = std::min(limit_pfn, conf_.end_pfn);
 	if (pool_.needs_refill()) refill_pool();
 	SpinGuard g(tree_lock_);
-	int rc = alloc_locked(npages, align, hi_pfn, pfn_lo);
+	int rc = 0;
+	// One compare when there is none, or it is of another size (hi + 1 - lo == 0: none).
+	if (pending_hi_ + 1 - pending_lo_ != npages ||
+	    !take_pending_locked(npages, align, hi_pfn, pfn_lo)) {
+		flush_pending_locked();
+		rc = alloc_locked(npages, align, hi_pfn, pfn_lo);
+	}
 	// Under the lock, so that verify() never sees the range unmarked; the first
 	// byte of a map page faults it in (once per 4096 pages of IOVA).
 	if (rc == 0) cache_->mark_live(*pfn_lo, npages);
@@ -190,16 +203,61 @@ IOVAM_HOT int Domain::alloc(uint64_t npages, uint64_t limit_pfn, bool size_align
 	return 0;
 }
 
+// The range becomes the pending free: counted free at once, erased from the
+// tree by the next operation unless the next allocation takes it back.
+// Cost: one O(log n) descent, none when the tree's finger leaf holds pfn; no
+// erase here (the pending free before it, if any, is erased first, through
+// the finger its own free left). No allocation, no syscall.
 IOVAM_HOT int Domain::free(uint64_t pfn) noexcept
 {
 	cache_->prefetch_live(pfn);
 	SpinGuard g(tree_lock_);
+	flush_pending_locked(); // one at a time, and a free of it again finds it FREE
 	Segment seg;
 	if (int rc = free_checked_locked(pfn, &seg); rc != 0) return rc;
-	seg = tree_.erase_looked_up(Tag::kAllocated); // the finger is on seg
-	assert(seg.tag == Tag::kAllocated);
+	pending_lo_ = seg.pfn_lo;
+	pending_hi_ = seg.pfn_hi;
 	count_freed_locked(seg);
 	return 0;
+}
+
+// The pending free's erase, deferred from free(): as that free would have done it.
+IOVAM_HOT void Domain::flush_pending_slow() noexcept
+{
+	IOVAM_ASSERT_HELD(tree_lock_);
+	// Nothing has changed the tree since that free's lookup (every call that
+	// would flushes first), so the tree's finger is still on the range.
+	[[maybe_unused]] const Segment seg = tree_.erase_looked_up(Tag::kAllocated);
+	assert(seg.tag == Tag::kAllocated && seg.pfn_lo == pending_lo_ &&
+	       seg.pfn_hi == pending_hi_);
+	pending_lo_ = 1;
+	pending_hi_ = 0;
+}
+
+// Whether the pending free is the exact answer to the request (npages aligned
+// to align, from conf_.start_pfn to hi_pfn): then it is allocated again as it
+// stands, ALLOCATED in the tree all along. It must be a fit as a whole, and
+// the highest: every fit must be aligned to at least its size (one page, or
+// size-aligned), so that each is the range itself or lies apart from it (an
+// unaligned fit could straddle its end and a FREE neighbour, higher up), and
+// the tree must know of no fit above it (GapTree::proven_no_fit_above()).
+// Cost: a few compares and the request's finger's proof; no node is written.
+IOVAM_HOT bool Domain::take_pending_locked(uint64_t npages, uint64_t align, uint64_t hi_pfn,
+                                           uint64_t *pfn_lo) noexcept
+{
+	IOVAM_ASSERT_HELD(tree_lock_);
+	const uint64_t lo = pending_lo_, hi = pending_hi_;
+	if (hi - lo + 1 != npages || align < npages || (lo & (align - 1)) != 0 || hi > hi_pfn ||
+	    lo < conf_.start_pfn)
+		return false;
+	if (!tree_.proven_no_fit_above(npages, align, conf_.start_pfn, hi_pfn, lo)) return false;
+	pending_lo_ = 1;
+	pending_hi_ = 0;
+	++pending_takes_;
+	++live_ranges_;
+	live_pages_ += npages;
+	*pfn_lo = lo;
+	return true;
 }
 
 // The caller's side of iovam_free()/iovam_free_deferred(): the ALLOCATED
@@ -230,6 +288,8 @@ void Domain::count_freed_locked(const Segment &seg) noexcept
 void Domain::free_locked(uint64_t pfn_lo) noexcept
 {
 	IOVAM_ASSERT_HELD(tree_lock_);
+	assert(!pending_holds(pfn_lo) && "lookup_locked() found it free");
+	flush_pending_locked(); // the tree changes: its finger moves off the range
 	Segment seg = tree_.erase_if(pfn_lo, Tag::kAllocated);
 	assert(seg.tag == Tag::kAllocated && "only ALLOCATED ranges are freed");
 	count_freed_locked(seg);
@@ -238,6 +298,7 @@ void Domain::free_locked(uint64_t pfn_lo) noexcept
 int Domain::lookup_locked(uint64_t pfn_lo, uint64_t size) const noexcept
 {
 	IOVAM_ASSERT_HELD(tree_lock_);
+	if (pending_holds(pfn_lo)) return -ENOENT; // free
 	Segment seg = tree_.lookup(pfn_lo);
 	if (seg.tag == Tag::kReserved) return -EPERM;
 	if (seg.tag != Tag::kAllocated) return -ENOENT;
@@ -251,12 +312,16 @@ int Domain::lookup_locked(uint64_t pfn_lo, uint64_t size) const noexcept
 void Domain::hold_locked(uint64_t pfn_lo, bool held) noexcept
 {
 	IOVAM_ASSERT_HELD(tree_lock_);
+	assert(!pending_holds(pfn_lo) && "lookup_locked() found it free");
+	flush_pending_locked(); // the tree changes: its finger moves off the range
 	tree_.retag_occupied(pfn_lo, held ? Tag::kDeferred : Tag::kAllocated);
 }
 
 void Domain::free_held_locked(uint64_t pfn_lo) noexcept
 {
 	IOVAM_ASSERT_HELD(tree_lock_);
+	assert(!pending_holds(pfn_lo) && "lookup_locked() found it free");
+	flush_pending_locked(); // the tree changes: its finger moves off the range
 	Segment seg = tree_.erase_if(pfn_lo, Tag::kDeferred);
 	assert(seg.tag == Tag::kDeferred && seg.pfn_lo == pfn_lo);
 	count_freed_locked(seg);
@@ -267,6 +332,7 @@ void Domain::free_held_locked(uint64_t pfn_lo) noexcept
 int Domain::free_deferred(uint64_t pfn) noexcept
 {
 	SpinGuard g(tree_lock_);
+	flush_pending_locked();
 	Segment seg;
 	if (int rc = free_checked_locked(pfn, &seg); rc != 0) return rc;
 	tree_.retag_occupied(pfn, Tag::kDeferred);
@@ -289,6 +355,7 @@ int Domain::reserve(uint64_t pfn_lo, uint64_t pfn_hi) noexcept
 	for (bool flushed = false;; flushed = true) {
 		{
 			SpinGuard g(tree_lock_);
+			flush_pending_locked(); // the span is looked at as it is
 			uint64_t merged_reserved = 0;
 			bool busy = false, one_segment = false;
 			for (uint64_t at = pfn_lo;;) {
@@ -331,6 +398,7 @@ int Domain::find(uint64_t pfn, uint64_t *pfn_lo, uint64_t *pfn_hi) noexcept
 	if (pfn_lo == nullptr || pfn_hi == nullptr) return -EINVAL;
 	if (pfn > conf_.end_pfn) return -ENOENT;
 	SpinGuard g(tree_lock_);
+	if (pending_holds(pfn)) return -ENOENT; // free
 	Segment seg = tree_.lookup(pfn);
 	if (seg.tag != Tag::kAllocated && seg.tag != Tag::kReserved) return -ENOENT;
 	*pfn_lo = seg.pfn_lo;
@@ -346,6 +414,7 @@ int Domain::drain_deferred() noexcept
 	uint64_t erased = 0;
 	for (;;) {
 		SpinGuard g(tree_lock_);
+		flush_pending_locked(); // maintenance leaves the tree as the frees left it
 		for (uint32_t i = 0; i < kDrainBatch; ++i) {
 			if (deferred_ranges_ == 0) {
 				deferred_lo_ = UINT64_MAX;
@@ -425,9 +494,20 @@ int Domain::verify_quiesced() noexcept
 		return -EFAULT;
 	};
 	if (!tree_.verify(&c, &why)) return fail(why);
+	// The pending free is one ALLOCATED range of the tree, counted free.
+	const Segment pending{pending_lo_, pending_hi_, Tag::kAllocated};
+	const bool is_pending = pending_lo_ <= pending_hi_;
+	if (is_pending) {
+		const Segment seg = tree_.lookup(pending_lo_);
+		if (seg.tag != Tag::kAllocated || seg.pfn_lo != pending_lo_ ||
+		    seg.pfn_hi != pending_hi_)
+			return fail("the pending free is not an ALLOCATED range of the tree");
+	}
 	const auto alloc = static_cast<int>(Tag::kAllocated);
-	if (c.segments[alloc] != live_ranges_) return fail("live_ranges differs from the tree");
-	if (c.pages[alloc] != live_pages_) return fail("live_pages differs from the tree");
+	if (c.segments[alloc] != live_ranges_ + is_pending)
+		return fail("live_ranges differs from the tree");
+	if (c.pages[alloc] != live_pages_ + (is_pending ? pending_hi_ - pending_lo_ + 1 : 0))
+		return fail("live_pages differs from the tree");
 	if (c.segments[static_cast<int>(Tag::kReserved)] != reserved_ranges_)
 		return fail("reserved_ranges differs from the tree");
 	if (c.segments[static_cast<int>(Tag::kDeferred)] != deferred_ranges_)
@@ -446,7 +526,9 @@ int Domain::verify_quiesced() noexcept
 	    tree_.find_gap(fail32_aligned_npages_, std::bit_ceil(fail32_aligned_npages_),
 	                   conf_.start_pfn, dma32_last_pfn_))
 		return fail("32-bit aligned estimate claims full but a hole fits");
-	if (const char *w = cache_->verify_locked(tree_)) return fail(w);
+	if (const char *w =
+	            cache_->verify_locked(tree_, is_pending ? pending : Segment{1, 0, Tag::kFree}))
+		return fail(w);
 	verify_error_ = nullptr;
 	return 0;
 }

@@ -58,6 +58,8 @@ public:
 	int verify() noexcept;
 	const char *verify_error() const noexcept { return verify_error_; }
 	void fail_node_alloc(uint32_t one_in, uint64_t seed) noexcept;
+	// Allocations that took back the pending free (iovam_test.h).
+	uint64_t pending_takes() noexcept;
 	// Checked (the default) or unchecked fast frees; see live_map.h. Only
 	// while no range is allocated: -EBUSY otherwise (a range allocated in one
 	// mode would be misjudged in the other). Not concurrently with other calls.
@@ -97,6 +99,18 @@ private:
 	bool fails_32bit_estimate(uint64_t npages, uint64_t align, uint64_t hi_pfn) const noexcept;
 	void remember_32bit_failure(uint64_t npages, uint64_t align, uint64_t hi_pfn) noexcept;
 	int free_checked_locked(uint64_t pfn, Segment *seg) noexcept;
+	// The pending free (below). Each requires tree_lock_.
+	bool pending_holds(uint64_t pfn) const noexcept
+	{
+		return pfn >= pending_lo_ && pfn <= pending_hi_;
+	}
+	void flush_pending_locked() noexcept
+	{
+		if (pending_lo_ <= pending_hi_) flush_pending_slow();
+	}
+	void flush_pending_slow() noexcept;
+	bool take_pending_locked(uint64_t npages, uint64_t align, uint64_t hi_pfn,
+	                         uint64_t *pfn_lo) noexcept;
 
 	iovam_domain handle_{};
 	const iovam_domain_conf conf_;
@@ -110,6 +124,19 @@ private:
 	GapTree tree_;
 	uint64_t live_ranges_ = 0;
 	uint64_t live_pages_ = 0;
+	// The pending free: the range the last free() released, counted free
+	// (live_ranges_, live_pages_, its live byte, the 32-bit estimate) but
+	// still ALLOCATED in the tree; empty when pending_lo_ > pending_hi_. The
+	// next allocation that it answers exactly takes it back without touching
+	// the tree (take_pending_locked()): a free and an allocation of the same
+	// range, the life of a mapping, then cost neither an erase nor a carve.
+	// Every other call that changes the tree first erases it
+	// (flush_pending_locked()); the others treat it as free (find(),
+	// lookup_locked(), verify()). So until then nothing has moved the tree's
+	// finger off it, and its erase needs no descent (GapTree::erase_looked_up()).
+	uint64_t pending_lo_ = 1;
+	uint64_t pending_hi_ = 0;
+	uint64_t pending_takes_ = 0;
 	uint64_t reserved_ranges_ = 0;
 	uint64_t deferred_ranges_ = 0;
 	// Bounds of the DEFERRED markers, so a drain scans only that span.

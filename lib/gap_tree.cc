@@ -870,6 +870,45 @@ std::optional<uint64_t> GapTree::alloc_fresh(uint32_t k, const Request &r,
 	return pfn;
 }
 
+// What alloc_near() knows, asked of a pfn instead of the leaf's highest fit:
+// the finger allocate() would use (the request's own, else the active one),
+// what lies above its leaf by its search's annotations or by its proof, and
+// the leaf's own segments above pfn.
+IOVAM_HOT bool GapTree::proven_no_fit_above(uint64_t npages, uint64_t align, uint64_t lo_pfn,
+                                            uint64_t hi_pfn, uint64_t pfn) noexcept
+{
+	assert(npages > 0 && align > 0 && (align & (align - 1)) == 0);
+	Finger &own = fingers_[size_class(npages)];
+	Finger &f = own.shape == shape_ ? own : cur();
+	// Else its path may be no path at all, or its search's findings be about another.
+	if (f.shape != shape_ || f.beside_shape != shape_) return false;
+	const Request r{npages, align, lo_pfn, std::min(hi_pfn, max_pfn_)};
+	const Step &s = f.path.s[f.path.n - 1];
+	if (pfn < s.min) return false;
+	const uint8_t need_order1 = needed_order1(npages, align);
+	const bool by_annotations =
+	        f.beside_epoch == grown_ &&
+	        (r.hi_pfn <= s.max ||
+	         (r.hi_pfn <= f.beside_hi_pfn &&
+	          (f.beside_gap.len < npages || f.beside_gap.order1 < need_order1)));
+	if (!by_annotations) {
+		if (r.hi_pfn > s.max && r.hi_pfn > f.beside_hi_pfn) return false;
+		if (proof_state(f, r, s.max) != Proof::kHolds) return false;
+		// The proof holds now: count the frees from here on, so that it
+		// outlives more than kFreedLog of them (the domain's takes carve
+		// nothing, and so never renew it as allocate() does). Not while the
+		// undo of the last carve would make FREE again a segment above the
+		// leaf: that erase is not counted. (The proof held before that carve
+		// too, so that segment held no fit then; the test keeps the argument
+		// local, as allocate() keeps its own by clearing the undo record.)
+		if (undo_lo_ > undo_hi_ || undo_hi_ <= s.max) f.proof_freed = freed_;
+	}
+	if (pfn >= s.max) return true;
+	uint32_t i = 0;
+	return leaf_fit(static_cast<const Leaf *>(s.node), s.min, s.max, node_count(s.node) - 1u,
+	                npages, align, std::max(lo_pfn, pfn + 1), r.hi_pfn, &i) == std::nullopt;
+}
+
 IOVAM_HOT int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn,
                                 Tag tag, uint64_t *pfn_lo) noexcept
 {

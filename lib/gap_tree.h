@@ -242,6 +242,18 @@ public:
 	// starts from the finger, as an allocation's does, without a descent.
 	int reserve_looked_up(uint64_t pfn_lo, uint64_t pfn_hi, Segment *merged) noexcept;
 
+	// Whether it is known that no FREE segment holds a fit for the request
+	// (as allocate() takes it) starting above pfn: the finger allocate() would
+	// use knows there is none above its leaf (by what its search passed over,
+	// or by its proof for this very request: see Finger and alloc_near()),
+	// and pfn lies above that leaf, or in it above every fit its segments
+	// hold. false: not known. Reads no node but that leaf, and writes none
+	// (it only renews the proof's date). The domain's test of a range freed
+	// and not yet erased (domain.h, the pending free) that the request would
+	// take back.
+	bool proven_no_fit_above(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn,
+	                         uint64_t pfn) noexcept;
+
 	// The first segment tagged `tag` that ends at or after pfn, if any.
 	std::optional<Segment> next_tagged(uint64_t pfn, Tag tag) const noexcept;
 

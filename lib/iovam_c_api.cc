@@ -161,3 +161,8 @@ IOVAM_EXPORT void iovam_test_fail_create_alloc(uint32_t nth)
 {
 	iovam::detail::fail_create_alloc(nth);
 }
+
+IOVAM_EXPORT uint64_t iovam_test_pending_takes(iovam_domain *d)
+{
+	return d != nullptr ? dom(d)->pending_takes() : 0;
+}

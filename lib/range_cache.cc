@@ -705,7 +705,7 @@ int RangeCache::stats_checked(uint32_t c, iovam_cache_stats *st) const noexcept
 	return 0;
 }
 
-const char *RangeCache::verify_locked(const GapTree &tree) const noexcept
+const char *RangeCache::verify_locked(const GapTree &tree, Segment pending) const noexcept
 {
 	IOVAM_ASSERT_HELD(tree_.lock());
 	IOVAM_ASSERT_HELD(batch_lock_);
@@ -714,8 +714,8 @@ const char *RangeCache::verify_locked(const GapTree &tree) const noexcept
 	// holding a depot lock. No node's depots appear meanwhile: place() waits
 	// for the quiesced caches' slow locks before it publishes them.
 	lock_all_depots();
-	const char *err = verify_magazines_locked(tree);
-	if (err == nullptr) err = verify_live_map_locked(tree);
+	const char *err = verify_magazines_locked(tree, pending);
+	if (err == nullptr) err = verify_live_map_locked(tree, pending);
 	unlock_all_depots();
 	return err;
 }
@@ -740,14 +740,19 @@ void RangeCache::unlock_all_depots() const noexcept
 // range's byte is its class + 1 (with a caller) or 0, the zeros are exactly
 // the cached, batched and in-flight ranges, and (maps up to 64 Ki pages,
 // scanned: verify runs after every test op) no byte is set anywhere else.
-const char *RangeCache::verify_live_map_locked(const GapTree &tree) const noexcept
+const char *RangeCache::verify_live_map_locked(const GapTree &tree, Segment pending) const noexcept
 {
 	if (!checked()) return nullptr;
 	uint64_t live = 0, idle = 0, other = 0;
+	bool pending_marked = false;
 	tree.for_each([&](const Segment &seg) {
 		const uint64_t size = seg.pfn_hi - seg.pfn_lo + 1;
 		if (seg.tag != Tag::kAllocated || !tracked(seg.pfn_lo, size)) return;
 		const uint8_t b = __atomic_load_n(live_.at(seg.pfn_lo), __ATOMIC_RELAXED);
+		if (seg.pfn_lo == pending.pfn_lo && seg.pfn_hi == pending.pfn_hi) {
+			pending_marked = b != 0; // free: neither live nor idle in a cache
+			return;
+		}
 		if (b == 0)
 			++idle;
 		else if (b == std::countr_zero(size) + 1)
@@ -756,6 +761,7 @@ const char *RangeCache::verify_live_map_locked(const GapTree &tree) const noexce
 			++other;
 	});
 	if (other != 0) return "live map: a range's byte holds another class";
+	if (pending_marked) return "live map: the pending free is marked live";
 	// Ranges in return batches are idle too (verify() holds batch_lock_), and
 	// so are those a depot trim has taken out and not freed yet.
 	if (idle != cached_ranges() + in_flight_ranges_.load(std::memory_order_relaxed) +
@@ -770,7 +776,7 @@ const char *RangeCache::verify_live_map_locked(const GapTree &tree) const noexce
 	return nullptr;
 }
 
-const char *RangeCache::verify_magazines_locked(const GapTree &tree) const noexcept
+const char *RangeCache::verify_magazines_locked(const GapTree &tree, Segment pending) const noexcept
 {
 	uint64_t total = cached_ranges();
 	if (total == 0) return nullptr;
@@ -789,6 +795,8 @@ const char *RangeCache::verify_magazines_locked(const GapTree &tree) const noexc
 			if (s.tag != Tag::kAllocated || s.pfn_lo != pfn ||
 			    s.pfn_hi - s.pfn_lo + 1 != (1ULL << cls))
 				err = "cached range is not an ALLOCATED range of its class";
+			else if (pending.pfn_lo <= pending.pfn_hi && pfn == pending.pfn_lo)
+				err = "cached range is the domain's pending free";
 			else if (tracked(pfn, 1ULL << cls) &&
 			         __atomic_load_n(live_.at(pfn), __ATOMIC_RELAXED) != 0)
 				err = "cached range is marked live (with a caller)";

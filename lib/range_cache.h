@@ -222,7 +222,9 @@ public:
 	// the counters match the magazines, and (checked) the live map agrees with
 	// the tree: an ALLOCATED cacheable range is live, cached, batched or on
 	// its way from a depot to the tree. nullptr, or what is broken.
-	const char *verify_locked(const GapTree &tree) const noexcept;
+	// `pending`: the domain's pending free (domain.h), ALLOCATED in the tree
+	// but free to everyone (pfn_lo > pfn_hi: none); its live byte must be clear.
+	const char *verify_locked(const GapTree &tree, Segment pending) const noexcept;
 
 private:
 	RangeCache(TreeBackend &tree, const iovam_domain_conf &conf, iovam_fast_view *view) noexcept
@@ -277,8 +279,8 @@ private:
 	void lock_all_depots() const noexcept;
 	void unlock_all_depots() const noexcept;
 	uint64_t flush_one_quiesced(Lcore &l) noexcept;
-	const char *verify_magazines_locked(const GapTree &tree) const noexcept;
-	const char *verify_live_map_locked(const GapTree &tree) const noexcept;
+	const char *verify_magazines_locked(const GapTree &tree, Segment pending) const noexcept;
+	const char *verify_live_map_locked(const GapTree &tree, Segment pending) const noexcept;
 	void count_shared(bool alloc, bool hit, uint64_t by = 1) noexcept;
 	void request(Lcore &l) noexcept;
 	static void release(Lcore &l) noexcept;

@@ -32,6 +32,13 @@ void iovam_test_fail_node_alloc(struct iovam_domain *d, uint32_t one_in, uint64_
  */
 void iovam_test_fail_create_alloc(uint32_t nth);
 
+/**
+ * How many allocations took back the domain's pending free, the range the
+ * last iovam_free() released, without touching the tree (see DESIGN.md,
+ * "The pending free"): what tests use to see that path taken. 0 for NULL d.
+ */
+uint64_t iovam_test_pending_takes(struct iovam_domain *d);
+
 #ifdef __cplusplus
 }
 #endif

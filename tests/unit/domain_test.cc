@@ -258,6 +258,125 @@ TEST(Free, MergesNeighbourHoles)
 	EXPECT_EQ(alloc_ok(d.get(), 1000, UINT64_MAX, false), 1u);
 }
 
+// --- the pending free (DESIGN.md: a free's erase waits for the next call) ---
+
+TEST(PendingFree, TheNextAllocationTakesItBack)
+{
+	auto d = make(kG4K, 1, 1000);
+	const uint64_t a = alloc_ok(d.get(), 1, UINT64_MAX, false); // 1000
+	const uint64_t b = alloc_ok(d.get(), 1, UINT64_MAX, false); // 999
+	(void)alloc_ok(d.get(), 1, UINT64_MAX, false);              // 998
+	for (uint64_t pfn : {b, a, b}) {
+		const uint64_t takes = iovam_test_pending_takes(d.get());
+		ASSERT_EQ(iovam_free(d.get(), pfn), 0);
+		VERIFY(d.get());
+		EXPECT_EQ(stats_of(d.get()).live_ranges, 2u);
+		EXPECT_EQ(alloc_ok(d.get(), 1, UINT64_MAX, false), pfn);
+		EXPECT_EQ(iovam_test_pending_takes(d.get()), takes + 1) << pfn;
+		EXPECT_EQ(stats_of(d.get()).live_ranges, 3u);
+		VERIFY(d.get());
+	}
+	// Size-aligned: a range of 4 pages, freed and asked for again.
+	const uint64_t c = alloc_ok(d.get(), 4, UINT64_MAX, true);
+	ASSERT_EQ(iovam_free(d.get(), c), 0);
+	EXPECT_EQ(alloc_ok(d.get(), 4, UINT64_MAX, true), c);
+	EXPECT_EQ(iovam_test_pending_takes(d.get()), 4u);
+	VERIFY(d.get());
+}
+
+// Between its free and the next call the range is ALLOCATED in the tree but
+// free to every call: a second free, a deferred free, find(), a bulk free to
+// the tree all see it free, and a reserve may cover it.
+TEST(PendingFree, IsFreeToEveryOtherCall)
+{
+	auto d = make(kG4K, 1, 1000);
+	const uint64_t a = alloc_ok(d.get(), 2, UINT64_MAX, true); // 998..999
+	ASSERT_EQ(a, 998u);
+	(void)alloc_ok(d.get(), 1, UINT64_MAX, false); // 1000
+	const iovam_stats live = stats_of(d.get());
+	ASSERT_EQ(iovam_free(d.get(), a + 1), 0);
+	const iovam_stats freed = stats_of(d.get());
+	EXPECT_EQ(freed.live_ranges, live.live_ranges - 1);
+	EXPECT_EQ(freed.live_pages, live.live_pages - 2);
+	uint64_t lo = 0, hi = 0;
+	EXPECT_EQ(iovam_find(d.get(), a, &lo, &hi), -ENOENT);
+	EXPECT_EQ(iovam_find(d.get(), a + 1, &lo, &hi), -ENOENT);
+	uint64_t pfns[1] = {a};
+	EXPECT_EQ(iovam_free_fast_bulk(d.get(), IOVAM_CACHE_NONE, pfns, 1, 2), -ENOENT);
+	EXPECT_TRUE(same_stats(freed, stats_of(d.get())));
+	VERIFY(d.get());
+	EXPECT_EQ(iovam_free(d.get(), a), -ENOENT);
+	EXPECT_EQ(iovam_free_deferred(d.get(), a), -ENOENT);
+	EXPECT_TRUE(same_stats(freed, stats_of(d.get())));
+	VERIFY(d.get());
+	// A reserve over it reserves free space.
+	ASSERT_EQ(iovam_free(d.get(), 1000), 0); // now the pending free; a is erased
+	ASSERT_EQ(iovam_reserve(d.get(), 999, 1000), 0);
+	ASSERT_EQ(iovam_find(d.get(), 1000, &lo, &hi), 0);
+	EXPECT_EQ(lo, 999u);
+	EXPECT_EQ(hi, 1000u);
+	EXPECT_EQ(stats_of(d.get()).live_ranges, 0u);
+	VERIFY(d.get());
+	EXPECT_EQ(alloc_ok(d.get(), 1, UINT64_MAX, false), 998u);
+	EXPECT_EQ(iovam_test_pending_takes(d.get()), 0u);
+	VERIFY(d.get());
+}
+
+// The range is taken back only when it is the exact answer.
+TEST(PendingFree, AHigherFitOrAnotherSizeIsServedAsIfItWereErased)
+{
+	auto d = make(kG4K, 1, 1000);
+	for (uint64_t want = 1000; want >= 996; --want)
+		ASSERT_EQ(alloc_ok(d.get(), 1, UINT64_MAX, false), want);
+	const uint64_t takes = iovam_test_pending_takes(d.get());
+	// A FREE page above the pending one: the higher one first.
+	ASSERT_EQ(iovam_free(d.get(), 1000), 0);
+	ASSERT_EQ(iovam_free(d.get(), 998), 0); // erases 1000, pends 998
+	VERIFY(d.get());
+	EXPECT_EQ(alloc_ok(d.get(), 1, UINT64_MAX, false), 1000u);
+	EXPECT_EQ(alloc_ok(d.get(), 1, UINT64_MAX, false), 998u);
+	// A 2-page request over the pending page and its FREE neighbour.
+	ASSERT_EQ(iovam_free(d.get(), 999), 0);
+	ASSERT_EQ(iovam_free(d.get(), 1000), 0); // erases 999, pends 1000
+	EXPECT_EQ(alloc_ok(d.get(), 2, UINT64_MAX, false), 999u);
+	VERIFY(d.get());
+	// A limit below it.
+	ASSERT_EQ(iovam_free(d.get(), 997), 0);
+	EXPECT_EQ(alloc_ok(d.get(), 1, 996, false), 995u);
+	EXPECT_EQ(alloc_ok(d.get(), 1, UINT64_MAX, false), 997u);
+	EXPECT_EQ(iovam_test_pending_takes(d.get()), takes); // none of these was its answer
+	VERIFY(d.get());
+}
+
+// An unaligned request of the pending range's size may fit higher by
+// straddling its top and a FREE page above it: it must not take the range.
+TEST(PendingFree, AnUnalignedFitAcrossItsEndIsHigher)
+{
+	auto d = make(kG4K, 1, 1000);
+	EXPECT_EQ(alloc_ok(d.get(), 1, UINT64_MAX, false), 1000u);
+	EXPECT_EQ(alloc_ok(d.get(), 2, UINT64_MAX, false), 998u); // 998..999
+	ASSERT_EQ(iovam_free(d.get(), 1000), 0);
+	ASSERT_EQ(iovam_free(d.get(), 998), 0); // erases 1000, pends 998..999
+	VERIFY(d.get());
+	EXPECT_EQ(alloc_ok(d.get(), 2, UINT64_MAX, false), 999u);
+	VERIFY(d.get());
+}
+
+// The 32-bit estimate: a pending free below 4 GiB resets it at once, so a
+// 32-bit request after a "full" failure takes the range back.
+TEST(PendingFree, ResetsThe32BitEstimate)
+{
+	auto d = make(kG1M, 4000, 8000); // 32-bit boundary at pfn 4095: 96 pages below
+	std::vector<uint64_t> low;
+	uint64_t pfn = 0;
+	while (iovam_alloc(d.get(), 1, 4095, false, &pfn) == 0) low.push_back(pfn);
+	ASSERT_EQ(low.size(), 96u);
+	ASSERT_EQ(iovam_alloc(d.get(), 1, 4095, false, &pfn), -ENOMEM);
+	ASSERT_EQ(iovam_free(d.get(), low[40]), 0);
+	EXPECT_EQ(alloc_ok(d.get(), 1, 4095, false), low[40]);
+	VERIFY(d.get());
+}
+
 TEST(FreeDeferred, MarkerOccupiesUntilMaintain)
 {
 	auto d = make(kG4K, 1, 100);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <iterator>
 #include <map>
@@ -847,6 +848,54 @@ TEST(GapTreeNearAlloc, ABoundaryMovedElsewhereKeepsTheFinger)
 // undoes it restores them exactly; anything else recomputes the leaf): in
 // between, searches still get exact answers, and verify() accepts the
 // over-estimate only on that leaf's path.
+// proven_no_fit_above() may only say what the tree's own exact search
+// confirms: whenever it answers true, find_gap() finds no fit starting above
+// that pfn. Random allocations (1..8 pages, unaligned or size-aligned) and
+// random frees on a fragmented tree; each answer is asked about the pfn just
+// allocated, the page above and below it, and a random pfn. It must also
+// answer true where the domain needs it (the pfn a 1-page allocation just
+// returned, nothing freed since): the domain's pending free depends on that.
+TEST(GapTreeNearAlloc, ProvenNoFitAboveOnlySaysWhatASearchConfirms)
+{
+	NearFitTree t(3000, 1, 2);
+	GapTree &tree = t.tree;
+	std::mt19937_64 rng(11);
+	std::vector<uint64_t> live;
+	uint64_t asked = 0, proven = 0, top_asked = 0, top_proven = 0;
+	auto ask = [&](uint64_t npages, uint64_t align, uint64_t pfn) {
+		if (pfn > tree.max_pfn()) return false;
+		++asked;
+		if (!tree.proven_no_fit_above(npages, align, 0, UINT64_MAX, pfn)) return false;
+		++proven;
+		EXPECT_FALSE(pfn < tree.max_pfn() &&
+		             tree.find_gap(npages, align, pfn + 1, tree.max_pfn()).has_value())
+		        << "a fit of " << npages << " pages (align " << align << ") above " << pfn;
+		return true;
+	};
+	for (int step = 0; step < 20000 && !::testing::Test::HasFailure(); ++step) {
+		const bool aligned = rng() % 2 == 0;
+		const uint64_t npages = rng() % 3 == 0 ? 1 + rng() % 8 : 1;
+		const uint64_t align = aligned ? std::bit_ceil(npages) : 1;
+		if (live.size() < 100 || rng() % 2 == 0) {
+			const uint64_t pfn = t.allocate(npages, align);
+			live.push_back(pfn);
+			const bool top = npages == 1 && align == 1;
+			top_asked += top;
+			top_proven += ask(npages, align, pfn) && top;
+			ask(npages, align, pfn + 1);
+			if (pfn > 0) ask(npages, align, pfn - 1);
+		} else {
+			const size_t v = rng() % live.size();
+			t.erase(live[v]);
+			live[v] = live.back();
+			live.pop_back();
+		}
+		ask(npages, align, rng() % (tree.max_pfn() + 1));
+	}
+	EXPECT_GT(proven, asked / 10) << "proven " << proven << " of " << asked;
+	EXPECT_GT(top_proven, top_asked * 9 / 10) << "proven " << top_proven << " of " << top_asked;
+}
+
 TEST(GapTreeNearAlloc, PendingShrinkStaysExact)
 {
 	NearFitTree t(20000, 1, 2);
