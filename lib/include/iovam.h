@@ -93,7 +93,9 @@ int iovam_alloc(struct iovam_domain *d, uint64_t npages, uint64_t limit_pfn, boo
  *   mode, the default) its range was already given back with iovam_free_fast()
  *   and sits in a cache; -EPERM pfn is RESERVED. Erasing never needs a tree
  *   node, so the range is free space when this returns 0 (it never becomes
- *   DEFERRED: that is iovam_free_deferred(), the lazy variant).
+ *   DEFERRED: that is iovam_free_deferred(), the lazy variant). Its erase from
+ *   the tree waits for the domain's next call, which skips it when it is an
+ *   allocation that takes this very range back (README, "The pending free").
  */
 int iovam_free(struct iovam_domain *d, uint64_t pfn);
 
