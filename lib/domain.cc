@@ -205,16 +205,23 @@ IOVAM_HOT int Domain::alloc(uint64_t npages, uint64_t limit_pfn, bool size_align
 
 // The range becomes the pending free: counted free at once, erased from the
 // tree by the next operation unless the next allocation takes it back.
-// Cost: one O(log n) descent, none when the tree's finger leaf holds pfn; no
-// erase here (the pending free before it, if any, is erased first, through
-// the finger its own free left). No allocation, no syscall.
+// Cost: a load and a store of the live byte when pfn is the first page of a
+// live cacheable range (checked mode); else one O(log n) descent, none when
+// the tree's finger leaf holds pfn. No erase here (the pending free before it,
+// if any, is erased first). No allocation, no syscall.
 IOVAM_HOT int Domain::free(uint64_t pfn) noexcept
 {
 	cache_->prefetch_live(pfn);
 	SpinGuard g(tree_lock_);
 	flush_pending_locked(); // one at a time, and a free of it again finds it FREE
 	Segment seg;
-	if (int rc = free_checked_locked(pfn, &seg); rc != 0) return rc;
+	if (const uint64_t size = cache_->take_live_at(pfn); size != 0) {
+		seg = Segment{pfn, pfn + size - 1, Tag::kAllocated};
+		pending_looked_up_ = false;
+	} else {
+		if (int rc = free_checked_locked(pfn, &seg); rc != 0) return rc;
+		pending_looked_up_ = true;
+	}
 	pending_lo_ = seg.pfn_lo;
 	pending_hi_ = seg.pfn_hi;
 	count_freed_locked(seg);
@@ -225,9 +232,11 @@ IOVAM_HOT int Domain::free(uint64_t pfn) noexcept
 IOVAM_HOT void Domain::flush_pending_slow() noexcept
 {
 	IOVAM_ASSERT_HELD(tree_lock_);
-	// Nothing has changed the tree since that free's lookup (every call that
-	// would flushes first), so the tree's finger is still on the range.
-	[[maybe_unused]] const Segment seg = tree_.erase_looked_up(Tag::kAllocated);
+	// Nothing has changed the tree since that free's lookup, if it made one
+	// (every call that would flushes first): the tree's finger is still on it.
+	[[maybe_unused]] const Segment seg = pending_looked_up_
+	                                             ? tree_.erase_looked_up(Tag::kAllocated)
+	                                             : tree_.erase_if(pending_lo_, Tag::kAllocated);
 	assert(seg.tag == Tag::kAllocated && seg.pfn_lo == pending_lo_ &&
 	       seg.pfn_hi == pending_hi_);
 	pending_lo_ = 1;

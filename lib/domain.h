@@ -133,9 +133,16 @@ private:
 	// Every other call that changes the tree first erases it
 	// (flush_pending_locked()); the others treat it as free (find(),
 	// lookup_locked(), verify()). So until then nothing has moved the tree's
-	// finger off it, and its erase needs no descent (GapTree::erase_looked_up()).
+	// finger off it, and its erase needs no descent (GapTree::erase_looked_up())
+	// when the free looked it up; a free of a live cacheable range from its
+	// first page knows it by its live byte and does not look (a random free
+	// at 1M ranges: a descent with a cache miss or two, saved when the
+	// allocation takes the range back).
 	uint64_t pending_lo_ = 1;
 	uint64_t pending_hi_ = 0;
+	// The free found it in the tree (the finger is on it), not by its live
+	// byte alone (RangeCache::take_live_at(): no tree lookup at all).
+	bool pending_looked_up_ = false;
 	uint64_t pending_takes_ = 0;
 	uint64_t reserved_ranges_ = 0;
 	uint64_t deferred_ranges_ = 0;

@@ -160,6 +160,17 @@ IOVAM_HOT bool RangeCache::take_live(uint64_t pfn_lo, uint64_t size) noexcept
 	return true;
 }
 
+// Cost: a compare, a load (its line requested by prefetch_live()) and a store.
+IOVAM_HOT uint64_t RangeCache::take_live_at(uint64_t pfn_lo) noexcept
+{
+	if (!checked() || !live_.covers(pfn_lo)) return 0;
+	uint8_t *b = live_.at(pfn_lo);
+	const uint8_t v = __atomic_load_n(b, __ATOMIC_RELAXED);
+	if (v == 0) return 0;
+	__atomic_store_n(b, uint8_t{0}, __ATOMIC_RELAXED);
+	return uint64_t{1} << (v - 1);
+}
+
 bool RangeCache::may_hold_locked(uint64_t pfn_lo, uint64_t pfn_hi) const noexcept
 {
 	IOVAM_ASSERT_HELD(tree_.lock());

@@ -156,6 +156,13 @@ public:
 	// A range's owner is its byte's only writer: no lock, no RMW.
 	void mark_live(uint64_t pfn_lo, uint64_t size) noexcept;
 	bool take_live(uint64_t pfn_lo, uint64_t size) noexcept;
+	// A free's check-and-clear by the byte alone: the size of the live range
+	// that starts at pfn_lo, its byte cleared; 0 if the byte does not say one
+	// does (unchecked, outside the map, not its first page, cached, free...).
+	// A set byte is exact: only mark_live() sets one, at the first page of an
+	// ALLOCATED range of that class, and a free or a fast free clears it
+	// before the range goes anywhere (verify_live_map_locked() checks both).
+	uint64_t take_live_at(uint64_t pfn_lo) noexcept;
 	// A free's hint, before its tree lookup: the byte take_live() will read if
 	// pfn is its range's first page (usually). On a large domain that byte is
 	// a cache miss of its own; requested early, it overlaps the descent's.
