@@ -302,6 +302,23 @@ def callgrind_rows(cg):
     return rows
 
 
+def churn_phases_markdown(phases):
+    """The 1-page churn from a fresh layout, per block of pairs (churn_phases.cc)."""
+    if not phases or not phases.get("ns_per_pair"):
+        return []
+    ns = phases["ns_per_pair"]
+    k = phases["pairs_per_block"]
+    out = ["", f"### iovam 1-page churn from a fresh layout, {phases['live']} live, "
+           f"occupancy {phases['occ_pct']} %: ns/pair per block of {k} pairs", "",
+           "BM_Tree_Churn1Page continues one layout over all its runs, and this cost falls as "
+           "the churn goes on (more of the random frees lie above the allocation front, and the "
+           "next allocation takes them back): its figure depends on how far its timed runs were "
+           "into the churn. `perf/churn_phases.cc` explains.", "",
+           "| pairs before the block | ns/pair |", "|---|---|"]
+    out += [f"| {i * k:,} | {v:.0f} |".replace(",", " ") for i, v in enumerate(ns)]
+    return out
+
+
 def load_jsonl(path):
     try:
         with open(path) as f:
@@ -526,6 +543,7 @@ def main():
     threads_spread = load_json(os.path.join(opt.out, "threads_spread.json"))
     latency = [l for l in (load_json(p) for p in sorted(glob.glob(os.path.join(opt.out, "latency_*.json")))) if l]
     cg = load_json(os.path.join(opt.out, "callgrind.json"))
+    phases = load_json(os.path.join(opt.out, "churn_phases.json"))
     dyn_runs = load_jsonl(os.path.join(opt.out, "dyn_map.jsonl"))
     dyn_rows = dyn_map_rows(dyn_runs)
     dyn_meta = load_json(os.path.join(opt.out, "dyn_map_meta.json"))
@@ -570,12 +588,14 @@ def main():
         "placement_problems": placement_check(threads) + placement_check(threads_spread),
         "latency_memory": latency,
         "callgrind": cg,
+        "churn_phases": phases,
         "dyn_map": {"runs": dyn_runs, "medians": dyn_rows, "meta": dyn_meta, "skipped": dyn_skipped},
     }
     with open(os.path.join(opt.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v)
     with open(os.path.join(opt.out, "summary.md"), "w") as f:
         f.write(markdown(sections, meta, topology, threads, threads_spread, machine, free))
+        f.write("\n".join(churn_phases_markdown(phases)) + "\n")
         f.write("\n".join(dyn_map_markdown(dyn_rows, dyn_skipped, dyn_meta)) + "\n")
         if plots:
             f.write("\nPlots: " + ", ".join(f"[{p}]({p})" for p in plots) + "\n")
