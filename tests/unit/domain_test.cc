@@ -362,6 +362,47 @@ TEST(PendingFree, AnUnalignedFitAcrossItsEndIsHigher)
 	VERIFY(d.get());
 }
 
+// A free knows a live cacheable range by its live byte when it is given the
+// range's first page; given another page, or in unchecked mode, or for a
+// range the live map does not record (3 pages), it looks the range up in the
+// tree. Every way, the next allocation of its size takes it back, and a
+// second free of it fails.
+TEST(PendingFree, EveryWayToFreeARange)
+{
+	struct Row {
+		const char *what;
+		bool checked;
+		uint64_t npages;
+		bool aligned;
+		uint64_t offset; // the page of the range given to iovam_free()
+	} rows[] = {
+	        {"first page, by the live byte", true, 4, true, 0},
+	        {"inner page, looked up", true, 4, true, 2},
+	        {"unchecked mode, looked up", false, 4, true, 0},
+	        {"3 pages, not in the live map", true, 3, true, 0},
+	};
+	for (const Row &r : rows) {
+		auto d = make(kG4K, 1, 1000);
+		ASSERT_EQ(iovam_domain_set_checks(d.get(), r.checked), 0) << r.what;
+		const uint64_t keep = alloc_ok(d.get(), 1, UINT64_MAX, false);
+		const uint64_t a = alloc_ok(d.get(), r.npages, UINT64_MAX, r.aligned);
+		ASSERT_EQ(iovam_free(d.get(), a + r.offset), 0) << r.what;
+		EXPECT_EQ(iovam_free(d.get(), a), -ENOENT) << r.what;
+		VERIFY(d.get());
+		ASSERT_EQ(iovam_free(d.get(), keep), 0) << r.what; // erases the first one
+		EXPECT_EQ(iovam_free(d.get(), a + r.offset), -ENOENT) << r.what;
+		VERIFY(d.get());
+		EXPECT_EQ(alloc_ok(d.get(), 1, UINT64_MAX, false), keep) << r.what;
+		EXPECT_EQ(alloc_ok(d.get(), r.npages, UINT64_MAX, r.aligned), a) << r.what;
+		ASSERT_EQ(iovam_free(d.get(), a + r.offset), 0) << r.what;
+		const uint64_t takes = iovam_test_pending_takes(d.get());
+		EXPECT_EQ(alloc_ok(d.get(), r.npages, UINT64_MAX, r.aligned), a) << r.what;
+		EXPECT_EQ(iovam_test_pending_takes(d.get()), takes + 1) << r.what;
+		EXPECT_EQ(stats_of(d.get()).live_ranges, 2u) << r.what;
+		VERIFY(d.get());
+	}
+}
+
 // The 32-bit estimate: a pending free below 4 GiB resets it at once, so a
 // 32-bit request after a "full" failure takes the range back.
 TEST(PendingFree, ResetsThe32BitEstimate)
