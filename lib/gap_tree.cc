@@ -792,22 +792,10 @@ GapTree::Path &GapTree::finger_at_slow(uint64_t pfn) noexcept
 			return std::nullopt;
 		}
 	}
-	if (f.beside_epoch != grown_ && !proven()) return std::nullopt;
+	if (!known_above_leaf(f, r, s.max, need_order1, proof)) return std::nullopt;
 	if (hi_pfn < s.min) return std::nullopt;
 	uint32_t top = l->count - 1u;
-	if (hi_pfn > s.max) {
-		// A fit above the leaf would be the answer; there is none if the
-		// annotations passed over cannot hold one (the search's own tests).
-		if (hi_pfn > f.beside_hi_pfn) return std::nullopt;
-		// Only the annotations say what lies there. (Not "the search's own
-		// request found nothing there": a subtree it entered and left, cut by
-		// the limit or holding a long misaligned hole, can gain a fit by a
-		// free that grows no annotation. The model test caught that.)
-		if (f.beside_gap.len >= npages && f.beside_gap.order1 >= need_order1 && !proven())
-			return std::nullopt;
-	} else if (hi_pfn < s.max) {
-		top = pivot_index(l->pivot, l->count, hi_pfn);
-	}
+	if (hi_pfn < s.max) top = pivot_index(l->pivot, l->count, hi_pfn);
 	uint32_t i = 0;
 	const std::optional<uint64_t> pfn =
 	        leaf_fit(l, s.min, s.max, top, npages, align, lo_pfn, hi_pfn, &i);
@@ -816,6 +804,31 @@ GapTree::Path &GapTree::finger_at_slow(uint64_t pfn) noexcept
 		last_search_nodes_ = 1; // the leaf alone
 	}
 	return pfn;
+}
+
+// Whether finger f (valid, its search's findings too) knows that no FREE
+// segment above its leaf (range up to leaf_max) holds a fit for r: by the
+// annotations its search passed over, while none off its path has grown; or
+// by its proof for r, evaluated into *proof only when the annotations cannot
+// tell (alloc_near() reads it afterwards). Inlined into its two callers.
+[[gnu::always_inline]] inline bool GapTree::known_above_leaf(const Finger &f, const Request &r,
+                                                             uint64_t leaf_max, uint8_t need_order1,
+                                                             Proof *proof) const noexcept
+{
+	auto proven = [&] {
+		if (*proof == Proof::kUnknown) *proof = proof_state(f, r, leaf_max);
+		return *proof == Proof::kHolds;
+	};
+	if (f.beside_epoch != grown_ && !proven()) return false;
+	if (r.hi_pfn <= leaf_max) return true;
+	// A fit above the leaf would be the answer; there is none if the
+	// annotations passed over cannot hold one (the search's own tests).
+	if (r.hi_pfn > f.beside_hi_pfn) return false;
+	// Only the annotations say what lies there. (Not "the search's own
+	// request found nothing there": a subtree it entered and left, cut by
+	// the limit or holding a long misaligned hole, can gain a fit by a
+	// free that grows no annotation. The model test caught that.)
+	return f.beside_gap.len < r.npages || f.beside_gap.order1 < need_order1 || proven();
 }
 
 // Whether finger f's proof for r (no fit in what its search passed over, all
@@ -885,24 +898,17 @@ IOVAM_HOT bool GapTree::proven_no_fit_above(uint64_t npages, uint64_t align, uin
 	const Request r{npages, align, lo_pfn, std::min(hi_pfn, max_pfn_)};
 	const Step &s = f.path.s[f.path.n - 1];
 	if (pfn < s.min) return false;
-	const uint8_t need_order1 = needed_order1(npages, align);
-	const bool by_annotations =
-	        f.beside_epoch == grown_ &&
-	        (r.hi_pfn <= s.max ||
-	         (r.hi_pfn <= f.beside_hi_pfn &&
-	          (f.beside_gap.len < npages || f.beside_gap.order1 < need_order1)));
-	if (!by_annotations) {
-		if (r.hi_pfn > s.max && r.hi_pfn > f.beside_hi_pfn) return false;
-		if (proof_state(f, r, s.max) != Proof::kHolds) return false;
-		// The proof holds now: count the frees from here on, so that it
-		// outlives more than kFreedLog of them (the domain's takes carve
-		// nothing, and so never renew it as allocate() does). Not while the
-		// undo of the last carve would make FREE again a segment above the
-		// leaf: that erase is not counted. (The proof held before that carve
-		// too, so that segment held no fit then; the test keeps the argument
-		// local, as allocate() keeps its own by clearing the undo record.)
-		if (undo_lo_ > undo_hi_ || undo_hi_ <= s.max) f.proof_freed = freed_;
-	}
+	Proof proof = Proof::kUnknown;
+	if (!known_above_leaf(f, r, s.max, needed_order1(npages, align), &proof)) return false;
+	// When the proof was what told: count the frees from here on, so that it
+	// outlives more than kFreedLog of them (the domain's takes carve nothing,
+	// and so never renew it as allocate() does). Not while the undo of the
+	// last carve would make FREE again a segment above the leaf: that erase
+	// is not counted. (The proof held before that carve too, so that segment
+	// held no fit then; the test keeps the argument local, as allocate()
+	// keeps its own by clearing the undo record.)
+	if (proof == Proof::kHolds && (undo_lo_ > undo_hi_ || undo_hi_ <= s.max))
+		f.proof_freed = freed_;
 	if (pfn >= s.max) return true;
 	uint32_t i = 0;
 	return leaf_fit(static_cast<const Leaf *>(s.node), s.min, s.max, node_count(s.node) - 1u,

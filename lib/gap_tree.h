@@ -348,6 +348,8 @@ private:
 	static std::optional<uint64_t> span_fit(uint64_t lo, uint64_t hi,
 	                                        const Request &r) noexcept;
 	std::optional<uint64_t> alloc_near(const Request &r, Proof *proof) noexcept;
+	bool known_above_leaf(const Finger &f, const Request &r, uint64_t leaf_max,
+	                      uint8_t need_order1, Proof *proof) const noexcept;
 	std::optional<uint64_t> alloc_fresh(uint32_t k, const Request &r,
 	                                    bool *keep_proof) noexcept;
 	bool verify_node(const void *node, uint32_t level, uint64_t min, uint64_t max, Gap *gap,
