@@ -326,6 +326,24 @@ void Domain::hold_locked(uint64_t pfn_lo, bool held) noexcept
 	tree_.retag_occupied(pfn_lo, held ? Tag::kDeferred : Tag::kAllocated);
 }
 
+bool Domain::prefetch_pays_locked() const noexcept
+{
+	IOVAM_ASSERT_HELD(tree_lock_);
+	return tree_.height() >= GapTree::kHintMinHeight;
+}
+
+void Domain::prefetch_free_hints_locked(uint64_t pfn_lo) const noexcept
+{
+	IOVAM_ASSERT_HELD(tree_lock_);
+	tree_.prefetch_hints(pfn_lo);
+}
+
+void Domain::prefetch_free_path_locked(uint64_t pfn_lo) const noexcept
+{
+	IOVAM_ASSERT_HELD(tree_lock_);
+	tree_.prefetch_path(pfn_lo);
+}
+
 void Domain::free_held_locked(uint64_t pfn_lo) noexcept
 {
 	IOVAM_ASSERT_HELD(tree_lock_);

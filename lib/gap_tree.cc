@@ -353,17 +353,27 @@ int GapTree::init(uint64_t max_pfn) noexcept
 // descent then waits for its two bottom inner levels and its leaf together,
 // not one after the other. Cost: a compare, three loads, up to twelve
 // prefetches and three stores.
+[[gnu::always_inline]] inline void GapTree::prefetch_hinted(uint64_t pfn) const noexcept
+{
+	// The grandparent first: a descent needs it first. Written out, not a
+	// loop, so that tests/codegen/check_prefetch.sh can count them.
+	static_assert(PathHints::kLevels == 3);
+	if (const void *grandparent = hints_.get(2, pfn)) prefetch_node(grandparent);
+	if (const void *parent = hints_.get(1, pfn)) prefetch_node(parent);
+	if (const void *leaf = hints_.get(0, pfn)) prefetch_node(leaf);
+}
+
+// Cost: three 4-byte loads (their lines asked for by prefetch_hints()) and
+// up to twelve prefetches.
+void GapTree::prefetch_path(uint64_t pfn) const noexcept
+{
+	if (height_ >= kHintMinHeight) prefetch_hinted(pfn);
+}
+
 IOVAM_HOT void GapTree::descend(uint64_t pfn, Path &p) const noexcept
 {
 	const bool hinted = height_ >= kHintMinHeight;
-	if (hinted) {
-		// The grandparent first: the descent needs it first. Written out, not
-		// a loop, so that tests/codegen/check_prefetch.sh can count them.
-		static_assert(PathHints::kLevels == 3);
-		if (const void *grandparent = hints_.get(2, pfn)) prefetch_node(grandparent);
-		if (const void *parent = hints_.get(1, pfn)) prefetch_node(parent);
-		if (const void *leaf = hints_.get(0, pfn)) prefetch_node(leaf);
-	}
+	if (hinted) prefetch_hinted(pfn);
 	void *node = root_;
 	uint64_t min = 0, max = max_pfn_;
 	p.n = height_;

@@ -254,6 +254,18 @@ public:
 	bool proven_no_fit_above(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn,
 	                         uint64_t pfn) noexcept;
 
+	// A descent to pfn that comes later, in two steps ahead of it, so that a
+	// run of erases at random pfns overlaps their cache misses (a bulk free):
+	// prefetch_hints() asks for the path hints' slots of pfn (it reads
+	// nothing), prefetch_path() reads them and asks for the leaf, parent and
+	// grandparent they name. Nothing below kHintMinHeight, where the tree
+	// stays in cache. Hints only: they write nothing and decide nothing.
+	// (prefetch_hints() is always inlined: see PathHints::prefetch_slots().)
+	[[gnu::always_inline]] void prefetch_hints(uint64_t pfn) const noexcept
+	{
+		if (height_ >= kHintMinHeight) hints_.prefetch_slots(pfn);
+	}
+	void prefetch_path(uint64_t pfn) const noexcept;
 	// The first segment tagged `tag` that ends at or after pfn, if any.
 	std::optional<Segment> next_tagged(uint64_t pfn, Tag tag) const noexcept;
 
@@ -275,6 +287,7 @@ public:
 
 private:
 	void descend(uint64_t pfn, Path &p) const noexcept;
+	void prefetch_hinted(uint64_t pfn) const noexcept;
 	Path &finger_at(uint64_t pfn) noexcept;
 	Path &finger_at_slow(uint64_t pfn) noexcept;
 	// npages 1, 2, 3, 4, 5-8, 9 and more: the finger an allocation uses.

@@ -90,6 +90,18 @@ public:
 		table_[up][slot(up, pfn)] = encode(node);
 	}
 
+	// Ask for pfn's three slots, for a get() that follows later. Cost: three
+	// shifts, masks and prefetches; reads nothing. Always inlined: GCC 12 at
+	// -O2 finds a function whose only effect is a prefetch pure and drops
+	// the calls to it (tests/codegen/check_prefetch.sh).
+	[[gnu::always_inline]] void prefetch_slots(uint64_t pfn) const noexcept
+	{
+		static_assert(kLevels == 3);
+		__builtin_prefetch(&table_[2][slot(2, pfn)]);
+		__builtin_prefetch(&table_[1][slot(1, pfn)]);
+		__builtin_prefetch(&table_[0][slot(0, pfn)]);
+	}
+
 	uint64_t slots(uint32_t up) const noexcept { return mask_[up] + 1; }
 
 	// Maintenance, never under the domain lock (system calls). The slots

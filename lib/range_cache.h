@@ -249,7 +249,8 @@ private:
 	int free_lookup_locked(uint64_t pfn_lo, uint64_t size) const noexcept;
 	int alloc_from_tree(uint64_t size, uint64_t limit_pfn, uint64_t *pfn_lo) noexcept;
 	void give_back(const uint64_t *pfn_lo, uint32_t n, uint64_t size) noexcept;
-	int hold_all_locked(const uint64_t *pfn_lo, uint32_t n, uint64_t npages) noexcept;
+	int hold_all_locked(const uint64_t *pfn_lo, uint32_t n, uint64_t npages,
+	                    bool ahead) noexcept;
 	void release_held_locked(const uint64_t *pfn_lo, uint32_t n, uint64_t size) noexcept;
 
 	uint32_t pop_bulk(uint32_t c, uint32_t cls, uint64_t hi_pfn, uint64_t *pfn,

@@ -43,6 +43,14 @@ public:
 	// (hold_locked(.., false)). A re-tag in place: no node, cannot fail.
 	virtual void hold_locked(uint64_t pfn_lo, bool held) noexcept = 0;
 	virtual void free_held_locked(uint64_t pfn_lo) noexcept = 0;
+	// Whether the tree is past the caches' reach (GapTree::kHintMinHeight
+	// levels), so that asking ahead for what a run of frees reads pays.
+	virtual bool prefetch_pays_locked() const noexcept = 0;
+	// A free_locked() or free_held_locked() of pfn_lo that comes later, in
+	// two steps ahead of it (GapTree::prefetch_hints() and prefetch_path()),
+	// so that a bulk's frees overlap their cache misses. Hints only.
+	virtual void prefetch_free_hints_locked(uint64_t pfn_lo) const noexcept = 0;
+	virtual void prefetch_free_path_locked(uint64_t pfn_lo) const noexcept = 0;
 
 protected:
 	~TreeBackend() = default;

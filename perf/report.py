@@ -310,10 +310,10 @@ def churn_phases_markdown(phases):
     k = phases["pairs_per_block"]
     out = ["", f"### iovam 1-page churn from a fresh layout, {phases['live']} live, "
            f"occupancy {phases['occ_pct']} %: ns/pair per block of {k} pairs", "",
-           "BM_Tree_Churn1Page continues one layout over all its runs, and this cost falls as "
-           "the churn goes on (more of the random frees lie above the allocation front, and the "
-           "next allocation takes them back): its figure depends on how far its timed runs were "
-           "into the churn. `perf/churn_phases.cc` explains.", "",
+           "This cost falls as the churn goes on (more of the random frees lie above the "
+           "allocation front, and the next allocation takes them back). BM_Tree_Churn1Page "
+           "times the first pairs on a fresh layout, as many as its 0.2 s take: the first "
+           "blocks of this table. `perf/churn_phases.cc` explains.", "",
            "| pairs before the block | ns/pair |", "|---|---|"]
     out += [f"| {i * k:,} | {v:.0f} |".replace(",", " ") for i, v in enumerate(ns)]
     return out

@@ -951,6 +951,44 @@ TEST(Bulk, UncachedGoesToTheTree)
 	}
 }
 
+// A bulk free to the tree of a tree tall enough for its path hints
+// (GapTree::kHintMinHeight levels: 32K single pages between 32K holes), where
+// it asks ahead for each range's live byte, hint slots and path nodes
+// (RangeCache::free_fast_bulk_slow()): the same frees as without, all or
+// nothing. Run under ASan too, for the pipeline's indices.
+TEST(Bulk, FreeToATallTreeAsksAheadAndFreesTheSame)
+{
+	constexpr uint64_t kPages = 1 << 16;
+	auto d = make(kG4K, 1, kPages);
+	std::vector<uint64_t> live;
+	uint64_t pfn = 0;
+	while (iovam_alloc(d.get(), 1, UINT64_MAX, false, &pfn) == 0) live.push_back(pfn);
+	ASSERT_EQ(live.size(), kPages);
+	for (size_t i = 0; i < live.size(); i += 2) ASSERT_EQ(iovam_free(d.get(), live[i]), 0);
+	std::vector<uint64_t> odd;
+	for (size_t i = 1; i < live.size(); i += 2) odd.push_back(live[i]);
+	std::mt19937_64 rng(11);
+	std::shuffle(odd.begin(), odd.end(), rng);
+	VERIFY(d.get());
+	for (uint32_t n : {1u, 3u, 5u, 9u, 127u, 200u}) {
+		std::vector<uint64_t> bulk(odd.end() - n, odd.end());
+		// A repeat as the last entry: refused, nothing freed.
+		bulk.push_back(bulk.front());
+		const iovam_stats before = stats_of(d.get());
+		EXPECT_EQ(iovam_free_fast_bulk(d.get(), IOVAM_CACHE_NONE, bulk.data(), n + 1, 1),
+		          -ENOENT)
+		        << n;
+		EXPECT_TRUE(same_stats(before, stats_of(d.get()))) << n;
+		VERIFY(d.get());
+		ASSERT_EQ(iovam_free_fast_bulk(d.get(), IOVAM_CACHE_NONE, bulk.data(), n, 1), 0)
+		        << n;
+		EXPECT_EQ(stats_of(d.get()).live_ranges, before.live_ranges - n) << n;
+		VERIFY(d.get());
+		for (uint32_t i = 0; i < n; ++i) EXPECT_EQ(iovam_free(d.get(), bulk[i]), -ENOENT);
+		odd.resize(odd.size() - n);
+	}
+}
+
 struct BulkFreeBadRow {
 	const char *what;
 	uint32_t cache_id;
