@@ -10,13 +10,15 @@
  * hole, and the front they carve moves down. A random free above the front is
  * the next allocation's answer; one below it is not, and leaves a hole there.
  * So the share of frees that the next allocation takes back grows as the
- * churn goes on, from about half on the layout as built (2N pages, half freed
- * at random) towards all of them once the holes lie below every live range.
- * iovam takes such a range back without touching its tree (the domain's
- * pending free, docs/DESIGN.md section 3), so its pair costs several times
- * less late in the churn than early, and BM_Tree_Churn1Page, which continues
- * one layout over all its runs, reports whichever phase its timed runs fell
- * in. This program shows the whole curve, from the layout as built.
+ * churn goes on, from about a fifth of the first 250K pairs on the layout as
+ * built (2N pages, half freed at random; 1M live, counted with the test
+ * hooks on 2026-11-28) towards all of them once the holes lie below every
+ * live range. iovam takes such a range back without touching its tree (the
+ * domain's pending free, docs/DESIGN.md section 3), so its pair costs several
+ * times less late in the churn than early. BM_Tree_Churn1Page builds its
+ * layout afresh in every call and reports the mean of the first pairs, as
+ * many as its 0.2 s take (bench_tree.cc); this program shows the whole
+ * curve, from the layout as built.
  *
  * Usage: iovam_perf_churn_phases [live [blocks [pairs_per_block]]]
  * (defaults 1048576, 16, 250000). One JSON object on stdout.
