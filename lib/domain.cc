@@ -332,16 +332,27 @@ bool Domain::prefetch_pays_locked() const noexcept
 	return tree_.height() >= GapTree::kHintMinHeight;
 }
 
-void Domain::prefetch_free_hints_locked(uint64_t pfn_lo) const noexcept
+// A software pipeline over a run of erases: the path hints' slots of the
+// range kHintsAhead on, the nodes they name of the one kPathAhead on (its
+// slots asked for kHintsAhead - kPathAhead erases before), then the caller's
+// erase of this one, whose descent finds the bottom of its path in cache. At
+// 1M live ranges each erase is otherwise a hint slot's and a leaf's cache
+// miss one after the other (and two inner nodes' beside the leaf's). The
+// distances are far enough that a memory latency (120-190 ns on the perf
+// machine) passes meanwhile, an erase taking a hundred ns or more; 4/2, 12/4
+// and 16/8 measured the same as 8/4.
+void Domain::prefetch_frees_locked(const uint64_t *pfn_lo, uint32_t n, uint32_t i) const noexcept
 {
 	IOVAM_ASSERT_HELD(tree_lock_);
-	tree_.prefetch_hints(pfn_lo);
-}
-
-void Domain::prefetch_free_path_locked(uint64_t pfn_lo) const noexcept
-{
-	IOVAM_ASSERT_HELD(tree_lock_);
-	tree_.prefetch_path(pfn_lo);
+	constexpr uint32_t kHintsAhead = 8, kPathAhead = 4;
+	if (i == 0) { // the pipeline fills
+		for (uint32_t j = 0; j < std::min(n, kHintsAhead); ++j)
+			tree_.prefetch_hints(pfn_lo[j]);
+		for (uint32_t j = 0; j < std::min(n, kPathAhead); ++j)
+			tree_.prefetch_path(pfn_lo[j]);
+	}
+	if (i + kHintsAhead < n) tree_.prefetch_hints(pfn_lo[i + kHintsAhead]);
+	if (i + kPathAhead < n) tree_.prefetch_path(pfn_lo[i + kPathAhead]);
 }
 
 void Domain::free_held_locked(uint64_t pfn_lo) noexcept

@@ -84,8 +84,8 @@ private:
 	void hold_locked(uint64_t pfn_lo, bool held) noexcept override;
 	void free_held_locked(uint64_t pfn_lo) noexcept override;
 	bool prefetch_pays_locked() const noexcept override;
-	void prefetch_free_hints_locked(uint64_t pfn_lo) const noexcept override;
-	void prefetch_free_path_locked(uint64_t pfn_lo) const noexcept override;
+	void prefetch_frees_locked(const uint64_t *pfn_lo, uint32_t n,
+	                           uint32_t i) const noexcept override;
 
 	// Allocate npages aligned to align at or below hi_pfn and count it (the
 	// estimate first: docs/DESIGN.md, L2, L3). Requires tree_lock_.

@@ -348,11 +348,7 @@ int GapTree::init(uint64_t max_pfn) noexcept
 // ---------------------------------------------------------------------------
 // Descent and gap maintenance
 
-// At kHintMinHeight and up the bottom three nodes of pfn's last path are
-// requested before the root is read (path_hints.h): at 1M ranges a random
-// descent then waits for its two bottom inner levels and its leaf together,
-// not one after the other. Cost: a compare, three loads, up to twelve
-// prefetches and three stores.
+// The bottom three nodes of pfn's last path (path_hints.h), each whole.
 [[gnu::always_inline]] inline void GapTree::prefetch_hinted(uint64_t pfn) const noexcept
 {
 	// The grandparent first: a descent needs it first. Written out, not a
@@ -370,6 +366,11 @@ void GapTree::prefetch_path(uint64_t pfn) const noexcept
 	if (height_ >= kHintMinHeight) prefetch_hinted(pfn);
 }
 
+// At kHintMinHeight and up the bottom three nodes of pfn's last path are
+// requested before the root is read (path_hints.h): at 1M ranges a random
+// descent then waits for its two bottom inner levels and its leaf together,
+// not one after the other. Cost: a compare, three loads, up to twelve
+// prefetches and three stores.
 IOVAM_HOT void GapTree::descend(uint64_t pfn, Path &p) const noexcept
 {
 	const bool hinted = height_ >= kHintMinHeight;

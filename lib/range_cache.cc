@@ -26,13 +26,11 @@ uint32_t g_flush_req_idle = 0;
 namespace
 {
 
-// How far ahead a bulk free to the tree asks for what each range's free reads
-// (free_fast_bulk_slow(), hold_all_locked()): far enough that a memory
-// latency (120-190 ns on the perf machine) passes meanwhile, each step being
-// a check (tens of ns) or an erase (a hundred or more).
+// How far ahead a bulk free to the tree asks for each range's live byte
+// (hold_all_locked()): far enough that a memory latency (120-190 ns on the
+// perf machine) passes meanwhile, each check taking tens of ns. The erases'
+// pipeline is the tree's (TreeBackend::prefetch_frees_locked()).
 constexpr uint32_t kLiveAhead = 8;
-constexpr uint32_t kHintsAhead = 8;
-constexpr uint32_t kPathAhead = 4;
 
 // Ranges a failed bulk gives back per tree lock hold: bounds the hold time
 // the datapath sees, whatever n the caller passed.
@@ -304,25 +302,8 @@ int RangeCache::free_fast_bulk_slow(uint32_t c, const uint64_t *pfn_lo, uint32_t
 	// for nothing (+7 % per range at 1K live).
 	const bool ahead = tree_.prefetch_pays_locked();
 	if (int rc = hold_all_locked(pfn_lo, n, npages, ahead); rc != 0) return rc;
-	// A software pipeline over the erases: the path hints' slots of the range
-	// kHintsAhead on, the nodes they name of the one kPathAhead on (its slots
-	// asked for kHintsAhead - kPathAhead erases before), then this one's
-	// erase, whose descent finds the bottom of its path in cache. At 1M live
-	// ranges each erase is otherwise a hint slot's and a leaf's cache miss
-	// one after the other (and two inner nodes' beside the leaf's).
-	const uint32_t hints_ahead = ahead ? kHintsAhead : 0;
-	const uint32_t path_ahead = ahead ? kPathAhead : 0;
-	for (uint32_t i = 0; i < std::min(n, hints_ahead); ++i)
-		tree_.prefetch_free_hints_locked(pfn_lo[i]);
-	for (uint32_t i = 0; i < std::min(n, path_ahead); ++i)
-		tree_.prefetch_free_path_locked(pfn_lo[i]);
 	for (uint32_t i = 0; i < n; ++i) {
-		if (ahead) {
-			if (i + kHintsAhead < n)
-				tree_.prefetch_free_hints_locked(pfn_lo[i + kHintsAhead]);
-			if (i + kPathAhead < n)
-				tree_.prefetch_free_path_locked(pfn_lo[i + kPathAhead]);
-		}
+		if (ahead) tree_.prefetch_frees_locked(pfn_lo, n, i);
 		if (tracked(pfn_lo[i], size))
 			tree_.free_locked(pfn_lo[i]);
 		else

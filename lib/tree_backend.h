@@ -46,11 +46,11 @@ public:
 	// Whether the tree is past the caches' reach (GapTree::kHintMinHeight
 	// levels), so that asking ahead for what a run of frees reads pays.
 	virtual bool prefetch_pays_locked() const noexcept = 0;
-	// A free_locked() or free_held_locked() of pfn_lo that comes later, in
-	// two steps ahead of it (GapTree::prefetch_hints() and prefetch_path()),
-	// so that a bulk's frees overlap their cache misses. Hints only.
-	virtual void prefetch_free_hints_locked(uint64_t pfn_lo) const noexcept = 0;
-	virtual void prefetch_free_path_locked(uint64_t pfn_lo) const noexcept = 0;
+	// Before the i-th of a run of frees of pfn_lo[0..n) in order
+	// (free_locked() or free_held_locked()): ask ahead for what the later
+	// ones read, so that their cache misses overlap. Hints only.
+	virtual void prefetch_frees_locked(const uint64_t *pfn_lo, uint32_t n,
+	                                   uint32_t i) const noexcept = 0;
 
 protected:
 	~TreeBackend() = default;

@@ -9,8 +9,9 @@
 # GapTree::descend() for the four lines of each hinted node of the path's
 # bottom three (lib/path_hints.h) and for each next node's four: 16 at least.
 # A bulk free to the tree asks ahead for each range's live byte
-# (RangeCache::hold_all_locked(), two call sites), its hint slots (three) and
-# the nodes they name (GapTree::prefetch_path(), twelve). GCC 12 at -O2 (meson's
+# (RangeCache::hold_all_locked(), two call sites), its hint slots (three, at
+# each of Domain::prefetch_frees_locked()'s two call sites) and the nodes
+# they name (GapTree::prefetch_path(), twelve). GCC 12 at -O2 (meson's
 # debugoptimized, this project's default) dropped the first one without a word
 # when it sat in an out-of-line helper; a default build then paid that cache
 # miss on every free of a large domain. Reads the disassembly (objdump) of
@@ -27,7 +28,7 @@ declare -A want=(
 	['iovam::detail::Domain::free(unsigned long)']=1
 	['iovam::detail::GapTree::descend(unsigned long, iovam::detail::GapTree::Path&) const']=16
 	['iovam::detail::GapTree::prefetch_path(unsigned long) const']=12
-	['iovam::detail::Domain::prefetch_free_hints_locked(unsigned long) const']=3
+	['iovam::detail::Domain::prefetch_frees_locked(unsigned long const*, unsigned int, unsigned int) const']=6
 	['iovam::detail::RangeCache::hold_all_locked(unsigned long const*, unsigned int, unsigned long, bool)']=2
 )
 for fn in "${!want[@]}"; do
