@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -202,26 +203,50 @@ void bm_near_fit(benchmark::State &state, const std::string &name)
  * all over the tree, as they do under real traffic: most descents miss the
  * cache at 1M live ranges.
  *
- * Every call (Google Benchmark calls a benchmark more than once while it
- * sizes the run) builds the layout afresh before its timed loop, so the
- * timed pairs are the first ones on the layout as built, whatever ran before.
- * A top-down allocator's churn moves: its front descends, more of the random
- * frees land above it, and the pending free takes those back without an
- * erase (perf/churn_phases.cc has the curve). Until 2026-11-28 the calls
- * continued one cached layout, so the timed run fell wherever the sizing
- * runs had left the churn: at 1M live the same build reported 41 ns in one
- * run and 343-355 in others of the same hour.
+ * The timed pairs are the first N / 2 on the layout as built, at every N: a
+ * round of N / 2 pairs, then (untimed) the layout is built afresh and the
+ * next round repeats them. Why: a top-down allocator's churn moves. Its front
+ * descends, more of the random frees land above it, and the pending free
+ * takes those back without an erase, so iovam's pair costs several times
+ * less late in the churn than early (perf/churn_phases.cc has the curve). A
+ * phase is a number of pairs per live range, so every N is timed in the same
+ * one and the growth from 1K to 1M is that of N alone. Until 2026-11-28 the
+ * timed run was as many pairs as 0.2 s took: the first half million at 1M,
+ * but some 6000 rounds of the live set at 1K, late in a churn that had
+ * converged (32 ns there against about 250 for its first N / 2 pairs); and
+ * before that the calls continued one layout, so the timed run fell wherever
+ * the sizing runs had left the churn (41 ns at 1M in one run, 343-355 in
+ * others of the same hour). The walks cost so much more per pair at 1M that
+ * their timed run ends inside the first round.
  */
 template <RangeAllocator A>
 void run_churn(benchmark::State &state, const SizeSequence &sizes, bool size_aligned)
 {
-	FixtureCache::drop(); // one layout resident at a time
-	const auto layout = make_fragmented<A>(static_cast<uint64_t>(state.range(0)),
-	                                       static_cast<uint64_t>(state.range(1)));
-	Churn<A> churn(*layout);
+	const auto live = static_cast<uint64_t>(state.range(0));
+	const auto occupancy_pct = static_cast<uint64_t>(state.range(1));
+	const uint64_t round_pairs = std::max<uint64_t>(live / 2, 1);
+	std::unique_ptr<Layout<A>> layout;
+	std::optional<Churn<A>> churn;
+	auto build = [&] {
+		churn.reset();
+		layout.reset(); // one layout resident at a time
+		FixtureCache::drop();
+		layout = make_fragmented<A>(live, occupancy_pct);
+		churn.emplace(*layout);
+	};
+	build();
 	size_t i = 0;
-	uint64_t failures = 0;
-	for (auto _ : state) failures += !churn.step(sizes[i++], size_aligned).allocated;
+	uint64_t failures = 0, in_round = 0;
+	for (auto _ : state) {
+		if (in_round == round_pairs) [[unlikely]] {
+			state.PauseTiming();
+			build();
+			state.ResumeTiming();
+			in_round = 0;
+		}
+		failures += !churn->step(sizes[i++], size_aligned).allocated;
+		++in_round;
+	}
 	state.counters["failed_allocs"] = benchmark::Counter(static_cast<double>(failures),
 	                                                     benchmark::Counter::kAvgIterations);
 	state.counters["live_ranges"] = static_cast<double>(layout->live_pfns.size());

@@ -15,10 +15,9 @@
  * hooks on 2026-11-28) towards all of them once the holes lie below every
  * live range. iovam takes such a range back without touching its tree (the
  * domain's pending free, docs/DESIGN.md section 3), so its pair costs several
- * times less late in the churn than early. BM_Tree_Churn1Page builds its
- * layout afresh in every call and reports the mean of the first pairs, as
- * many as its 0.2 s take (bench_tree.cc); this program shows the whole
- * curve, from the layout as built.
+ * times less late in the churn than early. BM_Tree_Churn1Page reports the
+ * mean of the first N / 2 pairs on the layout as built, at every N
+ * (bench_tree.cc); this program shows the whole curve at one N.
  *
  * Usage: iovam_perf_churn_phases [live [blocks [pairs_per_block]]]
  * (defaults 1048576, 16, 250000). One JSON object on stdout.

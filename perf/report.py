@@ -312,8 +312,9 @@ def churn_phases_markdown(phases):
            f"occupancy {phases['occ_pct']} %: ns/pair per block of {k} pairs", "",
            "This cost falls as the churn goes on (more of the random frees lie above the "
            "allocation front, and the next allocation takes them back). BM_Tree_Churn1Page "
-           "times the first pairs on a fresh layout, as many as its 0.2 s take: the first "
-           "blocks of this table. `perf/churn_phases.cc` explains.", "",
+           f"times the first N / 2 pairs on a fresh layout at every N live (here the first "
+           + f"{phases['live'] // 2:,}".replace(",", " ") + " pairs). `perf/churn_phases.cc` explains.",
+           "",
            "| pairs before the block | ns/pair |", "|---|---|"]
     out += [f"| {i * k:,} | {v:.0f} |".replace(",", " ") for i, v in enumerate(ns)]
     return out
