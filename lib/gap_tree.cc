@@ -332,7 +332,7 @@ GapTree::~GapTree()
 
 int GapTree::init(uint64_t max_pfn) noexcept
 {
-	assert(root_ == nullptr);
+	assert(root_ == nullptr && max_pfn < kNoFit);
 	Stash st;
 	if (take_stash(st, 1) != 0) return -ENOMEM;
 	auto *l = static_cast<Leaf *>(take_node(st));
@@ -557,13 +557,13 @@ uint8_t GapTree::needed_order1(uint64_t npages, uint64_t align) noexcept
 
 // The highest fit for r inside [lo, hi]: the test of one FREE segment, for
 // leaf_fit() and for the segments frees made (proof_state(), alloc_fresh()).
-[[gnu::always_inline]] inline std::optional<uint64_t> GapTree::span_fit(uint64_t lo, uint64_t hi,
-                                                                        const Request &r) noexcept
+[[gnu::always_inline]] inline uint64_t GapTree::span_fit(uint64_t lo, uint64_t hi,
+                                                         const Request &r) noexcept
 {
 	const uint64_t a = std::max(lo, r.lo_pfn), b = std::min(hi, r.hi_pfn);
-	if (b < a || b - a < r.npages - 1) return std::nullopt;
+	if (b < a || b - a < r.npages - 1) return kNoFit;
 	const uint64_t pfn = (b - r.npages + 1) & ~(r.align - 1);
-	if (pfn < a) return std::nullopt;
+	if (pfn < a) return kNoFit;
 	return pfn;
 }
 
@@ -572,9 +572,10 @@ uint8_t GapTree::needed_order1(uint64_t npages, uint64_t align) noexcept
 // segment that holds it.
 // Inlined into its two callers: the call itself (nine arguments) cost a third
 // of a one-step scan.
-[[gnu::always_inline]] inline std::optional<uint64_t>
-GapTree::leaf_fit(const Leaf *l, uint64_t min, uint64_t max, uint32_t top, uint64_t npages,
-                  uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn, uint32_t *idx) noexcept
+[[gnu::always_inline]] inline uint64_t GapTree::leaf_fit(const Leaf *l, uint64_t min, uint64_t max,
+                                                         uint32_t top, uint64_t npages,
+                                                         uint64_t align, uint64_t lo_pfn,
+                                                         uint64_t hi_pfn, uint32_t *idx) noexcept
 {
 	const Request r{npages, align, lo_pfn, hi_pfn};
 	const uint64_t lowest_end = lo_pfn + npages - 1; // a fit must end at or above this
@@ -584,12 +585,12 @@ GapTree::leaf_fit(const Leaf *l, uint64_t min, uint64_t max, uint32_t top, uint6
 		free_bits &= ~(3ULL << (2 * i));
 		const uint64_t hi = seg_hi(l, i, max);
 		if (hi < lowest_end) break;
-		if (const std::optional<uint64_t> pfn = span_fit(seg_lo(l, i, min), hi, r)) {
+		if (const uint64_t pfn = span_fit(seg_lo(l, i, min), hi, r); pfn != kNoFit) {
 			*idx = i;
 			return pfn;
 		}
 	}
-	return std::nullopt;
+	return kNoFit;
 }
 
 // Top-down, right to left: the first fit found is the highest. A child is
@@ -632,10 +633,9 @@ std::optional<uint64_t> GapTree::search(uint64_t npages, uint64_t align, uint64_
 		bool found_child = false;
 		if (level == leaf_level) {
 			uint32_t i = 0;
-			const std::optional<uint64_t> pfn =
-			        leaf_fit(static_cast<const Leaf *>(node), min, max, next, npages,
-			                 align, lo_pfn, hi_pfn, &i);
-			if (pfn) {
+			const uint64_t pfn = leaf_fit(static_cast<const Leaf *>(node), min, max,
+			                              next, npages, align, lo_pfn, hi_pfn, &i);
+			if (pfn != kNoFit) {
 				p.s[level] = Step{const_cast<void *>(node), i, min, max};
 				last_search_nodes_ = visited;
 				if (right != nullptr) *right = beside;
@@ -760,15 +760,14 @@ GapTree::Path &GapTree::finger_at_slow(uint64_t pfn) noexcept
 // way a size whose annotations cannot rule out the holes it entered (3 pages
 // aligned to 4) is served from its leaf too. First of all, the finger's last
 // answer is taken again when it is FREE again and no fit was made since.
-// nullopt: not known here; the caller searches from the root.
+// kNoFit: not known here; the caller searches from the root.
 // Inlined into allocate(), its only caller (like leaf_fit(): the call's own cost
 // was a sixth of the function's).
-[[gnu::always_inline]] inline std::optional<uint64_t> GapTree::alloc_near(const Request &r,
-                                                                          Proof *proof) noexcept
+[[gnu::always_inline]] inline uint64_t GapTree::alloc_near(const Request &r, Proof *proof) noexcept
 {
 	const uint64_t npages = r.npages, align = r.align, lo_pfn = r.lo_pfn, hi_pfn = r.hi_pfn;
 	Finger &f = cur();
-	if (f.shape != shape_) return std::nullopt;
+	if (f.shape != shape_) return kNoFit;
 	Step &s = f.path.leaf();
 	auto *l = static_cast<const Leaf *>(s.node);
 	// The finger's last answer, FREE again (its range freed: a pair), with no
@@ -782,7 +781,7 @@ GapTree::Path &GapTree::finger_at_slow(uint64_t pfn) noexcept
 			return x;
 		}
 	}
-	if (f.beside_shape != shape_) return std::nullopt;
+	if (f.beside_shape != shape_) return kNoFit;
 	// The same request as the finger's search, and no fit made since: what the
 	// search passed over still holds none, whatever the annotations say (for a
 	// size that is not a power of two they cannot tell, see find_gap()).
@@ -799,18 +798,17 @@ GapTree::Path &GapTree::finger_at_slow(uint64_t pfn) noexcept
 			// answer, alloc_fresh()): worth the proof's scan if the last one
 			// made a fit there.
 			const FreedSpan &e = freed_log_[freed_ % kFreedLog];
-			if (e.lo > s.max && span_fit(e.lo, e.hi, r)) (void)proven();
-			return std::nullopt;
+			if (e.lo > s.max && span_fit(e.lo, e.hi, r) != kNoFit) (void)proven();
+			return kNoFit;
 		}
 	}
-	if (!known_above_leaf(f, r, s.max, need_order1, proof)) return std::nullopt;
-	if (hi_pfn < s.min) return std::nullopt;
+	if (!known_above_leaf(f, r, s.max, need_order1, proof)) return kNoFit;
+	if (hi_pfn < s.min) return kNoFit;
 	uint32_t top = l->count - 1u;
 	if (hi_pfn < s.max) top = pivot_index(l->pivot, l->count, hi_pfn);
 	uint32_t i = 0;
-	const std::optional<uint64_t> pfn =
-	        leaf_fit(l, s.min, s.max, top, npages, align, lo_pfn, hi_pfn, &i);
-	if (pfn) {
+	const uint64_t pfn = leaf_fit(l, s.min, s.max, top, npages, align, lo_pfn, hi_pfn, &i);
+	if (pfn != kNoFit) {
 		s.idx = i;
 		last_search_nodes_ = 1; // the leaf alone
 	}
@@ -857,7 +855,8 @@ GapTree::Proof GapTree::proof_state(const Finger &f, const Request &r,
 		return Proof::kNone;
 	for (uint64_t c = f.proof_freed + 1; c <= freed_; ++c) {
 		const FreedSpan &e = freed_log_[c % kFreedLog];
-		if (e.hi <= leaf_max || (e.lo > leaf_max && !span_fit(e.lo, e.hi, r))) continue;
+		if (e.hi <= leaf_max || (e.lo > leaf_max && span_fit(e.lo, e.hi, r) == kNoFit))
+			continue;
 		return c == freed_ && e.lo > leaf_max ? Proof::kFreshFit : Proof::kNone;
 	}
 	return Proof::kHolds;
@@ -872,23 +871,22 @@ GapTree::Proof GapTree::proof_state(const Finger &f, const Request &r,
 // holds no fit either, so k's proof holds after it (see allocate()). The
 // pattern of random frees whose range the next allocation takes: at 1M
 // ranges a search from the root per pair before.
-std::optional<uint64_t> GapTree::alloc_fresh(uint32_t k, const Request &r,
-                                             bool *keep_proof) noexcept
+uint64_t GapTree::alloc_fresh(uint32_t k, const Request &r, bool *keep_proof) noexcept
 {
 	const FreedSpan &e = freed_log_[freed_ % kFreedLog];
 	const uint32_t j = fresh_finger_;
 	Finger &from = fingers_[j];
-	if (j == k || from.shape != shape_) return std::nullopt;
+	if (j == k || from.shape != shape_) return kNoFit;
 	const Step &s = from.path.leaf();
 	auto *l = static_cast<const Leaf *>(s.node);
 	if (s.idx >= l->count || tag_at(l, s.idx) != Tag::kFree ||
 	    seg_lo(l, s.idx, s.min) != e.lo || seg_hi(l, s.idx, s.max) != e.hi)
-		return std::nullopt;
-	const std::optional<uint64_t> pfn = span_fit(e.lo, e.hi, r);
-	assert(pfn && "proof_state() found a fit in e");
-	const uint64_t end = *pfn + r.npages - 1;
-	*keep_proof = (*pfn == e.lo || !span_fit(e.lo, *pfn - 1, r)) &&
-	              (end == e.hi || !span_fit(end + 1, e.hi, r));
+		return kNoFit;
+	const uint64_t pfn = span_fit(e.lo, e.hi, r);
+	assert(pfn != kNoFit && "proof_state() found a fit in e");
+	const uint64_t end = pfn + r.npages - 1;
+	*keep_proof = (pfn == e.lo || span_fit(e.lo, pfn - 1, r) == kNoFit) &&
+	              (end == e.hi || span_fit(end + 1, e.hi, r) == kNoFit);
 	activate(j);
 	last_search_nodes_ = 1;
 	return pfn;
@@ -921,9 +919,16 @@ IOVAM_HOT bool GapTree::proven_no_fit_above(uint64_t npages, uint64_t align, uin
 	if (proof == Proof::kHolds && (undo_lo_ > undo_hi_ || undo_hi_ <= s.max))
 		f.proof_freed = freed_;
 	if (pfn >= s.max) return true;
+	TakeMemo &m = take_memo_;
+	if (m.leaf == s.node && m.erased == erased_ && m.shape == shape_ && m.pfn == pfn &&
+	    m.leaf_min == s.min && m.leaf_max == s.max && m.r == r)
+		return true;
 	uint32_t i = 0;
-	return leaf_fit(static_cast<const Leaf *>(s.node), s.min, s.max, node_count(s.node) - 1u,
-	                npages, align, std::max(lo_pfn, pfn + 1), r.hi_pfn, &i) == std::nullopt;
+	const bool none =
+	        leaf_fit(static_cast<const Leaf *>(s.node), s.min, s.max, node_count(s.node) - 1u,
+	                 npages, align, std::max(lo_pfn, pfn + 1), r.hi_pfn, &i) == kNoFit;
+	if (none) m = TakeMemo{s.node, erased_, shape_, pfn, s.min, s.max, r};
+	return none;
 }
 
 IOVAM_HOT int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn,
@@ -937,31 +942,33 @@ IOVAM_HOT int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn
 	const uint32_t k = size_class(npages);
 	if (fingers_[k].shape == shape_) activate(k);
 	Proof proof = Proof::kUnknown;
-	std::optional<uint64_t> pfn = alloc_near(req, &proof);
+	uint64_t pfn = alloc_near(req, &proof);
 	bool fresh = false, keep_proof = false;
-	if (!pfn && proof == Proof::kFreshFit) {
+	if (pfn == kNoFit && proof == Proof::kFreshFit) {
 		pfn = alloc_fresh(k, req, &keep_proof);
-		fresh = pfn.has_value();
+		fresh = pfn != kNoFit;
 	}
 	// The finger's proof holds after this allocation (the carve only takes
 	// FREE space away): taken by its search, or kept over frees below its leaf.
-	bool proved = pfn ? proof == Proof::kHolds : true;
-	if (!pfn) {
+	bool proved = pfn != kNoFit ? proof == Proof::kHolds : true;
+	if (pfn == kNoFit) {
 		activate(k);
 		Finger &f = fingers_[k];
 		f.shape = kNoShape; // the search writes its backtracking into the path
 		f.beside_shape = kNoShape;
 		f.proof_freed = kNoShape;
 		Gap beside;
-		pfn = search(npages, align, lo_pfn, hi_pfn, &f.path, &beside);
-		if (!pfn) return -ENOMEM;
+		const std::optional<uint64_t> found =
+		        search(npages, align, lo_pfn, hi_pfn, &f.path, &beside);
+		if (!found) return -ENOMEM;
+		pfn = *found;
 		f.shape = shape_;
 		f.beside_shape = shape_;
 		f.beside_epoch = grown_;
 		f.beside_gap = beside;
 		f.beside_hi_pfn = hi_pfn;
 	}
-	int rc = carve_path(cur().path, *pfn, *pfn + npages - 1, tag);
+	int rc = carve_path(cur().path, pfn, pfn + npages - 1, tag);
 	if (rc != 0) return rc;
 	if (fresh) {
 		// Finger k's proof covers this carve's segment, above its leaf: the
@@ -969,7 +976,7 @@ IOVAM_HOT int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn
 		undo_lo_ = 1;
 		undo_hi_ = 0;
 		if (keep_proof) fingers_[k].proof_freed = freed_;
-		*pfn_lo = *pfn;
+		*pfn_lo = pfn;
 		return 0;
 	}
 	// After the carve, whose undo record replaced any older one: the undo of
@@ -981,8 +988,8 @@ IOVAM_HOT int GapTree::allocate(uint64_t npages, uint64_t align, uint64_t lo_pfn
 	}
 	f.again_freed = freed_;
 	f.again = req;
-	f.again_pfn = *pfn;
-	*pfn_lo = *pfn;
+	f.again_pfn = pfn;
+	*pfn_lo = pfn;
 	return 0;
 }
 

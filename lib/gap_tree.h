@@ -347,10 +347,17 @@ private:
 
 	std::optional<uint64_t> search(uint64_t npages, uint64_t align, uint64_t lo_pfn,
 	                               uint64_t hi_pfn, Path *path, Gap *right) const noexcept;
-	static std::optional<uint64_t> leaf_fit(const Leaf *l, uint64_t min, uint64_t max,
-	                                        uint32_t top, uint64_t npages, uint64_t align,
-	                                        uint64_t lo_pfn, uint64_t hi_pfn,
-	                                        uint32_t *idx) noexcept;
+	// "No fit" from the fit tests of a leaf or a segment (no fit can start at
+	// the last pfn of the 64-bit space: init() asserts max_pfn is below it).
+	// Not std::optional: GCC 12 stored its flag and its value apart and then
+	// copied the two with one 16-byte load, which cannot be forwarded from
+	// the two stores and waits for them; the two such loads in allocate()
+	// held a fifth of its samples in profiles of BM_Tree_PairMixed at 8K and
+	// of allocations from the front of a fragmented layout.
+	static constexpr uint64_t kNoFit = ~uint64_t{0};
+	static uint64_t leaf_fit(const Leaf *l, uint64_t min, uint64_t max, uint32_t top,
+	                         uint64_t npages, uint64_t align, uint64_t lo_pfn, uint64_t hi_pfn,
+	                         uint32_t *idx) noexcept;
 	struct Request;
 	struct Finger;
 	// What the frees since a finger's search did to its proof (see Finger):
@@ -358,13 +365,11 @@ private:
 	// it that holds a fit, the new answer (kFreshFit); or unknown (kNone).
 	enum class Proof : uint8_t { kUnknown, kNone, kHolds, kFreshFit };
 	Proof proof_state(const Finger &f, const Request &r, uint64_t leaf_max) const noexcept;
-	static std::optional<uint64_t> span_fit(uint64_t lo, uint64_t hi,
-	                                        const Request &r) noexcept;
-	std::optional<uint64_t> alloc_near(const Request &r, Proof *proof) noexcept;
+	static uint64_t span_fit(uint64_t lo, uint64_t hi, const Request &r) noexcept;
+	uint64_t alloc_near(const Request &r, Proof *proof) noexcept;
 	bool known_above_leaf(const Finger &f, const Request &r, uint64_t leaf_max,
 	                      uint8_t need_order1, Proof *proof) const noexcept;
-	std::optional<uint64_t> alloc_fresh(uint32_t k, const Request &r,
-	                                    bool *keep_proof) noexcept;
+	uint64_t alloc_fresh(uint32_t k, const Request &r, bool *keep_proof) noexcept;
 	bool verify_node(const void *node, uint32_t level, uint64_t min, uint64_t max, Gap *gap,
 	                 Tag *first, Tag *last, Census *c, const char **why) const noexcept;
 	// A leaf's Gap over its FREE segments; may stop early once both fields
@@ -464,6 +469,7 @@ private:
 	// the undo of the carve before it.
 	void count_freed(FreedSpan made) noexcept
 	{
+		++erased_;
 		++freed_;
 		freed_log_[freed_ % kFreedLog] = made;
 		fresh_finger_ = cur_;
@@ -474,12 +480,29 @@ private:
 	void note_freed(uint64_t lo, uint64_t hi) noexcept
 	{
 		if (lo != undo_lo_ || hi != undo_hi_) return count_freed(FreedSpan{lo, hi});
+		++erased_;
 		undo_lo_ = 1;
 		undo_hi_ = 0;
 	}
 	// Counts the annotation changes that may have grown one: each makes what
 	// every finger but the one it went through passed over unknown.
 	uint64_t grown_ = 0;
+	// Every erase, the undo of a carve included (freed_ counts the others).
+	uint64_t erased_ = 0;
+	// proven_no_fit_above()'s last scan of a leaf that found no fit above pfn:
+	// while no erase, no change of shape and no move of the leaf's bounds has
+	// happened, the FREE space is no larger than it was (carves, reserves and
+	// retags only take it away), so the answer stands. The domain asks the
+	// same question on every pair that takes its pending free back (a range
+	// mapped and unmapped again and again, no erase between): with misaligned
+	// holes above it in its leaf (perf/BM_Tree_NearFit) that scan was most of
+	// the pair. Cost: seven compares.
+	struct TakeMemo {
+		const void *leaf = nullptr;
+		uint64_t erased = 0, shape = 0, pfn = 0, leaf_min = 0, leaf_max = 0;
+		Request r{};
+	};
+	TakeMemo take_memo_;
 	Finger fingers_[kSizeClasses + 1];
 	uint32_t cur_ = kLookupFinger;
 	uint32_t prev_ = kLookupFinger; // active before cur_: a free often follows two allocations

@@ -855,6 +855,10 @@ TEST(GapTreeNearAlloc, ABoundaryMovedElsewhereKeepsTheFinger)
 // allocated, the page above and below it, and a random pfn. It must also
 // answer true where the domain needs it (the pfn a 1-page allocation just
 // returned, nothing freed since): the domain's pending free depends on that.
+// Each question is asked twice, and the last ones asked are asked again after
+// every step: an answer the tree remembers (its last scan that found no fit,
+// see TakeMemo in gap_tree.h) must still hold after carves, and be dropped
+// after any erase, the undo of a carve included.
 TEST(GapTreeNearAlloc, ProvenNoFitAboveOnlySaysWhatASearchConfirms)
 {
 	NearFitTree t(3000, 1, 2);
@@ -862,8 +866,11 @@ TEST(GapTreeNearAlloc, ProvenNoFitAboveOnlySaysWhatASearchConfirms)
 	std::mt19937_64 rng(11);
 	std::vector<uint64_t> live;
 	uint64_t asked = 0, proven = 0, top_asked = 0, top_proven = 0;
-	auto ask = [&](uint64_t npages, uint64_t align, uint64_t pfn) {
-		if (pfn > tree.max_pfn()) return false;
+	struct Question {
+		uint64_t npages, align, pfn;
+	};
+	std::vector<Question> recent;
+	auto ask_once = [&](uint64_t npages, uint64_t align, uint64_t pfn) {
 		++asked;
 		if (!tree.proven_no_fit_above(npages, align, 0, UINT64_MAX, pfn)) return false;
 		++proven;
@@ -871,6 +878,14 @@ TEST(GapTreeNearAlloc, ProvenNoFitAboveOnlySaysWhatASearchConfirms)
 		             tree.find_gap(npages, align, pfn + 1, tree.max_pfn()).has_value())
 		        << "a fit of " << npages << " pages (align " << align << ") above " << pfn;
 		return true;
+	};
+	auto ask = [&](uint64_t npages, uint64_t align, uint64_t pfn) {
+		if (pfn > tree.max_pfn()) return false;
+		const bool first = ask_once(npages, align, pfn);
+		EXPECT_EQ(ask_once(npages, align, pfn), first) << "asked again at once, " << pfn;
+		recent.push_back(Question{npages, align, pfn});
+		if (recent.size() > 8) recent.erase(recent.begin());
+		return first;
 	};
 	for (int step = 0; step < 20000 && !::testing::Test::HasFailure(); ++step) {
 		const bool aligned = rng() % 2 == 0;
@@ -884,12 +899,16 @@ TEST(GapTreeNearAlloc, ProvenNoFitAboveOnlySaysWhatASearchConfirms)
 			top_proven += ask(npages, align, pfn) && top;
 			ask(npages, align, pfn + 1);
 			if (pfn > 0) ask(npages, align, pfn - 1);
+		} else if (rng() % 4 == 0) {
+			t.erase(live.back()); // often the undo of the carve just before
+			live.pop_back();
 		} else {
 			const size_t v = rng() % live.size();
 			t.erase(live[v]);
 			live[v] = live.back();
 			live.pop_back();
 		}
+		for (const Question &q : recent) ask_once(q.npages, q.align, q.pfn);
 		ask(npages, align, rng() % (tree.max_pfn() + 1));
 	}
 	EXPECT_GT(proven, asked / 10) << "proven " << proven << " of " << asked;
