@@ -921,13 +921,13 @@ IOVAM_HOT bool GapTree::proven_no_fit_above(uint64_t npages, uint64_t align, uin
 	if (pfn >= s.max) return true;
 	TakeMemo &m = take_memo_;
 	if (m.leaf == s.node && m.erased == erased_ && m.shape == shape_ && m.pfn == pfn &&
-	    m.leaf_min == s.min && m.leaf_max == s.max && m.r == r)
+	    m.r == r)
 		return true;
 	uint32_t i = 0;
 	const bool none =
 	        leaf_fit(static_cast<const Leaf *>(s.node), s.min, s.max, node_count(s.node) - 1u,
 	                 npages, align, std::max(lo_pfn, pfn + 1), r.hi_pfn, &i) == kNoFit;
-	if (none) m = TakeMemo{s.node, erased_, shape_, pfn, s.min, s.max, r};
+	if (none) m = TakeMemo{s.node, erased_, shape_, pfn, r};
 	return none;
 }
 

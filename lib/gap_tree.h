@@ -490,16 +490,18 @@ private:
 	// Every erase, the undo of a carve included (freed_ counts the others).
 	uint64_t erased_ = 0;
 	// proven_no_fit_above()'s last scan of a leaf that found no fit above pfn:
-	// while no erase, no change of shape and no move of the leaf's bounds has
-	// happened, the FREE space is no larger than it was (carves, reserves and
-	// retags only take it away), so the answer stands. The domain asks the
-	// same question on every pair that takes its pending free back (a range
-	// mapped and unmapped again and again, no erase between): with misaligned
-	// holes above it in its leaf (perf/BM_Tree_NearFit) that scan was most of
-	// the pair. Cost: seven compares.
+	// while no erase and no change of shape has happened, the FREE space is
+	// no larger than it was (carves, reserves and retags only take it away)
+	// and the leaf's bounds are where they were (only erase_across() moves
+	// one without changing the shape, and it is an erase), so the answer
+	// stands. The domain asks the same question on every pair that takes its
+	// pending free back (a range mapped and unmapped again and again, no
+	// erase between): with misaligned holes above it in its leaf
+	// (perf/BM_Tree_NearFit) that scan was most of the pair. Cost: five
+	// compares.
 	struct TakeMemo {
 		const void *leaf = nullptr;
-		uint64_t erased = 0, shape = 0, pfn = 0, leaf_min = 0, leaf_max = 0;
+		uint64_t erased = 0, shape = 0, pfn = 0;
 		Request r{};
 	};
 	TakeMemo take_memo_;

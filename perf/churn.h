@@ -22,9 +22,9 @@
  *
  * Google Benchmark calls a benchmark function more than once (to size the
  * run, then once per repetition). Each call makes a Churn, which continues the
- * layout's random sequence (Layout::churn_rng); since 2026-11-28 every call of
- * BM_Tree_Churn* builds its layout afresh (bench_tree.cc), and the sequence
- * starts afresh with it. Until 2026-11-27 each call
+ * layout's random sequence (Layout::churn_rng); since 2026-11-28 BM_Tree_Churn*
+ * builds its layout afresh for every round of N / 2 pairs (bench_tree.cc),
+ * and the sequence starts afresh with it. Until 2026-11-27 each call
  * restarted its own generator, so it drew the same slots again; those held
  * the ranges the call before had allocated, and every call after the first
  * freed them in the order they were made, mostly in leaves still in cache: at
