@@ -38,6 +38,10 @@ static_assert(offsetof(GapTree::Inner, pivot) == 24 && offsetof(GapTree::Inner, 
                       offsetof(GapTree::Inner, child) == 176,
               "inner layout as pictured in gap_tree.h");
 static_assert(GapTree::kLeafSlots < 256 && GapTree::kInnerSlots < 256, "counts fit a byte");
+static_assert(offsetof(GapTree::Inner, pivot) >= 8 &&
+                      offsetof(GapTree::Inner, pivot) + 8 * GapTree::kInnerSlots <=
+                              NodePool::kNodeBytes,
+              "child_bounds() reads a word on either side of the pivots, inside the node");
 static_assert(2 * GapTree::kLeafSlots <= 64, "two tag bits per segment fit one u64");
 static_assert(NodePool::kNodeBytes % NodePool::kNodeAlign == 0, "nodes tile cache lines");
 static_assert(NodePool::kNodeBytes == size_t{1} << PathHints::kNodeShift,
@@ -190,6 +194,27 @@ inline uint32_t inner_index(const uint64_t *pivot, uint64_t pfn)
 #pragma GCC unroll 16
 	for (uint32_t k = 0; k < GapTree::kInnerSlots - 1; ++k) i += pivot[k] < pfn;
 	return i;
+}
+
+// Inner node in's child i covers [*min, *max] of its parent's range (given in
+// *min and *max): pivot[i - 1] + 1 unless i is 0, to pivot[i] unless i is the
+// last. Without a branch on i: a random descent takes the first or the last
+// child at one level in four, and the two branches GCC made of the ifs
+// mispredicted there. So both neighbour words are read whatever i is, at
+// byte offsets inside the node: for i == 0 the word before pivot[0] (order1
+// and spare bytes), for i == 9 the one after pivot[8] (max_gap[0]); the masks
+// drop them. Cost: two loads, two compares, six logic operations.
+[[gnu::always_inline]] inline void child_bounds(const GapTree::Inner *in, uint32_t i, uint64_t *min,
+                                                uint64_t *max)
+{
+	const char *base = reinterpret_cast<const char *>(in) + offsetof(GapTree::Inner, pivot);
+	uint64_t below, at;
+	std::memcpy(&below, base + 8 * (static_cast<ptrdiff_t>(i) - 1), sizeof(below));
+	std::memcpy(&at, base + 8 * static_cast<ptrdiff_t>(i), sizeof(at));
+	const uint64_t has_below = 0 - static_cast<uint64_t>(i > 0);
+	const uint64_t has_at = 0 - static_cast<uint64_t>(i + 1 < in->count);
+	*min = (*min & ~has_below) | ((below + 1) & has_below);
+	*max = (*max & ~has_at) | (at & has_at);
 }
 
 } // namespace
@@ -382,8 +407,7 @@ IOVAM_HOT void GapTree::descend(uint64_t pfn, Path &p) const noexcept
 		auto *in = static_cast<Inner *>(node);
 		uint32_t i = inner_index(in->pivot, pfn);
 		p.s[l] = Step{node, i, min, max};
-		if (i > 0) min = in->pivot[i - 1] + 1;
-		if (i + 1 < in->count) max = in->pivot[i];
+		child_bounds(in, i, &min, &max);
 		node = in->child[i];
 		prefetch_node(node);
 	}
