@@ -213,7 +213,7 @@ void bm_near_fit(benchmark::State &state, const std::string &name)
  * one and the growth from 1K to 1M is that of N alone. Until 2026-11-28 the
  * timed run was as many pairs as 0.2 s took: the first half million at 1M,
  * but some 6000 rounds of the live set at 1K, late in a churn that had
- * converged (32 ns there against about 250 for its first N / 2 pairs); and
+ * converged (32 ns there against about 175 for its first N / 2 pairs); and
  * before that the calls continued one layout, so the timed run fell wherever
  * the sizing runs had left the churn (41 ns at 1M in one run, 343-355 in
  * others of the same hour). The walks cost so much more per pair at 1M that
