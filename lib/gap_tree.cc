@@ -1405,7 +1405,7 @@ IOVAM_HOT Segment GapTree::erase_looked_up(Tag expect) noexcept
 		pending_leaf_ = nullptr; // the carve undone: the leaf is as it was
 	else
 		settle_slow(true); // this erase may have grown the leaf's gap past the estimate
-	if (l->count < kLeafMin && (next_free || prev_free)) rebalance_at(lo);
+	if (l->count < kLeafMin && (next_free || prev_free)) (void)rebalance_path(p);
 	return seg;
 }
 
@@ -1646,10 +1646,25 @@ void GapTree::remove_empty_branch(Path &q, uint32_t lca) noexcept
 }
 
 // Restore fill after nodes on the path to pfn lost entries; collapse the root.
+// The annotations on the path are recomputed from the leaf up: the callers
+// may have left them behind.
 void GapTree::rebalance_at(uint64_t pfn) noexcept
 {
 	Path p;
 	descend(pfn, p);
+	if (rebalance_path(p)) fix_gaps_at(pfn);
+}
+
+// Restore fill along p, whose annotations are exact (no shrink pending on it);
+// collapse the root. They stay exact without a walk up: a step moves entries
+// between two siblings and sets both their annotations in the parent from
+// what they hold now, and the parent's subtree holds the same segments as
+// before, so its own annotation, and every one above, is unchanged. (The
+// erase that calls this saved a second descent to pfn and a recompute of the
+// path; with random frees of 1-page ranges a leaf falls below kLeafMin about
+// once every eleven.)
+bool GapTree::rebalance_path(Path &p) noexcept
+{
 	bool changed = false;
 	for (uint32_t l = p.n - 1; l >= 1; --l) {
 		uint32_t min = l + 1 == p.n ? kLeafMin : kInnerMin;
@@ -1662,7 +1677,7 @@ void GapTree::rebalance_at(uint64_t pfn) noexcept
 		free_node(old);
 		changed = true;
 	}
-	if (changed) fix_gaps_at(pfn);
+	return changed;
 }
 
 namespace
