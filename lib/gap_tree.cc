@@ -1666,6 +1666,7 @@ void GapTree::rebalance_at(uint64_t pfn) noexcept
 // with them, 1 625 without.)
 bool GapTree::rebalance_path(Path &p) noexcept
 {
+	assert(pending_leaf_ == nullptr && "a pending shrink leaves its path over-estimated");
 	bool changed = false;
 	for (uint32_t l = p.n - 1; l >= 1; --l) {
 		uint32_t min = l + 1 == p.n ? kLeafMin : kInnerMin;
