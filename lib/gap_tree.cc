@@ -1405,7 +1405,7 @@ IOVAM_HOT Segment GapTree::erase_looked_up(Tag expect) noexcept
 		pending_leaf_ = nullptr; // the carve undone: the leaf is as it was
 	else
 		settle_slow(true); // this erase may have grown the leaf's gap past the estimate
-	if (l->count < kLeafMin && (next_free || prev_free)) (void)rebalance_path(p);
+	if (l->count < kLeafMin && (next_free || prev_free)) rebalance_path(p);
 	return seg;
 }
 
@@ -1646,13 +1646,12 @@ void GapTree::remove_empty_branch(Path &q, uint32_t lca) noexcept
 }
 
 // Restore fill after nodes on the path to pfn lost entries; collapse the root.
-// The annotations on the path are recomputed from the leaf up: the callers
-// may have left them behind.
+// Every caller has made the path's annotations exact first (rebalance_path()).
 void GapTree::rebalance_at(uint64_t pfn) noexcept
 {
 	Path p;
 	descend(pfn, p);
-	if (rebalance_path(p)) fix_gaps_at(pfn);
+	rebalance_path(p);
 }
 
 // Restore fill along p, whose annotations are exact (no shrink pending on it);
@@ -1664,22 +1663,19 @@ void GapTree::rebalance_at(uint64_t pfn) noexcept
 // path: with random frees of 1-page ranges at 8K live, a leaf falls below
 // kLeafMin after about one in 26, and its rebalance took 2 990 instructions
 // with them, 1 625 without.)
-bool GapTree::rebalance_path(Path &p) noexcept
+void GapTree::rebalance_path(Path &p) noexcept
 {
 	assert(pending_leaf_ == nullptr && "a pending shrink leaves its path over-estimated");
-	bool changed = false;
 	for (uint32_t l = p.n - 1; l >= 1; --l) {
 		uint32_t min = l + 1 == p.n ? kLeafMin : kInnerMin;
-		if (node_count(p.s[l].node) < min) changed |= rebalance_step(p, l);
+		if (node_count(p.s[l].node) < min) rebalance_step(p, l);
 	}
 	while (height_ > 1 && node_count(root_) == 1) {
 		void *old = root_;
 		root_ = static_cast<Inner *>(old)->child[0];
 		--height_;
 		free_node(old);
-		changed = true;
 	}
-	return changed;
 }
 
 namespace
@@ -1696,12 +1692,12 @@ struct InnerRun {
 } // namespace
 
 // Merge the node at p.s[level] with a sibling, or even them out when together
-// they do not fit one node. Returns true if anything moved.
-bool GapTree::rebalance_step(Path &p, uint32_t level) noexcept
+// they do not fit one node.
+void GapTree::rebalance_step(Path &p, uint32_t level) noexcept
 {
 	++shape_; // leaf ranges or inner pivots may move
 	auto *parent = static_cast<Inner *>(p.s[level - 1].node);
-	if (parent->count < 2) return false; // no sibling: the parent level deals with it
+	if (parent->count < 2) return; // no sibling: the parent level deals with it
 	const uint32_t j = p.s[level - 1].idx;
 	const uint32_t ja = j > 0 ? j - 1 : j; // left of the pair
 	const uint64_t pmin = p.s[level - 1].min, pmax = p.s[level - 1].max;
@@ -1732,7 +1728,7 @@ bool GapTree::rebalance_step(Path &p, uint32_t level) noexcept
 			parent->pivot[ja] = hi[cut - 1];
 			set_child_gap(parent, ja, leaf_gap(la, amin, hi[cut - 1]));
 			set_child_gap(parent, ja + 1, leaf_gap(lb, hi[cut - 1] + 1, bmax));
-			return true;
+			return;
 		}
 		set_child_gap(parent, ja, leaf_gap(la, amin, bmax));
 	} else {
@@ -1768,7 +1764,7 @@ bool GapTree::rebalance_step(Path &p, uint32_t level) noexcept
 			parent->pivot[ja] = run.pivot[cut - 1];
 			set_child_gap(parent, ja, inner_gap(ia));
 			set_child_gap(parent, ja + 1, inner_gap(ib));
-			return true;
+			return;
 		}
 		set_child_gap(parent, ja, inner_gap(ia));
 	}
@@ -1782,7 +1778,6 @@ bool GapTree::rebalance_step(Path &p, uint32_t level) noexcept
 	parent->count = static_cast<uint8_t>(n - 1);
 	seal_pivots(parent);
 	free_node(b);
-	return true;
 }
 
 // ---------------------------------------------------------------------------

@@ -341,8 +341,8 @@ private:
 	void absorb_next(uint64_t pfn) noexcept;
 	void remove_empty_branch(Path &q, uint32_t lca) noexcept;
 	void rebalance_at(uint64_t pfn) noexcept;
-	bool rebalance_path(Path &p) noexcept;
-	bool rebalance_step(Path &p, uint32_t level) noexcept;
+	void rebalance_path(Path &p) noexcept;
+	void rebalance_step(Path &p, uint32_t level) noexcept;
 	void free_node(void *node) noexcept;
 	void *take_node(Stash &st) noexcept;
 
