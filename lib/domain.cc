@@ -134,6 +134,16 @@ uint64_t Domain::pending_takes() noexcept
 	return pending_takes_;
 }
 
+void Domain::prefetch_free_unlocked(uint64_t pfn, int stage) const noexcept
+{
+	if (stage == 0) {
+		cache_->prefetch_live(pfn);
+		tree_.prefetch_hints(pfn);
+	} else {
+		tree_.prefetch_path(pfn);
+	}
+}
+
 // ---------------------------------------------------------------------------
 // The 32-bit estimate
 

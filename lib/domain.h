@@ -60,6 +60,10 @@ public:
 	void fail_node_alloc(uint32_t one_in, uint64_t seed) noexcept;
 	// Allocations that took back the pending free (iovam_test.h).
 	uint64_t pending_takes() noexcept;
+	// The test hook iovam_test_prefetch_free(): no lock, the caller is the
+	// domain's only user. Stage 0 asks for pfn's live byte and hints' slots,
+	// stage 1 reads the slots and asks for the nodes they name.
+	void prefetch_free_unlocked(uint64_t pfn, int stage) const noexcept;
 	// Checked (the default) or unchecked fast frees; see live_map.h. Only
 	// while no range is allocated: -EBUSY otherwise (a range allocated in one
 	// mode would be misjudged in the other). Not concurrently with other calls.

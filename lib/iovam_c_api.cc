@@ -166,3 +166,8 @@ IOVAM_EXPORT uint64_t iovam_test_pending_takes(iovam_domain *d)
 {
 	return d != nullptr ? dom(d)->pending_takes() : 0;
 }
+
+IOVAM_EXPORT void iovam_test_prefetch_free(iovam_domain *d, uint64_t pfn, int stage)
+{
+	if (d != nullptr && (stage == 0 || stage == 1)) dom(d)->prefetch_free_unlocked(pfn, stage);
+}

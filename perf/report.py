@@ -320,6 +320,21 @@ def churn_phases_markdown(phases):
     return out
 
 
+def churn_floor_markdown(floor):
+    """The 1-page churn plain and with an oracle's prefetches (churn_floor.cc)."""
+    if not floor or not floor.get("sizes"):
+        return []
+    out = ["", "### iovam 1-page churn with an oracle: how far hiding the free's misses could take it", "",
+           f"The same churn (first N / 2 pairs from the layout as built, medians of alternated rounds), "
+           f"plain and with an oracle that knows every victim ahead: it asks for the victim's live byte and "
+           f"path hints' slots {floor['stage0_ahead']} pairs ahead and for the nodes they name "
+           f"{floor['stage1_ahead']} pairs ahead. Where the oracle stays above a target, no scheme that "
+           "overlaps a single free's misses with other work reaches it. `perf/churn_floor.cc` explains.",
+           "", "| live ranges | plain (ns/pair) | oracle (ns/pair) |", "|---|---|---|"]
+    out += [f"| {s['live']} | {s['plain_ns']:.0f} | {s['oracle_ns']:.0f} |" for s in floor["sizes"]]
+    return out
+
+
 def load_jsonl(path):
     try:
         with open(path) as f:
@@ -545,6 +560,7 @@ def main():
     latency = [l for l in (load_json(p) for p in sorted(glob.glob(os.path.join(opt.out, "latency_*.json")))) if l]
     cg = load_json(os.path.join(opt.out, "callgrind.json"))
     phases = load_json(os.path.join(opt.out, "churn_phases.json"))
+    floor = load_json(os.path.join(opt.out, "churn_floor.json"))
     dyn_runs = load_jsonl(os.path.join(opt.out, "dyn_map.jsonl"))
     dyn_rows = dyn_map_rows(dyn_runs)
     dyn_meta = load_json(os.path.join(opt.out, "dyn_map_meta.json"))
@@ -590,6 +606,7 @@ def main():
         "latency_memory": latency,
         "callgrind": cg,
         "churn_phases": phases,
+        "churn_floor": floor,
         "dyn_map": {"runs": dyn_runs, "medians": dyn_rows, "meta": dyn_meta, "skipped": dyn_skipped},
     }
     with open(os.path.join(opt.out, "results.json"), "w") as f:
@@ -597,6 +614,7 @@ def main():
     with open(os.path.join(opt.out, "summary.md"), "w") as f:
         f.write(markdown(sections, meta, topology, threads, threads_spread, machine, free))
         f.write("\n".join(churn_phases_markdown(phases)) + "\n")
+        f.write("\n".join(churn_floor_markdown(floor)) + "\n")
         f.write("\n".join(dyn_map_markdown(dyn_rows, dyn_skipped, dyn_meta)) + "\n")
         if plots:
             f.write("\nPlots: " + ", ".join(f"[{p}]({p})" for p in plots) + "\n")

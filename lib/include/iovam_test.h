@@ -39,6 +39,17 @@ void iovam_test_fail_create_alloc(uint32_t nth);
  */
 uint64_t iovam_test_pending_takes(struct iovam_domain *d);
 
+/**
+ * Ask the caches for what an iovam_free() of pfn will read, as a perf probe's
+ * oracle that knows the frees ahead (perf/churn_floor.cc): stage 0, the
+ * range's live byte and its path hints' slots; stage 1, the tree nodes those
+ * slots name (read them first: stage 0 one step or more before). It only
+ * prefetches: nothing changes, whatever pfn is. Without the domain lock, so
+ * the caller must be the domain's only user while it calls this. NULL d or a
+ * stage other than 0 and 1: a no-op.
+ */
+void iovam_test_prefetch_free(struct iovam_domain *d, uint64_t pfn, int stage);
+
 #ifdef __cplusplus
 }
 #endif

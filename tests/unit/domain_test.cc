@@ -1246,4 +1246,48 @@ TEST(Memory, PathHintPagesCountAndGoBackAfterAMassFree)
 	VERIFY(d.get());
 }
 
+// --- the perf oracle's hook (iovam_test_prefetch_free(), perf/churn_floor.cc) ---
+
+// It only prefetches: two domains built alike answer a churn alike after one
+// of them was asked for every live range (and bad input) in both stages. Big
+// enough that descents use the path hints (four levels and up).
+TEST(PrefetchFreeHook, ChangesNothing)
+{
+	auto a = make(kG4K, 1, 1 << 20);
+	auto b = make(kG4K, 1, 1 << 20);
+	std::vector<uint64_t> live;
+	for (int i = 0; i < 60000; ++i) {
+		const uint64_t pa = alloc_ok(a.get(), 1, UINT64_MAX, false);
+		ASSERT_EQ(alloc_ok(b.get(), 1, UINT64_MAX, false), pa);
+		live.push_back(pa);
+	}
+	std::mt19937_64 rng(7);
+	std::shuffle(live.begin(), live.end(), rng);
+	for (size_t i = 0; i < live.size() / 2; ++i) {
+		ASSERT_EQ(iovam_free(a.get(), live[i]), 0);
+		ASSERT_EQ(iovam_free(b.get(), live[i]), 0);
+	}
+	live.erase(live.begin(), live.begin() + static_cast<long>(live.size() / 2));
+	const iovam_stats before = stats_of(a.get());
+	EXPECT_GT(before.tree_bytes, 1000u * 256) << "thousands of leaves: five levels";
+	for (uint64_t pfn : live)
+		for (int stage : {0, 1}) iovam_test_prefetch_free(a.get(), pfn, stage);
+	for (uint64_t pfn : {uint64_t{0}, uint64_t{1} << 20, uint64_t{1} << 40, UINT64_MAX})
+		for (int stage : {-1, 0, 1, 2, 1000}) iovam_test_prefetch_free(a.get(), pfn, stage);
+	for (int stage : {0, 1}) iovam_test_prefetch_free(nullptr, live[0], stage);
+	VERIFY(a.get());
+	EXPECT_TRUE(same_stats(stats_of(a.get()), before));
+	for (size_t i = 0; i < 2000; ++i) {
+		const uint64_t pa = alloc_ok(a.get(), 1, UINT64_MAX, false);
+		ASSERT_EQ(alloc_ok(b.get(), 1, UINT64_MAX, false), pa) << i;
+		const size_t v = rng() % live.size();
+		ASSERT_EQ(iovam_free(a.get(), live[v]), 0);
+		ASSERT_EQ(iovam_free(b.get(), live[v]), 0);
+		live[v] = pa;
+	}
+	VERIFY(a.get());
+	VERIFY(b.get());
+	EXPECT_TRUE(same_stats(stats_of(a.get()), stats_of(b.get())));
+}
+
 } // namespace
