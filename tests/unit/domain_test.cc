@@ -1269,7 +1269,7 @@ TEST(PrefetchFreeHook, ChangesNothing)
 	}
 	live.erase(live.begin(), live.begin() + static_cast<long>(live.size() / 2));
 	const iovam_stats before = stats_of(a.get());
-	EXPECT_GT(before.tree_bytes, 1000u * 256) << "thousands of leaves: five levels";
+	EXPECT_GT(before.tree_bytes, 1000u * 256) << "a big tree: the hints start at four levels";
 	for (uint64_t pfn : live)
 		for (int stage : {0, 1}) iovam_test_prefetch_free(a.get(), pfn, stage);
 	for (uint64_t pfn : {uint64_t{0}, uint64_t{1} << 20, uint64_t{1} << 40, UINT64_MAX})
